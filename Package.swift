@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// StyleDiffusion: LoRA / DreamBooth training and sampling for Stable-Diffusion-style models, on the CPU.
+import PackageDescription
+
+/// Flags measured to matter (see README "Performance"): AVX-512 code generation and unchecked
+/// arithmetic in the numeric targets. `-target-cpu` alone is worth ~250x on the SIMD kernels.
+/// Kernels are optimised in debug builds too, so `swift test` runs model-sized checks quickly.
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids"],
+                 .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids"],
+                 .when(configuration: .debug)),
+]
+let cpuFlags: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "sapphirerapids"]),
+]
+let language: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "StyleDiffusion",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    targets: [
+        // MARK: - Numerical base
+        .target(name: "TensorCore", swiftSettings: language + kernelFlags),
+        .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: language + kernelFlags),
+        .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
+
+        // MARK: - Formats
+        .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: language + kernelFlags),
+
+        // MARK: - Models and sampling
+        .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
+        .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+
+        // MARK: - Executables
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"],
+                          swiftSettings: language + kernelFlags),
+
+        // MARK: - Tests
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["TensorCore", "SafeTensors"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "SchedulersTests", dependencies: ["TensorCore", "Schedulers"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+    ]
+)

@@ -1,0 +1,1 @@
+// Module tree, layers and strict state-dict loading with diffusers/transformers key paths.

@@ -1,0 +1,1 @@
+// Noise schedules, sigma spacings and samplers.
