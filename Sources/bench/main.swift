@@ -1,3 +1,19 @@
 // bench: kernel, model and I/O benchmarks. `swift run -c release bench --help`.
+// Each suite lives in its own file and is listed here.
 import Foundation
-print("usage: bench kernels|io|unet|vae|text|generate|train [--json]")
+
+let suites: [(name: String, summary: String)] = [
+    ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
+]
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let suite = arguments.first, suite != "--help", suite != "-h" else {
+    print("usage: bench <suite> [options]\n")
+    for s in suites { print("  \(s.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(s.summary)") }
+    exit(arguments.isEmpty ? 2 : 0)
+}
+switch suite {
+default:
+    FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
+    exit(2)
+}
