@@ -24,3 +24,26 @@ final class TensorTests: XCTestCase {
         XCTAssertNil(Tensor.elementCount([-1, 2]))
     }
 }
+
+final class ParallelTests: XCTestCase {
+    func testSlicesCoverEveryIndexOnce() {
+        for workers in 1...3 {
+            let count = 17
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            defer { hits.deallocate() }
+            Parallel.forEach(count: count, workers: workers) { hits[$0] += 1 }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: hits, count: count)), Array(repeating: 1, count: count))
+        }
+    }
+
+    func testScopedThreadCount() {
+        Parallel.$maxThreads.withValue(1) {
+            XCTAssertEqual(Parallel.workers(for: 1_000_000, minWorkPerThread: 1), 1)
+        }
+        Parallel.$maxThreads.withValue(2) {
+            XCTAssertEqual(Parallel.workers(for: 1_000_000, minWorkPerThread: 1000), 2)
+            XCTAssertEqual(Parallel.workers(for: 1500, minWorkPerThread: 1000), 1)
+        }
+    }
+}
