@@ -126,6 +126,16 @@ HANDWRITTEN = [
     "\u00bf\u00a1 \u00ab guillemets \u00bb \u201csmart quotes\u201d \u2018single\u2019 \u2014 dash \u2026",
     "ɐ ʃ ŋ θ ð æ ø å œ",
     "\u0130 \u1e9e \u01c5 \u1f88",
+    "\u1100\u1161\u11a8 \u1112\u1161\u11ab",  # conjoining jamo: NFC composes Hangul syllables
+    "next\u0085line\u2028sep\u2029para\u1680ogham",
+    "IT'S WE'LL THEY'RE I'VE I'M HE'D DON'T",
+    "''s '''t 's' rock'n'roll o'clock",
+    "trailing apostrophe' and 'leading",
+    "arabic digits \u0663\u0664\u0665 devanagari \u0967\u0968 fullwidth \uff11\uff12\uff13 ½¼",
+    "fullwidth \uff21\uff22\uff23 letters and \uff01\uff1f punctuation",
+    "\u0301\u0302 leading combining marks !\u0301",
+    "x" * 300,
+    ", ".join(["dog"] * 100),
 ]
 
 WORDS = (
