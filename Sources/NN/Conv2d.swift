@@ -36,6 +36,13 @@ public final class Conv2d: Module {
         return y
     }
 
+    /// PyTorch's default: weight and bias uniform in ±1/√(Cin·kh·kw).
+    public override func resetParameters(random: inout PhiloxRandom) {
+        let bound = 1 / Float(max(inChannels * kernelSize * kernelSize, 1)).squareRoot()
+        weight.value = random.uniform(shape: weight.shape, low: -bound, high: bound)
+        if let bias { bias.value = random.uniform(shape: bias.shape, low: -bound, high: bound) }
+    }
+
     public override func namedAdapterParameters() -> [(String, Variable)] {
         adapters.flatMap(\.adapterParameters)
     }
