@@ -72,6 +72,16 @@ extension Module {
         return out
     }
 
+    /// The descendant at a key path (`"down_blocks.0.attentions.0"`; `""` is `self`), or nil.
+    public func module(at path: String) -> Module? {
+        var current: Module = self
+        for segment in path.split(separator: ".", omittingEmptySubsequences: true) {
+            guard let child = current.namedChildren().first(where: { $0.0 == segment })?.1 else { return nil }
+            current = child
+        }
+        return current
+    }
+
     /// Every checkpoint parameter with its full key path, in tree order (adapters excluded).
     public func namedParameters() -> [(String, Variable)] {
         parameterSlots().map { ($0.key, $0.parameter) }

@@ -43,7 +43,12 @@ final class ModuleTreeTests: XCTestCase {
             "down_blocks.1.attentions.1.to_q.weight",
             "down_blocks.1.attentions.1.to_out.0.weight", "down_blocks.1.attentions.1.to_out.0.bias",
         ])
-        XCTAssertTrue(TinyModel().namedModules().map(\.0).contains("down_blocks.1.attentions.0.to_out.0"))
+        let model = TinyModel()
+        XCTAssertTrue(model.namedModules().map(\.0).contains("down_blocks.1.attentions.0.to_out.0"))
+        XCTAssertTrue(model.module(at: "down_blocks.1.attentions.0.to_out.0") === model.down_blocks[1].attentions[0].to_out[0])
+        XCTAssertTrue(model.module(at: "") === model)
+        XCTAssertNil(model.module(at: "down_blocks.2"))
+        XCTAssertNil(model.module(at: "down_blocks.1.conv_shortcut"), "an absent optional child has no path")
     }
 
     func testStateDictRoundTripsThroughLoad() throws {
