@@ -52,7 +52,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SchedulersTests", dependencies: ["TensorCore", "Schedulers"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
-        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
+        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )
