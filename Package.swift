@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
