@@ -71,8 +71,9 @@ public final class BPETokenizer: @unchecked Sendable {
         padTokenID = try id(configuration.padToken, "pad")
         unkTokenID = try id(configuration.unkToken, "unk")
         vocabularySize = vocabulary.count
-        guard configuration.modelMaxLength >= 2 else {
-            throw TokenizerError.invalidFile(path: "tokenizer_config.json", reason: "model_max_length must be ≥ 2")
+        guard (2...TokenizerConfiguration.maxSequenceLength).contains(configuration.modelMaxLength) else {
+            throw TokenizerError.invalidConfiguration(
+                "model_max_length \(configuration.modelMaxLength) is outside 2...\(TokenizerConfiguration.maxSequenceLength)")
         }
         var idToToken: [Int: String] = [:]
         idToToken.reserveCapacity(vocabulary.count)
@@ -140,14 +141,13 @@ public final class BPETokenizer: @unchecked Sendable {
     /// Text of the ids: tokens joined, "</w>" read as a space, bytes decoded as UTF-8
     /// (invalid sequences become U+FFFD); special tokens are left out.
     public func decode(_ ids: [Int]) -> String {
-        let inverse = Dictionary(uniqueKeysWithValues: ByteToUnicode.table.enumerated().map { ($1, UInt8($0)) })
         let specials = Set([bosTokenID, eosTokenID, padTokenID, unkTokenID])
         var bytes: [UInt8] = []
         for id in ids where !specials.contains(id) {
             guard let token = idToToken[id] else { continue }
             let isEnd = token.hasSuffix("</w>")
             for c in isEnd ? String(token.dropLast(4)) : token {
-                if let b = inverse[c] { bytes.append(b) }
+                if let b = ByteToUnicode.bytes[c] { bytes.append(b) }
             }
             if isEnd { bytes.append(32) }
         }
@@ -162,7 +162,7 @@ public final class BPETokenizer: @unchecked Sendable {
 
     private func appendTokens(of segment: ArraySlice<Unicode.Scalar>, to ids: inout [Int]) {
         guard !segment.isEmpty else { return }
-        let normalized = CLIPTextNormalizer.normalize(Substring(String(String.UnicodeScalarView(segment))))
+        let normalized = CLIPTextNormalizer.normalize(String(String.UnicodeScalarView(segment)))
         for piece in CLIPTextNormalizer.preTokenize(normalized) {
             ids.append(contentsOf: bpe(String(String.UnicodeScalarView(piece))))
         }

@@ -15,11 +15,11 @@ import Foundation
 enum CLIPTextNormalizer {
     /// NFC, every run of white space → one space, per-scalar full lower-case mapping (no final-sigma rule,
     /// as Rust's `char::to_lowercase` does).
-    static func normalize(_ text: Substring) -> [Unicode.Scalar] {
-        var composed = String(text)
+    static func normalize(_ text: String) -> [Unicode.Scalar] {
+        var composed = text
         if text.unicodeScalars.contains(where: { $0.value >= 0x300 }) {
             // Below U+0300 every string is already in NFC (no combining marks, no Hangul jamo).
-            composed = composed.precomposedStringWithCanonicalMapping
+            composed = text.precomposedStringWithCanonicalMapping
         }
         var out: [Unicode.Scalar] = []
         out.reserveCapacity(composed.unicodeScalars.count)
@@ -126,4 +126,8 @@ enum ByteToUnicode {
         }
         return table
     }()
+
+    /// The inverse of `table`.
+    static let bytes: [Character: UInt8] =
+        Dictionary(uniqueKeysWithValues: table.enumerated().map { ($0.element, UInt8($0.offset)) })
 }

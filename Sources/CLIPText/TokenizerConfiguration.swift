@@ -9,6 +9,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unreadableFile(path: String, reason: String)
     case invalidFile(path: String, reason: String)
     case unknownSpecialToken(token: String, role: String)
+    case invalidConfiguration(String)
 
     public var description: String {
         switch self {
@@ -17,6 +18,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .invalidFile(let path, let reason): return "invalid tokenizer file \(path): \(reason)"
         case .unknownSpecialToken(let token, let role):
             return "\(role) token \"\(token)\" is not in the vocabulary (vocab.json)"
+        case .invalidConfiguration(let message): return "invalid tokenizer configuration: \(message)"
         }
     }
 }
@@ -31,6 +33,8 @@ public struct TokenizerConfiguration: Equatable, Sendable {
     /// SD-1 pads with `<|endoftext|>`, SD-2 with `!`.
     public var padToken: String = "<|endoftext|>"
     public var unkToken: String = "<|endoftext|>"
+    /// The largest `modelMaxLength` accepted.
+    public static let maxSequenceLength = 65536
 
     public init(modelMaxLength: Int = 77, bosToken: String = "<|startoftext|>", eosToken: String = "<|endoftext|>",
                 padToken: String = "<|endoftext|>", unkToken: String = "<|endoftext|>") {
@@ -57,11 +61,15 @@ public struct TokenizerConfiguration: Equatable, Sendable {
 
     private mutating func apply(_ dict: [String: Any], from path: String) throws {
         if let value = dict["model_max_length"] {
-            // transformers writes 1e30 for "no limit"; anything beyond Int range means unlimited.
-            guard let number = value as? NSNumber, number.doubleValue >= 3 else {
-                throw TokenizerError.invalidFile(path: path, reason: "model_max_length must be a number ≥ 3")
+            // transformers writes 1e30 for "no limit", which no text encoder can take: refuse it here
+            // rather than pad every prompt to that length.
+            guard let number = value as? NSNumber, let length = Int(exactly: number.doubleValue),
+                  (2...Self.maxSequenceLength).contains(length) else {
+                throw TokenizerError.invalidFile(
+                    path: path, reason: "model_max_length \(value) is not a length in 2...\(Self.maxSequenceLength) "
+                        + "(Stable Diffusion's text encoders take 77)")
             }
-            modelMaxLength = number.doubleValue >= Double(Int32.max) ? Int(Int32.max) : number.intValue
+            modelMaxLength = length
         }
         func token(_ key: String) throws -> String? {
             guard let value = dict[key], !(value is NSNull) else { return nil }

@@ -135,6 +135,10 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertThrowsError(try BPETokenizer(directory: dir)) { error in
             XCTAssertEqual(error as? TokenizerError, .unknownSpecialToken(token: "<pad>", role: "pad"))
         }
+        try Data("{\"model_max_length\": 1e30}".utf8).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        XCTAssertThrowsError(try BPETokenizer(directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer_config.json") && "\(error)".contains("model_max_length"), "\(error)")
+        }
     }
 
     func testSmallVocabularyWithUnknownBytes() throws {
