@@ -44,10 +44,10 @@ enum CLIPTextNormalizer {
     /// Splits normalised text into pre-tokens; white space separates pieces and is dropped.
     /// Alternatives in the pattern's order: contractions, a run of letters, one number character,
     /// a run of anything that is neither white space, letter nor number.
-    static func preTokenize(_ scalars: [Unicode.Scalar]) -> [ArraySlice<Unicode.Scalar>] {
+    static func preTokenize(_ scalars: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
         var pieces: [ArraySlice<Unicode.Scalar>] = []
-        let n = scalars.count
-        var i = 0
+        let n = scalars.endIndex
+        var i = scalars.startIndex
         while i < n {
             let s = scalars[i]
             let kind = classify(s)
@@ -99,8 +99,8 @@ enum CLIPTextNormalizer {
     }
 
     /// Length of `'s|'t|'re|'ve|'m|'ll|'d` at `i` (which holds an apostrophe), or nil.
-    private static func contractionLength(_ t: [Unicode.Scalar], at i: Int) -> Int? {
-        func at(_ k: Int) -> Unicode.Scalar? { i + k < t.count ? t[i + k] : nil }
+    private static func contractionLength(_ t: ArraySlice<Unicode.Scalar>, at i: Int) -> Int? {
+        func at(_ k: Int) -> Unicode.Scalar? { i + k < t.endIndex ? t[i + k] : nil }
         switch at(1) {
         case "s", "t", "m", "d": return 2
         case "r" where at(2) == "e", "v" where at(2) == "e", "l" where at(2) == "l": return 3
