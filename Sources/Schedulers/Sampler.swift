@@ -70,6 +70,22 @@ public protocol Sampler {
 extension Sampler {
     public func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor { sample }
 
+    /// The whole denoising loop: starts from `initialNoise` (N(0, 1), e.g. `noise.normal(shape)`) times
+    /// `initNoiseSigma`, evaluates `model(scaledInput, timestep)` once per entry of `timesteps` and
+    /// steps. The model closure is where a pipeline applies classifier-free guidance.
+    /// `progress(done, total)` is called after every step.
+    public mutating func run<N: NoiseSource>(initialNoise: Tensor, noise: inout N,
+                                             progress: ((Int, Int) -> Void)? = nil,
+                                             model: (Tensor, Double) throws -> Tensor) throws -> Tensor {
+        var x = combine([(Double(initNoiseSigma), initialNoise)])
+        for i in timesteps.indices {
+            let output = try model(try scaleModelInput(x, step: i), timesteps[i])
+            x = try step(modelOutput: output, step: i, sample: x, noise: &noise)
+            progress?(i + 1, timesteps.count)
+        }
+        return x
+    }
+
     /// Checks a step call's arguments (index in range, shapes equal).
     func validate(_ modelOutput: Tensor, _ sample: Tensor, _ step: Int) throws {
         guard timesteps.indices.contains(step) else {
