@@ -72,6 +72,17 @@ public struct NoiseSchedule: Sendable, Equatable {
         return a / (1 - a)
     }
 
+    /// Min-SNR-γ loss weight (Hang et al. 2023) as diffusers' training examples apply it:
+    /// min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR + 1) for v, min(SNR, γ) for x₀ prediction.
+    public func minSNRWeight(_ t: Int, gamma: Double, prediction: PredictionType) -> Double {
+        let s = snr(t), clipped = min(s, gamma)
+        switch prediction {
+        case .epsilon: return clipped / s
+        case .vPrediction: return clipped / (s + 1)
+        case .sample: return clipped
+        }
+    }
+
     // MARK: - Forward process and targets ([N, …] tensors, one timestep per batch element)
 
     /// x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε (`add_noise`).

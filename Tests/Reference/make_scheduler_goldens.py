@@ -21,6 +21,7 @@ import json
 import os
 
 import torch
+from diffusers.training_utils import compute_snr
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler)
 
@@ -73,6 +74,11 @@ CASES += [
     ("linear-euler", "euler", dict(SD1, beta_schedule="linear"), False, 10, 0.0),
     ("ddpm-fixed-large", "ddpm", dict(SD1, variance_type="fixed_large"), False, 10, 0.0),
     ("sd1-ddim-1", "ddim", SD1, False, 1, 0.0),
+    ("sd1-dpm++2m-sigma-min", "dpm++2m", dict(SD1, final_sigmas_type="sigma_min"), False, 10, 0.0),
+    ("sd1-euler-sigma-min", "euler", dict(SD1, final_sigmas_type="sigma_min"), False, 10, 0.0),
+    ("sd1-dpm++2m-no-lower-order-final", "dpm++2m", dict(SD1, lower_order_final=False), False, 8, 0.0),
+    ("trained-betas-ddim", "ddim", {"trained_betas": [0.001 + 0.0005 * i for i in range(100)],
+                                    "num_train_timesteps": 100}, False, 5, 0.0),
     ("sd1-dpm++2m-1", "dpm++2m", SD1, False, 1, 0.0),
 ]
 
@@ -120,10 +126,15 @@ def schedule_case(name, config):
     ts = torch.tensor([0, 499, 999])
     ac = sched.alphas_cumprod
     snr_ts = [0, 1, 250, 500, 750, 999]
+    snr = compute_snr(sched, torch.tensor(snr_ts))
+    # min-SNR-5 weights as diffusers' train_text_to_image.py computes them
+    clipped = torch.stack([snr, 5.0 * torch.ones_like(snr)], dim=1).min(dim=1)[0]
+    weights = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1)}
     return {"name": name, "config": config, "timesteps": ts.tolist(), "x0": flat(x0), "noise": flat(noise),
             "noisy": flat(sched.add_noise(x0, noise, ts)), "velocity": flat(sched.get_velocity(x0, noise, ts)),
             "alphas_cumprod": {str(t): float(ac[t]) for t in snr_ts},
-            "snr": {str(t): float(ac[t] / (1 - ac[t])) for t in snr_ts}}
+            "snr": {str(t): float(v) for t, v in zip(snr_ts, snr)},
+            "min_snr_5": {k: {str(t): float(v) for t, v in zip(snr_ts, w)} for k, w in weights.items()}}
 
 
 def main():

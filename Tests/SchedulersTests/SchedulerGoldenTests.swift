@@ -15,7 +15,7 @@ final class SchedulerGoldenTests: XCTestCase {
         struct Schedule: Decodable {
             let name: String, config: SchedulerConfig, timesteps: [Int]
             let x0: [Float], noise: [Float], noisy: [Float], velocity: [Float]
-            let alphas_cumprod: [String: Double], snr: [String: Double]
+            let alphas_cumprod: [String: Double], snr: [String: Double], min_snr_5: [String: [String: Double]]
         }
         let shape: [Int], base: [Float], cases: [Case], schedules: [Schedule]
     }
@@ -71,8 +71,13 @@ final class SchedulerGoldenTests: XCTestCase {
             for (key, expected) in s.alphas_cumprod {
                 let t = try XCTUnwrap(Int(key))
                 XCTAssertEqual(Double(schedule.alphasCumprod[t]), expected, accuracy: 1e-6 * expected, "\(s.name) ᾱ[\(t)]")
-                XCTAssertEqual(schedule.snr(t), try XCTUnwrap(s.snr[key]), accuracy: 1e-5 * expected / (1 - expected),
-                               "\(s.name) snr[\(t)]")
+                let snr = try XCTUnwrap(s.snr[key])
+                XCTAssertEqual(schedule.snr(t), snr, accuracy: 1e-5 * snr, "\(s.name) snr[\(t)]")
+                for (name, weights) in s.min_snr_5 {
+                    let prediction = try XCTUnwrap(PredictionType(rawValue: name))
+                    XCTAssertEqual(schedule.minSNRWeight(t, gamma: 5, prediction: prediction), try XCTUnwrap(weights[key]),
+                                   accuracy: 1e-5, "\(s.name) min-SNR \(name) [\(t)]")
+                }
             }
         }
     }
