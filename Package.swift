@@ -34,6 +34,7 @@ let package = Package(
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"],
@@ -46,6 +47,9 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["TensorCore", "SafeTensors"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SchedulersTests", dependencies: ["TensorCore", "Schedulers"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "DiffusionModelsTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
