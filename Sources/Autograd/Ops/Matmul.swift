@@ -1,0 +1,71 @@
+// Matrix products and the Linear map, with VJPs that skip every product nobody needs:
+// a frozen weight (requiresGrad false) never costs a dW GEMM, an input that needs no gradient no dX GEMM.
+import TensorCore
+
+/// Matrix product of rank-2/3 operands (`TensorCore.matmul` semantics: [M,K]·[K,N], [B,M,K]·[B,K,N],
+/// [B,M,K]·[K,N]); `transposeA`/`transposeB` transpose the last two dimensions as stored.
+public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, transposeB: Bool = false) throws -> Variable {
+    let (va, vb) = (a.value, b.value)
+    let y = try TensorCore.matmul(va, vb, transposeA: transposeA, transposeB: transposeB)
+    let (na, nb) = (a.requiresGrad, b.requiresGrad)
+    return Variable.result(y, of: "matmul", inputs: [a, b]) { g in
+        // C = op(A)·op(B):  dA = g·op(B)ᵀ (then transposed back if A was), dB likewise.
+        var da: Tensor?, db: Tensor?
+        if na {
+            GradMode.note("matmul.dA")
+            da = transposeA ? try TensorCore.matmul(vb, g, transposeA: transposeB, transposeB: true)
+                            : try TensorCore.matmul(g, vb, transposeA: false, transposeB: !transposeB)
+        }
+        if nb {
+            GradMode.note("matmul.dB")
+            db = try batchReduced(transposeB ? TensorCore.matmul(g, va, transposeA: true, transposeB: transposeA)
+                                             : TensorCore.matmul(va, g, transposeA: !transposeA, transposeB: false),
+                                  to: vb.shape, a: va)
+        }
+        return [da, db]
+    }
+}
+
+/// dB of a batched A times one shared B is the per-batch dB summed over the batch.
+private func batchReduced(_ d: Tensor, to shape: [Int], a: Tensor) throws -> Tensor {
+    if d.shape == shape { return d }
+    return try Reduction.sum(d, axis: 0)
+}
+
+/// y = x·Wᵀ + b for x [..., in], W [out, in] (checkpoint order), b [out] → y [..., out].
+///
+/// The VJP computes dX = g·W only when x needs a gradient, dW = gᵀ·x only when W does, and db = Σ g
+/// only when b does: a frozen Linear whose input needs no gradient costs nothing in backward.
+public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> Variable {
+    let xv = x.value, w = weight.value
+    guard w.rank == 2, let inFeatures = xv.shape.last, inFeatures == w.shape[1] else {
+        throw AutogradError.invalidInput("linear: input \(xv.shape) does not fit weight \(w.shape) ([out, in])")
+    }
+    let outFeatures = w.shape[0], rows = xv.count / max(inFeatures, 1)
+    if let bias, bias.shape != [outFeatures] {
+        throw AutogradError.invalidInput("linear: bias \(bias.shape) does not fit weight \(w.shape)")
+    }
+    let x2 = xv.reshapedUnchecked([rows, inFeatures])                        // [rows, in]
+    var y = try TensorCore.matmul(x2, w, transposeB: true)                   // [rows, out]
+    if let bias { y = try Elementwise.add(y, bias.value) }
+    let outShape = Array(xv.shape.dropLast()) + [outFeatures]
+    let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    return Variable.result(y.reshapedUnchecked(outShape), of: "linear", inputs: inputs) { g in
+        let g2 = g.reshapedUnchecked([rows, outFeatures])                    // [rows, out]
+        var grads: [Tensor?] = [nil, nil]
+        if nx {
+            GradMode.note("linear.dInput")
+            grads[0] = try TensorCore.matmul(g2, w).reshapedUnchecked(xv.shape)   // [rows, in]
+        }
+        if nw {
+            GradMode.note("linear.dWeight")
+            grads[1] = try TensorCore.matmul(g2, x2, transposeA: true)        // [out, in]
+        }
+        if inputs.count == 3 {
+            if nb { GradMode.note("linear.dBias") }
+            grads.append(nb ? try Reduction.sum(g2, axis: 0) : nil)          // [out]
+        }
+        return grads
+    }
+}

@@ -1,0 +1,38 @@
+// GroupNorm (channels last) and LayerNorm (last dimension) with affine parameters, and their VJPs.
+// The forward keeps the per-group mean and reciprocal standard deviation for the backward.
+import TensorCore
+
+/// GroupNorm of x [N, ..., C] over `groups` groups of consecutive channels (PyTorch's biased variance),
+/// then y = x̂·weight + bias (each [C], or nil).
+public func groupNorm(_ x: Variable, groups: Int, weight: Variable?, bias: Variable?, eps: Float = 1e-5) throws -> Variable {
+    let xv = x.value, gamma = weight?.value
+    let r = try Normalization.groupNorm(xv, groups: groups, gamma: gamma, beta: bias?.value, eps: eps)
+    return normalized(r, of: "groupNorm", x, weight, bias) { g in
+        try Normalization.groupNormBackward(g, xv, mean: r.mean, rstd: r.rstd, groups: groups, gamma: gamma)
+    }
+}
+
+/// LayerNorm of x [..., D] over D, then y = x̂·weight + bias (each [D], or nil).
+public func layerNorm(_ x: Variable, weight: Variable?, bias: Variable?, eps: Float = 1e-5) throws -> Variable {
+    let xv = x.value, gamma = weight?.value
+    let r = try Normalization.layerNorm(xv, gamma: gamma, beta: bias?.value, eps: eps)
+    return normalized(r, of: "layerNorm", x, weight, bias) { g in
+        try Normalization.layerNormBackward(g, xv, mean: r.mean, rstd: r.rstd, gamma: gamma)
+    }
+}
+
+/// Records a normalisation whose backward yields (dx, dγ, dβ) in one pass.
+private func normalized(_ r: NormalizationResult, of name: String, _ x: Variable, _ weight: Variable?, _ bias: Variable?,
+                        backward: @escaping (Tensor) throws -> NormalizationGradients) -> Variable {
+    var inputs = [x]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    let hasWeight = weight != nil
+    return Variable.result(r.output, of: name, inputs: inputs) { g in
+        let d = try backward(g)
+        var grads: [Tensor?] = [d.input]
+        if hasWeight { grads.append(d.gamma) }
+        if inputs.count > grads.count { grads.append(d.beta) }
+        return grads
+    }
+}

@@ -1,0 +1,88 @@
+// Conv2d over NHWC activations (torch.nn.Conv2d semantics; square kernel, symmetric padding).
+//
+// The weight lives in the convolution kernel's layout, HWIO [kh, kw, Cin, Cout], and is converted from
+// and to the checkpoint's OIHW [Cout, Cin, kh, kw] at the state-dict boundary, so weight files load
+// unchanged. Attached adapters add their branch: y = conv(x) + Σ adapter.delta(x).
+import Autograd
+import TensorCore
+
+public final class Conv2d: Module {
+    public let weight: Variable          // [kh, kw, Cin, Cout] (HWIO); checkpoint: [Cout, Cin, kh, kw]
+    public let bias: Variable?           // [Cout]
+    public let stride: Int
+    public let padding: Int
+    /// Additive branches applied after the base convolution; empty costs nothing.
+    public var adapters: [any LayerAdapter] = []
+    /// The weight (HWIO) as it was before `bakeWeightDelta` (nil when nothing is baked).
+    public private(set) var unbakedWeight: Tensor?
+
+    public var inChannels: Int { weight.shape[2] }
+    public var outChannels: Int { weight.shape[3] }
+    public var kernelSize: Int { weight.shape[0] }
+
+    /// Zero-initialised parameters (set them by `load(stateDict:)` or an initialiser).
+    public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
+        weight = Variable(Tensor(zeros: [kernelSize, kernelSize, inChannels, outChannels]), requiresGrad: true)
+        self.bias = bias ? Variable(Tensor(zeros: [outChannels]), requiresGrad: true) : nil
+        self.stride = stride
+        self.padding = padding
+        super.init()
+    }
+
+    /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
+    public func callAsFunction(_ x: Variable) throws -> Variable {
+        var y = try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        for adapter in adapters { y = try add(y, adapter.delta(x)) }
+        return y
+    }
+
+    public override func namedAdapterParameters() -> [(String, Variable)] {
+        adapters.flatMap(\.adapterParameters)
+    }
+
+    // MARK: Checkpoint layout (OIHW) at the boundary
+
+    public override func checkpointShape(ofParameter name: String, _ parameter: Variable) -> [Int] {
+        guard parameter === weight else { return parameter.shape }
+        return [outChannels, inChannels, kernelSize, kernelSize]
+    }
+
+    public override func checkpointValue(ofParameter name: String, _ parameter: Variable) -> Tensor {
+        guard parameter === weight else { return parameter.value }
+        return Conv2d.oihw(fromHWIO: parameter.value)
+    }
+
+    public override func assignParameter(_ name: String, _ parameter: Variable, fromCheckpoint tensor: Tensor) {
+        parameter.value = parameter === weight ? Conv2d.hwio(fromOIHW: tensor) : tensor
+    }
+
+    /// [Cout, Cin, kh, kw] → [kh, kw, Cin, Cout]. The permutation of a rank-4 tensor cannot fail.
+    public static func hwio(fromOIHW w: Tensor) -> Tensor { permuted(w, [2, 3, 1, 0]) }
+
+    /// [kh, kw, Cin, Cout] → [Cout, Cin, kh, kw].
+    public static func oihw(fromHWIO w: Tensor) -> Tensor { permuted(w, [3, 2, 0, 1]) }
+
+    private static func permuted(_ w: Tensor, _ dims: [Int]) -> Tensor {
+        guard let p = try? Layout.permute(w, dims) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
+        return p
+    }
+
+    // MARK: Baking a delta into the weight
+
+    /// W += scale · ΔW with ΔW in checkpoint layout [Cout, Cin, kh, kw]; the original weight is kept on
+    /// the first bake.
+    public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
+        let expected = [outChannels, inChannels, kernelSize, kernelSize]
+        guard delta.shape == expected else {
+            throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for conv weight \(expected) (OIHW)")
+        }
+        if unbakedWeight == nil { unbakedWeight = weight.value }
+        weight.value = try Elementwise.axpy(scale, Conv2d.hwio(fromOIHW: delta), weight.value)
+    }
+
+    /// Restores the weight exactly as it was before the first `bakeWeightDelta`.
+    public func restoreBakedWeight() {
+        if let original = unbakedWeight { weight.value = original }
+        unbakedWeight = nil
+    }
+}
