@@ -27,7 +27,7 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
 enum JSONValue: Decodable, Equatable, CustomStringConvertible {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
-    init(from decoder: Decoder) throws {
+    init(from decoder: Swift.Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
@@ -92,7 +92,7 @@ struct ConfigReader {
     let container: KeyedDecodingContainer<JSONKey>
     let file: String
 
-    init(_ decoder: Decoder) throws {
+    init(_ decoder: Swift.Decoder) throws {
         container = try decoder.container(keyedBy: JSONKey.self)
         file = decoder.userInfo[.configurationFile] as? String ?? "config.json"
     }

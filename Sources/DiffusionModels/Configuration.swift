@@ -33,9 +33,8 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     /// nil: no middle block (`mid_block_type: null`).
     public var midBlockType: UNetMidBlockType?
     public var upBlockTypes: [UNetUpBlockType]
-    /// Per down block; up blocks use the reversed list.
+    /// Per down block; up blocks use the reversed list. (The cross-attention middle block ignores it, as in diffusers.)
     public var onlyCrossAttention: [Bool]
-    public var midBlockOnlyCrossAttention: Bool
     public var blockOutChannels: [Int]
     public var layersPerBlock: [Int]
     public var downsamplePadding: Int
@@ -49,7 +48,6 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     public var attentionHeads: [Int]
     public var useLinearProjection: Bool
     public var upcastAttention: Bool
-    public var resnetOutScaleFactor: Float
     public var convInKernel: Int
     public var convOutKernel: Int
 
@@ -63,12 +61,12 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
                 midBlockType: UNetMidBlockType? = .unetMidBlock2DCrossAttn,
                 upBlockTypes: [UNetUpBlockType] = [.upBlock2D, .crossAttnUpBlock2D, .crossAttnUpBlock2D,
                                                    .crossAttnUpBlock2D],
-                onlyCrossAttention: [Bool]? = nil, midBlockOnlyCrossAttention: Bool = false,
+                onlyCrossAttention: [Bool]? = nil,
                 blockOutChannels: [Int] = [320, 640, 1280, 1280], layersPerBlock: [Int]? = nil,
                 downsamplePadding: Int = 1, midBlockScaleFactor: Float = 1, normNumGroups: Int = 32,
                 normEps: Float = 1e-5, crossAttentionDim: [Int]? = nil, transformerLayersPerBlock: [Int]? = nil,
                 attentionHeads: [Int]? = nil, useLinearProjection: Bool = false, upcastAttention: Bool = false,
-                resnetOutScaleFactor: Float = 1, convInKernel: Int = 3, convOutKernel: Int = 3) {
+                convInKernel: Int = 3, convOutKernel: Int = 3) {
         let n = downBlockTypes.count
         self.sampleSize = sampleSize
         self.inChannels = inChannels
@@ -80,7 +78,6 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
         self.midBlockType = midBlockType
         self.upBlockTypes = upBlockTypes
         self.onlyCrossAttention = onlyCrossAttention ?? Array(repeating: false, count: n)
-        self.midBlockOnlyCrossAttention = midBlockOnlyCrossAttention
         self.blockOutChannels = blockOutChannels
         self.layersPerBlock = layersPerBlock ?? Array(repeating: 2, count: n)
         self.downsamplePadding = downsamplePadding
@@ -92,7 +89,6 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
         self.attentionHeads = attentionHeads ?? Array(repeating: 8, count: n)
         self.useLinearProjection = useLinearProjection
         self.upcastAttention = upcastAttention
-        self.resnetOutScaleFactor = resnetOutScaleFactor
         self.convInKernel = convInKernel
         self.convOutKernel = convOutKernel
     }
@@ -140,7 +136,7 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
 }
 
 extension UNet2DConditionConfig: Decodable {
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         let r = try ConfigReader(decoder)
         // Options that change the architecture in ways this port does not implement.
         for key in ["class_embed_type", "addition_embed_type", "addition_time_embed_dim", "num_class_embeds",
@@ -189,9 +185,6 @@ extension UNet2DConditionConfig: Decodable {
         let headDims = try r.perBlock("attention_head_dim", 8, count: n)
         let numHeads: [Int]? = try r.raw("num_attention_heads") == .null ? nil : try r.perBlock("num_attention_heads", 8, count: n)
         let onlyCross = try r.perBlock("only_cross_attention", false, count: n)
-        let onlyCrossIsBool: Bool
-        if case .array = try r.raw("only_cross_attention") { onlyCrossIsBool = false } else { onlyCrossIsBool = true }
-        let midOnlyCross: Bool? = try r.value("mid_block_only_cross_attention", nil as Bool?)
         let sampleSize: Int?
         switch try r.raw("sample_size") {
         case .null: sampleSize = nil
@@ -210,7 +203,6 @@ extension UNet2DConditionConfig: Decodable {
             freqShift: try r.value("freq_shift", 0),
             downBlockTypes: down, midBlockType: mid, upBlockTypes: up,
             onlyCrossAttention: onlyCross,
-            midBlockOnlyCrossAttention: midOnlyCross ?? (onlyCrossIsBool ? onlyCross[0] : false),
             blockOutChannels: try r.value("block_out_channels", [320, 640, 1280, 1280]),
             layersPerBlock: try r.perBlock("layers_per_block", 2, count: n),
             downsamplePadding: try r.value("downsample_padding", 1),
@@ -222,7 +214,6 @@ extension UNet2DConditionConfig: Decodable {
             attentionHeads: numHeads ?? headDims,
             useLinearProjection: try r.value("use_linear_projection", false),
             upcastAttention: try r.value("upcast_attention", false),
-            resnetOutScaleFactor: try r.value("resnet_out_scale_factor", 1),
             convInKernel: try r.value("conv_in_kernel", 3),
             convOutKernel: try r.value("conv_out_kernel", 3))
         try validate(file: r.file)
@@ -300,7 +291,7 @@ public struct AutoencoderKLConfig: Equatable, Sendable {
 }
 
 extension AutoencoderKLConfig: Decodable {
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         let r = try ConfigReader(decoder)
         try r.require("act_fn", in: [.string("silu")])
         try r.requireNull("latents_mean")

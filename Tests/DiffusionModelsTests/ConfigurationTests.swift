@@ -31,7 +31,6 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(pixel.inChannels, 3)
         XCTAssertEqual(pixel.outChannels, 3)
         XCTAssertEqual(pixel.onlyCrossAttention, [false, true, false])
-        XCTAssertFalse(pixel.midBlockOnlyCrossAttention)
         XCTAssertFalse(pixel.flipSinToCos)
         XCTAssertEqual(pixel.freqShift, 1)
     }
@@ -113,6 +112,5 @@ final class ConfigurationTests: XCTestCase {
         let c = try UNet2DConditionConfig(jsonData: Data(#"{"mid_block_type": null, "only_cross_attention": true}"#.utf8))
         XCTAssertNil(c.midBlockType)
         XCTAssertEqual(c.onlyCrossAttention, [true, true, true, true])
-        XCTAssertTrue(c.midBlockOnlyCrossAttention)
     }
 }
