@@ -2,7 +2,10 @@
 """Writes Sources/TensorCore/GEMMMicrokernels.swift: the register-blocked SGEMM microkernels.
 
 Each MR x NR kernel keeps its C block in MR*NR/16 SIMD16<Float> locals (one zmm each), so the accumulators
-never touch memory inside the k loop. Run from the package root: python3 Scripts/generate_gemm_microkernels.py
+never touch memory inside the k loop. Two variants per shape: `direct` reads a row-major A in place
+(row i at `a + i*lda`, addressed from one base pointer per 3 rows so every broadcast is a single
+`vbroadcastss [base + lda*s + disp]`), `packed` reads a `[kc][MR]` sliver.
+Run from the package root: python3 Scripts/generate_gemm_microkernels.py
 """
 import pathlib
 
@@ -10,45 +13,64 @@ SHAPES = [(12, 32), (6, 64), (8, 48)]
 UNROLL = 4
 
 
-def kernel(mr, nr):
+def kernel(mr, nr, direct):
     nv = nr // 16
+    name = f"microkernel{mr}x{nr}{'Direct' if direct else 'Packed'}"
     out = []
     w = out.append
-    w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * Bp[kc x {nr}]. A element (i, k) is at `a[i*rs + k*cs]`")
-    w(f"/// (rs = lda, cs = 1 for row-major A read in place; rs = 1, cs = {mr} for a packed sliver).")
-    w(f"/// Bp is a packed sliver `[kc][{nr}]`. `accumulate` adds the old C instead of overwriting it.")
+    if direct:
+        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * Bp[kc x {nr}], A row-major with leading dimension `lda`,")
+    else:
+        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * Bp[kc x {nr}], A a packed sliver `[kc][{mr}]` (`lda` unused),")
+    w(f"/// Bp a packed sliver `[kc][{nr}]`. `accumulate` adds the old C instead of overwriting it.")
     w("@inline(never)")
-    w(f"func microkernel{mr}x{nr}(_ kc: Int, _ a: UnsafePointer<Float>, _ rs: Int, _ cs: Int,")
-    w(f"                          _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,")
-    w(f"                          _ accumulate: Bool) {{")
+    w(f"func {name}(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,")
+    w(f"    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {{")
     for i in range(mr):
         w("    " + " ".join(f"var c{i}_{v} = SIMD16<Float>();" for v in range(nv)))
-    w("    let rsb = rs &* 4, csb = cs &* 4")
-    w("    var pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)")
+    bases = (mr + 2) // 3
+    if direct:
+        w("    let rsb = lda &* 4")
+        w("    var " + ", ".join(f"p{j} = UnsafeRawPointer(a + {3 * j} &* lda)" if j else "p0 = UnsafeRawPointer(a)"
+                                  for j in range(bases)))
+    else:
+        w("    var pa = UnsafeRawPointer(a)")
+    w("    var pb = UnsafeRawPointer(b)")
+
+    def aload(i, u):
+        if direct:
+            j, r = divmod(i, 3)
+            off = {0: f"{4 * u}", 1: f"rsb &+ {4 * u}", 2: f"2 &* rsb &+ {4 * u}"}[r]
+            return f"p{j}.load(fromByteOffset: {off}, as: Float.self)"
+        return f"pa.load(fromByteOffset: {4 * (u * mr + i)}, as: Float.self)"
 
     def step(indent, u):
         s = " " * indent
         for v in range(nv):
             w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {(u * nr + v * 16) * 4}, as: SIMD16<Float>.self)")
         for i in range(mr):
-            off = f"{u} &* csb &+ {i} &* rsb" if u else f"{i} &* rsb"
             w(f"{s}do {{")
-            w(f"{s}    let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: {off}, as: Float.self))")
+            w(f"{s}    let av = SIMD16<Float>(repeating: {aload(i, u)})")
             for v in range(nv):
                 w(f"{s}    c{i}_{v} = c{i}_{v}.addingProduct(av, b{v})")
             w(f"{s}}}")
 
+    def advance(steps):
+        if direct:
+            return "; ".join(f"p{j} += {4 * steps}" for j in range(bases))
+        return f"pa += {4 * steps * mr}"
+
     w("    var k = 0")
     w(f"    while k &+ {UNROLL} <= kc {{")
     for u in range(UNROLL):
-        w(f"        do {{")
+        w("        do {")
         step(12, u)
-        w(f"        }}")
-    w(f"        pa += {UNROLL} &* csb; pb += {UNROLL * nr * 4}; k &+= {UNROLL}")
+        w("        }")
+    w(f"        {advance(UNROLL)}; pb += {UNROLL * nr * 4}; k &+= {UNROLL}")
     w("    }")
     w("    while k < kc {")
     step(8, 0)
-    w(f"        pa += csb; pb += {nr * 4}; k &+= 1")
+    w(f"        {advance(1)}; pb += {nr * 4}; k &+= 1")
     w("    }")
     w("    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4")
     w("    if accumulate {")
@@ -72,7 +94,7 @@ def main():
         "",
         "",
     ]
-    body = [kernel(mr, nr) for mr, nr in SHAPES]
+    body = [kernel(mr, nr, d) for mr, nr in SHAPES for d in (True, False)]
     path = pathlib.Path(__file__).resolve().parent.parent / "Sources/TensorCore/GEMMMicrokernels.swift"
     path.write_text("\n".join(header) + "\n\n".join(body) + "\n")
 

@@ -36,6 +36,13 @@ public final class Conv2d: Module {
         return y
     }
 
+    /// PyTorch's default: weight and bias uniform in ±1/√(Cin·kh·kw).
+    public override func resetParameters(random: inout PhiloxRandom) {
+        let bound = 1 / Float(max(inChannels * kernelSize * kernelSize, 1)).squareRoot()
+        weight.value = random.uniform(shape: weight.shape, low: -bound, high: bound)
+        if let bias { bias.value = random.uniform(shape: bias.shape, low: -bound, high: bound) }
+    }
+
     public override func namedAdapterParameters() -> [(String, Variable)] {
         adapters.flatMap(\.adapterParameters)
     }
@@ -56,15 +63,16 @@ public final class Conv2d: Module {
         parameter.value = parameter === weight ? Conv2d.hwio(fromOIHW: tensor) : tensor
     }
 
-    /// [Cout, Cin, kh, kw] → [kh, kw, Cin, Cout]. The permutation of a rank-4 tensor cannot fail.
-    public static func hwio(fromOIHW w: Tensor) -> Tensor { permuted(w, [2, 3, 1, 0]) }
+    /// [Cout, Cin, kh, kw] → the kernel's layout (shape checked before, so the conversion cannot fail).
+    public static func hwio(fromOIHW w: Tensor) -> Tensor {
+        guard let t = try? convWeightFromOIHW(w) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
+        return t
+    }
 
-    /// [kh, kw, Cin, Cout] → [Cout, Cin, kh, kw].
-    public static func oihw(fromHWIO w: Tensor) -> Tensor { permuted(w, [3, 2, 0, 1]) }
-
-    private static func permuted(_ w: Tensor, _ dims: [Int]) -> Tensor {
-        guard let p = try? Layout.permute(w, dims) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
-        return p
+    /// The kernel's layout → [Cout, Cin, kh, kw].
+    public static func oihw(fromHWIO w: Tensor) -> Tensor {
+        guard let t = try? convWeightToOIHW(w) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
+        return t
     }
 
     // MARK: Baking a delta into the weight

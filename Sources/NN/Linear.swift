@@ -37,6 +37,13 @@ public final class Linear: Module {
         return y
     }
 
+    /// PyTorch's default: weight and bias uniform in ±1/√in.
+    public override func resetParameters(random: inout PhiloxRandom) {
+        let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
+        weight.value = random.uniform(shape: weight.shape, low: -bound, high: bound)
+        if let bias { bias.value = random.uniform(shape: bias.shape, low: -bound, high: bound) }
+    }
+
     public override func namedAdapterParameters() -> [(String, Variable)] {
         adapters.flatMap(\.adapterParameters)
     }

@@ -43,6 +43,10 @@ open class Module {
         parameter.value = tensor
     }
 
+    /// Draws this module's own parameters (not its children's) as PyTorch initialises a fresh layer.
+    /// The default leaves them as they are; Linear, Conv2d and Embedding override it.
+    open func resetParameters(random: inout PhiloxRandom) {}
+
     /// Stored properties of this object, superclass first, with their values.
     private func reflectedProperties() -> [(String, Any)] {
         var mirrors: [Mirror] = []
@@ -89,6 +93,12 @@ extension Module {
             }
         }
         return out
+    }
+
+    /// Initialises every parameter of the tree as PyTorch does for fresh layers, in tree order, from
+    /// `random`: the same seed gives the same weights.
+    public func initializeParameters(random: inout PhiloxRandom) {
+        for (_, m) in namedModules() { m.resetParameters(random: &random) }
     }
 
     /// Switches the whole tree to training mode (dropout active).

@@ -96,7 +96,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
                             let kcur = min(kc, cin - k0)
                             for sv in 0..<sliversHere {
                                 let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                                tile.kernel(kcur, aTap + k0, lda, 1, bPtr, scratch + sv * nr, ldcScratch,
+                                tile.direct(kcur, aTap + k0, lda, bPtr, scratch + sv * nr, ldcScratch,
                                             tap > 0 || k0 > 0)
                             }
                             k0 += kcur

@@ -9,15 +9,19 @@
 
 /// One microkernel shape.
 struct GEMMTile {
-    typealias Kernel = (Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
-                        Int, Bool) -> Void
+    /// `(kc, a, lda, packedB, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
+    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int,
+                        Bool) -> Void
     let mr: Int
     let nr: Int
-    let kernel: Kernel
+    /// Reads a row-major A in place.
+    let direct: Kernel
+    /// Reads a packed `[kc][mr]` A sliver.
+    let packed: Kernel
 
-    static let t12x32 = GEMMTile(mr: 12, nr: 32, kernel: microkernel12x32)
-    static let t6x64 = GEMMTile(mr: 6, nr: 64, kernel: microkernel6x64)
-    static let t8x48 = GEMMTile(mr: 8, nr: 48, kernel: microkernel8x48)
+    static let t12x32 = GEMMTile(mr: 12, nr: 32, direct: microkernel12x32Direct, packed: microkernel12x32Packed)
+    static let t6x64 = GEMMTile(mr: 6, nr: 64, direct: microkernel6x64Direct, packed: microkernel6x64Packed)
+    static let t8x48 = GEMMTile(mr: 8, nr: 48, direct: microkernel8x48Direct, packed: microkernel8x48Packed)
 
     /// The tile that wastes least for an m x n result: 8x48 for n in 33...48 (head dim 40), 6x64 for few
     /// rows and wide n, 12x32 otherwise.
@@ -173,12 +177,14 @@ struct GEMMOperands {
                  sliverRange: Range<Int>, _ scratch: UnsafeMutablePointer<Float>) {
         let mr = tile.mr, nr = tile.nr
         let i0 = t * mr, rows = min(mr, m - i0)
-        let aPtr: UnsafePointer<Float>, rs: Int, cs: Int
-        if !transA && rows == mr {
-            aPtr = a + i0 * lda + blk.pc; rs = lda; cs = 1
+        let direct = !transA && rows == mr
+        let kernel = direct ? tile.direct : tile.packed
+        let aPtr: UnsafePointer<Float>
+        if direct {
+            aPtr = a + i0 * lda + blk.pc
         } else {
             packA(into: scratch, mr: mr, i0: i0, k0: blk.pc, kcur: blk.kcur)
-            aPtr = UnsafePointer(scratch); rs = 1; cs = mr
+            aPtr = UnsafePointer(scratch)
         }
         let cTile = scratch + mr * blk.kcur
         for s in sliverRange {
@@ -186,9 +192,9 @@ struct GEMMOperands {
             let bPtr = UnsafePointer(packed + s * blk.kcur * nr)
             let cPtr = c + i0 * ldc + j0
             if rows == mr && cols == nr {
-                tile.kernel(blk.kcur, aPtr, rs, cs, bPtr, cPtr, ldc, blk.accumulate)
+                kernel(blk.kcur, aPtr, lda, bPtr, cPtr, ldc, blk.accumulate)
             } else {
-                tile.kernel(blk.kcur, aPtr, rs, cs, bPtr, cTile, nr, false)
+                kernel(blk.kcur, aPtr, lda, bPtr, cTile, nr, false)
                 for i in 0..<rows {
                     let dst = cPtr + i * ldc, src = cTile + i * nr
                     if blk.accumulate {

@@ -13,6 +13,7 @@ guard let suite = arguments.first, suite != "--help", suite != "-h" else {
     exit(arguments.isEmpty ? 2 : 0)
 }
 switch suite {
+case "kernels": runKernelBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
     exit(2)

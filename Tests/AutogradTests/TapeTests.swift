@@ -141,3 +141,34 @@ final class TapeTests: XCTestCase {
         XCTAssertLessThan(last, first * 0.2, "loss \(first) → \(last)")
     }
 }
+
+final class CheckpointAndFrozenConvTests: XCTestCase {
+    func testCheckpointWithTwoOutputs() throws {
+        func run(_ checkpointed: Bool) throws -> (Tensor?, Tensor?) {
+            let w = Variable(randomTensor([3, 3], seed: 1), requiresGrad: true)
+            let x = Variable(randomTensor([2, 3], seed: 2), requiresGrad: true)
+            let body = { (v: [Variable]) throws -> [Variable] in
+                let h = silu(try linear(v[0], weight: w, bias: nil))
+                return [h, try mul(h, v[0])]
+            }
+            let outs = checkpointed ? try checkpoint([x], body) : try body([x])
+            try sum(try add(outs[0], scale(outs[1], by: 3))).backward()
+            return (w.grad, x.grad)
+        }
+        // Each output's recompute adds its share separately, so only the summation order differs.
+        let (a, b) = (try run(false), try run(true))
+        XCTAssertLessThan(maxDifference(try XCTUnwrap(a.0), try XCTUnwrap(b.0)), 1e-5)
+        XCTAssertLessThan(maxDifference(try XCTUnwrap(a.1), try XCTUnwrap(b.1)), 1e-5)
+    }
+
+    func testFrozenConvComputesOnlyInputGradient() throws {
+        let w = Variable(randomTensor([3, 3, 2, 4], seed: 3)), b = Variable(randomTensor([4], seed: 4))
+        let x = Variable(randomTensor([1, 4, 4, 2], seed: 5), requiresGrad: true)
+        let trace = BackwardTrace()
+        try GradMode.$trace.withValue(trace) { try sum(conv2d(x, weight: w, bias: b, padding: 1)).backward() }
+        XCTAssertEqual(trace.events, ["conv2d.dInput"])
+        XCTAssertNil(w.grad)
+        XCTAssertNil(b.grad)
+        XCTAssertEqual(x.grad?.shape, [1, 4, 4, 2])
+    }
+}

@@ -182,3 +182,26 @@ final class LayerTests: XCTestCase {
         XCTAssertThrowsError(try e([3]))
     }
 }
+
+final class InitializationTests: XCTestCase {
+    func testInitializationIsSeededAndBounded() {
+        func make(seed: UInt64) -> Module {
+            final class Net: Module {
+                let fc = Linear(inFeatures: 16, outFeatures: 8)
+                let conv = Conv2d(inChannels: 4, outChannels: 2, kernelSize: 3)
+                let norm = GroupNorm(groups: 2, channels: 4)
+            }
+            let net = Net()
+            var rng = PhiloxRandom(seed: seed)
+            net.initializeParameters(random: &rng)
+            return net
+        }
+        let a = make(seed: 3).stateDict(), b = make(seed: 3).stateDict(), c = make(seed: 4).stateDict()
+        XCTAssertEqual(a["fc.weight"]?.scalars, b["fc.weight"]?.scalars)
+        XCTAssertNotEqual(a["fc.weight"]?.scalars, c["fc.weight"]?.scalars)
+        XCTAssertTrue(a["fc.weight"]!.scalars.allSatisfy { abs($0) <= 0.25 })
+        XCTAssertTrue(a["conv.weight"]!.scalars.allSatisfy { abs($0) <= 1 / 6 })
+        XCTAssertTrue(a["conv.weight"]!.scalars.contains { $0 != 0 })
+        XCTAssertEqual(a["norm.weight"]?.scalars, [1, 1, 1, 1])
+    }
+}

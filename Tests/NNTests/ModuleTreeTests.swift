@@ -30,7 +30,9 @@ final class ModuleTreeTests: XCTestCase {
 
     func testKeyPathsFollowPropertyNamesAndListIndices() {
         let keys = TinyModel().namedParameters().map(\.0)
+        // A module's own parameters come before its children's, as in PyTorch's named_parameters().
         XCTAssertEqual(keys, [
+            "scale",
             "down_blocks.0.attentions.0.to_q.weight",
             "down_blocks.0.attentions.0.to_out.0.weight", "down_blocks.0.attentions.0.to_out.0.bias",
             "down_blocks.0.attentions.1.to_q.weight",
@@ -40,7 +42,6 @@ final class ModuleTreeTests: XCTestCase {
             "down_blocks.1.attentions.0.to_out.0.weight", "down_blocks.1.attentions.0.to_out.0.bias",
             "down_blocks.1.attentions.1.to_q.weight",
             "down_blocks.1.attentions.1.to_out.0.weight", "down_blocks.1.attentions.1.to_out.0.bias",
-            "scale",
         ])
         XCTAssertTrue(TinyModel().namedModules().map(\.0).contains("down_blocks.1.attentions.0.to_out.0"))
     }

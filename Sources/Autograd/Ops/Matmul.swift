@@ -46,8 +46,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> V
         throw AutogradError.invalidInput("linear: bias \(bias.shape) does not fit weight \(w.shape)")
     }
     let x2 = xv.reshapedUnchecked([rows, inFeatures])                        // [rows, in]
-    var y = try TensorCore.matmul(x2, w, transposeB: true)                   // [rows, out]
-    if let bias { y = try Elementwise.add(y, bias.value) }
+    let y = try bias.map { affine(x2, w, $0.value) } ?? TensorCore.matmul(x2, w, transposeB: true)   // [rows, out]
     let outShape = Array(xv.shape.dropLast()) + [outFeatures]
     let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
@@ -67,5 +66,21 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> V
             grads.append(nb ? try Reduction.sum(g2, axis: 0) : nil)          // [out]
         }
         return grads
+    }
+}
+
+/// x·Wᵀ + b in one GEMM: the output starts as b in every row and the GEMM accumulates onto it.
+private func affine(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
+    let (rows, k, n) = (x.shape[0], x.shape[1], w.shape[0])
+    return Tensor(shape: [rows, n]) { out in
+        b.withUnsafeBufferPointer { pb in
+            for r in 0..<rows { (out.baseAddress! + r * n).update(from: pb.baseAddress!, count: n) }
+        }
+        x.withUnsafeBufferPointer { px in
+            w.withUnsafeBufferPointer { pw in
+                sgemm(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: px.baseAddress!, lda: k,
+                      b: pw.baseAddress!, ldb: k, beta: 1, c: out.baseAddress!, ldc: n)
+            }
+        }
     }
 }
