@@ -39,8 +39,9 @@ struct PaddedActivation {
     func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
-/// Output channels per packed weight block.
+/// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
 let convBlockColumns = 256
+let convMaxPackedFloats = 2_097_152
 /// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
 /// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
 let convTilesPerSuperTile = 8
@@ -56,7 +57,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let kc = (cin + kBlocks - 1) / kBlocks
     let sliverFloats = taps * cin * nr
     let coutPadded = (cout + nr - 1) / nr * nr
-    let nc = min(coutPadded, convBlockColumns)
+    let nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
     // Row segments: stride 1 runs over whole images on the padded-width grid; stride s over output rows.
     let segments = s == 1 ? x.batch : x.batch * ho
     let segmentLength = s == 1 ? ho * wp : wo
