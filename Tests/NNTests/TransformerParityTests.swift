@@ -64,6 +64,15 @@ final class TransformerParityTests: XCTestCase {
     }
 
     func testForwardAndGradientsMatchPyTorch() throws {
+        try checkBlock(checkpointed: false)
+    }
+
+    /// The same block under gradient checkpointing gives the same output and gradients.
+    func testCheckpointedBlockMatchesPyTorch() throws {
+        try checkBlock(checkpointed: true)
+    }
+
+    private func checkBlock(checkpointed: Bool) throws {
         let url = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures/transformer_block", withExtension: "json"))
         let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
         let block = Block(fixture.config)
@@ -71,7 +80,10 @@ final class TransformerParityTests: XCTestCase {
 
         let x = Variable(try fixture.x.tensor(), requiresGrad: true)
         let context = Variable(try fixture.context.tensor(), requiresGrad: true)
-        let out = try block(x, context: context)                                   // NHWC
+        let out = checkpointed
+            ? try checkpoint([x, context]) { [try block($0[0], context: $0[1])] }[0]
+            : try block(x, context: context)                                   // NHWC
+        XCTAssertEqual(out.operation, checkpointed ? "checkpoint" : "conv2d")
         assertClose(try nhwcToNCHW(out.value), try fixture.output.tensor(), "output")
 
         try out.backward(try nchwToNHWC(fixture.projection.tensor()))
