@@ -16,7 +16,7 @@ struct BenchCase {
 }
 
 /// Every family of kernel cases, in print order.
-let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases]
+let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, attentionBenchCases, groupNormBenchCases]
 
 /// Wall-clock seconds of one call.
 func timeOnce(_ body: () -> Void) -> Double {
