@@ -103,3 +103,17 @@ typealias IVec = SIMD16<Int32>
     while i + 16 <= n { store(f(load(x + i), load(y + i)), z + i); i += 16 }
     if i < n { storePartial(f(loadPartial(x + i, n - i), loadPartial(y + i, n - i)), z + i, n - i) }
 }
+
+/// Loads k ≤ 16 scalars (a full vector when k == 16).
+@inline(__always) func loadN(_ p: UnsafePointer<Float>, _ k: Int) -> Vec { k == 16 ? load(p) : loadPartial(p, k) }
+
+/// Stores the low k ≤ 16 lanes.
+@inline(__always) func storeN(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ k: Int) {
+    if k == 16 { store(v, p) } else { storePartial(v, p, k) }
+}
+
+/// Calls body(offset, width) for the 16-wide column strips of 0..<n (the last may be narrower).
+@inline(__always) func vectorColumns(_ n: Int, _ body: (Int, Int) -> Void) {
+    var i = 0
+    while i < n { body(i, min(16, n - i)); i += 16 }
+}
