@@ -10,7 +10,7 @@ import Foundation
 
 enum FlashAttention {
     static let queryBlock = 32
-    static let forwardKeyBlock = 240
+    static let forwardKeyBlock = 480
     static let backwardKeyBlock = 96
     static let log2e: Float = 1.4426950408889634
     /// Added to masked scores (log2 domain); exp2 of it relative to any real score is 2^-126 ≈ 0.
@@ -128,11 +128,11 @@ enum FlashAttention {
             for r in 1..<nk { b0 = maxv(b0, load(s.st + r * 32)); b1 = maxv(b1, load(s.st + r * 32 + 16)) }
             let first = j0 == 0
             let n0 = first ? b0 : maxv(m0, b0), n1 = first ? b1 : maxv(m1, b1)
-            let c0 = exp2v(m0 - n0), c1 = exp2v(m1 - n1)
+            let c0 = exp2NonPositive(m0 - n0), c1 = exp2NonPositive(m1 - n1)
             m0 = n0; m1 = n1
             var s0 = Vec(repeating: 0), s1 = Vec(repeating: 0)
             for r in 0..<nk {
-                let p0 = exp2v(load(s.st + r * 32) - n0), p1 = exp2v(load(s.st + r * 32 + 16) - n1)
+                let p0 = exp2NonPositive(load(s.st + r * 32) - n0), p1 = exp2NonPositive(load(s.st + r * 32 + 16) - n1)
                 store(p0, s.st + r * 32); store(p1, s.st + r * 32 + 16)
                 s0 += p0; s1 += p1
             }

@@ -30,8 +30,13 @@ typealias IVec = SIMD16<Int32>
 
 /// 2^x with relative error ≤ 1.1e-7 for x in [-126, 126]; inputs outside are clamped (so -inf → 2^-126,
 /// which every caller treats as zero weight). Degree-6 minimax polynomial on [-0.5, 0.5].
-@inline(__always) func exp2v(_ x0: Vec) -> Vec {
-    let x = minConst(maxConst(x0, -126), 126)
+@inline(__always) func exp2v(_ x0: Vec) -> Vec { exp2Clamped(minConst(maxConst(x0, -126), 126)) }
+
+/// 2^x for x ≤ 126 (softmax weights, where x = score − max ≤ 0): only the lower clamp is applied.
+@inline(__always) func exp2NonPositive(_ x0: Vec) -> Vec { exp2Clamped(maxConst(x0, -126)) }
+
+/// 2^x for x already in [-126, 126].
+@inline(__always) func exp2Clamped(_ x: Vec) -> Vec {
     let magic = Vec(repeating: 12_582_912)          // 1.5 · 2^23: adding it rounds to an integer
     let t = x + magic
     let n = t - magic
