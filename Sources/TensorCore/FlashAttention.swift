@@ -70,23 +70,26 @@ enum FlashAttention {
     static func forward(_ g: AttentionGeometry, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
                         _ v: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>) {
         let d = g.d, rs = g.rowStride, dp = roundUp(d, 16)
-        let lkPad = roundUp(g.lk, 24)
-        let kt = UnsafeMutablePointer<Float>.allocate(capacity: d * lkPad)
-        let vp = UnsafeMutablePointer<Float>.allocate(capacity: lkPad * dp)
-        defer { kt.deallocate(); vp.deallocate() }
+        let lkPad = roundUp(g.lk, 24), heads = g.batch * g.heads
+        // Kᵀ and V of every head, packed once (O(H·Lk·D) memory), then (head, query block) items in parallel.
+        let headSize = d * lkPad + lkPad * dp
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: heads * headSize)
+        defer { packed.deallocate() }
+        Parallel.forEach(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
+            let kt = packed + bh * headSize
+            packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
+            packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, kt + d * lkPad)
+        }
         let blocks = (g.lq + queryBlock - 1) / queryBlock
-        let workers = Parallel.workers(for: blocks * 32 * g.lk * d, minWorkPerThread: 1 << 20)
+        let workers = Parallel.workers(for: heads * blocks * 32 * g.lk * d, minWorkPerThread: 1 << 18)
         let scratch = ForwardScratch(workers: workers, d: d, dp: dp)
         defer { scratch.deallocate() }
-        for bh in 0..<g.batch * g.heads {
-            packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
-            packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, vp)
-            let qb = q + g.base(bh, g.lq), ob = out + g.base(bh, g.lq), lb = lse + bh * g.lq
-            Parallel.forSlices(count: blocks, workers: workers) { w, range in
-                for blk in range {
-                    forwardBlock(g, q0: blk * queryBlock, qb, UnsafePointer(kt), lkPad, UnsafePointer(vp), dp,
-                                 ob, lb, scratch.worker(w))
-                }
+        Parallel.forSlices(count: heads * blocks, workers: workers) { w, range in
+            for item in range {
+                let bh = item / blocks, blk = item % blocks
+                let kt = packed + bh * headSize
+                forwardBlock(g, q0: blk * queryBlock, q + g.base(bh, g.lq), UnsafePointer(kt), lkPad,
+                             UnsafePointer(kt + d * lkPad), dp, out + g.base(bh, g.lq), lse + bh * g.lq, scratch.worker(w))
             }
         }
     }
