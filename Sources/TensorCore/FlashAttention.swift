@@ -21,8 +21,13 @@ enum FlashAttention {
     /// Packs rows [L][D] (row stride rs) transposed into [D][ld], zero-padded to ld columns.
     static func packTransposed(_ src: UnsafePointer<Float>, rows: Int, d: Int, rs: Int, ld: Int,
                                scale: Float, _ dst: UnsafeMutablePointer<Float>) {
-        dst.initialize(repeating: 0, count: d * ld)
-        for l in 0..<rows { for x in 0..<d { dst[x * ld + l] = src[l * rs + x] * scale } }
+        // Destination-contiguous order: the compiler turns the strided reads into gathers, which is
+        // cheaper than the scatters the source-contiguous order becomes.
+        for x in 0..<d {
+            let row = dst + x * ld
+            for l in 0..<rows { row[l] = src[l * rs + x] * scale }
+            (row + rows).initialize(repeating: 0, count: ld - rows)
+        }
     }
 
     /// Packs rows [L][D] (row stride rs) into [rowsPadded][dp], zero-padded.
