@@ -85,7 +85,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
             let ldcS = sliversHere * nr
             // Too few super-tiles for the threads: also split the block's slivers.
             let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
-            Parallel.forSlices(count: superTiles * groups, workers: threads) { w, range in
+            Parallel.forChunks(count: superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
                 let scratch = ws.worker(w)
                 for item in range {
                     let st = item / groups, g = item % groups

@@ -5,7 +5,8 @@
 // is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
 // only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
 // scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles) with `Parallel`; below ~4 MFLOP per thread it stays on one thread.
+// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
+// it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
@@ -120,12 +121,12 @@ struct GEMMOperands {
                 let acc = accumulate || pc > 0
                 let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA)
                 if threads == 1 || mTiles >= 2 * threads {
-                    Parallel.forSlices(count: mTiles, workers: threads) { w, range in
+                    Parallel.forChunks(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
                         for t in range { compute(tile, block, packed, rowTile: t, sliverRange: 0..<slivers, scratch) }
                     }
                 } else {
-                    Parallel.forSlices(count: slivers, workers: threads) { w, range in
+                    Parallel.forChunks(count: slivers, workers: threads, chunksPerWorker: 2) { w, range in
                         let scratch = ws.worker(w)
                         for t in 0..<mTiles { compute(tile, block, packed, rowTile: t, sliverRange: range, scratch) }
                     }

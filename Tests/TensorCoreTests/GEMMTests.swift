@@ -131,6 +131,22 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testChunksCoverEveryIndexOnce() {
+        for (count, workers) in [(0, 2), (1, 2), (7, 2), (100, 2), (100, 3), (5, 1)] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+            hits.initialize(repeating: 0, count: max(count, 1))
+            defer { hits.deallocate() }
+            let lock = NSLock()
+            Parallel.forChunks(count: count, workers: workers) { w, range in
+                XCTAssertTrue(w >= 0 && w < max(1, workers))
+                lock.lock()
+                for i in range { hits[i] += 1 }
+                lock.unlock()
+            }
+            for i in 0..<count { XCTAssertEqual(hits[i], 1, "count \(count) workers \(workers) index \(i)") }
+        }
+    }
+
     func testConcurrentCallsUseSeparateWorkspaces() {
         var rng = TestRandom(seed: 5)
         let (m, n, k) = (97, 130, 150)
