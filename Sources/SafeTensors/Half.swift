@@ -31,94 +31,61 @@ enum Half {
     // Swift's Float16 would compile to AVX512-FP16 instructions under `-target-cpu sapphirerapids`,
     // and the CPUs this runs on (KVM guests of Emerald Rapids) do not expose AVX512-FP16: SIGILL.
 
-    typealias V = SIMD16<UInt32>
+    // The bulk loops below are scalar code written without branches; LLVM vectorises them
+    // (explicit SIMD16<UInt16> -> SIMD16<UInt32> widening compiles to a call per vector).
 
-    /// F16 bit patterns -> F32 bit patterns.
+    /// One F16 bit pattern -> F32 bit pattern.
     @inline(__always)
-    static func f16ToF32Bits(_ h: V) -> V {
-        let shiftedExponent = V(repeating: 0x7C00 << 13)
-        var o = (h & 0x7FFF) &<< 13
+    static func f32Bits(fromF16 h: UInt32) -> UInt32 {
+        let shiftedExponent: UInt32 = 0x7C00 << 13
+        let o = (h & 0x7FFF) &<< 13
         let exponent = o & shiftedExponent
-        o &+= V(repeating: (127 - 15) << 23)
-        let infNaN = o &+ V(repeating: (128 - 16) << 23)
-        let denormal = unsafeBitCast(unsafeBitCast(o &+ V(repeating: 1 << 23), to: SIMD16<Float>.self)
-                                     - SIMD16<Float>(repeating: Float(bitPattern: 113 << 23)), to: V.self)
-        o.replace(with: infNaN, where: exponent .== shiftedExponent)
-        o.replace(with: denormal, where: exponent .== 0)
-        return o | ((h & 0x8000) &<< 16)
+        let normal = o &+ ((127 - 15) << 23)
+        let infNaN = normal &+ ((128 - 16) << 23)
+        let denormal = (Float(bitPattern: normal &+ (1 << 23)) - Float(bitPattern: 113 << 23)).bitPattern
+        let magnitude = exponent == shiftedExponent ? infNaN : (exponent == 0 ? denormal : normal)
+        return magnitude | ((h & 0x8000) &<< 16)
     }
 
-    /// F32 bit patterns -> F16 bit patterns (in the low 16 bits), round to nearest even.
+    /// One F32 bit pattern -> F16 bit pattern, round to nearest even.
     @inline(__always)
-    static func f32ToF16Bits(_ bits: V) -> V {
+    static func f16Bits(fromF32 bits: UInt32) -> UInt16 {
         let sign = bits & 0x8000_0000
         let f = bits ^ sign
-        let f16Max = V(repeating: (127 + 16) << 23)
-        let denormMagic = V(repeating: ((127 - 15) + (23 - 10) + 1) << 23)
-        let overflow = V(repeating: 0x7C00).replacing(with: 0x7E00, where: f .> V(repeating: 255 << 23))
-        let small = unsafeBitCast(unsafeBitCast(f, to: SIMD16<Float>.self) + unsafeBitCast(denormMagic, to: SIMD16<Float>.self),
-                                  to: V.self) &- denormMagic
-        let mantissaOdd = (f &>> 13) & 1
+        let denormMagic: UInt32 = ((127 - 15) + (23 - 10) + 1) << 23
+        let overflow: UInt32 = f > 255 << 23 ? 0x7E00 : 0x7C00
+        let small = (Float(bitPattern: f) + Float(bitPattern: denormMagic)).bitPattern &- denormMagic
         let rebias = UInt32(bitPattern: Int32(15 - 127) << 23) &+ 0xFFF
-        let normal = (f &+ V(repeating: rebias) &+ mantissaOdd) &>> 13
-        var o = normal
-        o.replace(with: small, where: f .< V(repeating: 113 << 23))
-        o.replace(with: overflow, where: f .>= f16Max)
-        return o | (sign &>> 16)
+        let normal = (f &+ rebias &+ ((f &>> 13) & 1)) &>> 13
+        let magnitude = f >= (127 + 16) << 23 ? overflow : (f < 113 << 23 ? small : normal)
+        return UInt16(truncatingIfNeeded: magnitude | (sign &>> 16))
     }
 
     static func f16ToF32(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let h = SIMD16<UInt32>(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self))
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: f16ToF32Bits(h), as: SIMD16<UInt32>.self)
-            i += 16
-        }
-        while i < count {
-            let h = V(repeating: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-            dst[i] = Float(bitPattern: f16ToF32Bits(h)[0])
-            i += 1
+        let out = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<count {
+            out[i] = f32Bits(fromF16: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
         }
     }
 
     static func bf16ToF32(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let h = src.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)
-            let bits = SIMD16<UInt32>(truncatingIfNeeded: h) &<< 16
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: bits, as: SIMD16<UInt32>.self)
-            i += 16
-        }
-        while i < count {
-            dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
-            i += 1
+        let out = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<count {
+            out[i] = UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) &<< 16
         }
     }
 
     /// F32 -> F16, round to nearest even (IEEE conversion).
     static func f32ToF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _ count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let f = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
-            dst.storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: f32ToF16Bits(f)), toByteOffset: 2 * i, as: SIMD16<UInt16>.self)
-            i += 16
-        }
-        while i < count {
-            let h = f32ToF16Bits(V(repeating: src[i].bitPattern))[0]
-            dst.storeBytes(of: UInt16(truncatingIfNeeded: h), toByteOffset: 2 * i, as: UInt16.self)
-            i += 1
-        }
+        let out = dst.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<count { out[i] = f16Bits(fromF32: src[i].bitPattern) }
     }
 
     /// One F16 bit pattern as a Float.
-    static func float(fromF16 bits: UInt16) -> Float {
-        Float(bitPattern: f16ToF32Bits(V(repeating: UInt32(bits)))[0])
-    }
+    static func float(fromF16 bits: UInt16) -> Float { Float(bitPattern: f32Bits(fromF16: UInt32(bits))) }
 
     /// One Float as an F16 bit pattern (round to nearest even).
-    static func f16Bits(_ x: Float) -> UInt16 {
-        UInt16(truncatingIfNeeded: f32ToF16Bits(V(repeating: x.bitPattern))[0])
-    }
+    static func f16Bits(_ x: Float) -> UInt16 { f16Bits(fromF32: x.bitPattern) }
 
     /// One F32 -> BF16 conversion: round to nearest even; NaN stays a (quiet) NaN.
     @inline(__always)

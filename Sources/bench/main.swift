@@ -4,6 +4,7 @@ import Foundation
 
 let suites: [(name: String, summary: String)] = [
     ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
+    ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -13,6 +14,7 @@ guard let suite = arguments.first, suite != "--help", suite != "-h" else {
     exit(arguments.isEmpty ? 2 : 0)
 }
 switch suite {
+case "io": runIOBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
     exit(2)
