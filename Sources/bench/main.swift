@@ -14,6 +14,7 @@ guard let suite = arguments.first, suite != "--help", suite != "-h" else {
     exit(arguments.isEmpty ? 2 : 0)
 }
 switch suite {
+case "kernels": runKernelBench(Array(arguments.dropFirst()))
 case "io": runIOBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)

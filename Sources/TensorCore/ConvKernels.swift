@@ -1,0 +1,246 @@
+// ConvKernels: the pointer-level implicit-GEMM convolution driver behind Conv2D.swift.
+
+/// A zero-padded (and optionally dilated) NHWC copy of an activation, with slack after the end so that
+/// microkernel tiles running past the last pixel stay inside the buffer.
+struct PaddedActivation {
+    let pointer: UnsafeMutablePointer<Float>
+    let height: Int, width: Int, channels: Int, batch: Int
+
+    /// `dst[n, y, x] = src[n, (y - top) / dilation, (x - left) / dilation]` where that is a whole in-range
+    /// index, else 0. `dst` is `[batch, height, width, channels]` plus `slackPixels` zero pixels.
+    init(_ src: UnsafePointer<Float>, batch: Int, srcHeight: Int, srcWidth: Int, channels: Int,
+         height: Int, width: Int, top: Int, left: Int, dilation: Int, slackPixels: Int) {
+        self.height = height; self.width = width; self.channels = channels; self.batch = batch
+        let count = (batch * height * width + slackPixels) * channels
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+        let dst = pointer
+        Parallel.forEach(count: batch * height, workers: Parallel.workers(for: count, minWorkPerThread: 1 << 20)) { row in
+            let n = row / height, y = row % height
+            let out = dst + row * width * channels
+            let sy = y - top
+            guard sy >= 0, sy % dilation == 0, sy / dilation < srcHeight else {
+                out.update(repeating: 0, count: width * channels)
+                return
+            }
+            let srcRow = src + ((n * srcHeight + sy / dilation) * srcWidth) * channels
+            for x in 0..<width {
+                let sx = x - left
+                if sx >= 0, sx % dilation == 0, sx / dilation < srcWidth {
+                    (out + x * channels).update(from: srcRow + (sx / dilation) * channels, count: channels)
+                } else {
+                    (out + x * channels).update(repeating: 0, count: channels)
+                }
+            }
+        }
+        (pointer + batch * height * width * channels).update(repeating: 0, count: slackPixels * channels)
+    }
+
+    func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+/// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
+let convBlockColumns = 256
+let convMaxPackedFloats = 2_097_152
+/// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
+/// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
+let convTilesPerSuperTile = 8
+
+/// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
+/// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
+func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth kw: Int, stride s: Int,
+                      outHeight ho: Int, outWidth wo: Int, weight: UnsafePointer<Float>, outChannels cout: Int,
+                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let tile = GEMMTile.t12x32, mr = tile.mr, nr = tile.nr
+    let cin = x.channels, hp = x.height, wp = x.width, taps = kh * kw
+    let kBlocks = (cin + gemmMaxKC - 1) / gemmMaxKC
+    let kc = (cin + kBlocks - 1) / kBlocks
+    let sliverFloats = taps * cin * nr
+    let coutPadded = (cout + nr - 1) / nr * nr
+    let nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
+    // Row segments: stride 1 runs over whole images on the padded-width grid; stride s over output rows.
+    let segments = s == 1 ? x.batch : x.batch * ho
+    let segmentLength = s == 1 ? ho * wp : wo
+    let tilesPerSegment = (segmentLength + mr - 1) / mr
+    let tiles = segments * tilesPerSegment
+    let lda = s * cin
+    let xp = UnsafePointer(x.pointer)
+    let threads = Parallel.workers(for: 2 * tiles * mr * coutPadded * cin * taps, minWorkPerThread: gemmMinFlopsPerThread)
+    let perSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
+    let superPerSegment = (tilesPerSegment + perSuper - 1) / perSuper
+    let superTiles = segments * superPerSegment
+
+    KernelWorkspacePool.shared.with { ws in
+        ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: perSuper * mr * nc)
+        let packed = ws.shared
+        var jc = 0
+        while jc < cout {
+            let ncur = min(nc, cout - jc), sliversHere = (ncur + nr - 1) / nr
+            Parallel.forSlices(count: sliversHere, workers: min(threads, sliversHere)) { _, range in
+                for sv in range {
+                    packConvWeight(weight, taps: taps, cin: cin, cout: cout, j0: jc + sv * nr, nr: nr,
+                                   into: packed + sv * sliverFloats)
+                }
+            }
+            let ldcS = sliversHere * nr
+            // Too few super-tiles for the threads: also split the block's slivers.
+            let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
+            Parallel.forChunks(count: superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
+                let scratch = ws.worker(w)
+                for item in range {
+                    let st = item / groups, g = item % groups
+                    let svRange = (g * sliversHere / groups)..<((g + 1) * sliversHere / groups)
+                    let seg = st / superPerSegment, t0 = (st % superPerSegment) * perSuper
+                    let tCount = min(perSuper, tilesPerSegment - t0)
+                    let aSeg = s == 1 ? xp + seg * hp * wp * cin : xp + ((seg / ho * hp + seg % ho * s) * wp) * cin
+                    for tap in 0..<taps {
+                        let aTap = aSeg + ((tap / kw) * wp + tap % kw) * cin
+                        var k0 = 0
+                        while k0 < cin {
+                            let kcur = min(kc, cin - k0)
+                            for ti in 0..<tCount {
+                                let aTile = aTap + (t0 + ti) * mr * lda + k0
+                                for sv in svRange {
+                                    let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                                    tile.direct(kcur, aTile, lda, bPtr, scratch + ti * mr * ldcS + sv * nr, ldcS,
+                                                tap > 0 || k0 > 0)
+                                }
+                            }
+                            k0 += kcur
+                        }
+                    }
+                    let jLo = svRange.lowerBound * nr, jHi = min(svRange.upperBound * nr, ncur)
+                    for r in 0..<(tCount * mr) {
+                        let p = t0 * mr + r
+                        let n: Int, oy: Int, ox: Int
+                        if s == 1 {
+                            n = seg; oy = p / wp; ox = p % wp
+                            if oy >= ho || ox >= wo { continue }
+                        } else {
+                            n = seg / ho; oy = seg % ho; ox = p
+                            if ox >= wo { break }
+                        }
+                        let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + r * ldcS
+                        if let bias {
+                            for j in jLo..<jHi { dst[j] = src[j] + bias[jc + j] }
+                        } else {
+                            (dst + jLo).update(from: src + jLo, count: jHi - jLo)
+                        }
+                    }
+                }
+            }
+            jc += ncur
+        }
+    }
+}
+
+/// Packs output channels `j0..<j0+nr` of a `[taps, cin, cout]` weight as `[taps * cin][nr]`, zero-padded.
+func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j0: Int, nr: Int,
+                    into dst: UnsafeMutablePointer<Float>) {
+    let valid = min(nr, cout - j0)
+    for r in 0..<(taps * cin) {
+        let row = dst + r * nr, src = w + r * cout + j0
+        if valid == nr {
+            copyVectors(from: src, to: row, count: nr, scale: 1)
+        } else {
+            for j in 0..<valid { row[j] = src[j] }
+            (row + valid).update(repeating: 0, count: nr - valid)
+        }
+    }
+}
+
+/// Forward convolution on raw NHWC pointers (shapes already checked).
+func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let cout = g.outChannels
+    if g.kernelHeight == 1 && g.kernelWidth == 1 && g.stride == 1 && g.padding == 0 {
+        let rows = g.batch * g.height * g.width
+        if let bias {
+            for r in 0..<rows { (output + r * cout).update(from: bias, count: cout) }
+        }
+        sgemm(transA: false, transB: false, m: rows, n: cout, k: g.inChannels, alpha: 1, a: input,
+              lda: g.inChannels, b: weight, ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+        return
+    }
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: g.inChannels,
+                                height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
+                                top: g.padding, left: g.padding, dilation: 1,
+                                slackPixels: (GEMMTile.t12x32.mr + 1) * g.stride + g.kernelWidth)
+    defer { xpad.deallocate() }
+    convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
+                     outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
+                     bias: bias, output: output)
+}
+
+/// Input gradient: a stride-1 convolution of the dilated, re-padded output gradient with the weight flipped
+/// in space and transposed in channels (`w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]`).
+func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                         gradInput: UnsafeMutablePointer<Float>) {
+    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
+    defer { flipped.deallocate() }
+    for dy in 0..<kh {
+        for dx in 0..<kw {
+            let src = weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout
+            transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
+        }
+    }
+    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                  channels: cout, height: g.height + kh - 1, width: g.width + kw - 1,
+                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
+                                  slackPixels: GEMMTile.t12x32.mr + 1 + kw)
+    defer { padded.deallocate() }
+    convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
+                     weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
+func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    for r0 in stride(from: 0, to: rows, by: 16) {
+        for c0 in stride(from: 0, to: cols, by: 16) {
+            for r in r0..<min(r0 + 16, rows) {
+                for c in c0..<min(c0 + 16, cols) { dst[c * rows + r] = src[r * cols + c] }
+            }
+        }
+    }
+}
+
+/// Weight gradient: for each tap, `dW[tap] (Cin x Cout) = X_tapᵀ · dY`, where row r of `X_tap` is the input
+/// pixel that tap reads for output position r.
+func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                          gradWeight: UnsafeMutablePointer<Float>) {
+    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    let s = g.stride, ho = g.outHeight, wo = g.outWidth
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
+                                height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
+                                top: g.padding, left: g.padding, dilation: 1,
+                                slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
+    defer { xpad.deallocate() }
+    let hp = xpad.height, wp = xpad.width
+    if s == 1 {
+        // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
+        // A rows are the padded input shifted by the tap's offset.
+        let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
+                                    height: hp, width: wp, top: 0, left: 0, dilation: 1, slackPixels: 0)
+        defer { grid.deallocate() }
+        for tap in 0..<(kh * kw) {
+            let offset = ((tap / kw) * wp + tap % kw) * cin
+            sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * hp * wp, alpha: 1,
+                  a: xpad.pointer + offset, lda: cin, b: grid.pointer, ldb: cout, beta: 0,
+                  c: gradWeight + tap * cin * cout, ldc: cout)
+        }
+        return
+    }
+    let rows = g.batch * ho * wo
+    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: rows * cin)
+    defer { gathered.deallocate() }
+    for tap in 0..<(kh * kw) {
+        let dy = tap / kw, dx = tap % kw
+        for r in 0..<rows {
+            let n = r / (ho * wo), oy = (r / wo) % ho, ox = r % wo
+            (gathered + r * cin).update(from: xpad.pointer + ((n * hp + oy * s + dy) * wp + ox * s + dx) * cin, count: cin)
+        }
+        sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
+              b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
+    }
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""PyTorch timings of the `bench kernels` cases (CPU, 2 threads, channels_last for conv).
+
+    /root/refenv/bin/python bench/torch_kernels.py            # all cases, JSON to stdout
+    /root/refenv/bin/python bench/torch_kernels.py --serve    # used by `bench kernels --torch`:
+        prints "ready", then answers each stdin line "<case name>\t<reps>" with {"name":..., "seconds":[...]}
+
+Case names are shared with Sources/bench/KernelBench.swift (and the other *Bench.swift case lists).
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+
+
+def gemm(m, k, n):
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    c = torch.empty(m, n)
+    return 2.0 * m * n * k, lambda: torch.mm(a, b, out=c)
+
+
+def conv3x3(hw, cin, cout, backward):
+    x = torch.randn(1, cin, hw, hw).to(memory_format=torch.channels_last)
+    w = torch.randn(cout, cin, 3, 3).to(memory_format=torch.channels_last)
+    b = torch.randn(cout)
+    flops = 2.0 * hw * hw * cin * cout * 9
+    if not backward:
+        def fwd():
+            with torch.no_grad():
+                F.conv2d(x, w, b, padding=1)
+        return flops, fwd
+    x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+    y = F.conv2d(x, w, b, padding=1)
+    dy = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    # Same work as the Swift case: dX, dW and db from a stored output gradient (no forward).
+    return 2 * flops, lambda: torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)
+
+
+CASES = {}
+for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
+                (64, 1280, 1280)]:
+    CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
+for hw, cin, cout in [(64, 320, 320), (32, 640, 640)]:
+    base = f"conv3x3 {hw}x{hw}x{cin}->{cout}"
+    CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, False))
+    CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, True))
+
+_prepared = {}
+
+
+def timings(name, reps):
+    if name not in _prepared:
+        flops, fn = CASES[name]()
+        fn(); fn()
+        _prepared[name] = (flops, fn)
+    flops, fn = _prepared[name]
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return flops, out
+
+
+def main():
+    if "--serve" in sys.argv:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            name, reps = line.rstrip("\n").split("\t")
+            if name not in CASES:
+                print(json.dumps({"name": name, "seconds": [], "error": "unknown case"}), flush=True)
+                continue
+            _, secs = timings(name, int(reps))
+            print(json.dumps({"name": name, "seconds": secs}), flush=True)
+        return
+    results = []
+    for name in CASES:
+        flops, secs = timings(name, 5)
+        secs.sort()
+        med = secs[len(secs) // 2]
+        results.append({"name": name, "median_ms": med * 1e3, "gflops": flops / med * 1e-9})
+        _prepared.pop(name)
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "cases": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
