@@ -87,7 +87,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                     let hi = min(range.upperBound, lo + SafeTensorsFile.chunkElements)
                     let chunk = source + lo * elementSize, chunkBytes = (hi - lo) * elementSize
                     SafeTensorsFile.advise(chunk, byteCount: chunkBytes, SafeTensorsFile.populateRead)
-                    Half.toFloat(t.dtype, chunk, destination + lo, count: hi - lo)
+                    Conversion.toFloat(t.dtype, chunk, destination + lo, count: hi - lo)
                     SafeTensorsFile.advise(chunk, byteCount: chunkBytes, MADV_DONTNEED)
                     lo = hi
                 }

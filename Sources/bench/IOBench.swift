@@ -49,8 +49,6 @@ private func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
-
 /// User + system CPU seconds of this process so far.
 private func cpuSeconds() -> Double {
     var usage = rusage()
