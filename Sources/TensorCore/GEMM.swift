@@ -2,9 +2,9 @@
 //
 // Design (PERFORMANCE.md §4): SIMD runs along N. B is packed per (jc, pc) block of about 1 MB into NR-wide
 // slivers `[kc][NR]` (alpha folded in, the last sliver zero-padded); with few row tiles a row-major B is
-// read in place instead. A is read in place when
-// it is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`); a transposed A is packed
-// once per block row by row, and the last, partial row tile through a `[kc][MR]` sliver. Edge tiles run
+// read in place instead. A is read in place when it is row-major ("direct": the microkernel broadcasts
+// from `A + i*lda + k`); a transposed A is packed once per block, row by row, and the last, partial row
+// tile through a `[kc][MR]` sliver. Edge tiles run
 // the full kernel into a scratch tile and copy the valid part. A few-row `A·Bᵀ` is computed as `(B·Aᵀ)ᵀ`.
 // Work is split over row tiles (or over B slivers when there are too few row tiles), handed out in chunks
 // to the workers (ParallelChunks.swift); below ~4 MFLOP per thread it stays on one thread.
