@@ -80,6 +80,7 @@ public enum Layout {
             throw TensorError.invalidArgument("permute: \(dims) is not a permutation of the dims of \(x.shape)")
         }
         let r = x.rank
+        if r == 0 { return x }
         var inStrides = [Int](repeating: 1, count: r)
         for i in stride(from: r - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * x.shape[i + 1] }
         let outShape = dims.map { x.shape[$0] }, strides = dims.map { inStrides[$0] }
