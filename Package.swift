@@ -30,22 +30,32 @@ let package = Package(
 
         // MARK: - Formats
         .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: language + kernelFlags),
+        .systemLibrary(name: "SystemLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .target(name: "CLibPNG", dependencies: ["SystemLibPNG"]),
+        .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG"], swiftSettings: language + kernelFlags),
 
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
-        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TensorCore", "SafeTensors"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "PNGImageTests", dependencies: ["TensorCore", "PNGImage"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SchedulersTests", dependencies: ["TensorCore", "Schedulers"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "DiffusionModelsTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),

@@ -5,12 +5,13 @@
 // is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
 // only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
 // scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles) with `Parallel`; below ~4 MFLOP per thread it stays on one thread.
+// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
+// it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
-    /// `(kc, a, lda, packedB, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
-    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int,
+    /// `(kc, a, lda, b, ldb, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
+    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int,
                         Bool) -> Void
     let mr: Int
     let nr: Int
@@ -38,6 +39,9 @@ let gemmMinFlopsPerThread = 4_000_000
 let gemmPackedBlockFloats = 262_144
 /// Largest K block.
 let gemmMaxKC = 384
+/// Up to this many row tiles, a row-major B (with alpha 1) is read in place instead of packed: with so few
+/// tiles to reuse a packed panel, packing would cost as much memory traffic as the product itself.
+let gemmDirectBMaxRowTiles = 16
 
 /// Single-precision general matrix multiply on row-major storage:
 /// `C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C`.
@@ -55,10 +59,33 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
+    if transB && !transA && 4 * m <= n {
+        transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     if beta != 0 && beta != 1 { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta) }
     let operands = GEMMOperands(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                                 a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: beta != 0)
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
+}
+
+/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
+/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
+/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+    defer { ct.deallocate() }
+    sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+          beta: 0, c: ct, ldc: m)
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 {
+            for j in 0..<n { row[j] = ct[j * m + i] }
+        } else {
+            for j in 0..<n { row[j] = beta * row[j] + ct[j * m + i] }
+        }
+    }
 }
 
 /// `C = beta * C` over an m x n block (beta 0 writes zeros without reading C).
@@ -93,9 +120,13 @@ struct GEMMOperands {
         let nBlocks = (nPadded + ncMax - 1) / ncMax
         let nc = ((nPadded + nBlocks - 1) / nBlocks + nr - 1) / nr * nr
         let threads = Parallel.workers(for: 2 * m * n * k, minWorkPerThread: gemmMinFlopsPerThread)
-        ws.reserve(sharedCount: kc * nc, workers: threads, perWorkerCount: mr * kc + mr * nr)
-        let packed = ws.shared
         let mTiles = (m + mr - 1) / mr
+        // A transposed: the whole A block is packed once per (jc, pc), reading A's rows contiguously.
+        ws.reserve(sharedCount: kc * nc + (transA ? mTiles * mr * kc : 0), workers: threads,
+                   perWorkerCount: mr * kc + mr * nr)
+        let packed = ws.shared
+        let packedA = transA ? packed + kc * nc : nil
+        let directB = !transB && alpha == 1 && mTiles <= gemmDirectBMaxRowTiles
 
         var jc = 0
         while jc < n {
@@ -105,18 +136,30 @@ struct GEMMOperands {
             while pc < k {
                 let kcur = min(kc, k - pc)
                 let packWorkers = kcur * ncur >= 65_536 ? threads : 1
-                Parallel.forSlices(count: slivers, workers: packWorkers) { _, range in
-                    for s in range { packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr) }
+                // Read in place, only a partial last sliver needs packing (the kernel reads nr columns).
+                let packFrom = directB ? (ncur % nr == 0 ? slivers : slivers - 1) : 0
+                Parallel.forSlices(count: slivers - packFrom, workers: packWorkers) { _, range in
+                    for r in range {
+                        let s = packFrom + r
+                        packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr)
+                    }
+                }
+                if let packedA {
+                    let workers = kcur * m >= 65_536 ? threads : 1
+                    Parallel.forSlices(count: kcur, workers: workers) { _, range in
+                        packTransposedA(into: packedA, mr: mr, tiles: mTiles, k0: pc, kcur: kcur, rows: range)
+                    }
                 }
                 let acc = accumulate || pc > 0
-                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc)
+                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA,
+                                      packedFrom: packFrom)
                 if threads == 1 || mTiles >= 2 * threads {
-                    Parallel.forSlices(count: mTiles, workers: threads) { w, range in
+                    Parallel.forChunks(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
                         for t in range { compute(tile, block, packed, rowTile: t, sliverRange: 0..<slivers, scratch) }
                     }
                 } else {
-                    Parallel.forSlices(count: slivers, workers: threads) { w, range in
+                    Parallel.forChunks(count: slivers, workers: threads, chunksPerWorker: 2) { w, range in
                         let scratch = ws.worker(w)
                         for t in 0..<mTiles { compute(tile, block, packed, rowTile: t, sliverRange: range, scratch) }
                     }
@@ -133,12 +176,12 @@ struct GEMMOperands {
         if !transB {
             for kk in 0..<kcur {
                 let src = b + (k0 + kk) * ldb + j0, row = dst + kk * nr
-                if alpha == 1 {
-                    row.update(from: src, count: valid)
+                if valid == nr {
+                    copyVectors(from: src, to: row, count: nr, scale: alpha)
                 } else {
                     for j in 0..<valid { row[j] = alpha * src[j] }
+                    (row + valid).update(repeating: 0, count: nr - valid)
                 }
-                if valid < nr { (row + valid).update(repeating: 0, count: nr - valid) }
             }
         } else {
             for j in 0..<valid {
@@ -151,14 +194,36 @@ struct GEMMOperands {
         }
     }
 
+    /// For a transposed A: packs rows `k0 + rows` of the stored A (columns of op(A)) into every row tile's
+    /// `[kcur][mr]` sliver (tile t at `dst + t*kcur*mr`), zero-padding past m.
+    func packTransposedA(into dst: UnsafeMutablePointer<Float>, mr: Int, tiles: Int, k0: Int, kcur: Int,
+                         rows: Range<Int>) {
+        for kk in rows {
+            let src = a + (k0 + kk) * lda
+            for t in 0..<tiles {
+                let i0 = t * mr, valid = min(mr, m - i0), row = dst + (t * kcur + kk) * mr
+                if valid == mr {
+                    copyShortRow(from: src + i0, to: row, count: mr)
+                } else {
+                    for i in 0..<valid { row[i] = src[i0 + i] }
+                    (row + valid).update(repeating: 0, count: mr - valid)
+                }
+            }
+        }
+    }
+
     /// Packs `op(A)[i0..<i0+mr, k0..<k0+kcur]` as `[kcur][mr]`, zero-padding rows past m.
     func packA(into dst: UnsafeMutablePointer<Float>, mr: Int, i0: Int, k0: Int, kcur: Int) {
         let valid = min(mr, m - i0)
         if transA {
             for kk in 0..<kcur {
                 let src = a + (k0 + kk) * lda + i0, row = dst + kk * mr
-                row.update(from: src, count: valid)
-                if valid < mr { (row + valid).update(repeating: 0, count: mr - valid) }
+                if valid == mr {
+                    copyShortRow(from: src, to: row, count: mr)
+                } else {
+                    for i in 0..<valid { row[i] = src[i] }
+                    (row + valid).update(repeating: 0, count: mr - valid)
+                }
             }
         } else {
             for i in 0..<valid {
@@ -182,6 +247,8 @@ struct GEMMOperands {
         let aPtr: UnsafePointer<Float>
         if direct {
             aPtr = a + i0 * lda + blk.pc
+        } else if let packedA = blk.packedA {
+            aPtr = UnsafePointer(packedA + t * blk.kcur * mr)
         } else {
             packA(into: scratch, mr: mr, i0: i0, k0: blk.pc, kcur: blk.kcur)
             aPtr = UnsafePointer(scratch)
@@ -189,12 +256,14 @@ struct GEMMOperands {
         let cTile = scratch + mr * blk.kcur
         for s in sliverRange {
             let j0 = blk.jc + s * nr, cols = min(nr, n - j0)
-            let bPtr = UnsafePointer(packed + s * blk.kcur * nr)
+            let inPlace = s < blk.packedFrom
+            let bPtr = inPlace ? b + blk.pc * ldb + j0 : UnsafePointer(packed + s * blk.kcur * nr)
+            let bStride = inPlace ? ldb : nr
             let cPtr = c + i0 * ldc + j0
             if rows == mr && cols == nr {
-                kernel(blk.kcur, aPtr, lda, bPtr, cPtr, ldc, blk.accumulate)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cPtr, ldc, blk.accumulate)
             } else {
-                kernel(blk.kcur, aPtr, lda, bPtr, cTile, nr, false)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cTile, nr, false)
                 for i in 0..<rows {
                     let dst = cPtr + i * ldc, src = cTile + i * nr
                     if blk.accumulate {
@@ -208,8 +277,43 @@ struct GEMMOperands {
     }
 }
 
+/// `dst[0..<count] = scale * src[0..<count]` for a count that is a multiple of 16, in SIMD16 steps
+/// (a library memmove per short row costs more than the copy).
+@inline(__always)
+func copyVectors(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int, scale: Float) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    var o = 0
+    while o < count * 4 {
+        let v = s.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+        d.storeBytes(of: scale == 1 ? v : v * scale, toByteOffset: o, as: SIMD16<Float>.self)
+        o += 64
+    }
+}
+
+/// `dst[0..<count] = src[0..<count]` for the short rows of an A sliver (12, 8 or 6 floats).
+@inline(__always)
+func copyShortRow(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    switch count {
+    case 12:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), toByteOffset: 32, as: SIMD4<Float>.self)
+    case 8:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+    case 6:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+    default:
+        for i in 0..<count { dst[i] = src[i] }
+    }
+}
+
 /// The current (jc, pc) block of the GEMM loop nest.
 struct GEMMBlock {
     let pc: Int, kcur: Int, jc: Int, slivers: Int
     let accumulate: Bool
+    /// Every row tile's packed A sliver, when A is transposed.
+    let packedA: UnsafeMutablePointer<Float>?
+    /// Slivers before this index read B in place; the others are packed.
+    let packedFrom: Int
 }

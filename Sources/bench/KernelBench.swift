@@ -18,11 +18,15 @@ struct BenchCase {
 /// Every family of kernel cases, in print order.
 let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, attentionBenchCases, groupNormBenchCases]
 
-/// Wall-clock seconds of one call.
-func timeOnce(_ body: () -> Void) -> Double {
-    let t0 = DispatchTime.now().uptimeNanoseconds
+/// Seconds of one call: wall clock, or with `cpuTime` the process's CPU time (for tuning single-threaded
+/// kernels on a machine shared with other work: time spent descheduled does not count).
+func timeOnce(cpuTime: Bool = false, _ body: () -> Void) -> Double {
+    let clock = cpuTime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC
+    var t0 = timespec(), t1 = timespec()
+    clock_gettime(clock, &t0)
     body()
-    return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    clock_gettime(clock, &t1)
+    return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
 }
 
 func median(_ xs: [Double]) -> Double {
@@ -117,7 +121,8 @@ struct KernelResult {
     let name: String, flops: Double, seconds: [Double], torchSeconds: [Double]?
 }
 
-/// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--python PATH] [--script PATH]`.
+/// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
+/// [--python PATH] [--script PATH]`.
 func runKernelBench(_ args: [String]) {
     do {
         let threads = args.firstIndex(of: "--threads").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil }
@@ -136,7 +141,8 @@ func kernelBench(_ args: [String]) throws {
     let python = value("--python") ?? "/root/refenv/bin/python"
     let script = value("--script") ?? "bench/torch_kernels.py"
 
-    let peak1 = measureFMAPeak(threads: 1), peak2 = measureFMAPeak(threads: 2)
+    let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
+    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1), peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2)
     let torch = withTorch ? try TorchServer(python: python, script: script) : nil
     defer { torch?.close() }
     if !json {
@@ -153,7 +159,7 @@ func kernelBench(_ args: [String]) throws {
             let reps = max(2, min(10, Int(0.4 / max(once, 1e-6))))
             var mine: [Double] = [], theirs: [Double] = []
             for _ in 0..<rounds {
-                for _ in 0..<reps { mine.append(timeOnce(run)) }
+                for _ in 0..<reps { mine.append(timeOnce(cpuTime: cpuTime, run)) }
                 if let torch { theirs += try torch.time(c.name, reps: reps) }
             }
             let r = KernelResult(name: c.name, flops: c.flops, seconds: mine, torchSeconds: torch == nil ? nil : theirs)
@@ -176,8 +182,12 @@ private func printRow(_ r: KernelResult, peak: Double) {
     let ms = median(r.seconds) * 1e3, gf = r.flops / median(r.seconds) * 1e-9
     var line = pad(r.name, 34) + String(format: "%8.2f  %8.1f  %4.0f%%", ms, gf, 100 * gf / peak)
     if let t = r.torchSeconds {
-        let tms = median(t) * 1e3
-        line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        if t.isEmpty {
+            line += "   (no torch case)"
+        } else {
+            let tms = median(t) * 1e3
+            line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        }
     }
     print(line)
 }
@@ -188,7 +198,7 @@ private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double) 
         var c: [String: Any] = ["name": r.name, "flops": r.flops, "median_ms": median(r.seconds) * 1e3,
                                 "gflops": r.flops / median(r.seconds) * 1e-9,
                                 "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak2]
-        if let t = r.torchSeconds {
+        if let t = r.torchSeconds, !t.isEmpty {
             c["torch_median_ms"] = median(t) * 1e3
             c["speed_vs_torch"] = median(t) / median(r.seconds)
         }
@@ -219,16 +229,18 @@ func benchTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     return Tensor(shape: shape) { $0.baseAddress!.update(from: p, count: n) }
 }
 
-/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major).
+/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major); `Bt` cases take B
+/// stored N x K, as a Linear layer's weight is.
 func gemmBenchCases() -> [BenchCase] {
-    let shapes = [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
-                  (64, 1280, 1280)]
-    return shapes.map { m, k, n in
-        BenchCase(name: "sgemm \(m)x\(k)x\(n)", flops: 2 * Double(m * n * k)) {
+    let shapes = [(4096, 320, 320, false), (4096, 320, 960, false), (4096, 2880, 320, false),
+                  (1024, 5760, 640, false), (256, 11520, 1280, false), (64, 1280, 1280, false),
+                  (4096, 320, 320, true), (64, 1280, 1280, true)]
+    return shapes.map { m, k, n, transB in
+        BenchCase(name: "sgemm \(m)x\(k)x\(n)\(transB ? " Bt" : "")", flops: 2 * Double(m * n * k)) {
             let a = benchBuffer(m * k, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)
             return {
-                sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
-                      beta: 0, c: c, ldc: n)
+                sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b,
+                      ldb: transB ? k : n, beta: 0, c: c, ldc: n)
             }
         }
     }
@@ -237,7 +249,7 @@ func gemmBenchCases() -> [BenchCase] {
 /// 3x3, stride 1, pad 1 convolutions with bias, named `conv3x3 HxWxCin->Cout fwd|bwd`; `bwd` computes
 /// the input, weight and bias gradients.
 func convBenchCases() -> [BenchCase] {
-    [(64, 320, 320), (32, 640, 640)].flatMap { hw, cin, cout -> [BenchCase] in
+    [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)].flatMap { hw, cin, cout -> [BenchCase] in
         let flops = 2 * Double(hw * hw * cin * cout * 9)
         let base = "conv3x3 \(hw)x\(hw)x\(cin)->\(cout)"
         return [

@@ -1,1 +1,0 @@
-// Reverse-mode automatic differentiation over TensorCore operations.

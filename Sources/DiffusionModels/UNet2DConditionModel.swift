@@ -1,0 +1,104 @@
+// Port of diffusers 0.42 `models/unets/unet_2d_condition.py` `UNet2DConditionModel` for SD-1.x/2.x
+// configs (positional time embedding, cross-attention down/mid/up blocks). Property names are the
+// checkpoint's keys, so `load(stateDict:)` takes `unet/diffusion_pytorch_model.safetensors` unchanged.
+import Autograd
+import NN
+import TensorCore
+
+/// ε/v-prediction UNet: noisy sample x_t [N, H, W, inChannels] (NHWC), timesteps, context [N, S, D]
+/// → [N, H, W, outChannels].
+public final class UNet2DConditionModel: Module {
+    public let config: UNet2DConditionConfig
+    public let conv_in: Conv2d
+    public let time_proj: Timesteps
+    public let time_embedding: TimestepEmbedding
+    public let down_blocks: ModuleList<DownBlock>
+    public let mid_block: UNetMidBlock2DCrossAttn?
+    public let up_blocks: ModuleList<UpBlock>
+    public let conv_norm_out: GroupNorm
+    public let conv_out: Conv2d
+
+    /// A model with zero weights; set them with `load(stateDict:)` or an initialiser.
+    public init(config: UNet2DConditionConfig) {
+        self.config = config
+        let channels = config.blockOutChannels
+        let levels = channels.count
+        let temb = config.timeEmbedDim
+        conv_in = Conv2d(inChannels: config.inChannels, outChannels: channels[0], kernelSize: config.convInKernel,
+                         padding: config.convInKernel / 2)
+        time_proj = Timesteps(numChannels: channels[0], flipSinToCos: config.flipSinToCos,
+                              downscaleFreqShift: config.freqShift)
+        time_embedding = TimestepEmbedding(inChannels: channels[0], timeEmbedDim: temb)
+
+        func options(_ level: Int, onlyCross: Bool) -> UNetLevelOptions {
+            UNetLevelOptions(tembChannels: temb, groups: config.normNumGroups, eps: config.normEps,
+                             heads: config.attentionHeads[level], crossAttentionDim: config.crossAttentionDim[level],
+                             transformerLayers: config.transformerLayersPerBlock[level],
+                             useLinearProjection: config.useLinearProjection, onlyCrossAttention: onlyCross,
+                             upcastAttention: config.upcastAttention)
+        }
+        down_blocks = ModuleList(config.downBlockTypes.enumerated().map { i, type in
+            DownBlock(type: type, inChannels: i == 0 ? channels[0] : channels[i - 1], outChannels: channels[i],
+                      layers: config.layersPerBlock[i], addDownsample: i < levels - 1,
+                      downsamplePadding: config.downsamplePadding,
+                      options: options(i, onlyCross: config.onlyCrossAttention[i]))
+        })
+        mid_block = config.midBlockType.map { _ in
+            UNetMidBlock2DCrossAttn(channels: channels[levels - 1], outputScaleFactor: config.midBlockScaleFactor,
+                                    options: options(levels - 1, onlyCross: false))
+        }
+        // The up path mirrors the down path: level i of the up path uses down level (levels − 1 − i)'s options.
+        up_blocks = ModuleList(config.upBlockTypes.enumerated().map { i, type in
+            let mirrored = levels - 1 - i
+            return UpBlock(type: type, inChannels: channels[max(mirrored - 1, 0)], outChannels: channels[mirrored],
+                           prevOutputChannels: channels[min(mirrored + 1, levels - 1)],
+                           layers: config.layersPerBlock[mirrored] + 1, addUpsample: i < levels - 1,
+                           options: options(mirrored, onlyCross: config.onlyCrossAttention[mirrored]))
+        })
+        conv_norm_out = GroupNorm(groups: config.normNumGroups, channels: channels[0], eps: config.normEps)
+        conv_out = Conv2d(inChannels: channels[0], outChannels: config.outChannels, kernelSize: config.convOutKernel,
+                          padding: config.convOutKernel / 2)
+        super.init()
+    }
+
+    /// One denoiser evaluation.
+    /// - Parameters:
+    ///   - sample: x_t, NHWC [N, H, W, inChannels].
+    ///   - timesteps: one value for the whole batch or one per sample (fractional values allowed).
+    ///   - context: encoder hidden states [N, S, crossAttentionDim].
+    /// - Returns: [N, H, W, outChannels].
+    public func callAsFunction(_ sample: Variable, timesteps: [Float], context: Variable) throws -> Variable {
+        try checkInputs(sample, timesteps, context)
+        let n = sample.shape[0]
+        let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: n) : timesteps
+        let temb = try time_embedding(time_proj(t))                         // [N, 4·C0]
+
+        var h = config.centerInputSample ? try scale(sample, by: 2) + Variable(Tensor(shape: [1], repeating: -1))
+                                         : sample
+        h = try conv_in(h)                                                  // [N, H, W, C0]
+        var skips = [h]
+        for block in down_blocks {
+            let (out, states) = try block(h, temb: temb, context: context)
+            h = out
+            skips += states
+        }
+        if let mid_block { h = try mid_block(h, temb: temb, context: context) }
+        for block in up_blocks {
+            h = try block(h, skips: &skips, temb: temb, context: context)
+        }
+        return try conv_out(silu(conv_norm_out(h)))
+    }
+
+    private func checkInputs(_ sample: Variable, _ timesteps: [Float], _ context: Variable) throws {
+        let s = sample.shape, c = context.shape
+        guard s.count == 4, s[3] == config.inChannels, s[1] > 0, s[2] > 0 else {
+            throw AutogradError.invalidInput("UNet2DConditionModel: sample must be NHWC [N, H, W, \(config.inChannels)], got \(s)")
+        }
+        guard c.count == 3, c[0] == s[0], config.crossAttentionDim.allSatisfy({ $0 == c[2] }) else {
+            throw AutogradError.invalidInput("UNet2DConditionModel: context must be [\(s[0]), S, \(config.crossAttentionDim[0])], got \(c)")
+        }
+        guard timesteps.count == 1 || timesteps.count == s[0] else {
+            throw AutogradError.invalidInput("UNet2DConditionModel: \(timesteps.count) timesteps for a batch of \(s[0])")
+        }
+    }
+}

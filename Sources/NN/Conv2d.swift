@@ -1,0 +1,96 @@
+// Conv2d over NHWC activations (torch.nn.Conv2d semantics; square kernel, symmetric padding).
+//
+// The weight lives in the convolution kernel's layout, HWIO [kh, kw, Cin, Cout], and is converted from
+// and to the checkpoint's OIHW [Cout, Cin, kh, kw] at the state-dict boundary, so weight files load
+// unchanged. Attached adapters add their branch: y = conv(x) + Σ adapter.delta(x).
+import Autograd
+import TensorCore
+
+public final class Conv2d: Module {
+    public let weight: Variable          // [kh, kw, Cin, Cout] (HWIO); checkpoint: [Cout, Cin, kh, kw]
+    public let bias: Variable?           // [Cout]
+    public let stride: Int
+    public let padding: Int
+    /// Additive branches applied after the base convolution; empty costs nothing.
+    public var adapters: [any LayerAdapter] = []
+    /// The weight (HWIO) as it was before `bakeWeightDelta` (nil when nothing is baked).
+    public private(set) var unbakedWeight: Tensor?
+
+    public var inChannels: Int { weight.shape[2] }
+    public var outChannels: Int { weight.shape[3] }
+    public var kernelSize: Int { weight.shape[0] }
+
+    /// Zero-initialised parameters (set them by `load(stateDict:)` or an initialiser).
+    public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
+        weight = Variable(Tensor(zeros: [kernelSize, kernelSize, inChannels, outChannels]), requiresGrad: true)
+        self.bias = bias ? Variable(Tensor(zeros: [outChannels]), requiresGrad: true) : nil
+        self.stride = stride
+        self.padding = padding
+        super.init()
+    }
+
+    /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
+    public func callAsFunction(_ x: Variable) throws -> Variable {
+        var y = try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        for adapter in adapters { y = try add(y, adapter.delta(x)) }
+        return y
+    }
+
+    /// PyTorch's default: weight and bias uniform in ±1/√(Cin·kh·kw).
+    public override func resetParameters(random: inout PhiloxRandom) {
+        let bound = 1 / Float(max(inChannels * kernelSize * kernelSize, 1)).squareRoot()
+        weight.value = random.uniform(shape: weight.shape, low: -bound, high: bound)
+        if let bias { bias.value = random.uniform(shape: bias.shape, low: -bound, high: bound) }
+    }
+
+    public override func namedAdapterParameters() -> [(String, Variable)] {
+        adapters.flatMap(\.adapterParameters)
+    }
+
+    // MARK: Checkpoint layout (OIHW) at the boundary
+
+    public override func checkpointShape(ofParameter name: String, _ parameter: Variable) -> [Int] {
+        guard parameter === weight else { return parameter.shape }
+        return [outChannels, inChannels, kernelSize, kernelSize]
+    }
+
+    public override func checkpointValue(ofParameter name: String, _ parameter: Variable) -> Tensor {
+        guard parameter === weight else { return parameter.value }
+        return Conv2d.oihw(fromHWIO: parameter.value)
+    }
+
+    public override func assignParameter(_ name: String, _ parameter: Variable, fromCheckpoint tensor: Tensor) {
+        parameter.value = parameter === weight ? Conv2d.hwio(fromOIHW: tensor) : tensor
+    }
+
+    /// [Cout, Cin, kh, kw] → the kernel's layout (shape checked before, so the conversion cannot fail).
+    public static func hwio(fromOIHW w: Tensor) -> Tensor {
+        guard let t = try? convWeightFromOIHW(w) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
+        return t
+    }
+
+    /// The kernel's layout → [Cout, Cin, kh, kw].
+    public static func oihw(fromHWIO w: Tensor) -> Tensor {
+        guard let t = try? convWeightToOIHW(w) else { preconditionFailure("conv weight \(w.shape) is not rank 4") }
+        return t
+    }
+
+    // MARK: Baking a delta into the weight
+
+    /// W += scale · ΔW with ΔW in checkpoint layout [Cout, Cin, kh, kw]; the original weight is kept on
+    /// the first bake.
+    public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
+        let expected = [outChannels, inChannels, kernelSize, kernelSize]
+        guard delta.shape == expected else {
+            throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for conv weight \(expected) (OIHW)")
+        }
+        if unbakedWeight == nil { unbakedWeight = weight.value }
+        weight.value = try Elementwise.axpy(scale, Conv2d.hwio(fromOIHW: delta), weight.value)
+    }
+
+    /// Restores the weight exactly as it was before the first `bakeWeightDelta`.
+    public func restoreBakedWeight() {
+        if let original = unbakedWeight { weight.value = original }
+        unbakedWeight = nil
+    }
+}

@@ -1,0 +1,65 @@
+// Linear: y = x·Wᵀ + b over the last dimension (torch.nn.Linear; weight [out, in], bias [out]),
+// plus any attached low-rank adapters: y = base(x) + Σ adapter.delta(x).
+import Autograd
+import TensorCore
+
+/// An additive branch on a Linear or Conv2d layer (LoRA and its kin): the layer's output becomes
+/// `base(x) + Σ delta(x)`. Implemented by the Adapters module.
+public protocol LayerAdapter: AnyObject {
+    /// The branch's contribution for the layer input `x`; the same shape as the layer's base output.
+    func delta(_ x: Variable) throws -> Variable
+    /// The branch's parameters, named relative to the layer (e.g. `"lora_A.default.weight"`).
+    var adapterParameters: [(String, Variable)] { get }
+}
+
+public final class Linear: Module {
+    public let weight: Variable          // [out, in]
+    public let bias: Variable?           // [out]
+    /// Additive branches applied after the base map; empty costs nothing.
+    public var adapters: [any LayerAdapter] = []
+    /// The weight as it was before `bakeWeightDelta` (nil when nothing is baked).
+    public private(set) var unbakedWeight: Tensor?
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    /// Zero-initialised parameters of the given size (set them by `load(stateDict:)` or an initialiser).
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) {
+        weight = Variable(Tensor(zeros: [outFeatures, inFeatures]), requiresGrad: true)
+        self.bias = bias ? Variable(Tensor(zeros: [outFeatures]), requiresGrad: true) : nil
+        super.init()
+    }
+
+    /// x [..., in] → [..., out].
+    public func callAsFunction(_ x: Variable) throws -> Variable {
+        var y = try linear(x, weight: weight, bias: bias)
+        for adapter in adapters { y = try add(y, adapter.delta(x)) }
+        return y
+    }
+
+    /// PyTorch's default: weight and bias uniform in ±1/√in.
+    public override func resetParameters(random: inout PhiloxRandom) {
+        let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
+        weight.value = random.uniform(shape: weight.shape, low: -bound, high: bound)
+        if let bias { bias.value = random.uniform(shape: bias.shape, low: -bound, high: bound) }
+    }
+
+    public override func namedAdapterParameters() -> [(String, Variable)] {
+        adapters.flatMap(\.adapterParameters)
+    }
+
+    /// W += scale · ΔW (ΔW [out, in]), remembering the original weight on the first bake.
+    public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
+        guard delta.shape == weight.shape else {
+            throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for weight \(weight.shape)")
+        }
+        if unbakedWeight == nil { unbakedWeight = weight.value }
+        weight.value = try Elementwise.axpy(scale, delta, weight.value)
+    }
+
+    /// Restores the weight exactly as it was before the first `bakeWeightDelta`.
+    public func restoreBakedWeight() {
+        if let original = unbakedWeight { weight.value = original }
+        unbakedWeight = nil
+    }
+}
