@@ -41,9 +41,13 @@ private func unetBench(_ a: BenchArguments) throws {
     let tokens = a.int("--tokens") ?? 77, repeats = a.int("--repeat") ?? 1
     let flops = FLOPCount.unet(config, batch: batch, size: size, tokens: tokens)
     if a.args.contains("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
-    let unet = UNet2DConditionModel(config: config)
-    randomize(unet, seed: 1)
-    unet.eval()
+    var unet: UNet2DConditionModel!
+    let setup = timeOnce {
+        unet = UNet2DConditionModel(config: config)
+        randomize(unet, seed: 1)
+        unet.eval()
+    }
+    print(String(format: "setup (build + random weights) %.1f s", setup))
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
@@ -96,16 +100,27 @@ enum ModelBenchError: Error, CustomStringConvertible {
 }
 
 /// Seeded N(0, 1/fan-in) weights, small biases, norms left at γ = 1, β = 0: activations stay O(1).
+/// Weights cycle through one pool of 2²⁰ normal draws (drawing 860 M values would dominate the run).
 private func randomize(_ model: Module, seed: UInt64) {
     var random = PhiloxRandom(seed: seed)
+    let pool = random.normal(shape: [1 << 20])
+    var offset = 0
+    func fill(_ v: Variable, std: Float) {
+        v.value = Tensor(shape: v.shape) { out in
+            pool.withUnsafeBufferPointer { p in
+                for i in out.indices { out[i] = std * p[(offset + i) & (p.count - 1)] }
+            }
+        }
+        offset += 7919
+    }
     for (_, m) in model.namedModules() {
         if let conv = m as? Conv2d {
             let w = conv.weight.shape                                      // [kh, kw, Cin, Cout]
-            conv.weight.value = random.normal(shape: w, std: 1 / Float(w[0] * w[1] * w[2]).squareRoot())
-            if let b = conv.bias { b.value = random.normal(shape: b.shape, std: 0.01) }
+            fill(conv.weight, std: 1 / Float(w[0] * w[1] * w[2]).squareRoot())
+            if let b = conv.bias { fill(b, std: 0.01) }
         } else if let linear = m as? Linear {
-            linear.weight.value = random.normal(shape: linear.weight.shape, std: 1 / Float(linear.inFeatures).squareRoot())
-            if let b = linear.bias { b.value = random.normal(shape: b.shape, std: 0.01) }
+            fill(linear.weight, std: 1 / Float(linear.inFeatures).squareRoot())
+            if let b = linear.bias { fill(b, std: 0.01) }
         }
     }
 }
