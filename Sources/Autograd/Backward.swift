@@ -1,8 +1,8 @@
 // Backward: the reverse sweep over a recorded graph.
 //
 // Order: one iterative depth-first pass from the output gives a topological order of the recorded
-// variables; walking it backwards, each variable's gradient is complete when it is reached, so every
-// VJP runs exactly once. Intermediate gradients are dropped as soon as they are consumed.
+// operations; walking it backwards, each node's gradient is complete when it is reached, so every VJP
+// runs exactly once. Intermediate gradients are dropped as soon as they are consumed.
 import TensorCore
 
 public enum AutogradError: Error, CustomStringConvertible, Equatable {
@@ -51,46 +51,48 @@ extension Variable {
     /// Runs one reverse sweep from several outputs, each with its own seed gradient.
     public static func backward(_ seeds: [(Variable, Tensor)]) throws {
         var pending: [ObjectIdentifier: Tensor] = [:]
+        var roots: [Node] = []
         for (v, g) in seeds where v.requiresGrad {
             guard g.shape == v.value.shape else { throw AutogradError.seedShape(expected: v.value.shape, actual: g.shape) }
-            accumulate(g, into: &pending[ObjectIdentifier(v)])
+            let root = v.gradientNode
+            accumulate(g, into: &pending[ObjectIdentifier(root)])
+            roots.append(root)
         }
-        for v in topologicalOrder(seeds.map(\.0)).reversed() {
-            guard let g = pending.removeValue(forKey: ObjectIdentifier(v)) else { continue }
-            guard let node = v.node else {
-                accumulate(g, into: &v.grad)
+        for node in topologicalOrder(roots).reversed() {
+            guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+            guard let vjp = node.vjp else {
+                if let leaf = node.leaf { accumulate(g, into: &leaf.grad) }
                 continue
             }
-            let grads = try node.vjp(g)
-            guard grads.count == node.parents.count else {
-                throw AutogradError.gradientCount(operation: node.name, expected: node.parents.count, actual: grads.count)
+            let grads = try vjp(g)
+            guard grads.count == node.inputs.count else {
+                throw AutogradError.gradientCount(operation: node.name, expected: node.inputs.count, actual: grads.count)
             }
-            for (i, (parent, pg)) in zip(node.parents, grads).enumerated() {
-                guard parent.requiresGrad, let pg else { continue }
-                guard pg.shape == parent.value.shape else {
-                    throw AutogradError.gradientShape(operation: node.name, input: i,
-                                                      expected: parent.value.shape, actual: pg.shape)
+            for (i, (input, ig)) in zip(node.inputs, grads).enumerated() {
+                guard let input, let ig else { continue }
+                guard ig.shape == input.shape else {
+                    throw AutogradError.gradientShape(operation: node.name, input: i, expected: input.shape, actual: ig.shape)
                 }
-                accumulate(pg, into: &pending[ObjectIdentifier(parent)])
+                accumulate(ig, into: &pending[ObjectIdentifier(input)])
             }
         }
     }
 
-    /// Variables that require a gradient and are reachable from `outputs`, parents before children.
-    static func topologicalOrder(_ outputs: [Variable]) -> [Variable] {
-        var order: [Variable] = []
+    /// Nodes reachable from `roots`, inputs before the operations that use them.
+    static func topologicalOrder(_ roots: [Node]) -> [Node] {
+        var order: [Node] = []
         var visited = Set<ObjectIdentifier>()
-        var stack: [(Variable, Int)] = []
-        for out in outputs where out.requiresGrad && visited.insert(ObjectIdentifier(out)).inserted {
-            stack.append((out, 0))
-            while let (v, next) = stack.popLast() {
-                let parents = v.node?.parents ?? []
-                if next < parents.count {
-                    stack.append((v, next + 1))
-                    let p = parents[next]
-                    if p.requiresGrad && visited.insert(ObjectIdentifier(p)).inserted { stack.append((p, 0)) }
+        var stack: [(Node, Int)] = []
+        for root in roots where visited.insert(ObjectIdentifier(root)).inserted {
+            stack.append((root, 0))
+            while let (node, next) = stack.popLast() {
+                if next < node.inputs.count {
+                    stack.append((node, next + 1))
+                    if let input = node.inputs[next], visited.insert(ObjectIdentifier(input)).inserted {
+                        stack.append((input, 0))
+                    }
                 } else {
-                    order.append(v)
+                    order.append(node)
                 }
             }
         }

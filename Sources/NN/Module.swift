@@ -31,6 +31,10 @@ open class Module {
     /// They take no part in `stateDict()`/`load` but count in `parameterReport()` and `trainableParameters()`.
     open func namedAdapterParameters() -> [(String, Variable)] { [] }
 
+    /// Checkpoint keys, relative to this module, that loading accepts and drops: tensors some checkpoints
+    /// carry that are not parameters (e.g. transformers' `embeddings.position_ids` buffer).
+    open func ignoredStateDictKeys() -> [String] { [] }
+
     /// The shape a direct parameter has in a checkpoint. Modules that store a parameter in another layout
     /// (Conv2d) override this together with `checkpointValue(ofParameter:_:)` and `assignParameter(_:_:fromCheckpoint:)`.
     open func checkpointShape(ofParameter name: String, _ parameter: Variable) -> [Int] { parameter.shape }
@@ -70,6 +74,16 @@ extension Module {
         }
         walk(self, "")
         return out
+    }
+
+    /// The descendant at a key path (`"down_blocks.0.attentions.0"`; `""` is `self`), or nil.
+    public func module(at path: String) -> Module? {
+        var current: Module = self
+        for segment in path.split(separator: ".", omittingEmptySubsequences: true) {
+            guard let child = current.namedChildren().first(where: { $0.0 == segment })?.1 else { return nil }
+            current = child
+        }
+        return current
     }
 
     /// Every checkpoint parameter with its full key path, in tree order (adapters excluded).

@@ -67,6 +67,25 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(x.grad?.scalars, [3, 3, 3, 3])
     }
 
+    /// The graph holds operations, not variables: an intermediate value lives on only if a VJP reads it.
+    func testGraphKeepsOnlyTensorsThatVJPsRead() throws {
+        let frozen = Variable(randomTensor([3, 4], seed: 1))
+        let x = Variable(randomTensor([2, 4], seed: 2), requiresGrad: true)
+        weak var hStorage: TensorStorage?
+        weak var kStorage: TensorStorage?
+        let loss: Variable = try {
+            let h = scale(x, by: 2)                              // read by nobody: linear's dX needs only W
+            let k = scale(x, by: 3)                              // read by silu's VJP
+            hStorage = h.value.storage
+            kStorage = k.value.storage
+            return try sum(add(linear(h, weight: frozen, bias: nil), sum(silu(k))))
+        }()
+        XCTAssertNil(hStorage, "the frozen linear's input must not be kept for a dW that is never computed")
+        XCTAssertNotNil(kStorage)
+        try loss.backward()
+        XCTAssertEqual(x.grad?.shape, [2, 4])
+    }
+
     func testDeepChainDoesNotRecurse() throws {
         let x = Variable(Tensor(shape: [1], repeating: 1), requiresGrad: true)
         var y = x

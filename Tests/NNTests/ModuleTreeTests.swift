@@ -43,7 +43,12 @@ final class ModuleTreeTests: XCTestCase {
             "down_blocks.1.attentions.1.to_q.weight",
             "down_blocks.1.attentions.1.to_out.0.weight", "down_blocks.1.attentions.1.to_out.0.bias",
         ])
-        XCTAssertTrue(TinyModel().namedModules().map(\.0).contains("down_blocks.1.attentions.0.to_out.0"))
+        let model = TinyModel()
+        XCTAssertTrue(model.namedModules().map(\.0).contains("down_blocks.1.attentions.0.to_out.0"))
+        XCTAssertTrue(model.module(at: "down_blocks.1.attentions.0.to_out.0") === model.down_blocks[1].attentions[0].to_out[0])
+        XCTAssertTrue(model.module(at: "") === model)
+        XCTAssertNil(model.module(at: "down_blocks.2"))
+        XCTAssertNil(model.module(at: "down_blocks.1.conv_shortcut"), "an absent optional child has no path")
     }
 
     func testStateDictRoundTripsThroughLoad() throws {
@@ -96,6 +101,20 @@ final class ModuleTreeTests: XCTestCase {
         }
         XCTAssertEqual(model.down_blocks[0].attentions[0].to_q.weight.value.scalars, Array(repeating: 0, count: 16),
                        "a failed load must not change any parameter")
+    }
+
+    func testDeclaredNonParameterKeysAreAcceptedAndDropped() throws {
+        final class Embeddings: Module {
+            let token_embedding = Embedding(count: 3, dim: 2)
+            override func ignoredStateDictKeys() -> [String] { ["position_ids"] }
+        }
+        final class Text: Module { let embeddings = Embeddings() }
+        let model = Text()
+        try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2]),
+                                   "embeddings.position_ids": Tensor(zeros: [1, 77])])
+        try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2])])
+        XCTAssertThrowsError(try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2]),
+                                                        "position_ids": Tensor(zeros: [1, 77])]))
     }
 
     func testSeveralProblemsAreAllReported() {

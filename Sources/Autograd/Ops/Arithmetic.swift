@@ -27,11 +27,12 @@ public func sub(_ a: Variable, _ b: Variable) throws -> Variable {
 /// a · b elementwise with broadcasting.
 public func mul(_ a: Variable, _ b: Variable) throws -> Variable {
     let y = try Elementwise.mul(a.value, b.value)
-    let (va, vb) = (a.value, b.value)
     let (na, nb) = (a.requiresGrad, b.requiresGrad)
+    let (sa, sb) = (a.shape, b.shape)
+    let (va, vb) = (nb ? a.value : Tensor(zeros: [0]), na ? b.value : Tensor(zeros: [0]))   // dA reads B, dB reads A
     return Variable.result(y, of: "mul", inputs: [a, b]) { g in
-        [na ? try Elementwise.reduceBroadcast(Elementwise.mul(g, vb), to: va.shape) : nil,
-         nb ? try Elementwise.reduceBroadcast(Elementwise.mul(g, va), to: vb.shape) : nil]
+        [na ? try Elementwise.reduceBroadcast(Elementwise.mul(g, vb), to: sa) : nil,
+         nb ? try Elementwise.reduceBroadcast(Elementwise.mul(g, va), to: sb) : nil]
     }
 }
 

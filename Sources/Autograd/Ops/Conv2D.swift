@@ -4,22 +4,23 @@ import TensorCore
 
 /// x [N, H, W, Cin] ⊛ weight [kh, kw, Cin, Cout] (+ bias [Cout]) → [N, Ho, Wo, Cout].
 public func conv2d(_ x: Variable, weight: Variable, bias: Variable?, stride: Int = 1, padding: Int = 0) throws -> Variable {
-    let xv = x.value, w = weight.value
-    let y = try TensorCore.conv2d(xv, weight: w, bias: bias?.value, stride: stride, padding: padding)
+    let w = weight.value
+    let y = try TensorCore.conv2d(x.value, weight: w, bias: bias?.value, stride: stride, padding: padding)
     let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
-    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    let xv = nw ? x.value : Tensor(zeros: [0]), inShape = x.shape         // only dW reads the input
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight], hasBias = bias != nil
     return Variable.result(y, of: "conv2d", inputs: inputs) { g in
         var grads: [Tensor?] = [nil, nil]
         if nx {
             GradMode.note("conv2d.dInput")
-            grads[0] = try conv2dBackwardInput(g, weight: w, inputShape: xv.shape, stride: stride, padding: padding)
+            grads[0] = try conv2dBackwardInput(g, weight: w, inputShape: inShape, stride: stride, padding: padding)
         }
         if nw {
             GradMode.note("conv2d.dWeight")
             grads[1] = try conv2dBackwardWeight(g, input: xv, kernelHeight: w.shape[0], kernelWidth: w.shape[1],
                                                 stride: stride, padding: padding)
         }
-        if inputs.count == 3 {
+        if hasBias {
             if nb { GradMode.note("conv2d.dBias") }
             grads.append(nb ? try conv2dBackwardBias(g) : nil)
         }

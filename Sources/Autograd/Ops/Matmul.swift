@@ -5,9 +5,11 @@ import TensorCore
 /// Matrix product of rank-2/3 operands (`TensorCore.matmul` semantics: [M,K]·[K,N], [B,M,K]·[B,K,N],
 /// [B,M,K]·[K,N]); `transposeA`/`transposeB` transpose the last two dimensions as stored.
 public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, transposeB: Bool = false) throws -> Variable {
-    let (va, vb) = (a.value, b.value)
-    let y = try TensorCore.matmul(va, vb, transposeA: transposeA, transposeB: transposeB)
+    let y = try TensorCore.matmul(a.value, b.value, transposeA: transposeA, transposeB: transposeB)
     let (na, nb) = (a.requiresGrad, b.requiresGrad)
+    // Keep only what the needed gradients read: dA reads B, dB reads A.
+    let (va, vb) = (nb ? a.value : Tensor(zeros: [0]), na ? b.value : Tensor(zeros: [0]))
+    let bShape = b.shape
     return Variable.result(y, of: "matmul", inputs: [a, b]) { g in
         // C = op(A)·op(B):  dA = g·op(B)ᵀ (then transposed back if A was), dB likewise.
         var da: Tensor?, db: Tensor?
@@ -20,14 +22,14 @@ public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, trans
             GradMode.note("matmul.dB")
             db = try batchReduced(transposeB ? TensorCore.matmul(g, va, transposeA: true, transposeB: transposeA)
                                              : TensorCore.matmul(va, g, transposeA: !transposeA, transposeB: false),
-                                  to: vb.shape, a: va)
+                                  to: bShape)
         }
         return [da, db]
     }
 }
 
 /// dB of a batched A times one shared B is the per-batch dB summed over the batch.
-private func batchReduced(_ d: Tensor, to shape: [Int], a: Tensor) throws -> Tensor {
+private func batchReduced(_ d: Tensor, to shape: [Int]) throws -> Tensor {
     if d.shape == shape { return d }
     return try Reduction.sum(d, axis: 0)
 }
@@ -49,19 +51,21 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> V
     let y = try bias.map { affine(x2, w, $0.value) } ?? TensorCore.matmul(x2, w, transposeB: true)   // [rows, out]
     let outShape = Array(xv.shape.dropLast()) + [outFeatures]
     let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
-    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight], hasBias = bias != nil
+    let savedX = nw ? x2 : Tensor(zeros: [0])                               // only dW reads the input
+    let inShape = xv.shape
     return Variable.result(y.reshapedUnchecked(outShape), of: "linear", inputs: inputs) { g in
         let g2 = g.reshapedUnchecked([rows, outFeatures])                    // [rows, out]
         var grads: [Tensor?] = [nil, nil]
         if nx {
             GradMode.note("linear.dInput")
-            grads[0] = try TensorCore.matmul(g2, w).reshapedUnchecked(xv.shape)   // [rows, in]
+            grads[0] = try TensorCore.matmul(g2, w).reshapedUnchecked(inShape)   // [rows, in]
         }
         if nw {
             GradMode.note("linear.dWeight")
-            grads[1] = try TensorCore.matmul(g2, x2, transposeA: true)        // [out, in]
+            grads[1] = try TensorCore.matmul(g2, savedX, transposeA: true)        // [out, in]
         }
-        if inputs.count == 3 {
+        if hasBias {
             if nb { GradMode.note("linear.dBias") }
             grads.append(nb ? try Reduction.sum(g2, axis: 0) : nil)          // [out]
         }

@@ -7,8 +7,9 @@ import TensorCore
 public func groupNorm(_ x: Variable, groups: Int, weight: Variable?, bias: Variable?, eps: Float = 1e-5) throws -> Variable {
     let xv = x.value, gamma = weight?.value
     let r = try Normalization.groupNorm(xv, groups: groups, gamma: gamma, beta: bias?.value, eps: eps)
-    return normalized(r, of: "groupNorm", x, weight, bias) { g in
-        try Normalization.groupNormBackward(g, xv, mean: r.mean, rstd: r.rstd, groups: groups, gamma: gamma)
+    let (mean, rstd) = (r.mean, r.rstd)                                  // the VJP keeps these, not the output
+    return normalized(r.output, of: "groupNorm", x, weight, bias) { g in
+        try Normalization.groupNormBackward(g, xv, mean: mean, rstd: rstd, groups: groups, gamma: gamma)
     }
 }
 
@@ -16,23 +17,24 @@ public func groupNorm(_ x: Variable, groups: Int, weight: Variable?, bias: Varia
 public func layerNorm(_ x: Variable, weight: Variable?, bias: Variable?, eps: Float = 1e-5) throws -> Variable {
     let xv = x.value, gamma = weight?.value
     let r = try Normalization.layerNorm(xv, gamma: gamma, beta: bias?.value, eps: eps)
-    return normalized(r, of: "layerNorm", x, weight, bias) { g in
-        try Normalization.layerNormBackward(g, xv, mean: r.mean, rstd: r.rstd, gamma: gamma)
+    let (mean, rstd) = (r.mean, r.rstd)
+    return normalized(r.output, of: "layerNorm", x, weight, bias) { g in
+        try Normalization.layerNormBackward(g, xv, mean: mean, rstd: rstd, gamma: gamma)
     }
 }
 
 /// Records a normalisation whose backward yields (dx, dγ, dβ) in one pass.
-private func normalized(_ r: NormalizationResult, of name: String, _ x: Variable, _ weight: Variable?, _ bias: Variable?,
+private func normalized(_ output: Tensor, of name: String, _ x: Variable, _ weight: Variable?, _ bias: Variable?,
                         backward: @escaping (Tensor) throws -> NormalizationGradients) -> Variable {
     var inputs = [x]
     if let weight { inputs.append(weight) }
     if let bias { inputs.append(bias) }
-    let hasWeight = weight != nil
-    return Variable.result(r.output, of: name, inputs: inputs) { g in
+    let (hasWeight, hasBias) = (weight != nil, bias != nil)
+    return Variable.result(output, of: name, inputs: inputs) { g in
         let d = try backward(g)
         var grads: [Tensor?] = [d.input]
         if hasWeight { grads.append(d.gamma) }
-        if inputs.count > grads.count { grads.append(d.beta) }
+        if hasBias { grads.append(d.beta) }
         return grads
     }
 }
