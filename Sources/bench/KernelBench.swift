@@ -16,7 +16,7 @@ struct BenchCase {
 }
 
 /// Every family of kernel cases, in print order.
-let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases]
+let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, attentionBenchCases, groupNormBenchCases]
 
 /// Seconds of one call: wall clock, or with `cpuTime` the process's CPU time (for tuning single-threaded
 /// kernels on a machine shared with other work: time spent descheduled does not count).
