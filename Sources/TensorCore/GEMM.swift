@@ -56,10 +56,33 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
+    if transB && !transA && 4 * m <= n {
+        transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     if beta != 0 && beta != 1 { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta) }
     let operands = GEMMOperands(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                                 a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: beta != 0)
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
+}
+
+/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
+/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
+/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+    defer { ct.deallocate() }
+    sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+          beta: 0, c: ct, ldc: m)
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 {
+            for j in 0..<n { row[j] = ct[j * m + i] }
+        } else {
+            for j in 0..<n { row[j] = beta * row[j] + ct[j * m + i] }
+        }
+    }
 }
 
 /// `C = beta * C` over an m x n block (beta 0 writes zeros without reading C).
