@@ -8,7 +8,8 @@ import Foundation
 import NN
 import TensorCore
 
-/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]`.
+/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
+/// [--backward [--checkpointing]]`.
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
@@ -51,11 +52,28 @@ private func unetBench(_ a: BenchArguments) throws {
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
+    if a.args.contains("--backward") {
+        // Training's shape of work without adapters: frozen weights, gradient for the input only.
+        unet.freeze()
+        unet.gradientCheckpointing = a.args.contains("--checkpointing")
+        let times = try (0..<repeats).map { _ in
+            try timeThrowing {
+                let x = Variable(sample.value, requiresGrad: true)
+                let out = try unet(x, timesteps: [500], context: context)
+                try mean(mul(out, out)).backward()
+            }
+        }
+        print(label + ", forward + input backward" + (unet.gradientCheckpointing ? ", checkpointing" : ""))
+        print(String(format: "  time %.3f s (median of %d: %@)", median(times), times.count,
+                     times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+        print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+        return
+    }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
     }
-    report("unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])",
-           flops: flops, times: times)
+    report(label, flops: flops, times: times)
 }
 
 private func vaeBench(_ a: BenchArguments) throws {
