@@ -1,1 +1,0 @@
-// CLIP BPE tokenizer and text encoder.

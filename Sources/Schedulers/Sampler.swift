@@ -1,0 +1,225 @@
+// The sampler protocol the denoising loop drives, the noise-source protocol, and the names users know.
+//
+// One loop serves every sampler (the diffusers pattern):
+//
+//     var x = noise(latentShape) * sampler.initNoiseSigma
+//     for i in sampler.timesteps.indices {
+//         let out = model(sampler.scaleModelInput(x, step: i), sampler.timesteps[i])   // + guidance
+//         x = try sampler.step(modelOutput: out, step: i, sample: x, noise: &rng)
+//     }
+//
+// Multi-evaluation methods need no special case: Heun lists each inner timestep twice and PNDM (PLMS)
+// repeats its second timestep, exactly as diffusers' `scheduler.timesteps` do, so `timesteps.count` is
+// the number of model evaluations.
+
+import TensorCore
+
+/// Standard normal noise for ancestral, SDE and DDPM steps (and the initial latents).
+public protocol NoiseSource {
+    /// A tensor of independent N(0, 1) values with the given shape.
+    mutating func normal(_ shape: [Int]) -> Tensor
+}
+
+extension TorchGenerator: NoiseSource {
+    /// `torch.randn(shape, generator=g)`, row-major in `shape`.
+    public mutating func normal(_ shape: [Int]) -> Tensor { randn(shape) }
+}
+
+/// PyTorch-identical noise for tensors kept channels-last: asked for `[N, H, W, C]`, it draws
+/// `torch.randn([N, C, H, W])` (what diffusers draws for the same latents) and returns it as NHWC.
+public struct TorchNoise: NoiseSource, Sendable {
+    public var generator: TorchGenerator
+    /// When true, rank-4 requests are NHWC and drawn in NCHW order.
+    public var channelsLast: Bool
+
+    public init(seed: UInt64, channelsLast: Bool = true) {
+        generator = TorchGenerator(seed: seed)
+        self.channelsLast = channelsLast
+    }
+
+    public mutating func normal(_ shape: [Int]) -> Tensor {
+        guard channelsLast, shape.count == 4 else { return generator.randn(shape) }
+        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let nchw = generator.randn([n, c, h, w])
+        return Tensor(shape: shape) { out in
+            nchw.withUnsafeBufferPointer { src in
+                for b in 0..<n { for ch in 0..<c { for y in 0..<h { for x in 0..<w {
+                    out[((b * h + y) * w + x) * c + ch] = src[((b * c + ch) * h + y) * w + x]
+                } } } }
+            }
+        }
+    }
+}
+
+/// A sampler configured for one run of `timesteps.count` model evaluations.
+///
+/// - Postcondition of `step`: the returned tensor has the shape of `sample`; after the last entry of
+///   `timesteps` it is the denoised sample x₀ in the model's data space.
+public protocol Sampler {
+    /// Timestep passed to the model at each evaluation, in order (may repeat; may be fractional).
+    var timesteps: [Double] { get }
+    /// Standard deviation of the initial noise: the loop starts from N(0, 1) noise times this.
+    var initNoiseSigma: Float { get }
+    /// The model's input at evaluation `step` (x / √(σ²+1) for the Euler family, else x).
+    func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor
+    /// Consumes the model output at evaluation `step` and returns the next sample. Stochastic
+    /// samplers draw their noise from `noise` with `sample.shape`, in diffusers' order.
+    mutating func step<N: NoiseSource>(modelOutput: Tensor, step: Int, sample: Tensor, noise: inout N) throws -> Tensor
+}
+
+extension Sampler {
+    public func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor { sample }
+
+    /// The whole denoising loop: starts from `initialNoise` (N(0, 1), e.g. `noise.normal(shape)`) times
+    /// `initNoiseSigma`, evaluates `model(scaledInput, timestep)` once per entry of `timesteps` and
+    /// steps. The model closure is where a pipeline applies classifier-free guidance.
+    /// `progress(done, total)` is called after every step.
+    public mutating func run<N: NoiseSource>(initialNoise: Tensor, noise: inout N,
+                                             progress: ((Int, Int) -> Void)? = nil,
+                                             model: (Tensor, Double) throws -> Tensor) throws -> Tensor {
+        var x = combine([(Double(initNoiseSigma), initialNoise)])
+        for i in timesteps.indices {
+            let output = try model(try scaleModelInput(x, step: i), timesteps[i])
+            x = try step(modelOutput: output, step: i, sample: x, noise: &noise)
+            progress?(i + 1, timesteps.count)
+        }
+        return x
+    }
+
+    /// Checks a step call's arguments (index in range, shapes equal).
+    func validate(_ modelOutput: Tensor, _ sample: Tensor, _ step: Int) throws {
+        guard timesteps.indices.contains(step) else {
+            throw SchedulerError.invalidStep("step \(step) outside 0..<\(timesteps.count)")
+        }
+        guard modelOutput.shape == sample.shape else {
+            throw SchedulerError.shapeMismatch("model output \(modelOutput.shape) vs sample \(sample.shape)")
+        }
+    }
+}
+
+/// Sampler names as users type them (`--sampler`).
+public enum SamplerKind: String, CaseIterable, Sendable, Codable {
+    case ddpm
+    case ddim
+    case pndm
+    case euler
+    case eulerAncestral = "euler_a"
+    case heun
+    case lms
+    case dpmpp2m = "dpm++2m"
+    case dpmpp2mSDE = "dpm++2m_sde"
+
+    /// Name in A1111's `parameters` text ("DPM++ 2M", "Euler a", …).
+    public var displayName: String {
+        switch self {
+        case .ddpm: return "DDPM"
+        case .ddim: return "DDIM"
+        case .pndm: return "PLMS"
+        case .euler: return "Euler"
+        case .eulerAncestral: return "Euler a"
+        case .heun: return "Heun"
+        case .lms: return "LMS"
+        case .dpmpp2m: return "DPM++ 2M"
+        case .dpmpp2mSDE: return "DPM++ 2M SDE"
+        }
+    }
+
+    /// Whether the sampler supports Karras σ spacing.
+    public var supportsKarras: Bool {
+        switch self {
+        case .euler, .eulerAncestral, .heun, .lms, .dpmpp2m, .dpmpp2mSDE: return true
+        case .ddpm, .ddim, .pndm: return false
+        }
+    }
+
+    /// The diffusers class defaults this sampler resolves absent configuration keys with.
+    public var defaults: SchedulerDefaults {
+        var d = SchedulerDefaults.diffusers
+        switch self {
+        case .ddpm, .ddim: break
+        case .pndm: d.setAlphaToOne = false
+        case .euler, .eulerAncestral, .lms, .dpmpp2m, .dpmpp2mSDE: d.timestepSpacing = .linspace
+        case .heun:
+            d.timestepSpacing = .linspace
+            (d.betaStart, d.betaEnd, d.clipSample) = (0.00085, 0.012, false)
+        }
+        return d
+    }
+
+    /// Builds the sampler for `steps` inference steps.
+    /// - Parameters:
+    ///   - karras: Karras σ spacing; nil takes `use_karras_sigmas` from the config.
+    ///   - eta: DDIM's η (0 = deterministic DDIM); ignored by the others.
+    public func make(config: SchedulerConfig, steps: Int, karras: Bool? = nil, eta: Double = 0) throws -> any Sampler {
+        let useKarras = karras ?? config.useKarrasSigmas ?? false
+        if useKarras && !supportsKarras {
+            throw SchedulerError.invalidConfig("\(rawValue) has no Karras sigma spacing (samplers with it: "
+                + SamplerKind.allCases.filter(\.supportsKarras).map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        let setup = try SamplerSetup(kind: self, config: config, steps: steps, karras: useKarras)
+        switch self {
+        case .ddpm: return try DDPMSampler(setup)
+        case .ddim: return try DDIMSampler(setup, eta: eta)
+        case .pndm: return try PNDMSampler(setup)
+        case .euler: return try EulerSampler(setup, ancestral: false)
+        case .eulerAncestral: return try EulerSampler(setup, ancestral: true)
+        case .heun: return try HeunSampler(setup)
+        case .lms: return try LMSSampler(setup)
+        case .dpmpp2m: return try DPMSolverMultistepSampler(setup, stochastic: false)
+        case .dpmpp2mSDE: return try DPMSolverMultistepSampler(setup, stochastic: true)
+        }
+    }
+}
+
+/// A configuration resolved for one sampler class: noise schedule plus the keys that class reads.
+struct SamplerSetup {
+    let schedule: NoiseSchedule
+    let prediction: PredictionType
+    let spacing: TimestepSpacing
+    let stepsOffset: Int
+    let steps: Int
+    let karras: Bool
+    let config: SchedulerConfig
+    let defaults: SchedulerDefaults
+
+    init(kind: SamplerKind, config: SchedulerConfig, steps: Int, karras: Bool) throws {
+        defaults = kind.defaults
+        schedule = try NoiseSchedule(config: config, defaults: defaults)
+        guard steps >= 1, steps <= schedule.numTrainTimesteps else {
+            throw SchedulerError.invalidStep("steps must be in 1...\(schedule.numTrainTimesteps), got \(steps)")
+        }
+        prediction = config.predictionType ?? .epsilon
+        spacing = config.timestepSpacing ?? defaults.timestepSpacing
+        stepsOffset = config.stepsOffset ?? 0
+        self.steps = steps
+        self.karras = karras
+        self.config = config
+    }
+}
+
+// MARK: - Element-wise arithmetic on same-shaped tensors
+
+/// Σ_k c_k · t_k element-wise (all tensors of one shape), accumulated in Float.
+func combine(_ terms: [(Double, Tensor)]) -> Tensor {
+    precondition(!terms.isEmpty && terms.allSatisfy { $0.1.shape == terms[0].1.shape }, "combine: shapes differ")
+    var out = Tensor(zeros: terms[0].1.shape)
+    out.withUnsafeMutableBufferPointer { o in
+        for (c, t) in terms {
+            let cf = Float(c)
+            t.withUnsafeBufferPointer { s in
+                for i in o.indices { o[i] += cf * s[i] }
+            }
+        }
+    }
+    return out
+}
+
+/// Element-wise clamp to [−r, r].
+func clamped(_ t: Tensor, _ r: Double) -> Tensor {
+    let rf = Float(r)
+    var out = t
+    out.withUnsafeMutableBufferPointer { o in
+        for i in o.indices { o[i] = min(max(o[i], -rf), rf) }
+    }
+    return out
+}

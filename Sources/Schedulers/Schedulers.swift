@@ -1,1 +1,0 @@
-// Noise schedules, sigma spacings and samplers.
