@@ -37,10 +37,12 @@ let package = Package(
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
-        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
+                swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
+                                                "CLIPText", "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
