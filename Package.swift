@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
+                                                "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests

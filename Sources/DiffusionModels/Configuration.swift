@@ -47,6 +47,8 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     /// (its naming bug); `num_attention_heads`, when given, takes precedence.
     public var attentionHeads: [Int]
     public var useLinearProjection: Bool
+    /// diffusers computes attention scores in Float32 under fp16 when set; this port computes in Float32
+    /// throughout, so the flag does not change the computation.
     public var upcastAttention: Bool
     public var convInKernel: Int
     public var convOutKernel: Int

@@ -14,12 +14,11 @@ public struct UNetLevelOptions {
     public var transformerLayers: Int
     public var useLinearProjection: Bool
     public var onlyCrossAttention: Bool
-    public var upcastAttention: Bool
 
     func transformer(channels: Int) -> Transformer2DModel {
         Transformer2DModel(channels: channels, heads: heads, crossAttentionDim: crossAttentionDim,
                            layers: transformerLayers, groups: groups, useLinearProjection: useLinearProjection,
-                           onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention)
+                           onlyCrossAttention: onlyCrossAttention)
     }
 
     func resnet(_ inChannels: Int, _ outChannels: Int, outputScaleFactor: Float = 1) -> ResnetBlock2D {

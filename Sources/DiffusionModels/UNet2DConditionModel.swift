@@ -34,8 +34,7 @@ public final class UNet2DConditionModel: Module {
             UNetLevelOptions(tembChannels: temb, groups: config.normNumGroups, eps: config.normEps,
                              heads: config.attentionHeads[level], crossAttentionDim: config.crossAttentionDim[level],
                              transformerLayers: config.transformerLayersPerBlock[level],
-                             useLinearProjection: config.useLinearProjection, onlyCrossAttention: onlyCross,
-                             upcastAttention: config.upcastAttention)
+                             useLinearProjection: config.useLinearProjection, onlyCrossAttention: onlyCross)
         }
         down_blocks = ModuleList(config.downBlockTypes.enumerated().map { i, type in
             DownBlock(type: type, inChannels: i == 0 ? channels[0] : channels[i - 1], outChannels: channels[i],

@@ -4,6 +4,8 @@ import Foundation
 
 let suites: [(name: String, summary: String)] = [
     ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
+    ("unet", "UNet forward, random weights: --config sd15|sd21|tiny --batch N --size H --repeat N (bench/torch_models.py)"),
+    ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N (bench/torch_models.py)"),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -14,6 +16,8 @@ guard let suite = arguments.first, suite != "--help", suite != "-h" else {
 }
 switch suite {
 case "kernels": runKernelBench(Array(arguments.dropFirst()))
+case "unet": runUNetBench(Array(arguments.dropFirst()))
+case "vae": runVAEBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
     exit(2)
