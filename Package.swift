@@ -51,13 +51,14 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
-                                                "DiffusionModels"],
+                                                "CLIPText", "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
-        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TensorCore", "SafeTensors"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PNGImageTests", dependencies: ["TensorCore", "PNGImage"],
@@ -70,7 +71,7 @@ let package = Package(
         .testTarget(name: "PipelineTests",
                     dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
-        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
+        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

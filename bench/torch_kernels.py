@@ -18,8 +18,9 @@ torch.set_num_threads(2)
 torch.manual_seed(0)
 
 
-def gemm(m, k, n):
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def gemm(m, k, n, transposed_b=False):
+    a = torch.randn(m, k)
+    b = torch.randn(n, k).t() if transposed_b else torch.randn(k, n)
     c = torch.empty(m, n)
     return 2.0 * m * n * k, lambda: torch.mm(a, b, out=c)
 
@@ -45,7 +46,9 @@ CASES = {}
 for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
                 (64, 1280, 1280)]:
     CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
-for hw, cin, cout in [(64, 320, 320), (32, 640, 640)]:
+for m, k, n in [(4096, 320, 320), (64, 1280, 1280)]:
+    CASES[f"sgemm {m}x{k}x{n} Bt"] = (lambda m=m, k=k, n=n: gemm(m, k, n, True))
+for hw, cin, cout in [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)]:
     base = f"conv3x3 {hw}x{hw}x{cin}->{cout}"
     CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, False))
     CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, True))

@@ -39,11 +39,17 @@ struct PaddedActivation {
     func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
-/// Output channels per packed weight block.
+/// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
 let convBlockColumns = 256
+let convMaxPackedFloats = 2_097_152
 /// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
 /// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
 let convTilesPerSuperTile = 8
+/// Below this width the weight gradient gathers each tap's rows instead of running on the padded grid
+/// (whose kw - 1 junk columns per row would cost more than the gather).
+let convGridMinWidth = 20
+/// Up to this many row tiles the weights are read in place (see `gemmDirectBMaxRowTiles`).
+let convDirectWeightMaxTiles = 32
 
 /// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
 /// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
@@ -56,7 +62,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let kc = (cin + kBlocks - 1) / kBlocks
     let sliverFloats = taps * cin * nr
     let coutPadded = (cout + nr - 1) / nr * nr
-    let nc = min(coutPadded, convBlockColumns)
+    let nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
     // Row segments: stride 1 runs over whole images on the padded-width grid; stride s over output rows.
     let segments = s == 1 ? x.batch : x.batch * ho
     let segmentLength = s == 1 ? ho * wp : wo
@@ -68,6 +74,8 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let perSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
     let superPerSegment = (tilesPerSegment + perSuper - 1) / perSuper
     let superTiles = segments * superPerSegment
+    // Few row tiles (small feature maps, wide channels): read the weights in place rather than pack them.
+    let directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
 
     KernelWorkspacePool.shared.with { ws in
         ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: perSuper * mr * nc)
@@ -75,7 +83,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
         var jc = 0
         while jc < cout {
             let ncur = min(nc, cout - jc), sliversHere = (ncur + nr - 1) / nr
-            Parallel.forSlices(count: sliversHere, workers: min(threads, sliversHere)) { _, range in
+            Parallel.forSlices(count: directWeights ? 0 : sliversHere, workers: min(threads, sliversHere)) { _, range in
                 for sv in range {
                     packConvWeight(weight, taps: taps, cin: cin, cout: cout, j0: jc + sv * nr, nr: nr,
                                    into: packed + sv * sliverFloats)
@@ -84,7 +92,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
             let ldcS = sliversHere * nr
             // Too few super-tiles for the threads: also split the block's slivers.
             let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
-            Parallel.forSlices(count: superTiles * groups, workers: threads) { w, range in
+            Parallel.forChunks(count: superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
                 let scratch = ws.worker(w)
                 for item in range {
                     let st = item / groups, g = item % groups
@@ -100,9 +108,11 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
                             for ti in 0..<tCount {
                                 let aTile = aTap + (t0 + ti) * mr * lda + k0
                                 for sv in svRange {
-                                    let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                                    tile.direct(kcur, aTile, lda, bPtr, scratch + ti * mr * ldcS + sv * nr, ldcS,
-                                                tap > 0 || k0 > 0)
+                                    let bPtr = directWeights
+                                        ? weight + (tap * cin + k0) * cout + jc + sv * nr
+                                        : UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                                    tile.direct(kcur, aTile, lda, bPtr, directWeights ? cout : nr,
+                                                scratch + ti * mr * ldcS + sv * nr, ldcS, tap > 0 || k0 > 0)
                                 }
                             }
                             k0 += kcur
@@ -152,7 +162,7 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
     let cout = g.outChannels
-    if g.kernelHeight == 1 && g.kernelWidth == 1 && g.stride == 1 && g.padding == 0 {
+    if g.isPointwise {
         let rows = g.batch * g.height * g.width
         if let bias {
             for r in 0..<rows { (output + r * cout).update(from: bias, count: cout) }
@@ -176,6 +186,36 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
 func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                          gradInput: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    if g.isPointwise {   // dX = dY · Wᵀ
+        sgemm(transA: false, transB: true, m: g.batch * g.height * g.width, n: cin, k: cout, alpha: 1,
+              a: gradOutput, lda: cout, b: weight, ldb: cout, beta: 0, c: gradInput, ldc: cin)
+        return
+    }
+    let hp = g.height + kh - 1, wp = g.width + kw - 1
+    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                  channels: cout, height: hp, width: wp,
+                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
+                                  slackPixels: max(GEMMTile.t12x32.mr + 1 + kw, (kh - 1) * wp + kw))
+    defer { padded.deallocate() }
+    let pixels = g.batch * g.height * g.width
+    if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
+        // Few pixels, many channels: dXᵀ (Cin x pixels) = Σ_tap W[flipped tap] (Cin x Cout, read in place) ·
+        // dY_tapᵀ, where row p of dY_tap is the padded gradient pixel that tap reads for input pixel p.
+        // Only the small gradient gets gathered and transposed, never the large weight.
+        let dxT = UnsafeMutablePointer<Float>.allocate(capacity: cin * pixels)
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: pixels * cout)
+        defer { dxT.deallocate(); rows.deallocate() }
+        for tap in 0..<(kh * kw) {
+            let dy = tap / kw, dx = tap % kw
+            gatherTapRows(padded.pointer, batch: g.batch, height: g.height, width: g.width, paddedHeight: hp,
+                          paddedWidth: wp, channels: cout, dy: dy, dx: dx, stride: 1, into: rows)
+            sgemm(transA: false, transB: true, m: cin, n: pixels, k: cout, alpha: 1,
+                  a: weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout, lda: cout,
+                  b: rows, ldb: cout, beta: tap == 0 ? 0 : 1, c: dxT, ldc: pixels)
+        }
+        transposeMatrix(dxT, rows: cin, cols: pixels, into: gradInput)
+        return
+    }
     let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
     defer { flipped.deallocate() }
     for dy in 0..<kh {
@@ -184,13 +224,19 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
             transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
         }
     }
-    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
-                                  channels: cout, height: g.height + kh - 1, width: g.width + kw - 1,
-                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
-                                  slackPixels: GEMMTile.t12x32.mr + 1 + kw)
-    defer { padded.deallocate() }
     convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
                      weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// Row `(n, y, x)` of `dst` (`[batch * height * width, channels]`) = pixel `(n, y*stride + dy, x*stride + dx)` of
+/// the padded activation `src` (`[batch, paddedHeight, paddedWidth, channels]`).
+func gatherTapRows(_ src: UnsafePointer<Float>, batch: Int, height: Int, width: Int, paddedHeight: Int,
+                   paddedWidth: Int, channels: Int, dy: Int, dx: Int, stride: Int, into dst: UnsafeMutablePointer<Float>) {
+    for r in 0..<(batch * height * width) {
+        let n = r / (height * width), y = (r / width) % height, x = r % width
+        let pixel = (n * paddedHeight + y * stride + dy) * paddedWidth + x * stride + dx
+        (dst + r * channels).update(from: src + pixel * channels, count: channels)
+    }
 }
 
 /// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
@@ -210,13 +256,18 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                           gradWeight: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
+    if g.isPointwise {   // dW = Xᵀ · dY
+        sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * g.height * g.width, alpha: 1,
+              a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)
+        return
+    }
     let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
                                 height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
                                 top: g.padding, left: g.padding, dilation: 1,
                                 slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
     defer { xpad.deallocate() }
     let hp = xpad.height, wp = xpad.width
-    if s == 1 {
+    if s == 1 && g.width >= convGridMinWidth {
         // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
         // A rows are the padded input shifted by the tap's offset.
         let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
@@ -230,15 +281,13 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         }
         return
     }
+    // Strided or narrow: gather each tap's input rows (no junk grid positions in K).
     let rows = g.batch * ho * wo
     let gathered = UnsafeMutablePointer<Float>.allocate(capacity: rows * cin)
     defer { gathered.deallocate() }
     for tap in 0..<(kh * kw) {
-        let dy = tap / kw, dx = tap % kw
-        for r in 0..<rows {
-            let n = r / (ho * wo), oy = (r / wo) % ho, ox = r % wo
-            (gathered + r * cin).update(from: xpad.pointer + ((n * hp + oy * s + dy) * wp + ox * s + dx) * cin, count: cin)
-        }
+        gatherTapRows(xpad.pointer, batch: g.batch, height: ho, width: wo, paddedHeight: hp, paddedWidth: wp,
+                      channels: cin, dy: tap / kw, dx: tap % kw, stride: s, into: gathered)
         sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
               b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
     }

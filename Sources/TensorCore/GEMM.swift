@@ -5,12 +5,13 @@
 // is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
 // only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
 // scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles) with `Parallel`; below ~4 MFLOP per thread it stays on one thread.
+// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
+// it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
-    /// `(kc, a, lda, packedB, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
-    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int,
+    /// `(kc, a, lda, b, ldb, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
+    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int,
                         Bool) -> Void
     let mr: Int
     let nr: Int
@@ -38,6 +39,9 @@ let gemmMinFlopsPerThread = 4_000_000
 let gemmPackedBlockFloats = 262_144
 /// Largest K block.
 let gemmMaxKC = 384
+/// Up to this many row tiles, a row-major B (with alpha 1) is read in place instead of packed: with so few
+/// tiles to reuse a packed panel, packing would cost as much memory traffic as the product itself.
+let gemmDirectBMaxRowTiles = 16
 
 /// Single-precision general matrix multiply on row-major storage:
 /// `C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C`.
@@ -55,10 +59,33 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
+    if transB && !transA && 4 * m <= n {
+        transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     if beta != 0 && beta != 1 { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta) }
     let operands = GEMMOperands(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                                 a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: beta != 0)
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
+}
+
+/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
+/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
+/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+    defer { ct.deallocate() }
+    sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+          beta: 0, c: ct, ldc: m)
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 {
+            for j in 0..<n { row[j] = ct[j * m + i] }
+        } else {
+            for j in 0..<n { row[j] = beta * row[j] + ct[j * m + i] }
+        }
+    }
 }
 
 /// `C = beta * C` over an m x n block (beta 0 writes zeros without reading C).
@@ -99,6 +126,7 @@ struct GEMMOperands {
                    perWorkerCount: mr * kc + mr * nr)
         let packed = ws.shared
         let packedA = transA ? packed + kc * nc : nil
+        let directB = !transB && alpha == 1 && mTiles <= gemmDirectBMaxRowTiles
 
         var jc = 0
         while jc < n {
@@ -108,8 +136,13 @@ struct GEMMOperands {
             while pc < k {
                 let kcur = min(kc, k - pc)
                 let packWorkers = kcur * ncur >= 65_536 ? threads : 1
-                Parallel.forSlices(count: slivers, workers: packWorkers) { _, range in
-                    for s in range { packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr) }
+                // Read in place, only a partial last sliver needs packing (the kernel reads nr columns).
+                let packFrom = directB ? (ncur % nr == 0 ? slivers : slivers - 1) : 0
+                Parallel.forSlices(count: slivers - packFrom, workers: packWorkers) { _, range in
+                    for r in range {
+                        let s = packFrom + r
+                        packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr)
+                    }
                 }
                 if let packedA {
                     let workers = kcur * m >= 65_536 ? threads : 1
@@ -118,14 +151,15 @@ struct GEMMOperands {
                     }
                 }
                 let acc = accumulate || pc > 0
-                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA)
+                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA,
+                                      packedFrom: packFrom)
                 if threads == 1 || mTiles >= 2 * threads {
-                    Parallel.forSlices(count: mTiles, workers: threads) { w, range in
+                    Parallel.forChunks(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
                         for t in range { compute(tile, block, packed, rowTile: t, sliverRange: 0..<slivers, scratch) }
                     }
                 } else {
-                    Parallel.forSlices(count: slivers, workers: threads) { w, range in
+                    Parallel.forChunks(count: slivers, workers: threads, chunksPerWorker: 2) { w, range in
                         let scratch = ws.worker(w)
                         for t in 0..<mTiles { compute(tile, block, packed, rowTile: t, sliverRange: range, scratch) }
                     }
@@ -222,12 +256,14 @@ struct GEMMOperands {
         let cTile = scratch + mr * blk.kcur
         for s in sliverRange {
             let j0 = blk.jc + s * nr, cols = min(nr, n - j0)
-            let bPtr = UnsafePointer(packed + s * blk.kcur * nr)
+            let inPlace = s < blk.packedFrom
+            let bPtr = inPlace ? b + blk.pc * ldb + j0 : UnsafePointer(packed + s * blk.kcur * nr)
+            let bStride = inPlace ? ldb : nr
             let cPtr = c + i0 * ldc + j0
             if rows == mr && cols == nr {
-                kernel(blk.kcur, aPtr, lda, bPtr, cPtr, ldc, blk.accumulate)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cPtr, ldc, blk.accumulate)
             } else {
-                kernel(blk.kcur, aPtr, lda, bPtr, cTile, nr, false)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cTile, nr, false)
                 for i in 0..<rows {
                     let dst = cPtr + i * ldc, src = cTile + i * nr
                     if blk.accumulate {
@@ -278,4 +314,6 @@ struct GEMMBlock {
     let accumulate: Bool
     /// Every row tile's packed A sliver, when A is transposed.
     let packedA: UnsafeMutablePointer<Float>?
+    /// Slivers before this index read B in place; the others are packed.
+    let packedFrom: Int
 }

@@ -182,8 +182,12 @@ private func printRow(_ r: KernelResult, peak: Double) {
     let ms = median(r.seconds) * 1e3, gf = r.flops / median(r.seconds) * 1e-9
     var line = pad(r.name, 34) + String(format: "%8.2f  %8.1f  %4.0f%%", ms, gf, 100 * gf / peak)
     if let t = r.torchSeconds {
-        let tms = median(t) * 1e3
-        line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        if t.isEmpty {
+            line += "   (no torch case)"
+        } else {
+            let tms = median(t) * 1e3
+            line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        }
     }
     print(line)
 }
@@ -194,7 +198,7 @@ private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double) 
         var c: [String: Any] = ["name": r.name, "flops": r.flops, "median_ms": median(r.seconds) * 1e3,
                                 "gflops": r.flops / median(r.seconds) * 1e-9,
                                 "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak2]
-        if let t = r.torchSeconds {
+        if let t = r.torchSeconds, !t.isEmpty {
             c["torch_median_ms"] = median(t) * 1e3
             c["speed_vs_torch"] = median(t) / median(r.seconds)
         }
@@ -225,16 +229,18 @@ func benchTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     return Tensor(shape: shape) { $0.baseAddress!.update(from: p, count: n) }
 }
 
-/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major).
+/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major); `Bt` cases take B
+/// stored N x K, as a Linear layer's weight is.
 func gemmBenchCases() -> [BenchCase] {
-    let shapes = [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
-                  (64, 1280, 1280)]
-    return shapes.map { m, k, n in
-        BenchCase(name: "sgemm \(m)x\(k)x\(n)", flops: 2 * Double(m * n * k)) {
+    let shapes = [(4096, 320, 320, false), (4096, 320, 960, false), (4096, 2880, 320, false),
+                  (1024, 5760, 640, false), (256, 11520, 1280, false), (64, 1280, 1280, false),
+                  (4096, 320, 320, true), (64, 1280, 1280, true)]
+    return shapes.map { m, k, n, transB in
+        BenchCase(name: "sgemm \(m)x\(k)x\(n)\(transB ? " Bt" : "")", flops: 2 * Double(m * n * k)) {
             let a = benchBuffer(m * k, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)
             return {
-                sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
-                      beta: 0, c: c, ldc: n)
+                sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b,
+                      ldb: transB ? k : n, beta: 0, c: c, ldc: n)
             }
         }
     }
@@ -243,7 +249,7 @@ func gemmBenchCases() -> [BenchCase] {
 /// 3x3, stride 1, pad 1 convolutions with bias, named `conv3x3 HxWxCin->Cout fwd|bwd`; `bwd` computes
 /// the input, weight and bias gradients.
 func convBenchCases() -> [BenchCase] {
-    [(64, 320, 320), (32, 640, 640)].flatMap { hw, cin, cout -> [BenchCase] in
+    [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)].flatMap { hw, cin, cout -> [BenchCase] in
         let flops = 2 * Double(hw * hw * cin * cout * 9)
         let base = "conv3x3 \(hw)x\(hw)x\(cin)->\(cout)"
         return [

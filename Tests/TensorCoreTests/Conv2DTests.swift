@@ -20,6 +20,26 @@ func referenceConv(_ x: [Double], _ w: [Double], _ bias: [Double]?, _ g: Conv2DS
     return out
 }
 
+/// Naive Double backward of `referenceConv`: (dX, dW) for output gradient `dy`.
+func referenceConvBackward(_ x: [Double], _ w: [Double], _ dy: [Double], _ g: Conv2DShape) -> ([Double], [Double]) {
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+    let (ho, wo) = (g.outHeight, g.outWidth)
+    for n in 0..<g.batch { for oy in 0..<ho { for ox in 0..<wo { for co in 0..<g.outChannels {
+        let gy = dy[((n * ho + oy) * wo + ox) * g.outChannels + co]
+        for ky in 0..<g.kernelHeight { for kx in 0..<g.kernelWidth {
+            let y = oy * g.stride + ky - g.padding, xx = ox * g.stride + kx - g.padding
+            guard y >= 0, y < g.height, xx >= 0, xx < g.width else { continue }
+            for ci in 0..<g.inChannels {
+                let xi = ((n * g.height + y) * g.width + xx) * g.inChannels + ci
+                let wi = ((ky * g.kernelWidth + kx) * g.inChannels + ci) * g.outChannels + co
+                dx[xi] += gy * w[wi]
+                dw[wi] += gy * x[xi]
+            }
+        } }
+    } } } }
+    return (dx, dw)
+}
+
 final class Conv2DTests: XCTestCase {
     struct Case { var n, h, w, cin, cout, kh, kw, stride, pad: Int }
 
@@ -98,22 +118,51 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
+    /// Shapes that take each parallel split: many row tiles, few row tiles (split over weight slivers), stride 2.
+    /// Shapes large enough for the padded-grid weight gradient and the flipped-weight input gradient.
+    func testBackwardMatchesNaiveOnLargerShapes() throws {
+        let cases = [
+            Case(n: 1, h: 21, w: 22, cin: 8, cout: 12, kh: 3, kw: 3, stride: 1, pad: 1),
+            Case(n: 2, h: 24, w: 25, cin: 5, cout: 7, kh: 3, kw: 3, stride: 2, pad: 1),
+            Case(n: 1, h: 30, w: 20, cin: 3, cout: 33, kh: 3, kw: 3, stride: 1, pad: 0),
+        ]
+        var rng = TestRandom(seed: 15)
+        for c in cases {
+            let g = try shape(c)
+            let x = rng.tensor(g.inputShape), w = rng.tensor(g.weightShape), dy = rng.tensor(g.outputShape)
+            let (dxWant, dwWant) = referenceConvBackward(x.scalars.map(Double.init), w.scalars.map(Double.init),
+                                                         dy.scalars.map(Double.init), g)
+            let dx = try conv2dBackwardInput(dy, weight: w, inputShape: g.inputShape, stride: c.stride, padding: c.pad)
+            let dw = try conv2dBackwardWeight(dy, input: x, kernelHeight: 3, kernelWidth: 3, stride: c.stride,
+                                              padding: c.pad)
+            assertClose(dx, dxWant, tol: 2e-5, "dX \(c)")
+            assertClose(dw, dwWant, tol: 2e-5, "dW \(c)")
+        }
+    }
+
     func testThreadCountsAgreeAndRerunsAreBitwiseEqual() throws {
         var rng = TestRandom(seed: 13)
-        let x = rng.tensor([1, 20, 20, 64]), w = rng.tensor([3, 3, 64, 96]), b = rng.tensor([96])
-        func run(_ threads: Int) throws -> [Tensor] {
-            try Parallel.$maxThreads.withValue(threads) {
-                let y = try conv2d(x, weight: w, bias: b, stride: 1, padding: 1)
-                let dx = try conv2dBackwardInput(y, weight: w, inputShape: x.shape, stride: 1, padding: 1)
-                let dw = try conv2dBackwardWeight(y, input: x, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
-                return [y, dx, dw]
+        for (xs, ws, stride) in [([1, 20, 20, 64], [3, 3, 64, 96], 1), ([1, 4, 4, 64], [3, 3, 64, 320], 1),
+                                 ([2, 17, 16, 48], [3, 3, 48, 40], 2)] {
+            let x = rng.tensor(xs), w = rng.tensor(ws), b = rng.tensor([ws[3]])
+            func run(_ threads: Int) throws -> [Tensor] {
+                try Parallel.$maxThreads.withValue(threads) {
+                    let y = try conv2d(x, weight: w, bias: b, stride: stride, padding: 1)
+                    let dx = try conv2dBackwardInput(y, weight: w, inputShape: x.shape, stride: stride, padding: 1)
+                    let dw = try conv2dBackwardWeight(y, input: x, kernelHeight: 3, kernelWidth: 3, stride: stride,
+                                                      padding: 1)
+                    return [y, dx, dw]
+                }
             }
+            let one = try run(1), two = try run(2), again = try run(2)
+            for (a, b) in zip(one, two) {
+                for i in 0..<a.count { XCTAssertEqual(a[flat: i], b[flat: i], accuracy: 1e-6 * max(1, abs(a[flat: i]))) }
+            }
+            for (a, b) in zip(two, again) { XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern)) }
+            let want = referenceConv(x.scalars.map(Double.init), w.scalars.map(Double.init), b.scalars.map(Double.init),
+                                     try Conv2DShape(input: xs, weight: ws, stride: stride, padding: 1, op: "test"))
+            assertClose(two[0], want, tol: 1e-5, "forward \(xs) * \(ws) on 2 threads")
         }
-        let one = try run(1), two = try run(2), again = try run(2)
-        for (a, b) in zip(one, two) {
-            for i in 0..<a.count { XCTAssertEqual(a[flat: i], b[flat: i], accuracy: 1e-6 * max(1, abs(a[flat: i]))) }
-        }
-        for (a, b) in zip(two, again) { XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern)) }
     }
 
     func testBadShapesThrowWithShapes() {
