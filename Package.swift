@@ -38,7 +38,8 @@ let package = Package(
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
-        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
+                swiftSettings: language + cpuFlags),
 
         // MARK: - Pipeline and command line
         .target(name: "Pipeline",

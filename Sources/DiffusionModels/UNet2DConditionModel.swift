@@ -17,6 +17,16 @@ public final class UNet2DConditionModel: Module {
     public let up_blocks: ModuleList<UpBlock>
     public let conv_norm_out: GroupNorm
     public let conv_out: Conv2d
+    /// Recompute each resnet's and transformer's activations during backward instead of keeping them
+    /// (less memory for training, about one more forward's worth of compute). Off by default.
+    public var gradientCheckpointing = false {
+        didSet {
+            for (_, m) in namedModules() {
+                if let r = m as? ResnetBlock2D { r.gradientCheckpointing = gradientCheckpointing }
+                if let t = m as? Transformer2DModel { t.gradientCheckpointing = gradientCheckpointing }
+            }
+        }
+    }
 
     /// A model with zero weights; set them with `load(stateDict:)` or an initialiser.
     public init(config: UNet2DConditionConfig) {
@@ -83,7 +93,10 @@ public final class UNet2DConditionModel: Module {
         }
         if let mid_block { h = try mid_block(h, temb: temb, context: context) }
         for block in up_blocks {
-            h = try block(h, skips: &skips, temb: temb, context: context)
+            let taken = Array(skips.suffix(block.resnets.count))
+            skips.removeLast(taken.count)
+            let size = skips.last.map { (height: $0.shape[1], width: $0.shape[2]) }
+            h = try block(h, skips: taken, temb: temb, context: context, upsampleSize: size)
         }
         return try conv_out(silu(conv_norm_out(h)))
     }

@@ -8,7 +8,8 @@ import Foundation
 import NN
 import TensorCore
 
-/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]`.
+/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
+/// [--backward [--checkpointing]]`.
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
@@ -41,17 +42,38 @@ private func unetBench(_ a: BenchArguments) throws {
     let tokens = a.int("--tokens") ?? 77, repeats = a.int("--repeat") ?? 1
     let flops = FLOPCount.unet(config, batch: batch, size: size, tokens: tokens)
     if a.args.contains("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
-    let unet = UNet2DConditionModel(config: config)
-    randomize(unet, seed: 1)
-    unet.eval()
+    var unet: UNet2DConditionModel!
+    let setup = timeOnce {
+        unet = UNet2DConditionModel(config: config)
+        randomize(unet, seed: 1)
+        unet.eval()
+    }
+    print(String(format: "setup (build + random weights) %.1f s", setup))
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
+    if a.args.contains("--backward") {
+        // Training's shape of work without adapters: frozen weights, gradient for the input only.
+        unet.freeze()
+        unet.gradientCheckpointing = a.args.contains("--checkpointing")
+        let times = try (0..<repeats).map { _ in
+            try timeThrowing {
+                let x = Variable(sample.value, requiresGrad: true)
+                let out = try unet(x, timesteps: [500], context: context)
+                try mean(mul(out, out)).backward()
+            }
+        }
+        print(label + ", forward + input backward" + (unet.gradientCheckpointing ? ", checkpointing" : ""))
+        print(String(format: "  time %.3f s (median of %d: %@)", median(times), times.count,
+                     times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+        print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+        return
+    }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
     }
-    report("unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])",
-           flops: flops, times: times)
+    report(label, flops: flops, times: times)
 }
 
 private func vaeBench(_ a: BenchArguments) throws {
@@ -96,16 +118,27 @@ enum ModelBenchError: Error, CustomStringConvertible {
 }
 
 /// Seeded N(0, 1/fan-in) weights, small biases, norms left at γ = 1, β = 0: activations stay O(1).
+/// Weights cycle through one pool of 2²⁰ normal draws (drawing 860 M values would dominate the run).
 private func randomize(_ model: Module, seed: UInt64) {
     var random = PhiloxRandom(seed: seed)
+    let pool = random.normal(shape: [1 << 20])
+    var offset = 0
+    func fill(_ v: Variable, std: Float) {
+        v.value = Tensor(shape: v.shape) { out in
+            pool.withUnsafeBufferPointer { p in
+                for i in out.indices { out[i] = std * p[(offset + i) & (p.count - 1)] }
+            }
+        }
+        offset += 7919
+    }
     for (_, m) in model.namedModules() {
         if let conv = m as? Conv2d {
             let w = conv.weight.shape                                      // [kh, kw, Cin, Cout]
-            conv.weight.value = random.normal(shape: w, std: 1 / Float(w[0] * w[1] * w[2]).squareRoot())
-            if let b = conv.bias { b.value = random.normal(shape: b.shape, std: 0.01) }
+            fill(conv.weight, std: 1 / Float(w[0] * w[1] * w[2]).squareRoot())
+            if let b = conv.bias { fill(b, std: 0.01) }
         } else if let linear = m as? Linear {
-            linear.weight.value = random.normal(shape: linear.weight.shape, std: 1 / Float(linear.inFeatures).squareRoot())
-            if let b = linear.bias { b.value = random.normal(shape: b.shape, std: 0.01) }
+            fill(linear.weight, std: 1 / Float(linear.inFeatures).squareRoot())
+            if let b = linear.bias { fill(b, std: 0.01) }
         }
     }
 }
