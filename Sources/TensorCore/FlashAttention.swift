@@ -82,7 +82,7 @@ enum FlashAttention {
         let headSize = d * lkPad + lkPad * dp
         let packed = UnsafeMutablePointer<Float>.allocate(capacity: heads * headSize)
         defer { packed.deallocate() }
-        Parallel.forEach(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
+        Parallel.forEachChunked(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
             let kt = packed + bh * headSize
             packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
             packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, kt + d * lkPad)
@@ -91,7 +91,7 @@ enum FlashAttention {
         let workers = Parallel.workers(for: heads * blocks * 32 * g.lk * d, minWorkPerThread: 1 << 18)
         let scratch = ForwardScratch(workers: workers, d: d, dp: dp)
         defer { scratch.deallocate() }
-        Parallel.forSlices(count: heads * blocks, workers: workers) { w, range in
+        Parallel.forChunks(count: heads * blocks, workers: workers) { w, range in
             for item in range {
                 let bh = item / blocks, blk = item % blocks
                 let kt = packed + bh * headSize

@@ -41,7 +41,7 @@ extension FlashAttention {
         let workers = Parallel.workers(for: heads * g.lq * g.lk * g.d, minWorkPerThread: 1 << 18)
         let scratch = (0..<max(1, min(workers, heads))).map { _ in BackwardHead(d: g.d, lq: g.lq, lk: g.lk) }
         defer { for s in scratch { s.base.deallocate() } }
-        Parallel.forSlices(count: heads, workers: workers) { w, range in
+        Parallel.forChunks(count: heads, workers: workers) { w, range in
             for bh in range { backwardHead(g, bh, q, k, v, out, lse, dOut, dq, dk, dv, scratch[w]) }
         }
     }
