@@ -21,6 +21,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "world", targets: ["world"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -39,9 +40,16 @@ let package = Package(
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
 
+        // MARK: - Picture world (the embedded default's data) and its judge
+        .target(name: "PictureWorld", dependencies: ["TensorCore", "PNGImage"], swiftSettings: language + kernelFlags),
+        .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
+                swiftSettings: language + cpuFlags),
+
         // MARK: - Executables
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
                           swiftSettings: language + kernelFlags),
+        .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+                          swiftSettings: language + cpuFlags),
 
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
@@ -57,6 +65,8 @@ let package = Package(
         .testTarget(name: "DiffusionModelsTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "PictureWorldTests",
+                    dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
