@@ -140,3 +140,29 @@ public enum Fidelity {
         verdicts.isEmpty ? 0 : Double(verdicts.filter(passes).count) / Double(verdicts.count)
     }
 }
+
+extension Judge {
+    /// Fraction of (prompt, image) pairs whose image shows the prompt's object, colour and background.
+    public func promptFidelity(_ pairs: [(prompt: String, image: Image)]) throws -> Double {
+        let verdicts = try evaluate(pairs.map(\.image))
+        return pairs.isEmpty ? 0
+            : Double(zip(pairs, verdicts).filter { Fidelity.matchesPrompt($0.0.prompt, $0.1) }.count) / Double(pairs.count)
+    }
+
+    /// Fraction of (prompt, image) pairs whose image shows the background the prompt names.
+    public func backgroundFidelity(_ pairs: [(prompt: String, image: Image)]) throws -> Double {
+        let verdicts = try evaluate(pairs.map(\.image))
+        return pairs.isEmpty ? 0
+            : Double(zip(pairs, verdicts).filter { Fidelity.matchesBackground($0.0.prompt, $0.1) }.count) / Double(pairs.count)
+    }
+
+    /// Fraction of images that show the subject (a dog with the reserved coat), for `sks dog` prompts.
+    public func subjectFidelity(_ images: [Image]) throws -> Double {
+        Fidelity.rate(try evaluate(images), Fidelity.showsSubject)
+    }
+
+    /// Fraction of images that show the reserved coat, for prompts that name only the class (`a dog`).
+    public func priorDrift(_ images: [Image]) throws -> Double {
+        Fidelity.rate(try evaluate(images), Fidelity.showsReservedCoat)
+    }
+}

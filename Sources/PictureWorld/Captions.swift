@@ -36,6 +36,27 @@ public enum Caption {
         make(labels, phrasing: Int(rng.next() % UInt64(phrasingCount)), variant: Int(rng.next() % 3))
     }
 
+    /// Every caption `make` can write for labels drawn from `options`, in a fixed order (the corpus a
+    /// tokenizer vocabulary is built from).
+    public static func corpus(_ options: WorldOptions = .base) -> [String] {
+        var out: [String] = []
+        for o in options.objects {
+            for c in options.colors {
+                for b in options.backgrounds {
+                    for p in (o.hasCoat ? options.patterns : [.plain]) {
+                        for s in options.styles {
+                            let labels = SceneLabels(object: o, color: c, background: b, pattern: p, style: s)
+                            for phrasing in 0..<phrasingCount {
+                                for variant in 0..<b.phrases.count { out.append(make(labels, phrasing: phrasing, variant: variant)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// "a" or "an".
     static func article(for word: String) -> String {
         guard let first = word.first else { return "a" }

@@ -55,7 +55,7 @@ struct ObjectDrawing {
         guard pattern != .plain else { return nil }
         let second = color.luma > 0.45 ? RGB(0.12, 0.10, 0.10) : RGB(0.96, 0.92, 0.82)
         var layout = CoatLayout(pattern: pattern, second: second, origin: center, size: u(3.2))
-        var r = DetailRandom(seed: layout_seed)
+        var r = DetailRandom(seed: coatSeed)
         switch pattern {
         case .plain: return nil
         case .spotted:
@@ -70,7 +70,7 @@ struct ObjectDrawing {
         return layout
     }
 
-    private var layout_seed: UInt64 { layout.detailSeed ^ 0x5EED }
+    private var coatSeed: UInt64 { layout.detailSeed ^ 0x5EED }
 
     private mutating func drawDog() {
         let len = 10 + 2.5 * p[3]

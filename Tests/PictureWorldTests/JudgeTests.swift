@@ -24,8 +24,14 @@ final class JudgeTests: XCTestCase {
 
     func testCommittedJudgeSeesTheSubjectDog() throws {
         let judge = try Judge(contentsOf: Self.committedWeights)
-        let verdicts = try judge.evaluate(try Examples.subjectScenes().map { try $0.render(size: 128) })
-        XCTAssertGreaterThanOrEqual(Fidelity.rate(verdicts, Fidelity.showsSubject), 0.8)
+        let subject = try Examples.subjectScenes().map { try $0.render(size: 128) }
+        XCTAssertGreaterThanOrEqual(try judge.subjectFidelity(subject), 0.8)
+        XCTAssertGreaterThanOrEqual(try judge.priorDrift(subject), 0.8)
+        let data = try WorldDataset(seed: 21)
+        let samples = try (0..<40).map { try data.sample(at: $0) }
+        XCTAssertGreaterThanOrEqual(try judge.promptFidelity(samples.map { ($0.caption, $0.image) }), 0.9)
+        XCTAssertGreaterThanOrEqual(try judge.backgroundFidelity(samples.map { ($0.caption, $0.image) }), 0.9)
+        XCTAssertLessThanOrEqual(try judge.priorDrift(samples.map(\.image)), 0.05)
         let styled = try judge.evaluate(try Examples.styleScenes().map { try $0.render(size: 128) })
         XCTAssertGreaterThanOrEqual(Fidelity.rate(styled) { $0.style == .unseen }, 0.8)
     }

@@ -102,6 +102,13 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertEqual(sks.otherWords, ["sks"])
     }
 
+    func testCorpusHoldsEveryBaseCaption() throws {
+        let corpus = Set(Caption.corpus())
+        let data = try WorldDataset(seed: 12)
+        for i in 0..<500 { XCTAssertTrue(corpus.contains(data.describe(i).caption)) }
+        XCTAssertFalse(corpus.contains { $0.contains(CoatPattern.reserved.word) || $0.contains("pixel") })
+    }
+
     func testBaseWorldNeverDrawsReservedCoatOrUnseenStyle() throws {
         let data = try WorldDataset(seed: 3)
         var coats = Set<CoatPattern>(), styles = Set<RenderStyle>()
