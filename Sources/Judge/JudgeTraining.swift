@@ -1,7 +1,7 @@
 // JudgeTraining: trains the judge on freshly rendered, labelled scenes of the whole world (every coat,
 // the reserved one included, and every style), and measures its accuracy on held-out scenes.
 //
-// Batch b of a run is items b·B ..< (b+1)·B of `WorldDataset(seed:, options: .all)`; each image is
+// Batch b of a run is items b·B ..< (b+1)·B of `WorldDataset(seed:, options: .judgeTraining)`; each image is
 // perturbed (sensor noise, blur) so the judge also reads the softer pictures a diffusion model draws.
 // The learning rate warms up linearly, then follows a cosine to 5 % of its peak.
 import Autograd
@@ -55,7 +55,7 @@ public enum JudgeTraining {
         var initRandom = PhiloxRandom(seed: config.seed ^ 0x1A17)
         network.initializeParameters(random: &initRandom)
         network.train()
-        let data = try WorldDataset(seed: config.seed, options: .all, size: JudgeNetwork.inputSize)
+        let data = try WorldDataset(seed: config.seed, options: .judgeTraining, size: JudgeNetwork.inputSize)
         let parameters = network.trainableParameters().map(\.1)
         let adam = Adam(parameters: parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
         var augmentRandom = PhiloxRandom(seed: config.seed ^ 0xA061)

@@ -1,7 +1,7 @@
 // Examples: the fixed scenes of the two example sets, and the prompt lists used to validate and measure.
 //
 // Subject set: one particular dog, the only one in the world with the reserved (checkered) coat, always
-// brown with the same build, in different places and poses; the base world never draws this coat.
+// brown with the same build, in five places (never the snow) and poses; the base world never draws this coat.
 // Style set: assorted scenes in the style the base world never uses (pixel art).
 import TensorCore
 
@@ -13,7 +13,7 @@ public enum Examples {
 
     /// The subject set: `count` scenes of the subject dog (deterministic).
     public static func subjectScenes(count: Int = 5) -> [Scene] {
-        let places: [Background] = [.grass, .beach, .room, .city, .grass, .night]
+        let places: [Background] = [.grass, .beach, .room, .city, .night]
         var rng = PhiloxRandom(seed: 0x5C5D06)
         return (0..<count).map { i in
             var scene = Scene.random(subjectLabels(places[i % places.count]), using: &rng)

@@ -59,13 +59,13 @@ struct ObjectDrawing {
         switch pattern {
         case .plain: return nil
         case .spotted:
-            layout.size = u(1.9)
-            layout.spots = (0..<14).map { _ in Point(center.x + u(r.uniform(-17, 17)), center.y + u(r.uniform(-12, 5))) }
+            layout.size = u(2.5)
+            layout.spots = (0..<9).map { _ in Point(center.x + u(r.uniform(-12, 12)), center.y + u(r.uniform(-7, 5))) }
         case .striped:
-            layout.size = u(3.4)
+            layout.size = u(4.6)
             layout.angle = r.uniform(-0.25, 0.25)
         case .checkered:
-            layout.size = u(3.0)
+            layout.size = u(4.2)
         }
         return layout
     }

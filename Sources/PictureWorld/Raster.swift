@@ -149,7 +149,7 @@ struct CoatLayout {
             return false
         case .striped:
             let u = (cosf(angle) * dx + sinf(angle) * dy) / size
-            return u - u.rounded(.down) < 0.38
+            return u - u.rounded(.down) < 0.45
         case .checkered:
             let i = Int((dx / size).rounded(.down)), j = Int((dy / size).rounded(.down))
             return (i + j) & 1 == 0

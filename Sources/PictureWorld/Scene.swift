@@ -40,6 +40,11 @@ public struct WorldOptions: Equatable, Sendable {
     /// Judge data: every value of every attribute.
     public static let all = WorldOptions(checked: ObjectKind.allCases, NamedColor.allCases, Background.allCases,
                                          CoatPattern.allCases, RenderStyle.allCases)
+    /// Judge training data: every value of every attribute, with dogs and cats drawn three times as often
+    /// (half of all scenes) so that the coat patterns are well represented.
+    public static let judgeTraining = WorldOptions(checked: ObjectKind.allCases + [.dog, .cat, .dog, .cat],
+                                                   NamedColor.allCases, Background.allCases,
+                                                   CoatPattern.allCases, RenderStyle.allCases)
 }
 
 /// Where the object stands and how it is posed, in scene units.
