@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "generate", targets: ["generate"]),
+        .executable(name: "world", targets: ["world"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -49,11 +50,18 @@ let package = Package(
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
                 swiftSettings: language + cpuFlags),
 
+        // MARK: - Picture world (the embedded default's data) and its judge
+        .target(name: "PictureWorld", dependencies: ["TensorCore", "PNGImage"], swiftSettings: language + kernelFlags),
+        .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
+                swiftSettings: language + cpuFlags),
+
         // MARK: - Executables
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
                                                 "CLIPText", "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
+        .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+                          swiftSettings: language + cpuFlags),
 
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
@@ -72,6 +80,8 @@ let package = Package(
         .testTarget(name: "PipelineTests",
                     dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "PictureWorldTests",
+                    dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
