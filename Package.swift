@@ -52,7 +52,7 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
-                                                "CLIPText", "DiffusionModels"],
+                                                "CLIPText", "DiffusionModels", "Schedulers", "Pipeline"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
