@@ -2,7 +2,7 @@
 """PyTorch side of `bench generate`: a whole text-to-image run through diffusers' StableDiffusionPipeline
 (CPU, float32) with random weights, timed per phase like the Swift suite.
 
-    /root/refenv/bin/python bench/torch_generate.py --config sd15 --steps 20 [--threads 2]
+    /root/refenv/bin/python bench/torch_generate.py --config sd15 --steps 20 [--size 512] [--threads 2]
 
 The tokenizer is the CLIP one of Tests/CLIPTextTests/Fixtures/tokenizer; the models use diffusers' and
 transformers' own random initialisation (weights do not change the timing). Prints the text-encoder time,
@@ -38,6 +38,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="sd15", choices=sorted(CONFIGS))
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--size", type=int, help="image side in pixels (default: the UNet's sample_size x 8)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,7 +55,7 @@ def main():
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     prompt = "a photo of an astronaut riding a horse on mars"
-    size = unet.config.sample_size * pipe.vae_scale_factor
+    size = a.size or unet.config.sample_size * pipe.vae_scale_factor
 
     t0 = time.perf_counter()
     with torch.no_grad():
