@@ -106,8 +106,12 @@ public enum GenerateCommand {
                 throw CommandLineError.usage("--from-png takes no prompt and no --prompts")
             }
             let info = try parameters(fromPNG: png)
-            return [Job(parameters: try overridden(info.parameters, args, defaultSeed: info.parameters.seed),
-                        keep: info.batchPosition, modelHash: info.modelHash)]
+            let p = try overridden(info.parameters, args, defaultSeed: info.parameters.seed)
+            guard info.batchPosition < p.numImages else {
+                throw CommandLineError.failure("\(png) is image \(info.batchPosition + 1) of its batch; "
+                    + "--num-images \(p.numImages) does not reach it")
+            }
+            return [Job(parameters: p, keep: info.batchPosition, modelHash: info.modelHash)]
         }
         guard args.positionals.count <= 1 else {
             throw CommandLineError.usage("one prompt per run, got \(args.positionals.count) (quote the prompt, or use --prompts)")
