@@ -45,6 +45,8 @@ let convMaxPackedFloats = 2_097_152
 /// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
 /// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
 let convTilesPerSuperTile = 8
+/// Up to this K (taps x Cin) the forward pass gathers im2col rows instead of running per-tap K steps.
+let convColumnsMaxK = 64
 /// Below this width the weight gradient gathers each tap's rows instead of running on the padded grid
 /// (whose kw - 1 junk columns per row would cost more than the gather).
 let convGridMinWidth = 20
@@ -161,21 +163,41 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 /// Forward convolution on raw NHWC pointers (shapes already checked).
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let cout = g.outChannels
-    if g.isPointwise {
-        let rows = g.batch * g.height * g.width
+    let cout = g.outChannels, cin = g.inChannels, taps = g.kernelHeight * g.kernelWidth
+    /// `output = rows · weight (+ bias)` with `rows` [pixels, k] and the weight read as a [k, Cout] matrix.
+    func gemmOverPixels(_ rows: UnsafePointer<Float>, k: Int) {
+        let pixels = g.batch * g.outHeight * g.outWidth
         if let bias {
-            for r in 0..<rows { (output + r * cout).update(from: bias, count: cout) }
+            for r in 0..<pixels { (output + r * cout).update(from: bias, count: cout) }
         }
-        sgemm(transA: false, transB: false, m: rows, n: cout, k: g.inChannels, alpha: 1, a: input,
-              lda: g.inChannels, b: weight, ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+        sgemm(transA: false, transB: false, m: pixels, n: cout, k: k, alpha: 1, a: rows, lda: k, b: weight,
+              ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+    }
+    if g.isPointwise {
+        gemmOverPixels(input, k: cin)
         return
     }
-    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: g.inChannels,
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
                                 height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
                                 top: g.padding, left: g.padding, dilation: 1,
                                 slackPixels: (GEMMTile.t12x32.mr + 1) * g.stride + g.kernelWidth)
     defer { xpad.deallocate() }
+    if taps * cin <= convColumnsMaxK {
+        // Few input channels (an RGB image, a 4-channel latent): per-tap K steps of cin would be all
+        // overhead, so gather the taps x Cin window of every output pixel into one row (im2col) and run a
+        // single GEMM with K = taps * Cin; the [kh, kw, Cin, Cout] weight already is that K x Cout matrix.
+        let pixels = g.batch * g.outHeight * g.outWidth
+        let columns = UnsafeMutablePointer<Float>.allocate(capacity: pixels * taps * cin)
+        defer { columns.deallocate() }
+        for tap in 0..<taps {
+            gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth,
+                          paddedHeight: xpad.height, paddedWidth: xpad.width, channels: cin,
+                          dy: tap / g.kernelWidth, dx: tap % g.kernelWidth, stride: g.stride,
+                          into: columns + tap * cin, rowStride: taps * cin)
+        }
+        gemmOverPixels(columns, k: taps * cin)
+        return
+    }
     convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
                      outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
                      bias: bias, output: output)
@@ -228,14 +250,16 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
                      weight: flipped, outChannels: cin, bias: nil, output: gradInput)
 }
 
-/// Row `(n, y, x)` of `dst` (`[batch * height * width, channels]`) = pixel `(n, y*stride + dy, x*stride + dx)` of
-/// the padded activation `src` (`[batch, paddedHeight, paddedWidth, channels]`).
+/// Row `(n, y, x)` of `dst` (rows `rowStride` floats apart, default `channels`) = pixel
+/// `(n, y*stride + dy, x*stride + dx)` of the padded activation `src` (`[batch, paddedHeight, paddedWidth, channels]`).
 func gatherTapRows(_ src: UnsafePointer<Float>, batch: Int, height: Int, width: Int, paddedHeight: Int,
-                   paddedWidth: Int, channels: Int, dy: Int, dx: Int, stride: Int, into dst: UnsafeMutablePointer<Float>) {
+                   paddedWidth: Int, channels: Int, dy: Int, dx: Int, stride: Int, into dst: UnsafeMutablePointer<Float>,
+                   rowStride: Int? = nil) {
+    let ld = rowStride ?? channels
     for r in 0..<(batch * height * width) {
         let n = r / (height * width), y = (r / width) % height, x = r % width
         let pixel = (n * paddedHeight + y * stride + dy) * paddedWidth + x * stride + dx
-        (dst + r * channels).update(from: src + pixel * channels, count: channels)
+        (dst + r * ld).update(from: src + pixel * channels, count: channels)
     }
 }
 
