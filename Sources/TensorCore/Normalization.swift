@@ -81,7 +81,9 @@ public enum Normalization {
             let a = ca + b * c, s = cb + b * c
             for row in b * p + lo..<b * p + hi {
                 let src = px + row * c, dst = py + row * c
-                vectorColumns(c) { i, k in storeN(loadN(src + i, k) * loadN(a + i, k) + loadN(s + i, k), dst + i, k) }
+                var i = 0
+                while i + 16 <= c { store(load(src + i) * load(a + i) + load(s + i), dst + i); i += 16 }
+                if i < c { let k = c - i; storePartial(loadPartial(src + i, k) * loadPartial(a + i, k) + loadPartial(s + i, k), dst + i, k) }
             }
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
@@ -154,9 +156,16 @@ public enum Normalization {
         forChunks(n: n, p: p, c: c) { b, _, lo, hi in
             let o = b * c
             for row in b * p + lo..<b * p + hi {
-                let xr = px + row * c, dr = pd + row * c, out = pdx + row * c
-                vectorColumns(c) { i, k in
-                    storeN(loadN(dr + i, k) * loadN(k1 + o + i, k) + loadN(xr + i, k) * loadN(k2 + o + i, k) + loadN(k3 + o + i, k), out + i, k)
+                let xr = px + row * c, dr = pd + row * c, out = pdx + row * c, a1 = k1 + o, a2 = k2 + o, a3 = k3 + o
+                var i = 0
+                while i + 16 <= c {
+                    store(load(dr + i) * load(a1 + i) + load(xr + i) * load(a2 + i) + load(a3 + i), out + i)
+                    i += 16
+                }
+                if i < c {
+                    let k = c - i
+                    storePartial(loadPartial(dr + i, k) * loadPartial(a1 + i, k) + loadPartial(xr + i, k) * loadPartial(a2 + i, k)
+                                 + loadPartial(a3 + i, k), out + i, k)
                 }
             }
         }
