@@ -1,12 +1,13 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C in single precision, row-major, BLAS semantics.
 //
-// Design (PERFORMANCE.md §4): SIMD runs along N. B is packed per (jc, pc) block of about 1 MB (half of L2)
-// into NR-wide slivers `[kc][NR]` (alpha folded in, the last sliver zero-padded). A is read in place when it
-// is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
-// only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
-// scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
-// it stays on one thread.
+// Design (PERFORMANCE.md §4): SIMD runs along N. B is packed per (jc, pc) block of about 1 MB into NR-wide
+// slivers `[kc][NR]` (alpha folded in, the last sliver zero-padded); with few row tiles a row-major B is
+// read in place instead. A is read in place when it is row-major ("direct": the microkernel broadcasts
+// from `A + i*lda + k`); a transposed A is packed once per block, row by row, and the last, partial row
+// tile through a `[kc][MR]` sliver. Edge tiles run
+// the full kernel into a scratch tile and copy the valid part. A few-row `A·Bᵀ` is computed as `(B·Aᵀ)ᵀ`.
+// Work is split over row tiles (or over B slivers when there are too few row tiles), handed out in chunks
+// to the workers (ParallelChunks.swift); below ~4 MFLOP per thread it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
@@ -35,7 +36,7 @@ struct GEMMTile {
 
 /// Flops per thread below which a GEMM runs on one thread.
 let gemmMinFlopsPerThread = 4_000_000
-/// Floats in one packed B block (1 MB).
+/// Floats in one packed B block (1 MB; 512 KB measured no better on a 1 MB-L2 machine).
 let gemmPackedBlockFloats = 262_144
 /// Largest K block.
 let gemmMaxKC = 384
