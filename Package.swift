@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
-                swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + kernelFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
                 swiftSettings: language + cpuFlags),
 
