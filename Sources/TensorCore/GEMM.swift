@@ -60,7 +60,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
-    if transB && !transA && 4 * m <= n {
+    if transB && !transA && 2 * m * (k + n) <= n * k {
         transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
@@ -70,9 +70,10 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
 }
 
-/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
-/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
-/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+/// `C = alpha * A * Bᵀ + beta * C` for few rows, computed as `Cᵀ = B * Aᵀ`: B (n x k) is then read in place
+/// by the direct microkernel and only the small A gets packed (plus Cᵀ transposed back), instead of
+/// transposing all of B into panels, which costs more than the product when m is small (e.g. a Linear layer
+/// on 64 tokens). Used when that extra traffic, m*(k + n), is at most half of B's n*k.
 func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
