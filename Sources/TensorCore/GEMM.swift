@@ -140,7 +140,7 @@ struct GEMMOperands {
                 let packWorkers = kcur * ncur >= 65_536 ? threads : 1
                 // Read in place, only a partial last sliver needs packing (the kernel reads nr columns).
                 let packFrom = directB ? (ncur % nr == 0 ? slivers : slivers - 1) : 0
-                Parallel.forSlices(count: slivers - packFrom, workers: packWorkers) { _, range in
+                Parallel.forChunks(count: slivers - packFrom, workers: packWorkers, chunksPerWorker: 4) { _, range in
                     for r in range {
                         let s = packFrom + r
                         packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr)
@@ -148,7 +148,7 @@ struct GEMMOperands {
                 }
                 if let packedA {
                     let workers = kcur * m >= 65_536 ? threads : 1
-                    Parallel.forSlices(count: kcur, workers: workers) { _, range in
+                    Parallel.forChunks(count: kcur, workers: workers, chunksPerWorker: 4) { _, range in
                         packTransposedA(into: packedA, mr: mr, tiles: mTiles, k0: pc, kcur: kcur, rows: range)
                     }
                 }
