@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
-                swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + kernelFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
                 swiftSettings: language + cpuFlags),
 
@@ -58,7 +58,7 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
-                                                "CLIPText", "DiffusionModels"],
+                                                "CLIPText", "DiffusionModels", "Schedulers", "Pipeline"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
