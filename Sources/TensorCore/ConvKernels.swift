@@ -45,6 +45,10 @@ let convMaxPackedFloats = 2_097_152
 /// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
 /// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
 let convTilesPerSuperTile = 8
+/// Largest Cin chunk per kernel call. The super-tile loop runs sliver-outer: each weight sliver chunk
+/// (at most 384 x 32 floats) is used by all the super-tile's row tiles while it is hot (measured better
+/// than tile-outer, and than 192- or 512-float chunks).
+let convMaxKC = 384
 /// Up to this K (taps x Cin) the forward pass gathers im2col rows instead of running per-tap K steps.
 let convColumnsMaxK = 64
 /// Below this width the weight gradient gathers each tap's rows instead of running on the padded grid
@@ -122,7 +126,7 @@ struct ConvPlan {
         kh = kernelHeight; kw = kernelWidth; s = stride; ho = outHeight; wo = outWidth; cout = outChannels
         self.weight = weight; self.bias = bias; self.output = output
         taps = kh * kw
-        let kBlocks = (cin + gemmMaxKC - 1) / gemmMaxKC
+        let kBlocks = (cin + convMaxKC - 1) / convMaxKC
         kc = (cin + kBlocks - 1) / kBlocks
         sliverFloats = taps * cin * nr
         let coutPadded = (cout + nr - 1) / nr * nr
@@ -154,14 +158,13 @@ struct ConvPlan {
             var k0 = 0
             while k0 < cin {
                 let kcur = min(kc, cin - k0)
-                for ti in 0..<count {
-                    let aTile = aTap + (t0 + ti) * mr * lda + k0
-                    for sv in svRange {
-                        let b = directWeights
-                            ? weight + (tap * cin + k0) * cout + block.jc + sv * nr
-                            : UnsafePointer(block.packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                        tile.direct(kcur, aTile, lda, b, directWeights ? cout : nr, scratch + ti * mr * ldc + sv * nr,
-                                    ldc, tap > 0 || k0 > 0)
+                for sv in svRange {
+                    let b = directWeights
+                        ? weight + (tap * cin + k0) * cout + block.jc + sv * nr
+                        : UnsafePointer(block.packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                    for ti in 0..<count {
+                        tile.direct(kcur, aTap + (t0 + ti) * mr * lda + k0, lda, b, directWeights ? cout : nr,
+                                    scratch + ti * mr * ldc + sv * nr, ldc, tap > 0 || k0 > 0)
                     }
                 }
                 k0 += kcur
@@ -262,6 +265,10 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
               a: gradOutput, lda: cout, b: weight, ldb: cout, beta: 0, c: gradInput, ldc: cin)
         return
     }
+    if g.stride > 1 {
+        conv2dBackwardInputByPhases(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
+        return
+    }
     let hp = g.height + kh - 1, wp = g.width + kw - 1
     let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
                                   channels: cout, height: hp, width: wp,
@@ -297,6 +304,65 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
     }
     convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
                      weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// Input gradient of a strided convolution, one stride phase at a time (no zero-dilated gradient).
+///
+/// Input pixels with `(y + p) % s == ry` and `(x + p) % s == rx` receive exactly the taps `dy = ry + s*j`,
+/// `dx = rx + s*i`, from output pixel `(Y - j, X - i)` where `y = ry - p + s*Y`. So each phase is a stride-1
+/// convolution of the re-padded gradient with the phase's flipped, transposed sub-kernel, whose result is
+/// scattered to that phase's pixels.
+func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 gradInput: UnsafeMutablePointer<Float>) {
+    let s = g.stride, p = g.padding, cin = g.inChannels, cout = g.outChannels
+    /// Taps of a phase (`ceil((k - r) / s)`) and its first phase index `Y0 = ceil((p - r) / s)` with `y >= 0`.
+    func phase(_ r: Int, kernel k: Int, size: Int) -> (taps: Int, first: Int, count: Int) {
+        let taps = r < k ? (k - r + s - 1) / s : 0
+        let first = p - r > 0 ? (p - r + s - 1) / s : -((r - p) / s)
+        let last = (size - 1 - r + p) >= 0 ? (size - 1 - r + p) / s : first - 1   // largest Y with y < size
+        return (taps, first, max(0, last - first + 1))
+    }
+    for ry in 0..<s {
+        for rx in 0..<s {
+            let (th, y0, hy) = phase(ry, kernel: g.kernelHeight, size: g.height)
+            let (tw, x0, wx) = phase(rx, kernel: g.kernelWidth, size: g.width)
+            if hy == 0 || wx == 0 { continue }
+            let out = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * hy * wx * cin)
+            defer { out.deallocate() }
+            if th == 0 || tw == 0 {
+                out.update(repeating: 0, count: g.batch * hy * wx * cin)
+            } else {
+                // Flipped, transposed sub-kernel: w'[j', i'] = w[ry + s*(th-1-j'), rx + s*(tw-1-i')]ᵀ (Cout x Cin).
+                let sub = UnsafeMutablePointer<Float>.allocate(capacity: th * tw * cout * cin)
+                defer { sub.deallocate() }
+                for j in 0..<th {
+                    for i in 0..<tw {
+                        let dy = ry + s * (th - 1 - j), dx = rx + s * (tw - 1 - i)
+                        transposeMatrix(weight + (dy * g.kernelWidth + dx) * cin * cout, rows: cin, cols: cout,
+                                        into: sub + (j * tw + i) * cout * cin)
+                    }
+                }
+                let hp = hy + th - 1, wp = wx + tw - 1
+                let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                              channels: cout, height: hp, width: wp, top: th - 1 - y0,
+                                              left: tw - 1 - x0, dilation: 1,
+                                              slackPixels: GEMMTile.t12x32.mr + 1 + tw)
+                defer { padded.deallocate() }
+                convImplicitGEMM(padded, kernelHeight: th, kernelWidth: tw, stride: 1, outHeight: hy, outWidth: wx,
+                                 weight: sub, outChannels: cin, bias: nil, output: out)
+            }
+            for n in 0..<g.batch {
+                for yy in 0..<hy {
+                    let y = ry - p + s * (y0 + yy)
+                    for xx in 0..<wx {
+                        let x = rx - p + s * (x0 + xx)
+                        (gradInput + ((n * g.height + y) * g.width + x) * cin)
+                            .update(from: out + ((n * hy + yy) * wx + xx) * cin, count: cin)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Row `(n, y, x)` of `dst` (rows `rowStride` floats apart, default `channels`) = pixel

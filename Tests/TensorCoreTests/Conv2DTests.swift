@@ -89,6 +89,8 @@ final class Conv2DTests: XCTestCase {
             Case(n: 1, h: 6, w: 5, cin: 3, cout: 4, kh: 3, kw: 3, stride: 2, pad: 0),
             Case(n: 2, h: 3, w: 4, cin: 4, cout: 3, kh: 1, kw: 1, stride: 1, pad: 0),
             Case(n: 1, h: 4, w: 5, cin: 2, cout: 3, kh: 2, kw: 3, stride: 1, pad: 2),
+            Case(n: 1, h: 7, w: 8, cin: 2, cout: 3, kh: 1, kw: 1, stride: 2, pad: 0),   // phases without taps
+            Case(n: 1, h: 8, w: 7, cin: 2, cout: 2, kh: 3, kw: 2, stride: 3, pad: 1),
         ]
         var rng = TestRandom(seed: 12)
         for c in cases {
