@@ -21,6 +21,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "lora", targets: ["lora"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -38,8 +39,11 @@ let package = Package(
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
+        .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
+                          swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
                           swiftSettings: language + kernelFlags),
 
@@ -57,6 +61,9 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "AdaptersTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "Adapters"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )
