@@ -98,7 +98,8 @@ public struct AdapterFolder: Sendable {
         var t: [String: String?] = [:]
         for f in files {
             let meta = (try? SafeTensorsFile(path: (path as NSString).appendingPathComponent(f)).metadata) ?? [:]
-            t[f] = meta["modelspec.trigger_phrase"].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+            let phrase = meta["modelspec.trigger_phrase"].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+            t.updateValue(phrase, forKey: f)
         }
         triggers = t
     }
@@ -111,7 +112,7 @@ public struct AdapterFolder: Sendable {
             return (path as NSString).appendingPathComponent(candidate)
         }
         let known = triggers.keys.sorted().map { String($0.dropLast(12)) }
-        throw AdaptersError.invalidRequest("adapter '\(name)' not found (not a file, and not in \(path)/"
+        throw AdaptersError.invalidRequest("adapter '\(name)' not found (not a file, and not in \(path)"
             + (known.isEmpty ? ", which has no adapters)" : "; it has \(known.joined(separator: ", ")))"))
     }
 
