@@ -50,7 +50,8 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
-        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TensorCore", "SafeTensors"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PNGImageTests", dependencies: ["TensorCore", "PNGImage"],

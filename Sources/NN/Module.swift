@@ -31,6 +31,10 @@ open class Module {
     /// They take no part in `stateDict()`/`load` but count in `parameterReport()` and `trainableParameters()`.
     open func namedAdapterParameters() -> [(String, Variable)] { [] }
 
+    /// Checkpoint keys, relative to this module, that loading accepts and drops: tensors some checkpoints
+    /// carry that are not parameters (e.g. transformers' `embeddings.position_ids` buffer).
+    open func ignoredStateDictKeys() -> [String] { [] }
+
     /// The shape a direct parameter has in a checkpoint. Modules that store a parameter in another layout
     /// (Conv2d) override this together with `checkpointValue(ofParameter:_:)` and `assignParameter(_:_:fromCheckpoint:)`.
     open func checkpointShape(ofParameter name: String, _ parameter: Variable) -> [Int] { parameter.shape }

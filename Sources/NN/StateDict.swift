@@ -43,7 +43,8 @@ extension Module {
     }
 
     /// Sets every parameter from `stateDict`. Strict (the default): a missing parameter or an unused tensor
-    /// is an error; a wrong shape always is. On error nothing has been changed.
+    /// (one that is neither a parameter nor listed by `ignoredStateDictKeys()`) is an error; a wrong shape
+    /// always is. On error nothing has been changed.
     public func load(stateDict: [String: Tensor], strict: Bool = true) throws {
         var problems: [StateDictError] = []
         var assignments: [(ParameterSlot, Tensor)] = []
@@ -60,6 +61,9 @@ extension Module {
                 continue
             }
             assignments.append((slot, tensor))
+        }
+        for (path, m) in namedModules() {
+            for key in m.ignoredStateDictKeys() { used.insert(joinKey(path, key)) }
         }
         if strict {
             for key in stateDict.keys.sorted() where !used.contains(key) {

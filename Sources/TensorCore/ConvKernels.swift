@@ -39,8 +39,12 @@ struct PaddedActivation {
     func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
-/// Floats in one packed weight block (about 1.5 MB, most of L2).
-let convPackedBlockFloats = 393_216
+/// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
+let convBlockColumns = 256
+let convMaxPackedFloats = 2_097_152
+/// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
+/// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
+let convTilesPerSuperTile = 8
 
 /// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
 /// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
@@ -53,8 +57,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let kc = (cin + kBlocks - 1) / kBlocks
     let sliverFloats = taps * cin * nr
     let coutPadded = (cout + nr - 1) / nr * nr
-    let slivers = min(coutPadded / nr, max(1, convPackedBlockFloats / sliverFloats))
-    let nc = slivers * nr
+    let nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
     // Row segments: stride 1 runs over whole images on the padded-width grid; stride s over output rows.
     let segments = s == 1 ? x.batch : x.batch * ho
     let segmentLength = s == 1 ? ho * wp : wo
@@ -62,11 +65,13 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let tiles = segments * tilesPerSegment
     let lda = s * cin
     let xp = UnsafePointer(x.pointer)
-    let flops = 2 * tiles * mr * coutPadded * cin * taps
-    let threads = Parallel.workers(for: flops, minWorkPerThread: gemmMinFlopsPerThread)
+    let threads = Parallel.workers(for: 2 * tiles * mr * coutPadded * cin * taps, minWorkPerThread: gemmMinFlopsPerThread)
+    let perSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
+    let superPerSegment = (tilesPerSegment + perSuper - 1) / perSuper
+    let superTiles = segments * superPerSegment
 
     KernelWorkspacePool.shared.with { ws in
-        ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: mr * nc)
+        ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: perSuper * mr * nc)
         let packed = ws.shared
         var jc = 0
         while jc < cout {
@@ -77,34 +82,37 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
                                    into: packed + sv * sliverFloats)
                 }
             }
-            let ldcScratch = sliversHere * nr
-            Parallel.forSlices(count: tiles, workers: threads) { w, range in
+            let ldcS = sliversHere * nr
+            // Too few super-tiles for the threads: also split the block's slivers.
+            let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
+            Parallel.forSlices(count: superTiles * groups, workers: threads) { w, range in
                 let scratch = ws.worker(w)
-                for t in range {
-                    let seg = t / tilesPerSegment, p0 = (t % tilesPerSegment) * mr
-                    let aBase: UnsafePointer<Float>
-                    if s == 1 {
-                        aBase = xp + (seg * hp * wp + p0) * cin
-                    } else {
-                        let n = seg / ho, oy = seg % ho
-                        aBase = xp + ((n * hp + oy * s) * wp + p0 * s) * cin
-                    }
+                for item in range {
+                    let st = item / groups, g = item % groups
+                    let svRange = (g * sliversHere / groups)..<((g + 1) * sliversHere / groups)
+                    let seg = st / superPerSegment, t0 = (st % superPerSegment) * perSuper
+                    let tCount = min(perSuper, tilesPerSegment - t0)
+                    let aSeg = s == 1 ? xp + seg * hp * wp * cin : xp + ((seg / ho * hp + seg % ho * s) * wp) * cin
                     for tap in 0..<taps {
-                        let aTap = aBase + ((tap / kw) * wp + tap % kw) * cin
+                        let aTap = aSeg + ((tap / kw) * wp + tap % kw) * cin
                         var k0 = 0
                         while k0 < cin {
                             let kcur = min(kc, cin - k0)
-                            for sv in 0..<sliversHere {
-                                let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                                tile.direct(kcur, aTap + k0, lda, bPtr, scratch + sv * nr, ldcScratch,
-                                            tap > 0 || k0 > 0)
+                            for ti in 0..<tCount {
+                                let aTile = aTap + (t0 + ti) * mr * lda + k0
+                                for sv in svRange {
+                                    let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                                    tile.direct(kcur, aTile, lda, bPtr, scratch + ti * mr * ldcS + sv * nr, ldcS,
+                                                tap > 0 || k0 > 0)
+                                }
                             }
                             k0 += kcur
                         }
                     }
-                    for i in 0..<mr {
-                        let p = p0 + i
-                        let oy: Int, ox: Int, n: Int
+                    let jLo = svRange.lowerBound * nr, jHi = min(svRange.upperBound * nr, ncur)
+                    for r in 0..<(tCount * mr) {
+                        let p = t0 * mr + r
+                        let n: Int, oy: Int, ox: Int
                         if s == 1 {
                             n = seg; oy = p / wp; ox = p % wp
                             if oy >= ho || ox >= wo { continue }
@@ -112,11 +120,11 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
                             n = seg / ho; oy = seg % ho; ox = p
                             if ox >= wo { break }
                         }
-                        let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + i * ldcScratch
+                        let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + r * ldcS
                         if let bias {
-                            for j in 0..<ncur { dst[j] = src[j] + bias[jc + j] }
+                            for j in jLo..<jHi { dst[j] = src[j] + bias[jc + j] }
                         } else {
-                            dst.update(from: src, count: ncur)
+                            (dst + jLo).update(from: src + jLo, count: jHi - jLo)
                         }
                     }
                 }
@@ -131,9 +139,13 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
                     into dst: UnsafeMutablePointer<Float>) {
     let valid = min(nr, cout - j0)
     for r in 0..<(taps * cin) {
-        let row = dst + r * nr
-        row.update(from: w + r * cout + j0, count: valid)
-        if valid < nr { (row + valid).update(repeating: 0, count: nr - valid) }
+        let row = dst + r * nr, src = w + r * cout + j0
+        if valid == nr {
+            copyVectors(from: src, to: row, count: nr, scale: 1)
+        } else {
+            for j in 0..<valid { row[j] = src[j] }
+            (row + valid).update(repeating: 0, count: nr - valid)
+        }
     }
 }
 
@@ -170,10 +182,7 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
     for dy in 0..<kh {
         for dx in 0..<kw {
             let src = weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout
-            let dst = flipped + (dy * kw + dx) * cout * cin
-            for ci in 0..<cin {
-                for co in 0..<cout { dst[co * cin + ci] = src[ci * cout + co] }
-            }
+            transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
         }
     }
     let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
@@ -183,6 +192,17 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
     defer { padded.deallocate() }
     convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
                      weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
+func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    for r0 in stride(from: 0, to: rows, by: 16) {
+        for c0 in stride(from: 0, to: cols, by: 16) {
+            for r in r0..<min(r0 + 16, rows) {
+                for c in c0..<min(c0 + 16, cols) { dst[c * rows + r] = src[r * cols + c] }
+            }
+        }
+    }
 }
 
 /// Weight gradient: for each tap, `dW[tap] (Cin x Cout) = X_tapᵀ · dY`, where row r of `X_tap` is the input

@@ -93,9 +93,12 @@ struct GEMMOperands {
         let nBlocks = (nPadded + ncMax - 1) / ncMax
         let nc = ((nPadded + nBlocks - 1) / nBlocks + nr - 1) / nr * nr
         let threads = Parallel.workers(for: 2 * m * n * k, minWorkPerThread: gemmMinFlopsPerThread)
-        ws.reserve(sharedCount: kc * nc, workers: threads, perWorkerCount: mr * kc + mr * nr)
-        let packed = ws.shared
         let mTiles = (m + mr - 1) / mr
+        // A transposed: the whole A block is packed once per (jc, pc), reading A's rows contiguously.
+        ws.reserve(sharedCount: kc * nc + (transA ? mTiles * mr * kc : 0), workers: threads,
+                   perWorkerCount: mr * kc + mr * nr)
+        let packed = ws.shared
+        let packedA = transA ? packed + kc * nc : nil
 
         var jc = 0
         while jc < n {
@@ -108,8 +111,14 @@ struct GEMMOperands {
                 Parallel.forSlices(count: slivers, workers: packWorkers) { _, range in
                     for s in range { packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr) }
                 }
+                if let packedA {
+                    let workers = kcur * m >= 65_536 ? threads : 1
+                    Parallel.forSlices(count: kcur, workers: workers) { _, range in
+                        packTransposedA(into: packedA, mr: mr, tiles: mTiles, k0: pc, kcur: kcur, rows: range)
+                    }
+                }
                 let acc = accumulate || pc > 0
-                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc)
+                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA)
                 if threads == 1 || mTiles >= 2 * threads {
                     Parallel.forSlices(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
@@ -133,12 +142,12 @@ struct GEMMOperands {
         if !transB {
             for kk in 0..<kcur {
                 let src = b + (k0 + kk) * ldb + j0, row = dst + kk * nr
-                if alpha == 1 {
-                    row.update(from: src, count: valid)
+                if valid == nr {
+                    copyVectors(from: src, to: row, count: nr, scale: alpha)
                 } else {
                     for j in 0..<valid { row[j] = alpha * src[j] }
+                    (row + valid).update(repeating: 0, count: nr - valid)
                 }
-                if valid < nr { (row + valid).update(repeating: 0, count: nr - valid) }
             }
         } else {
             for j in 0..<valid {
@@ -151,14 +160,36 @@ struct GEMMOperands {
         }
     }
 
+    /// For a transposed A: packs rows `k0 + rows` of the stored A (columns of op(A)) into every row tile's
+    /// `[kcur][mr]` sliver (tile t at `dst + t*kcur*mr`), zero-padding past m.
+    func packTransposedA(into dst: UnsafeMutablePointer<Float>, mr: Int, tiles: Int, k0: Int, kcur: Int,
+                         rows: Range<Int>) {
+        for kk in rows {
+            let src = a + (k0 + kk) * lda
+            for t in 0..<tiles {
+                let i0 = t * mr, valid = min(mr, m - i0), row = dst + (t * kcur + kk) * mr
+                if valid == mr {
+                    copyShortRow(from: src + i0, to: row, count: mr)
+                } else {
+                    for i in 0..<valid { row[i] = src[i0 + i] }
+                    (row + valid).update(repeating: 0, count: mr - valid)
+                }
+            }
+        }
+    }
+
     /// Packs `op(A)[i0..<i0+mr, k0..<k0+kcur]` as `[kcur][mr]`, zero-padding rows past m.
     func packA(into dst: UnsafeMutablePointer<Float>, mr: Int, i0: Int, k0: Int, kcur: Int) {
         let valid = min(mr, m - i0)
         if transA {
             for kk in 0..<kcur {
                 let src = a + (k0 + kk) * lda + i0, row = dst + kk * mr
-                row.update(from: src, count: valid)
-                if valid < mr { (row + valid).update(repeating: 0, count: mr - valid) }
+                if valid == mr {
+                    copyShortRow(from: src, to: row, count: mr)
+                } else {
+                    for i in 0..<valid { row[i] = src[i] }
+                    (row + valid).update(repeating: 0, count: mr - valid)
+                }
             }
         } else {
             for i in 0..<valid {
@@ -182,6 +213,8 @@ struct GEMMOperands {
         let aPtr: UnsafePointer<Float>
         if direct {
             aPtr = a + i0 * lda + blk.pc
+        } else if let packedA = blk.packedA {
+            aPtr = UnsafePointer(packedA + t * blk.kcur * mr)
         } else {
             packA(into: scratch, mr: mr, i0: i0, k0: blk.pc, kcur: blk.kcur)
             aPtr = UnsafePointer(scratch)
@@ -208,8 +241,41 @@ struct GEMMOperands {
     }
 }
 
+/// `dst[0..<count] = scale * src[0..<count]` for a count that is a multiple of 16, in SIMD16 steps
+/// (a library memmove per short row costs more than the copy).
+@inline(__always)
+func copyVectors(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int, scale: Float) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    var o = 0
+    while o < count * 4 {
+        let v = s.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+        d.storeBytes(of: scale == 1 ? v : v * scale, toByteOffset: o, as: SIMD16<Float>.self)
+        o += 64
+    }
+}
+
+/// `dst[0..<count] = src[0..<count]` for the short rows of an A sliver (12, 8 or 6 floats).
+@inline(__always)
+func copyShortRow(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    switch count {
+    case 12:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), toByteOffset: 32, as: SIMD4<Float>.self)
+    case 8:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+    case 6:
+        d.storeBytes(of: s.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+    default:
+        for i in 0..<count { dst[i] = src[i] }
+    }
+}
+
 /// The current (jc, pc) block of the GEMM loop nest.
 struct GEMMBlock {
     let pc: Int, kcur: Int, jc: Int, slivers: Int
     let accumulate: Bool
+    /// Every row tile's packed A sliver, when A is transposed.
+    let packedA: UnsafeMutablePointer<Float>?
 }

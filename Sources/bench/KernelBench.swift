@@ -18,11 +18,15 @@ struct BenchCase {
 /// Every family of kernel cases, in print order.
 let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases]
 
-/// Wall-clock seconds of one call.
-func timeOnce(_ body: () -> Void) -> Double {
-    let t0 = DispatchTime.now().uptimeNanoseconds
+/// Seconds of one call: wall clock, or with `cpuTime` the process's CPU time (for tuning single-threaded
+/// kernels on a machine shared with other work: time spent descheduled does not count).
+func timeOnce(cpuTime: Bool = false, _ body: () -> Void) -> Double {
+    let clock = cpuTime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC
+    var t0 = timespec(), t1 = timespec()
+    clock_gettime(clock, &t0)
     body()
-    return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    clock_gettime(clock, &t1)
+    return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
 }
 
 func median(_ xs: [Double]) -> Double {
@@ -117,7 +121,8 @@ struct KernelResult {
     let name: String, flops: Double, seconds: [Double], torchSeconds: [Double]?
 }
 
-/// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--python PATH] [--script PATH]`.
+/// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
+/// [--python PATH] [--script PATH]`.
 func runKernelBench(_ args: [String]) {
     do {
         let threads = args.firstIndex(of: "--threads").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil }
@@ -136,7 +141,8 @@ func kernelBench(_ args: [String]) throws {
     let python = value("--python") ?? "/root/refenv/bin/python"
     let script = value("--script") ?? "bench/torch_kernels.py"
 
-    let peak1 = measureFMAPeak(threads: 1), peak2 = measureFMAPeak(threads: 2)
+    let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
+    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1), peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2)
     let torch = withTorch ? try TorchServer(python: python, script: script) : nil
     defer { torch?.close() }
     if !json {
@@ -153,7 +159,7 @@ func kernelBench(_ args: [String]) throws {
             let reps = max(2, min(10, Int(0.4 / max(once, 1e-6))))
             var mine: [Double] = [], theirs: [Double] = []
             for _ in 0..<rounds {
-                for _ in 0..<reps { mine.append(timeOnce(run)) }
+                for _ in 0..<reps { mine.append(timeOnce(cpuTime: cpuTime, run)) }
                 if let torch { theirs += try torch.time(c.name, reps: reps) }
             }
             let r = KernelResult(name: c.name, flops: c.flops, seconds: mine, torchSeconds: torch == nil ? nil : theirs)

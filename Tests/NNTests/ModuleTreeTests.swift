@@ -103,6 +103,20 @@ final class ModuleTreeTests: XCTestCase {
                        "a failed load must not change any parameter")
     }
 
+    func testDeclaredNonParameterKeysAreAcceptedAndDropped() throws {
+        final class Embeddings: Module {
+            let token_embedding = Embedding(count: 3, dim: 2)
+            override func ignoredStateDictKeys() -> [String] { ["position_ids"] }
+        }
+        final class Text: Module { let embeddings = Embeddings() }
+        let model = Text()
+        try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2]),
+                                   "embeddings.position_ids": Tensor(zeros: [1, 77])])
+        try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2])])
+        XCTAssertThrowsError(try model.load(stateDict: ["embeddings.token_embedding.weight": Tensor(zeros: [3, 2]),
+                                                        "position_ids": Tensor(zeros: [1, 77])]))
+    }
+
     func testSeveralProblemsAreAllReported() {
         let model = TinyModel()
         var dict = fullDict(model)

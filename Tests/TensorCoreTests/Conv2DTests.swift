@@ -98,22 +98,30 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
+    /// Shapes that take each parallel split: many row tiles, few row tiles (split over weight slivers), stride 2.
     func testThreadCountsAgreeAndRerunsAreBitwiseEqual() throws {
         var rng = TestRandom(seed: 13)
-        let x = rng.tensor([1, 20, 20, 64]), w = rng.tensor([3, 3, 64, 96]), b = rng.tensor([96])
-        func run(_ threads: Int) throws -> [Tensor] {
-            try Parallel.$maxThreads.withValue(threads) {
-                let y = try conv2d(x, weight: w, bias: b, stride: 1, padding: 1)
-                let dx = try conv2dBackwardInput(y, weight: w, inputShape: x.shape, stride: 1, padding: 1)
-                let dw = try conv2dBackwardWeight(y, input: x, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
-                return [y, dx, dw]
+        for (xs, ws, stride) in [([1, 20, 20, 64], [3, 3, 64, 96], 1), ([1, 4, 4, 64], [3, 3, 64, 320], 1),
+                                 ([2, 17, 16, 48], [3, 3, 48, 40], 2)] {
+            let x = rng.tensor(xs), w = rng.tensor(ws), b = rng.tensor([ws[3]])
+            func run(_ threads: Int) throws -> [Tensor] {
+                try Parallel.$maxThreads.withValue(threads) {
+                    let y = try conv2d(x, weight: w, bias: b, stride: stride, padding: 1)
+                    let dx = try conv2dBackwardInput(y, weight: w, inputShape: x.shape, stride: stride, padding: 1)
+                    let dw = try conv2dBackwardWeight(y, input: x, kernelHeight: 3, kernelWidth: 3, stride: stride,
+                                                      padding: 1)
+                    return [y, dx, dw]
+                }
             }
+            let one = try run(1), two = try run(2), again = try run(2)
+            for (a, b) in zip(one, two) {
+                for i in 0..<a.count { XCTAssertEqual(a[flat: i], b[flat: i], accuracy: 1e-6 * max(1, abs(a[flat: i]))) }
+            }
+            for (a, b) in zip(two, again) { XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern)) }
+            let want = referenceConv(x.scalars.map(Double.init), w.scalars.map(Double.init), b.scalars.map(Double.init),
+                                     try Conv2DShape(input: xs, weight: ws, stride: stride, padding: 1, op: "test"))
+            assertClose(two[0], want, tol: 1e-5, "forward \(xs) * \(ws) on 2 threads")
         }
-        let one = try run(1), two = try run(2), again = try run(2)
-        for (a, b) in zip(one, two) {
-            for i in 0..<a.count { XCTAssertEqual(a[flat: i], b[flat: i], accuracy: 1e-6 * max(1, abs(a[flat: i]))) }
-        }
-        for (a, b) in zip(two, again) { XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern)) }
     }
 
     func testBadShapesThrowWithShapes() {

@@ -122,6 +122,51 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(two.map(\.bitPattern), twoAgain.map(\.bitPattern))
     }
 
+    func testSplitOverSliversAndTransposedPackingWithTwoThreads() {
+        Parallel.$maxThreads.withValue(2) {
+            check(transA: false, transB: false, m: 12, n: 1100, k: 400)    // one row tile: split over B slivers
+            check(transA: true, transB: false, m: 10, n: 1000, k: 450)
+            check(transA: true, transB: true, m: 130, n: 100, k: 400)       // packed A, two K blocks
+            check(transA: false, transB: true, m: 40, n: 1100, k: 400)      // 6x64, two N and two K blocks
+        }
+    }
+
+    func testConcurrentCallsUseSeparateWorkspaces() {
+        var rng = TestRandom(seed: 5)
+        let (m, n, k) = (97, 130, 150)
+        let inputs = (0..<6).map { _ in (rng.array(m * k), rng.array(k * n)) }
+        let expected = inputs.map { a, b in
+            referenceGEMM(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
+                          beta: 0, c: [Float](repeating: 0, count: m * n), ldc: n)
+        }
+        let results = UnsafeMutablePointer<Float>.allocate(capacity: inputs.count * m * n)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: inputs.count) { i in
+            sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: inputs[i].0, lda: k, b: inputs[i].1,
+                  ldb: n, beta: 0, c: results + i * m * n, ldc: n)
+        }
+        for i in 0..<inputs.count {
+            for j in 0..<(m * n) where abs(Double(results[i * m * n + j]) - expected[i][j]) > 1e-4 {
+                XCTFail("call \(i) element \(j): \(results[i * m * n + j]) vs \(expected[i][j])")
+                return
+            }
+        }
+    }
+
+    func testBatchedSmallProductsMatchPerItemProducts() throws {
+        var rng = TestRandom(seed: 6)
+        let a = rng.tensor([8, 40, 24]), b = rng.tensor([8, 40, 33])
+        let c = try Parallel.$maxThreads.withValue(2) { try matmul(a, b, transposeA: true) }
+        XCTAssertEqual(c.shape, [8, 24, 33])
+        for i in [0, 5, 7] {
+            let ref = referenceGEMM(transA: true, transB: false, m: 24, n: 33, k: 40, alpha: 1,
+                                    a: Array(a.scalars[(i * 960)..<((i + 1) * 960)]), lda: 24,
+                                    b: Array(b.scalars[(i * 1320)..<((i + 1) * 1320)]), ldb: 33, beta: 0,
+                                    c: [Float](repeating: 0, count: 24 * 33), ldc: 33)
+            for j in 0..<(24 * 33) { XCTAssertEqual(Double(c[flat: i * 792 + j]), ref[j], accuracy: 1e-5) }
+        }
+    }
+
     func testMatmulShapes() throws {
         var rng = TestRandom(seed: 3)
         let a = rng.tensor([2, 5, 7]), b = rng.tensor([2, 7, 3]), w = rng.tensor([3, 7])
