@@ -44,7 +44,7 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "DiffusionModelsTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
-        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "CLIPText"],
+        .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "AdaptersTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "Adapters"],

@@ -3,7 +3,8 @@
 // This implementation matches transformers 5's `CLIPTokenizer` (tokenizers backend) as Stable Diffusion
 // pipelines call it: `tokenizer(prompt, padding="max_length", max_length=77, truncation=True)`.
 //   1. special tokens (bos, eos, pad, unk) written in the prompt are split off the raw text
-//   2. each remaining segment: NFC, white-space runs → " ", lower-case (CLIPTextNormalizer)
+//   2. each remaining segment: NFC, white-space runs → " ", lower-case (CLIPTextNormalizer); special
+//      tokens marked `normalized` are split off here instead
 //   3. CLIP's pre-tokenisation pattern; each piece's UTF-8 bytes map to printable characters
 //   4. BPE merges by rank, with "</w>" on the last symbol of every piece
 //   5. <|startoftext|> ids[..<max-2] <|endoftext|>, padded to model_max_length with the pad token
@@ -16,6 +17,12 @@ public struct TokenizedText: Equatable, Sendable {
     public var ids: [Int]
     /// 1 for BOS, prompt tokens and EOS; 0 for padding.
     public var attentionMask: [Int]
+}
+
+/// A special token's text and id.
+struct SpecialToken {
+    let text: [Unicode.Scalar]
+    let id: Int
 }
 
 /// CLIP BPE tokenizer (`vocab.json` + `merges.txt`). Thread-safe; results are cached per word.
@@ -34,8 +41,10 @@ public final class BPETokenizer: @unchecked Sendable {
     private let byteEndIDs: [Int32]
     /// (left id << 32 | right id) → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, id: Int32)]
-    /// Special tokens split off the raw text, longest first so that one never hides a longer one.
-    private let specialTokens: [(text: [Unicode.Scalar], id: Int)]
+    /// Special tokens found in the raw text, and those found in each normalised segment between them;
+    /// longest first so that one never hides a longer one.
+    private let rawSpecialTokens: [SpecialToken]
+    private let normalizedSpecialTokens: [SpecialToken]
     private var cache: [String: [Int]] = [:]
     private let cacheLock = NSLock()
 
@@ -71,8 +80,9 @@ public final class BPETokenizer: @unchecked Sendable {
         padTokenID = try id(configuration.padToken, "pad")
         unkTokenID = try id(configuration.unkToken, "unk")
         vocabularySize = vocabulary.count
-        guard configuration.modelMaxLength >= 2 else {
-            throw TokenizerError.invalidFile(path: "tokenizer_config.json", reason: "model_max_length must be ≥ 2")
+        guard (2...TokenizerConfiguration.maxSequenceLength).contains(configuration.modelMaxLength) else {
+            throw TokenizerError.invalidConfiguration(
+                "model_max_length \(configuration.modelMaxLength) is outside 2...\(TokenizerConfiguration.maxSequenceLength)")
         }
         var idToToken: [Int: String] = [:]
         idToToken.reserveCapacity(vocabulary.count)
@@ -95,13 +105,19 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         self.merges = table
 
-        var specials: [(text: [Unicode.Scalar], id: Int)] = []
+        var raw: [SpecialToken] = [], normalized: [SpecialToken] = []
         for (token, id) in [(configuration.bosToken, bosTokenID), (configuration.eosToken, eosTokenID),
-                            (configuration.padToken, padTokenID), (configuration.unkToken, unkTokenID)]
-        where !token.isEmpty && !specials.contains(where: { String(String.UnicodeScalarView($0.text)) == token }) {
-            specials.append((Array(token.unicodeScalars), id))
+                            (configuration.unkToken, unkTokenID), (configuration.padToken, padTokenID)]
+        where !token.isEmpty && !(raw + normalized).contains(where: { $0.text == Array(token.unicodeScalars) }) {
+            let special = SpecialToken(text: Array(token.unicodeScalars), id: id)
+            if configuration.normalizedSpecialTokens.contains(token) {
+                normalized.append(special)
+            } else {
+                raw.append(special)
+            }
         }
-        specialTokens = specials.sorted { $0.text.count > $1.text.count }
+        rawSpecialTokens = raw.sorted { $0.text.count > $1.text.count }
+        normalizedSpecialTokens = normalized.sorted { $0.text.count > $1.text.count }
     }
 
     /// `[modelMaxLength]` ids for a prompt: BOS, at most `modelMaxLength − 2` tokens, EOS, padding.
@@ -120,52 +136,50 @@ public final class BPETokenizer: @unchecked Sendable {
     /// The prompt's token ids without BOS/EOS, truncation or padding.
     public func tokenize(_ text: String) -> [Int] {
         var ids: [Int] = []
-        let scalars = Array(text.unicodeScalars)
-        var segmentStart = 0
-        var i = 0
-        while i < scalars.count {
-            if let special = specialTokens.first(where: { matches($0.text, scalars, at: i) }) {
-                appendTokens(of: scalars[segmentStart..<i], to: &ids)
-                ids.append(special.id)
-                i += special.text.count
-                segmentStart = i
-            } else {
-                i += 1
+        split(Array(text.unicodeScalars)[...], on: rawSpecialTokens, into: &ids) { segment, ids in
+            let normalized = CLIPTextNormalizer.normalize(String(String.UnicodeScalarView(segment)))
+            split(normalized[...], on: normalizedSpecialTokens, into: &ids) { part, ids in
+                for piece in CLIPTextNormalizer.preTokenize(part) {
+                    ids.append(contentsOf: bpe(String(String.UnicodeScalarView(piece))))
+                }
             }
         }
-        appendTokens(of: scalars[segmentStart..<scalars.count], to: &ids)
         return ids
     }
 
     /// Text of the ids: tokens joined, "</w>" read as a space, bytes decoded as UTF-8
     /// (invalid sequences become U+FFFD); special tokens are left out.
     public func decode(_ ids: [Int]) -> String {
-        let inverse = Dictionary(uniqueKeysWithValues: ByteToUnicode.table.enumerated().map { ($1, UInt8($0)) })
         let specials = Set([bosTokenID, eosTokenID, padTokenID, unkTokenID])
         var bytes: [UInt8] = []
         for id in ids where !specials.contains(id) {
             guard let token = idToToken[id] else { continue }
             let isEnd = token.hasSuffix("</w>")
             for c in isEnd ? String(token.dropLast(4)) : token {
-                if let b = inverse[c] { bytes.append(b) }
+                if let b = ByteToUnicode.bytes[c] { bytes.append(b) }
             }
             if isEnd { bytes.append(32) }
         }
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
     }
 
-    private func matches(_ token: [Unicode.Scalar], _ text: [Unicode.Scalar], at i: Int) -> Bool {
-        guard i + token.count <= text.count else { return false }
-        for k in 0..<token.count where text[i + k] != token[k] { return false }
-        return true
-    }
-
-    private func appendTokens(of segment: ArraySlice<Unicode.Scalar>, to ids: inout [Int]) {
-        guard !segment.isEmpty else { return }
-        let normalized = CLIPTextNormalizer.normalize(Substring(String(String.UnicodeScalarView(segment))))
-        for piece in CLIPTextNormalizer.preTokenize(normalized) {
-            ids.append(contentsOf: bpe(String(String.UnicodeScalarView(piece))))
+    /// Appends the id of each special token found in `text` and hands every non-empty stretch between
+    /// them to `segment`, in order.
+    private func split(_ text: ArraySlice<Unicode.Scalar>, on specials: [SpecialToken], into ids: inout [Int],
+                       segment: (ArraySlice<Unicode.Scalar>, inout [Int]) -> Void) {
+        var start = text.startIndex, i = text.startIndex
+        while i < text.endIndex {
+            let c = text[i]
+            guard let special = specials.first(where: { $0.text[0] == c && text[i...].starts(with: $0.text) }) else {
+                i += 1
+                continue
+            }
+            if start < i { segment(text[start..<i], &ids) }
+            ids.append(special.id)
+            i += special.text.count
+            start = i
         }
+        if start < text.endIndex { segment(text[start..<text.endIndex], &ids) }
     }
 
     /// BPE of one pre-token: start from its bytes' symbols and apply the lowest-ranked merge

@@ -15,11 +15,11 @@ import Foundation
 enum CLIPTextNormalizer {
     /// NFC, every run of white space → one space, per-scalar full lower-case mapping (no final-sigma rule,
     /// as Rust's `char::to_lowercase` does).
-    static func normalize(_ text: Substring) -> [Unicode.Scalar] {
-        var composed = String(text)
+    static func normalize(_ text: String) -> [Unicode.Scalar] {
+        var composed = text
         if text.unicodeScalars.contains(where: { $0.value >= 0x300 }) {
             // Below U+0300 every string is already in NFC (no combining marks, no Hangul jamo).
-            composed = composed.precomposedStringWithCanonicalMapping
+            composed = text.precomposedStringWithCanonicalMapping
         }
         var out: [Unicode.Scalar] = []
         out.reserveCapacity(composed.unicodeScalars.count)
@@ -44,10 +44,10 @@ enum CLIPTextNormalizer {
     /// Splits normalised text into pre-tokens; white space separates pieces and is dropped.
     /// Alternatives in the pattern's order: contractions, a run of letters, one number character,
     /// a run of anything that is neither white space, letter nor number.
-    static func preTokenize(_ scalars: [Unicode.Scalar]) -> [ArraySlice<Unicode.Scalar>] {
+    static func preTokenize(_ scalars: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
         var pieces: [ArraySlice<Unicode.Scalar>] = []
-        let n = scalars.count
-        var i = 0
+        let n = scalars.endIndex
+        var i = scalars.startIndex
         while i < n {
             let s = scalars[i]
             let kind = classify(s)
@@ -99,8 +99,8 @@ enum CLIPTextNormalizer {
     }
 
     /// Length of `'s|'t|'re|'ve|'m|'ll|'d` at `i` (which holds an apostrophe), or nil.
-    private static func contractionLength(_ t: [Unicode.Scalar], at i: Int) -> Int? {
-        func at(_ k: Int) -> Unicode.Scalar? { i + k < t.count ? t[i + k] : nil }
+    private static func contractionLength(_ t: ArraySlice<Unicode.Scalar>, at i: Int) -> Int? {
+        func at(_ k: Int) -> Unicode.Scalar? { i + k < t.endIndex ? t[i + k] : nil }
         switch at(1) {
         case "s", "t", "m", "d": return 2
         case "r" where at(2) == "e", "v" where at(2) == "e", "l" where at(2) == "l": return 3
@@ -126,4 +126,8 @@ enum ByteToUnicode {
         }
         return table
     }()
+
+    /// The inverse of `table`.
+    static let bytes: [Character: UInt8] =
+        Dictionary(uniqueKeysWithValues: table.enumerated().map { ($0.element, UInt8($0.offset)) })
 }

@@ -9,6 +9,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unreadableFile(path: String, reason: String)
     case invalidFile(path: String, reason: String)
     case unknownSpecialToken(token: String, role: String)
+    case invalidConfiguration(String)
 
     public var description: String {
         switch self {
@@ -17,6 +18,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .invalidFile(let path, let reason): return "invalid tokenizer file \(path): \(reason)"
         case .unknownSpecialToken(let token, let role):
             return "\(role) token \"\(token)\" is not in the vocabulary (vocab.json)"
+        case .invalidConfiguration(let message): return "invalid tokenizer configuration: \(message)"
         }
     }
 }
@@ -31,48 +33,90 @@ public struct TokenizerConfiguration: Equatable, Sendable {
     /// SD-1 pads with `<|endoftext|>`, SD-2 with `!`.
     public var padToken: String = "<|endoftext|>"
     public var unkToken: String = "<|endoftext|>"
+    /// Special tokens that are found in the normalised (lower-cased …) text rather than in the raw prompt:
+    /// transformers' `AddedToken.normalized`. A token given as a plain string is raw; one given as an object
+    /// keeps its `normalized` field; for tokens with equal content the last of bos, eos, unk, pad decides.
+    public var normalizedSpecialTokens: Set<String> = []
+    /// The largest `modelMaxLength` accepted.
+    public static let maxSequenceLength = 65536
 
     public init(modelMaxLength: Int = 77, bosToken: String = "<|startoftext|>", eosToken: String = "<|endoftext|>",
-                padToken: String = "<|endoftext|>", unkToken: String = "<|endoftext|>") {
+                padToken: String = "<|endoftext|>", unkToken: String = "<|endoftext|>",
+                normalizedSpecialTokens: Set<String> = []) {
         self.modelMaxLength = modelMaxLength
         self.bosToken = bosToken
         self.eosToken = eosToken
         self.padToken = padToken
         self.unkToken = unkToken
+        self.normalizedSpecialTokens = normalizedSpecialTokens
     }
 
-    /// Reads `tokenizer_config.json` and then `special_tokens_map.json` in `directory`; either may be absent.
+    /// Reads `tokenizer_config.json` and `special_tokens_map.json` in `directory`; either may be absent.
+    /// As transformers does, the map's entries replace the config's unless the config lists its tokens in
+    /// `added_tokens_decoder` (then the map is not read).
     public init(directory: URL) throws {
         self.init()
-        for name in ["tokenizer_config.json", "special_tokens_map.json"] {
-            let url = directory.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            let object = try TokenizerFiles.jsonObject(at: url)
-            guard let dict = object as? [String: Any] else {
-                throw TokenizerError.invalidFile(path: url.path, reason: "top level is not a JSON object")
-            }
-            try apply(dict, from: url.path)
+        var merged: [String: Any] = [:]
+        var decoder: [String: Any]? = nil
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        if let config = try Self.object(at: configURL) {
+            merged = config
+            decoder = config["added_tokens_decoder"] as? [String: Any]
+            try readLength(config, from: configURL.path)
         }
+        let mapURL = directory.appendingPathComponent("special_tokens_map.json")
+        if decoder == nil, let map = try Self.object(at: mapURL) {
+            merged.merge(map) { _, new in new }
+        }
+        try readTokens(merged, addedTokensDecoder: decoder, from: directory.path)
     }
 
-    private mutating func apply(_ dict: [String: Any], from path: String) throws {
-        if let value = dict["model_max_length"] {
-            // transformers writes 1e30 for "no limit"; anything beyond Int range means unlimited.
-            guard let number = value as? NSNumber, number.doubleValue >= 3 else {
-                throw TokenizerError.invalidFile(path: path, reason: "model_max_length must be a number ≥ 3")
-            }
-            modelMaxLength = number.doubleValue >= Double(Int32.max) ? Int(Int32.max) : number.intValue
+    private static func object(at url: URL) throws -> [String: Any]? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        guard let dict = try TokenizerFiles.jsonObject(at: url) as? [String: Any] else {
+            throw TokenizerError.invalidFile(path: url.path, reason: "top level is not a JSON object")
         }
-        func token(_ key: String) throws -> String? {
-            guard let value = dict[key], !(value is NSNull) else { return nil }
-            if let s = value as? String { return s }
-            if let object = value as? [String: Any], let s = object["content"] as? String { return s }
+        return dict
+    }
+
+    private mutating func readLength(_ dict: [String: Any], from path: String) throws {
+        guard let value = dict["model_max_length"] else { return }
+        // transformers writes 1e30 for "no limit", which no text encoder can take: refuse it here
+        // rather than pad every prompt to that length.
+        guard let number = value as? NSNumber, let length = Int(exactly: number.doubleValue),
+              (2...Self.maxSequenceLength).contains(length) else {
+            throw TokenizerError.invalidFile(
+                path: path, reason: "model_max_length \(value) is not a length in 2...\(Self.maxSequenceLength) "
+                    + "(Stable Diffusion's text encoders take 77)")
+        }
+        modelMaxLength = length
+    }
+
+    private mutating func readTokens(_ dict: [String: Any], addedTokensDecoder: [String: Any]?, from path: String) throws {
+        /// (content, normalized) of a token given as a string or as an AddedToken object.
+        func token(_ value: Any?, _ key: String) throws -> (String, Bool)? {
+            guard let value, !(value is NSNull) else { return nil }
+            if let s = value as? String { return (s, false) }
+            if let object = value as? [String: Any], let s = object["content"] as? String {
+                return (s, (object["normalized"] as? Bool) ?? false)
+            }
             throw TokenizerError.invalidFile(path: path, reason: "\(key) is neither a string nor {\"content\": …}")
         }
-        if let t = try token("bos_token") { bosToken = t }
-        if let t = try token("eos_token") { eosToken = t }
-        if let t = try token("pad_token") { padToken = t }
-        if let t = try token("unk_token") { unkToken = t }
+        var normalized: [String: Bool] = [:]
+        for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
+            guard let (content, flag) = try token(dict[key], key) else { continue }
+            normalized[content] = flag
+            switch key {
+            case "bos_token": bosToken = content
+            case "eos_token": eosToken = content
+            case "unk_token": unkToken = content
+            default: padToken = content
+            }
+        }
+        for (id, value) in addedTokensDecoder ?? [:] {
+            if let (content, flag) = try token(value, "added_tokens_decoder.\(id)") { normalized[content] = flag }
+        }
+        normalizedSpecialTokens = Set(normalized.filter(\.value).keys)
     }
 }
 

@@ -4,6 +4,7 @@ import Foundation
 
 let suites: [(name: String, summary: String)] = [
     ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
+    ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -14,6 +15,7 @@ guard let suite = arguments.first, suite != "--help", suite != "-h" else {
 }
 switch suite {
 case "kernels": runKernelBench(Array(arguments.dropFirst()))
+case "text": runTextBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
     exit(2)

@@ -30,6 +30,23 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.padTokenID, 49407)
     }
 
+    func testSpecialTokenFlagsFollowTransformers() throws {
+        let sd1 = try Self.sd1.get().configuration
+        // pad_token is a plain string, so the last writer of "<|endoftext|>" makes it a raw token.
+        XCTAssertEqual(sd1.normalizedSpecialTokens, ["<|startoftext|>"])
+        let dir = try temporaryDirectory()
+        let config = """
+            {"model_max_length": 77, "bos_token": "<s>", "pad_token": {"content": "<p>", "normalized": true},
+             "added_tokens_decoder": {"5": {"content": "<s>", "normalized": true, "special": true}}}
+            """
+        try Data(config.utf8).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        try Data("{\"bos_token\": \"<ignored>\"}".utf8).write(to: dir.appendingPathComponent("special_tokens_map.json"))
+        let configuration = try TokenizerConfiguration(directory: dir)
+        XCTAssertEqual(configuration.bosToken, "<s>", "special_tokens_map.json is not read when added_tokens_decoder exists")
+        XCTAssertEqual(configuration.padToken, "<p>")
+        XCTAssertEqual(configuration.normalizedSpecialTokens, ["<s>", "<p>"])
+    }
+
     func testPhotoOfSksDog() throws {
         let encoded = try Self.sd1.get().encode("a photo of sks dog")
         XCTAssertEqual(Array(encoded.ids.prefix(8)), [49406, 320, 1125, 539, 48136, 1929, 49407, 49407])
@@ -65,8 +82,9 @@ final class BPETokenizerTests: XCTestCase {
     }
 
     func testSD2PadsWithExclamationMarkAndSplitsIt() throws {
-        var configuration = try TokenizerConfiguration(directory: Self.tokenizerDirectory)
-        configuration.padToken = "!"
+        let configuration = try TokenizerConfiguration(directory: Self.fixtures.appendingPathComponent("tokenizer_sd2"))
+        XCTAssertEqual(configuration.padToken, "!")
+        XCTAssertEqual(configuration.normalizedSpecialTokens, ["<|startoftext|>", "<|endoftext|>"])
         let d = Self.tokenizerDirectory
         let tokenizer = try BPETokenizer(vocabularyURL: d.appendingPathComponent("vocab.json"),
                                          mergesURL: d.appendingPathComponent("merges.txt"), configuration: configuration)
@@ -134,6 +152,10 @@ final class BPETokenizerTests: XCTestCase {
         try Data("".utf8).write(to: merges)
         XCTAssertThrowsError(try BPETokenizer(directory: dir)) { error in
             XCTAssertEqual(error as? TokenizerError, .unknownSpecialToken(token: "<pad>", role: "pad"))
+        }
+        try Data("{\"model_max_length\": 1e30}".utf8).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        XCTAssertThrowsError(try BPETokenizer(directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer_config.json") && "\(error)".contains("model_max_length"), "\(error)")
         }
     }
 

@@ -8,6 +8,8 @@ Usage (from the repository root):
 Outputs under Tests/CLIPTextTests/Fixtures/:
     tokenizer/vocab.json, tokenizer/merges.txt, tokenizer/tokenizer_config.json, tokenizer/special_tokens_map.json
         the real CLIP vocabulary (49408 tokens, 48894 merges) in the Hugging Face file layout of SD-1.x
+    tokenizer_sd2/tokenizer_config.json, tokenizer_sd2/special_tokens_map.json
+        the same with SD-2.x's pad token "!" (used with tokenizer/'s vocab.json and merges.txt)
     tokenizer_goldens.json
         {"prompts": [...], "sd1": [[ids], ...], "sd1_mask": [[...]], "sd2": [[ids], ...]}
         ids from transformers' CLIPTokenizer with padding="max_length", max_length=77, truncation=True,
@@ -116,6 +118,12 @@ HANDWRITTEN = [
     "a painting in the style of van gogh, trending on artstation, octane render",
     "<|startoftext|>a photo<|endoftext|>",
     "a <|endoftext|> b",
+    "<|STARTOFTEXT|> a",
+    "A <|ENDOFTEXT|> b",
+    "x<|StartOfText|>y",
+    "a  <|startoftext|>",
+    "HELLO! hi!!",
+    "\uff28\uff29!",
     "email@example.com https://example.com/path?q=1&x=2#frag",
     "C++ C# F# .NET node.js 3D",
     "hashtag #sunset @user",
@@ -169,10 +177,14 @@ def main():
     write_vocabulary(sys.argv[1], tok_dir)
     write_configs(tok_dir, "<|endoftext|>")
     sd1 = CLIPTokenizer.from_pretrained(tok_dir)
+    sd2_config_dir = os.path.join(ROOT, "tokenizer_sd2")
+    os.makedirs(sd2_config_dir, exist_ok=True)
+    write_configs(sd2_config_dir, "!")
     with tempfile.TemporaryDirectory() as sd2_dir:
         for name in ("vocab.json", "merges.txt"):
             os.symlink(os.path.join(tok_dir, name), os.path.join(sd2_dir, name))
-        write_configs(sd2_dir, "!")
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            os.symlink(os.path.join(sd2_config_dir, name), os.path.join(sd2_dir, name))
         sd2 = CLIPTokenizer.from_pretrained(sd2_dir)
 
     prompts = HANDWRITTEN + generated_prompts(220, seed=1234)
