@@ -44,7 +44,8 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
+                                                "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests

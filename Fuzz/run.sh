@@ -41,5 +41,5 @@ corpus=Fuzz/corpus-$target
 mkdir -p "$corpus"
 find "${seeds[@]}" -type f ! -name '*.json' -size -64k -exec cp -n {} "$corpus/" \;
 cd Fuzz
-exec nice -n 19 "../$out/fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+exec nice -n 19 "../$out/fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
   "corpus-$target"

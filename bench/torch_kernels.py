@@ -18,8 +18,9 @@ torch.set_num_threads(2)
 torch.manual_seed(0)
 
 
-def gemm(m, k, n):
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def gemm(m, k, n, transposed_b=False):
+    a = torch.randn(m, k)
+    b = torch.randn(n, k).t() if transposed_b else torch.randn(k, n)
     c = torch.empty(m, n)
     return 2.0 * m * n * k, lambda: torch.mm(a, b, out=c)
 
@@ -45,11 +46,59 @@ CASES = {}
 for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
                 (64, 1280, 1280)]:
     CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
+for m, k, n in [(4096, 320, 320), (64, 1280, 1280)]:
+    CASES[f"sgemm {m}x{k}x{n} Bt"] = (lambda m=m, k=k, n=n: gemm(m, k, n, True))
 for hw, cin, cout in [(64, 320, 320), (32, 640, 640)]:
     base = f"conv3x3 {hw}x{hw}x{cin}->{cout}"
     CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, False))
     CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, True))
 
+
+
+def attention(keys, backward, heads=8, queries=4096, d=40):
+    """F.scaled_dot_product_attention (the CPU flash kernel); backward = dq, dk, dv from a stored output."""
+    q, k, v = torch.randn(1, heads, queries, d), torch.randn(1, heads, keys, d), torch.randn(1, heads, keys, d)
+    unit = float(heads * queries * keys * d)
+    if not backward:
+        def fwd():
+            with torch.no_grad():
+                F.scaled_dot_product_attention(q, k, v)
+        return 4 * unit, fwd
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    out = F.scaled_dot_product_attention(q, k, v)
+    dout = torch.randn_like(out)
+    return 10 * unit, lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+
+
+def group_norm(backward, c=320, hw=64, groups=32):
+    """F.group_norm with affine γ, β on a channels_last map (the layout our NHWC tensors have)."""
+    x = torch.randn(1, c, hw, hw).to(memory_format=torch.channels_last)
+    g, b = torch.randn(c), torch.randn(c)
+    count = float(c * hw * hw)
+    if not backward:
+        def fwd():
+            with torch.no_grad():
+                F.group_norm(x, groups, g, b)
+        return 8 * count, fwd
+    for t in (x, g, b):
+        t.requires_grad_(True)
+    y = F.group_norm(x, groups, g, b)
+    dy = torch.randn_like(y)
+    return 12 * count, lambda: torch.autograd.grad(y, (x, g, b), dy, retain_graph=True)
+
+
+def add_ops_cases(cases):
+    """Attention and GroupNorm cases (Sources/bench/OpsBench.swift)."""
+    for kind, keys in [("self", 4096), ("cross", 77)]:
+        base = f"attention {kind} 8x4096x{keys}x40"
+        cases[base + " fwd"] = (lambda keys=keys: attention(keys, False))
+        cases[base + " bwd"] = (lambda keys=keys: attention(keys, True))
+    cases["groupnorm 32g 64x64x320 fwd"] = lambda: group_norm(False)
+    cases["groupnorm 32g 64x64x320 bwd"] = lambda: group_norm(True)
+
+
+add_ops_cases(CASES)
 _prepared = {}
 
 

@@ -98,6 +98,30 @@ static int copy_texts(volatile decode_state *s, sd_png_status *status) {
     return SD_PNG_OK;
 }
 
+// Walks the chunk list up to IEND before libpng sees the data: libpng may allocate a chunk's
+// claimed length before reading it, so a corrupt length (up to 2^31 - 1) in a small file would cost
+// gigabytes. After this walk every chunk libpng reads lies inside the data.
+static int check_chunks(const uint8_t *data, size_t size, sd_png_status *status) {
+    size_t position = 8;
+    while (size - position >= 12) {
+        uint32_t length = ((uint32_t)data[position] << 24) | ((uint32_t)data[position + 1] << 16)
+                        | ((uint32_t)data[position + 2] << 8) | (uint32_t)data[position + 3];
+        const uint8_t *type = data + position + 4;
+        if (length > PNG_UINT_31_MAX) {
+            return set_status(status, SD_PNG_ERROR_LIBPNG, "chunk at byte %zu claims %u bytes, more than PNG allows",
+                              position, (unsigned)length);
+        }
+        if ((size_t)length > size - position - 12) {
+            return set_status(status, SD_PNG_ERROR_TRUNCATED,
+                              "truncated: the chunk at byte %zu claims %u bytes but only %zu remain",
+                              position, (unsigned)length, size - position - 12);
+        }
+        if (memcmp(type, "IEND", 4) == 0) return SD_PNG_OK;
+        position += 12 + (size_t)length;
+    }
+    return set_status(status, SD_PNG_ERROR_TRUNCATED, "truncated: the data ends at byte %zu without an IEND chunk", size);
+}
+
 static int decode(volatile decode_state *s, memory_reader *reader, uint64_t max_pixels,
                   sd_png_image *out, sd_png_status *status) {
     s->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, status, on_error, on_warning);
@@ -169,6 +193,8 @@ int sd_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     if (size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
         return set_status(status, SD_PNG_ERROR_NOT_PNG, "not a PNG: the PNG signature is missing");
     }
+    int checked = check_chunks(data, size, status);
+    if (checked != SD_PNG_OK) return checked;
     memory_reader reader = {data, size, 0};
     decode_state state = {0};
     volatile decode_state *s = &state;

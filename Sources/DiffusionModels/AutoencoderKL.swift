@@ -49,6 +49,13 @@ public struct DiagonalGaussianDistribution {
     }
 }
 
+extension DiagonalGaussianDistribution {
+    /// mean + σ · ε with ε ~ N(0, 1) drawn from `random` in NHWC order.
+    public func sample(using random: inout PhiloxRandom) throws -> Tensor {
+        try sample(noise: random.normal(shape: mean.shape))
+    }
+}
+
 /// KL-regularised autoencoder: image [N, H, W, 3] in [−1, 1] ↔ latents [N, H/f, W/f, L].
 /// Latents for the UNet are `scalingFactor · (z − shiftFactor)`; the pipeline applies that.
 public final class AutoencoderKL: Module {

@@ -142,3 +142,32 @@ struct ConfigReader {
         .invalid(option: key, reason: reason, file: file)
     }
 }
+
+/// Writes config keys; per-level lists whose entries are all equal are written as one value, as diffusers does.
+struct ConfigWriter {
+    var container: KeyedEncodingContainer<JSONKey>
+
+    init(_ encoder: Swift.Encoder, className: String) throws {
+        container = encoder.container(keyedBy: JSONKey.self)
+        try container.encode(className, forKey: JSONKey("_class_name"))
+    }
+
+    mutating func put<T: Encodable>(_ key: String, _ value: T) throws {
+        try container.encode(value, forKey: JSONKey(key))
+    }
+
+    mutating func putNull(_ key: String) throws {
+        try container.encodeNil(forKey: JSONKey(key))
+    }
+
+    mutating func putPerBlock<T: Encodable & Equatable>(_ key: String, _ values: [T]) throws {
+        if let first = values.first, values.allSatisfy({ $0 == first }) { try put(key, first) } else { try put(key, values) }
+    }
+}
+
+/// Pretty, key-sorted JSON as diffusers writes `config.json`.
+func encodeConfiguration<T: Encodable>(_ value: T) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return try encoder.encode(value)
+}

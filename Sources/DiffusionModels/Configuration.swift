@@ -47,6 +47,8 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     /// (its naming bug); `num_attention_heads`, when given, takes precedence.
     public var attentionHeads: [Int]
     public var useLinearProjection: Bool
+    /// diffusers computes attention scores in Float32 under fp16 when set; this port computes in Float32
+    /// throughout, so the flag does not change the computation.
     public var upcastAttention: Bool
     public var convInKernel: Int
     public var convOutKernel: Int
@@ -220,6 +222,41 @@ extension UNet2DConditionConfig: Decodable {
     }
 }
 
+extension UNet2DConditionConfig: Encodable {
+    /// diffusers `config.json` keys (`attention_head_dim` holds the number of heads, as diffusers reads it).
+    public func encode(to encoder: Swift.Encoder) throws {
+        var w = try ConfigWriter(encoder, className: "UNet2DConditionModel")
+        if let sampleSize { try w.put("sample_size", sampleSize) } else { try w.putNull("sample_size") }
+        try w.put("in_channels", inChannels)
+        try w.put("out_channels", outChannels)
+        try w.put("center_input_sample", centerInputSample)
+        try w.put("flip_sin_to_cos", flipSinToCos)
+        try w.put("freq_shift", freqShift)
+        try w.put("down_block_types", downBlockTypes)
+        if let midBlockType { try w.put("mid_block_type", midBlockType) } else { try w.putNull("mid_block_type") }
+        try w.put("up_block_types", upBlockTypes)
+        try w.putPerBlock("only_cross_attention", onlyCrossAttention)
+        try w.put("block_out_channels", blockOutChannels)
+        try w.putPerBlock("layers_per_block", layersPerBlock)
+        try w.put("downsample_padding", downsamplePadding)
+        try w.put("mid_block_scale_factor", midBlockScaleFactor)
+        try w.put("act_fn", "silu")
+        try w.put("norm_num_groups", normNumGroups)
+        try w.put("norm_eps", normEps)
+        try w.putPerBlock("cross_attention_dim", crossAttentionDim)
+        try w.putPerBlock("transformer_layers_per_block", transformerLayersPerBlock)
+        try w.putPerBlock("attention_head_dim", attentionHeads)
+        try w.putNull("num_attention_heads")
+        try w.put("use_linear_projection", useLinearProjection)
+        try w.put("upcast_attention", upcastAttention)
+        try w.put("conv_in_kernel", convInKernel)
+        try w.put("conv_out_kernel", convOutKernel)
+    }
+
+    /// The config as diffusers' `unet/config.json`.
+    public func jsonData() throws -> Data { try encodeConfiguration(self) }
+}
+
 /// Encoder down blocks of `AutoencoderKL` (`down_block_types`).
 public enum VAEDownBlockType: String, Codable, Sendable {
     case downEncoderBlock2D = "DownEncoderBlock2D"
@@ -324,4 +361,28 @@ extension AutoencoderKLConfig: Decodable {
                   usePostQuantConv: try r.value("use_post_quant_conv", true),
                   midBlockAddAttention: try r.value("mid_block_add_attention", true))
     }
+}
+
+extension AutoencoderKLConfig: Encodable {
+    public func encode(to encoder: Swift.Encoder) throws {
+        var w = try ConfigWriter(encoder, className: "AutoencoderKL")
+        try w.put("in_channels", inChannels)
+        try w.put("out_channels", outChannels)
+        try w.put("down_block_types", downBlockTypes)
+        try w.put("up_block_types", upBlockTypes)
+        try w.put("block_out_channels", blockOutChannels)
+        try w.put("layers_per_block", layersPerBlock)
+        try w.put("act_fn", "silu")
+        try w.put("latent_channels", latentChannels)
+        try w.put("norm_num_groups", normNumGroups)
+        try w.put("sample_size", sampleSize)
+        try w.put("scaling_factor", scalingFactor)
+        if let shiftFactor { try w.put("shift_factor", shiftFactor) } else { try w.putNull("shift_factor") }
+        try w.put("use_quant_conv", useQuantConv)
+        try w.put("use_post_quant_conv", usePostQuantConv)
+        try w.put("mid_block_add_attention", midBlockAddAttention)
+    }
+
+    /// The config as diffusers' `vae/config.json`.
+    public func jsonData() throws -> Data { try encodeConfiguration(self) }
 }

@@ -50,8 +50,7 @@ public final class BasicTransformerBlock: Module {
     public let ff: FeedForward
     public let onlyCrossAttention: Bool
 
-    public init(dim: Int, heads: Int, headDim: Int, crossAttentionDim: Int, onlyCrossAttention: Bool,
-                upcastAttention: Bool) {
+    public init(dim: Int, heads: Int, headDim: Int, crossAttentionDim: Int, onlyCrossAttention: Bool) {
         norm1 = LayerNorm(dim: dim, eps: 1e-5)
         attn1 = NN.Attention(queryDim: dim, contextDim: onlyCrossAttention ? crossAttentionDim : nil,
                           heads: heads, dimHead: headDim)
@@ -108,13 +107,12 @@ public final class Transformer2DModel: Module {
     let projOut: ChannelProjection
 
     public init(channels: Int, heads: Int, crossAttentionDim: Int, layers: Int, groups: Int,
-                useLinearProjection: Bool, onlyCrossAttention: Bool, upcastAttention: Bool) {
+                useLinearProjection: Bool, onlyCrossAttention: Bool) {
         norm = GroupNorm(groups: groups, channels: channels, eps: 1e-6)
         projIn = ChannelProjection(channels: channels, linear: useLinearProjection)
         transformer_blocks = ModuleList((0..<layers).map { _ in
             BasicTransformerBlock(dim: channels, heads: heads, headDim: channels / heads,
-                                  crossAttentionDim: crossAttentionDim, onlyCrossAttention: onlyCrossAttention,
-                                  upcastAttention: upcastAttention)
+                                  crossAttentionDim: crossAttentionDim, onlyCrossAttention: onlyCrossAttention)
         })
         projOut = ChannelProjection(channels: channels, linear: useLinearProjection)
         super.init()

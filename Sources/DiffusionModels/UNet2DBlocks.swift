@@ -14,12 +14,11 @@ public struct UNetLevelOptions {
     public var transformerLayers: Int
     public var useLinearProjection: Bool
     public var onlyCrossAttention: Bool
-    public var upcastAttention: Bool
 
     func transformer(channels: Int) -> Transformer2DModel {
         Transformer2DModel(channels: channels, heads: heads, crossAttentionDim: crossAttentionDim,
                            layers: transformerLayers, groups: groups, useLinearProjection: useLinearProjection,
-                           onlyCrossAttention: onlyCrossAttention, upcastAttention: upcastAttention)
+                           onlyCrossAttention: onlyCrossAttention)
     }
 
     func resnet(_ inChannels: Int, _ outChannels: Int, outputScaleFactor: Float = 1) -> ResnetBlock2D {
@@ -105,19 +104,19 @@ public final class UpBlock: Module {
         super.init()
     }
 
-    /// Consumes `resnets.count` states from the end of `skips`, then up-samples to the size of the next
-    /// remaining state (2× the input, or the odd size of a level whose input was not a multiple of 2).
-    public func callAsFunction(_ x: Variable, skips: inout [Variable], temb: Variable,
-                               context: Variable) throws -> Variable {
+    /// `skips`: this level's `resnets.count` skip states, most recent last (each resnet takes the last
+    /// one left). `upsampleSize`: the next level's size; nil doubles.
+    public func callAsFunction(_ x: Variable, skips: [Variable], temb: Variable, context: Variable,
+                               upsampleSize: (height: Int, width: Int)?) throws -> Variable {
+        guard skips.count == resnets.count else {
+            throw AutogradError.invalidInput("UpBlock: \(skips.count) skip states for \(resnets.count) resnets")
+        }
         var h = x
         for (i, resnet) in resnets.enumerated() {
-            guard let skip = skips.popLast() else {
-                throw AutogradError.invalidInput("UpBlock: no skip state left for resnet \(i)")
-            }
-            h = try resnet(concatChannels([h, skip]), temb: temb)
+            h = try resnet(concatChannels([h, skips[skips.count - 1 - i]]), temb: temb)
             if let attentions { h = try attentions[i](h, context: context) }
         }
-        if let upsamplers { h = try upsamplers[0](h, size: skips.last.map { ($0.shape[1], $0.shape[2]) }) }
+        if let upsamplers { h = try upsamplers[0](h, size: upsampleSize) }
         return h
     }
 }

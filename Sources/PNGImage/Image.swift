@@ -13,8 +13,7 @@ public struct Image: Equatable, Sendable {
 
     /// An image over `pixels` (interleaved RGB); throws when the count does not match the size.
     public init(width: Int, height: Int, pixels: [UInt8]) throws {
-        guard width > 0, height > 0, !width.multipliedReportingOverflow(by: height).overflow,
-              pixels.count % 3 == 0, pixels.count / 3 == width * height else {
+        guard Image.validSize(width, height), pixels.count % 3 == 0, pixels.count / 3 == width * height else {
             throw PNGError.invalidArgument("an RGB image of \(width)x\(height) needs \(width)x\(height)x3 bytes, got \(pixels.count)")
         }
         self.width = width
@@ -24,7 +23,7 @@ public struct Image: Equatable, Sendable {
 
     /// An image of one colour.
     public init(width: Int, height: Int, color: (UInt8, UInt8, UInt8)) throws {
-        guard width > 0, height > 0, !width.multipliedReportingOverflow(by: 3 * height).overflow else {
+        guard Image.validSize(width, height) else {
             throw PNGError.invalidArgument("invalid image size \(width)x\(height)")
         }
         var p = [UInt8](repeating: 0, count: width * height * 3)
@@ -32,6 +31,11 @@ public struct Image: Equatable, Sendable {
         self.width = width
         self.height = height
         self.pixels = p
+    }
+
+    /// Both sides positive and at most 2^31 - 1 (PNG's limit), so byte counts cannot overflow.
+    static func validSize(_ width: Int, _ height: Int) -> Bool {
+        (1...Int(Int32.max)).contains(width) && (1...Int(Int32.max)).contains(height)
     }
 
     /// Internal: an image whose pixels the caller fills (sizes already checked).

@@ -56,8 +56,8 @@ extension Image {
     /// image, `gap` pixels of `background` between cells and around the edge.
     public static func grid(_ images: [Image], columns: Int, gap: Int = 0,
                             background: (UInt8, UInt8, UInt8) = (255, 255, 255)) throws -> Image {
-        guard !images.isEmpty, columns > 0, gap >= 0 else {
-            throw PNGError.invalidArgument("a grid needs images, columns > 0 and gap >= 0 (got \(images.count), \(columns), \(gap))")
+        guard !images.isEmpty, columns > 0, (0...4096).contains(gap) else {
+            throw PNGError.invalidArgument("a grid needs images, columns > 0 and a gap in 0...4096 (got \(images.count), \(columns), \(gap))")
         }
         let cellWidth = images.map(\.width).max()!, cellHeight = images.map(\.height).max()!
         let cols = min(columns, images.count), rows = (images.count + columns - 1) / columns

@@ -92,15 +92,15 @@ public struct SafeTensorsWriter {
             try t.withUnsafeBufferPointer { src in
                 if e.dtype == .f32 { return try sink(UnsafeRawBufferPointer(src)) }
                 let chunk = 1 << 20
-                let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk * 2, alignment: 64)
+                let buffer = UnsafeMutablePointer<UInt16>.allocate(capacity: chunk)
                 defer { buffer.deallocate() }
                 var lo = 0
                 while lo < src.count {
                     let n = min(chunk, src.count - lo)
                     if e.dtype == .f16 {
-                        Half.f32ToF16(src.baseAddress! + lo, buffer, n)
+                        convertF32ToF16(src.baseAddress! + lo, buffer, count: n)
                     } else {
-                        Half.f32ToBF16(src.baseAddress! + lo, buffer, n)
+                        convertF32ToBF16(src.baseAddress! + lo, buffer, count: n)
                     }
                     try sink(UnsafeRawBufferPointer(start: buffer, count: n * 2))
                     lo += n

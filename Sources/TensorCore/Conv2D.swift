@@ -23,6 +23,8 @@ public struct Conv2DShape: Equatable, CustomStringConvertible {
     public var inputShape: [Int] { [batch, height, width, inChannels] }
     public var outputShape: [Int] { [batch, outHeight, outWidth, outChannels] }
     public var weightShape: [Int] { [kernelHeight, kernelWidth, inChannels, outChannels] }
+    /// A 1x1, stride 1, unpadded convolution: a plain GEMM over the pixels.
+    public var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 }
     /// Multiply-adds times two of the forward pass.
     public var flops: Int { 2 * batch * outHeight * outWidth * outChannels * inChannels * kernelHeight * kernelWidth }
     public var description: String {

@@ -85,7 +85,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
             let ldcS = sliversHere * nr
             // Too few super-tiles for the threads: also split the block's slivers.
             let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
-            Parallel.forSlices(count: superTiles * groups, workers: threads) { w, range in
+            Parallel.forChunks(count: superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
                 let scratch = ws.worker(w)
                 for item in range {
                     let st = item / groups, g = item % groups
@@ -153,7 +153,7 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
     let cout = g.outChannels
-    if g.kernelHeight == 1 && g.kernelWidth == 1 && g.stride == 1 && g.padding == 0 {
+    if g.isPointwise {
         let rows = g.batch * g.height * g.width
         if let bias {
             for r in 0..<rows { (output + r * cout).update(from: bias, count: cout) }
@@ -177,6 +177,11 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
 func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                          gradInput: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    if g.isPointwise {   // dX = dY · Wᵀ
+        sgemm(transA: false, transB: true, m: g.batch * g.height * g.width, n: cin, k: cout, alpha: 1,
+              a: gradOutput, lda: cout, b: weight, ldb: cout, beta: 0, c: gradInput, ldc: cin)
+        return
+    }
     let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
     defer { flipped.deallocate() }
     for dy in 0..<kh {
@@ -211,6 +216,11 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                           gradWeight: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
+    if g.isPointwise {   // dW = Xᵀ · dY
+        sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * g.height * g.width, alpha: 1,
+              a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)
+        return
+    }
     let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
                                 height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
                                 top: g.padding, left: g.padding, dilation: 1,

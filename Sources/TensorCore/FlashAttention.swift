@@ -10,7 +10,7 @@ import Foundation
 
 enum FlashAttention {
     static let queryBlock = 32
-    static let forwardKeyBlock = 240
+    static let forwardKeyBlock = 480
     static let backwardKeyBlock = 96
     static let log2e: Float = 1.4426950408889634
     /// Added to masked scores (log2 domain); exp2 of it relative to any real score is 2^-126 ≈ 0.
@@ -70,23 +70,26 @@ enum FlashAttention {
     static func forward(_ g: AttentionGeometry, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
                         _ v: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>) {
         let d = g.d, rs = g.rowStride, dp = roundUp(d, 16)
-        let lkPad = roundUp(g.lk, 24)
-        let kt = UnsafeMutablePointer<Float>.allocate(capacity: d * lkPad)
-        let vp = UnsafeMutablePointer<Float>.allocate(capacity: lkPad * dp)
-        defer { kt.deallocate(); vp.deallocate() }
+        let lkPad = roundUp(g.lk, 24), heads = g.batch * g.heads
+        // Kᵀ and V of every head, packed once (O(H·Lk·D) memory), then (head, query block) items in parallel.
+        let headSize = d * lkPad + lkPad * dp
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: heads * headSize)
+        defer { packed.deallocate() }
+        Parallel.forEach(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
+            let kt = packed + bh * headSize
+            packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
+            packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, kt + d * lkPad)
+        }
         let blocks = (g.lq + queryBlock - 1) / queryBlock
-        let workers = Parallel.workers(for: blocks * 32 * g.lk * d, minWorkPerThread: 1 << 20)
+        let workers = Parallel.workers(for: heads * blocks * 32 * g.lk * d, minWorkPerThread: 1 << 18)
         let scratch = ForwardScratch(workers: workers, d: d, dp: dp)
         defer { scratch.deallocate() }
-        for bh in 0..<g.batch * g.heads {
-            packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
-            packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, vp)
-            let qb = q + g.base(bh, g.lq), ob = out + g.base(bh, g.lq), lb = lse + bh * g.lq
-            Parallel.forSlices(count: blocks, workers: workers) { w, range in
-                for blk in range {
-                    forwardBlock(g, q0: blk * queryBlock, qb, UnsafePointer(kt), lkPad, UnsafePointer(vp), dp,
-                                 ob, lb, scratch.worker(w))
-                }
+        Parallel.forSlices(count: heads * blocks, workers: workers) { w, range in
+            for item in range {
+                let bh = item / blocks, blk = item % blocks
+                let kt = packed + bh * headSize
+                forwardBlock(g, q0: blk * queryBlock, q + g.base(bh, g.lq), UnsafePointer(kt), lkPad,
+                             UnsafePointer(kt + d * lkPad), dp, out + g.base(bh, g.lq), lse + bh * g.lq, scratch.worker(w))
             }
         }
     }
@@ -128,11 +131,11 @@ enum FlashAttention {
             for r in 1..<nk { b0 = maxv(b0, load(s.st + r * 32)); b1 = maxv(b1, load(s.st + r * 32 + 16)) }
             let first = j0 == 0
             let n0 = first ? b0 : maxv(m0, b0), n1 = first ? b1 : maxv(m1, b1)
-            let c0 = exp2v(m0 - n0), c1 = exp2v(m1 - n1)
+            let c0 = exp2NonPositive(m0 - n0), c1 = exp2NonPositive(m1 - n1)
             m0 = n0; m1 = n1
             var s0 = Vec(repeating: 0), s1 = Vec(repeating: 0)
             for r in 0..<nk {
-                let p0 = exp2v(load(s.st + r * 32) - n0), p1 = exp2v(load(s.st + r * 32 + 16) - n1)
+                let p0 = exp2NonPositive(load(s.st + r * 32) - n0), p1 = exp2NonPositive(load(s.st + r * 32 + 16) - n1)
                 store(p0, s.st + r * 32); store(p1, s.st + r * 32 + 16)
                 s0 += p0; s1 += p1
             }

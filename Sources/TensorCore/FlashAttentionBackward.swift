@@ -105,7 +105,7 @@ extension FlashAttention {
         let sc = g.scale
         for r in 0..<rows {
             let a = h.pt + r * 32, b = h.dst + r * 32
-            let p0 = exp2v(load(a) * c2 - l0), p1 = exp2v(load(a + 16) * c2 - l1)
+            let p0 = exp2NonPositive(load(a) * c2 - l0), p1 = exp2NonPositive(load(a + 16) * c2 - l1)
             store(p0, a); store(p1, a + 16)
             store(p0 * (load(b) - e0) * sc, b); store(p1 * (load(b + 16) - e1) * sc, b + 16)
         }

@@ -5,7 +5,8 @@
 // is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
 // only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
 // scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles) with `Parallel`; below ~4 MFLOP per thread it stays on one thread.
+// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
+// it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
@@ -55,10 +56,33 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
+    if transB && !transA && 4 * m <= n {
+        transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     if beta != 0 && beta != 1 { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta) }
     let operands = GEMMOperands(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                                 a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: beta != 0)
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
+}
+
+/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
+/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
+/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+    defer { ct.deallocate() }
+    sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+          beta: 0, c: ct, ldc: m)
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 {
+            for j in 0..<n { row[j] = ct[j * m + i] }
+        } else {
+            for j in 0..<n { row[j] = beta * row[j] + ct[j * m + i] }
+        }
+    }
 }
 
 /// `C = beta * C` over an m x n block (beta 0 writes zeros without reading C).
@@ -120,12 +144,12 @@ struct GEMMOperands {
                 let acc = accumulate || pc > 0
                 let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA)
                 if threads == 1 || mTiles >= 2 * threads {
-                    Parallel.forSlices(count: mTiles, workers: threads) { w, range in
+                    Parallel.forChunks(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
                         for t in range { compute(tile, block, packed, rowTile: t, sliverRange: 0..<slivers, scratch) }
                     }
                 } else {
-                    Parallel.forSlices(count: slivers, workers: threads) { w, range in
+                    Parallel.forChunks(count: slivers, workers: threads, chunksPerWorker: 2) { w, range in
                         let scratch = ws.worker(w)
                         for t in 0..<mTiles { compute(tile, block, packed, rowTile: t, sliverRange: range, scratch) }
                     }

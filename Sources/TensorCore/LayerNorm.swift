@@ -23,7 +23,10 @@ extension Normalization {
             while i < d { let t = src[i] - mu; tail += t * t; i += 1 }
             let rs = 1 / ((acc.sum() + tail) / Float(d) + eps).squareRoot()
             pm[r] = mu; pr[r] = rs
-            for j in 0..<d { dst[j] = (src[j] - mu) * rs * (g?[j] ?? 1) + (b?[j] ?? 0) }
+            vectorColumns(d) { j, k in
+                let xh = (loadN(src + j, k) - mu) * rs
+                storeN(xh * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1)) + (b.map { loadN($0 + j, k) } ?? Vec(repeating: 0)), dst + j, k)
+            }
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
     }
@@ -48,16 +51,18 @@ extension Normalization {
             for r in ch * rowChunk..<min(rows, (ch + 1) * rowChunk) {
                 let xr = px + r * d, dr = pd + r * d, out = pdx + r * d
                 let mu = pm[r], rs = pr[r]
-                var sa: Float = 0, sb: Float = 0
-                for j in 0..<d {
-                    let xh = (xr[j] - mu) * rs, dxh = dr[j] * (g?[j] ?? 1)
+                var sa = Vec(repeating: 0), sb = Vec(repeating: 0)
+                vectorColumns(d) { j, k in
+                    let dy = loadN(dr + j, k), xh = (loadN(xr + j, k) - mu) * rs
+                    let dxh = dy * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1))
                     sa += dxh; sb += dxh * xh
-                    dg[j] += dr[j] * xh; db[j] += dr[j]
+                    storeN(loadN(dg + j, k) + dy * xh, dg + j, k); storeN(loadN(db + j, k) + dy, db + j, k)
                 }
-                let a = sa / Float(d), bb = sb / Float(d)
-                for j in 0..<d {
-                    let xh = (xr[j] - mu) * rs
-                    out[j] = rs * (dr[j] * (g?[j] ?? 1) - a - xh * bb)
+                let a = sa.sum() / Float(d), bb = sb.sum() / Float(d)
+                vectorColumns(d) { j, k in
+                    let xh = (loadN(xr + j, k) - mu) * rs
+                    let dxh = loadN(dr + j, k) * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1))
+                    storeN(rs * (dxh - a - xh * bb), out + j, k)
                 }
             }
         }

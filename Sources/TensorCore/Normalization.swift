@@ -27,40 +27,62 @@ public enum Normalization {
     public static func groupNorm(_ x: Tensor, groups: Int, gamma: Tensor?, beta: Tensor?,
                                  eps: Float = 1e-5) throws -> NormalizationResult {
         let (n, p, c) = try groupNormShape(x, groups: groups, gamma: gamma, beta: beta)
-        let cg = c / groups
+        let cg = c / groups, chunks = (p + pixelChunk - 1) / pixelChunk
         let px = x.storage.pointer
-        // Per-channel sums, then group means; then per-channel squared deviations, then group variances.
-        let sums = channelSums(n: n, p: p, c: c) { row, _, acc in mapVectors(UnsafePointer(acc), px + row * c, acc, c) { $0 + $1 } }
-        let mean = Tensor(uninitializedShape: [n, groups]), rstd = Tensor(uninitializedShape: [n, groups])
-        let pm = mean.storage.pointer, pr = rstd.storage.pointer
-        let count = Double(p * cg)
-        for i in 0..<n * groups { pm[i] = Float(groupTotal(sums, i, cg) / count) }
-        let meanPerChannel = expandGroups(pm, n: n, groups: groups, cg: cg)
-        defer { meanPerChannel.deallocate() }
-        let sq = channelSums(n: n, p: p, c: c) { row, b, acc in
-            let m = meanPerChannel + b * c
-            var i = 0
-            while i < c {
-                let k = min(16, c - i)
-                let d = (k == 16 ? load(px + row * c + i) : loadPartial(px + row * c + i, k)) - (k == 16 ? load(m + i) : loadPartial(m + i, k))
-                let r = (k == 16 ? load(acc + i) : loadPartial(acc + i, k)) + d * d
-                if k == 16 { store(r, acc + i) } else { storePartial(r, acc + i, k) }
-                i += 16
+        // One pass per chunk: per-channel shift (the chunk's first pixel), Σ(x − shift), Σ(x − shift)².
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 3 * n * chunks * c))
+        defer { partial.deallocate() }
+        forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
+            let shift = partial + 3 * (b * chunks + ch) * c, s1 = shift + c, s2 = s1 + c
+            let first = px + (b * p + lo) * c
+            shift.update(from: first, count: c)
+            vectorColumns(c) { i, k in
+                let sh = loadN(first + i, k)
+                var a1 = Vec(repeating: 0), a2 = Vec(repeating: 0)
+                for row in b * p + lo..<b * p + hi {
+                    let t = loadN(px + row * c + i, k) - sh
+                    a1 += t; a2 += t * t
+                }
+                storeN(a1, s1 + i, k); storeN(a2, s2 + i, k)
             }
         }
-        for i in 0..<n * groups { pr[i] = Float(1 / (groupTotal(sq, i, cg) / count + Double(eps)).squareRoot()) }
-        sums.deallocate(); sq.deallocate()
-        // y = x·a[c] + b[c] with a = rstd·γ, b = β - mean·a.
+        let mean = Tensor(uninitializedShape: [n, groups]), rstd = Tensor(uninitializedShape: [n, groups])
+        let pm = mean.storage.pointer, pr = rstd.storage.pointer
+        for b in 0..<n {
+            for g in 0..<groups {
+                // Chan et al.'s pairwise combination of the per-(chunk, channel) partial moments, in Double.
+                var total = 0.0
+                for ch in 0..<chunks {
+                    let cnt = Double(min(p, (ch + 1) * pixelChunk) - ch * pixelChunk)
+                    let shift = partial + 3 * (b * chunks + ch) * c
+                    for i in g * cg..<(g + 1) * cg { total += cnt * Double(shift[i]) + Double(shift[c + i]) }
+                }
+                let mu = total / Double(p * cg)
+                var m2 = 0.0
+                for ch in 0..<chunks {
+                    let cnt = Double(min(p, (ch + 1) * pixelChunk) - ch * pixelChunk)
+                    let shift = partial + 3 * (b * chunks + ch) * c
+                    for i in g * cg..<(g + 1) * cg {
+                        let s1 = Double(shift[c + i]), s2 = Double(shift[2 * c + i])
+                        let dm = Double(shift[i]) + s1 / cnt - mu
+                        m2 += s2 - s1 * s1 / cnt + cnt * dm * dm
+                    }
+                }
+                pm[b * groups + g] = Float(mu)
+                pr[b * groups + g] = Float(1 / (max(m2, 0) / Double(p * cg) + Double(eps)).squareRoot())
+            }
+        }
+        // y = x·a[c] + b[c] with a = rstd·γ, b = β − mean·a.
         let (ca, cb) = affineCoefficients(n: n, c: c, cg: cg, gamma: gamma, beta: beta) { b, g in (pm[b * groups + g], pr[b * groups + g]) }
         defer { ca.deallocate(); cb.deallocate() }
         let y = Tensor(uninitializedShape: x.shape)
         let py = y.storage.pointer
-        Parallel.forEach(count: n * p, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { row in
-            let b = row / p
-            let a = ca + b * c, s = cb + b * c, src = px + row * c, dst = py + row * c
-            var i = 0
-            while i + 16 <= c { store(load(src + i) * load(a + i) + load(s + i), dst + i); i += 16 }
-            while i < c { dst[i] = src[i] * a[i] + s[i]; i += 1 }
+        forChunks(n: n, p: p, c: c) { b, _, lo, hi in
+            let a = ca + b * c, s = cb + b * c
+            for row in b * p + lo..<b * p + hi {
+                let src = px + row * c, dst = py + row * c
+                vectorColumns(c) { i, k in storeN(loadN(src + i, k) * loadN(a + i, k) + loadN(s + i, k), dst + i, k) }
+            }
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
     }
@@ -72,17 +94,36 @@ public enum Normalization {
         guard dOut.shape == x.shape, mean.count == n * groups, rstd.count == n * groups else {
             throw TensorError.shapeMismatch("groupNormBackward: dOut \(dOut.shape), x \(x.shape), mean \(mean.shape), rstd \(rstd.shape), groups \(groups)")
         }
-        let cg = c / groups
+        let cg = c / groups, chunks = (p + pixelChunk - 1) / pixelChunk
         let px = x.storage.pointer, pd = dOut.storage.pointer, pm = mean.storage.pointer, pr = rstd.storage.pointer
-        let mc = expandGroups(pm, n: n, groups: groups, cg: cg), rc = expandGroups(pr, n: n, groups: groups, cg: cg)
-        defer { mc.deallocate(); rc.deallocate() }
-        // s1[n,c] = Σ dy, s2[n,c] = Σ dy·x̂.
-        let s1 = channelSums(n: n, p: p, c: c) { row, _, acc in mapVectors(UnsafePointer(acc), pd + row * c, acc, c) { $0 + $1 } }
-        let s2 = channelSums(n: n, p: p, c: c) { row, b, acc in
-            let m = mc + b * c, r = rc + b * c
-            for i in 0..<c { acc[i] += pd[row * c + i] * (px[row * c + i] - m[i]) * r[i] }
+        let mc = expandGroups(pm, n: n, groups: groups, cg: cg)
+        defer { mc.deallocate() }
+        // Per chunk and channel: Σ dy and Σ dy·(x − mean); x̂ = (x − mean)·rstd.
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * n * chunks * c))
+        defer { partial.deallocate() }
+        forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
+            let s1 = partial + 2 * (b * chunks + ch) * c, s2 = s1 + c, m = mc + b * c
+            vectorColumns(c) { i, k in
+                let mv = loadN(m + i, k)
+                var a1 = Vec(repeating: 0), a2 = Vec(repeating: 0)
+                for row in b * p + lo..<b * p + hi {
+                    let dy = loadN(pd + row * c + i, k)
+                    a1 += dy; a2 += dy * (loadN(px + row * c + i, k) - mv)
+                }
+                storeN(a1, s1 + i, k); storeN(a2, s2 + i, k)
+            }
         }
+        let s1 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, n * c)), s2 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, n * c))
         defer { s1.deallocate(); s2.deallocate() }
+        for b in 0..<n {
+            for i in 0..<c {
+                var a = 0.0, bb = 0.0
+                for ch in 0..<chunks {
+                    a += Double(partial[2 * (b * chunks + ch) * c + i]); bb += Double(partial[(2 * (b * chunks + ch) + 1) * c + i])
+                }
+                s1[b * c + i] = a; s2[b * c + i] = bb * Double(pr[b * groups + i / cg])
+            }
+        }
         let g = gamma?.storage.pointer
         let dgamma = Tensor(zeros: [c]), dbeta = Tensor(zeros: [c])
         let pdg = dgamma.storage.pointer, pdb = dbeta.storage.pointer
@@ -110,14 +151,14 @@ public enum Normalization {
         }
         let dx = Tensor(uninitializedShape: x.shape)
         let pdx = dx.storage.pointer
-        Parallel.forEach(count: n * p, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { row in
-            let o = (row / p) * c, xr = px + row * c, dr = pd + row * c, out = pdx + row * c
-            var i = 0
-            while i + 16 <= c {
-                store(load(dr + i) * load(k1 + o + i) + load(xr + i) * load(k2 + o + i) + load(k3 + o + i), out + i)
-                i += 16
+        forChunks(n: n, p: p, c: c) { b, _, lo, hi in
+            let o = b * c
+            for row in b * p + lo..<b * p + hi {
+                let xr = px + row * c, dr = pd + row * c, out = pdx + row * c
+                vectorColumns(c) { i, k in
+                    storeN(loadN(dr + i, k) * loadN(k1 + o + i, k) + loadN(xr + i, k) * loadN(k2 + o + i, k) + loadN(k3 + o + i, k), out + i, k)
+                }
             }
-            while i < c { out[i] = dr[i] * k1[o + i] + xr[i] * k2[o + i] + k3[o + i]; i += 1 }
         }
         return NormalizationGradients(input: dx, gamma: dgamma, beta: dbeta)
     }
@@ -135,34 +176,13 @@ public enum Normalization {
         return (n, n == 0 || c == 0 ? 0 : x.count / (n * c), c)
     }
 
-    /// Per-(batch, channel) sums in Double [n·c]: `body(row, batch, acc)` adds one pixel row into the
-    /// Float accumulator `acc` [c] of its chunk; chunk accumulators are added in order.
-    static func channelSums(n: Int, p: Int, c: Int,
-                            _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Double> {
+    /// Calls body(batch, chunk, firstPixel, endPixel) for every 256-pixel chunk of every image, over the threads.
+    static func forChunks(n: Int, p: Int, c: Int, _ body: (Int, Int, Int, Int) -> Void) {
         let chunks = (p + pixelChunk - 1) / pixelChunk
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n * chunks * c))
-        partial.initialize(repeating: 0, count: max(1, n * chunks * c))
-        defer { partial.deallocate() }
         Parallel.forEach(count: n * chunks, workers: Parallel.workers(for: n * p * c, minWorkPerThread: 1 << 15)) { item in
             let b = item / chunks, ch = item % chunks
-            let acc = partial + item * c
-            for px in ch * pixelChunk..<min(p, (ch + 1) * pixelChunk) { body(b * p + px, b, acc) }
+            body(b, ch, ch * pixelChunk, min(p, (ch + 1) * pixelChunk))
         }
-        let out = UnsafeMutablePointer<Double>.allocate(capacity: max(1, n * c))
-        out.initialize(repeating: 0, count: max(1, n * c))
-        for b in 0..<n {
-            for ch in 0..<chunks {
-                let acc = partial + (b * chunks + ch) * c
-                for i in 0..<c { out[b * c + i] += Double(acc[i]) }
-            }
-        }
-        return out
-    }
-
-    static func groupTotal(_ sums: UnsafeMutablePointer<Double>, _ ng: Int, _ cg: Int) -> Double {
-        var s = 0.0
-        for i in ng * cg..<(ng + 1) * cg { s += sums[i] }
-        return s
     }
 
     /// [n, groups] values repeated over each group's channels: [n, c].

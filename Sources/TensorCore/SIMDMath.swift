@@ -30,8 +30,13 @@ typealias IVec = SIMD16<Int32>
 
 /// 2^x with relative error ≤ 1.1e-7 for x in [-126, 126]; inputs outside are clamped (so -inf → 2^-126,
 /// which every caller treats as zero weight). Degree-6 minimax polynomial on [-0.5, 0.5].
-@inline(__always) func exp2v(_ x0: Vec) -> Vec {
-    let x = minConst(maxConst(x0, -126), 126)
+@inline(__always) func exp2v(_ x0: Vec) -> Vec { exp2Clamped(minConst(maxConst(x0, -126), 126)) }
+
+/// 2^x for x ≤ 126 (softmax weights, where x = score − max ≤ 0): only the lower clamp is applied.
+@inline(__always) func exp2NonPositive(_ x0: Vec) -> Vec { exp2Clamped(maxConst(x0, -126)) }
+
+/// 2^x for x already in [-126, 126].
+@inline(__always) func exp2Clamped(_ x: Vec) -> Vec {
     let magic = Vec(repeating: 12_582_912)          // 1.5 · 2^23: adding it rounds to an integer
     let t = x + magic
     let n = t - magic
@@ -102,4 +107,18 @@ typealias IVec = SIMD16<Int32>
     var i = 0
     while i + 16 <= n { store(f(load(x + i), load(y + i)), z + i); i += 16 }
     if i < n { storePartial(f(loadPartial(x + i, n - i), loadPartial(y + i, n - i)), z + i, n - i) }
+}
+
+/// Loads k ≤ 16 scalars (a full vector when k == 16).
+@inline(__always) func loadN(_ p: UnsafePointer<Float>, _ k: Int) -> Vec { k == 16 ? load(p) : loadPartial(p, k) }
+
+/// Stores the low k ≤ 16 lanes.
+@inline(__always) func storeN(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ k: Int) {
+    if k == 16 { store(v, p) } else { storePartial(v, p, k) }
+}
+
+/// Calls body(offset, width) for the 16-wide column strips of 0..<n (the last may be narrower).
+@inline(__always) func vectorColumns(_ n: Int, _ body: (Int, Int) -> Void) {
+    var i = 0
+    while i < n { body(i, min(16, n - i)); i += 16 }
 }

@@ -80,8 +80,11 @@ public enum Softmax {
 
     /// Largest entry of a row (finite or ±inf); the max of a row of only -inf is treated as 0.
     static func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = Vec(repeating: -.infinity), j = 0
+        while j + 16 <= n { let v = load(p + j); acc = acc.replacing(with: v, where: v .> acc); j += 16 }
         var m = -Float.infinity
-        for j in 0..<n where p[j] > m { m = p[j] }
+        for l in 0..<16 where acc[l] > m { m = acc[l] }
+        while j < n { if p[j] > m { m = p[j] }; j += 1 }
         return m == -.infinity ? 0 : m
     }
 }

@@ -16,7 +16,7 @@ struct BenchCase {
 }
 
 /// Every family of kernel cases, in print order.
-let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases]
+let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, attentionBenchCases, groupNormBenchCases]
 
 /// Seconds of one call: wall clock, or with `cpuTime` the process's CPU time (for tuning single-threaded
 /// kernels on a machine shared with other work: time spent descheduled does not count).
@@ -182,8 +182,12 @@ private func printRow(_ r: KernelResult, peak: Double) {
     let ms = median(r.seconds) * 1e3, gf = r.flops / median(r.seconds) * 1e-9
     var line = pad(r.name, 34) + String(format: "%8.2f  %8.1f  %4.0f%%", ms, gf, 100 * gf / peak)
     if let t = r.torchSeconds {
-        let tms = median(t) * 1e3
-        line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        if t.isEmpty {
+            line += "   (no torch case)"
+        } else {
+            let tms = median(t) * 1e3
+            line += String(format: "   %8.2f  %10.1f   %6.2fx", tms, r.flops / median(t) * 1e-9, tms / ms)
+        }
     }
     print(line)
 }
@@ -194,7 +198,7 @@ private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double) 
         var c: [String: Any] = ["name": r.name, "flops": r.flops, "median_ms": median(r.seconds) * 1e3,
                                 "gflops": r.flops / median(r.seconds) * 1e-9,
                                 "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak2]
-        if let t = r.torchSeconds {
+        if let t = r.torchSeconds, !t.isEmpty {
             c["torch_median_ms"] = median(t) * 1e3
             c["speed_vs_torch"] = median(t) / median(r.seconds)
         }
@@ -225,16 +229,18 @@ func benchTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     return Tensor(shape: shape) { $0.baseAddress!.update(from: p, count: n) }
 }
 
-/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major).
+/// SGEMM cases, named `sgemm MxKxN` (C[M x N] = A[M x K] B[K x N], all row-major); `Bt` cases take B
+/// stored N x K, as a Linear layer's weight is.
 func gemmBenchCases() -> [BenchCase] {
-    let shapes = [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
-                  (64, 1280, 1280)]
-    return shapes.map { m, k, n in
-        BenchCase(name: "sgemm \(m)x\(k)x\(n)", flops: 2 * Double(m * n * k)) {
+    let shapes = [(4096, 320, 320, false), (4096, 320, 960, false), (4096, 2880, 320, false),
+                  (1024, 5760, 640, false), (256, 11520, 1280, false), (64, 1280, 1280, false),
+                  (4096, 320, 320, true), (64, 1280, 1280, true)]
+    return shapes.map { m, k, n, transB in
+        BenchCase(name: "sgemm \(m)x\(k)x\(n)\(transB ? " Bt" : "")", flops: 2 * Double(m * n * k)) {
             let a = benchBuffer(m * k, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)
             return {
-                sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n,
-                      beta: 0, c: c, ldc: n)
+                sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b,
+                      ldb: transB ? k : n, beta: 0, c: c, ldc: n)
             }
         }
     }

@@ -41,3 +41,20 @@ final class AutoencoderKLParityTests: XCTestCase {
         }
     }
 }
+
+extension AutoencoderKLParityTests {
+    /// Sampling with a seeded generator is reproducible and centred on the mean with the posterior's spread.
+    func testPosteriorSamplingWithExplicitRandomSource() throws {
+        let (vae, f) = try loadVAE()
+        let posterior = try withNoGrad { try vae.encode(f.nhwc("image")) }
+        var a = PhiloxRandom(seed: 7), b = PhiloxRandom(seed: 7), c = PhiloxRandom(seed: 8)
+        let s1 = try posterior.sample(using: &a), s2 = try posterior.sample(using: &b), s3 = try posterior.sample(using: &c)
+        XCTAssertEqual(s1.scalars, s2.scalars)
+        XCTAssertNotEqual(s1.scalars, s3.scalars)
+        let z = zip(zip(s1.scalars, posterior.mean.scalars), posterior.std.scalars).map { ($0.0 - $0.1) / $1 }
+        let mean = z.reduce(0, +) / Float(z.count)
+        let variance = z.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(z.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.2)
+        XCTAssertEqual(variance, 1, accuracy: 0.3)
+    }
+}

@@ -114,3 +114,23 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(c.onlyCrossAttention, [true, true, true, true])
     }
 }
+
+extension ConfigurationTests {
+    /// Written configs decode back to the same values (diffusers keys, compact per-level values).
+    func testConfigsRoundTripThroughJSON() throws {
+        var configs: [UNet2DConditionConfig] = [.sd15, .sd21, .tiny]
+        for name in ["unet_sd1", "unet_sd2", "unet_pixel"] {
+            configs.append(try UNet2DConditionConfig(contentsOf: fixtureURL("\(name)/config.json")))
+        }
+        for c in configs {
+            let data = try c.jsonData()
+            XCTAssertEqual(try UNet2DConditionConfig(jsonData: data), c, String(decoding: data, as: UTF8.self))
+        }
+        let sd15JSON = String(decoding: try UNet2DConditionConfig.sd15.jsonData(), as: UTF8.self)
+        XCTAssertTrue(sd15JSON.contains(#""attention_head_dim" : 8"#), sd15JSON)
+        XCTAssertTrue(sd15JSON.contains(#""_class_name" : "UNet2DConditionModel""#), sd15JSON)
+        for c in [AutoencoderKLConfig.sd15, .tiny, try AutoencoderKLConfig(contentsOf: fixtureURL("vae_sd/config.json"))] {
+            XCTAssertEqual(try AutoencoderKLConfig(jsonData: c.jsonData()), c)
+        }
+    }
+}

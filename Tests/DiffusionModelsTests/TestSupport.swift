@@ -29,11 +29,11 @@ struct Fixture {
 }
 
 /// Asserts max|actual − expected| ≤ tolerance · max(1, max|expected|), and returns the achieved error relative
-/// to that scale. `actual` is NHWC when `expected` is NCHW (rank 4); it is converted for the comparison.
+/// to that scale. With `nhwcAgainstNCHW` (the default) a rank-4 `actual` is NHWC and `expected` NCHW.
 @discardableResult
-func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-4, _ label: String,
-                 file: StaticString = #filePath, line: UInt = #line) throws -> Float {
-    let a = expected.rank == 4 ? try FeatureLayout.nchw(fromNHWC: actual) : actual
+func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-4, nhwcAgainstNCHW: Bool = true,
+                 _ label: String, file: StaticString = #filePath, line: UInt = #line) throws -> Float {
+    let a = nhwcAgainstNCHW && expected.rank == 4 ? try FeatureLayout.nchw(fromNHWC: actual) : actual
     guard a.shape == expected.shape else {
         XCTFail("\(label): shape \(a.shape), expected \(expected.shape)", file: file, line: line)
         return .infinity

@@ -85,6 +85,30 @@ final class UNetParityTests: XCTestCase {
         XCTAssertEqual(analytic, numeric, accuracy: 2e-2 * max(1, abs(numeric)))
     }
 
+    /// Gradient checkpointing changes neither the output nor the gradients (input and a trainable weight).
+    func testGradientCheckpointingGivesTheSameGradients() throws {
+        let (unet, f) = try loadUNet("unet_sd1")
+        unet.freeze()
+        let key = "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+        unet.setRequiresGrad(true) { $0 == key }
+        let weight = try XCTUnwrap(unet.namedParameters().first { $0.0 == key }?.1)
+        let context = Variable(try f.tensor("context"))
+        func gradients(checkpointing: Bool) throws -> (Tensor, Tensor, Tensor) {
+            unet.gradientCheckpointing = checkpointing
+            unet.zeroGrad()
+            let x = Variable(try f.nhwc("sample").value, requiresGrad: true)
+            let out = try unet(x, timesteps: [10], context: context)
+            try mean(mul(out, out)).backward()
+            return (out.value, try XCTUnwrap(x.grad), try XCTUnwrap(weight.grad))
+        }
+        let plain = try gradients(checkpointing: false)
+        let recomputed = try gradients(checkpointing: true)
+        XCTAssertEqual(plain.0.scalars, recomputed.0.scalars)
+        try assertClose(recomputed.1, plain.1, tolerance: 1e-6, nhwcAgainstNCHW: false, "input gradient with checkpointing")
+        try assertClose(recomputed.2, plain.2, tolerance: 1e-6, "to_k gradient with checkpointing")
+        XCTAssertGreaterThan(plain.2.scalars.map(abs).max() ?? 0, 0)
+    }
+
     /// Weights saved for another architecture fail strict loading, naming the first mismatched key and shapes.
     func testWrongArchitectureWeightsFailWithKeyAndShapes() throws {
         let config = try UNet2DConditionConfig(contentsOf: fixtureURL("unet_sd2/config.json"))

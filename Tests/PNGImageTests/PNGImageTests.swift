@@ -84,11 +84,19 @@ final class PNGImageTests: XCTestCase {
         XCTAssertNoThrow(try PNG.decode(small, maxPixels: 17 * 11))
     }
 
+    /// Inputs the fuzzer (Fuzz/run.sh png) found crashing, hanging or exhausting memory.
     func testFuzzRegressionInputsFailCleanly() throws {
         let folder = try fixture("fuzz")
-        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+        XCTAssertFalse(names.isEmpty)
+        for name in names {
             let data = try Data(contentsOf: folder.appendingPathComponent(name))
-            _ = try? PNG.decode(data)
+            XCTAssertThrowsError(try PNG.decode(data), name) { XCTAssertNotNil($0 as? PNGError, name) }
+        }
+        // A 4x3 image whose corrupt tEXt length made libpng allocate 1.7 GB before reading the chunk.
+        XCTAssertThrowsError(try PNG.decode(Data(contentsOf: folder.appendingPathComponent("timeout-huge-chunk-length.png")))) {
+            XCTAssertEqual($0 as? PNGError, .truncated(source: "PNG data",
+                detail: "truncated: the chunk at byte 94 claims 1728053283 bytes but only 126 remain"))
         }
     }
 

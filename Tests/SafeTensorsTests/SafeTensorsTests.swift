@@ -21,6 +21,18 @@ final class SafeTensorsTests: XCTestCase {
         values.withUnsafeBytes { Array($0) }
     }
 
+    private func f16Bits(_ x: Float) -> UInt16 {
+        var out: UInt16 = 0
+        convertF32ToF16([x], &out, count: 1)
+        return out
+    }
+
+    private func float(fromF16 bits: UInt16) -> Float {
+        var out: Float = 0
+        convertF16ToF32([bits], &out, count: 1)
+        return out
+    }
+
     // MARK: - Round trips
 
     func testRoundTripEveryDTypeAndMetadata() throws {
@@ -69,52 +81,52 @@ final class SafeTensorsTests: XCTestCase {
         let h = try file.tensor("b").scalars, b = try file.tensor("c").scalars
         let source = t.scalars
         for i in stride(from: 0, to: source.count, by: 997) {
-            XCTAssertEqual(h[i], Half.float(fromF16: Half.f16Bits(source[i])), "F16 at \(i)")
+            XCTAssertEqual(h[i].bitPattern, float(fromF16: f16Bits(source[i])).bitPattern, "F16 at \(i)")
             XCTAssertEqual(h[i], source[i], accuracy: abs(source[i]) / 1024 + 1e-6)
-            XCTAssertEqual(b[i], Float(bitPattern: UInt32(Half.bf16Bits(source[i])) << 16), "BF16 at \(i)")
+            XCTAssertEqual(b[i], Float(bitPattern: (source[i].bitPattern &+ 0x7FFF &+ ((source[i].bitPattern >> 16) & 1)) & 0xFFFF_0000), "BF16 at \(i)")
             XCTAssertEqual(b[i], source[i], accuracy: abs(source[i]) / 128 + 1e-6)
         }
     }
 
+    // The reader's F16/BF16 paths are TensorCore's converters; check the properties it relies on.
     func testF16ConversionIsExactForEveryPattern() {
-        for bits in 0...UInt16.max {
+        let patterns = (0...UInt16.max).map { $0 }
+        var floats = [Float](repeating: 0, count: patterns.count)
+        convertF16ToF32(patterns, &floats, count: patterns.count)
+        var back = [UInt16](repeating: 0, count: patterns.count)
+        convertF32ToF16(floats, &back, count: patterns.count)
+        for bits in patterns {
             let exponent = Int(bits >> 10) & 0x1F, mantissa = Double(bits & 0x3FF)
             let sign: Double = bits & 0x8000 != 0 ? -1 : 1
-            let x = Half.float(fromF16: bits)
+            let x = floats[Int(bits)]
             switch exponent {
             case 0x1F where mantissa == 0: XCTAssertEqual(Double(x), sign * .infinity)
             case 0x1F: XCTAssertTrue(x.isNaN)
             case 0: XCTAssertEqual(Double(x), sign * mantissa / 1024 * pow(2, -14), "\(bits)")
             default: XCTAssertEqual(Double(x), sign * (1 + mantissa / 1024) * pow(2, Double(exponent - 15)), "\(bits)")
             }
-            if !x.isNaN { XCTAssertEqual(Half.f16Bits(x), bits) }
+            if !x.isNaN { XCTAssertEqual(back[Int(bits)], bits) }
         }
-        XCTAssertEqual(Half.f16Bits(1 + 1.0 / 2048), 0x3C00)            // tie -> even
-        XCTAssertEqual(Half.f16Bits(1 + 3.0 / 2048), 0x3C02)            // tie -> even
-        XCTAssertEqual(Half.f16Bits(65520), 0x7C00)                     // rounds up to infinity
-        XCTAssertEqual(Half.f16Bits(65519), 0x7BFF)
-        XCTAssertEqual(Half.f16Bits(1e-9), 0)
-        XCTAssertEqual(Half.f16Bits(Float.nan) & 0x7E00, 0x7E00)
-        var out = [Float](repeating: 0, count: 17)
-        let src: [UInt16] = (0..<17).map { UInt16($0) &* 3001 }
-        src.withUnsafeBytes { Half.f16ToF32($0.baseAddress!, &out, 17) }
-        XCTAssertEqual(out.map(\.bitPattern), src.map { Half.float(fromF16: $0).bitPattern })
+        XCTAssertEqual(f16Bits(1 + 1.0 / 2048), 0x3C00)            // tie -> even
+        XCTAssertEqual(f16Bits(1 + 3.0 / 2048), 0x3C02)            // tie -> even
+        XCTAssertEqual(f16Bits(65520), 0x7C00)                     // rounds up to infinity
+        XCTAssertEqual(f16Bits(1e-9), 0)
     }
 
-    func testBF16RoundsToNearestEvenAndKeepsSpecials() {
-        XCTAssertEqual(Half.bf16Bits(1), 0x3F80)
-        XCTAssertEqual(Half.bf16Bits(Float(bitPattern: 0x3F80_8000)), 0x3F80)   // tie -> even
-        XCTAssertEqual(Half.bf16Bits(Float(bitPattern: 0x3F81_8000)), 0x3F82)   // tie -> even
-        XCTAssertEqual(Half.bf16Bits(Float(bitPattern: 0x3F80_8001)), 0x3F81)
-        XCTAssertEqual(Half.bf16Bits(.infinity), 0x7F80)
-        XCTAssertTrue(Float(bitPattern: UInt32(Half.bf16Bits(.nan)) << 16).isNaN)
-        var vector = [Float](repeating: 0, count: 32)
-        vector[3] = .nan; vector[4] = Float(bitPattern: 0x3F81_8000); vector[5] = -.infinity
-        var out = [UInt16](repeating: 0, count: 32)
-        out.withUnsafeMutableBytes { Half.f32ToBF16(vector, $0.baseAddress!, 32) }
-        XCTAssertEqual(out[4], 0x3F82)
-        XCTAssertEqual(out[5], 0xFF80)
-        XCTAssertTrue(Float(bitPattern: UInt32(out[3]) << 16).isNaN)
+    /// A header of odd length puts 16-bit data at odd addresses; the reader must still convert it.
+    func testMisalignedSixteenBitTensors() throws {
+        let count = 5000
+        let f16: [UInt16] = (0..<count).map { UInt16(truncatingIfNeeded: $0 &* 7919) & 0xBBFF }
+        let bf16: [UInt16] = (0..<count).map { UInt16(truncatingIfNeeded: $0 &* 104_729) & 0xBF7F }
+        let json = #"{"a":{"dtype":"F16","shape":[5000],"data_offsets":[0,10000]},"b":{"dtype":"BF16","shape":[5000],"data_offsets":[10000,20000]}} "#
+        XCTAssertEqual(json.utf8.count % 2, 1)
+        try Data(hostile(json) + bytes(f16) + bytes(bf16)).write(to: URL(fileURLWithPath: path("odd.safetensors")))
+        let file = try SafeTensorsFile(path: path("odd.safetensors"))
+        var expectedA = [Float](repeating: 0, count: count), expectedB = expectedA
+        convertF16ToF32(f16, &expectedA, count: count)
+        convertBF16ToF32(bf16, &expectedB, count: count)
+        XCTAssertEqual(try file.tensor("a").scalars, expectedA)
+        XCTAssertEqual(try file.tensor("b").scalars, expectedB)
     }
 
     func testWriterLeavesNoTemporaryFilesAndReplacesAtomically() throws {

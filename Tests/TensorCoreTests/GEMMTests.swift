@@ -101,6 +101,7 @@ final class GEMMTests: XCTestCase {
         for (alpha, beta) in [(Float(2.5), Float(0)), (1, 1), (-0.5, 0.75), (0, 2), (1.5, -1)] {
             check(transA: false, transB: false, m: 29, n: 70, k: 19, alpha: alpha, beta: beta)
             check(transA: true, transB: true, m: 13, n: 33, k: 7, alpha: alpha, beta: beta)
+            check(transA: false, transB: true, m: 5, n: 70, k: 40, alpha: alpha, beta: beta)   // computed as Cᵀ
         }
         check(transA: false, transB: false, m: 5, n: 9, k: 0, alpha: 1, beta: 0.5)
     }
@@ -128,6 +129,22 @@ final class GEMMTests: XCTestCase {
             check(transA: true, transB: false, m: 10, n: 1000, k: 450)
             check(transA: true, transB: true, m: 130, n: 100, k: 400)       // packed A, two K blocks
             check(transA: false, transB: true, m: 40, n: 1100, k: 400)      // 6x64, two N and two K blocks
+        }
+    }
+
+    func testChunksCoverEveryIndexOnce() {
+        for (count, workers) in [(0, 2), (1, 2), (7, 2), (100, 2), (100, 3), (5, 1)] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+            hits.initialize(repeating: 0, count: max(count, 1))
+            defer { hits.deallocate() }
+            let lock = NSLock()
+            Parallel.forChunks(count: count, workers: workers) { w, range in
+                XCTAssertTrue(w >= 0 && w < max(1, workers))
+                lock.lock()
+                for i in range { hits[i] += 1 }
+                lock.unlock()
+            }
+            for i in 0..<count { XCTAssertEqual(hits[i], 1, "count \(count) workers \(workers) index \(i)") }
         }
     }
 

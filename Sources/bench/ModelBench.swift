@@ -1,0 +1,158 @@
+// ModelBench: the `unet` and `vae` suites. Builds a model from a named config with seeded random
+// weights, times whole forward passes without gradient recording (median of `--repeat` runs), and prints
+// time, GFLOP/s (analytic count: convolutions, linear layers and attention QKᵀ/PV) and peak RSS.
+// bench/torch_models.py runs the same shapes through diffusers for the side-by-side ratio.
+import Autograd
+import DiffusionModels
+import Foundation
+import NN
+import TensorCore
+
+/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]`.
+func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
+
+/// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
+func runVAEBench(_ args: [String]) { runModelBench(args, vaeBench) }
+
+private func runModelBench(_ args: [String], _ body: (BenchArguments) throws -> Void) {
+    let a = BenchArguments(args)
+    do {
+        try Parallel.$maxThreads.withValue(a.int("--threads") ?? Parallel.maxThreads) { try body(a) }
+    } catch {
+        FileHandle.standardError.write("bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+}
+
+struct BenchArguments {
+    let args: [String]
+    init(_ args: [String]) { self.args = args }
+    func string(_ flag: String) -> String? {
+        args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
+    }
+    func int(_ flag: String) -> Int? { string(flag).flatMap(Int.init) }
+}
+
+private func unetBench(_ a: BenchArguments) throws {
+    let name = a.string("--config") ?? "sd15"
+    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "tiny": .tiny]
+    guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
+    let batch = a.int("--batch") ?? 2, size = a.int("--size") ?? config.sampleSize ?? 64
+    let tokens = a.int("--tokens") ?? 77, repeats = a.int("--repeat") ?? 1
+    let flops = FLOPCount.unet(config, batch: batch, size: size, tokens: tokens)
+    if a.args.contains("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
+    var unet: UNet2DConditionModel!
+    let setup = timeOnce {
+        unet = UNet2DConditionModel(config: config)
+        randomize(unet, seed: 1)
+        unet.eval()
+    }
+    print(String(format: "setup (build + random weights) %.1f s", setup))
+    var random = PhiloxRandom(seed: 2)
+    let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
+    let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    let times = try (0..<repeats).map { _ in
+        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+    }
+    report("unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])",
+           flops: flops, times: times)
+}
+
+private func vaeBench(_ a: BenchArguments) throws {
+    let name = a.string("--config") ?? "sd15"
+    let configs: [String: AutoencoderKLConfig] = ["sd15": .sd15, "tiny": .tiny]
+    guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
+    let batch = a.int("--batch") ?? 1, size = a.int("--size") ?? 64, repeats = a.int("--repeat") ?? 1
+    let f = config.downsamplingFactor
+    if a.args.contains("--count") {
+        return report("vae \(name) decode \(size)×\(size) / encode \(size * f)×\(size * f), batch \(batch)",
+                      flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: [],
+                      encoder: FLOPCount.vaeEncoder(config, batch: batch, size: size * f))
+    }
+    let vae = AutoencoderKL(config: config)
+    randomize(vae, seed: 1)
+    vae.eval()
+    var random = PhiloxRandom(seed: 2)
+    if a.args.contains("--encode") {
+        let image = Variable(random.normal(shape: [batch, size * f, size * f, config.inChannels]))
+        let times = try (0..<repeats).map { _ in
+            try timeThrowing { _ = try withNoGrad { try vae.encode(image) } }
+        }
+        report("vae \(name) encode batch \(batch) \(size * f)×\(size * f) → \(size)×\(size)×\(config.latentChannels)",
+               flops: FLOPCount.vaeEncoder(config, batch: batch, size: size * f), times: times)
+    } else {
+        let latent = Variable(random.normal(shape: [batch, size, size, config.latentChannels]))
+        let times = try (0..<repeats).map { _ in
+            try timeThrowing { _ = try withNoGrad { try vae.decode(latent) } }
+        }
+        report("vae \(name) decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
+               flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: times)
+    }
+}
+
+enum ModelBenchError: Error, CustomStringConvertible {
+    case unknownConfig(String, [String])
+    var description: String {
+        switch self {
+        case let .unknownConfig(name, known): return "unknown --config '\(name)'; known: \(known.joined(separator: ", "))"
+        }
+    }
+}
+
+/// Seeded N(0, 1/fan-in) weights, small biases, norms left at γ = 1, β = 0: activations stay O(1).
+/// Weights cycle through one pool of 2²⁰ normal draws (drawing 860 M values would dominate the run).
+private func randomize(_ model: Module, seed: UInt64) {
+    var random = PhiloxRandom(seed: seed)
+    let pool = random.normal(shape: [1 << 20])
+    var offset = 0
+    func fill(_ v: Variable, std: Float) {
+        v.value = Tensor(shape: v.shape) { out in
+            pool.withUnsafeBufferPointer { p in
+                for i in out.indices { out[i] = std * p[(offset + i) & (p.count - 1)] }
+            }
+        }
+        offset += 7919
+    }
+    for (_, m) in model.namedModules() {
+        if let conv = m as? Conv2d {
+            let w = conv.weight.shape                                      // [kh, kw, Cin, Cout]
+            fill(conv.weight, std: 1 / Float(w[0] * w[1] * w[2]).squareRoot())
+            if let b = conv.bias { fill(b, std: 0.01) }
+        } else if let linear = m as? Linear {
+            fill(linear.weight, std: 1 / Float(linear.inFeatures).squareRoot())
+            if let b = linear.bias { fill(b, std: 0.01) }
+        }
+    }
+}
+
+private func timeThrowing(_ body: () throws -> Void) throws -> Double {
+    var failure: Error?
+    let t = timeOnce { do { try body() } catch { failure = error } }
+    if let failure { throw failure }
+    return t
+}
+
+/// Peak resident set size of this process in bytes (Linux `ru_maxrss` is in KiB).
+private func peakRSSBytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) * 1024
+}
+
+/// Prints time, GFLOP/s and peak RSS; with no times (`--count`) only the FLOP counts.
+private func report(_ label: String, flops: FLOPCount, times: [Double], encoder: FLOPCount? = nil) {
+    print(label)
+    guard !times.isEmpty else {
+        for (name, f) in [("", flops)] + (encoder.map { [("encoder ", $0)] } ?? []) {
+            print(String(format: "  %@%.1f GFLOP (conv %.1f, linear %.1f, attention %.1f)",
+                         name, f.total / 1e9, f.conv / 1e9, f.linear / 1e9, f.attention / 1e9))
+        }
+        return
+    }
+    let t = median(times)
+    print(String(format: "  time %.3f s (median of %d: %@)", t, times.count,
+                 times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+    print(String(format: "  %.1f GFLOP (conv %.1f, linear %.1f, attention %.1f) → %.1f GFLOP/s",
+                 flops.total / 1e9, flops.conv / 1e9, flops.linear / 1e9, flops.attention / 1e9, flops.total / t / 1e9))
+    print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+}
