@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "AdaptersTests",
-                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "Adapters"],
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "CLIPText", "Adapters"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

@@ -133,12 +133,6 @@ private func timeThrowing(_ body: () throws -> Void) throws -> Double {
 }
 
 /// Peak resident set size of this process in bytes (Linux `ru_maxrss` is in KiB).
-private func peakRSSBytes() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) * 1024
-}
-
 /// Prints time, GFLOP/s and peak RSS; with no times (`--count`) only the FLOP counts.
 private func report(_ label: String, flops: FLOPCount, times: [Double], encoder: FLOPCount? = nil) {
     print(label)

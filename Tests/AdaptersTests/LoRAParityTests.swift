@@ -4,6 +4,7 @@
 // projections and the stride-2 downsampler; "b" has another rank and alpha. Tolerance: 1e-4 of scale.
 import Adapters
 import Autograd
+import CLIPText
 import DiffusionModels
 import NN
 import SafeTensors
@@ -66,6 +67,29 @@ final class LoRAParityTests: XCTestCase {
         adapters.unfuse()
         XCTAssertEqual(snapshot(unet), before, "unfuse restores every base weight exactly")
         try assertClose(g.runUNet(unet), g.tensor("unet_ab"), "unfused again")
+    }
+
+    func testTextEncoderAdaptersMatchPEFT() throws {
+        let g = try Goldens()
+        for format in ["diffusers", "kohya"] {
+            let clip = try loadTinyCLIP(), unet = try loadTinyUNet()
+            let set = AdapterSet(unet: unet, textEncoder: clip)
+            let accounting = try set.load(LoRAFile(contentsOf: adapterFixture("a.\(format).safetensors")), name: "a")
+            XCTAssertEqual(accounting.unmatched, [], format)
+            XCTAssertEqual(accounting.modulesWithoutAdapter, [], format)
+            try assertClose(g.runTextEncoder(clip), g.tensor("te_a"), "text encoder a (\(format)) at 1.0")
+            try set.setWeight("a", unet: 0.7, textEncoder: 0.7)
+            try set.load(LoRAFile(contentsOf: adapterFixture("b.\(format).safetensors")), name: "b", unetWeight: 0.3, textEncoderWeight: 0.3)
+            try assertClose(g.runTextEncoder(clip), g.tensor("te_ab"), "text encoder a 0.7 + b 0.3 (\(format))")
+            try assertClose(g.runUNet(unet), g.tensor("unet_ab"), "UNet beside it (\(format))")
+            try set.fuse()
+            try assertClose(g.runTextEncoder(clip), g.tensor("te_fused"), "text encoder fused (\(format))")
+            set.unfuse()
+            try set.setWeight("a", unet: nil, textEncoder: 0)
+            try set.setWeight("b", unet: nil, textEncoder: 0)
+            try assertClose(g.runTextEncoder(clip), g.tensor("te_base"), "text-encoder weights 0, UNet weights kept")
+            try assertClose(g.runUNet(unet), g.tensor("unet_ab"), "UNet unaffected by text-encoder weights")
+        }
     }
 
     func testTextEncoderKeysResolveAgainstCLIPLayout() throws {

@@ -2,6 +2,7 @@
 // Tests/Reference/make_lora_goldens.py), model loading and scale-aware comparison.
 import Adapters
 import Autograd
+import CLIPText
 import DiffusionModels
 import Foundation
 import NN
@@ -26,6 +27,15 @@ func loadTinyUNet(_ name: String = "unet_sd1") throws -> UNet2DConditionModel {
     return unet
 }
 
+/// The tiny SD-1 CLIP text encoder (checkpoint with `text_model.`; our paths have none).
+func loadTinyCLIP() throws -> CLIPTextModel {
+    let folder = testsPath("CLIPTextTests/Fixtures/clip_sd1_quick_gelu")
+    let model = try CLIPTextModel(config: CLIPTextConfig(contentsOf: URL(fileURLWithPath: folder + "/config.json")))
+    try model.loadCheckpoint(SafeTensorsFile(path: folder + "/model.safetensors").loadAll())
+    model.eval()
+    return model
+}
+
 /// The golden inputs and outputs of make_lora_goldens.py.
 struct Goldens {
     let file: SafeTensorsFile
@@ -37,6 +47,13 @@ struct Goldens {
         let sample = Variable(try FeatureLayout.nhwc(fromNCHW: tensor("unet_sample")))
         let context = Variable(try tensor("unet_context"))
         return try withNoGrad { try unet(sample, timesteps: [500, 500], context: context) }.value
+    }
+
+    /// The text encoder's last hidden state on the golden ids.
+    func runTextEncoder(_ model: CLIPTextModel) throws -> Tensor {
+        let t = try tensor("te_input_ids")
+        let ids = (0..<t.shape[0]).map { i in (0..<t.shape[1]).map { Int(t.scalars[i * t.shape[1] + $0]) } }
+        return try withNoGrad { try model(ids) }.lastHiddenState.value
     }
 }
 
