@@ -17,7 +17,7 @@ final class LoRAParityTests: XCTestCase {
         let adapters = AdapterSet(unet: unet, textEncoder: nil)
         for (name, w) in files {
             let accounting = try adapters.load(LoRAFile(contentsOf: adapterFixture(name)), name: name, unetWeight: w)
-            print(accounting.report.split(separator: "\n").first ?? "")
+            print(accounting.report.split(separator: "\n").first.map(String.init) ?? "")
             XCTAssertTrue(accounting.unmatched.allSatisfy { $0.contains("text") || $0.hasPrefix("lora_te_") },
                           "only text-encoder keys are unmatched without a text encoder")
         }
@@ -67,6 +67,20 @@ final class LoRAParityTests: XCTestCase {
         adapters.unfuse()
         XCTAssertEqual(snapshot(unet), before, "unfuse restores every base weight exactly")
         try assertClose(g.runUNet(unet), g.tensor("unet_ab"), "unfused again")
+    }
+
+    /// `lora merge --into-base`: adapters baked into the state dict load as a plain UNet that matches fused PEFT.
+    func testFusingIntoAStateDictMatchesPEFT() throws {
+        let g = try Goldens()
+        let folder = testsPath("DiffusionModelsTests/Fixtures/unet_sd1")
+        var weights = try SafeTensorsFile(path: folder + "/diffusion_pytorch_model.safetensors").loadAll()
+        let index = ModuleIndex(component: .unet, stateDictShapes: weights.mapValues(\.shape))
+        let a = try LoRAFile(contentsOf: adapterFixture("a.kohya.safetensors")).resolve(against: [index])
+        let b = try LoRAFile(contentsOf: adapterFixture("b.diffusers.safetensors")).resolve(against: [index])
+        try LoRAAlgebra.fuse(into: &weights, [(a, 0.7), (b, 0.3)], component: .unet)
+        let unet = try loadTinyUNet()
+        try unet.load(stateDict: weights)
+        try assertClose(g.runUNet(unet), g.tensor("unet_fused"), "state dict with a 0.7 + b 0.3 baked in")
     }
 
     func testTextEncoderAdaptersMatchPEFT() throws {
