@@ -22,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "lora", targets: ["lora"]),
+        .executable(name: "generate", targets: ["generate"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -41,9 +42,18 @@ let package = Package(
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], swiftSettings: language + cpuFlags),
 
+        // MARK: - Pipeline and command line
+        .target(name: "Pipeline",
+                dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
+                               "DiffusionModels"],
+                swiftSettings: language + kernelFlags),
+        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
+                swiftSettings: language + cpuFlags),
+
         // MARK: - Executables
         .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
                           swiftSettings: language + cpuFlags),
+        .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
                                                 "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
@@ -61,6 +71,9 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "DiffusionModelsTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "PipelineTests",
+                    dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),

@@ -109,6 +109,20 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
     case dpmpp2m = "dpm++2m"
     case dpmpp2mSDE = "dpm++2m_sde"
 
+    /// Parses a user-typed name: the raw values, case-insensitive, plus common spellings from other
+    /// tools (`euler_ancestral`, `k_euler_a`, `dpmpp_2m`, `dpmpp_2m_sde`, `plms`, …).
+    public init?(userName: String) {
+        let key = userName.lowercased().replacingOccurrences(of: "-", with: "_")
+        let stripped = key.hasPrefix("k_") ? String(key.dropFirst(2)) : key
+        let aliases: [String: SamplerKind] = [
+            "euler_ancestral": .eulerAncestral, "plms": .pndm,
+            "dpmpp_2m": .dpmpp2m, "dpmpp2m": .dpmpp2m, "dpm++_2m": .dpmpp2m,
+            "dpmpp_2m_sde": .dpmpp2mSDE, "dpmpp2m_sde": .dpmpp2mSDE, "dpm++_2m_sde": .dpmpp2mSDE,
+        ]
+        guard let kind = SamplerKind(rawValue: stripped) ?? aliases[stripped] else { return nil }
+        self = kind
+    }
+
     /// Name in A1111's `parameters` text ("DPM++ 2M", "Euler a", …).
     public var displayName: String {
         switch self {

@@ -97,6 +97,14 @@ final class SamplerBehaviourTests: XCTestCase {
         XCTAssertEqual(nhwc.normal([7]).scalars, plain.randn([7]).scalars)
     }
 
+    func testSamplerNamesParse() {
+        for kind in SamplerKind.allCases { XCTAssertEqual(SamplerKind(userName: kind.rawValue.uppercased()), kind) }
+        XCTAssertEqual(SamplerKind(userName: "k_euler_a"), .eulerAncestral)
+        XCTAssertEqual(SamplerKind(userName: "DPMPP_2M_SDE"), .dpmpp2mSDE)
+        XCTAssertEqual(SamplerKind(userName: "plms"), .pndm)
+        XCTAssertNil(SamplerKind(userName: "dpm++3m"))
+    }
+
     func testKarrasSpacingEndsAtTheScheduleExtremes() {
         let s = SigmaSpacing.karras(sigmaMin: 0.03, sigmaMax: 14.6, steps: 10)
         XCTAssertEqual(s.first!, 14.6, accuracy: 1e-9)

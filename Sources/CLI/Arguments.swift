@@ -1,0 +1,121 @@
+// Command-line argument scanning shared by the executables: `--name value`, `--name=value`, boolean
+// `--flag`s and positionals, with typed value parsing. Every problem is a `CommandLineError.usage`.
+
+import Foundation
+
+/// An error the executables turn into one line on stderr and an exit code.
+public enum CommandLineError: Error, CustomStringConvertible, Equatable {
+    /// The command line itself is wrong (unknown option, missing or malformed value): exit code 2.
+    case usage(String)
+    /// The command line is well-formed but cannot be carried out: exit code 1.
+    case failure(String)
+
+    public var description: String {
+        switch self {
+        case .usage(let m): return m
+        case .failure(let m): return m
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .usage: return 2
+        case .failure: return 1
+        }
+    }
+}
+
+/// Scanned arguments: option values by name, flags, positionals, in order.
+public struct ParsedArguments {
+    public private(set) var values: [String: [String]] = [:]
+    public private(set) var flags: Set<String> = []
+    public private(set) var positionals: [String] = []
+
+    /// Scans `arguments` (without the program name). `options` take a value, `flagNames` take none;
+    /// both are spelled without the leading `--`. `--` ends option parsing.
+    public init(_ arguments: [String], options: Set<String>, flagNames: Set<String>) throws {
+        var i = 0
+        var optionsEnded = false
+        while i < arguments.count {
+            let arg = arguments[i]
+            i += 1
+            guard !optionsEnded, arg.hasPrefix("--"), arg.count > 2 else {
+                if arg == "--" && !optionsEnded { optionsEnded = true } else { positionals.append(arg) }
+                continue
+            }
+            let body = arg.dropFirst(2)
+            let name = String(body.prefix(while: { $0 != "=" }))
+            let inline = body.contains("=") ? String(body.drop(while: { $0 != "=" }).dropFirst()) : nil
+            if flagNames.contains(name) {
+                guard inline == nil else { throw CommandLineError.usage("--\(name) takes no value") }
+                flags.insert(name)
+            } else if options.contains(name) {
+                if let inline {
+                    values[name, default: []].append(inline)
+                } else {
+                    guard i < arguments.count else { throw CommandLineError.usage("--\(name) needs a value") }
+                    values[name, default: []].append(arguments[i])
+                    i += 1
+                }
+            } else {
+                let known = (options.union(flagNames)).sorted().map { "--" + $0 }.joined(separator: ", ")
+                throw CommandLineError.usage("unknown option --\(name) (options: \(known))")
+            }
+        }
+    }
+
+    /// The last value given for `name`.
+    public func string(_ name: String) -> String? { values[name]?.last }
+
+    /// Whether `--name` was given (flag or option).
+    public func has(_ name: String) -> Bool { flags.contains(name) || values[name] != nil }
+
+    /// The last value of `name` as an integer within `range`.
+    public func int(_ name: String, in range: ClosedRange<Int> = Int.min...Int.max) throws -> Int? {
+        guard let s = string(name) else { return nil }
+        guard let v = Int(s) else { throw CommandLineError.usage("--\(name) expects an integer, got \"\(s)\"") }
+        guard range.contains(v) else {
+            throw CommandLineError.usage("--\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(v)")
+        }
+        return v
+    }
+
+    /// The last value of `name` as an unsigned 64-bit integer.
+    public func uint64(_ name: String) throws -> UInt64? {
+        guard let s = string(name) else { return nil }
+        guard let v = UInt64(s) else { throw CommandLineError.usage("--\(name) expects an integer ≥ 0, got \"\(s)\"") }
+        return v
+    }
+
+    /// The last value of `name` as a finite number.
+    public func double(_ name: String) throws -> Double? {
+        guard let s = string(name) else { return nil }
+        guard let v = Double(s), v.isFinite else { throw CommandLineError.usage("--\(name) expects a number, got \"\(s)\"") }
+        return v
+    }
+}
+
+/// Runs an executable's body: prints a thrown error as one line `<program>: error: …` on stderr and
+/// returns the exit code (2 for usage errors, 1 otherwise, 0 on success).
+public func runCommand(_ program: String, _ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch let error as CommandLineError {
+        printError("\(program): error: \(error.description)")
+        return error.exitCode
+    } catch {
+        printError("\(program): error: \(oneLine("\(error)"))")
+        return 1
+    }
+}
+
+/// Writes `line` and a newline to stderr.
+public func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// `text` on one line: line breaks become "; ".
+func oneLine(_ text: String) -> String {
+    text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+}

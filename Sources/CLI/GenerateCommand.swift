@@ -1,0 +1,197 @@
+// `generate`: text to PNG images with a diffusers pipeline folder.
+
+import Foundation
+import PNGImage
+import Pipeline
+import Schedulers
+
+public enum GenerateCommand {
+    public static let help = """
+    usage: generate [options] "PROMPT"
+           generate [options] --prompts FILE
+           generate [options] --from-png IMAGE.png
+
+    Generates PNG images from text prompts with a Stable-Diffusion-style model in the diffusers folder
+    layout. Every PNG carries an A1111-style `parameters` text chunk; --from-png re-renders from it.
+
+    options:
+      --pipeline DIR      diffusers pipeline folder (default: the embedded pipelines/toy)
+      --negative TEXT     negative prompt (default: none = unconditional)
+      --steps N           sampler steps (default 20)
+      --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
+      --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m)
+      --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde)
+      --seed N            random seed (default: random, printed)
+      --rng torch|native  torch: the same noise as torch.Generator("cpu").manual_seed(seed) in diffusers;
+                          native: the project's Philox generator (default)
+      --width W, --height H   image size (default: the model's; multiples of 8 for latent models)
+      --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
+      --num-images N      images per prompt, drawn together from one seed (default 1)
+      --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
+      --out DIR           output folder (default outputs/); files are never overwritten
+      --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
+                          options given explicitly override the chunk's values
+      --json              print a JSON summary on stdout
+      --help              this text
+
+    examples:
+      generate "a photo of sks dog"
+      generate --pipeline pipelines/toy --sampler euler_a --steps 30 --seed 42 "a red car on the beach"
+      generate --rng torch --seed 1234 --cfg 7.5 --sampler dpm++2m --karras "a cat in the snow"
+      generate --prompts prompts/animals.txt --num-images 2 --out outputs/animals
+      generate --from-png outputs/20250101-120000-42-a-photo-of-sks-dog.png
+    """
+
+    static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
+                                       "height", "clip-skip", "num-images", "prompts", "out", "from-png"]
+    static let flagNames: Set<String> = ["karras", "json", "help"]
+
+    /// Runs `generate` with `arguments` (without the program name); returns the exit code.
+    public static func main(_ arguments: [String]) -> Int32 {
+        runCommand("generate") { try run(arguments) }
+    }
+
+    static func run(_ arguments: [String]) throws {
+        let args = try ParsedArguments(arguments, options: options, flagNames: flagNames)
+        if args.has("help") {
+            print(help)
+            return
+        }
+        let jobs = try requests(args)
+        let pipelinePath = try pipelineFolder(args.string("pipeline"))
+        let out = try OutputFolder(path: args.string("out") ?? "outputs")
+        let model = try StableDiffusionModel(path: pipelinePath)
+        let pipeline = TextToImage(model: model)
+        let resolved = try jobs.map { (try pipeline.resolve($0.parameters), $0.keep) }
+        var written: [[String: Any]] = []
+        let clock = Date()
+        for (index, (parameters, keep)) in resolved.enumerated() {
+            printError("generate: seed \(parameters.seed), prompt \(index + 1)/\(resolved.count): \(parameters.prompt)")
+            let reporter = ProgressReporter(label: "prompt \(index + 1)/\(resolved.count)")
+            let images = try pipeline.generate(parameters) { reporter.update(step: $0.step, total: $0.total, elapsed: $0.elapsed) }
+            for (position, generated) in images.enumerated() where keep == nil || keep == position {
+                let bytes = try PNG.encode(generated.image, text: [PNGTextChunk(keyword: ParametersText.keyword,
+                                                                                text: generated.info.text)])
+                let path = try out.writeNew(bytes, baseName: OutputFolder.baseName(date: Date(), seed: parameters.seed,
+                                                                                   prompt: PromptAdapters.extract(from: parameters.prompt).prompt))
+                printError("generate: wrote \(path)")
+                written.append(summary(path: path, generated.info))
+            }
+        }
+        if args.has("json") {
+            let object: [String: Any] = ["model": model.name, "model_hash": try model.modelHash(),
+                                         "seconds": Date().timeIntervalSince(clock), "images": written]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    /// A job: the parameters and, for --from-png, the batch position to keep.
+    struct Job {
+        var parameters: GenerationParameters
+        var keep: Int?
+    }
+
+    /// The runs the command line asks for, checked before any model is loaded.
+    static func requests(_ args: ParsedArguments) throws -> [Job] {
+        if let png = args.string("from-png") {
+            guard args.positionals.isEmpty, !args.has("prompts") else {
+                throw CommandLineError.usage("--from-png takes no prompt and no --prompts")
+            }
+            let info = try parameters(fromPNG: png)
+            return [Job(parameters: try overridden(info.parameters, args, defaultSeed: info.parameters.seed),
+                        keep: info.batchPosition)]
+        }
+        guard args.positionals.count <= 1 else {
+            throw CommandLineError.usage("one prompt per run, got \(args.positionals.count) (quote the prompt, or use --prompts)")
+        }
+        var prompts = args.positionals
+        if let file = args.string("prompts") {
+            guard prompts.isEmpty else { throw CommandLineError.usage("give either a prompt or --prompts, not both") }
+            prompts = try readPrompts(file)
+        }
+        guard !prompts.isEmpty else { throw CommandLineError.usage("no prompt given (see generate --help)") }
+        let seed = try args.uint64("seed") ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        return try prompts.map { Job(parameters: try overridden(GenerationParameters(prompt: $0), args, defaultSeed: seed), keep: nil) }
+    }
+
+    /// `base` with every option given on the command line applied.
+    static func overridden(_ base: GenerationParameters, _ args: ParsedArguments, defaultSeed: UInt64) throws -> GenerationParameters {
+        var p = base
+        let (cleaned, tagged) = PromptAdapters.extract(from: p.prompt)
+        let adapters = p.adapters.isEmpty ? tagged : p.adapters
+        guard adapters.isEmpty else {
+            throw CommandLineError.failure("the run asks for adapters (\(adapters.map(\.name).joined(separator: ", "))) "
+                + "but generate cannot apply adapters yet; remove the <lora:…> tags from \"\(cleaned)\"")
+        }
+        if let v = args.string("negative") { p.negativePrompt = v }
+        if let v = try args.int("steps", in: 1...1000) { p.steps = v }
+        if let v = try args.double("cfg") { p.guidanceScale = v }
+        if let name = args.string("sampler") {
+            guard let kind = SamplerKind(userName: name) else {
+                throw CommandLineError.failure("unknown sampler \"\(name)\" (valid: "
+                    + SamplerKind.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+            }
+            p.sampler = kind
+        }
+        if args.has("karras") { p.karras = true }
+        p.seed = try args.uint64("seed") ?? defaultSeed
+        if let v = args.string("rng") {
+            guard let kind = RandomSourceKind(rawValue: v) else {
+                throw CommandLineError.usage("--rng must be torch or native, got \"\(v)\"")
+            }
+            p.rng = kind
+        }
+        if let v = try args.int("width", in: 1...16384) { p.width = v }
+        if let v = try args.int("height", in: 1...16384) { p.height = v }
+        if let v = try args.int("clip-skip", in: 0...64) { p.clipSkip = v }
+        if let v = try args.int("num-images", in: 1...64) { p.numImages = v }
+        return p
+    }
+
+    /// The `parameters` chunk of a PNG file.
+    static func parameters(fromPNG path: String) throws -> ParametersText {
+        let decoded = try PNG.read(path: path)
+        guard let chunk = decoded.text.first(where: { $0.keyword == ParametersText.keyword }) else {
+            throw CommandLineError.failure("\(path) has no \"parameters\" text chunk")
+        }
+        return try ParametersText(parsing: chunk.text)
+    }
+
+    /// Prompts of a prompts file: one per line, blank lines and `#` comments skipped.
+    static func readPrompts(_ path: String) throws -> [String] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CommandLineError.failure("cannot read prompts file \(path): \(error.localizedDescription)")
+        }
+        let prompts = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !prompts.isEmpty else { throw CommandLineError.failure("prompts file \(path) has no prompts") }
+        return prompts
+    }
+
+    /// The pipeline folder: the option's, or the embedded default `pipelines/toy` looked up in the
+    /// working directory and beside the executable's checkout.
+    static func pipelineFolder(_ option: String?) throws -> String {
+        if let option { return option }
+        let executable = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                             ?? CommandLine.arguments[0])
+        let candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                          executable.deletingLastPathComponent().appendingPathComponent("../.."),
+                          executable.deletingLastPathComponent().appendingPathComponent("../../..")]
+            .map { $0.appendingPathComponent("pipelines/toy").standardizedFileURL.path }
+        for c in candidates where FileManager.default.fileExists(atPath: c + "/model_index.json") { return c }
+        throw CommandLineError.failure("no --pipeline given and the default pipeline pipelines/toy does not exist "
+            + "(looked in \(Array(Set(candidates)).sorted().joined(separator: ", "))); pass --pipeline DIR (a diffusers folder)")
+    }
+
+    static func summary(path: String, _ info: ParametersText) -> [String: Any] {
+        let p = info.parameters
+        return ["path": path, "prompt": p.prompt, "negative_prompt": p.negativePrompt, "seed": p.seed,
+                "steps": p.steps, "cfg": p.guidanceScale, "sampler": p.sampler.rawValue, "karras": p.karras ?? false,
+                "rng": p.rng.rawValue, "width": p.width ?? 0, "height": p.height ?? 0, "clip_skip": p.clipSkip,
+                "batch_position": info.batchPosition, "parameters": info.text]
+    }
+}

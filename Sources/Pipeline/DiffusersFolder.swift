@@ -1,0 +1,148 @@
+// DiffusersFolder: the on-disk layout of a diffusers pipeline folder (what `save_pretrained` writes).
+//
+//     model_index.json                        component name → [library, class] (null for absent ones)
+//     scheduler/scheduler_config.json
+//     text_encoder/config.json + model.safetensors
+//     tokenizer/vocab.json + merges.txt (+ tokenizer_config.json, special_tokens_map.json)
+//     unet/config.json + diffusion_pytorch_model.safetensors
+//     vae/config.json + diffusion_pytorch_model.safetensors   (absent: a pixel-space model)
+//
+// Weights may also be the `.fp16.safetensors` variants. Pickled weights (`.bin`, `.ckpt`, `.pt`, `.pth`)
+// are refused: unpickling runs arbitrary code. Only this file knows the layout.
+
+import Foundation
+
+/// Errors of folder loading, requests and the `parameters` text; each names the file or value at fault.
+public enum PipelineError: Error, CustomStringConvertible {
+    /// The pipeline folder itself does not exist or is not a folder.
+    case missingFolder(path: String)
+    /// A file a component needs is absent; names the component folder and the file.
+    case missingComponent(component: String, folder: String, file: String)
+    /// A component's weights exist only as a pickle.
+    case pickleRefused(path: String)
+    /// A file exists but cannot be used.
+    case invalidFile(path: String, reason: String)
+    /// Loading a component failed; `underlying` keeps the key path and shapes of strict loading.
+    case componentLoad(component: String, path: String, underlying: Error)
+    /// A generation request that cannot be run (sizes, steps, …).
+    case invalidRequest(String)
+    /// A `parameters` text that cannot be parsed.
+    case invalidParameters(String)
+
+    public var description: String {
+        switch self {
+        case .missingFolder(let path):
+            return "pipeline folder \(path) does not exist or is not a folder"
+        case .missingComponent(let component, let folder, let file):
+            return "pipeline folder \(folder): component \(component) is missing \(file)"
+        case .pickleRefused(let path):
+            return "\(path): pickled weights are refused (loading a pickle can run arbitrary code); "
+                + "convert them to .safetensors"
+        case .invalidFile(let path, let reason):
+            return "\(path): \(reason)"
+        case .componentLoad(let component, let path, let underlying):
+            return "cannot load \(component) from \(path): \(underlying)"
+        case .invalidRequest(let message):
+            return "invalid request: \(message)"
+        case .invalidParameters(let message):
+            return "invalid parameters text: \(message)"
+        }
+    }
+}
+
+/// A diffusers pipeline folder: resolves component files and refuses what cannot be loaded safely.
+public struct DiffusersFolder: Sendable {
+    /// The folder.
+    public let url: URL
+    /// `model_index.json`'s components: name → (library, class), nil for components set to null.
+    public let components: [String: (library: String, className: String)?]
+
+    /// Weight file names tried in each component folder, in order of preference.
+    static let weightNames = ["diffusion_pytorch_model.safetensors", "model.safetensors",
+                              "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"]
+    static let pickleExtensions = ["bin", "ckpt", "pt", "pth", "pkl"]
+
+    /// Opens `path`; `model_index.json` is required.
+    public init(path: String) throws {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw PipelineError.missingFolder(path: path)
+        }
+        url = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+        let indexURL = url.appendingPathComponent("model_index.json")
+        guard FileManager.default.fileExists(atPath: indexURL.path) else {
+            throw PipelineError.missingComponent(component: "pipeline", folder: url.path, file: "model_index.json")
+        }
+        components = try Self.readIndex(indexURL)
+    }
+
+    /// The folder's last path component (A1111's `Model:` field).
+    public var name: String { url.lastPathComponent }
+
+    /// Whether `model_index.json` names the component with a class (not null, not absent).
+    public func names(_ component: String) -> Bool {
+        guard let entry = components[component] else { return false }
+        return entry != nil
+    }
+
+    /// `<component>/<file>`, which must exist.
+    public func file(_ component: String, _ file: String) throws -> URL {
+        let u = url.appendingPathComponent(component).appendingPathComponent(file)
+        guard FileManager.default.fileExists(atPath: u.path) else {
+            throw PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/\(file)")
+        }
+        return u
+    }
+
+    /// The component folder, which must exist.
+    public func folder(_ component: String) throws -> URL {
+        let u = url.appendingPathComponent(component, isDirectory: true)
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: u.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/")
+        }
+        return u
+    }
+
+    /// The component's safetensors weights: full precision first, then the `.fp16` variant. A folder
+    /// with only pickled weights is refused; one with none names the file it expected.
+    public func weights(_ component: String) throws -> URL {
+        let dir = try folder(component)
+        for name in Self.weightNames {
+            let u = dir.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: u.path) { return u }
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        if let pickle = entries.sorted().first(where: { Self.pickleExtensions.contains(($0 as NSString).pathExtension) }) {
+            throw PipelineError.pickleRefused(path: dir.appendingPathComponent(pickle).path)
+        }
+        if let index = entries.first(where: { $0.hasSuffix(".safetensors.index.json") }) {
+            throw PipelineError.invalidFile(path: dir.appendingPathComponent(index).path,
+                                            reason: "sharded weights are not supported; merge the shards into one file")
+        }
+        let expected = component == "text_encoder" ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
+        throw PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/\(expected)")
+    }
+
+    private static func readIndex(_ url: URL) throws -> [String: (library: String, className: String)?] {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+        } catch {
+            throw PipelineError.invalidFile(path: url.path, reason: "not valid JSON (\(error.localizedDescription))")
+        }
+        guard let dict = object as? [String: Any] else {
+            throw PipelineError.invalidFile(path: url.path, reason: "top level is not a JSON object")
+        }
+        var out: [String: (library: String, className: String)?] = [:]
+        for (key, value) in dict where !key.hasPrefix("_") {
+            guard let pair = value as? [Any], pair.count == 2 else { continue }
+            if let library = pair[0] as? String, let className = pair[1] as? String {
+                out[key] = (library, className)
+            } else {
+                out[key] = .some(nil)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,112 @@
+// What one text-to-image run is asked to do, and the adapters (LoRA) it carries.
+
+import Foundation
+import Schedulers
+
+/// Which generator draws the initial latents and every sampler noise.
+public enum RandomSourceKind: String, CaseIterable, Codable, Sendable {
+    /// The project's Philox4x32-10 stream (`PhiloxRandom`): same seed → same picture on every thread count.
+    case native
+    /// `torch.randn(…, generator=torch.Generator("cpu").manual_seed(seed))` in diffusers' draw order:
+    /// the same seed and settings give the picture diffusers gives.
+    case torch
+}
+
+/// An adapter applied to the models for a run (e.g. a LoRA file). The pipeline records it in the
+/// PNG's `parameters` text (`Lora hashes`); applying it to the models is the adapters' own code's job.
+public struct AdapterReference: Equatable, Codable, Sendable {
+    /// The adapter's name (its file name without extension, as `<lora:name:weight>` spells it).
+    public var name: String
+    /// Multiplier of the adapter's α/r scale.
+    public var weight: Double
+    /// Short SHA-256 of the adapter file (A1111 prints 12 hex digits), when known.
+    public var hash: String?
+
+    public init(name: String, weight: Double = 1, hash: String? = nil) {
+        self.name = name
+        self.weight = weight
+        self.hash = hash
+    }
+}
+
+/// Parameters of one text-to-image run. Defaults are documented per field; `nil` means "from the model".
+public struct GenerationParameters: Equatable, Codable, Sendable {
+    public var prompt: String
+    /// Empty: the unconditional embedding `encode("")`.
+    public var negativePrompt: String
+    /// Sampler steps (default 20).
+    public var steps: Int
+    /// Classifier-free guidance scale g (default 7.5); g ≤ 1 runs without guidance, as diffusers does.
+    public var guidanceScale: Double
+    /// Default `dpm++2m`.
+    public var sampler: SamplerKind
+    /// Karras σ spacing; nil: the scheduler config's `use_karras_sigmas` where the sampler supports it.
+    public var karras: Bool?
+    public var seed: UInt64
+    /// Default `.native`.
+    public var rng: RandomSourceKind
+    /// Image size in pixels; nil: the UNet's `sample_size` times the VAE's downsampling factor.
+    public var width: Int?
+    public var height: Int?
+    /// Text-encoder layers skipped from the end, diffusers' `clip_skip` (0: last layer; A1111's
+    /// "Clip skip: 2" is 1 here).
+    public var clipSkip: Int
+    /// Images drawn together from one seed (diffusers' `num_images_per_prompt`).
+    public var numImages: Int
+    /// DDIM's η (0: deterministic).
+    public var eta: Double
+    /// Adapters active for this run, recorded in the PNG text.
+    public var adapters: [AdapterReference]
+
+    public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = 7.5,
+                sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
+                width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
+                adapters: [AdapterReference] = []) {
+        self.prompt = prompt
+        self.negativePrompt = negativePrompt
+        self.steps = steps
+        self.guidanceScale = guidanceScale
+        self.sampler = sampler
+        self.karras = karras
+        self.seed = seed
+        self.rng = rng
+        self.width = width
+        self.height = height
+        self.clipSkip = clipSkip
+        self.numImages = numImages
+        self.eta = eta
+        self.adapters = adapters
+    }
+}
+
+/// `<lora:name:weight>` tags inside a prompt (A1111 and stable-diffusion.cpp syntax).
+public enum PromptAdapters {
+    /// The prompt without its adapter tags (whitespace around them collapsed) and the adapters they name,
+    /// in order. A tag without a weight means weight 1; a malformed tag is left in the text.
+    public static func extract(from prompt: String) -> (prompt: String, adapters: [AdapterReference]) {
+        var text = ""
+        var adapters: [AdapterReference] = []
+        var rest = Substring(prompt)
+        while let open = rest.range(of: "<lora:") {
+            text += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: ">") else {
+                text += rest[open.lowerBound...]
+                rest = ""
+                break
+            }
+            let body = rest[open.upperBound..<close]
+            let parts = body.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count == 1, !parts[0].isEmpty {
+                adapters.append(AdapterReference(name: String(parts[0])))
+            } else if parts.count == 2, !parts[0].isEmpty, let w = Double(parts[1]) {
+                adapters.append(AdapterReference(name: String(parts[0]), weight: w))
+            } else {
+                text += rest[open.lowerBound...close]
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        text += rest
+        let collapsed = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        return (collapsed.replacingOccurrences(of: " ,", with: ","), adapters)
+    }
+}

@@ -1,0 +1,92 @@
+// Parity of TextToImage with diffusers' StableDiffusionPipeline on the tiny random-weight model.
+// Goldens: Tests/Reference/make_pipeline_goldens.py (run with /root/refenv/bin/python).
+import DiffusionModels
+import PNGImage
+import Pipeline
+import SafeTensors
+import Schedulers
+import TensorCore
+import XCTest
+
+final class PipelineParityTests: XCTestCase {
+    static let loaded: Result<StableDiffusionModel, Error> = Result { try StableDiffusionModel(path: fixturePath("tiny-sd")) }
+
+    func model() throws -> StableDiffusionModel { try Self.loaded.get() }
+
+    func testTokenizerMatchesTransformers() throws {
+        let ids = try model().tokenizer.encode(Golden.prompt).ids
+        XCTAssertEqual(Array(ids.prefix(Golden.promptIDs.count)), Golden.promptIDs)
+    }
+
+    /// Final latents with injected initial noise (REFERENCE fact 10: within 1e-4 of the golden's scale).
+    func testFinalLatentsMatchDiffusers() throws {
+        let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
+        let initial = try FeatureLayout.nhwc(fromNCHW: goldens.tensor("init_latents"))
+        let cases: [(String, SamplerKind, Bool, String, Int)] = [
+            ("euler", .euler, false, Golden.negative, 0), ("ddim", .ddim, false, Golden.negative, 0),
+            ("dpmpp2m_karras", .dpmpp2m, true, Golden.negative, 0), ("euler_noneg", .euler, false, "", 0),
+            ("euler_clipskip1", .euler, false, Golden.negative, 1),
+        ]
+        let pipeline = TextToImage(model: try model())
+        for (name, sampler, karras, negative, clipSkip) in cases {
+            let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: negative, steps: 10, guidanceScale: 7.5,
+                                         sampler: sampler, karras: karras, width: 32, height: 32, clipSkip: clipSkip)
+            let latents = try pipeline.denoise(p, initialNoise: initial)
+            let expected = try goldens.tensor("latents." + name)
+            let error = maxError(try FeatureLayout.nchw(fromNHWC: latents), expected)
+            let scale = maxAbs(expected)
+            XCTAssertLessThanOrEqual(error, 1e-4 * scale, "\(name): max error \(error) at scale \(scale)")
+        }
+    }
+
+    /// `--rng torch` images against diffusers' with `torch.Generator("cpu").manual_seed(seed)`:
+    /// mean absolute difference ≤ 1 level of 255.
+    func testTorchGeneratorImagesMatchDiffusers() throws {
+        let goldens = try SafeTensorsFile(path: fixturePath("image_goldens.safetensors"))
+        let cases: [(String, SamplerKind, Int)] = [("euler", .euler, 1), ("euler_a", .eulerAncestral, 1),
+                                                   ("ddim", .ddim, 1), ("dpmpp2m", .dpmpp2m, 1),
+                                                   ("euler_a_batch2", .eulerAncestral, 2)]
+        let pipeline = TextToImage(model: try model())
+        for (name, sampler, count) in cases {
+            let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10,
+                                         guidanceScale: 7.5, sampler: sampler, seed: Golden.seed, rng: .torch,
+                                         width: 32, height: 32, numImages: count)
+            let images = try pipeline.generate(p)
+            let expected = try goldens.tensor("image." + name)   // [N, 32, 32, 3] in [0, 1]
+            XCTAssertEqual(images.count, count)
+            let perImage = 32 * 32 * 3
+            for (i, generated) in images.enumerated() {
+                let diff = expected.withUnsafeBufferPointer { e in
+                    (0..<perImage).reduce(0.0) { $0 + abs(Double(generated.image.pixels[$1]) - Double(e[i * perImage + $1]) * 255) }
+                } / Double(perImage)
+                XCTAssertLessThanOrEqual(diff, 1, "\(name) image \(i): mean |Δ| \(diff) levels")
+            }
+        }
+    }
+}
+
+enum Golden {
+    static let info: [String: Any] = {
+        let data = (try? Data(contentsOf: URL(fileURLWithPath: fixturePath("goldens.json")))) ?? Data()
+        return ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:]
+    }()
+    static var prompt: String { info["prompt"] as? String ?? "" }
+    static var negative: String { info["negative"] as? String ?? "" }
+    static var seed: UInt64 { UInt64(info["seed"] as? Int ?? 0) }
+    static var promptIDs: [Int] { info["prompt_ids"] as? [Int] ?? [] }
+}
+
+func fixturePath(_ name: String) -> String {
+    Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent(name).path
+}
+
+func maxError(_ a: Tensor, _ b: Tensor) -> Float {
+    guard a.shape == b.shape else { return .infinity }
+    return a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in
+        zip(x, y).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    } }
+}
+
+func maxAbs(_ a: Tensor) -> Float {
+    a.withUnsafeBufferPointer { $0.reduce(0) { max($0, abs($1)) } }
+}
