@@ -47,7 +47,7 @@ let package = Package(
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
                 swiftSettings: language + kernelFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
+        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters"],
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Executables

@@ -1,8 +1,8 @@
 // SHA-256 (FIPS 180-4), for adapter and model hashes in PNG metadata and adapter files.
 import Foundation
 
-/// Streaming SHA-256.
-public struct SHA256 {
+/// Streaming SHA-256 (named apart from Pipeline's file hasher).
+public struct SHA256Stream {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []
     private var length: UInt64 = 0
@@ -41,7 +41,7 @@ public struct SHA256 {
 
     /// SHA-256 of `bytes` as hex.
     public static func hex<D: Collection>(_ bytes: D) -> String where D.Element == UInt8 {
-        var h = SHA256()
+        var h = SHA256Stream()
         h.update(bytes)
         return h.finalizeHex()
     }
@@ -83,10 +83,10 @@ public enum LoRAHash {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AdaptersError.invalidRequest("\(path): cannot read the file")
         }
-        guard path.lowercased().hasSuffix(".safetensors"), data.count >= 8 else { return SHA256.hex(data) }
+        guard path.lowercased().hasSuffix(".safetensors"), data.count >= 8 else { return SHA256Stream.hex(data) }
         let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard n <= UInt64(data.count - 8) else { throw AdaptersError.invalidRequest("\(path): header length past the end of the file") }
-        return SHA256.hex(data.dropFirst(8 + Int(n)))
+        return SHA256Stream.hex(data.dropFirst(8 + Int(n)))
     }
 
     /// `"name: hash, name2: hash2"`, the value of A1111's `Lora hashes` parameter (quoted by the caller).

@@ -79,9 +79,9 @@ final class AdapterFilesTests: XCTestCase {
     }
 
     func testSHA256AndA1111LoraHash() throws {
-        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)),
+        XCTAssertEqual(SHA256Stream.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256Stream.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256Stream.hex(Array(String(repeating: "a", count: 1000).utf8)),
                        "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
         // The hash covers the bytes after the header: metadata does not change it (A1111 addnet hash).
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lora-hash-\(getpid())")
