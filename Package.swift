@@ -55,7 +55,7 @@ let package = Package(
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
-                                                "DiffusionModels"],
+                                                "DiffusionModels", "Adapters"],
                           swiftSettings: language + kernelFlags),
 
         // MARK: - Tests

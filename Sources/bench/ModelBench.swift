@@ -9,6 +9,7 @@ import NN
 import TensorCore
 
 /// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]`.
+/// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
@@ -51,6 +52,9 @@ private func unetBench(_ a: BenchArguments) throws {
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    if let spec = a.string("--lora") {
+        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats)
+    }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
     }
