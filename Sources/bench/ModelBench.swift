@@ -53,7 +53,8 @@ private func unetBench(_ a: BenchArguments) throws {
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
     if let spec = a.string("--lora") {
-        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats)
+        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
+                                 cpuTime: a.args.contains("--cpu-time"))
     }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
