@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "lora", targets: ["lora"]),
         .executable(name: "generate", targets: ["generate"]),
+        .executable(name: "world", targets: ["world"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -39,7 +40,8 @@ let package = Package(
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
-        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
+                swiftSettings: language + cpuFlags),
         .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], swiftSettings: language + cpuFlags),
 
         // MARK: - Pipeline and command line
@@ -50,13 +52,20 @@ let package = Package(
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters"],
                 swiftSettings: language + cpuFlags),
 
+        // MARK: - Picture world (the embedded default's data) and its judge
+        .target(name: "PictureWorld", dependencies: ["TensorCore", "PNGImage"], swiftSettings: language + kernelFlags),
+        .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
+                swiftSettings: language + cpuFlags),
+
         // MARK: - Executables
         .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
-                                                "DiffusionModels", "Adapters"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
+                                                "CLIPText", "DiffusionModels", "Adapters"],
                           swiftSettings: language + kernelFlags),
+        .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+                          swiftSettings: language + cpuFlags),
 
         // MARK: - Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
@@ -75,6 +84,8 @@ let package = Package(
         .testTarget(name: "PipelineTests",
                     dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "PictureWorldTests",
+                    dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "AdaptersTests",

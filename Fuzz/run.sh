@@ -11,7 +11,7 @@ target="${1:?usage: Fuzz/run.sh safetensors|png [seconds]}"
 seconds="${2:-600}"
 out=Fuzz/.build/$target
 mkdir -p "$out"
-flags=(-O -sanitize=fuzzer,address -parse-as-library -swift-version 5 -target-cpu sapphirerapids)
+flags=(-O -enable-testing -sanitize=fuzzer,address -parse-as-library -swift-version 5 -target-cpu sapphirerapids)
 
 module() {  # module <name> <output dir> <sources...>: a static library + swiftmodule
   local name=$1 dir=$2; shift 2

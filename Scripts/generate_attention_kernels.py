@@ -4,7 +4,7 @@ def kernel(name, mr, nv, amode, doc):
     L = []
     args = "_ k: Int, _ a: UnsafePointer<Float>, "
     if amode == 'T': args += "_ lda: Int, "
-    if name.startswith('scoreKernel'):
+    if name.startswith('scoreKernel') or name.startswith('valueKernel'):
         args += "_ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>"
         ldb, ldc = "32", "32"
     else:
@@ -42,9 +42,11 @@ out = ['''// AttentionKernels: register-blocked SIMD micro-kernels of the flash 
 //
 // Naming: A(r, k) is read "transposed" (T: a[k·lda + r], T32: a[k·32 + r]) or "row-major" (R32:
 // a[r·32 + k]); 32 is the query-block width, so every A access is a constant displacement. B rows are
-// contiguous SIMD runs. Score kernels overwrite C [12][32]; update kernels add into C.
+// contiguous SIMD runs. Score kernels overwrite C [12][32]; value and update kernels add into C.
 ''']
 out.append(kernel('scoreKernel12x32', 12, 2, 'T', 'C[12][32] = Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].'))
+for mr in (10, 8):
+    out.append(kernel(f'valueKernel{mr}x32', mr, 2, 'T', f'C[{mr}][32] += Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].'))
 for nv in (3, 2, 1):
     out.append(kernel(f'updateKernelT8x{16*nv}', 8, nv, 'T32', f'C[8][{16*nv}] += Σ_k a[k·32 + r]·B[k][0..<{16*nv}].'))
 for nv in (3, 2, 1):

@@ -4,7 +4,8 @@
 Each MR x NR kernel keeps its C block in MR*NR/16 SIMD16<Float> locals (one zmm each), so the accumulators
 never touch memory inside the k loop. Two variants per shape: `direct` reads a row-major A in place
 (row i at `a + i*lda`, addressed from one base pointer per 3 rows so every broadcast is a single
-`vbroadcastss [base + lda*s + disp]`), `packed` reads a `[kc][MR]` sliver.
+`vbroadcastss [base + lda*s + disp]`), `packed` reads a `[kc][MR]` sliver. B is read as rows of NR floats
+`ldb` apart: `ldb = NR` for a packed sliver, the matrix's own leading dimension when read in place.
 Run from the package root: python3 Scripts/generate_gemm_microkernels.py
 """
 import pathlib
@@ -19,23 +20,25 @@ def kernel(mr, nr, direct):
     out = []
     w = out.append
     if direct:
-        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * Bp[kc x {nr}], A row-major with leading dimension `lda`,")
+        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * B[kc x {nr}], A row-major with leading dimension `lda`,")
     else:
-        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * Bp[kc x {nr}], A a packed sliver `[kc][{mr}]` (`lda` unused),")
-    w(f"/// Bp a packed sliver `[kc][{nr}]`. `accumulate` adds the old C instead of overwriting it.")
+        w(f"/// C[0..<{mr}, 0..<{nr}] (+)= A[{mr} x kc] * B[kc x {nr}], A a packed sliver `[kc][{mr}]` (`lda` unused),")
+    w(f"/// B row k at `b + k*ldb` ({nr} floats; `ldb = {nr}` for a packed sliver). `accumulate` adds the old C.")
     w("@inline(never)")
-    w(f"func {name}(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,")
+    w(f"func {name}(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,")
     w(f"    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {{")
     for i in range(mr):
         w("    " + " ".join(f"var c{i}_{v} = SIMD16<Float>();" for v in range(nv)))
     bases = (mr + 2) // 3
     if direct:
         w("    let rsb = lda &* 4")
-        w("    var " + ", ".join(f"p{j} = UnsafeRawPointer(a + {3 * j} &* lda)" if j else "p0 = UnsafeRawPointer(a)"
-                                  for j in range(bases)))
+        w("    var p0 = UnsafeRawPointer(a)")
+        for j in range(1, bases):
+            w(f"    var p{j} = UnsafeRawPointer(a + {3 * j} &* lda)")
     else:
         w("    var pa = UnsafeRawPointer(a)")
     w("    var pb = UnsafeRawPointer(b)")
+    w("    let ldbb = ldb &* 4")
 
     def aload(i, u):
         if direct:
@@ -47,7 +50,8 @@ def kernel(mr, nr, direct):
     def step(indent, u):
         s = " " * indent
         for v in range(nv):
-            w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {(u * nr + v * 16) * 4}, as: SIMD16<Float>.self)")
+            off = f"{u} &* ldbb &+ {v * 64}" if u else f"{v * 64}"
+            w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {off}, as: SIMD16<Float>.self)")
         for i in range(mr):
             w(f"{s}do {{")
             w(f"{s}    let av = SIMD16<Float>(repeating: {aload(i, u)})")
@@ -66,11 +70,11 @@ def kernel(mr, nr, direct):
         w("        do {")
         step(12, u)
         w("        }")
-    w(f"        {advance(UNROLL)}; pb += {UNROLL * nr * 4}; k &+= {UNROLL}")
+    w(f"        {advance(UNROLL)}; pb += {UNROLL} &* ldbb; k &+= {UNROLL}")
     w("    }")
     w("    while k < kc {")
     step(8, 0)
-    w(f"        {advance(1)}; pb += {nr * 4}; k &+= 1")
+    w(f"        {advance(1)}; pb += ldbb; k &+= 1")
     w("    }")
     w("    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4")
     w("    if accumulate {")

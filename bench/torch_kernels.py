@@ -48,7 +48,7 @@ for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 57
     CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
 for m, k, n in [(4096, 320, 320), (64, 1280, 1280)]:
     CASES[f"sgemm {m}x{k}x{n} Bt"] = (lambda m=m, k=k, n=n: gemm(m, k, n, True))
-for hw, cin, cout in [(64, 320, 320), (32, 640, 640)]:
+for hw, cin, cout in [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)]:
     base = f"conv3x3 {hw}x{hw}x{cin}->{cout}"
     CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, False))
     CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, True))

@@ -2,7 +2,7 @@
 """PyTorch timing of the `bench text` case: transformers' CLIPTextModel forward, 77 tokens, batch 1,
 random weights, CPU, 2 threads, torch.no_grad().
 
-    /root/refenv/bin/python bench/torch_text.py --config clip-l --rounds 10
+    /root/refenv/bin/python bench/torch_text.py --config clip-l --rounds 10 [--save DIR]
 
 Config names are shared with Sources/bench/TextBench.swift.
 """
@@ -12,6 +12,7 @@ import statistics
 import time
 
 import torch
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
 CONFIGS = {
@@ -27,6 +28,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="clip-l", choices=sorted(CONFIGS))
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--save", metavar="DIR", help="save the model (save_pretrained) and goldens.safetensors "
+                        "with last_hidden_state for the bench ids, for `bench text --weights DIR`")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -35,6 +38,10 @@ def main():
     v, n = config.vocab_size, config.max_position_embeddings
     ids = torch.tensor([[v - 2] + [(i * 7919) % (v - 2) for i in range(1, n - 1)] + [v - 1]])
     with torch.no_grad():
+        if args.save:
+            model.save_pretrained(args.save)
+            save_file({"last_hidden_state": model(input_ids=ids).last_hidden_state.contiguous()},
+                      f"{args.save}/goldens.safetensors")
         model(input_ids=ids)
         times = []
         for _ in range(args.rounds):

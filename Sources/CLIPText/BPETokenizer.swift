@@ -61,8 +61,9 @@ public final class BPETokenizer: @unchecked Sendable {
         let merges = try TokenizerFiles.merges(at: mergesURL)
         do {
             try self.init(vocabulary: vocabulary, merges: merges, configuration: configuration)
-        } catch TokenizerError.invalidFile(let path, let reason) where path == "merges.txt" {
-            throw TokenizerError.invalidFile(path: mergesURL.path, reason: reason)
+        } catch let error as TokenizerError {
+            guard case .invalidMerge = error else { throw error }
+            throw TokenizerError.invalidFile(path: mergesURL.path, reason: error.description)
         }
     }
 
@@ -97,8 +98,7 @@ public final class BPETokenizer: @unchecked Sendable {
         table.reserveCapacity(merges.count)
         for (rank, (left, right)) in merges.enumerated() {
             guard let l = vocabulary[left], let r = vocabulary[right], let m = vocabulary[left + right] else {
-                throw TokenizerError.invalidFile(
-                    path: "merges.txt", reason: "merge \(rank + 1) \"\(left) \(right)\" uses a token not in vocab.json")
+                throw TokenizerError.invalidMerge(number: rank + 1, left: left, right: right)
             }
             let key = UInt64(l) << 32 | UInt64(r)
             if table[key] == nil { table[key] = (Int32(rank), Int32(m)) }

@@ -10,6 +10,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case invalidFile(path: String, reason: String)
     case unknownSpecialToken(token: String, role: String)
     case invalidConfiguration(String)
+    /// Merge `number` (1-based) joins or yields a token that is not in the vocabulary.
+    case invalidMerge(number: Int, left: String, right: String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .unknownSpecialToken(let token, let role):
             return "\(role) token \"\(token)\" is not in the vocabulary (vocab.json)"
         case .invalidConfiguration(let message): return "invalid tokenizer configuration: \(message)"
+        case .invalidMerge(let number, let left, let right):
+            return "merge \(number) \"\(left) \(right)\" uses or makes a token that is not in the vocabulary"
         }
     }
 }

@@ -29,7 +29,17 @@ public final class ResnetBlock2D: Module {
         super.init()
     }
 
+    /// Recompute this block's activations during backward instead of keeping them.
+    public var gradientCheckpointing = false
+
     public func callAsFunction(_ x: Variable, temb: Variable?) throws -> Variable {
+        guard gradientCheckpointing else { return try forward(x, temb: temb) }
+        return try checkpoint([x] + (temb.map { [$0] } ?? [])) { v in
+            [try self.forward(v[0], temb: v.count > 1 ? v[1] : nil)]
+        }[0]
+    }
+
+    private func forward(_ x: Variable, temb: Variable?) throws -> Variable {
         var h = try conv1(silu(norm1(x)))                        // [N, H, W, out]
         if let time_emb_proj, let temb {
             let t = try time_emb_proj(silu(temb))                 // [N, out]

@@ -123,7 +123,15 @@ public final class Transformer2DModel: Module {
          ("proj_out", projOut.module)]
     }
 
+    /// Recompute this block's activations during backward instead of keeping them.
+    public var gradientCheckpointing = false
+
     public func callAsFunction(_ x: Variable, context: Variable) throws -> Variable {
+        guard gradientCheckpointing else { return try forward(x, context: context) }
+        return try checkpoint([x, context]) { v in [try self.forward(v[0], context: v[1])] }[0]
+    }
+
+    private func forward(_ x: Variable, context: Variable) throws -> Variable {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         var tokens = try reshape(projIn(norm(x)), [n, h * w, c])           // [N, H·W, C]
         for block in transformer_blocks { tokens = try block(tokens, context: context) }

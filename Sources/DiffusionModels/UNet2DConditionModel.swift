@@ -17,9 +17,16 @@ public final class UNet2DConditionModel: Module {
     public let up_blocks: ModuleList<UpBlock>
     public let conv_norm_out: GroupNorm
     public let conv_out: Conv2d
-    /// Recompute each down/mid/up block's activations during backward instead of keeping them
-    /// (less memory for training, one more forward's worth of compute). Off by default.
-    public var gradientCheckpointing = false
+    /// Recompute each resnet's and transformer's activations during backward instead of keeping them
+    /// (less memory for training, about one more forward's worth of compute). Off by default.
+    public var gradientCheckpointing = false {
+        didSet {
+            for (_, m) in namedModules() {
+                if let r = m as? ResnetBlock2D { r.gradientCheckpointing = gradientCheckpointing }
+                if let t = m as? Transformer2DModel { t.gradientCheckpointing = gradientCheckpointing }
+            }
+        }
+    }
 
     /// A model with zero weights; set them with `load(stateDict:)` or an initialiser.
     public init(config: UNet2DConditionConfig) {
@@ -80,27 +87,18 @@ public final class UNet2DConditionModel: Module {
         h = try conv_in(h)                                                  // [N, H, W, C0]
         var skips = [h]
         for block in down_blocks {
-            let states = try run([h, temb, context]) { v in try block(v[0], temb: v[1], context: v[2]).1 }
-            h = states[states.count - 1]
+            let (out, states) = try block(h, temb: temb, context: context)
+            h = out
             skips += states
         }
-        if let mid_block {
-            h = try run([h, temb, context]) { v in [try mid_block(v[0], temb: v[1], context: v[2])] }[0]
-        }
+        if let mid_block { h = try mid_block(h, temb: temb, context: context) }
         for block in up_blocks {
             let taken = Array(skips.suffix(block.resnets.count))
             skips.removeLast(taken.count)
             let size = skips.last.map { (height: $0.shape[1], width: $0.shape[2]) }
-            h = try run([h, temb, context] + taken) { v in
-                [try block(v[0], skips: Array(v[3...]), temb: v[1], context: v[2], upsampleSize: size)]
-            }[0]
+            h = try block(h, skips: taken, temb: temb, context: context, upsampleSize: size)
         }
         return try conv_out(silu(conv_norm_out(h)))
-    }
-
-    /// Runs one block, under gradient checkpointing when `gradientCheckpointing` is set.
-    private func run(_ inputs: [Variable], _ body: @escaping ([Variable]) throws -> [Variable]) throws -> [Variable] {
-        gradientCheckpointing ? try checkpoint(inputs, body) : try body(inputs)
     }
 
     private func checkInputs(_ sample: Variable, _ timesteps: [Float], _ context: Variable) throws {

@@ -8,7 +8,8 @@
 //         x = sampler.step(ε_u + g·(ε_c − ε_u), t, x)                      (noise from the same generator)
 //     image = vae.decode(x / scaling_factor (+ shift_factor))             (pixel models: x itself)
 //
-// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does.
+// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is the one of
+// `Sampler.run`, written out so that progress can carry each step's sample.
 
 import Autograd
 import DiffusionModels
@@ -29,6 +30,8 @@ public struct StepProgress: Sendable {
     public var total: Int
     /// Seconds since the denoising loop started.
     public var elapsed: Double
+    /// The sample after this step, NHWC [N, h, w, C] (latents for latent models), e.g. for previews.
+    public var latents: Tensor
 }
 
 /// One generated picture with the text its PNG carries.
@@ -121,15 +124,26 @@ public struct TextToImage {
         }
         let clock = Date()
         let g = Float(p.guidanceScale)
-        return try withNoGrad {
-            try sampler.run(initialNoise: start, noise: &noise, progress: { done, total in
-                progress?(StepProgress(step: done, total: total, elapsed: Date().timeIntervalSince(clock)))
-            }) { x, t in
-                let input = guided ? Self.repeatBatch(x, 2) : x
-                let out = try model.unet(Variable(input), timesteps: [Float(t)], context: context).value
-                return guided ? Self.guide(out, scale: g) : out
+        var x = try scaled(start, by: sampler.initNoiseSigma)
+        for i in sampler.timesteps.indices {
+            let input = try sampler.scaleModelInput(x, step: i)
+            var eps = try withNoGrad {
+                try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input),
+                               timesteps: [Float(sampler.timesteps[i])], context: context).value
             }
+            if guided { eps = Self.guide(eps, scale: g) }
+            x = try sampler.step(modelOutput: eps, step: i, sample: x, noise: &noise)
+            progress?(StepProgress(step: i + 1, total: sampler.timesteps.count,
+                                   elapsed: Date().timeIntervalSince(clock), latents: x))
         }
+        return x
+    }
+
+    /// x · s (the initial noise times the sampler's `initNoiseSigma`).
+    private func scaled(_ x: Tensor, by s: Float) throws -> Tensor {
+        var out = x
+        out.withUnsafeMutableBufferPointer { o in for i in o.indices { o[i] *= s } }
+        return out
     }
 
     /// Text conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance.

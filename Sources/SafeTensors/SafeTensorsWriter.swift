@@ -2,7 +2,7 @@
 //
 // The file is written to a temporary name in the destination folder, fsynced, and renamed over the
 // final name, so a crash or an error never leaves a half-written file under that name. Tensors are
-// sorted by name, laid out back to back, and the header is padded with spaces to a multiple of 8.
+// laid out back to back, and the header is padded with spaces to a multiple of 8.
 import Foundation
 import TensorCore
 
@@ -72,9 +72,19 @@ public struct SafeTensorsWriter {
         return bytes
     }
 
+    /// Writes `tensors` (all stored as `dtype`) and `metadata` to `path` in one call.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], as dtype: DType = .f32,
+                             to path: String) throws {
+        var writer = SafeTensorsWriter(metadata: metadata)
+        for (name, tensor) in tensors { try writer.add(name, tensor, as: dtype) }
+        try writer.write(to: path)
+    }
+
     /// Writes everything added so far to `path` (temp file, fsync, rename).
     public func write(to path: String) throws {
-        let sorted = entries.values.sorted { $0.name < $1.name }
+        // Wider dtypes first, then by name (as the reference writer): with the header padded to 8 bytes,
+        // every tensor then starts at a multiple of its element size.
+        let sorted = entries.values.sorted { ($1.dtype.byteSize, $0.name) < ($0.dtype.byteSize, $1.name) }
         let header = headerBytes(sorted)
         try AtomicFile.write(to: path) { sink in
             var length = UInt64(header.count).littleEndian

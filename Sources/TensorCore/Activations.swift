@@ -81,7 +81,7 @@ public enum Activation {
         let rows = x.count / max(2 * f, 1)
         let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
         let px = x.storage.pointer, po = out.storage.pointer
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
             mapVectors(px + 2 * f * r, px + 2 * f * r + f, po + f * r, f) { h, g in h * geluErfv(g) }
         }
         return out
@@ -96,7 +96,7 @@ public enum Activation {
         let rows = x.count / max(2 * f, 1)
         let dx = Tensor(uninitializedShape: x.shape)
         let px = x.storage.pointer, pd = dOut.storage.pointer, pdx = dx.storage.pointer
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
             let h = px + 2 * f * r, g = h + f, d = pd + f * r, dh = pdx + 2 * f * r, dg = dh + f
             mapVectors(d, g, dh, f) { d, g in d * geluErfv(g) }
             var i = 0

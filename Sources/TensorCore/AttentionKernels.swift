@@ -3,7 +3,7 @@
 //
 // Naming: A(r, k) is read "transposed" (T: a[k·lda + r], T32: a[k·32 + r]) or "row-major" (R32:
 // a[r·32 + k]); 32 is the query-block width, so every A access is a constant displacement. B rows are
-// contiguous SIMD runs. Score kernels overwrite C [12][32]; update kernels add into C.
+// contiguous SIMD runs. Score kernels overwrite C [12][32]; value and update kernels add into C.
 
 
 /// C[12][32] = Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].
@@ -86,6 +86,134 @@
     store(c10_1, c + 10 * 32 + 16)
     store(c11_0, c + 11 * 32 + 0)
     store(c11_1, c + 11 * 32 + 16)
+}
+
+/// C[10][32] += Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].
+@inline(never) func valueKernel10x32(_ k: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+    var c0_0 = Vec(repeating: 0), c0_1 = Vec(repeating: 0)
+    var c1_0 = Vec(repeating: 0), c1_1 = Vec(repeating: 0)
+    var c2_0 = Vec(repeating: 0), c2_1 = Vec(repeating: 0)
+    var c3_0 = Vec(repeating: 0), c3_1 = Vec(repeating: 0)
+    var c4_0 = Vec(repeating: 0), c4_1 = Vec(repeating: 0)
+    var c5_0 = Vec(repeating: 0), c5_1 = Vec(repeating: 0)
+    var c6_0 = Vec(repeating: 0), c6_1 = Vec(repeating: 0)
+    var c7_0 = Vec(repeating: 0), c7_1 = Vec(repeating: 0)
+    var c8_0 = Vec(repeating: 0), c8_1 = Vec(repeating: 0)
+    var c9_0 = Vec(repeating: 0), c9_1 = Vec(repeating: 0)
+    var pa = a, pb = b
+    for _ in 0..<k {
+        let b0 = load(pb + 0)
+        let b1 = load(pb + 16)
+        let a0 = Vec(repeating: pa[0])
+        c0_0 = c0_0.addingProduct(a0, b0)
+        c0_1 = c0_1.addingProduct(a0, b1)
+        let a1 = Vec(repeating: pa[1])
+        c1_0 = c1_0.addingProduct(a1, b0)
+        c1_1 = c1_1.addingProduct(a1, b1)
+        let a2 = Vec(repeating: pa[2])
+        c2_0 = c2_0.addingProduct(a2, b0)
+        c2_1 = c2_1.addingProduct(a2, b1)
+        let a3 = Vec(repeating: pa[3])
+        c3_0 = c3_0.addingProduct(a3, b0)
+        c3_1 = c3_1.addingProduct(a3, b1)
+        let a4 = Vec(repeating: pa[4])
+        c4_0 = c4_0.addingProduct(a4, b0)
+        c4_1 = c4_1.addingProduct(a4, b1)
+        let a5 = Vec(repeating: pa[5])
+        c5_0 = c5_0.addingProduct(a5, b0)
+        c5_1 = c5_1.addingProduct(a5, b1)
+        let a6 = Vec(repeating: pa[6])
+        c6_0 = c6_0.addingProduct(a6, b0)
+        c6_1 = c6_1.addingProduct(a6, b1)
+        let a7 = Vec(repeating: pa[7])
+        c7_0 = c7_0.addingProduct(a7, b0)
+        c7_1 = c7_1.addingProduct(a7, b1)
+        let a8 = Vec(repeating: pa[8])
+        c8_0 = c8_0.addingProduct(a8, b0)
+        c8_1 = c8_1.addingProduct(a8, b1)
+        let a9 = Vec(repeating: pa[9])
+        c9_0 = c9_0.addingProduct(a9, b0)
+        c9_1 = c9_1.addingProduct(a9, b1)
+        pa += lda; pb += 32
+    }
+    store(load(c + 0 * 32 + 0) + c0_0, c + 0 * 32 + 0)
+    store(load(c + 0 * 32 + 16) + c0_1, c + 0 * 32 + 16)
+    store(load(c + 1 * 32 + 0) + c1_0, c + 1 * 32 + 0)
+    store(load(c + 1 * 32 + 16) + c1_1, c + 1 * 32 + 16)
+    store(load(c + 2 * 32 + 0) + c2_0, c + 2 * 32 + 0)
+    store(load(c + 2 * 32 + 16) + c2_1, c + 2 * 32 + 16)
+    store(load(c + 3 * 32 + 0) + c3_0, c + 3 * 32 + 0)
+    store(load(c + 3 * 32 + 16) + c3_1, c + 3 * 32 + 16)
+    store(load(c + 4 * 32 + 0) + c4_0, c + 4 * 32 + 0)
+    store(load(c + 4 * 32 + 16) + c4_1, c + 4 * 32 + 16)
+    store(load(c + 5 * 32 + 0) + c5_0, c + 5 * 32 + 0)
+    store(load(c + 5 * 32 + 16) + c5_1, c + 5 * 32 + 16)
+    store(load(c + 6 * 32 + 0) + c6_0, c + 6 * 32 + 0)
+    store(load(c + 6 * 32 + 16) + c6_1, c + 6 * 32 + 16)
+    store(load(c + 7 * 32 + 0) + c7_0, c + 7 * 32 + 0)
+    store(load(c + 7 * 32 + 16) + c7_1, c + 7 * 32 + 16)
+    store(load(c + 8 * 32 + 0) + c8_0, c + 8 * 32 + 0)
+    store(load(c + 8 * 32 + 16) + c8_1, c + 8 * 32 + 16)
+    store(load(c + 9 * 32 + 0) + c9_0, c + 9 * 32 + 0)
+    store(load(c + 9 * 32 + 16) + c9_1, c + 9 * 32 + 16)
+}
+
+/// C[8][32] += Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].
+@inline(never) func valueKernel8x32(_ k: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+    var c0_0 = Vec(repeating: 0), c0_1 = Vec(repeating: 0)
+    var c1_0 = Vec(repeating: 0), c1_1 = Vec(repeating: 0)
+    var c2_0 = Vec(repeating: 0), c2_1 = Vec(repeating: 0)
+    var c3_0 = Vec(repeating: 0), c3_1 = Vec(repeating: 0)
+    var c4_0 = Vec(repeating: 0), c4_1 = Vec(repeating: 0)
+    var c5_0 = Vec(repeating: 0), c5_1 = Vec(repeating: 0)
+    var c6_0 = Vec(repeating: 0), c6_1 = Vec(repeating: 0)
+    var c7_0 = Vec(repeating: 0), c7_1 = Vec(repeating: 0)
+    var pa = a, pb = b
+    for _ in 0..<k {
+        let b0 = load(pb + 0)
+        let b1 = load(pb + 16)
+        let a0 = Vec(repeating: pa[0])
+        c0_0 = c0_0.addingProduct(a0, b0)
+        c0_1 = c0_1.addingProduct(a0, b1)
+        let a1 = Vec(repeating: pa[1])
+        c1_0 = c1_0.addingProduct(a1, b0)
+        c1_1 = c1_1.addingProduct(a1, b1)
+        let a2 = Vec(repeating: pa[2])
+        c2_0 = c2_0.addingProduct(a2, b0)
+        c2_1 = c2_1.addingProduct(a2, b1)
+        let a3 = Vec(repeating: pa[3])
+        c3_0 = c3_0.addingProduct(a3, b0)
+        c3_1 = c3_1.addingProduct(a3, b1)
+        let a4 = Vec(repeating: pa[4])
+        c4_0 = c4_0.addingProduct(a4, b0)
+        c4_1 = c4_1.addingProduct(a4, b1)
+        let a5 = Vec(repeating: pa[5])
+        c5_0 = c5_0.addingProduct(a5, b0)
+        c5_1 = c5_1.addingProduct(a5, b1)
+        let a6 = Vec(repeating: pa[6])
+        c6_0 = c6_0.addingProduct(a6, b0)
+        c6_1 = c6_1.addingProduct(a6, b1)
+        let a7 = Vec(repeating: pa[7])
+        c7_0 = c7_0.addingProduct(a7, b0)
+        c7_1 = c7_1.addingProduct(a7, b1)
+        pa += lda; pb += 32
+    }
+    store(load(c + 0 * 32 + 0) + c0_0, c + 0 * 32 + 0)
+    store(load(c + 0 * 32 + 16) + c0_1, c + 0 * 32 + 16)
+    store(load(c + 1 * 32 + 0) + c1_0, c + 1 * 32 + 0)
+    store(load(c + 1 * 32 + 16) + c1_1, c + 1 * 32 + 16)
+    store(load(c + 2 * 32 + 0) + c2_0, c + 2 * 32 + 0)
+    store(load(c + 2 * 32 + 16) + c2_1, c + 2 * 32 + 16)
+    store(load(c + 3 * 32 + 0) + c3_0, c + 3 * 32 + 0)
+    store(load(c + 3 * 32 + 16) + c3_1, c + 3 * 32 + 16)
+    store(load(c + 4 * 32 + 0) + c4_0, c + 4 * 32 + 0)
+    store(load(c + 4 * 32 + 16) + c4_1, c + 4 * 32 + 16)
+    store(load(c + 5 * 32 + 0) + c5_0, c + 5 * 32 + 0)
+    store(load(c + 5 * 32 + 16) + c5_1, c + 5 * 32 + 16)
+    store(load(c + 6 * 32 + 0) + c6_0, c + 6 * 32 + 0)
+    store(load(c + 6 * 32 + 16) + c6_1, c + 6 * 32 + 16)
+    store(load(c + 7 * 32 + 0) + c7_0, c + 7 * 32 + 0)
+    store(load(c + 7 * 32 + 16) + c7_1, c + 7 * 32 + 16)
 }
 
 /// C[8][48] += Σ_k a[k·32 + r]·B[k][0..<48].

@@ -45,6 +45,13 @@ let convMaxPackedFloats = 2_097_152
 /// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
 /// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
 let convTilesPerSuperTile = 8
+/// Up to this K (taps x Cin) the forward pass gathers im2col rows instead of running per-tap K steps.
+let convColumnsMaxK = 64
+/// Below this width the weight gradient gathers each tap's rows instead of running on the padded grid
+/// (whose kw - 1 junk columns per row would cost more than the gather).
+let convGridMinWidth = 20
+/// Up to this many row tiles the weights are read in place (see `gemmDirectBMaxRowTiles`).
+let convDirectWeightMaxTiles = 32
 
 /// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
 /// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
@@ -69,6 +76,8 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
     let perSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
     let superPerSegment = (tilesPerSegment + perSuper - 1) / perSuper
     let superTiles = segments * superPerSegment
+    // Few row tiles (small feature maps, wide channels): read the weights in place rather than pack them.
+    let directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
 
     KernelWorkspacePool.shared.with { ws in
         ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: perSuper * mr * nc)
@@ -76,7 +85,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
         var jc = 0
         while jc < cout {
             let ncur = min(nc, cout - jc), sliversHere = (ncur + nr - 1) / nr
-            Parallel.forSlices(count: sliversHere, workers: min(threads, sliversHere)) { _, range in
+            Parallel.forSlices(count: directWeights ? 0 : sliversHere, workers: min(threads, sliversHere)) { _, range in
                 for sv in range {
                     packConvWeight(weight, taps: taps, cin: cin, cout: cout, j0: jc + sv * nr, nr: nr,
                                    into: packed + sv * sliverFloats)
@@ -101,9 +110,11 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
                             for ti in 0..<tCount {
                                 let aTile = aTap + (t0 + ti) * mr * lda + k0
                                 for sv in svRange {
-                                    let bPtr = UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                                    tile.direct(kcur, aTile, lda, bPtr, scratch + ti * mr * ldcS + sv * nr, ldcS,
-                                                tap > 0 || k0 > 0)
+                                    let bPtr = directWeights
+                                        ? weight + (tap * cin + k0) * cout + jc + sv * nr
+                                        : UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                                    tile.direct(kcur, aTile, lda, bPtr, directWeights ? cout : nr,
+                                                scratch + ti * mr * ldcS + sv * nr, ldcS, tap > 0 || k0 > 0)
                                 }
                             }
                             k0 += kcur
@@ -152,21 +163,41 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 /// Forward convolution on raw NHWC pointers (shapes already checked).
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let cout = g.outChannels
-    if g.isPointwise {
-        let rows = g.batch * g.height * g.width
+    let cout = g.outChannels, cin = g.inChannels, taps = g.kernelHeight * g.kernelWidth
+    /// `output = rows · weight (+ bias)` with `rows` [pixels, k] and the weight read as a [k, Cout] matrix.
+    func gemmOverPixels(_ rows: UnsafePointer<Float>, k: Int) {
+        let pixels = g.batch * g.outHeight * g.outWidth
         if let bias {
-            for r in 0..<rows { (output + r * cout).update(from: bias, count: cout) }
+            for r in 0..<pixels { (output + r * cout).update(from: bias, count: cout) }
         }
-        sgemm(transA: false, transB: false, m: rows, n: cout, k: g.inChannels, alpha: 1, a: input,
-              lda: g.inChannels, b: weight, ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+        sgemm(transA: false, transB: false, m: pixels, n: cout, k: k, alpha: 1, a: rows, lda: k, b: weight,
+              ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+    }
+    if g.isPointwise {
+        gemmOverPixels(input, k: cin)
         return
     }
-    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: g.inChannels,
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
                                 height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
                                 top: g.padding, left: g.padding, dilation: 1,
                                 slackPixels: (GEMMTile.t12x32.mr + 1) * g.stride + g.kernelWidth)
     defer { xpad.deallocate() }
+    if taps * cin <= convColumnsMaxK {
+        // Few input channels (an RGB image, a 4-channel latent): per-tap K steps of cin would be all
+        // overhead, so gather the taps x Cin window of every output pixel into one row (im2col) and run a
+        // single GEMM with K = taps * Cin; the [kh, kw, Cin, Cout] weight already is that K x Cout matrix.
+        let pixels = g.batch * g.outHeight * g.outWidth
+        let columns = UnsafeMutablePointer<Float>.allocate(capacity: pixels * taps * cin)
+        defer { columns.deallocate() }
+        for tap in 0..<taps {
+            gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth,
+                          paddedHeight: xpad.height, paddedWidth: xpad.width, channels: cin,
+                          dy: tap / g.kernelWidth, dx: tap % g.kernelWidth, stride: g.stride,
+                          into: columns + tap * cin, rowStride: taps * cin)
+        }
+        gemmOverPixels(columns, k: taps * cin)
+        return
+    }
     convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
                      outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
                      bias: bias, output: output)
@@ -182,6 +213,31 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
               a: gradOutput, lda: cout, b: weight, ldb: cout, beta: 0, c: gradInput, ldc: cin)
         return
     }
+    let hp = g.height + kh - 1, wp = g.width + kw - 1
+    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                  channels: cout, height: hp, width: wp,
+                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
+                                  slackPixels: max(GEMMTile.t12x32.mr + 1 + kw, (kh - 1) * wp + kw))
+    defer { padded.deallocate() }
+    let pixels = g.batch * g.height * g.width
+    if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
+        // Few pixels, many channels: dXᵀ (Cin x pixels) = Σ_tap W[flipped tap] (Cin x Cout, read in place) ·
+        // dY_tapᵀ, where row p of dY_tap is the padded gradient pixel that tap reads for input pixel p.
+        // Only the small gradient gets gathered and transposed, never the large weight.
+        let dxT = UnsafeMutablePointer<Float>.allocate(capacity: cin * pixels)
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: pixels * cout)
+        defer { dxT.deallocate(); rows.deallocate() }
+        for tap in 0..<(kh * kw) {
+            let dy = tap / kw, dx = tap % kw
+            gatherTapRows(padded.pointer, batch: g.batch, height: g.height, width: g.width, paddedHeight: hp,
+                          paddedWidth: wp, channels: cout, dy: dy, dx: dx, stride: 1, into: rows)
+            sgemm(transA: false, transB: true, m: cin, n: pixels, k: cout, alpha: 1,
+                  a: weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout, lda: cout,
+                  b: rows, ldb: cout, beta: tap == 0 ? 0 : 1, c: dxT, ldc: pixels)
+        }
+        transposeMatrix(dxT, rows: cin, cols: pixels, into: gradInput)
+        return
+    }
     let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
     defer { flipped.deallocate() }
     for dy in 0..<kh {
@@ -190,13 +246,21 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
             transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
         }
     }
-    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
-                                  channels: cout, height: g.height + kh - 1, width: g.width + kw - 1,
-                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
-                                  slackPixels: GEMMTile.t12x32.mr + 1 + kw)
-    defer { padded.deallocate() }
     convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
                      weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// Row `(n, y, x)` of `dst` (rows `rowStride` floats apart, default `channels`) = pixel
+/// `(n, y*stride + dy, x*stride + dx)` of the padded activation `src` (`[batch, paddedHeight, paddedWidth, channels]`).
+func gatherTapRows(_ src: UnsafePointer<Float>, batch: Int, height: Int, width: Int, paddedHeight: Int,
+                   paddedWidth: Int, channels: Int, dy: Int, dx: Int, stride: Int, into dst: UnsafeMutablePointer<Float>,
+                   rowStride: Int? = nil) {
+    let ld = rowStride ?? channels
+    for r in 0..<(batch * height * width) {
+        let n = r / (height * width), y = (r / width) % height, x = r % width
+        let pixel = (n * paddedHeight + y * stride + dy) * paddedWidth + x * stride + dx
+        (dst + r * ld).update(from: src + pixel * channels, count: channels)
+    }
 }
 
 /// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
@@ -227,7 +291,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                                 slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
     defer { xpad.deallocate() }
     let hp = xpad.height, wp = xpad.width
-    if s == 1 {
+    if s == 1 && g.width >= convGridMinWidth {
         // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
         // A rows are the padded input shifted by the tap's offset.
         let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
@@ -241,15 +305,13 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         }
         return
     }
+    // Strided or narrow: gather each tap's input rows (no junk grid positions in K).
     let rows = g.batch * ho * wo
     let gathered = UnsafeMutablePointer<Float>.allocate(capacity: rows * cin)
     defer { gathered.deallocate() }
     for tap in 0..<(kh * kw) {
-        let dy = tap / kw, dx = tap % kw
-        for r in 0..<rows {
-            let n = r / (ho * wo), oy = (r / wo) % ho, ox = r % wo
-            (gathered + r * cin).update(from: xpad.pointer + ((n * hp + oy * s + dy) * wp + ox * s + dx) * cin, count: cin)
-        }
+        gatherTapRows(xpad.pointer, batch: g.batch, height: ho, width: wo, paddedHeight: hp, paddedWidth: wp,
+                      channels: cin, dy: tap / kw, dx: tap % kw, stride: s, into: gathered)
         sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
               b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
     }

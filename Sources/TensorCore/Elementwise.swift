@@ -80,7 +80,7 @@ public enum Elementwise {
         let inner = plan.inner, outer = plan.outerCount
         let sa = plan.aStrides.last!, sb = plan.bStrides.last!
         let workers = Parallel.workers(for: outer * inner, minWorkPerThread: 1 << 16)
-        Parallel.forSlices(count: outer, workers: workers) { _, range in
+        Parallel.forChunks(count: outer, workers: workers) { _, range in
             for o in range {
                 let (oa, ob) = plan.offsets(o)
                 let x = pa + oa, y = pb + ob, z = po + o * inner
@@ -172,7 +172,7 @@ public enum Elementwise {
         let workers = Parallel.workers(for: n, minWorkPerThread: 1 << 16)
         if workers == 1 { body(0, n); return }
         let blocks = (n + 15) / 16
-        Parallel.forSlices(count: blocks, workers: workers) { _, r in
+        Parallel.forChunks(count: blocks, workers: workers) { _, r in
             body(r.lowerBound * 16, min(n, r.upperBound * 16))
         }
     }
@@ -184,4 +184,14 @@ public enum Elementwise {
     while i + 16 <= n { acc += load(p + i); i += 16 }
     if i < n { acc += loadPartial(p + i, n - i) }
     return acc.sum()
+}
+
+extension Parallel {
+    /// Calls `body(i)` for every `i` in `0..<count`, in contiguous chunks handed out on demand to `workers`
+    /// threads (`forChunks`), so a descheduled vCPU does not hold up the call. Results must depend only on i.
+    @inlinable public static func forEachChunked(count: Int, workers: Int, _ body: (Int) -> Void) {
+        forChunks(count: count, workers: workers) { _, range in
+            for i in range { body(i) }
+        }
+    }
 }

@@ -1,9 +1,11 @@
 // FlashAttention: the blocked forward and backward cores behind `Attention`.
 //
 // Scores are computed transposed, Sᵀ [keys][32 queries], so the 32 queries of a block sit in SIMD lanes:
-// the online softmax's running max and sum are plain vector ops with no horizontal reductions. Q is
-// scaled by scale·log2(e) so the softmax uses exp2. Per head, Kᵀ [D][Lk] and V [Lk][Dp] (Dp = D rounded
-// up to 16) are packed once; the forward walks key blocks of `forwardKeyBlock` keys per 32-query block,
+// the online softmax's running max and sum are plain vector ops with no horizontal reductions, and the
+// forward accumulates Oᵀ [D][32 queries] = Vᵀ·Pᵀ, so rescaling it is a vector op too and D = 40 needs no
+// padding to 48. Q is scaled by scale·log2(e) so the softmax uses exp2. Per head, Kᵀ [D][Lk] and
+// V [Lk][Dv] (Dv = D, or D rounded up to 8 when D is not a multiple of 10) are packed once; the forward
+// walks key blocks of `forwardKeyBlock` keys per 32-query block,
 // the backward walks query blocks inside key blocks of `backwardKeyBlock` keys (FlashAttention-2) and
 // accumulates dQ for the whole head, so the work splits over (batch·head) there.
 import Foundation
@@ -21,8 +23,13 @@ enum FlashAttention {
     /// Packs rows [L][D] (row stride rs) transposed into [D][ld], zero-padded to ld columns.
     static func packTransposed(_ src: UnsafePointer<Float>, rows: Int, d: Int, rs: Int, ld: Int,
                                scale: Float, _ dst: UnsafeMutablePointer<Float>) {
-        dst.initialize(repeating: 0, count: d * ld)
-        for l in 0..<rows { for x in 0..<d { dst[x * ld + l] = src[l * rs + x] * scale } }
+        // Destination-contiguous order: the compiler turns the strided reads into gathers, which is
+        // cheaper than the scatters the source-contiguous order becomes.
+        for x in 0..<d {
+            let row = dst + x * ld
+            for l in 0..<rows { row[l] = src[l * rs + x] * scale }
+            (row + rows).initialize(repeating: 0, count: ld - rows)
+        }
     }
 
     /// Packs rows [L][D] (row stride rs) into [rowsPadded][dp], zero-padded.
@@ -69,13 +76,13 @@ enum FlashAttention {
     /// out = softmax(scale·QKᵀ)V for every (batch, head); lse [B·H·Lq] in natural log.
     static func forward(_ g: AttentionGeometry, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
                         _ v: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>) {
-        let d = g.d, rs = g.rowStride, dp = roundUp(d, 16)
+        let d = g.d, rs = g.rowStride, dp = valueWidth(d)
         let lkPad = roundUp(g.lk, 24), heads = g.batch * g.heads
         // Kᵀ and V of every head, packed once (O(H·Lk·D) memory), then (head, query block) items in parallel.
         let headSize = d * lkPad + lkPad * dp
         let packed = UnsafeMutablePointer<Float>.allocate(capacity: heads * headSize)
         defer { packed.deallocate() }
-        Parallel.forEach(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
+        Parallel.forEachChunked(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
             let kt = packed + bh * headSize
             packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
             packRows(v + g.base(bh, g.lk), rows: g.lk, rowsPadded: lkPad, d: d, rs: rs, dp: dp, kt + d * lkPad)
@@ -84,7 +91,7 @@ enum FlashAttention {
         let workers = Parallel.workers(for: heads * blocks * 32 * g.lk * d, minWorkPerThread: 1 << 18)
         let scratch = ForwardScratch(workers: workers, d: d, dp: dp)
         defer { scratch.deallocate() }
-        Parallel.forSlices(count: heads * blocks, workers: workers) { w, range in
+        Parallel.forChunks(count: heads * blocks, workers: workers) { w, range in
             for item in range {
                 let bh = item / blocks, blk = item % blocks
                 let kt = packed + bh * headSize
@@ -94,13 +101,16 @@ enum FlashAttention {
         }
     }
 
-    /// Per-worker buffers of the forward: Qᵀ [D][32], Sᵀ [key block][32], O [32][Dp], m, l, corr [32].
+    /// Rows of packed V and of Oᵀ: D when a multiple of 10 (10-row value kernel), else D rounded up to 8.
+    @inline(__always) static func valueWidth(_ d: Int) -> Int { d % 10 == 0 ? d : roundUp(d, 8) }
+
+    /// Per-worker buffers of the forward: Qᵀ [D][32], Sᵀ [key block][32], Oᵀ [Dv][32], m, l [32].
     struct ForwardScratch {
         let base: UnsafeMutablePointer<Float>
         let stride: Int, d: Int, dp: Int
         init(workers: Int, d: Int, dp: Int) {
             self.d = d; self.dp = dp
-            stride = roundUp(d * 32 + forwardKeyBlock * 32 + 32 * dp + 96, 16)
+            stride = roundUp(d * 32 + forwardKeyBlock * 32 + 32 * dp + 64, 16)
             base = .allocate(capacity: stride * workers)
         }
         func worker(_ w: Int) -> (qt: UnsafeMutablePointer<Float>, st: UnsafeMutablePointer<Float>,
@@ -143,21 +153,25 @@ enum FlashAttention {
                 l0 = s0; l1 = s1
             } else {
                 l0 = l0 * c0 + s0; l1 = l1 * c1 + s1
-                store(c0, s.stats); store(c1, s.stats + 16)
-                for r in 0..<32 {
-                    let f = Vec(repeating: s.stats[r])
-                    for x in stride(from: 0, to: dp, by: 16) { store(load(s.o + r * dp + x) * f, s.o + r * dp + x) }
+                for x in 0..<dp { store(load(s.o + 32 * x) * c0, s.o + 32 * x); store(load(s.o + 32 * x + 16) * c1, s.o + 32 * x + 16) }
+            }
+            // Oᵀ [Dv][32] += Vᵀ·Pᵀ, 10 or 8 value rows per call.
+            let rowsPerCall = dp % 10 == 0 ? 10 : 8
+            for x in stride(from: 0, to: dp, by: rowsPerCall) {
+                if rowsPerCall == 10 {
+                    valueKernel10x32(nk, vp + j0 * dp + x, dp, s.st, s.o + 32 * x)
+                } else {
+                    valueKernel8x32(nk, vp + j0 * dp + x, dp, s.st, s.o + 32 * x)
                 }
             }
-            for grp in 0..<4 { update8(nk, s.st + 8 * grp, vp + j0 * dp, dp, s.o + 8 * grp * dp, transposedA: true) }
             j0 += nk
         }
         // out = O / l; lse = (m + log2 l)·ln 2.
         store(m0, s.stats); store(m1, s.stats + 16); store(l0, s.stats + 32); store(l1, s.stats + 48)
         for r in 0..<nq {
             let l = s.stats[32 + r], inv = 1 / l
-            let dst = out + (q0 + r) * rs, src = s.o + r * dp
-            for x in 0..<d { dst[x] = src[x] * inv }
+            let dst = out + (q0 + r) * rs
+            for x in 0..<d { dst[x] = s.o[32 * x + r] * inv }
             lse[q0 + r] = (s.stats[r] + log2(l)) * 0.6931471805599453
         }
     }

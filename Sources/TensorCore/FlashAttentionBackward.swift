@@ -1,22 +1,23 @@
 // FlashAttention backward (FlashAttention-2): recomputes Pᵀ blocks from Q, K and the forward's lse, then
 // dV += Pᵀ·dO, dSᵀ = Pᵀ ∘ (dPᵀ − Δ)·scale with dPᵀ = V·dOᵀ and Δ = rowsum(dO ∘ O), dK += dSᵀ·Q and
-// dQ += dS·K. Work splits over (batch, head); each head walks key blocks, and inside them query blocks.
+// dQᵀ += Kᵀ·dSᵀ (kept transposed per 32-query block, like the forward's Oᵀ). Work splits over
+// (batch, head); each head walks key blocks, and inside them query blocks.
 import Foundation
 
 extension FlashAttention {
     /// Per-head packed operands and accumulators of the backward.
     struct BackwardHead {
-        let d, dp, lkPad, lqPad: Int
+        let d, dp, vw, lkPad, lqPad: Int
         let base: UnsafeMutablePointer<Float>
         var kt: UnsafeMutablePointer<Float> { base }                              // [D][lkPad]
         var vt: UnsafeMutablePointer<Float> { kt + d * lkPad }                   // [D][lkPad]
-        var kp: UnsafeMutablePointer<Float> { vt + d * lkPad }                   // [lkPad][Dp]
-        var qt: UnsafeMutablePointer<Float> { kp + lkPad * dp }                  // [lqPad/32][D][32]
+        var kp: UnsafeMutablePointer<Float> { vt + d * lkPad }                   // [lkPad][Dv]
+        var qt: UnsafeMutablePointer<Float> { kp + lkPad * vw }                  // [lqPad/32][D][32]
         var dot: UnsafeMutablePointer<Float> { qt + d * lqPad }                  // [lqPad/32][D][32]
         var qp: UnsafeMutablePointer<Float> { dot + d * lqPad }                  // [lqPad][Dp]
         var dop: UnsafeMutablePointer<Float> { qp + lqPad * dp }                 // [lqPad][Dp]
-        var dq: UnsafeMutablePointer<Float> { dop + lqPad * dp }                 // [lqPad][Dp]
-        var dk: UnsafeMutablePointer<Float> { dq + lqPad * dp }                  // [key block][Dp]
+        var dqt: UnsafeMutablePointer<Float> { dop + lqPad * dp }                // [lqPad/32][Dv][32]
+        var dk: UnsafeMutablePointer<Float> { dqt + lqPad * vw }                 // [key block][Dp]
         var dv: UnsafeMutablePointer<Float> { dk + backwardKeyBlock * dp }       // [key block][Dp]
         var pt: UnsafeMutablePointer<Float> { dv + backwardKeyBlock * dp }       // [key block][32]
         var dst: UnsafeMutablePointer<Float> { pt + backwardKeyBlock * 32 }      // [key block][32]
@@ -24,10 +25,10 @@ extension FlashAttention {
         var delta: UnsafeMutablePointer<Float> { lse2 + lqPad }                  // [lqPad]
 
         init(d: Int, lq: Int, lk: Int) {
-            self.d = d; dp = roundUp(d, 16); lkPad = roundUp(lk, 24); lqPad = roundUp(lq, 32)
-            let count = 2 * d * lkPad + lkPad * dp + 2 * d * lqPad + 3 * lqPad * dp
-                + 2 * backwardKeyBlock * (dp + 32) + 2 * lqPad
-            base = .allocate(capacity: count)
+            self.d = d; dp = roundUp(d, 16); vw = valueWidth(d); lkPad = roundUp(lk, 24); lqPad = roundUp(lq, 32)
+            let keys: Int = 2 * d * lkPad + lkPad * vw
+            let queries: Int = 2 * d * lqPad + 2 * lqPad * dp + lqPad * vw + 2 * lqPad
+            base = .allocate(capacity: keys + queries + 2 * backwardKeyBlock * (dp + 32))
         }
     }
 
@@ -40,7 +41,7 @@ extension FlashAttention {
         let workers = Parallel.workers(for: heads * g.lq * g.lk * g.d, minWorkPerThread: 1 << 18)
         let scratch = (0..<max(1, min(workers, heads))).map { _ in BackwardHead(d: g.d, lq: g.lq, lk: g.lk) }
         defer { for s in scratch { s.base.deallocate() } }
-        Parallel.forSlices(count: heads, workers: workers) { w, range in
+        Parallel.forChunks(count: heads, workers: workers) { w, range in
             for bh in range { backwardHead(g, bh, q, k, v, out, lse, dOut, dq, dk, dv, scratch[w]) }
         }
     }
@@ -53,7 +54,7 @@ extension FlashAttention {
         let qo = g.base(bh, g.lq), ko = g.base(bh, g.lk)
         packTransposed(k + ko, rows: g.lk, d: d, rs: rs, ld: h.lkPad, scale: 1, h.kt)
         packTransposed(v + ko, rows: g.lk, d: d, rs: rs, ld: h.lkPad, scale: 1, h.vt)
-        packRows(k + ko, rows: g.lk, rowsPadded: h.lkPad, d: d, rs: rs, dp: dp, h.kp)
+        packRows(k + ko, rows: g.lk, rowsPadded: h.lkPad, d: d, rs: rs, dp: h.vw, h.kp)
         packRows(q + qo, rows: g.lq, rowsPadded: h.lqPad, d: d, rs: rs, dp: dp, h.qp)
         packRows(dOut + qo, rows: g.lq, rowsPadded: h.lqPad, d: d, rs: rs, dp: dp, h.dop)
         for b in 0..<h.lqPad / 32 {
@@ -61,7 +62,7 @@ extension FlashAttention {
             packTransposed(q + qo + 32 * b * rs, rows: n, d: d, rs: rs, ld: 32, scale: 1, h.qt + b * d * 32)
             packTransposed(dOut + qo + 32 * b * rs, rows: n, d: d, rs: rs, ld: 32, scale: 1, h.dot + b * d * 32)
         }
-        h.dq.initialize(repeating: 0, count: h.lqPad * dp)
+        h.dqt.initialize(repeating: 0, count: h.lqPad * h.vw)
         // lse in log2 units (padded queries get a huge lse, so their P is 0) and Δ = rowsum(dO ∘ O).
         for i in 0..<h.lqPad {
             if i < g.lq {
@@ -88,7 +89,10 @@ extension FlashAttention {
             }
             j0 += nk
         }
-        for i in 0..<g.lq { for x in 0..<d { dq[qo + i * rs + x] = h.dq[i * dp + x] } }
+        for i in 0..<g.lq {
+            let src = h.dqt + (i / 32) * h.vw * 32 + i % 32
+            for x in 0..<d { dq[qo + i * rs + x] = src[32 * x] }
+        }
     }
 
     /// One (key block, 32-query block) step of the backward.
@@ -113,6 +117,13 @@ extension FlashAttention {
             update8(32, h.pt + r * 32, h.dop + i0 * dp, dp, h.dv + r * dp, transposedA: false)
             update8(32, h.dst + r * 32, h.qp + i0 * dp, dp, h.dk + r * dp, transposedA: false)
         }
-        for grp in 0..<4 { update8(nk, h.dst + 8 * grp, h.kp + j0 * dp, dp, h.dq + (i0 + 8 * grp) * dp, transposedA: true) }
+        let vw = h.vw, dqt = h.dqt + (i0 / 32) * vw * 32
+        for x in stride(from: 0, to: vw, by: vw % 10 == 0 ? 10 : 8) {
+            if vw % 10 == 0 {
+                valueKernel10x32(nk, h.kp + j0 * vw + x, vw, h.dst, dqt + 32 * x)
+            } else {
+                valueKernel8x32(nk, h.kp + j0 * vw + x, vw, h.dst, dqt + 32 * x)
+            }
+        }
     }
 }

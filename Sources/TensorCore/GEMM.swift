@@ -1,17 +1,18 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C in single precision, row-major, BLAS semantics.
 //
-// Design (PERFORMANCE.md §4): SIMD runs along N. B is packed per (jc, pc) block of about 1 MB (half of L2)
-// into NR-wide slivers `[kc][NR]` (alpha folded in, the last sliver zero-padded). A is read in place when it
-// is row-major ("direct": the microkernel broadcasts from `A + i*lda + k`), and packed into `[kc][MR]` slivers
-// only when it is transposed or for the last, partial row tile. Edge tiles run the full kernel into a
-// scratch tile and copy the valid part. Work is split over row tiles (or over B slivers when there are too
-// few row tiles), handed out in chunks to the workers (ParallelChunks.swift); below ~4 MFLOP per thread
-// it stays on one thread.
+// Design (PERFORMANCE.md §4): SIMD runs along N. B is packed per (jc, pc) block of about 1 MB into NR-wide
+// slivers `[kc][NR]` (alpha folded in, the last sliver zero-padded); with few row tiles a row-major B is
+// read in place instead. A is read in place when it is row-major ("direct": the microkernel broadcasts
+// from `A + i*lda + k`); a transposed A is packed once per block, row by row, and the last, partial row
+// tile through a `[kc][MR]` sliver. Edge tiles run
+// the full kernel into a scratch tile and copy the valid part. A few-row `A·Bᵀ` is computed as `(B·Aᵀ)ᵀ`.
+// Work is split over row tiles (or over B slivers when there are too few row tiles), handed out in chunks
+// to the workers (ParallelChunks.swift); below ~4 MFLOP per thread it stays on one thread.
 
 /// One microkernel shape.
 struct GEMMTile {
-    /// `(kc, a, lda, packedB, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
-    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int,
+    /// `(kc, a, lda, b, ldb, c, ldc, accumulate)`; see GEMMMicrokernels.swift.
+    typealias Kernel = (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int,
                         Bool) -> Void
     let mr: Int
     let nr: Int
@@ -35,10 +36,13 @@ struct GEMMTile {
 
 /// Flops per thread below which a GEMM runs on one thread.
 let gemmMinFlopsPerThread = 4_000_000
-/// Floats in one packed B block (1 MB).
+/// Floats in one packed B block (1 MB; 512 KB measured no better on a 1 MB-L2 machine).
 let gemmPackedBlockFloats = 262_144
 /// Largest K block.
 let gemmMaxKC = 384
+/// Up to this many row tiles, a row-major B (with alpha 1) is read in place instead of packed: with so few
+/// tiles to reuse a packed panel, packing would cost as much memory traffic as the product itself.
+let gemmDirectBMaxRowTiles = 16
 
 /// Single-precision general matrix multiply on row-major storage:
 /// `C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C`.
@@ -123,6 +127,7 @@ struct GEMMOperands {
                    perWorkerCount: mr * kc + mr * nr)
         let packed = ws.shared
         let packedA = transA ? packed + kc * nc : nil
+        let directB = !transB && alpha == 1 && mTiles <= gemmDirectBMaxRowTiles
 
         var jc = 0
         while jc < n {
@@ -132,8 +137,13 @@ struct GEMMOperands {
             while pc < k {
                 let kcur = min(kc, k - pc)
                 let packWorkers = kcur * ncur >= 65_536 ? threads : 1
-                Parallel.forSlices(count: slivers, workers: packWorkers) { _, range in
-                    for s in range { packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr) }
+                // Read in place, only a partial last sliver needs packing (the kernel reads nr columns).
+                let packFrom = directB ? (ncur % nr == 0 ? slivers : slivers - 1) : 0
+                Parallel.forSlices(count: slivers - packFrom, workers: packWorkers) { _, range in
+                    for r in range {
+                        let s = packFrom + r
+                        packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr)
+                    }
                 }
                 if let packedA {
                     let workers = kcur * m >= 65_536 ? threads : 1
@@ -142,7 +152,8 @@ struct GEMMOperands {
                     }
                 }
                 let acc = accumulate || pc > 0
-                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA)
+                let block = GEMMBlock(pc: pc, kcur: kcur, jc: jc, slivers: slivers, accumulate: acc, packedA: packedA,
+                                      packedFrom: packFrom)
                 if threads == 1 || mTiles >= 2 * threads {
                     Parallel.forChunks(count: mTiles, workers: threads) { w, range in
                         let scratch = ws.worker(w)
@@ -246,12 +257,14 @@ struct GEMMOperands {
         let cTile = scratch + mr * blk.kcur
         for s in sliverRange {
             let j0 = blk.jc + s * nr, cols = min(nr, n - j0)
-            let bPtr = UnsafePointer(packed + s * blk.kcur * nr)
+            let inPlace = s < blk.packedFrom
+            let bPtr = inPlace ? b + blk.pc * ldb + j0 : UnsafePointer(packed + s * blk.kcur * nr)
+            let bStride = inPlace ? ldb : nr
             let cPtr = c + i0 * ldc + j0
             if rows == mr && cols == nr {
-                kernel(blk.kcur, aPtr, lda, bPtr, cPtr, ldc, blk.accumulate)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cPtr, ldc, blk.accumulate)
             } else {
-                kernel(blk.kcur, aPtr, lda, bPtr, cTile, nr, false)
+                kernel(blk.kcur, aPtr, lda, bPtr, bStride, cTile, nr, false)
                 for i in 0..<rows {
                     let dst = cPtr + i * ldc, src = cTile + i * nr
                     if blk.accumulate {
@@ -302,4 +315,6 @@ struct GEMMBlock {
     let accumulate: Bool
     /// Every row tile's packed A sliver, when A is transposed.
     let packedA: UnsafeMutablePointer<Float>?
+    /// Slivers before this index read B in place; the others are packed.
+    let packedFrom: Int
 }

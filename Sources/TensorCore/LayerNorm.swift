@@ -14,7 +14,7 @@ extension Normalization {
         let mean = Tensor(uninitializedShape: lead), rstd = Tensor(uninitializedShape: lead)
         let px = x.storage.pointer, py = y.storage.pointer, pm = mean.storage.pointer, pr = rstd.storage.pointer
         let g = gamma?.storage.pointer, b = beta?.storage.pointer
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { r in
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { r in
             let src = px + r * d, dst = py + r * d
             let mu = sumScalars(src, d) / Float(d)
             var acc = Vec(repeating: 0), i = 0
@@ -46,7 +46,7 @@ extension Normalization {
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * chunks * d))
         partial.initialize(repeating: 0, count: max(1, 2 * chunks * d))
         defer { partial.deallocate() }
-        Parallel.forEach(count: chunks, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { ch in
+        Parallel.forEachChunked(count: chunks, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { ch in
             let dg = partial + 2 * ch * d, db = dg + d
             for r in ch * rowChunk..<min(rows, (ch + 1) * rowChunk) {
                 let xr = px + r * d, dr = pd + r * d, out = pdx + r * d

@@ -8,7 +8,7 @@ public enum Layout {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let y = Tensor(uninitializedShape: [n, 2 * h, 2 * w, c])
         let px = x.storage.pointer, py = y.storage.pointer
-        Parallel.forEach(count: n * h, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { row in
+        Parallel.forEachChunked(count: n * h, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { row in
             let src = px + row * w * c, dst = py + row * 4 * w * c      // output rows 2·row and 2·row+1
             for j in 0..<w {
                 (dst + 2 * j * c).update(from: src + j * c, count: c)
@@ -27,7 +27,7 @@ public enum Layout {
         let (n, h, w, c) = (dOut.shape[0], dOut.shape[1] / 2, dOut.shape[2] / 2, dOut.shape[3])
         let dx = Tensor(uninitializedShape: [n, h, w, c])
         let pd = dOut.storage.pointer, px = dx.storage.pointer
-        Parallel.forEach(count: n * h, workers: Parallel.workers(for: dOut.count, minWorkPerThread: 1 << 16)) { row in
+        Parallel.forEachChunked(count: n * h, workers: Parallel.workers(for: dOut.count, minWorkPerThread: 1 << 16)) { row in
             let top = pd + row * 4 * w * c, bottom = top + 2 * w * c, dst = px + row * w * c
             for j in 0..<w {
                 let a = top + 2 * j * c, b = bottom + 2 * j * c
@@ -51,7 +51,7 @@ public enum Layout {
         let y = Tensor(uninitializedShape: lead + [total])
         let py = y.storage.pointer
         let sources = parts.map { $0.storage.pointer }
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { r in
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { r in
             var o = r * total
             for (k, w) in widths.enumerated() { (py + o).update(from: sources[k] + r * w, count: w); o += w }
         }
@@ -80,6 +80,7 @@ public enum Layout {
             throw TensorError.invalidArgument("permute: \(dims) is not a permutation of the dims of \(x.shape)")
         }
         let r = x.rank
+        if r == 0 { return x }
         var inStrides = [Int](repeating: 1, count: r)
         for i in stride(from: r - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * x.shape[i + 1] }
         let outShape = dims.map { x.shape[$0] }, strides = dims.map { inStrides[$0] }
@@ -87,7 +88,7 @@ public enum Layout {
         guard y.count > 0 else { return y }
         let px = x.storage.pointer, py = y.storage.pointer
         let inner = outShape[r - 1], innerStride = strides[r - 1], rows = y.count / inner
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { row in
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: y.count, minWorkPerThread: 1 << 16)) { row in
             var rem = row, src = 0
             for i in stride(from: r - 2, through: 0, by: -1) {
                 let q = rem / outShape[i]

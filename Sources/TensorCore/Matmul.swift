@@ -64,8 +64,8 @@ public func batchedSGEMM(batch: Int, transA: Bool, transB: Bool, m: Int, n: Int,
     if outer <= 1 {
         for i in 0..<batch { one(i) }
     } else {
-        Parallel.forEach(count: batch, workers: outer) { i in
-            Parallel.$maxThreads.withValue(1) { one(i) }
+        Parallel.forChunks(count: batch, workers: outer, chunksPerWorker: 4) { _, range in
+            Parallel.$maxThreads.withValue(1) { for i in range { one(i) } }
         }
     }
 }

@@ -179,7 +179,7 @@ public enum Normalization {
     /// Calls body(batch, chunk, firstPixel, endPixel) for every 256-pixel chunk of every image, over the threads.
     static func forChunks(n: Int, p: Int, c: Int, _ body: (Int, Int, Int, Int) -> Void) {
         let chunks = (p + pixelChunk - 1) / pixelChunk
-        Parallel.forEach(count: n * chunks, workers: Parallel.workers(for: n * p * c, minWorkPerThread: 1 << 15)) { item in
+        Parallel.forEachChunked(count: n * chunks, workers: Parallel.workers(for: n * p * c, minWorkPerThread: 1 << 15)) { item in
             let b = item / chunks, ch = item % chunks
             body(b, ch, ch * pixelChunk, min(p, (ch + 1) * pixelChunk))
         }

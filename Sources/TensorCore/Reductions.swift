@@ -21,7 +21,7 @@ public enum Reduction {
         guard chunks > 0 else { return 0 }
         let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks)
         defer { partial.deallocate() }
-        Parallel.forEach(count: chunks, workers: Parallel.workers(for: n, minWorkPerThread: 1 << 16)) { c in
+        Parallel.forEachChunked(count: chunks, workers: Parallel.workers(for: n, minWorkPerThread: 1 << 16)) { c in
             let lo = c * chunk, hi = min(n, lo + chunk)
             var acc = Vec(repeating: 0), i = lo
             while i + 16 <= hi { acc += f(load(p + i)); i += 16 }
@@ -42,7 +42,7 @@ public enum Reduction {
         if keepingDimension { shape[axis] = 1 } else { shape.remove(at: axis) }
         let out = Tensor(zeros: shape)
         let px = x.storage.pointer, po = out.storage.pointer
-        Parallel.forEach(count: outer, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 16)) { o in
+        Parallel.forEachChunked(count: outer, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 16)) { o in
             let d = po + o * inner
             for k in 0..<len {
                 mapVectors(UnsafePointer(d), px + (o * len + k) * inner, d, inner) { $0 + $1 }

@@ -75,7 +75,7 @@ public enum Softmax {
     }
 
     static func forRows(_ rows: Int, _ d: Int, _ body: (Int) -> Void) {
-        Parallel.forEach(count: rows, workers: Parallel.workers(for: rows * d, minWorkPerThread: 1 << 14), body)
+        Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: rows * d, minWorkPerThread: 1 << 14), body)
     }
 
     /// Largest entry of a row (finite or ±inf); the max of a row of only -inf is treated as 0.

@@ -249,7 +249,7 @@ func gemmBenchCases() -> [BenchCase] {
 /// 3x3, stride 1, pad 1 convolutions with bias, named `conv3x3 HxWxCin->Cout fwd|bwd`; `bwd` computes
 /// the input, weight and bias gradients.
 func convBenchCases() -> [BenchCase] {
-    [(64, 320, 320), (32, 640, 640)].flatMap { hw, cin, cout -> [BenchCase] in
+    [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)].flatMap { hw, cin, cout -> [BenchCase] in
         let flops = 2 * Double(hw * hw * cin * cout * 9)
         let base = "conv3x3 \(hw)x\(hw)x\(cin)->\(cout)"
         return [

@@ -8,7 +8,8 @@ import Foundation
 import NN
 import TensorCore
 
-/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]`.
+/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
+/// [--backward [--checkpointing]]`.
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
@@ -56,11 +57,28 @@ private func unetBench(_ a: BenchArguments) throws {
         return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
                                  cpuTime: a.args.contains("--cpu-time"))
     }
+    let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
+    if a.args.contains("--backward") {
+        // Training's shape of work without adapters: frozen weights, gradient for the input only.
+        unet.freeze()
+        unet.gradientCheckpointing = a.args.contains("--checkpointing")
+        let times = try (0..<repeats).map { _ in
+            try timeThrowing {
+                let x = Variable(sample.value, requiresGrad: true)
+                let out = try unet(x, timesteps: [500], context: context)
+                try mean(mul(out, out)).backward()
+            }
+        }
+        print(label + ", forward + input backward" + (unet.gradientCheckpointing ? ", checkpointing" : ""))
+        print(String(format: "  time %.3f s (median of %d: %@)", median(times), times.count,
+                     times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+        print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+        return
+    }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
     }
-    report("unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])",
-           flops: flops, times: times)
+    report(label, flops: flops, times: times)
 }
 
 private func vaeBench(_ a: BenchArguments) throws {
@@ -137,7 +155,6 @@ private func timeThrowing(_ body: () throws -> Void) throws -> Double {
     return t
 }
 
-/// Peak resident set size of this process in bytes (Linux `ru_maxrss` is in KiB).
 /// Prints time, GFLOP/s and peak RSS; with no times (`--count`) only the FLOP counts.
 private func report(_ label: String, flops: FLOPCount, times: [Double], encoder: FLOPCount? = nil) {
     print(label)

@@ -4,9 +4,12 @@
 import Autograd
 import CLIPText
 import Foundation
+import SafeTensors
 import TensorCore
 
-/// `bench text [--config clip-l|clip-h|tiny] [--rounds N] [--torch] [--python PATH]`.
+/// `bench text [--config clip-l|clip-h|tiny] [--rounds N] [--torch] [--python PATH] [--weights DIR]`.
+/// `--weights DIR` loads DIR/model.safetensors (from `bench/torch_text.py --save DIR`) instead of random
+/// weights and first compares the output with DIR/goldens.safetensors.
 func runTextBench(_ args: [String]) {
     do {
         try textBench(args)
@@ -54,10 +57,18 @@ func textBench(_ args: [String]) throws {
     let rounds = Int(value("--rounds") ?? "") ?? 10
     let length = config.maxPositionEmbeddings
     let model = try CLIPTextModel(config: config)
-    var random = PhiloxRandom(seed: 0)
-    model.initializeParameters(random: &random)
+    let weights = value("--weights").map { URL(fileURLWithPath: $0) }
+    if let weights {
+        try model.loadCheckpoint(SafeTensorsFile(path: weights.appendingPathComponent("model.safetensors").path).loadAll())
+    } else {
+        var random = PhiloxRandom(seed: 0)
+        model.initializeParameters(random: &random)
+    }
     let ids = [[config.vocabSize - 2] + (1..<(length - 1)).map { ($0 * 7919) % (config.vocabSize - 2) } + [config.vocabSize - 1]]
     let run = { _ = try withNoGrad { try model.encode(ids) } }
+    if let weights {
+        try checkTextParity(model, ids: ids, goldens: weights.appendingPathComponent("goldens.safetensors"))
+    }
     try run()
     var mine: [Double] = []
     for _ in 0..<(rounds + 1) / 2 { mine.append(try timed(run)) }
@@ -79,6 +90,21 @@ func textBench(_ args: [String]) throws {
     print(String(format: "text %@ (%d tokens): %.4f s median of %d, %.1f GFLOP/s (%.2f GFLOP), peak RSS %.2f GB",
                  name, length, t, mine.count, flops / t * 1e-9, flops * 1e-9, peakRSSBytes() / 1e9))
     for line in theirs { print("torch: " + line) }
+}
+
+/// Prints the largest |swift − torch| of `last_hidden_state` relative to max|torch|.
+func checkTextParity(_ model: CLIPTextModel, ids: [[Int]], goldens: URL) throws {
+    let expected = try SafeTensorsFile(path: goldens.path).tensor("last_hidden_state")
+    let observed = try withNoGrad { try model(ids) }.lastHiddenState.value
+    guard observed.shape == expected.shape else {
+        throw CLIPTextError.invalidInput("golden shape \(expected.shape), output \(observed.shape)")
+    }
+    var scale: Float = 0, error: Float = 0
+    for i in 0..<expected.count {
+        scale = max(scale, abs(expected[flat: i]))
+        error = max(error, abs(observed[flat: i] - expected[flat: i]))
+    }
+    print(String(format: "parity with torch: max |error| %.3g, max |torch| %.3g, relative %.3g", error, scale, error / scale))
 }
 
 private func timed(_ body: () throws -> Void) throws -> Double {

@@ -5,8 +5,8 @@ import Foundation
 let suites: [(name: String, summary: String)] = [
     ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
     ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
-    ("unet", "UNet forward, random weights: --config sd15|sd21|tiny --batch N --size H --repeat N (bench/torch_models.py)"),
-    ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N (bench/torch_models.py)"),
+    ("unet", "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N; --lora rank=R"),
+    ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py"),
     ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
 ]
 

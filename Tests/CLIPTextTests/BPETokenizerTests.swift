@@ -107,6 +107,18 @@ final class BPETokenizerTests: XCTestCase {
         print(String(format: "tokenizer: 1000 prompts in %.3f s (cold cache, debug build)", seconds))
     }
 
+    func testConcurrentEncodingSharesTheCacheSafely() throws {
+        let tokenizer = try BPETokenizer(directory: Self.tokenizerDirectory)
+        let g = try Self.goldenResult.get()
+        let results = UnsafeMutableBufferPointer<[Int]>.allocate(capacity: g.prompts.count)
+        results.initialize(repeating: [])
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: g.prompts.count) { i in
+            results[i] = tokenizer.encode(g.prompts[i]).ids
+        }
+        for i in 0..<g.prompts.count { XCTAssertEqual(results[i], g.sd1[i], "prompt \(i)") }
+    }
+
     func testDecodeRoundTrip() throws {
         let tokenizer = try Self.sd1.get()
         let cases = ["a photo of sks dog": "a photo of sks dog", "Café, 北京 🐶!": "café , 北京 🐶!",

@@ -64,7 +64,12 @@ final class UNetParityTests: XCTestCase {
         let w0 = Variable(try Tensor(shape: [1, 16, 16, 4],
                                      scalars: Array(FeatureLayout.nhwc(fromNCHW: f.tensor("sample_cfg")).scalars[..<1024])))
         let loss = try sum(mul(out, w0))
-        try loss.backward()
+        let trace = BackwardTrace()
+        try GradMode.$trace.withValue(trace) { try loss.backward() }
+        XCTAssertTrue(trace.events.contains("conv2d.dInput"))
+        XCTAssertTrue(trace.events.contains("attention.backward"))
+        XCTAssertFalse(trace.events.contains { $0.hasSuffix("dWeight") || $0.hasSuffix("dBias") },
+                       "frozen layers computed weight gradients")
         let grad = try XCTUnwrap(x.grad)
         XCTAssertEqual(grad.shape, x.shape)
         XCTAssertTrue(unet.namedParameters().allSatisfy { $0.1.grad == nil }, "frozen weights received gradients")

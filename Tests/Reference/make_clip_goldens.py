@@ -14,6 +14,8 @@ Outputs under Tests/CLIPTextTests/Fixtures/:
         hidden_states.K    [3, 77, C] for K = 0 … num_hidden_layers (embeddings, then each layer's output)
         last_hidden_state  [3, 77, C] after the final layer norm
         pooler_output      [3, C]
+        grad.<name>        (clip_sd1_quick_gelu only) gradient of mean(last_hidden_state²) for every parameter,
+                           named without the `text_model.` prefix
 """
 import json
 import os
@@ -48,7 +50,7 @@ def perturb(model, generator):
                 p.copy_(0.2 * torch.randn(p.shape, generator=generator))
 
 
-def build(name, hidden, act, eos_token_id, pad_id, sd1_layout, seed):
+def build(name, hidden, act, eos_token_id, pad_id, sd1_layout, seed, with_gradients=False):
     generator = torch.Generator().manual_seed(seed)
     config = CLIPTextConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden, projection_dim=hidden,
                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=LENGTH,
@@ -70,20 +72,25 @@ def build(name, hidden, act, eos_token_id, pad_id, sd1_layout, seed):
             assert a == b and torch.equal(pa, pb), a
 
     ids = prompts(pad_id, generator)
-    with torch.no_grad():
-        out = model(input_ids=ids, output_hidden_states=True)
+    out = model(input_ids=ids, output_hidden_states=True)
     assert len(out.hidden_states) == config.num_hidden_layers + 1
     goldens = {"input_ids": ids.float(), "last_hidden_state": out.last_hidden_state,
                "pooler_output": out.pooler_output}
     for k, h in enumerate(out.hidden_states):
         goldens[f"hidden_states.{k}"] = h
+    if with_gradients:
+        (out.last_hidden_state ** 2).mean().backward()
+        for pname, p in model.named_parameters():
+            goldens["grad." + pname] = p.grad
+    goldens = {k: v.detach() for k, v in goldens.items()}
     save_file({k: v.contiguous() for k, v in goldens.items()}, os.path.join(out_dir, "goldens.safetensors"))
-    print(name, "keys:", len(load_file(weights)), "max|last|:", out.last_hidden_state.abs().max().item(),
-          "max|h_L|:", out.hidden_states[-1].abs().max().item())
+    print(name, "keys:", len(load_file(weights)), "max|last|:", goldens["last_hidden_state"].abs().max().item(),
+          "max|h_L|:", goldens[f"hidden_states.{config.num_hidden_layers}"].abs().max().item())
 
 
 def main():
-    build("clip_sd1_quick_gelu", hidden=32, act="quick_gelu", eos_token_id=2, pad_id=EOS, sd1_layout=True, seed=1)
+    build("clip_sd1_quick_gelu", hidden=32, act="quick_gelu", eos_token_id=2, pad_id=EOS, sd1_layout=True, seed=1,
+          with_gradients=True)
     build("clip_sd2_gelu", hidden=64, act="gelu", eos_token_id=EOS, pad_id=0, sd1_layout=False, seed=2)
 
 

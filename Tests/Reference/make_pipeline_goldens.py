@@ -17,6 +17,10 @@ Tests/PipelineTests/Fixtures/:
                                      prompt PROMPT, negative NEGATIVE
         latents.euler_noneg          same as euler with an empty negative prompt (unconditional = encode(""))
         latents.euler_clipskip1      same as euler with clip_skip=1
+        pixel.init, pixel.euler       tiny-pixel/ (a 3-channel UNet, no VAE): injected [1, 3, 16, 16] noise and the
+                                     final sample, Euler, 10 steps, guidance 7.5
+    tiny-pixel/                      a pixel-space pipeline: tiny-sd's text encoder, tokenizer and scheduler,
+                                     a 3-channel UNet (16/32 channels), no VAE (model_index "vae": [null, null])
     image_goldens.safetensors
         image.<name>                 output_type="np" images [N, 32, 32, 3] in [0, 1] with
                                      generator=torch.Generator("cpu").manual_seed(SEED), 10 steps, guidance 7.5,
@@ -141,6 +145,37 @@ def build_pipeline(tokenizer):
                                    requires_safety_checker=False)
 
 
+def pixel_fixture(latents_goldens, runs):
+    """tiny-pixel/: the same text encoder, tokenizer and scheduler, a 3-channel UNet and no VAE. diffusers
+    runs it only with vae=None and output_type="latent" (its size check assumes a factor 8, so it is given
+    128x128 and 16x16 injected noise)."""
+    pipe = StableDiffusionPipeline.from_pretrained(MODEL, torch_dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)
+    unet = UNet2DConditionModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
+                                block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=2, norm_num_groups=8).eval()
+    randomize(unet, 200)
+    pixel = StableDiffusionPipeline(vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=unet,
+                                    scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+                                    requires_safety_checker=False)
+    pixel.set_progress_bar_config(disable=True)
+    folder = os.path.join(ROOT, "tiny-pixel")
+    shutil.rmtree(folder, ignore_errors=True)
+    pixel.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    # transformers 5 saves the tokenizer as tokenizer.json only; keep the CLIP-format files too.
+    shutil.copytree(os.path.join(MODEL, "tokenizer"), os.path.join(folder, "tokenizer"), dirs_exist_ok=True)
+    pixel.to(torch.float32)
+    pixel.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    init = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    out = pixel(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=GUIDANCE, height=128,
+                width=128, latents=init.clone(), output_type="latent").images
+    latents_goldens["pixel.init"] = init
+    latents_goldens["pixel.euler"] = out
+    runs["pixel.euler"] = {"sampler": "euler", "negative": NEGATIVE, "size": 16}
+    print(f"pixel.euler: max|x| {out.abs().max().item():.3f} std {out.std().item():.3f}")
+
+
 def scheduler(config, name):
     if name == "euler":
         return EulerDiscreteScheduler.from_config(config)
@@ -202,6 +237,7 @@ def main():
         runs["image." + key] = {"sampler": name, "negative": NEGATIVE, "num_images": count}
         print(f"image.{key}: mean {out.mean():.3f} std {out.std():.3f}")
 
+    pixel_fixture(latents_goldens, runs)
     save_file({k: v.contiguous() for k, v in latents_goldens.items()}, os.path.join(ROOT, "latents_goldens.safetensors"))
     save_file({k: v.contiguous() for k, v in image_goldens.items()}, os.path.join(ROOT, "image_goldens.safetensors"))
     with open(os.path.join(ROOT, "goldens.json"), "w") as f:

@@ -56,6 +56,10 @@ final class SafeTensorsTests: XCTestCase {
 
         let file = try SafeTensorsFile(path: path("all.safetensors"))
         XCTAssertEqual(file.metadata, writer.metadata)
+        for t in file.tensors {   // every tensor starts at a multiple of its element size
+            XCTAssertEqual((file.header.dataStart + t.dataOffsets.lowerBound) % t.dtype.byteSize, 0, t.name)
+        }
+        XCTAssertEqual(file.names.prefix(3), ["f64", "i64", "empty"])
         XCTAssertEqual(Set(file.names), Set(raw.map(\.0)))
         for (name, dtype, shape, b, values) in raw {
             let info = try file.info(name)
@@ -133,7 +137,11 @@ final class SafeTensorsTests: XCTestCase {
         var writer = SafeTensorsWriter()
         try writer.add("x", Tensor(shape: [2], repeating: 1))
         try writer.write(to: path("w.safetensors"))
-        try writer.write(to: path("w.safetensors"))
+        try SafeTensorsWriter.write(["x": Tensor(shape: [3], repeating: 2)], metadata: ["m": "v"], as: .bf16, to: path("w.safetensors"))
+        let replaced = try SafeTensorsFile(path: path("w.safetensors"))
+        XCTAssertEqual(try replaced.tensor("x").scalars, [2, 2, 2])
+        XCTAssertEqual(try replaced.info("x").dtype, .bf16)
+        XCTAssertEqual(replaced.metadata, ["m": "v"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["w.safetensors"])
         XCTAssertThrowsError(try writer.write(to: path("missing-folder/w.safetensors")))
         XCTAssertThrowsError(try writer.add("x", Tensor(shape: [1], repeating: 0)))

@@ -20,6 +20,26 @@ func referenceConv(_ x: [Double], _ w: [Double], _ bias: [Double]?, _ g: Conv2DS
     return out
 }
 
+/// Naive Double backward of `referenceConv`: (dX, dW) for output gradient `dy`.
+func referenceConvBackward(_ x: [Double], _ w: [Double], _ dy: [Double], _ g: Conv2DShape) -> ([Double], [Double]) {
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+    let (ho, wo) = (g.outHeight, g.outWidth)
+    for n in 0..<g.batch { for oy in 0..<ho { for ox in 0..<wo { for co in 0..<g.outChannels {
+        let gy = dy[((n * ho + oy) * wo + ox) * g.outChannels + co]
+        for ky in 0..<g.kernelHeight { for kx in 0..<g.kernelWidth {
+            let y = oy * g.stride + ky - g.padding, xx = ox * g.stride + kx - g.padding
+            guard y >= 0, y < g.height, xx >= 0, xx < g.width else { continue }
+            for ci in 0..<g.inChannels {
+                let xi = ((n * g.height + y) * g.width + xx) * g.inChannels + ci
+                let wi = ((ky * g.kernelWidth + kx) * g.inChannels + ci) * g.outChannels + co
+                dx[xi] += gy * w[wi]
+                dw[wi] += gy * x[xi]
+            }
+        } }
+    } } } }
+    return (dx, dw)
+}
+
 final class Conv2DTests: XCTestCase {
     struct Case { var n, h, w, cin, cout, kh, kw, stride, pad: Int }
 
@@ -99,6 +119,27 @@ final class Conv2DTests: XCTestCase {
     }
 
     /// Shapes that take each parallel split: many row tiles, few row tiles (split over weight slivers), stride 2.
+    /// Shapes large enough for the padded-grid weight gradient and the flipped-weight input gradient.
+    func testBackwardMatchesNaiveOnLargerShapes() throws {
+        let cases = [
+            Case(n: 1, h: 21, w: 22, cin: 8, cout: 12, kh: 3, kw: 3, stride: 1, pad: 1),
+            Case(n: 2, h: 24, w: 25, cin: 5, cout: 7, kh: 3, kw: 3, stride: 2, pad: 1),
+            Case(n: 1, h: 30, w: 20, cin: 3, cout: 33, kh: 3, kw: 3, stride: 1, pad: 0),
+        ]
+        var rng = TestRandom(seed: 15)
+        for c in cases {
+            let g = try shape(c)
+            let x = rng.tensor(g.inputShape), w = rng.tensor(g.weightShape), dy = rng.tensor(g.outputShape)
+            let (dxWant, dwWant) = referenceConvBackward(x.scalars.map(Double.init), w.scalars.map(Double.init),
+                                                         dy.scalars.map(Double.init), g)
+            let dx = try conv2dBackwardInput(dy, weight: w, inputShape: g.inputShape, stride: c.stride, padding: c.pad)
+            let dw = try conv2dBackwardWeight(dy, input: x, kernelHeight: 3, kernelWidth: 3, stride: c.stride,
+                                              padding: c.pad)
+            assertClose(dx, dxWant, tol: 2e-5, "dX \(c)")
+            assertClose(dw, dwWant, tol: 2e-5, "dW \(c)")
+        }
+    }
+
     func testThreadCountsAgreeAndRerunsAreBitwiseEqual() throws {
         var rng = TestRandom(seed: 13)
         for (xs, ws, stride) in [([1, 20, 20, 64], [3, 3, 64, 96], 1), ([1, 4, 4, 64], [3, 3, 64, 320], 1),

@@ -136,3 +136,21 @@ final class ElementwiseTests: XCTestCase {
         assertThreadIndependent("sum", tol: 0) { [Tensor(scalar: Reduction.sum(big)), Tensor(scalar: Reduction.sumOfSquares(big))] }
     }
 }
+
+final class EmptyTensorTests: XCTestCase {
+    func testOpsAcceptEmptyTensors() throws {
+        let e = Tensor(zeros: [2, 0, 4])
+        XCTAssertEqual(try Elementwise.add(e, Tensor(zeros: [4])).shape, [2, 0, 4])
+        XCTAssertEqual(try Elementwise.reduceBroadcast(e, to: [4]).scalars, [0, 0, 0, 0])
+        XCTAssertEqual(Activation.silu(e).shape, [2, 0, 4])
+        XCTAssertEqual(Reduction.sum(e), 0)
+        XCTAssertEqual(try Reduction.sum(e, axis: 1).scalars, Array(repeating: 0, count: 8))
+        XCTAssertEqual(try Normalization.groupNorm(Tensor(zeros: [0, 3, 3, 4]), groups: 2, gamma: nil, beta: nil).output.shape, [0, 3, 3, 4])
+        XCTAssertEqual(try Softmax.softmax(Tensor(zeros: [0, 5])).shape, [0, 5])
+        var rng = PhiloxRandom(seed: 1)
+        XCTAssertEqual(rng.normal(shape: [0]).count, 0)
+        XCTAssertEqual(rng.offset, 0)
+        let q = Tensor(zeros: [1, 2, 0, 8]), k = Tensor(zeros: [1, 2, 5, 8])
+        XCTAssertEqual(try Attention.scaledDotProduct(q: q, k: k, v: k).output.shape, [1, 2, 0, 8])
+    }
+}

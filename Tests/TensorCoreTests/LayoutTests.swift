@@ -50,6 +50,8 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(heads.scalars, y.scalars)
         XCTAssertEqual(try Layout.mergeHeads(heads).scalars, seq.scalars)
         XCTAssertThrowsError(try Layout.permute(x, [0, 1, 1, 2]))
+        XCTAssertEqual(try Layout.permute(Tensor(scalar: 3), []).scalars, [3])
+        XCTAssertEqual(try Layout.permute(Tensor(zeros: [2, 0, 3]), [2, 0, 1]).shape, [3, 2, 0])
         XCTAssertThrowsError(try Layout.splitHeads(seq, heads: 4))
     }
 }

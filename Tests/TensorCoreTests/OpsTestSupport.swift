@@ -21,6 +21,21 @@ func numericalGradient(_ x: [Double], eps: Double = 1e-6, _ f: ([Double]) -> Dou
     }
 }
 
+/// Checks an analytic gradient against central differences of f at every `every`-th coordinate of x.
+func assertGradient(_ analytic: Tensor, at x: [Double], every: Int = 1, atol: Double, rtol: Double, _ what: String,
+                    file: StaticString = #filePath, line: UInt = #line, _ f: ([Double]) -> Double) {
+    var x = x
+    let indices = Array(stride(from: 0, to: x.count, by: every))
+    let numeric = indices.map { i -> Double in
+        let keep = x[i]
+        x[i] = keep + 1e-6; let a = f(x)
+        x[i] = keep - 1e-6; let b = f(x)
+        x[i] = keep
+        return (a - b) / 2e-6
+    }
+    assertClose(indices.map { Double(analytic[flat: $0]) }, numeric, atol: atol, rtol: rtol, what, file: file, line: line)
+}
+
 func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
 
 /// Asserts |actual − expected| ≤ atol + rtol·|expected| elementwise, reporting the first mismatches.

@@ -90,7 +90,7 @@ public struct PhiloxRandom: RandomNumberGenerator, Codable, Equatable, Sendable 
     /// Calls body(block) for every 4-value block of an n-value fill, over the threads in fixed slices.
     static func forBlocks(_ n: Int, _ body: (Int) -> Void) {
         let blocks = (n + 3) / 4
-        Parallel.forEach(count: blocks, workers: Parallel.workers(for: blocks, minWorkPerThread: 4096), body)
+        Parallel.forEachChunked(count: blocks, workers: Parallel.workers(for: blocks, minWorkPerThread: 4096), body)
     }
 }
 

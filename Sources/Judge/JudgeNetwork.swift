@@ -1,0 +1,110 @@
+// JudgeNetwork: a small CNN that reads a 64×64 picture-world image and predicts every label at once.
+//
+//   x [N, 64, 64, 3] in [-1, 1]
+//   conv1 3→24 3×3      → GroupNorm(8) → SiLU   [N, 64, 64, 24]
+//   conv2 24→32 3×3 /2  → GroupNorm(8) → SiLU   [N, 32, 32, 32]
+//   conv3 32→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 16, 16, 64]
+//   conv4 64→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 8, 8, 64]
+//   conv5 64→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 4, 4, 64]
+//   flatten → fc 1024→128 → SiLU → heads 128→32 [N, 32]
+// The 32 logits are the heads of `JudgeHeads` side by side (object, colour, background, pattern, style);
+// the loss is the sum of one softmax cross-entropy per head.
+import Autograd
+import Foundation
+import NN
+import PictureWorld
+import TensorCore
+
+/// Where each attribute's logits sit in the network's output row.
+public enum JudgeHeads {
+    public static let object = 0..<ObjectKind.allCases.count
+    public static let color = object.upperBound..<(object.upperBound + NamedColor.allCases.count)
+    public static let background = color.upperBound..<(color.upperBound + Background.allCases.count)
+    public static let pattern = background.upperBound..<(background.upperBound + CoatPattern.allCases.count)
+    public static let style = pattern.upperBound..<(pattern.upperBound + RenderStyle.allCases.count)
+    public static let all = [object, color, background, pattern, style]
+    public static var width: Int { style.upperBound }
+
+    /// The class index of every head for `labels`, in `all` order.
+    static func targets(_ labels: SceneLabels) -> [Int] {
+        [labels.object.rawValue, labels.color.rawValue, labels.background.rawValue, labels.pattern.rawValue,
+         labels.style.rawValue]
+    }
+}
+
+public final class JudgeNetwork: Module {
+    /// Input side in pixels.
+    public static let inputSize = 64
+
+    let conv1 = Conv2d(inChannels: 3, outChannels: 24, kernelSize: 3, padding: 1)
+    let norm1 = GroupNorm(groups: 8, channels: 24)
+    let conv2 = Conv2d(inChannels: 24, outChannels: 32, kernelSize: 3, stride: 2, padding: 1)
+    let norm2 = GroupNorm(groups: 8, channels: 32)
+    let conv3 = Conv2d(inChannels: 32, outChannels: 64, kernelSize: 3, stride: 2, padding: 1)
+    let norm3 = GroupNorm(groups: 8, channels: 64)
+    let conv4 = Conv2d(inChannels: 64, outChannels: 64, kernelSize: 3, stride: 2, padding: 1)
+    let norm4 = GroupNorm(groups: 8, channels: 64)
+    let conv5 = Conv2d(inChannels: 64, outChannels: 64, kernelSize: 3, stride: 2, padding: 1)
+    let norm5 = GroupNorm(groups: 8, channels: 64)
+    let fc = Linear(inFeatures: 4 * 4 * 64, outFeatures: 128)
+    let heads = Linear(inFeatures: 128, outFeatures: JudgeHeads.width)
+
+    public override init() { super.init() }
+
+    /// x [N, 64, 64, 3] → logits [N, 32].
+    public func callAsFunction(_ x: Variable) throws -> Variable {
+        guard x.shape.count == 4, x.shape[1] == Self.inputSize, x.shape[2] == Self.inputSize, x.shape[3] == 3 else {
+            throw JudgeError.invalidInput("the judge takes [N, 64, 64, 3] images, got \(x.shape)")
+        }
+        var h = silu(try norm1(try conv1(x)))
+        h = silu(try norm2(try conv2(h)))
+        h = silu(try norm3(try conv3(h)))
+        h = silu(try norm4(try conv4(h)))
+        h = silu(try norm5(try conv5(h)))                                   // [N, 4, 4, 64]
+        h = try reshape(h, [x.shape[0], 4 * 4 * 64])
+        return try heads(silu(try fc(h)))
+    }
+}
+
+/// Sum over heads of the mean softmax cross-entropy: logits [N, K], one target class per head per row.
+/// Its VJP is (softmax − one-hot)/N within each head.
+func multiHeadCrossEntropy(_ logits: Variable, targets: [[Int]], heads: [Range<Int>]) throws -> Variable {
+    let n = logits.shape[0], k = logits.shape[1]
+    guard targets.count == n, targets.allSatisfy({ $0.count == heads.count }) else {
+        throw JudgeError.invalidInput("cross-entropy: \(targets.count) target rows for \(n) logit rows")
+    }
+    var grad = Tensor(zeros: [n, k])
+    var loss: Double = 0
+    logits.value.withUnsafeBufferPointer { x in
+        grad.withUnsafeMutableBufferPointer { g in
+            for row in 0..<n {
+                for (h, range) in heads.enumerated() {
+                    let base = row * k
+                    let m = range.map { x[base + $0] }.max() ?? 0
+                    var z: Float = 0
+                    for j in range { z += expf(x[base + j] - m) }
+                    let target = range.lowerBound + targets[row][h]
+                    loss += Double(m + logf(z) - x[base + target])
+                    for j in range { g[base + j] = expf(x[base + j] - m) / z / Float(n) }
+                    g[base + target] -= 1 / Float(n)
+                }
+            }
+        }
+    }
+    return Variable.result(Tensor(scalar: Float(loss / Double(n))), of: "multiHeadCrossEntropy", inputs: [logits]) { dOut in
+        [Elementwise.scale(grad, by: dOut.item)]
+    }
+}
+
+/// Errors of the judge.
+public enum JudgeError: Error, CustomStringConvertible, Equatable {
+    case invalidInput(String)
+    case weights(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let m): return m
+        case .weights(let path, let reason): return "judge weights \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,103 @@
+// Captions: several phrasings of a scene's labels, and the parser that reads labels back from a
+// caption or prompt (used to check what a prompt asks for).
+//
+//   a photo of a brown spotted dog on the beach      (phrasing 0, the canonical one)
+//   a brown dog on the beach / a red car in the snow (phrasing 1)
+//   a brown dog, beach                               (phrasing 2)
+//   a picture of a brown dog by the sea              (phrasing 3)
+//   a cartoon of a brown dog in a meadow             (styles other than photo name themselves)
+
+/// Caption phrasings and parsing.
+public enum Caption {
+    /// Number of phrasings `make` knows.
+    public static let phrasingCount = 4
+
+    /// The caption of `labels` in phrasing `phrasing` (mod `phrasingCount`), with background phrase
+    /// variant `variant` (mod the background's phrase count). Plain coats are not named.
+    public static func make(_ labels: SceneLabels, phrasing: Int = 0, variant: Int = 0) -> String {
+        let words = [labels.color.word] + (labels.pattern == .plain ? [] : [labels.pattern.word]) + [labels.object.word]
+        let noun = words.joined(separator: " ")
+        let phrases = labels.background.phrases
+        let place = phrases[((variant % phrases.count) + phrases.count) % phrases.count]
+        let subject = article(for: noun) + " " + noun
+        let styleNoun = labels.style.noun
+        switch ((phrasing % phrasingCount) + phrasingCount) % phrasingCount {
+        case 0: return "\(article(for: styleNoun)) \(styleNoun) of \(subject) \(place)"
+        case 1: return labels.style == .photo ? "\(subject) \(place)" : "\(subject) \(place), \(styleNoun)"
+        case 2: return labels.style == .photo ? "\(subject), \(labels.background.word)"
+                                              : "\(subject), \(labels.background.word), \(styleNoun)"
+        default: return labels.style == .photo ? "a picture of \(subject) \(place)"
+                                               : "\(article(for: styleNoun)) \(styleNoun) of \(subject) \(place)"
+        }
+    }
+
+    /// A caption in a random phrasing and background variant.
+    public static func random(_ labels: SceneLabels, using rng: inout some RandomNumberGenerator) -> String {
+        make(labels, phrasing: Int(rng.next() % UInt64(phrasingCount)), variant: Int(rng.next() % 3))
+    }
+
+    /// Every caption `make` can write for labels drawn from `options`, in a fixed order (the corpus a
+    /// tokenizer vocabulary is built from).
+    public static func corpus(_ options: WorldOptions = .base) -> [String] {
+        var out: [String] = []
+        for o in options.objects {
+            for c in options.colors {
+                for b in options.backgrounds {
+                    for p in (o.hasCoat ? options.patterns : [.plain]) {
+                        for s in options.styles {
+                            let labels = SceneLabels(object: o, color: c, background: b, pattern: p, style: s)
+                            for phrasing in 0..<phrasingCount {
+                                for variant in 0..<b.phrases.count { out.append(make(labels, phrasing: phrasing, variant: variant)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// "a" or "an".
+    static func article(for word: String) -> String {
+        guard let first = word.first else { return "a" }
+        return "aeiou".contains(first) ? "an" : "a"
+    }
+
+    /// What a caption or prompt names: every attribute it mentions (nil where it says nothing).
+    public struct Parsed: Equatable, Sendable {
+        public var object: ObjectKind?
+        public var color: NamedColor?
+        public var background: Background?
+        public var pattern: CoatPattern?
+        public var style: RenderStyle?
+        /// Words that are none of the world's vocabulary (e.g. an identifier such as `sks`).
+        public var otherWords: [String]
+    }
+
+    /// Reads the attributes a caption or prompt mentions. Words are matched case-insensitively;
+    /// "grey" counts as gray, "drawing" as cartoon, "pixel" as pixel art.
+    public static func parse(_ text: String) -> Parsed {
+        let words = text.lowercased().split { !($0.isLetter || $0 == "'") }.map(String.init)
+        var out = Parsed(otherWords: [])
+        let objects = Dictionary(uniqueKeysWithValues: ObjectKind.allCases.map { ($0.word, $0) })
+        var colors = Dictionary(uniqueKeysWithValues: NamedColor.allCases.map { ($0.word, $0) })
+        colors["grey"] = .gray
+        let patterns = Dictionary(uniqueKeysWithValues: CoatPattern.allCases.map { ($0.word, $0) })
+        let styles: [String: RenderStyle] = ["photo": .photo, "photograph": .photo, "cartoon": .cartoon,
+                                              "drawing": .cartoon, "pixel": .pixelArt]
+        let filler: Set<String> = ["a", "an", "the", "of", "on", "in", "at", "by", "under", "picture", "art", "day",
+                                   "living", "snowy", "sky", "winter", "with", "and", "dog's", "style"]
+        for w in words {
+            if let o = objects[w] { out.object = o; continue }
+            if let c = colors[w] { out.color = c; continue }
+            if let p = patterns[w] { out.pattern = p; continue }
+            if let s = styles[w] { out.style = s; continue }
+            if let b = Background.allCases.first(where: { $0.keywords.contains(w) }) {
+                if out.background == nil { out.background = b }
+                continue
+            }
+            if !filler.contains(w) { out.otherWords.append(w) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,163 @@
+// Picture world: determinism, coverage of every label, captions that parse back, the rasteriser's
+// anti-aliasing, and the base world's exclusions (reserved coat, unseen style).
+import PNGImage
+@testable import PictureWorld
+import TensorCore
+import XCTest
+
+final class PictureWorldTests: XCTestCase {
+    func testSameSeedGivesSameBytes() throws {
+        let a = try WorldDataset(seed: 42), b = try WorldDataset(seed: 42)
+        for i in [0, 1, 17, 999] {
+            let (x, y) = (try a.sample(at: i), try b.sample(at: i))
+            XCTAssertEqual(x.caption, y.caption)
+            XCTAssertEqual(try PNG.encode(x.image), try PNG.encode(y.image), "item \(i)")
+        }
+        // Items do not depend on the order in which they are drawn.
+        XCTAssertEqual(try a.sample(at: 17).image, try a.sample(at: 17).image)
+    }
+
+    func testDifferentSeedsAndIndicesDiffer() throws {
+        let a = try WorldDataset(seed: 1), b = try WorldDataset(seed: 2)
+        var differing = 0
+        for i in 0..<20 where try a.sample(at: i).image != b.sample(at: i).image { differing += 1 }
+        XCTAssertEqual(differing, 20)
+        XCTAssertNotEqual(try a.sample(at: 0).image, try a.sample(at: 1).image)
+    }
+
+    func testBatchIsNHWCInUnitRange() throws {
+        let data = try WorldDataset(seed: 5)
+        let (images, captions, labels) = try data.batch([3, 4])
+        XCTAssertEqual(images.shape, [2, 64, 64, 3])
+        XCTAssertEqual(captions.count, 2)
+        XCTAssertEqual(labels[1], data.describe(4).scene.labels)
+        let s = images.scalars
+        XCTAssertGreaterThanOrEqual(s.min() ?? -2, -1)
+        XCTAssertLessThanOrEqual(s.max() ?? 2, 1)
+        XCTAssertEqual(try Image(tensorHWC: try images.slice(1)),
+                       try data.sample(at: 4).image)
+    }
+
+    func testEveryLabelRendersDistinctly() throws {
+        var rng = PhiloxRandom(seed: 9)
+        let base = Scene.random(SceneLabels(object: .dog, color: .brown, background: .grass), using: &rng)
+        func image(_ change: (inout SceneLabels) -> Void) throws -> Image {
+            var scene = base
+            change(&scene.labels)
+            return try scene.render()
+        }
+        let reference = try image { _ in }
+        for o in ObjectKind.allCases where o != .dog {
+            XCTAssertNotEqual(try image { $0.object = o }, reference, "\(o)")
+        }
+        for c in NamedColor.allCases where c != .brown {
+            XCTAssertNotEqual(try image { $0.color = c }, reference, "\(c)")
+        }
+        for b in Background.allCases where b != .grass {
+            XCTAssertNotEqual(try image { $0.background = b }, reference, "\(b)")
+        }
+        for p in CoatPattern.allCases where p != .plain {
+            XCTAssertNotEqual(try image { $0.pattern = p }, reference, "\(p)")
+        }
+        for s in RenderStyle.allCases where s != .photo {
+            XCTAssertNotEqual(try image { $0.style = s }, reference, "\(s)")
+        }
+        let big = try base.render(size: 128)
+        XCTAssertEqual([big.width, big.height], [128, 128])
+        XCTAssertThrowsError(try base.render(size: 0))
+    }
+
+    func testCaptionsParseBackToLabels() {
+        for o in ObjectKind.allCases {
+            for c in NamedColor.allCases {
+                for b in Background.allCases {
+                    for style in RenderStyle.allCases {
+                        let pattern: CoatPattern = o.hasCoat ? CoatPattern.allCases[(c.rawValue + b.rawValue) % 4] : .plain
+                        let labels = SceneLabels(object: o, color: c, background: b, pattern: pattern, style: style)
+                        for phrasing in 0..<Caption.phrasingCount {
+                            for variant in 0..<3 {
+                                let text = Caption.make(labels, phrasing: phrasing, variant: variant)
+                                let parsed = Caption.parse(text)
+                                XCTAssertEqual(parsed.object, o, text)
+                                XCTAssertEqual(parsed.color, c, text)
+                                XCTAssertEqual(parsed.background, b, text)
+                                XCTAssertEqual(parsed.pattern ?? .plain, pattern, text)
+                                XCTAssertEqual(parsed.style ?? .photo, style, text)
+                                XCTAssertEqual(parsed.otherWords, [], text)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(Caption.make(SceneLabels(object: .dog, color: .brown, background: .beach)),
+                       "a photo of a brown dog on the beach")
+        XCTAssertEqual(Caption.make(SceneLabels(object: .car, color: .red, background: .snow), phrasing: 1), "a red car in the snow")
+        XCTAssertEqual(Caption.make(SceneLabels(object: .dog, color: .brown, background: .beach), phrasing: 2), "a brown dog, beach")
+        XCTAssertEqual(Caption.make(SceneLabels(object: .ball, color: .orange, background: .room), phrasing: 1), "an orange ball in a room")
+        let sks = Caption.parse("a photo of sks dog in the snow")
+        XCTAssertEqual(sks.object, .dog)
+        XCTAssertEqual(sks.background, .snow)
+        XCTAssertNil(sks.color)
+        XCTAssertEqual(sks.otherWords, ["sks"])
+    }
+
+    func testCorpusHoldsEveryBaseCaption() throws {
+        let corpus = Set(Caption.corpus())
+        let data = try WorldDataset(seed: 12)
+        for i in 0..<500 { XCTAssertTrue(corpus.contains(data.describe(i).caption)) }
+        XCTAssertFalse(corpus.contains { $0.contains(CoatPattern.reserved.word) || $0.contains("pixel") })
+    }
+
+    func testBaseWorldNeverDrawsReservedCoatOrUnseenStyle() throws {
+        let data = try WorldDataset(seed: 3)
+        var coats = Set<CoatPattern>(), styles = Set<RenderStyle>()
+        for i in 0..<3000 {
+            let (scene, caption) = data.describe(i)
+            coats.insert(scene.labels.pattern)
+            styles.insert(scene.labels.style)
+            XCTAssertFalse(caption.contains(CoatPattern.reserved.word), caption)
+        }
+        XCTAssertEqual(coats, Set(CoatPattern.allCases.filter { $0 != .reserved }))
+        XCTAssertEqual(styles, Set(RenderStyle.allCases.filter { $0 != .unseen }))
+        let all = try WorldDataset(seed: 3, options: .all)
+        XCTAssertEqual(Set((0..<3000).map { all.describe($0).scene.labels.pattern }), Set(CoatPattern.allCases))
+        XCTAssertThrowsError(try WorldOptions(objects: [], patterns: [.plain], styles: [.photo]))
+    }
+
+    func testExampleSets() throws {
+        let subject = Examples.subjectScenes()
+        XCTAssertEqual(subject.count, 5)
+        XCTAssertTrue(subject.allSatisfy { $0.labels.object == .dog && $0.labels.pattern == .reserved })
+        XCTAssertGreaterThan(Set(subject.map(\.labels.background)).count, 2)
+        XCTAssertTrue(Examples.styleScenes().allSatisfy { $0.labels.style == .unseen })
+        XCTAssertEqual(PromptSets.heldout().count, 200)
+        XCTAssertEqual(PromptSets.heldout().map(\.prompt), PromptSets.heldout().map(\.prompt))
+        for (prompt, labels) in PromptSets.heldout() {
+            let parsed = Caption.parse(prompt)
+            XCTAssertEqual([parsed.object?.rawValue, parsed.color?.rawValue, parsed.background?.rawValue],
+                           [labels.object.rawValue, labels.color.rawValue, labels.background.rawValue], prompt)
+        }
+    }
+
+    /// A disc's anti-aliased coverage sums to its area, and a half-plane edge gives half-covered pixels.
+    func testRasterCoverage() {
+        var canvas = Canvas(size: 64, fill: RGB(0, 0, 0))
+        canvas.fill(.circle(Point(31.3, 30.7), 10), Paint(RGB(1, 1, 1)))
+        let area = stride(from: 0, to: canvas.pixels.count, by: 3).reduce(Float(0)) { $0 + canvas.pixels[$1] }
+        XCTAssertEqual(area, .pi * 100, accuracy: 1.0)
+        var edge = Canvas(size: 8, fill: RGB(0, 0, 0))
+        edge.fill(.polygon([Point(0, 0), Point(36, 0), Point(36, 64), Point(0, 64)]), Paint(RGB(1, 1, 1)))
+        XCTAssertEqual(edge.pixels[(0 * 8 + 4) * 3], 0.5, accuracy: 1e-5)       // pixel 4 spans units 32 ..< 40
+        XCTAssertEqual(edge.pixels[(0 * 8 + 3) * 3], 1, accuracy: 1e-5)
+        XCTAssertEqual(edge.pixels[(0 * 8 + 5) * 3], 0, accuracy: 1e-5)
+    }
+}
+
+private extension Tensor {
+    /// Item `i` of the leading dimension.
+    func slice(_ i: Int) throws -> Tensor {
+        let inner = Array(shape.dropFirst()), n = inner.reduce(1, *)
+        return try Tensor(shape: inner, scalars: Array(scalars[(i * n)..<((i + 1) * n)]))
+    }
+}

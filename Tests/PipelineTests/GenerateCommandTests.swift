@@ -1,0 +1,129 @@
+// The `generate` command through its library entry point (`GenerateCommand.main`), on the tiny fixture.
+@testable import CLI
+import PNGImage
+import Pipeline
+import XCTest
+
+final class GenerateCommandTests: XCTestCase {
+    var out: URL!
+
+    override func setUpWithError() throws {
+        out = FileManager.default.temporaryDirectory.appendingPathComponent("generate-tests-\(UUID().uuidString)")
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: out)
+    }
+
+    func base(_ extra: [String]) -> [String] {
+        ["--pipeline", fixturePath("tiny-sd"), "--out", out.path, "--steps", "3", "--width", "16", "--height", "16"] + extra
+    }
+
+    func pngs() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).filter { $0.hasSuffix(".png") }.sorted()
+    }
+
+    func testWritesPNGWithParametersChunk() throws {
+        XCTAssertEqual(GenerateCommand.main(base(["--seed", "42", "--sampler", "euler_a", "--negative", "blurry, dark",
+                                                  "a photo of sks dog"])), 0)
+        let files = pngs()
+        XCTAssertEqual(files.count, 1)
+        XCTAssertTrue(files[0].hasSuffix("-42-a-photo-of-sks-dog.png"), files[0])
+        let decoded = try PNG.read(path: out.appendingPathComponent(files[0]).path)
+        XCTAssertEqual(decoded.image.width, 16)
+        let text = try XCTUnwrap(decoded.text.first { $0.keyword == "parameters" }).text
+        XCTAssertTrue(text.hasPrefix("a photo of sks dog\nNegative prompt: blurry, dark\nSteps: 3, Sampler: Euler a, "), text)
+        let info = try ParametersText(parsing: text)
+        XCTAssertEqual(info.parameters.seed, 42)
+        XCTAssertEqual(info.parameters.sampler, .eulerAncestral)
+        XCTAssertEqual(info.modelName, "tiny-sd")
+        XCTAssertEqual(info.modelHash?.count, 10)
+    }
+
+    /// `--from-png` re-renders the same pixels, including an image from the middle of a batch.
+    func testFromPNGReproducesPixels() throws {
+        for rng in ["native", "torch"] {
+            XCTAssertEqual(GenerateCommand.main(base(["--seed", "7", "--rng", rng, "--num-images", "2", "--sampler", "dpm++2m",
+                                                      "--karras", "a red car"])), 0)
+        }
+        let originals = pngs()
+        XCTAssertEqual(originals.count, 4)
+        let rerender = out.appendingPathComponent("again")
+        for name in originals {
+            let path = out.appendingPathComponent(name).path
+            XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", rerender.path,
+                                                 "--from-png", path]), 0)
+            let again = try FileManager.default.contentsOfDirectory(atPath: rerender.path)
+            XCTAssertEqual(again.count, 1)
+            let a = try PNG.read(path: path), b = try PNG.read(path: rerender.appendingPathComponent(again[0]).path)
+            XCTAssertEqual(a.image, b.image, name)
+            XCTAssertEqual(a.text, b.text, name)
+            try FileManager.default.removeItem(at: rerender)
+        }
+        let first = try PNG.read(path: out.appendingPathComponent(originals[0]).path)
+        let second = try PNG.read(path: out.appendingPathComponent(originals[1]).path)
+        XCTAssertNotEqual(first.image, second.image, "two images of a batch are different pictures")
+    }
+
+    func testSameSeedSameSecondNeverOverwrites() throws {
+        for _ in 0..<3 { XCTAssertEqual(GenerateCommand.main(base(["--seed", "5", "a cat"])), 0) }
+        XCTAssertEqual(Set(pngs()).count, 3)
+        let folder = try OutputFolder(path: out.path)
+        let a = try folder.writeNew([1, 2, 3], baseName: "same")
+        let b = try folder.writeNew([4, 5], baseName: "same")
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)), Data([1, 2, 3]))
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: out.path).contains { $0.hasSuffix(".tmp") })
+    }
+
+    func testPromptsFileSkipsComments() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(UUID().uuidString).txt")
+        try "# animals\na dog\n\n  # indented comment\na bird\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        XCTAssertEqual(GenerateCommand.main(base(["--seed", "1", "--prompts", file.path])), 0)
+        XCTAssertEqual(pngs().map { String($0.split(separator: "-").last!) }.sorted(), ["bird.png", "dog.png"])
+    }
+
+    func testBadInputFailsWithoutWritingAPNG() throws {
+        let file = out.appendingPathComponent("a-file")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data([0]).write(to: file)
+        let cases: [([String], Int32)] = [
+            (base(["--sampler", "nonsense", "x"]), 1),
+            (base(["--width", "20", "x"]), 1),
+            (base(["--karras", "--sampler", "ddim", "x"]), 1),
+            (["--pipeline", "/nonexistent/pipeline", "--out", out.path, "x"], 1),
+            (base(["--prompts", "/nonexistent/prompts.txt"]), 1),
+            (["--pipeline", fixturePath("tiny-sd"), "--out", file.path, "x"], 1),
+            (base(["--from-png", "/nonexistent.png"]), 1),
+            (base(["a <lora:style:0.8> photo"]), 1),
+            (base(["--bogus", "x"]), 2),
+            (base(["--steps", "many", "x"]), 2),
+            (base(["--rng", "gpu", "x"]), 2),
+            (base([]), 2),
+            (base(["two", "prompts"]), 2),
+        ]
+        for (arguments, code) in cases {
+            XCTAssertEqual(GenerateCommand.main(arguments), code, arguments.joined(separator: " "))
+        }
+        XCTAssertEqual(pngs(), [])
+    }
+
+    func testMissingDefaultPipelineNamesIt() {
+        XCTAssertThrowsError(try GenerateCommand.pipelineFolder(nil)) { error in
+            XCTAssertTrue("\(error)".contains("pipelines/toy"), "\(error)")
+            XCTAssertTrue("\(error)".contains("--pipeline"), "\(error)")
+        }
+    }
+
+    func testArgumentScanning() throws {
+        let args = try ParsedArguments(["--steps=5", "p", "--json", "--", "--not-an-option"],
+                                       options: ["steps"], flagNames: ["json"])
+        XCTAssertEqual(try args.int("steps"), 5)
+        XCTAssertTrue(args.has("json"))
+        XCTAssertEqual(args.positionals, ["p", "--not-an-option"])
+        XCTAssertThrowsError(try ParsedArguments(["--steps"], options: ["steps"], flagNames: []))
+        XCTAssertEqual(OutputFolder.slug("A photo of  sks dog, <lora:x:1> (4k)!"), "a-photo-of-sks-dog-lora-x-1-4k")
+        XCTAssertEqual(OutputFolder.slug("日本"), "image")
+    }
+}

@@ -1,0 +1,133 @@
+// Loading diffusers folders: variants, refusals and error messages; the parameters text; hashes.
+import DiffusionModels
+import Pipeline
+import SafeTensors
+import Schedulers
+import TensorCore
+import XCTest
+
+final class ModelLoadingTests: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("loading-tests-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: fixturePath("tiny-sd")), to: scratch)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    func path(_ relative: String) -> String { scratch.appendingPathComponent(relative).path }
+
+    func expectError(_ fragments: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try StableDiffusionModel(path: scratch.path), file: file, line: line) { error in
+            for fragment in fragments {
+                XCTAssertTrue("\(error)".contains(fragment), "\"\(error)\" lacks \"\(fragment)\"", file: file, line: line)
+            }
+        }
+    }
+
+    func testLoadsFP16VariantFiles() throws {
+        try FileManager.default.moveItem(atPath: path("unet/diffusion_pytorch_model.safetensors"),
+                                         toPath: path("unet/diffusion_pytorch_model.fp16.safetensors"))
+        try FileManager.default.moveItem(atPath: path("text_encoder/model.safetensors"),
+                                         toPath: path("text_encoder/model.fp16.safetensors"))
+        let model = try StableDiffusionModel(path: scratch.path)
+        XCTAssertTrue(model.unetWeights.lastPathComponent.hasSuffix(".fp16.safetensors"))
+        XCTAssertTrue(model.isLatent)
+        XCTAssertEqual(model.defaultSize, 32)
+    }
+
+    func testRefusesPickles() throws {
+        try FileManager.default.removeItem(atPath: path("vae/diffusion_pytorch_model.safetensors"))
+        try Data([0x80, 0x02]).write(to: URL(fileURLWithPath: path("vae/diffusion_pytorch_model.bin")))
+        expectError(["vae/diffusion_pytorch_model.bin", "pickle", "safetensors"])
+    }
+
+    func testMissingComponentNamesFolderAndFile() throws {
+        try FileManager.default.removeItem(atPath: path("unet/config.json"))
+        expectError([scratch.lastPathComponent, "unet/config.json"])
+        try FileManager.default.removeItem(atPath: path("model_index.json"))
+        expectError(["model_index.json"])
+        XCTAssertThrowsError(try StableDiffusionModel(path: path("nothing-here"))) { error in
+            XCTAssertTrue("\(error)".contains("nothing-here"), "\(error)")
+        }
+    }
+
+    func testMissingWeightsNameTheExpectedFile() throws {
+        try FileManager.default.removeItem(atPath: path("text_encoder/model.safetensors"))
+        expectError(["text_encoder/model.safetensors"])
+    }
+
+    func testStrictLoadingErrorKeepsKeyPath() throws {
+        try FileManager.default.removeItem(atPath: path("vae/diffusion_pytorch_model.safetensors"))
+        try FileManager.default.copyItem(atPath: path("unet/diffusion_pytorch_model.safetensors"),
+                                         toPath: path("vae/diffusion_pytorch_model.safetensors"))
+        expectError(["vae", "diffusion_pytorch_model.safetensors", "encoder.conv_in.weight", "[16, 3, 3, 3]"])
+    }
+
+    /// A folder without a VAE is a pixel-space model; its output matches diffusers' (vae=None, Euler).
+    func testPixelSpaceModelMatchesDiffusers() throws {
+        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        XCTAssertFalse(model.isLatent)
+        XCTAssertEqual(model.sizeMultiple, 1)
+        let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
+        let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
+                                     sampler: .euler, width: 16, height: 16)
+        let pipeline = TextToImage(model: model)
+        let x = try pipeline.denoise(p, initialNoise: FeatureLayout.nhwc(fromNCHW: goldens.tensor("pixel.init")))
+        let expected = try goldens.tensor("pixel.euler")
+        let error = maxError(try FeatureLayout.nchw(fromNHWC: x), expected)
+        XCTAssertLessThanOrEqual(error, 1e-4 * maxAbs(expected), "max error \(error)")
+        let images = try pipeline.generate(GenerationParameters(prompt: "a dog", steps: 2, width: 12, height: 12))
+        XCTAssertEqual(images.first?.image.width, 12)
+    }
+
+    func testNativeSeedIsBitwiseReproducible() throws {
+        let pipeline = TextToImage(model: try tinySD())
+        for sampler in [SamplerKind.eulerAncestral, .dpmpp2mSDE, .ddpm] {
+            let p = GenerationParameters(prompt: "a dog", steps: 4, sampler: sampler, seed: 99, width: 16, height: 16)
+            let a = try pipeline.generate(p), b = try pipeline.generate(p)
+            XCTAssertEqual(a.map(\.image), b.map(\.image), sampler.rawValue)
+            var other = p
+            other.seed = 100
+            XCTAssertNotEqual(try pipeline.generate(other).map(\.image), a.map(\.image), sampler.rawValue)
+        }
+    }
+
+    func testParametersTextRoundTrip() throws {
+        var p = GenerationParameters(prompt: "a photo, of: \"sks\" dog\nsecond line", negativePrompt: "blurry\nugly",
+                                     steps: 30, guidanceScale: 6.25, sampler: .dpmpp2m, karras: true, seed: 18446744073709551615,
+                                     rng: .torch, width: 640, height: 448, clipSkip: 1, numImages: 3, eta: 0.5)
+        p.adapters = [AdapterReference(name: "sks", weight: 1, hash: "0123456789ab")]
+        let info = ParametersText(parameters: p, batchPosition: 2, modelName: "toy, v1", modelHash: "abcdef0123")
+        let text = info.text
+        XCTAssertTrue(text.contains("Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.25, Seed: 18446744073709551615, Size: 640x448"), text)
+        XCTAssertTrue(text.contains("Clip skip: 2"), text)
+        XCTAssertTrue(text.contains("Lora hashes: \"sks: 0123456789ab\""), text)
+        XCTAssertEqual(try ParametersText(parsing: text), info)
+        let a1111 = "masterpiece\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, Size: 512x768, Model hash: 6ce0161689, Model: v1-5, RNG: CPU, Version: v1.10.1"
+        let parsed = try ParametersText(parsing: a1111)
+        XCTAssertEqual(parsed.parameters.sampler, .eulerAncestral)
+        XCTAssertEqual(parsed.parameters.rng, .torch)
+        XCTAssertEqual(parsed.parameters.width, 512)
+        XCTAssertEqual(parsed.parameters.height, 768)
+        XCTAssertThrowsError(try ParametersText(parsing: "just a prompt"))
+        XCTAssertThrowsError(try ParametersText(parsing: "p\nSteps: x, Sampler: Euler, Seed: 1"))
+    }
+
+    func testPromptAdapterTags() {
+        let (prompt, adapters) = PromptAdapters.extract(from: "a photo of <lora:sks:0.8> dog, <lora:style> <lora:bad:x>")
+        XCTAssertEqual(prompt, "a photo of dog, <lora:bad:x>")
+        XCTAssertEqual(adapters, [AdapterReference(name: "sks", weight: 0.8), AdapterReference(name: "style")])
+    }
+
+    func testSHA256() throws {
+        let digest = { (s: String) in Array(s.utf8).withUnsafeBytes { SHA256.hexDigest(of: $0) } }
+        XCTAssertEqual(digest(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(digest(String(repeating: "a", count: 1000)),
+                       "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+}
