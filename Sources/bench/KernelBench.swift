@@ -1,6 +1,8 @@
 // KernelBench: the `kernels` suite. Times each case (median after warm-up), reports GFLOP/s and the share
 // of the FMA peak this machine delivers right now (measured by `measureFMAPeak`), and with `--torch` runs
 // bench/torch_kernels.py as a server and interleaves its timings with ours case by case.
+// On a machine shared with other work, `--threads 1 --cpu-time` (both sides) compares CPU efficiency
+// without counting the time either process spent descheduled.
 //
 // Cases come from providers, one per kernel family (`kernelBenchProviders`); a file adds its family by
 // defining a `() -> [BenchCase]` function and listing it there.
@@ -35,11 +37,11 @@ func median(_ xs: [Double]) -> Double {
 }
 
 /// Peak FMA throughput in GFLOP/s on `threads` threads: 16 independent SIMD16 FMA chains per thread.
-func measureFMAPeak(threads: Int) -> Double {
+func measureFMAPeak(threads: Int, cpuTime: Bool) -> Double {
     let iterations = 4_000_000
     var best = 0.0
     for _ in 0..<3 {
-        let seconds = timeOnce {
+        let seconds = timeOnce(cpuTime: cpuTime) {
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 fmaChains(iterations: iterations, seed: Float(t + 1))
             }
@@ -73,9 +75,9 @@ final class TorchServer {
     private let input = Pipe(), output = Pipe()
     private var buffer = Data()
 
-    init(python: String, script: String) throws {
+    init(python: String, script: String, threads: Int, cpuTime: Bool) throws {
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script, "--serve"]
+        process.arguments = [script, "--serve", "--threads", "\(threads)"] + (cpuTime ? ["--cpu-time"] : [])
         process.standardInput = input
         process.standardOutput = output
         try process.run()
@@ -142,12 +144,15 @@ func kernelBench(_ args: [String]) throws {
     let script = value("--script") ?? "bench/torch_kernels.py"
 
     let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
-    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1), peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2)
-    let torch = withTorch ? try TorchServer(python: python, script: script) : nil
+    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1, cpuTime: cpuTime)
+    let peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2, cpuTime: cpuTime)
+    let peak = Parallel.maxThreads == 1 ? peak1 : peak2   // what "% peak" compares against
+    let torch = withTorch ? try TorchServer(python: python, script: script, threads: Parallel.maxThreads,
+                                            cpuTime: cpuTime) : nil
     defer { torch?.close() }
     if !json {
-        print(String(format: "FMA peak (measured): 1 thread %.0f GFLOP/s, 2 threads %.0f GFLOP/s; threads used: %d",
-                     peak1, peak2, Parallel.maxThreads))
+        print(String(format: "FMA peak (measured): 1 thread %.0f GFLOP/s, 2 threads %.0f GFLOP/s; threads used: %d; "
+                     + "timing: %@", peak1, peak2, Parallel.maxThreads, cpuTime ? "process CPU time (GFLOP per CPU-second)" : "wall clock"))
         printHeader(withTorch: withTorch)
     }
     var results: [KernelResult] = []
@@ -164,10 +169,10 @@ func kernelBench(_ args: [String]) throws {
             }
             let r = KernelResult(name: c.name, flops: c.flops, seconds: mine, torchSeconds: torch == nil ? nil : theirs)
             results.append(r)
-            if !json { printRow(r, peak: peak2) }
+            if !json { printRow(r, peak: peak) }
         }
     }
-    if json { printJSON(results, peak1: peak1, peak2: peak2) }
+    if json { printJSON(results, peak1: peak1, peak2: peak2, peak: peak) }
 }
 
 private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
@@ -192,12 +197,12 @@ private func printRow(_ r: KernelResult, peak: Double) {
     print(line)
 }
 
-private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double) {
+private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double, peak: Double) {
     var cases: [[String: Any]] = []
     for r in results {
         var c: [String: Any] = ["name": r.name, "flops": r.flops, "median_ms": median(r.seconds) * 1e3,
                                 "gflops": r.flops / median(r.seconds) * 1e-9,
-                                "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak2]
+                                "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak]
         if let t = r.torchSeconds, !t.isEmpty {
             c["torch_median_ms"] = median(t) * 1e3
             c["speed_vs_torch"] = median(t) / median(r.seconds)
