@@ -15,6 +15,7 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         throw AdaptersError.invalidSpec(spec: spec, reason: "--lora takes rank=R")
     }
     let batch = sample.shape[0]
+    try loraLayerBench(rank: rank, rows: batch * 4096, features: 320, repeats: 30, cpuTime: cpuTime)
     let stack = AdapterStack(root: unet, component: .unet)
     var random = PhiloxRandom(seed: 7)
     for i in 0..<batch {
@@ -56,6 +57,27 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         print("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %7.3f s  %.3f× base", t, t / m[0]))
     }
     print(String(format: "  per-image / shared adapter: %.3f×", m[3] / m[1]))
+}
+
+/// One projection of SD-1.5's first level (x [rows, 320] → 320), alone and with a rank-R adapter: the
+/// per-layer cost the UNet figures hide in their noise. Medians of interleaved repeats.
+func loraLayerBench(rank: Int, rows: Int, features: Int, repeats: Int, cpuTime: Bool) throws {
+    var random = PhiloxRandom(seed: 3)
+    let layer = Linear(inFeatures: features, outFeatures: features)
+    layer.initializeParameters(random: &random)
+    let x = Variable(random.normal(shape: [rows, features]))
+    let stack = AdapterStack(root: layer, component: .unet)
+    try stack.addTrainable(name: "a", rank: rank, targets: LoRATargets([""]), random: &random)
+    for (_, _, pair) in stack.pairs(of: "a") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.01) }
+    var base: [Double] = [], adapted: [Double] = []
+    for _ in 0..<repeats {
+        try stack.setEnabled(false, for: "a")
+        base.append(try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try layer(x) } })
+        try stack.setEnabled(true, for: "a")
+        adapted.append(try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try layer(x) } })
+    }
+    print(String(format: "Linear %d→%d on %d rows: %.2f ms, with a rank-%d adapter %.2f ms (%.3f×)", features, features, rows,
+                 1e3 * median(base), rank, 1e3 * median(adapted), median(adapted) / median(base)))
 }
 
 private func timeThrowingLoRA(cpuTime: Bool, _ body: () throws -> Void) throws -> Double {

@@ -18,7 +18,11 @@ final class LoRAGradientTests: XCTestCase {
             return zip(y.scalars, g.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         }
         model.zeroGrad()
-        try run(Variable(input)).backward(g)
+        let recorded = try run(Variable(input))
+        for (a, b) in zip(recorded.value.scalars, y0.value.scalars) {
+            XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "recorded and in-place forwards agree", file: file, line: line)
+        }
+        try recorded.backward(g)
         XCTAssertTrue(model.namedParameters().allSatisfy { $0.1.grad == nil }, "the frozen base gets no gradient", file: file, line: line)
         for name in stack.adapterNames {
             XCTAssertFalse(stack.pairs(of: name).isEmpty, "adapter \(name) has pairs", file: file, line: line)
