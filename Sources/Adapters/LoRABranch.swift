@@ -53,14 +53,14 @@ public final class LoRAPair {
     }
 }
 
-/// The adapters of one layer: shared logic of `LoRALinear` and `LoRAConv`.
+/// The adapters of one layer: shared logic of `LoRALinear` and `LoRAConv`, which override the
+/// layer-specific hooks (host, base shape, down/up maps, checkpoint layout, attachment).
 public class LoRABranch: LayerAdapter {
     public private(set) var pairs: [LoRAPair] = []
     /// Dropout probability on the branch input while the host layer is in training mode.
     public var dropout: Float = 0
     /// Random source for dropout (explicit and seeded, like every random value).
     public var random: PhiloxRandom
-    private let dropoutLayer = Dropout(p: 0)
 
     init(seed: UInt64) { random = PhiloxRandom(seed: seed) }
 
@@ -155,8 +155,7 @@ public class LoRABranch: LayerAdapter {
 
     private func dropped(_ x: Variable) throws -> Variable {
         guard dropout > 0, let host, host.isTraining else { return x }
-        let layer = dropoutLayer.p == dropout ? dropoutLayer : Dropout(p: dropout)
-        layer.train()
+        let layer = Dropout(p: dropout)          // in training mode as made
         return try layer(x, random: &random)
     }
 
