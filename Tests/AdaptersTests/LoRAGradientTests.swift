@@ -91,4 +91,22 @@ final class LoRAGradientTests: XCTestCase {
         XCTAssertEqual(pair.down.grad?.scalars.map(abs).max(), 0)
         XCTAssertGreaterThan(pair.up.grad?.scalars.map(abs).max() ?? 0, 0)
     }
+
+    /// Dropout acts on the branch input in training mode only, from the branch's own seeded stream.
+    func testDropoutOnlyWhileTraining() throws {
+        var random = PhiloxRandom(seed: 8)
+        let layer = Linear(inFeatures: 8, outFeatures: 8)
+        layer.initializeParameters(random: &random)
+        let stack = AdapterStack(root: layer, component: .unet)
+        try stack.addTrainable(name: "a", rank: 4, targets: LoRATargets([""]), dropout: 0.5, random: &random)
+        makePairsNonzero(stack, &random)
+        let x = Variable(random.normal(shape: [4, 8]))
+        layer.eval()
+        let a = try withNoGrad { try layer(x) }.value.scalars, b = try withNoGrad { try layer(x) }.value.scalars
+        XCTAssertEqual(a, b, "no dropout in evaluation mode")
+        layer.train()
+        let c = try withNoGrad { try layer(x) }.value.scalars, d = try withNoGrad { try layer(x) }.value.scalars
+        XCTAssertNotEqual(c, a, "dropout changes the branch in training mode")
+        XCTAssertNotEqual(c, d, "each call draws a new mask")
+    }
 }
