@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
-                swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + kernelFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters"],
                 swiftSettings: language + cpuFlags),
 

@@ -43,9 +43,7 @@ public final class StableDiffusionModel {
     public init(path: String) throws {
         let folder = try DiffusersFolder(path: path)
         name = folder.name
-        tokenizer = try Self.component("tokenizer", folder.folder("tokenizer").path) {
-            try BPETokenizer(directory: folder.folder("tokenizer"))
-        }
+        tokenizer = try Self.component("tokenizer", folder.folder("tokenizer").path) { try folder.tokenizer() }
 
         let textConfig = try folder.file("text_encoder", "config.json")
         let textWeights = try folder.weights("text_encoder")

@@ -70,7 +70,7 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
             let ncur = min(plan.nc, cout - jc), slivers = (ncur + nr - 1) / nr
             let block = ConvPlan.Block(jc: jc, columns: ncur, slivers: slivers, packed: packed)
             if !plan.directWeights {
-                Parallel.forSlices(count: slivers, workers: min(threads, slivers)) { _, range in
+                Parallel.forChunks(count: slivers, workers: min(threads, slivers), chunksPerWorker: 2) { _, range in
                     for sv in range {
                         packConvWeight(weight, taps: plan.taps, cin: plan.cin, cout: cout, j0: jc + sv * nr, nr: nr,
                                        into: packed + sv * plan.sliverFloats)

@@ -173,17 +173,18 @@ public enum Normalization {
                                                _ partial: UnsafeMutablePointer<Float>, n: Int, p: Int, c: Int,
                                                _ grad: (Vec, Vec, Vec, Vec) -> Vec) {
         let chunks = (p + pixelChunk - 1) / pixelChunk
+        // Rows are walked in memory order (both inputs stream; the [c] sums stay in L1).
         forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
             let s1 = partial + 2 * (b * chunks + ch) * c, s2 = s1 + c, o = b * c
-            vectorColumns(c) { i, k in
-                let mv = loadN(mc + o + i, k), av = loadN(ca + o + i, k), bv = loadN(cb + o + i, k)
-                var a1 = Vec(repeating: 0), a2 = Vec(repeating: 0)
-                for row in b * p + lo..<b * p + hi {
-                    let xv = loadN(px + row * c + i, k)
-                    let dz = grad(loadN(pd + row * c + i, k), xv, av, bv)
-                    a1 += dz; a2 += dz * (xv - mv)
+            s1.initialize(repeating: 0, count: 2 * c)
+            for row in b * p + lo..<b * p + hi {
+                let xr = px + row * c, dr = pd + row * c
+                vectorColumns(c) { i, k in
+                    let xv = loadN(xr + i, k)
+                    let dz = grad(loadN(dr + i, k), xv, loadN(ca + o + i, k), loadN(cb + o + i, k))
+                    storeN(loadN(s1 + i, k) + dz, s1 + i, k)
+                    storeN(loadN(s2 + i, k) + dz * (xv - loadN(mc + o + i, k)), s2 + i, k)
                 }
-                storeN(a1, s1 + i, k); storeN(a2, s2 + i, k)
             }
         }
     }

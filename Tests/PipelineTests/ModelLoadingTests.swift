@@ -39,6 +39,18 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertEqual(model.defaultSize, 32)
     }
 
+    /// transformers 5 saves a CLIP tokenizer as tokenizer.json only: the same ids come from its BPE model.
+    func testTokenizerFromTokenizerJSON() throws {
+        let reference = try tinySD().tokenizer
+        for name in ["vocab.json", "merges.txt"] { try FileManager.default.removeItem(atPath: path("tokenizer/" + name)) }
+        let model = try StableDiffusionModel(path: scratch.path)
+        for text in [Golden.prompt, "a watercolor painting of a white cat, 4k!", "sks"] {
+            XCTAssertEqual(model.tokenizer.encode(text), reference.encode(text), text)
+        }
+        try FileManager.default.removeItem(atPath: path("tokenizer/tokenizer.json"))
+        expectError(["tokenizer/vocab.json"])
+    }
+
     func testRefusesPickles() throws {
         try FileManager.default.removeItem(atPath: path("vae/diffusion_pytorch_model.safetensors"))
         try Data([0x80, 0x02]).write(to: URL(fileURLWithPath: path("vae/diffusion_pytorch_model.bin")))

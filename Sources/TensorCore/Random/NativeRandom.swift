@@ -51,7 +51,7 @@ public struct PhiloxRandom: RandomNumberGenerator, Codable, Equatable, Sendable 
             let p = buf.baseAddress!
             Self.forBlocks(n) { i in
                 let b = Self.block(seed: seed, index: base &+ UInt64(i))
-                let words = [b.0, b.1, b.2, b.3]
+                let words = SIMD4<UInt32>(b.0, b.1, b.2, b.3)
                 for k in 0..<min(4, n - 4 * i) { p[4 * i + k] = low + span * Float(words[k] >> 8) * 0x1p-24 }
             }
         }
@@ -66,7 +66,7 @@ public struct PhiloxRandom: RandomNumberGenerator, Codable, Equatable, Sendable 
             Self.forBlocks(n) { i in
                 let b = Self.block(seed: seed, index: base &+ UInt64(i))
                 let (z0, z1) = boxMuller(b.0, b.1), (z2, z3) = boxMuller(b.2, b.3)
-                let z = [z0, z1, z2, z3]
+                let z = SIMD4<Double>(z0, z1, z2, z3)
                 for k in 0..<min(4, n - 4 * i) { p[4 * i + k] = mean + std * Float(z[k]) }
             }
         }
