@@ -42,7 +42,8 @@ let package = Package(
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
                 swiftSettings: language + cpuFlags),
-        .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], swiftSettings: language + cpuFlags),
+        .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], exclude: ["README.md"],
+                swiftSettings: language + cpuFlags),
 
         // MARK: - Pipeline and command line
         .target(name: "Pipeline",
