@@ -169,8 +169,8 @@ func resize(_ args: Arguments) throws {
     let file = try LoRAFile(contentsOf: args.positional[0])
     let result = try LoRAAlgebra.resize(file, rank: rank)
     let format = try args.format()
-    let modules = format == .kohya ? result.modules : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path),
-                                                                 pipeline: args.options["--pipeline"])
+    let modules = format == .kohya || file.format != .kohya ? result.modules
+        : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path), pipeline: args.options["--pipeline"])
     try LoRAWriter.write(modules, to: output, format: format, carrying: file.metadata)
     print(String(format: "kept energy %.4f%% overall (Σσ² of the kept directions); worst module %@ %.4f%%",
                  100 * result.keptEnergy, result.worstModule.name, 100 * result.worstModule.energy))
