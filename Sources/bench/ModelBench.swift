@@ -10,6 +10,7 @@ import TensorCore
 
 /// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
 /// [--backward [--checkpointing]]`.
+/// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
@@ -52,6 +53,10 @@ private func unetBench(_ a: BenchArguments) throws {
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    if let spec = a.string("--lora") {
+        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
+                                 cpuTime: a.args.contains("--cpu-time"))
+    }
     let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
     if a.args.contains("--backward") {
         // Training's shape of work without adapters: frozen weights, gradient for the input only.

@@ -4,7 +4,7 @@ import Foundation
 
 let suites: [(name: String, summary: String)] = [
     ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
-    ("unet", "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N"),
+    ("unet", "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N; --lora rank=R"),
     ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py"),
     ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
     ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py"),
