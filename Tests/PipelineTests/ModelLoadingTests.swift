@@ -134,12 +134,4 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertEqual(prompt, "a photo of dog, <lora:bad:x>")
         XCTAssertEqual(adapters, [AdapterReference(name: "sks", weight: 0.8), AdapterReference(name: "style")])
     }
-
-    func testSHA256() throws {
-        let digest = { (s: String) in Array(s.utf8).withUnsafeBytes { SHA256.hexDigest(of: $0) } }
-        XCTAssertEqual(digest(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(digest(String(repeating: "a", count: 1000)),
-                       "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
-    }
 }

@@ -1,5 +1,5 @@
-// SHA-256 (FIPS 180-4) of a file, for A1111-compatible model and adapter hashes: A1111 prints the first
-// 10 hex digits of the weight file's SHA-256 as `Model hash` and the first 12 as each `Lora hashes` entry.
+// SHA-256 (FIPS 180-4), for A1111-compatible hashes: `Model hash` is the first 10 hex digits of the UNet
+// weight file's SHA-256; `Lora hashes` entries hash a safetensors file's data section (see `dataSectionHexDigest`).
 
 import Foundation
 
@@ -10,9 +10,28 @@ public enum SHA256 {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw PipelineError.invalidFile(path: path, reason: "cannot read (\(error.localizedDescription))")
+            throw SafeTensorsError.io(file: path, operation: "read", detail: error.localizedDescription)
         }
         return data.withUnsafeBytes { hexDigest(of: $0) }
+    }
+
+    /// SHA-256 of a safetensors file's bytes after its header (sd-scripts' `addnet_hash_safetensors`, which
+    /// A1111 uses for `Lora hashes`), so editing the metadata keeps the hash. Other files hash whole.
+    public static func dataSectionHexDigest(ofFile path: String) throws -> String {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw SafeTensorsError.io(file: path, operation: "read", detail: error.localizedDescription)
+        }
+        guard path.lowercased().hasSuffix(".safetensors"), data.count >= 8 else {
+            return data.withUnsafeBytes { hexDigest(of: $0) }
+        }
+        let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard n <= UInt64(data.count - 8) else {
+            throw SafeTensorsError.headerPastEnd(file: path, length: n, fileSize: data.count)
+        }
+        return data.withUnsafeBytes { hexDigest(of: UnsafeRawBufferPointer(rebasing: $0[(8 + Int(n))...])) }
     }
 
     /// Lower-case hex digest of `bytes`.
