@@ -21,6 +21,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "lora", targets: ["lora"]),
         .executable(name: "generate", targets: ["generate"]),
         .executable(name: "world", targets: ["world"]),
     ],
@@ -41,13 +42,14 @@ let package = Package(
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
                 swiftSettings: language + cpuFlags),
+        .target(name: "Adapters", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors"], swiftSettings: language + cpuFlags),
 
         // MARK: - Pipeline and command line
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
                 swiftSettings: language + kernelFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline"],
+        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters"],
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Picture world (the embedded default's data) and its judge
@@ -56,9 +58,11 @@ let package = Package(
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Executables
+        .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
+                          swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
-                                                "CLIPText", "DiffusionModels"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
+                                                "DiffusionModels", "Adapters"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
@@ -83,6 +87,9 @@ let package = Package(
         .testTarget(name: "PictureWorldTests",
                     dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "AdaptersTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "CLIPText", "Adapters"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

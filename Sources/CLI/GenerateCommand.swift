@@ -31,11 +31,17 @@ public enum GenerateCommand {
       --out DIR           output folder (default outputs/); files are never overwritten
       --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
                           options given explicitly override the chunk's values
+      --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet
+                          and text encoder apart; repeatable. A file name is also looked up in --lora-dir.
+                          In the prompt, <lora:name:W> does the same for one prompt.
+      --lora-dir DIR      adapter folder for names and trigger words (default outputs/adapters)
+      --no-auto-lora      do not apply adapters whose trigger phrase (modelspec.trigger_phrase) the prompt contains
       --json              print a JSON summary on stdout
       --help              this text
 
     examples:
       generate "a photo of sks dog"
+      generate --lora outputs/adapters/ink.safetensors:0.8 "a house, <lora:sks:0.6> sks dog"
       generate --pipeline pipelines/toy --sampler euler_a --steps 30 --seed 42 "a red car on the beach"
       generate --rng torch --seed 1234 --cfg 7.5 --sampler dpm++2m --karras "a cat in the snow"
       generate --prompts prompts/animals.txt --num-images 2 --out outputs/animals
@@ -43,8 +49,8 @@ public enum GenerateCommand {
     """
 
     static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
-                                       "height", "clip-skip", "num-images", "prompts", "out", "from-png"]
-    static let flagNames: Set<String> = ["karras", "json", "help"]
+                                       "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir"]
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
@@ -58,14 +64,18 @@ public enum GenerateCommand {
             return
         }
         let jobs = try requests(args)
+        let adapterOptions = try AdapterOptions(args)
+        let adapterRequests = try jobs.map { try adapterOptions.requests(for: $0.parameters.prompt) }
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
         let out = try OutputFolder(path: args.string("out") ?? "outputs")
         let model = try StableDiffusionModel(path: pipelinePath)
         let pipeline = TextToImage(model: model)
-        let resolved = try jobs.map { (try pipeline.resolve($0.parameters), $0.keep) }
+        let adapters = AdapterSession(model: model)
+        let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
         var written: [[String: Any]] = []
         let clock = Date()
-        for (index, (parameters, keep)) in resolved.enumerated() {
+        for (index, (resolvedParameters, keep, requests)) in resolved.enumerated() {
+            let parameters = try adapters.apply(requests, to: resolvedParameters)
             printError("generate: seed \(parameters.seed), prompt \(index + 1)/\(resolved.count): \(parameters.prompt)")
             let reporter = ProgressReporter(label: "prompt \(index + 1)/\(resolved.count)")
             let images = try pipeline.generate(parameters) { reporter.update(step: $0.step, total: $0.total, elapsed: $0.elapsed) }
@@ -118,12 +128,6 @@ public enum GenerateCommand {
     /// `base` with every option given on the command line applied.
     static func overridden(_ base: GenerationParameters, _ args: ParsedArguments, defaultSeed: UInt64) throws -> GenerationParameters {
         var p = base
-        let (cleaned, tagged) = PromptAdapters.extract(from: p.prompt)
-        let adapters = p.adapters.isEmpty ? tagged : p.adapters
-        guard adapters.isEmpty else {
-            throw CommandLineError.failure("the run asks for adapters (\(adapters.map(\.name).joined(separator: ", "))) "
-                + "but generate cannot apply adapters yet; remove the <lora:…> tags from \"\(cleaned)\"")
-        }
         if let v = args.string("negative") { p.negativePrompt = v }
         if let v = try args.int("steps", in: 1...1000) { p.steps = v }
         if let v = try args.double("cfg") { p.guidanceScale = v }

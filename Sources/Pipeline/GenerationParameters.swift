@@ -98,7 +98,7 @@ public enum PromptAdapters {
             let parts = body.split(separator: ":", omittingEmptySubsequences: false)
             if parts.count == 1, !parts[0].isEmpty {
                 adapters.append(AdapterReference(name: String(parts[0])))
-            } else if parts.count == 2, !parts[0].isEmpty, let w = Double(parts[1]) {
+            } else if parts.count == 2, !parts[0].isEmpty, let w = Double(parts[1]) ?? unetWeight(parts[1]) {
                 adapters.append(AdapterReference(name: String(parts[0]), weight: w))
             } else {
                 text += rest[open.lowerBound...close]
@@ -108,5 +108,16 @@ public enum PromptAdapters {
         text += rest
         let collapsed = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
         return (collapsed.replacingOccurrences(of: " ,", with: ","), adapters)
+    }
+
+    /// The UNet weight of a `unet=0.8,te=0.3` field list (1 when only `te=` is given); nil when malformed.
+    static func unetWeight(_ fields: Substring) -> Double? {
+        var unet = 1.0
+        for field in fields.split(separator: ",") {
+            let kv = field.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, let v = Double(kv[1]), ["unet", "te"].contains(kv[0]) else { return nil }
+            if kv[0] == "unet" { unet = v }
+        }
+        return unet
     }
 }

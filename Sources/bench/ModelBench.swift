@@ -10,6 +10,7 @@ import TensorCore
 
 /// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
 /// [--backward [--checkpointing]]`.
+/// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
@@ -69,6 +70,9 @@ private func unetBench(_ a: BenchArguments) throws {
                      times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
         print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
         return
+    }
+    if let spec = a.string("--lora") {
+        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats)
     }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }

@@ -1,0 +1,173 @@
+// AdapterStack: the LoRA branches of one model component (UNet or text encoder) and the named adapters
+// loaded into them. Adapters are added, re-weighted, disabled and removed without touching the base
+// weights; `fuse` bakes the weighted sum into them and `unfuse` restores them exactly.
+import Autograd
+import NN
+import TensorCore
+
+public final class AdapterStack {
+    public let root: Module
+    public let index: ModuleIndex
+    /// Branches by key path, created on first use.
+    private var branches: [String: LoRABranch] = [:]
+    /// Loaded adapter names, in load order.
+    public private(set) var adapterNames: [String] = []
+    /// Seed for the branches' dropout streams.
+    private let seed: UInt64
+
+    public init(root: Module, component: ModelComponent, seed: UInt64 = 0) {
+        self.root = root
+        self.index = ModuleIndex(component: component, root: root)
+        self.seed = seed
+    }
+
+    public var component: ModelComponent { index.component }
+
+    /// The branch on a layer, made on first use (nil when the path is no Linear/Conv2d).
+    public func branch(at path: String) -> LoRABranch? {
+        if let b = branches[path] { return b }
+        let s = seed &+ UInt64(truncatingIfNeeded: path.hashValue & 0xffff)
+        let made: LoRABranch? = (root.module(at: path) as? Linear).map { LoRALinear(layer: $0, seed: s) }
+            ?? (root.module(at: path) as? Conv2d).map { LoRAConv(layer: $0, seed: s) }
+        branches[path] = made
+        return made
+    }
+
+    /// Every branch that holds a pair of adapter `name`, with that pair, in path order.
+    public func pairs(of name: String) -> [(path: String, branch: LoRABranch, pair: LoRAPair)] {
+        branches.keys.sorted().compactMap { path in
+            branches[path]!.pair(named: name).map { (path, branches[path]!, $0) }
+        }
+    }
+
+    // MARK: Adding and removing
+
+    /// Loads resolved modules of this component as adapter `name` at `weight`. Shapes were checked by
+    /// `LoRAFile.resolve`; nothing is changed when an error is thrown.
+    public func load(_ modules: [ResolvedModule], name: String, weight: Float = 1) throws {
+        guard !adapterNames.contains(name) else { throw AdaptersError.duplicateAdapter(name) }
+        let mine = modules.filter { $0.component == component }
+        var targets: [(LoRABranch, ResolvedModule)] = []
+        for m in mine {
+            guard let b = branch(at: m.path) else { throw AdaptersError.invalidRequest("'\(m.path)' is not a Linear or Conv2d layer") }
+            guard loraMisfit(base: b.baseShape, down: m.weights.down.shape, up: m.weights.up.shape) == nil else {
+                throw AdaptersError.shapeMismatch(file: name, module: m.path, keys: m.weights.keys, base: b.baseShape,
+                                                  down: m.weights.down.shape, up: m.weights.up.shape)
+            }
+            targets.append((b, m))
+        }
+        for (b, m) in targets {
+            b.addPair(name: name, down: m.weights.down, up: m.weights.up, alpha: m.weights.effectiveAlpha, weight: weight)
+        }
+        adapterNames.append(name)
+    }
+
+    /// Adds a new trainable adapter of rank `rank` on every layer matching `targets` (down drawn from
+    /// `random`, up zero: the model's output is unchanged bit for bit). Returns the number of layers.
+    @discardableResult
+    public func addTrainable(name: String, rank: Int, alpha: Float? = nil, targets: LoRATargets,
+                             initialization: LoRAInit = .kaimingUniform, dropout: Float = 0,
+                             random: inout PhiloxRandom) throws -> Int {
+        guard !adapterNames.contains(name) else { throw AdaptersError.duplicateAdapter(name) }
+        guard rank > 0 else { throw AdaptersError.invalidRequest("LoRA rank must be positive, got \(rank)") }
+        let paths = index.shapes.keys.filter(targets.matches).sorted()
+        guard !paths.isEmpty else {
+            throw AdaptersError.invalidRequest("no \(component.rawValue) layer matches the targets \(targets.patterns.joined(separator: ", "))")
+        }
+        for path in paths {
+            guard let b = branch(at: path) else { continue }
+            b.dropout = dropout
+            b.addTrainablePair(name: name, rank: rank, alpha: alpha ?? Float(rank), initialization: initialization, random: &random)
+        }
+        adapterNames.append(name)
+        return paths.count
+    }
+
+    /// Removes adapter `name` (unfusing first if it is fused).
+    public func remove(_ name: String) throws {
+        let found = try checked(name)
+        if found.contains(where: { $0.pair.isFused }) { unfuse() }
+        for (_, b, _) in found { b.removePair(named: name) }
+        adapterNames.removeAll { $0 == name }
+    }
+
+    // MARK: Weights
+
+    /// Sets adapter `name`'s weight (w in w·α/r) on every layer.
+    public func setWeight(_ weight: Float, for name: String) throws {
+        for (_, b, p) in try checked(name) { p.weight = weight; b.syncAttachment() }
+    }
+
+    /// Turns adapter `name` off or on without forgetting it.
+    public func setEnabled(_ enabled: Bool, for name: String) throws {
+        for (_, b, p) in try checked(name) { p.isEnabled = enabled; b.syncAttachment() }
+    }
+
+    /// Per-batch-row weights for adapter `name` (nil: every row at its weight); rows at 0 skip it.
+    public func setRowWeights(_ rows: [Float]?, for name: String) throws {
+        for (_, b, p) in try checked(name) { p.rowWeights = rows; b.syncAttachment() }
+    }
+
+    private func checked(_ name: String) throws -> [(path: String, branch: LoRABranch, pair: LoRAPair)] {
+        guard adapterNames.contains(name) else { throw AdaptersError.unknownAdapter(name) }
+        return pairs(of: name)
+    }
+
+    // MARK: Fusing
+
+    /// Whether some adapter is baked into the base weights.
+    public var isFused: Bool { branches.values.contains { $0.pairs.contains(where: \.isFused) } }
+
+    /// Bakes Σ w·(α/r)·B·A of the enabled adapters (`names`, default all) into the base weights; they then
+    /// cost nothing per step. Refuses NaN/Inf and per-row weights before changing anything.
+    public func fuse(_ names: [String]? = nil) throws {
+        let selected = names ?? adapterNames
+        for n in selected where !adapterNames.contains(n) { throw AdaptersError.unknownAdapter(n) }
+        var plan: [(String, LoRABranch, [LoRAPair], Tensor)] = []
+        for path in branches.keys.sorted() {
+            let b = branches[path]!
+            let chosen = b.pairs.filter { selected.contains($0.name) && $0.isEnabled && !$0.isFused }
+            guard !chosen.isEmpty else { continue }
+            var total: Tensor?
+            for p in chosen {
+                guard p.rowWeights == nil else {
+                    throw AdaptersError.invalidRequest("adapter '\(p.name)' has per-image weights and cannot be fused")
+                }
+                let d = try b.weightDelta(p, weight: p.weight)
+                guard allFinite(d) else { throw AdaptersError.nonFinite(adapter: p.name, module: path) }
+                total = try total.map { try Elementwise.add($0, d) } ?? d
+            }
+            plan.append((path, b, chosen, total!))
+        }
+        for (path, b, chosen, delta) in plan {
+            if let linear = root.module(at: path) as? Linear { try linear.bakeWeightDelta(delta) }
+            if let conv = root.module(at: path) as? Conv2d { try conv.bakeWeightDelta(delta) }
+            for p in chosen { p.isFused = true }
+            b.syncAttachment()
+        }
+    }
+
+    /// Restores every fused base weight exactly and makes the fused adapters run as branches again.
+    public func unfuse() {
+        for (path, b) in branches where b.pairs.contains(where: \.isFused) {
+            (root.module(at: path) as? Linear)?.restoreBakedWeight()
+            (root.module(at: path) as? Conv2d)?.restoreBakedWeight()
+            for p in b.pairs { p.isFused = false }
+            b.syncAttachment()
+        }
+    }
+
+    // MARK: Export
+
+    /// Adapter `name` as file modules (checkpoint layout, file names), e.g. to save a trained adapter.
+    public func export(_ name: String) throws -> [LoRAModuleWeights] {
+        try checked(name).map { path, b, p in
+            let (down, up) = b.checkpointTensors(p)
+            return LoRAModuleWeights(component: component, name: index.fileName(path), down: down, up: up, alpha: p.alpha)
+        }
+    }
+}
+
+func allFinite(_ t: Tensor) -> Bool {
+    t.withUnsafeBufferPointer { b in b.allSatisfy { $0.isFinite } }
+}

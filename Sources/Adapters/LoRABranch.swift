@@ -1,0 +1,259 @@
+// LoRA branches on Linear and Conv2d layers (LoRA, and LoRA-C / LoCon on convolutions):
+//
+//     y = base(x) + Σ_i w_i · (α_i / r_i) · up_i(down_i(dropout(x)))
+//
+// One branch per layer holds a list of low-rank pairs, one per loaded adapter, each with its own weight
+// w_i; the base layer stays frozen. A Linear pair is down [r, in], up [out, r]; a convolution pair is a
+// k×k `down` convolution in→r with the base layer's stride and padding and a 1×1 `up` convolution r→out.
+// This is the scaling of peft `tuners/lora/layer.py` (`scaling = lora_alpha / r`, times the adapter weight
+// of `set_adapters`) and of kohya `networks/lora.py` (`multiplier * alpha / lora_dim`).
+import Autograd
+import NN
+import TensorCore
+
+/// How a new adapter's `down` matrix is drawn; `up` always starts at zero, so a new adapter changes nothing.
+public enum LoRAInit: String, Sendable, CaseIterable {
+    /// Kaiming-uniform with a = √5 (PyTorch's Linear default, PEFT's default): U(±1/√fan_in).
+    case kaimingUniform = "kaiming"
+    /// Gaussian with std 1/r (diffusers' DreamBooth LoRA scripts).
+    case gaussian
+}
+
+/// One adapter's low-rank pair on one layer, with its weight and state.
+public final class LoRAPair {
+    /// The adapter this pair belongs to.
+    public let name: String
+    public let down: Variable    // Linear [r, in]; convolution [k, k, in, r] (HWIO)
+    public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
+    public let alpha: Float
+    /// The adapter's weight w (the multiplier of A1111's `<lora:name:w>`, diffusers' `set_adapters`).
+    public var weight: Float = 1
+    public var isEnabled = true
+    /// Per-batch-row weights that replace `weight` (per-image adapters); a row at 0 skips the branch.
+    public var rowWeights: [Float]?
+    /// Whether the pair is baked into the base weight (it then adds nothing at run time).
+    public internal(set) var isFused = false
+
+    public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
+    /// α / r.
+    public var scaling: Float { alpha / Float(rank) }
+
+    init(name: String, down: Variable, up: Variable, alpha: Float) {
+        self.name = name
+        self.down = down
+        self.up = up
+        self.alpha = alpha
+    }
+
+    /// Whether the pair adds anything at run time.
+    var isActive: Bool {
+        guard isEnabled, !isFused else { return false }
+        if let rows = rowWeights { return rows.contains { $0 != 0 } }
+        return weight != 0
+    }
+}
+
+/// The adapters of one layer: shared logic of `LoRALinear` and `LoRAConv`.
+public class LoRABranch: LayerAdapter {
+    public private(set) var pairs: [LoRAPair] = []
+    /// Dropout probability on the branch input while the host layer is in training mode.
+    public var dropout: Float = 0
+    /// Random source for dropout (explicit and seeded, like every random value).
+    public var random: PhiloxRandom
+    private let dropoutLayer = Dropout(p: 0)
+
+    init(seed: UInt64) { random = PhiloxRandom(seed: seed) }
+
+    /// The host layer (Linear or Conv2d) as a module.
+    var host: Module? { nil }
+    /// The host's base weight shape in checkpoint layout ([out, in] or [out, in, k, k]).
+    public var baseShape: [Int] { [] }
+    /// x → down(x) [..., r] and h → up(h) [..., out].
+    func applyDown(_ x: Variable, _ pair: LoRAPair) throws -> Variable { x }
+    func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable { h }
+    /// (down, up) as stored in checkpoints, and back.
+    func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) { (pair.down.value, pair.up.value) }
+    func makePair(name: String, down: Tensor, up: Tensor, alpha: Float) -> LoRAPair {
+        LoRAPair(name: name, down: Variable(down), up: Variable(up), alpha: alpha)
+    }
+    var isAttached: Bool { false }
+    func setAttached(_ attached: Bool) {}
+
+    // MARK: Forward
+
+    /// Σ over active pairs of w · (α/r) · up(down(dropout(x))), each pair only on the rows it applies to.
+    public func delta(_ x: Variable) throws -> Variable {
+        let input = try dropped(x)
+        let batch = x.shape[0]
+        var parts: [(rows: [Int]?, value: Variable)] = []
+        for pair in pairs where pair.isActive {
+            guard let rowWeights = pair.rowWeights else {
+                parts.append((nil, try applyUp(scale(applyDown(input, pair), by: pair.weight * pair.scaling), pair)))
+                continue
+            }
+            guard rowWeights.count == batch else {
+                throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+            }
+            let rows = rowWeights.indices.filter { rowWeights[$0] != 0 }
+            let h = try applyDown(rows.count == batch ? input : selectRows(input, rows), pair)      // [n, ..., r]
+            let scales = rows.map { rowWeights[$0] * pair.scaling }
+            let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: h.shape.count - 1), scalars: scales))
+            parts.append((rows.count == batch ? nil : rows, try applyUp(mul(h, perRow), pair)))
+        }
+        if parts.isEmpty, let pair = pairs.first {   // nothing active: an exact zero of the output's shape
+            return scale(try applyUp(applyDown(input, pair), pair), by: 0)
+        }
+        return try combineRows(parts, batch: batch)
+    }
+
+    private func dropped(_ x: Variable) throws -> Variable {
+        guard dropout > 0, let host, host.isTraining else { return x }
+        let layer = dropoutLayer.p == dropout ? dropoutLayer : Dropout(p: dropout)
+        layer.train()
+        return try layer(x, random: &random)
+    }
+
+    public var adapterParameters: [(String, Variable)] {
+        pairs.flatMap { [("lora_A.\($0.name).weight", $0.down), ("lora_B.\($0.name).weight", $0.up)] }
+    }
+
+    // MARK: Pairs
+
+    /// The pair of adapter `name`, if this layer has one.
+    public func pair(named name: String) -> LoRAPair? { pairs.first { $0.name == name } }
+
+    /// Adds a pair from checkpoint-layout tensors (shapes checked by `misfit` before).
+    func addPair(name: String, down: Tensor, up: Tensor, alpha: Float, weight: Float) {
+        let pair = makePair(name: name, down: down, up: up, alpha: alpha)
+        pair.weight = weight
+        pairs.append(pair)
+        syncAttachment()
+    }
+
+    /// Adds a freshly initialised, trainable pair of rank `rank`.
+    func addTrainablePair(name: String, rank: Int, alpha: Float, initialization: LoRAInit, random: inout PhiloxRandom) {
+        let base = baseShape
+        let fanIn = base.dropFirst().reduce(1, *)
+        let downShape = [rank] + base.dropFirst()
+        let down = initialization == .kaimingUniform
+            ? random.uniform(shape: downShape, low: -1 / Float(fanIn).squareRoot(), high: 1 / Float(fanIn).squareRoot())
+            : random.normal(shape: downShape, std: 1 / Float(rank))
+        let up = Tensor(zeros: base.count == 4 ? [base[0], rank, 1, 1] : [base[0], rank])
+        let pair = makePair(name: name, down: down, up: up, alpha: alpha)
+        pair.down.requiresGrad = true
+        pair.up.requiresGrad = true
+        pairs.append(pair)
+        syncAttachment()
+    }
+
+    func removePair(named name: String) {
+        pairs.removeAll { $0.name == name }
+        syncAttachment()
+    }
+
+    /// Attaches the branch to its layer while some pair is active, and detaches it otherwise, so a layer
+    /// with nothing to add pays nothing.
+    func syncAttachment() {
+        let active = pairs.contains { $0.isActive }
+        if active != isAttached { setAttached(active) }
+    }
+
+    /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).
+    public func weightDelta(_ pair: LoRAPair, weight: Float) throws -> Tensor {
+        let (down, up) = checkpointTensors(pair)
+        let r = pair.rank, outFeatures = up.shape[0], inner = down.count / r
+        let product = try TensorCore.matmul(up.reshapedUnchecked([outFeatures, r]), down.reshapedUnchecked([r, inner]))
+        return Elementwise.scale(product, by: weight * pair.scaling).reshapedUnchecked(baseShape)
+    }
+}
+
+/// LoRA on a Linear layer: down [r, in], up [out, r].
+public final class LoRALinear: LoRABranch {
+    public private(set) weak var layer: Linear?
+
+    public init(layer: Linear, seed: UInt64 = 0) {
+        self.layer = layer
+        super.init(seed: seed)
+    }
+
+    override var host: Module? { layer }
+    public override var baseShape: [Int] { layer.map { [$0.outFeatures, $0.inFeatures] } ?? [] }
+
+    override func applyDown(_ x: Variable, _ pair: LoRAPair) throws -> Variable {
+        try linear(x, weight: pair.down, bias: nil)                 // [..., in] → [..., r]
+    }
+
+    override func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable {
+        try linear(h, weight: pair.up, bias: nil)                   // [..., r] → [..., out]
+    }
+
+    override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
+
+    override func setAttached(_ attached: Bool) {
+        guard let layer else { return }
+        layer.adapters.removeAll { $0 === self }
+        if attached { layer.adapters.append(self) }
+    }
+}
+
+/// LoRA-C / LoCon on a Conv2d layer: a k×k `down` convolution in→r (the base's stride and padding) and a
+/// 1×1 `up` convolution r→out. Checkpoint shapes: down [r, in, k, k], up [out, r, 1, 1].
+public final class LoRAConv: LoRABranch {
+    public private(set) weak var layer: Conv2d?
+
+    public init(layer: Conv2d, seed: UInt64 = 0) {
+        self.layer = layer
+        super.init(seed: seed)
+    }
+
+    override var host: Module? { layer }
+    public override var baseShape: [Int] {
+        layer.map { [$0.outChannels, $0.inChannels, $0.kernelSize, $0.kernelSize] } ?? []
+    }
+
+    override func applyDown(_ x: Variable, _ pair: LoRAPair) throws -> Variable {
+        guard let layer else { throw AdaptersError.invalidRequest("the convolution of this branch no longer exists") }
+        return try conv2d(x, weight: pair.down, bias: nil, stride: layer.stride, padding: layer.padding)   // [N, Ho, Wo, r]
+    }
+
+    override func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable {
+        try conv2d(h, weight: pair.up, bias: nil)                   // [N, Ho, Wo, r] → [N, Ho, Wo, out]
+    }
+
+    override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
+        (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))
+    }
+
+    override func makePair(name: String, down: Tensor, up: Tensor, alpha: Float) -> LoRAPair {
+        let k = baseShape.count == 4 ? baseShape[2] : 1
+        let d = down.rank == 2 ? down.reshapedUnchecked(down.shape + [k, k]) : down
+        return LoRAPair(name: name, down: Variable(Conv2d.hwio(fromOIHW: d)),
+                        up: Variable(Conv2d.hwio(fromOIHW: up.rank == 2 ? up.reshapedUnchecked(up.shape + [1, 1]) : up)),
+                        alpha: alpha)
+    }
+
+    override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
+
+    override func setAttached(_ attached: Bool) {
+        guard let layer else { return }
+        layer.adapters.removeAll { $0 === self }
+        if attached { layer.adapters.append(self) }
+    }
+}
+
+/// Why checkpoint-layout LoRA tensors (down [r, in(, k, k)], up [out, r(, 1, 1)]) do not fit a base weight
+/// of checkpoint shape `base` ([out, in] or [out, in, k, k]), or nil when they do. A 1×1 convolution also
+/// takes a Linear-shaped pair.
+public func loraMisfit(base: [Int], down: [Int], up: [Int]) -> String? {
+    guard down.count == base.count || (down.count == 2 && base.count == 4), up.count == down.count,
+          down.count >= 2 else { return "rank-\(down.count)/\(up.count) tensors for a rank-\(base.count) weight" }
+    let r = down[0]
+    guard r > 0, up[1] == r else { return "the down rank \(down[0]) differs from the up rank \(up[1])" }
+    guard up[0] == base[0], down[1] == base[1] else { return "shapes do not fit" }
+    if down.count == 4 {
+        guard Array(down[2...]) == Array(base[2...]), up[2] == 1, up[3] == 1 else { return "kernel sizes do not fit" }
+    } else if base.count == 4, base[2] != 1 || base[3] != 1 {
+        return "a linear pair for a \(base[2])×\(base[3]) convolution"
+    }
+    return nil
+}

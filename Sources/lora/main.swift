@@ -1,0 +1,198 @@
+// lora: inspect, convert, merge, fuse and resize LoRA adapter files.
+//
+//   lora info FILE [--pipeline DIR]
+//   lora convert IN OUT --to kohya|diffusers [--pipeline DIR]
+//   lora merge A.safetensors:0.5 B.safetensors:0.5 -o C.safetensors [--to kohya|diffusers]
+//   lora merge A.safetensors:0.8 … --into-base DIR -o OUTDIR
+//   lora resize IN --rank R -o OUT [--to kohya|diffusers]
+//
+// Errors are one line on stderr; exit 1 for failures, 2 for usage mistakes.
+import Adapters
+import Foundation
+import TensorCore
+
+struct UsageError: Error, CustomStringConvertible { let description: String }
+
+let usage = """
+    usage: lora info FILE [--pipeline DIR]
+           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]
+           lora merge FILE[:w] FILE[:w] … -o OUT [--to kohya|diffusers]
+           lora merge FILE[:w] … --into-base DIR -o OUTDIR
+           lora resize IN --rank R -o OUT [--to kohya|diffusers]
+    """
+
+/// Positional arguments and `--flag value` options.
+struct Arguments {
+    var positional: [String] = []
+    var options: [String: String] = [:]
+
+    init(_ args: [String], valued: Set<String>) throws {
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if a.hasPrefix("-") && a.count > 1 && Float(a) == nil {
+                guard valued.contains(a) else { throw UsageError(description: "unknown option \(a)") }
+                guard i + 1 < args.count else { throw UsageError(description: "\(a) needs a value") }
+                options[a] = args[i + 1]
+                i += 2
+            } else {
+                positional.append(a)
+                i += 1
+            }
+        }
+    }
+
+    func format() throws -> LoRAFormat {
+        switch options["--to"] ?? "kohya" {
+        case "kohya": return .kohya
+        case "diffusers", "peft": return .peft
+        case let other: throw UsageError(description: "--to takes kohya or diffusers, not '\(other)'")
+        }
+    }
+}
+
+func info(_ args: Arguments) throws {
+    guard args.positional.count == 1 else { throw UsageError(description: "lora info takes one FILE") }
+    let file = try LoRAFile(contentsOf: args.positional[0])
+    let ranks = Set(file.modules.map(\.rank)).sorted(), alphas = Set(file.modules.map(\.effectiveAlpha)).sorted()
+    print("file:      \(file.path)")
+    print("format:    \(file.format.rawValue)")
+    print("hash:      \(try LoRAHash.shortHash(ofFile: file.path)) (A1111 Lora hashes)")
+    for c in ModelComponent.allCases {
+        let mine = file.modules.filter { $0.component == c }
+        guard !mine.isEmpty else { continue }
+        let kinds = Set(mine.map { kind($0.name) }).sorted()
+        let convs = mine.filter { $0.down.rank == 4 && $0.down.shape[2] > 1 }.count
+        print("\(c.rawValue): \(mine.count) modules (\(convs) k×k convolutions); targets \(kinds.joined(separator: ", "))")
+    }
+    print("rank:      \(ranks.map(String.init).joined(separator: ", "))")
+    print("alpha:     \(alphas.map { String($0) }.joined(separator: ", "))")
+    if !file.unknownKeys.isEmpty { print("unknown:   \(file.unknownKeys.count) tensors, e.g. \(file.unknownKeys.prefix(3).joined(separator: ", "))") }
+    for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where k != "lora_adapter_metadata" {
+        print("meta:      \(k) = \(v.count > 120 ? String(v.prefix(117)) + "…" : v)")
+    }
+    if let dir = args.options["--pipeline"] {
+        print(try file.resolve(against: PipelineFolder(path: dir).indexes()).accounting.report)
+    }
+}
+
+/// The kind of layer a module name is (`to_q`, `to_out.0`, `conv1`, …), for summaries.
+func kind(_ name: String) -> String {
+    let dotted = name.contains(".") ? name : name.replacingOccurrences(of: "_", with: ".")
+    let known = ["to_out.0", "ff.net.0.proj", "ff.net.2", "downsamplers.0.conv", "upsamplers.0.conv", "to_q", "to_k", "to_v",
+                 "proj_in", "proj_out", "conv1", "conv2", "conv_shortcut", "time_emb_proj", "q_proj", "k_proj", "v_proj",
+                 "out_proj", "fc1", "fc2"]
+    for k in known where name.hasSuffix(k) || dotted.hasSuffix(k.replacingOccurrences(of: "_", with: ".")) { return k }
+    return String(dotted.split(separator: ".").last ?? "")
+}
+
+/// Modules with dotted names: a kohya file is resolved against a pipeline first.
+func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
+    guard file.format == .kohya else { return file.modules }
+    guard let pipeline else {
+        throw UsageError(description: "kohya names lose their dots; give --pipeline DIR to map them onto module paths")
+    }
+    let indexes = try PipelineFolder(path: pipeline).indexes()
+    let resolved = try file.resolve(against: indexes)
+    if !resolved.accounting.unmatched.isEmpty {
+        throw AdaptersError.invalidRequest("\(resolved.accounting.unmatched.count) tensors match no module, e.g. \(resolved.accounting.unmatched[0])")
+    }
+    return resolved.modules.map { m in
+        var w = m.weights
+        w.name = indexes.first { $0.component == m.component }!.fileName(m.path)
+        return w
+    }
+}
+
+func convert(_ args: Arguments) throws {
+    guard args.positional.count == 2 else { throw UsageError(description: "lora convert takes IN and OUT") }
+    let format = try args.format()
+    let file = try LoRAFile(contentsOf: args.positional[0])
+    let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.options["--pipeline"])
+    try LoRAWriter.write(modules, to: args.positional[1], format: format, carrying: file.metadata)
+    print("wrote \(args.positional[1]) (\(format.rawValue), \(modules.count) modules)")
+}
+
+func merge(_ args: Arguments) throws {
+    guard !args.positional.isEmpty else { throw UsageError(description: "lora merge needs at least one FILE[:w]") }
+    guard let output = args.options["-o"] else { throw UsageError(description: "lora merge needs -o OUT") }
+    let inputs = try args.positional.map { spec -> (LoRAFile, Float) in
+        let request = try AdapterRequest.parseFlag(spec)
+        guard request.unetWeight == request.textEncoderWeight || args.options["--into-base"] != nil else {
+            throw UsageError(description: "'\(spec)': separate unet/te weights are only for --into-base")
+        }
+        return (try LoRAFile(contentsOf: request.name), request.unetWeight)
+    }
+    if let base = args.options["--into-base"] {
+        let folder = PipelineFolder(path: base)
+        let indexes = try folder.indexes()
+        var resolved: [(ResolvedLoRA, Float)] = []
+        for (spec, (file, w)) in zip(args.positional, inputs) {
+            let r = try file.resolve(against: indexes)
+            print(r.accounting.report.split(separator: "\n").first.map(String.init) ?? "")
+            let te = try AdapterRequest.parseFlag(spec).textEncoderWeight
+            var unetPart = r, tePart = r
+            unetPart.modules = r.modules.filter { $0.component == .unet }
+            tePart.modules = r.modules.filter { $0.component != .unet }
+            resolved += [(unetPart, w), (tePart, te)]
+        }
+        try folder.writeFused(resolved, to: output)
+        print("wrote \(output) (fused pipeline)")
+        return
+    }
+    let merged = try LoRAAlgebra.merge(inputs.map { (file: $0.0, weight: $0.1) })
+    let format = try args.format()
+    let modules = format == .kohya || merged.allSatisfy({ $0.name.contains(".") }) ? merged
+        : try dotted(LoRAFile(tensors: kohyaTensors(merged), path: output), pipeline: args.options["--pipeline"])
+    try LoRAWriter.write(modules, to: output, format: format)
+    print("wrote \(output) (\(format.rawValue), \(modules.count) modules, rank up to \(modules.map(\.rank).max() ?? 0))")
+}
+
+/// Modules as kohya tensors, to resolve kohya-named results against a pipeline.
+func kohyaTensors(_ modules: [LoRAModuleWeights]) throws -> [String: Tensor] {
+    var out: [String: Tensor] = [:]
+    for m in modules {
+        let key = m.component.kohyaPrefix + m.name.replacingOccurrences(of: ".", with: "_")
+        out[key + ".lora_down.weight"] = m.down
+        out[key + ".lora_up.weight"] = m.up
+        out[key + ".alpha"] = Tensor(scalar: m.effectiveAlpha)
+    }
+    return out
+}
+
+func resize(_ args: Arguments) throws {
+    guard args.positional.count == 1 else { throw UsageError(description: "lora resize takes one IN file") }
+    guard let output = args.options["-o"] else { throw UsageError(description: "lora resize needs -o OUT") }
+    guard let rank = args.options["--rank"].flatMap(Int.init), rank > 0 else {
+        throw UsageError(description: "lora resize needs --rank R (a positive integer)")
+    }
+    let file = try LoRAFile(contentsOf: args.positional[0])
+    let result = try LoRAAlgebra.resize(file, rank: rank)
+    let format = try args.format()
+    let modules = format == .kohya ? result.modules : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path),
+                                                                 pipeline: args.options["--pipeline"])
+    try LoRAWriter.write(modules, to: output, format: format, carrying: file.metadata)
+    print(String(format: "kept energy %.4f%% overall (Σσ² of the kept directions); worst module %@ %.4f%%",
+                 100 * result.keptEnergy, result.worstModule.name, 100 * result.worstModule.energy))
+    print("wrote \(output) (rank \(rank), \(modules.count) modules)")
+}
+
+let argv = Array(CommandLine.arguments.dropFirst())
+do {
+    guard let command = argv.first else { throw UsageError(description: "no command") }
+    let args = try Arguments(Array(argv.dropFirst()), valued: ["--pipeline", "--to", "-o", "--into-base", "--rank"])
+    switch command {
+    case "info": try info(args)
+    case "convert": try convert(args)
+    case "merge": try merge(args)
+    case "resize": try resize(args)
+    case "-h", "--help", "help": print(usage)
+    default: throw UsageError(description: "unknown command '\(command)'")
+    }
+} catch let error as UsageError {
+    FileHandle.standardError.write("lora: \(error.description)\n\(usage)\n".data(using: .utf8)!)
+    exit(2)
+} catch {
+    FileHandle.standardError.write("lora: \(error)\n".data(using: .utf8)!)
+    exit(1)
+}
