@@ -108,7 +108,9 @@ public enum BaseModelFolder {
         try SafeTensorsWriter.write(unet.stateDict(), as: dtype,
                                     to: url.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path)
 
-        var textConfig = try JSONSerialization.jsonObject(with: JSONEncoder().encode(textEncoder.config)) as! [String: Any]
+        guard var textConfig = try JSONSerialization.jsonObject(with: JSONEncoder().encode(textEncoder.config)) as? [String: Any] else {
+            throw TrainingError.invalidSettings("the text encoder configuration does not encode as a JSON object")
+        }
         textConfig["architectures"] = ["CLIPTextModel"]
         textConfig["model_type"] = "clip_text_model"
         textConfig["bos_token_id"] = vocabulary["<|startoftext|>"]

@@ -65,7 +65,7 @@ public final class BaseTrainer {
         let objective = DiffusionObjective(schedule: try NoiseSchedule(config: schedulerConfig), prediction: .epsilon)
         let groups = [ParameterGroup(parameters: unet.trainableParameters().map { ("unet." + $0.0, $0.1) }
                                      + textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) })]
-        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        let configJSON = try canonicalJSON(config)
         let (unet, textEncoder, tokenizer, world) = (unet, textEncoder, tokenizer, world)
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in

@@ -49,7 +49,7 @@ public enum PriorPreservation {
         }
         let folder = root.appendingPathComponent(key.folderName)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try Data((String(decoding: try JSONEncoder().encode(key), as: UTF8.self) + "\n").utf8)
+        try Data((try canonicalJSON(key) + "\n").utf8)
             .write(to: folder.appendingPathComponent("cache-key.txt"), options: .atomic)
         let pipeline = TextToImage(model: model)
         let missing = (0..<count).filter {

@@ -105,7 +105,7 @@ public final class StyleTrainer {
         let schedule = try NoiseSchedule(config: model.schedulerConfig)
         let objective = DiffusionObjective(schedule: schedule, prediction: model.schedulerConfig.predictionType ?? .epsilon,
                                            snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
-        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        let configJSON = try canonicalJSON(config)
         let (instances, classes) = (instances, classes)
         var contexts: [String: Tensor] = [:]
         func context(_ prompts: [String]) throws -> Variable {

@@ -47,7 +47,7 @@ public struct TrainingCheckpoint {
 
     /// Writes the checkpoint atomically to `path` (temporary file + rename).
     public func write(to path: String) throws {
-        let stateJSON = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        let stateJSON = try canonicalJSON(state)
         var writer = SafeTensorsWriter()
         for name in tensors.keys.sorted() { try writer.add(name, tensors[name]!) }
         let sum = Self.checksum(tensors: tensors, state: stateJSON, configuration: configuration,
