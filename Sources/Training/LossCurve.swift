@@ -1,5 +1,6 @@
-// The loss-curve PNG at the end of a run: axes with tick marks, the per-step loss (light) and its
-// exponential moving average (dark), y from 0 to the 98th percentile of the losses (outliers clipped).
+// The loss-curve PNG at the end of a run: axes with labelled ticks (loss on y, step on x), the per-step
+// loss (light) and its exponential moving average (dark), y from 0 to the 98th percentile of the losses
+// (outliers clipped). Labels use a built-in 3×5 pixel font drawn at 2× scale.
 import Foundation
 import PNGImage
 
@@ -7,18 +8,22 @@ public enum LossCurve {
     /// Draws `losses` (one per step) into a `width`×`height` image.
     public static func image(_ losses: [Float], width: Int = 640, height: Int = 320) throws -> Image {
         var canvas = Canvas(width: width, height: height)
-        let (left, right, top, bottom) = (40, width - 12, 12, height - 28)
+        let (left, right, top, bottom) = (52, width - 16, 12, height - 28)
         canvas.line(left, top, left, bottom, (0, 0, 0))
         canvas.line(left, bottom, right, bottom, (0, 0, 0))
+        let finite = losses.filter(\.isFinite).sorted()
+        let top98 = finite.isEmpty ? 0 : finite[min(finite.count - 1, finite.count * 98 / 100)]
         for i in 0...4 {
             let y = bottom - (bottom - top) * i / 4, x = left + (right - left) * i / 4
             canvas.line(left - 5, y, left, y, (0, 0, 0))
             canvas.line(x, bottom, x, bottom + 5, (0, 0, 0))
             if i > 0 { canvas.line(left + 1, y, right, y, (225, 225, 225)) }
+            let yLabel = String(format: "%.3g", Double(top98) * Double(i) / 4)
+            canvas.text(yLabel, x: left - 8 - 8 * yLabel.count, y: y - 5)
+            let xLabel = String(max(0, losses.count - 1) * i / 4 + 1)
+            canvas.text(xLabel, x: x - 4 * xLabel.count, y: bottom + 9)
         }
-        let finite = losses.filter(\.isFinite).sorted()
-        guard losses.count >= 2, let top98 = finite.isEmpty ? nil : finite[min(finite.count - 1, finite.count * 98 / 100)],
-              top98 > 0 else { return try canvas.image() }
+        guard losses.count >= 2, top98 > 0 else { return try canvas.image() }
         func point(_ i: Int, _ v: Float) -> (Int, Int) {
             let x = left + (right - left) * i / (losses.count - 1)
             let y = bottom - Int(Float(bottom - top) * min(max(v, 0), top98) / top98)
@@ -76,5 +81,24 @@ public enum LossCurve {
         }
 
         func image() throws -> Image { try Image(width: width, height: height, pixels: pixels) }
+
+        /// 3×5 glyphs, one row of three bits per entry (top row first).
+        static let glyphs: [Character: [UInt8]] = [
+            "0": [7, 5, 5, 5, 7], "1": [2, 6, 2, 2, 7], "2": [7, 1, 7, 4, 7], "3": [7, 1, 7, 1, 7], "4": [5, 5, 7, 1, 1],
+            "5": [7, 4, 7, 1, 7], "6": [7, 4, 7, 5, 7], "7": [7, 1, 1, 1, 1], "8": [7, 5, 7, 5, 7], "9": [7, 5, 7, 1, 7],
+            ".": [0, 0, 0, 0, 2], "-": [0, 0, 7, 0, 0], "e": [0, 7, 7, 4, 7], "+": [0, 2, 7, 2, 0],
+        ]
+
+        /// Draws `string` in black with its top-left corner at (x, y), 8 pixels per character.
+        mutating func text(_ string: String, x: Int, y: Int) {
+            for (k, ch) in string.enumerated() {
+                guard let rows = Self.glyphs[ch] else { continue }
+                for (r, bits) in rows.enumerated() {
+                    for c in 0..<3 where bits & (4 >> c) != 0 {
+                        for dy in 0..<2 { for dx in 0..<2 { set(x + 8 * k + 2 * c + dx, y + 2 * r + dy, (0, 0, 0)) } }
+                    }
+                }
+            }
+        }
     }
 }
