@@ -63,7 +63,7 @@ public final class DreamBoothDataset {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
-            throw TrainingError.invalidData("image folder \(directory.path) does not exist")
+            throw TrainingError.invalidData("image folder \(directory.path) does not exist or is not a folder")
         }
         let names = try fm.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
         var examples: [DreamBoothExample] = []
