@@ -71,7 +71,7 @@ let package = Package(
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
-                                                "DiffusionModels", "Adapters"],
+                                                "DiffusionModels", "Adapters", "Training"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),

@@ -123,7 +123,7 @@ enum ModelBenchError: Error, CustomStringConvertible {
 
 /// Seeded N(0, 1/fan-in) weights, small biases, norms left at γ = 1, β = 0: activations stay O(1).
 /// Weights cycle through one pool of 2²⁰ normal draws (drawing 860 M values would dominate the run).
-private func randomize(_ model: Module, seed: UInt64) {
+func randomize(_ model: Module, seed: UInt64) {
     var random = PhiloxRandom(seed: seed)
     let pool = random.normal(shape: [1 << 20])
     var offset = 0
