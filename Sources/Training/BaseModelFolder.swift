@@ -57,13 +57,15 @@ public struct BaseArchitecture: Codable, Equatable, Sendable {
 
 /// Writes a pixel-space diffusers pipeline folder.
 public enum BaseModelFolder {
-    /// Pixel-space DDPM noise: linear betas 1e-4…0.02 over 1000 steps, ε-prediction.
+    /// Stable Diffusion 1.x's noise schedule (scaled-linear betas 0.00085…0.012, ε-prediction). In pixel
+    /// space it still ends at SNR 0.005 (σ_max ≈ 14.6); DDPM's linear 1e-4…0.02 ends at σ_max ≈ 156, which
+    /// multiplies any ε error of an early model by 10× more in the first sampler steps.
     public static let schedulerJSON = """
         {
           "_class_name": "PNDMScheduler",
-          "beta_end": 0.02,
-          "beta_schedule": "linear",
-          "beta_start": 0.0001,
+          "beta_end": 0.012,
+          "beta_schedule": "scaled_linear",
+          "beta_start": 0.00085,
           "num_train_timesteps": 1000,
           "prediction_type": "epsilon",
           "set_alpha_to_one": false,
