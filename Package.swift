@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
-                swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + kernelFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training"],
                 swiftSettings: language + cpuFlags),
 
@@ -71,7 +71,7 @@ let package = Package(
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
-                                                "DiffusionModels", "Adapters", "Training"],
+                                                "DiffusionModels", "Schedulers", "Pipeline", "Adapters", "Training"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch timings of the `bench kernels` cases (CPU, 2 threads, channels_last for conv).
 
-    /root/refenv/bin/python bench/torch_kernels.py            # all cases, JSON to stdout
+    /root/refenv/bin/python bench/torch_kernels.py [--threads N] [--cpu-time]   # all cases, JSON to stdout
     /root/refenv/bin/python bench/torch_kernels.py --serve    # used by `bench kernels --torch`:
         prints "ready", then answers each stdin line "<case name>\t<reps>" with {"name":..., "seconds":[...]}
 
@@ -14,7 +14,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-torch.set_num_threads(2)
+def _option(flag, default):
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else default
+
+
+# `--threads N` (default 2); `--cpu-time` times by process CPU time instead of the wall clock (for
+# comparisons on a machine shared with other work, where descheduled time would otherwise count).
+torch.set_num_threads(int(_option("--threads", "2")))
+_clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
 torch.manual_seed(0)
 
 
@@ -110,9 +117,9 @@ def timings(name, reps):
     flops, fn = _prepared[name]
     out = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
-        out.append(time.perf_counter() - t0)
+        out.append(_clock() - t0)
     return flops, out
 
 

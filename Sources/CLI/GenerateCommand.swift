@@ -72,6 +72,12 @@ public enum GenerateCommand {
         let pipeline = TextToImage(model: model)
         let adapters = AdapterSession(model: model)
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
+        for job in jobs {
+            if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {
+                printError("generate: warning: the PNG was made with model hash \(expected), this model's is \(actual); "
+                    + "the pixels will differ")
+            }
+        }
         var written: [[String: Any]] = []
         let clock = Date()
         for (index, (resolvedParameters, keep, requests)) in resolved.enumerated() {
@@ -89,17 +95,18 @@ public enum GenerateCommand {
             }
         }
         if args.has("json") {
-            let object: [String: Any] = ["model": model.name, "model_hash": try model.modelHash(),
+            let object: [String: Any] = ["model": model.name, "model_hash": try model.modelHash() ?? "",
                                          "seconds": Date().timeIntervalSince(clock), "images": written]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         }
     }
 
-    /// A job: the parameters and, for --from-png, the batch position to keep.
+    /// A job: the parameters and, for --from-png, the batch position to keep and the model hash it names.
     struct Job {
         var parameters: GenerationParameters
         var keep: Int?
+        var modelHash: String?
     }
 
     /// The runs the command line asks for, checked before any model is loaded.
@@ -109,8 +116,12 @@ public enum GenerateCommand {
                 throw CommandLineError.usage("--from-png takes no prompt and no --prompts")
             }
             let info = try parameters(fromPNG: png)
-            return [Job(parameters: try overridden(info.parameters, args, defaultSeed: info.parameters.seed),
-                        keep: info.batchPosition)]
+            let p = try overridden(info.parameters, args, defaultSeed: info.parameters.seed)
+            guard info.batchPosition < p.numImages else {
+                throw CommandLineError.failure("\(png) is image \(info.batchPosition + 1) of its batch; "
+                    + "--num-images \(p.numImages) does not reach it")
+            }
+            return [Job(parameters: p, keep: info.batchPosition, modelHash: info.modelHash)]
         }
         guard args.positionals.count <= 1 else {
             throw CommandLineError.usage("one prompt per run, got \(args.positionals.count) (quote the prompt, or use --prompts)")

@@ -126,7 +126,7 @@ public enum TrainStyleCommand {
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
         var classFolder: URL?
         if c.usesPrior, let classPrompt = c.prompt.classPrompt {
-            let key = ClassImageKey(modelHash: try model.modelHash(), prompt: classPrompt, seed: c.classSeed,
+            let key = ClassImageKey(modelHash: try model.modelHash() ?? model.name, prompt: classPrompt, seed: c.classSeed,
                                     resolution: c.resolution ?? model.defaultSize)
             classFolder = try PriorPreservation.classImages(model: model, key: key, count: c.numClassImages,
                                                             root: args.out.appendingPathComponent("class-images")) { done, total in

@@ -7,7 +7,7 @@ import Foundation
 func drawBackground(_ background: Background, on canvas: inout Canvas, horizon h: Float, textured: Bool, seed: UInt64) {
     let (skyTop, skyLow, ground) = palette(background)
     let jitter: Float = textured ? 0.07 : 0
-    canvas.forEachPixel { _, x, y in
+    canvas.forEachPixel { x, y in
         if y < h {
             return skyTop.mixed(skyLow, y / h)
         }
@@ -52,7 +52,7 @@ private func drawGrass(_ c: inout Canvas, _ h: Float, _ textured: Bool, _ rng: i
 private func drawBeach(_ c: inout Canvas, _ h: Float, _ textured: Bool, _ rng: inout DetailRandom) {
     c.fill(.circle(Point(rng.uniform(6, 58), rng.uniform(5, 10)), 4), Paint(RGB(1.0, 0.9, 0.3)))
     let sea = RGB(0.10, 0.45, 0.75)
-    c.forEachPixel { _, _, y in y >= h && y < h + 7 ? sea.mixed(RGB(0.2, 0.6, 0.85), (y - h) / 7) : nil }
+    c.forEachPixel { _, y in y >= h && y < h + 7 ? sea.mixed(RGB(0.2, 0.6, 0.85), (y - h) / 7) : nil }
     for i in 0..<4 {
         let y = h + 1.5 + Float(i) * 1.6, x = rng.uniform(0, 50)
         c.fill(.line(Point(x, y), Point(x + rng.uniform(6, 14), y), width: 0.5), Paint(RGB(0.85, 0.93, 1.0)))
@@ -86,7 +86,7 @@ private func drawNight(_ c: inout Canvas, _ h: Float, _ rng: inout DetailRandom)
 private func drawRoom(_ c: inout Canvas, _ h: Float, _ textured: Bool, _ rng: inout DetailRandom) {
     let stripe = RGB(0.80, 0.70, 0.55)
     let period: Float = 6, offset = rng.uniform(0, 6)
-    c.forEachPixel { _, x, y in
+    c.forEachPixel { x, y in
         guard y < h else { return nil }
         let u = (x + offset) / period
         return u - u.rounded(.down) < 0.3 ? stripe : nil

@@ -171,22 +171,19 @@ struct Canvas {
         for i in 0..<(size * size) { pixels[3 * i] = fill.r; pixels[3 * i + 1] = fill.g; pixels[3 * i + 2] = fill.b }
     }
 
-    /// Calls body(index, x, y) for every pixel of rows y0..<y1 with its centre in scene units.
-    mutating func forEachPixel(rows y0: Int = 0, _ y1: Int? = nil, _ body: (Int, Float, Float) -> RGB?) {
-        let inv = 1 / scale
+    /// Sets every pixel to body(x, y) (its centre in scene units), where body returns a colour.
+    mutating func forEachPixel(_ body: (Float, Float) -> RGB?) {
+        let inv = 1 / scale, size = size
         pixels.withUnsafeMutableBufferPointer { p in
-            for py in max(y0, 0)..<min(y1 ?? size, size) {
+            for py in 0..<size {
                 let y = (Float(py) + 0.5) * inv
                 for px in 0..<size {
                     let i = (py * size + px) * 3
-                    if let c = body(i, (Float(px) + 0.5) * inv, y) { p[i] = c.r; p[i + 1] = c.g; p[i + 2] = c.b }
+                    if let c = body((Float(px) + 0.5) * inv, y) { p[i] = c.r; p[i + 1] = c.g; p[i + 2] = c.b }
                 }
             }
         }
     }
-
-    /// The colour at pixel index i (a multiple of 3).
-    @inline(__always) func color(at i: Int) -> RGB { RGB(pixels[i], pixels[i + 1], pixels[i + 2]) }
 
     /// Fills `shape` with `paint` at `opacity`, first drawing an `outline` band of width `outlineWidth`
     /// units around it.

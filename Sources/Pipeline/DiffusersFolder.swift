@@ -3,13 +3,15 @@
 //     model_index.json                        component name → [library, class] (null for absent ones)
 //     scheduler/scheduler_config.json
 //     text_encoder/config.json + model.safetensors
-//     tokenizer/vocab.json + merges.txt (+ tokenizer_config.json, special_tokens_map.json)
+//     tokenizer/vocab.json + merges.txt (+ tokenizer_config.json, special_tokens_map.json), or only
+//               tokenizer.json (what transformers 5 saves)
 //     unet/config.json + diffusion_pytorch_model.safetensors
 //     vae/config.json + diffusion_pytorch_model.safetensors   (absent: a pixel-space model)
 //
 // Weights may also be the `.fp16.safetensors` variants. Pickled weights (`.bin`, `.ckpt`, `.pt`, `.pth`)
 // are refused: unpickling runs arbitrary code. Only this file knows the layout.
 
+import CLIPText
 import Foundation
 
 /// Errors of folder loading, requests and the `parameters` text; each names the file or value at fault.
@@ -122,6 +124,35 @@ public struct DiffusersFolder: Sendable {
         }
         let expected = component == "text_encoder" ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
         throw PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/\(expected)")
+    }
+
+    /// The CLIP tokenizer of `tokenizer/`: from `vocab.json` + `merges.txt`, or else from the `model`
+    /// (BPE vocabulary and merges) of `tokenizer.json`.
+    public func tokenizer() throws -> BPETokenizer {
+        let dir = try folder("tokenizer")
+        let fm = FileManager.default
+        if fm.fileExists(atPath: dir.appendingPathComponent("vocab.json").path)
+            || !fm.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) {
+            _ = try file("tokenizer", "vocab.json")
+            _ = try file("tokenizer", "merges.txt")
+            return try BPETokenizer(directory: dir)
+        }
+        let json = dir.appendingPathComponent("tokenizer.json")
+        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: json))
+        guard let model = (object as? [String: Any])?["model"] as? [String: Any], model["type"] as? String == "BPE",
+              let vocabulary = model["vocab"] as? [String: Int], let rawMerges = model["merges"] as? [Any] else {
+            throw PipelineError.invalidFile(path: json.path, reason: "no BPE model with \"vocab\" and \"merges\"")
+        }
+        let merges: [(String, String)] = try rawMerges.map { entry in
+            if let pair = entry as? [String], pair.count == 2 { return (pair[0], pair[1]) }
+            if let text = entry as? String {
+                let parts = text.split(separator: " ", maxSplits: 1)
+                if parts.count == 2 { return (String(parts[0]), String(parts[1])) }
+            }
+            throw PipelineError.invalidFile(path: json.path, reason: "malformed merge \(entry)")
+        }
+        return try BPETokenizer(vocabulary: vocabulary, merges: merges,
+                                configuration: TokenizerConfiguration(directory: dir))
     }
 
     private static func readIndex(_ url: URL) throws -> [String: (library: String, className: String)?] {

@@ -13,7 +13,8 @@ import Schedulers
 import TensorCore
 
 public final class StableDiffusionModel {
-    public let folder: DiffusersFolder
+    /// A1111's `Model` field: the pipeline folder's name.
+    public let name: String
     public let tokenizer: BPETokenizer
     public let textEncoder: CLIPTextModel
     public let unet: UNet2DConditionModel
@@ -21,17 +22,28 @@ public final class StableDiffusionModel {
     public let vae: AutoencoderKL?
     /// `scheduler/scheduler_config.json`; Stable Diffusion 1.x's when the file is absent.
     public let schedulerConfig: SchedulerConfig
-    /// The UNet weight file, the one `modelHash` digests.
-    public let unetWeights: URL
+    /// The UNet weight file, the one `modelHash` digests (nil for models built in memory).
+    public let unetWeights: URL?
     private var cachedHash: String?
+
+    /// A model from components built in memory (e.g. with random weights for benchmarks).
+    public init(name: String, tokenizer: BPETokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
+                vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1) throws {
+        self.name = name
+        self.tokenizer = tokenizer
+        self.textEncoder = textEncoder
+        self.unet = unet
+        self.vae = vae
+        self.schedulerConfig = schedulerConfig
+        unetWeights = nil
+        try checkCompatibility(unetConfigPath: "unet config")
+    }
 
     /// Loads every component of the folder at `path`.
     public init(path: String) throws {
         let folder = try DiffusersFolder(path: path)
-        self.folder = folder
-        tokenizer = try Self.component("tokenizer", folder.folder("tokenizer").path) {
-            try BPETokenizer(directory: folder.folder("tokenizer"))
-        }
+        name = folder.name
+        tokenizer = try Self.component("tokenizer", folder.folder("tokenizer").path) { try folder.tokenizer() }
 
         let textConfig = try folder.file("text_encoder", "config.json")
         let textWeights = try folder.weights("text_encoder")
@@ -42,8 +54,8 @@ public final class StableDiffusionModel {
         }
 
         let unetConfig = try folder.file("unet", "config.json")
-        unetWeights = try folder.weights("unet")
-        let unetWeights = unetWeights
+        let unetWeights = try folder.weights("unet")
+        self.unetWeights = unetWeights
         unet = try Self.component("unet", unetWeights.path) {
             let model = UNet2DConditionModel(config: try UNet2DConditionConfig(contentsOf: unetConfig))
             try model.load(stateDict: try SafeTensorsFile(path: unetWeights.path).loadAll())
@@ -70,11 +82,8 @@ public final class StableDiffusionModel {
         } else {
             schedulerConfig = .stableDiffusion1
         }
-        try checkCompatibility()
+        try checkCompatibility(unetConfigPath: folder.url.appendingPathComponent("unet/config.json").path)
     }
-
-    /// The folder's name (A1111's `Model` field).
-    public var name: String { folder.name }
 
     /// Whether the UNet works on VAE latents.
     public var isLatent: Bool { vae != nil }
@@ -89,26 +98,28 @@ public final class StableDiffusionModel {
     /// Default image size: the UNet's `sample_size` times the spatial factor (512 for SD-1.5).
     public var defaultSize: Int { (unet.config.sampleSize ?? 64) * spatialFactor }
 
-    /// A1111's `Model hash`: the first 10 hex digits of the UNet weight file's SHA-256 (computed once).
-    public func modelHash() throws -> String {
+    /// A1111's `Model hash`: the first 10 hex digits of the UNet weight file's SHA-256 (computed once);
+    /// nil for a model built in memory.
+    public func modelHash() throws -> String? {
         if let cachedHash { return cachedHash }
+        guard let unetWeights else { return nil }
         let hash = String(try SHA256.hexDigest(ofFile: unetWeights.path).prefix(10))
         cachedHash = hash
         return hash
     }
 
     /// Channel counts that must agree between the components.
-    private func checkCompatibility() throws {
+    private func checkCompatibility(unetConfigPath: String) throws {
         let context = textEncoder.config.hiddenSize
         guard unet.config.crossAttentionDim.allSatisfy({ $0 == context }) else {
             throw PipelineError.invalidFile(
-                path: folder.url.appendingPathComponent("unet/config.json").path,
+                path: unetConfigPath,
                 reason: "cross_attention_dim \(unet.config.crossAttentionDim) does not match the text encoder's "
                     + "hidden_size \(context)")
         }
         if let vae, vae.config.latentChannels != unet.config.inChannels {
             throw PipelineError.invalidFile(
-                path: folder.url.appendingPathComponent("unet/config.json").path,
+                path: unetConfigPath,
                 reason: "in_channels \(unet.config.inChannels) does not match the VAE's latent_channels "
                     + "\(vae.config.latentChannels)")
         }

@@ -124,7 +124,7 @@ public struct TextToImage {
         }
         let clock = Date()
         let g = Float(p.guidanceScale)
-        var x = try scaled(start, by: sampler.initNoiseSigma)
+        var x = scaled(start, by: sampler.initNoiseSigma)
         for i in sampler.timesteps.indices {
             let input = try sampler.scaleModelInput(x, step: i)
             var eps = try withNoGrad {
@@ -140,7 +140,7 @@ public struct TextToImage {
     }
 
     /// x · s (the initial noise times the sampler's `initNoiseSigma`).
-    private func scaled(_ x: Tensor, by s: Float) throws -> Tensor {
+    private func scaled(_ x: Tensor, by s: Float) -> Tensor {
         var out = x
         out.withUnsafeMutableBufferPointer { o in for i in o.indices { o[i] *= s } }
         return out

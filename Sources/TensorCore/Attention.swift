@@ -75,7 +75,8 @@ public enum Attention {
         guard dOut.shape == q.shape, output.shape == q.shape, logSumExp.shape == [g.batch, g.heads, g.lq] else {
             throw TensorError.shapeMismatch("scaledDotProductBackward: dOut \(dOut.shape), output \(output.shape), logSumExp \(logSumExp.shape) for q \(q.shape)")
         }
-        let dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
+        let dq = Tensor(uninitializedShape: q.shape), dk = Tensor(uninitializedShape: k.shape)
+        let dv = Tensor(uninitializedShape: v.shape)
         FlashAttention.backward(g, q.storage.pointer, k.storage.pointer, v.storage.pointer, output.storage.pointer,
                                 logSumExp.storage.pointer, dOut.storage.pointer,
                                 dq.storage.pointer, dk.storage.pointer, dv.storage.pointer)

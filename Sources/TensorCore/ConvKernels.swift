@@ -58,89 +58,138 @@ let convDirectWeightMaxTiles = 32
 func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth kw: Int, stride s: Int,
                       outHeight ho: Int, outWidth wo: Int, weight: UnsafePointer<Float>, outChannels cout: Int,
                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let tile = GEMMTile.t12x32, mr = tile.mr, nr = tile.nr
-    let cin = x.channels, hp = x.height, wp = x.width, taps = kh * kw
-    let kBlocks = (cin + gemmMaxKC - 1) / gemmMaxKC
-    let kc = (cin + kBlocks - 1) / kBlocks
-    let sliverFloats = taps * cin * nr
-    let coutPadded = (cout + nr - 1) / nr * nr
-    let nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
-    // Row segments: stride 1 runs over whole images on the padded-width grid; stride s over output rows.
-    let segments = s == 1 ? x.batch : x.batch * ho
-    let segmentLength = s == 1 ? ho * wp : wo
-    let tilesPerSegment = (segmentLength + mr - 1) / mr
-    let tiles = segments * tilesPerSegment
-    let lda = s * cin
-    let xp = UnsafePointer(x.pointer)
-    let threads = Parallel.workers(for: 2 * tiles * mr * coutPadded * cin * taps, minWorkPerThread: gemmMinFlopsPerThread)
-    let perSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
-    let superPerSegment = (tilesPerSegment + perSuper - 1) / perSuper
-    let superTiles = segments * superPerSegment
-    // Few row tiles (small feature maps, wide channels): read the weights in place rather than pack them.
-    let directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
-
+    let plan = ConvPlan(x, kernelHeight: kh, kernelWidth: kw, stride: s, outHeight: ho, outWidth: wo,
+                        weight: weight, outChannels: cout, bias: bias, output: output)
+    let nr = plan.tile.nr, threads = plan.threads
     KernelWorkspacePool.shared.with { ws in
-        ws.reserve(sharedCount: nc * taps * cin, workers: threads, perWorkerCount: perSuper * mr * nc)
+        ws.reserve(sharedCount: plan.nc * plan.taps * plan.cin, workers: threads,
+                   perWorkerCount: plan.tilesPerSuper * plan.tile.mr * plan.nc)
         let packed = ws.shared
         var jc = 0
         while jc < cout {
-            let ncur = min(nc, cout - jc), sliversHere = (ncur + nr - 1) / nr
-            Parallel.forSlices(count: directWeights ? 0 : sliversHere, workers: min(threads, sliversHere)) { _, range in
-                for sv in range {
-                    packConvWeight(weight, taps: taps, cin: cin, cout: cout, j0: jc + sv * nr, nr: nr,
-                                   into: packed + sv * sliverFloats)
+            let ncur = min(plan.nc, cout - jc), slivers = (ncur + nr - 1) / nr
+            let block = ConvPlan.Block(jc: jc, columns: ncur, slivers: slivers, packed: packed)
+            if !plan.directWeights {
+                Parallel.forChunks(count: slivers, workers: min(threads, slivers), chunksPerWorker: 2) { _, range in
+                    for sv in range {
+                        packConvWeight(weight, taps: plan.taps, cin: plan.cin, cout: cout, j0: jc + sv * nr, nr: nr,
+                                       into: packed + sv * plan.sliverFloats)
+                    }
                 }
             }
-            let ldcS = sliversHere * nr
             // Too few super-tiles for the threads: also split the block's slivers.
-            let groups = threads == 1 || superTiles >= 2 * threads ? 1 : min(sliversHere, threads)
-            Parallel.forChunks(count: superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
-                let scratch = ws.worker(w)
+            let groups = threads == 1 || plan.superTiles >= 2 * threads ? 1 : min(slivers, threads)
+            Parallel.forChunks(count: plan.superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
                 for item in range {
-                    let st = item / groups, g = item % groups
-                    let svRange = (g * sliversHere / groups)..<((g + 1) * sliversHere / groups)
-                    let seg = st / superPerSegment, t0 = (st % superPerSegment) * perSuper
-                    let tCount = min(perSuper, tilesPerSegment - t0)
-                    let aSeg = s == 1 ? xp + seg * hp * wp * cin : xp + ((seg / ho * hp + seg % ho * s) * wp) * cin
-                    for tap in 0..<taps {
-                        let aTap = aSeg + ((tap / kw) * wp + tap % kw) * cin
-                        var k0 = 0
-                        while k0 < cin {
-                            let kcur = min(kc, cin - k0)
-                            for ti in 0..<tCount {
-                                let aTile = aTap + (t0 + ti) * mr * lda + k0
-                                for sv in svRange {
-                                    let bPtr = directWeights
-                                        ? weight + (tap * cin + k0) * cout + jc + sv * nr
-                                        : UnsafePointer(packed + sv * sliverFloats + (tap * cin + k0) * nr)
-                                    tile.direct(kcur, aTile, lda, bPtr, directWeights ? cout : nr,
-                                                scratch + ti * mr * ldcS + sv * nr, ldcS, tap > 0 || k0 > 0)
-                                }
-                            }
-                            k0 += kcur
-                        }
-                    }
-                    let jLo = svRange.lowerBound * nr, jHi = min(svRange.upperBound * nr, ncur)
-                    for r in 0..<(tCount * mr) {
-                        let p = t0 * mr + r
-                        let n: Int, oy: Int, ox: Int
-                        if s == 1 {
-                            n = seg; oy = p / wp; ox = p % wp
-                            if oy >= ho || ox >= wo { continue }
-                        } else {
-                            n = seg / ho; oy = seg % ho; ox = p
-                            if ox >= wo { break }
-                        }
-                        let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + r * ldcS
-                        if let bias {
-                            for j in jLo..<jHi { dst[j] = src[j] + bias[jc + j] }
-                        } else {
-                            (dst + jLo).update(from: src + jLo, count: jHi - jLo)
-                        }
-                    }
+                    let g = item % groups
+                    let svRange = (g * slivers / groups)..<((g + 1) * slivers / groups)
+                    plan.multiply(superTile: item / groups, slivers: svRange, block, scratch: ws.worker(w))
+                    plan.store(superTile: item / groups, slivers: svRange, block, scratch: ws.worker(w))
                 }
             }
             jc += ncur
+        }
+    }
+}
+
+/// The blocking of one implicit-GEMM convolution and the work of one super-tile.
+///
+/// Row segments: with stride 1 a segment is a whole image on the padded-width grid (Ho x Wp positions, the
+/// last kw - 1 of each row junk); with stride s a segment is one output row (Wo positions, A rows s*Cin
+/// apart). Row tiles of MR positions never cross segments; `tilesPerSuper` consecutive ones form a
+/// super-tile, whose C block accumulates in a worker scratch of `tilesPerSuper*MR x slivers*NR` floats.
+struct ConvPlan {
+    /// One block of output channels: columns `jc..<jc+columns` in `slivers` NR-wide slivers.
+    struct Block {
+        let jc: Int, columns: Int, slivers: Int
+        let packed: UnsafeMutablePointer<Float>
+    }
+
+    let tile = GEMMTile.t12x32
+    let x: UnsafePointer<Float>
+    let kh: Int, kw: Int, s: Int, ho: Int, wo: Int, hp: Int, wp: Int, cin: Int, cout: Int, taps: Int
+    let kc: Int, nc: Int, sliverFloats: Int, lda: Int
+    let segments: Int, tilesPerSegment: Int, tilesPerSuper: Int, superPerSegment: Int, superTiles: Int
+    let threads: Int
+    /// Few row tiles (small feature maps, wide channels): the weights are read in place, not packed.
+    let directWeights: Bool
+    let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>
+
+    init(_ xpad: PaddedActivation, kernelHeight: Int, kernelWidth: Int, stride: Int, outHeight: Int, outWidth: Int,
+         weight: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr
+        x = UnsafePointer(xpad.pointer); hp = xpad.height; wp = xpad.width; cin = xpad.channels
+        kh = kernelHeight; kw = kernelWidth; s = stride; ho = outHeight; wo = outWidth; cout = outChannels
+        self.weight = weight; self.bias = bias; self.output = output
+        taps = kh * kw
+        let kBlocks = (cin + gemmMaxKC - 1) / gemmMaxKC
+        kc = (cin + kBlocks - 1) / kBlocks
+        sliverFloats = taps * cin * nr
+        let coutPadded = (cout + nr - 1) / nr * nr
+        nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
+        lda = s * cin
+        segments = s == 1 ? xpad.batch : xpad.batch * ho
+        tilesPerSegment = ((s == 1 ? ho * wp : wo) + mr - 1) / mr
+        let tiles = segments * tilesPerSegment
+        threads = Parallel.workers(for: 2 * tiles * mr * coutPadded * cin * taps, minWorkPerThread: gemmMinFlopsPerThread)
+        tilesPerSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
+        superPerSegment = (tilesPerSegment + tilesPerSuper - 1) / tilesPerSuper
+        superTiles = segments * superPerSegment
+        directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
+    }
+
+    /// First tile index and tile count of super-tile `st` within its segment.
+    func tiles(of st: Int) -> (first: Int, count: Int) {
+        let first = (st % superPerSegment) * tilesPerSuper
+        return (first, min(tilesPerSuper, tilesPerSegment - first))
+    }
+
+    /// Accumulates super-tile `st` times the weight slivers `svRange` of `block` into `scratch`.
+    func multiply(superTile st: Int, slivers svRange: Range<Int>, _ block: Block, scratch: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr, ldc = block.slivers * nr
+        let seg = st / superPerSegment, (t0, count) = tiles(of: st)
+        let aSeg = s == 1 ? x + seg * hp * wp * cin : x + ((seg / ho * hp + seg % ho * s) * wp) * cin
+        for tap in 0..<taps {
+            let aTap = aSeg + ((tap / kw) * wp + tap % kw) * cin
+            var k0 = 0
+            while k0 < cin {
+                let kcur = min(kc, cin - k0)
+                for ti in 0..<count {
+                    let aTile = aTap + (t0 + ti) * mr * lda + k0
+                    for sv in svRange {
+                        let b = directWeights
+                            ? weight + (tap * cin + k0) * cout + block.jc + sv * nr
+                            : UnsafePointer(block.packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                        tile.direct(kcur, aTile, lda, b, directWeights ? cout : nr, scratch + ti * mr * ldc + sv * nr,
+                                    ldc, tap > 0 || k0 > 0)
+                    }
+                }
+                k0 += kcur
+            }
+        }
+    }
+
+    /// Copies the valid rows of super-tile `st` (columns of `svRange`) from `scratch` to the output, adding bias.
+    func store(superTile st: Int, slivers svRange: Range<Int>, _ block: Block, scratch: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr, ldc = block.slivers * nr, jc = block.jc
+        let seg = st / superPerSegment, (t0, count) = tiles(of: st)
+        let jLo = svRange.lowerBound * nr, jHi = min(svRange.upperBound * nr, block.columns)
+        for r in 0..<(count * mr) {
+            let p = t0 * mr + r
+            let n: Int, oy: Int, ox: Int
+            if s == 1 {
+                n = seg; oy = p / wp; ox = p % wp
+                if oy >= ho || ox >= wo { continue }
+            } else {
+                n = seg / ho; oy = seg % ho; ox = p
+                if ox >= wo { break }
+            }
+            let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + r * ldc
+            if let bias {
+                for j in jLo..<jHi { dst[j] = src[j] + bias[jc + j] }
+            } else {
+                (dst + jLo).update(from: src + jLo, count: jHi - jLo)
+            }
         }
     }
 }

@@ -5,9 +5,9 @@
 // forward accumulates Oᵀ [D][32 queries] = Vᵀ·Pᵀ, so rescaling it is a vector op too and D = 40 needs no
 // padding to 48. Q is scaled by scale·log2(e) so the softmax uses exp2. Per head, Kᵀ [D][Lk] and
 // V [Lk][Dv] (Dv = D, or D rounded up to 8 when D is not a multiple of 10) are packed once; the forward
-// walks key blocks of `forwardKeyBlock` keys per 32-query block,
-// the backward walks query blocks inside key blocks of `backwardKeyBlock` keys (FlashAttention-2) and
-// accumulates dQ for the whole head, so the work splits over (batch·head) there.
+// walks key blocks of `forwardKeyBlock` keys per 32-query block, the backward walks query blocks inside
+// key blocks of `backwardKeyBlock` keys (FlashAttention-2) and accumulates dQ for the whole head, so the
+// work splits over (batch·head) there.
 import Foundation
 
 enum FlashAttention {
@@ -39,18 +39,15 @@ enum FlashAttention {
         for l in 0..<rows { (dst + l * dp).update(from: src + l * rs, count: d) }
     }
 
-    /// C[8 rows][0..<dp] += A·B in column chunks of ≤ 48; `transposedA` selects the T32 or R32 kernels.
-    @inline(__always) static func update8(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                          _ dp: Int, _ c: UnsafeMutablePointer<Float>, transposedA: Bool) {
+    /// C[8 rows][0..<dp] += A·B with A(r, k) = a[r·32 + k], in column chunks of ≤ 48.
+    @inline(__always) static func updateRows8(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                              _ dp: Int, _ c: UnsafeMutablePointer<Float>) {
         var c0 = 0
         while c0 < dp {
             let w = min(48, dp - c0)
-            switch (w, transposedA) {
-            case (48, true): updateKernelT8x48(k, a, b + c0, dp, c + c0, dp)
-            case (32, true): updateKernelT8x32(k, a, b + c0, dp, c + c0, dp)
-            case (_, true): updateKernelT8x16(k, a, b + c0, dp, c + c0, dp)
-            case (48, false): updateKernelR8x48(k, a, b + c0, dp, c + c0, dp)
-            case (32, false): updateKernelR8x32(k, a, b + c0, dp, c + c0, dp)
+            switch w {
+            case 48: updateKernelR8x48(k, a, b + c0, dp, c + c0, dp)
+            case 32: updateKernelR8x32(k, a, b + c0, dp, c + c0, dp)
             default: updateKernelR8x16(k, a, b + c0, dp, c + c0, dp)
             }
             c0 += w

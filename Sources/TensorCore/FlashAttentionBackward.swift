@@ -114,8 +114,8 @@ extension FlashAttention {
             store(p0 * (load(b) - e0) * sc, b); store(p1 * (load(b + 16) - e1) * sc, b + 16)
         }
         for r in stride(from: 0, to: rows, by: 8) {
-            update8(32, h.pt + r * 32, h.dop + i0 * dp, dp, h.dv + r * dp, transposedA: false)
-            update8(32, h.dst + r * 32, h.qp + i0 * dp, dp, h.dk + r * dp, transposedA: false)
+            updateRows8(32, h.pt + r * 32, h.dop + i0 * dp, dp, h.dv + r * dp)
+            updateRows8(32, h.dst + r * 32, h.qp + i0 * dp, dp, h.dk + r * dp)
         }
         let vw = h.vw, dqt = h.dqt + (i0 / 32) * vw * 32
         for x in stride(from: 0, to: vw, by: vw % 10 == 0 ? 10 : 8) {

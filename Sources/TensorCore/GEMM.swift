@@ -60,7 +60,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
-    if transB && !transA && 4 * m <= n {
+    if transB && !transA && 2 * m * (k + n) <= n * k {
         transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
@@ -70,9 +70,10 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
     KernelWorkspacePool.shared.with { ws in operands.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
 }
 
-/// `C = alpha * A * Bᵀ + beta * C` for few rows (m <= n / 4), computed as `Cᵀ = B * Aᵀ`: B (n x k) is then
-/// read in place by the direct microkernel and only the small A gets packed, instead of transposing all of
-/// B into panels (which costs more than the product when m is small, e.g. a Linear layer on 64 tokens).
+/// `C = alpha * A * Bᵀ + beta * C` for few rows, computed as `Cᵀ = B * Aᵀ`: B (n x k) is then read in place
+/// by the direct microkernel and only the small A gets packed (plus Cᵀ transposed back), instead of
+/// transposing all of B into panels, which costs more than the product when m is small (e.g. a Linear layer
+/// on 64 tokens). Used when that extra traffic, m*(k + n), is at most half of B's n*k.
 func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
@@ -139,7 +140,7 @@ struct GEMMOperands {
                 let packWorkers = kcur * ncur >= 65_536 ? threads : 1
                 // Read in place, only a partial last sliver needs packing (the kernel reads nr columns).
                 let packFrom = directB ? (ncur % nr == 0 ? slivers : slivers - 1) : 0
-                Parallel.forSlices(count: slivers - packFrom, workers: packWorkers) { _, range in
+                Parallel.forChunks(count: slivers - packFrom, workers: packWorkers, chunksPerWorker: 4) { _, range in
                     for r in range {
                         let s = packFrom + r
                         packB(into: packed + s * kcur * nr, nr: nr, k0: pc, kcur: kcur, j0: jc + s * nr)
@@ -147,7 +148,7 @@ struct GEMMOperands {
                 }
                 if let packedA {
                     let workers = kcur * m >= 65_536 ? threads : 1
-                    Parallel.forSlices(count: kcur, workers: workers) { _, range in
+                    Parallel.forChunks(count: kcur, workers: workers, chunksPerWorker: 4) { _, range in
                         packTransposedA(into: packedA, mr: mr, tiles: mTiles, k0: pc, kcur: kcur, rows: range)
                     }
                 }

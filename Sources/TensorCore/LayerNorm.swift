@@ -13,7 +13,8 @@ extension Normalization {
         let y = Tensor(uninitializedShape: x.shape)
         let mean = Tensor(uninitializedShape: lead), rstd = Tensor(uninitializedShape: lead)
         let px = x.storage.pointer, py = y.storage.pointer, pm = mean.storage.pointer, pr = rstd.storage.pointer
-        let g = gamma?.storage.pointer, b = beta?.storage.pointer
+        let gt = gamma ?? Tensor(shape: [d], repeating: 1), bt = beta ?? Tensor(zeros: [d])
+        let g = gt.storage.pointer, b = bt.storage.pointer
         Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { r in
             let src = px + r * d, dst = py + r * d
             let mu = sumScalars(src, d) / Float(d)
@@ -25,7 +26,7 @@ extension Normalization {
             pm[r] = mu; pr[r] = rs
             vectorColumns(d) { j, k in
                 let xh = (loadN(src + j, k) - mu) * rs
-                storeN(xh * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1)) + (b.map { loadN($0 + j, k) } ?? Vec(repeating: 0)), dst + j, k)
+                storeN(xh * loadN(g + j, k) + loadN(b + j, k), dst + j, k)
             }
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
@@ -39,7 +40,8 @@ extension Normalization {
             throw TensorError.shapeMismatch("layerNormBackward: dOut \(dOut.shape), x \(x.shape), mean \(mean.shape), rstd \(rstd.shape)")
         }
         let px = x.storage.pointer, pd = dOut.storage.pointer, pm = mean.storage.pointer, pr = rstd.storage.pointer
-        let g = gamma?.storage.pointer
+        let gt = gamma ?? Tensor(shape: [d], repeating: 1)
+        let g = gt.storage.pointer
         let dx = Tensor(uninitializedShape: x.shape)
         let pdx = dx.storage.pointer
         let chunks = (rows + rowChunk - 1) / rowChunk
@@ -54,14 +56,14 @@ extension Normalization {
                 var sa = Vec(repeating: 0), sb = Vec(repeating: 0)
                 vectorColumns(d) { j, k in
                     let dy = loadN(dr + j, k), xh = (loadN(xr + j, k) - mu) * rs
-                    let dxh = dy * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1))
+                    let dxh = dy * loadN(g + j, k)
                     sa += dxh; sb += dxh * xh
                     storeN(loadN(dg + j, k) + dy * xh, dg + j, k); storeN(loadN(db + j, k) + dy, db + j, k)
                 }
                 let a = sa.sum() / Float(d), bb = sb.sum() / Float(d)
                 vectorColumns(d) { j, k in
                     let xh = (loadN(xr + j, k) - mu) * rs
-                    let dxh = loadN(dr + j, k) * (g.map { loadN($0 + j, k) } ?? Vec(repeating: 1))
+                    let dxh = loadN(dr + j, k) * loadN(g + j, k)
                     storeN(rs * (dxh - a - xh * bb), out + j, k)
                 }
             }

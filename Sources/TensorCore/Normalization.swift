@@ -12,6 +12,10 @@ public struct NormalizationResult {
     public var rstd: Tensor
 }
 
+/// An activation fused into GroupNorm's output pass (ResNet blocks apply SiLU right after their norms);
+/// the backward recomputes the pre-activation from x, so nothing extra is stored.
+public enum NormalizationActivation: Sendable { case none, silu }
+
 /// Gradients of a normalization: dx, and dγ, dβ (shape [C]).
 public struct NormalizationGradients {
     public var input: Tensor
@@ -23,9 +27,9 @@ public enum Normalization {
     static let pixelChunk = 256
 
     /// GroupNorm of x [N, ..., C] (channels last; the middle dims are the pixels) with `groups` groups of
-    /// C/groups consecutive channels, biased variance as PyTorch, then y = x̂·γ + β (γ, β: [C] or nil).
-    public static func groupNorm(_ x: Tensor, groups: Int, gamma: Tensor?, beta: Tensor?,
-                                 eps: Float = 1e-5) throws -> NormalizationResult {
+    /// C/groups consecutive channels, biased variance as PyTorch, then y = act(x̂·γ + β) (γ, β: [C] or nil).
+    public static func groupNorm(_ x: Tensor, groups: Int, gamma: Tensor?, beta: Tensor?, eps: Float = 1e-5,
+                                 activation: NormalizationActivation = .none) throws -> NormalizationResult {
         let (n, p, c) = try groupNormShape(x, groups: groups, gamma: gamma, beta: beta)
         let cg = c / groups, chunks = (p + pixelChunk - 1) / pixelChunk
         let px = x.storage.pointer
@@ -72,46 +76,52 @@ public enum Normalization {
                 pr[b * groups + g] = Float(1 / (max(m2, 0) / Double(p * cg) + Double(eps)).squareRoot())
             }
         }
-        // y = x·a[c] + b[c] with a = rstd·γ, b = β − mean·a.
+        // y = act(x·a[c] + b[c]) with a = rstd·γ, b = β − mean·a.
         let (ca, cb) = affineCoefficients(n: n, c: c, cg: cg, gamma: gamma, beta: beta) { b, g in (pm[b * groups + g], pr[b * groups + g]) }
         defer { ca.deallocate(); cb.deallocate() }
         let y = Tensor(uninitializedShape: x.shape)
-        let py = y.storage.pointer
-        forChunks(n: n, p: p, c: c) { b, _, lo, hi in
-            let a = ca + b * c, s = cb + b * c
-            for row in b * p + lo..<b * p + hi {
-                let src = px + row * c, dst = py + row * c
-                vectorColumns(c) { i, k in storeN(loadN(src + i, k) * loadN(a + i, k) + loadN(s + i, k), dst + i, k) }
-            }
+        switch activation {
+        case .none: applyAffine(px, y.storage.pointer, ca, cb, n: n, p: p, c: c) { $0 }
+        case .silu: applyAffine(px, y.storage.pointer, ca, cb, n: n, p: p, c: c, siluv)
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
     }
 
-    /// Backward of `groupNorm`: dx, dγ, dβ from dOut, x and the forward's mean and rstd.
+    @inline(__always) static func applyAffine(_ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+                                              _ ca: UnsafePointer<Float>, _ cb: UnsafePointer<Float>,
+                                              n: Int, p: Int, c: Int, _ f: (Vec) -> Vec) {
+        forChunks(n: n, p: p, c: c) { b, _, lo, hi in
+            let a = ca + b * c, s = cb + b * c
+            for row in b * p + lo..<b * p + hi {
+                let src = px + row * c, dst = py + row * c
+                var i = 0
+                while i + 16 <= c { store(f(load(src + i) * load(a + i) + load(s + i)), dst + i); i += 16 }
+                if i < c { let k = c - i; storePartial(f(loadPartial(src + i, k) * loadPartial(a + i, k) + loadPartial(s + i, k)), dst + i, k) }
+            }
+        }
+    }
+
+    /// Backward of `groupNorm`: dx, dγ, dβ from dOut, x and the forward's mean and rstd (and β when an
+    /// activation was fused, to recompute its input).
     public static func groupNormBackward(_ dOut: Tensor, _ x: Tensor, mean: Tensor, rstd: Tensor, groups: Int,
-                                         gamma: Tensor?) throws -> NormalizationGradients {
-        let (n, p, c) = try groupNormShape(x, groups: groups, gamma: gamma, beta: nil)
+                                         gamma: Tensor?, beta: Tensor? = nil,
+                                         activation: NormalizationActivation = .none) throws -> NormalizationGradients {
+        let (n, p, c) = try groupNormShape(x, groups: groups, gamma: gamma, beta: beta)
         guard dOut.shape == x.shape, mean.count == n * groups, rstd.count == n * groups else {
             throw TensorError.shapeMismatch("groupNormBackward: dOut \(dOut.shape), x \(x.shape), mean \(mean.shape), rstd \(rstd.shape), groups \(groups)")
         }
         let cg = c / groups, chunks = (p + pixelChunk - 1) / pixelChunk
         let px = x.storage.pointer, pd = dOut.storage.pointer, pm = mean.storage.pointer, pr = rstd.storage.pointer
         let mc = expandGroups(pm, n: n, groups: groups, cg: cg)
-        defer { mc.deallocate() }
-        // Per chunk and channel: Σ dy and Σ dy·(x − mean); x̂ = (x − mean)·rstd.
+        let (ca, cb) = affineCoefficients(n: n, c: c, cg: cg, gamma: gamma, beta: beta) { b, g in (pm[b * groups + g], pr[b * groups + g]) }
+        defer { mc.deallocate(); ca.deallocate(); cb.deallocate() }
+        // Per chunk and channel: Σ dz and Σ dz·(x − mean), dz the gradient at the normalised output
+        // (before the activation); x̂ = (x − mean)·rstd.
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * n * chunks * c))
         defer { partial.deallocate() }
-        forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
-            let s1 = partial + 2 * (b * chunks + ch) * c, s2 = s1 + c, m = mc + b * c
-            vectorColumns(c) { i, k in
-                let mv = loadN(m + i, k)
-                var a1 = Vec(repeating: 0), a2 = Vec(repeating: 0)
-                for row in b * p + lo..<b * p + hi {
-                    let dy = loadN(pd + row * c + i, k)
-                    a1 += dy; a2 += dy * (loadN(px + row * c + i, k) - mv)
-                }
-                storeN(a1, s1 + i, k); storeN(a2, s2 + i, k)
-            }
+        switch activation {
+        case .none: backwardSums(px, pd, mc, ca, cb, partial, n: n, p: p, c: c) { dy, _, _, _ in dy }
+        case .silu: backwardSums(px, pd, mc, ca, cb, partial, n: n, p: p, c: c) { dy, x, a, b in dy * siluGradv(x * a + b) }
         }
         let s1 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, n * c)), s2 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, n * c))
         defer { s1.deallocate(); s2.deallocate() }
@@ -150,17 +160,50 @@ public enum Normalization {
             }
         }
         let dx = Tensor(uninitializedShape: x.shape)
-        let pdx = dx.storage.pointer
+        switch activation {
+        case .none: backwardInput(px, pd, dx.storage.pointer, k1, k2, k3, ca, cb, n: n, p: p, c: c) { dy, _, _, _ in dy }
+        case .silu: backwardInput(px, pd, dx.storage.pointer, k1, k2, k3, ca, cb, n: n, p: p, c: c) { dy, x, a, b in dy * siluGradv(x * a + b) }
+        }
+        return NormalizationGradients(input: dx, gamma: dgamma, beta: dbeta)
+    }
+
+    /// Per-chunk Σ dz and Σ dz·(x − mean) into `partial` [n][chunks][2][c]; dz = grad(dy, x, a, b).
+    @inline(__always) static func backwardSums(_ px: UnsafePointer<Float>, _ pd: UnsafePointer<Float>, _ mc: UnsafePointer<Float>,
+                                               _ ca: UnsafePointer<Float>, _ cb: UnsafePointer<Float>,
+                                               _ partial: UnsafeMutablePointer<Float>, n: Int, p: Int, c: Int,
+                                               _ grad: (Vec, Vec, Vec, Vec) -> Vec) {
+        let chunks = (p + pixelChunk - 1) / pixelChunk
+        forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
+            let s1 = partial + 2 * (b * chunks + ch) * c, s2 = s1 + c, o = b * c
+            vectorColumns(c) { i, k in
+                let mv = loadN(mc + o + i, k), av = loadN(ca + o + i, k), bv = loadN(cb + o + i, k)
+                var a1 = Vec(repeating: 0), a2 = Vec(repeating: 0)
+                for row in b * p + lo..<b * p + hi {
+                    let xv = loadN(px + row * c + i, k)
+                    let dz = grad(loadN(pd + row * c + i, k), xv, av, bv)
+                    a1 += dz; a2 += dz * (xv - mv)
+                }
+                storeN(a1, s1 + i, k); storeN(a2, s2 + i, k)
+            }
+        }
+    }
+
+    /// dx = dz·k1 + x·k2 + k3 with dz = grad(dy, x, a, b).
+    @inline(__always) static func backwardInput(_ px: UnsafePointer<Float>, _ pd: UnsafePointer<Float>, _ pdx: UnsafeMutablePointer<Float>,
+                                                _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>, _ k3: UnsafePointer<Float>,
+                                                _ ca: UnsafePointer<Float>, _ cb: UnsafePointer<Float>, n: Int, p: Int, c: Int,
+                                                _ grad: (Vec, Vec, Vec, Vec) -> Vec) {
         forChunks(n: n, p: p, c: c) { b, _, lo, hi in
             let o = b * c
             for row in b * p + lo..<b * p + hi {
                 let xr = px + row * c, dr = pd + row * c, out = pdx + row * c
                 vectorColumns(c) { i, k in
-                    storeN(loadN(dr + i, k) * loadN(k1 + o + i, k) + loadN(xr + i, k) * loadN(k2 + o + i, k) + loadN(k3 + o + i, k), out + i, k)
+                    let xv = loadN(xr + i, k)
+                    let dz = grad(loadN(dr + i, k), xv, loadN(ca + o + i, k), loadN(cb + o + i, k))
+                    storeN(dz * loadN(k1 + o + i, k) + xv * loadN(k2 + o + i, k) + loadN(k3 + o + i, k), out + i, k)
                 }
             }
         }
-        return NormalizationGradients(input: dx, gamma: dgamma, beta: dbeta)
     }
 
     static func groupNormShape(_ x: Tensor, groups: Int, gamma: Tensor?, beta: Tensor?) throws -> (Int, Int, Int) {

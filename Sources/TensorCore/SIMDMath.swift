@@ -117,8 +117,10 @@ typealias IVec = SIMD16<Int32>
     if k == 16 { store(v, p) } else { storePartial(v, p, k) }
 }
 
-/// Calls body(offset, width) for the 16-wide column strips of 0..<n (the last may be narrower).
+/// Calls body(offset, width) for the 16-wide column strips of 0..<n (the last may be narrower). Full
+/// strips pass the literal 16, so after inlining `loadN`/`storeN` become plain vector loads and stores.
 @inline(__always) func vectorColumns(_ n: Int, _ body: (Int, Int) -> Void) {
     var i = 0
-    while i < n { body(i, min(16, n - i)); i += 16 }
+    while i + 16 <= n { body(i, 16); i += 16 }
+    if i < n { body(i, n - i) }
 }

@@ -80,6 +80,7 @@ private func benchPNG(runs: Int) throws {
     }
     let png = try PNG.encode(try Image(width: side, height: side, pixels: pixels))
     var decode: [Double] = [], resize: [Double] = [], total: [Double] = []
+    let cpuStart = cpuSeconds()
     for _ in 0..<runs {
         let t0 = now()
         let image = try PNG.decode(png).image
@@ -91,9 +92,10 @@ private func benchPNG(runs: Int) throws {
         resize.append(t2 - t1)
         total.append(t2 - t0)
     }
-    print(String(format: "png: decode %dx%d (%.1f MB PNG) median %.1f ms; Lanczos resize to 512x512 median %.1f ms; decode + resize median %.1f ms (best %.1f, %d runs, %d threads; goal <= 50 ms)",
+    let cpuPerRun = (cpuSeconds() - cpuStart) / Double(max(runs, 1))
+    print(String(format: "png: decode %dx%d (%.1f MB PNG) median %.1f ms; Lanczos resize to 512x512 median %.1f ms; decode + resize median %.1f ms (best %.1f, %d runs, %d threads; goal <= 50 ms); %.1f CPU-ms per decode + resize",
                  side, side, Double(png.count) / 1e6, median(decode) * 1e3, median(resize) * 1e3,
-                 median(total) * 1e3, total.min()! * 1e3, runs, Parallel.maxThreads))
+                 median(total) * 1e3, total.min()! * 1e3, runs, Parallel.maxThreads, cpuPerRun * 1e3))
 }
 
 /// Shapes cycled through to make a checkpoint-like file (conv, linear, norm weights of an SD UNet).

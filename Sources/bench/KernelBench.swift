@@ -1,6 +1,8 @@
 // KernelBench: the `kernels` suite. Times each case (median after warm-up), reports GFLOP/s and the share
 // of the FMA peak this machine delivers right now (measured by `measureFMAPeak`), and with `--torch` runs
 // bench/torch_kernels.py as a server and interleaves its timings with ours case by case.
+// On a machine shared with other work, `--threads 1 --cpu-time` (both sides) compares CPU efficiency
+// without counting the time either process spent descheduled.
 //
 // Cases come from providers, one per kernel family (`kernelBenchProviders`); a file adds its family by
 // defining a `() -> [BenchCase]` function and listing it there.
@@ -35,11 +37,10 @@ func median(_ xs: [Double]) -> Double {
 }
 
 /// Peak FMA throughput in GFLOP/s on `threads` threads: 16 independent SIMD16 FMA chains per thread.
-func measureFMAPeak(threads: Int) -> Double {
-    let iterations = 4_000_000
+func measureFMAPeak(threads: Int, cpuTime: Bool, iterations: Int = 4_000_000, runs: Int = 3) -> Double {
     var best = 0.0
-    for _ in 0..<3 {
-        let seconds = timeOnce {
+    for _ in 0..<runs {
+        let seconds = timeOnce(cpuTime: cpuTime) {
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 fmaChains(iterations: iterations, seed: Float(t + 1))
             }
@@ -73,9 +74,9 @@ final class TorchServer {
     private let input = Pipe(), output = Pipe()
     private var buffer = Data()
 
-    init(python: String, script: String) throws {
+    init(python: String, script: String, threads: Int, cpuTime: Bool) throws {
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script, "--serve"]
+        process.arguments = [script, "--serve", "--threads", "\(threads)"] + (cpuTime ? ["--cpu-time"] : [])
         process.standardInput = input
         process.standardOutput = output
         try process.run()
@@ -119,6 +120,9 @@ enum BenchError: Error, CustomStringConvertible {
 
 struct KernelResult {
     let name: String, flops: Double, seconds: [Double], torchSeconds: [Double]?
+    /// FMA peak (GFLOP/s) measured just before the case, on the threads it used: on a shared machine the
+    /// peak available changes by the second, so "% peak" compares the case with the peak of its moment.
+    let peak: Double
 }
 
 /// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
@@ -142,17 +146,23 @@ func kernelBench(_ args: [String]) throws {
     let script = value("--script") ?? "bench/torch_kernels.py"
 
     let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
-    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1), peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2)
-    let torch = withTorch ? try TorchServer(python: python, script: script) : nil
+    let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1, cpuTime: cpuTime)
+    let peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2, cpuTime: cpuTime)
+    let torch = withTorch ? try TorchServer(python: python, script: script, threads: Parallel.maxThreads,
+                                            cpuTime: cpuTime) : nil
     defer { torch?.close() }
     if !json {
-        print(String(format: "FMA peak (measured): 1 thread %.0f GFLOP/s, 2 threads %.0f GFLOP/s; threads used: %d",
-                     peak1, peak2, Parallel.maxThreads))
+        let timing = cpuTime ? "process CPU time (GFLOP per CPU-second)" : "wall clock"
+        print(String(format: "FMA peak (measured): 1 thread %.0f GFLOP/s, 2 threads %.0f GFLOP/s; threads used: %d; "
+                     + "timing: %@; %%peak: against the peak measured just before each case", peak1, peak2,
+                     Parallel.maxThreads, timing))
         printHeader(withTorch: withTorch)
     }
     var results: [KernelResult] = []
     for provider in kernelBenchProviders {
         for c in provider() where filter.map({ c.name.contains($0) }) ?? true {
+            let peak = skipPeak ? .nan : measureFMAPeak(threads: Parallel.maxThreads, cpuTime: cpuTime,
+                                                        iterations: 1_000_000, runs: 2)
             let run = c.prepare()
             let once = timeOnce(run)
             run()
@@ -162,9 +172,10 @@ func kernelBench(_ args: [String]) throws {
                 for _ in 0..<reps { mine.append(timeOnce(cpuTime: cpuTime, run)) }
                 if let torch { theirs += try torch.time(c.name, reps: reps) }
             }
-            let r = KernelResult(name: c.name, flops: c.flops, seconds: mine, torchSeconds: torch == nil ? nil : theirs)
+            let r = KernelResult(name: c.name, flops: c.flops, seconds: mine, torchSeconds: torch == nil ? nil : theirs,
+                                 peak: peak)
             results.append(r)
-            if !json { printRow(r, peak: peak2) }
+            if !json { printRow(r) }
         }
     }
     if json { printJSON(results, peak1: peak1, peak2: peak2) }
@@ -178,9 +189,9 @@ private func printHeader(withTorch: Bool) {
     print(h)
 }
 
-private func printRow(_ r: KernelResult, peak: Double) {
+private func printRow(_ r: KernelResult) {
     let ms = median(r.seconds) * 1e3, gf = r.flops / median(r.seconds) * 1e-9
-    var line = pad(r.name, 34) + String(format: "%8.2f  %8.1f  %4.0f%%", ms, gf, 100 * gf / peak)
+    var line = pad(r.name, 34) + String(format: "%8.2f  %8.1f  %4.0f%%", ms, gf, 100 * gf / r.peak)
     if let t = r.torchSeconds {
         if t.isEmpty {
             line += "   (no torch case)"
@@ -197,7 +208,8 @@ private func printJSON(_ results: [KernelResult], peak1: Double, peak2: Double) 
     for r in results {
         var c: [String: Any] = ["name": r.name, "flops": r.flops, "median_ms": median(r.seconds) * 1e3,
                                 "gflops": r.flops / median(r.seconds) * 1e-9,
-                                "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / peak2]
+                                "fma_peak_gflops": r.peak,
+                                "percent_of_peak": 100 * r.flops / median(r.seconds) * 1e-9 / r.peak]
         if let t = r.torchSeconds, !t.isEmpty {
             c["torch_median_ms"] = median(t) * 1e3
             c["speed_vs_torch"] = median(t) / median(r.seconds)

@@ -16,7 +16,7 @@ func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
 func runVAEBench(_ args: [String]) { runModelBench(args, vaeBench) }
 
-private func runModelBench(_ args: [String], _ body: (BenchArguments) throws -> Void) {
+func runModelBench(_ args: [String], _ body: (BenchArguments) throws -> Void) {
     let a = BenchArguments(args)
     do {
         try Parallel.$maxThreads.withValue(a.int("--threads") ?? Parallel.maxThreads) { try body(a) }

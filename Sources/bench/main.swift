@@ -8,6 +8,7 @@ let suites: [(name: String, summary: String)] = [
     ("unet", "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N"),
     ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py"),
     ("train", "one LoRA training step (rank-4 attention, AdamW): --config sd15|tiny --size H; bench/torch_train.py"),
+    ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py"),
     ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
 ]
 
@@ -23,6 +24,7 @@ case "text": runTextBench(Array(arguments.dropFirst()))
 case "unet": runUNetBench(Array(arguments.dropFirst()))
 case "vae": runVAEBench(Array(arguments.dropFirst()))
 case "train": runTrainBench(Array(arguments.dropFirst()))
+case "generate": runGenerateBench(Array(arguments.dropFirst()))
 case "io": runIOBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)

@@ -34,9 +34,21 @@ final class ModelLoadingTests: XCTestCase {
         try FileManager.default.moveItem(atPath: path("text_encoder/model.safetensors"),
                                          toPath: path("text_encoder/model.fp16.safetensors"))
         let model = try StableDiffusionModel(path: scratch.path)
-        XCTAssertTrue(model.unetWeights.lastPathComponent.hasSuffix(".fp16.safetensors"))
+        XCTAssertEqual(model.unetWeights?.lastPathComponent, "diffusion_pytorch_model.fp16.safetensors")
         XCTAssertTrue(model.isLatent)
         XCTAssertEqual(model.defaultSize, 32)
+    }
+
+    /// transformers 5 saves a CLIP tokenizer as tokenizer.json only: the same ids come from its BPE model.
+    func testTokenizerFromTokenizerJSON() throws {
+        let reference = try tinySD().tokenizer
+        for name in ["vocab.json", "merges.txt"] { try FileManager.default.removeItem(atPath: path("tokenizer/" + name)) }
+        let model = try StableDiffusionModel(path: scratch.path)
+        for text in [Golden.prompt, "a watercolor painting of a white cat, 4k!", "sks"] {
+            XCTAssertEqual(model.tokenizer.encode(text), reference.encode(text), text)
+        }
+        try FileManager.default.removeItem(atPath: path("tokenizer/tokenizer.json"))
+        expectError(["tokenizer/vocab.json"])
     }
 
     func testRefusesPickles() throws {

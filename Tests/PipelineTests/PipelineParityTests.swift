@@ -16,28 +16,31 @@ final class PipelineParityTests: XCTestCase {
         XCTAssertEqual(Array(ids.prefix(Golden.promptIDs.count)), Golden.promptIDs)
     }
 
-    /// Final latents with injected initial noise (REFERENCE fact 10: within 1e-4 of the golden's scale).
-    /// DDIM gets 5e-3: its x₀ is clipped to [−1, 1], so the final latents are ~1 while the trajectory
-    /// reaches |x| ≈ 11; the first step agrees to 3.5e-6 of scale and the random-weight model then doubles
-    /// the float rounding difference every step (measured 2.5e-3 after 10 steps, the same with
-    /// diffusers' per-step latents).
-    func testFinalLatentsMatchDiffusers() throws {
+    /// Latents with injected initial noise after 2 steps and at the end, within 1e-4 of the golden's scale
+    /// (REFERENCE fact 10). DDIM's final latents get 1e-2: on this random-weight model DDIM is chaotic —
+    /// scaling diffusers' own initial noise by (1 + 1e-6) moves its final latents by 2.5e-3 of their scale
+    /// (Euler: 2.6e-6) — and its x₀ clipping keeps the final scale at ~1 while the trajectory reaches ~11.
+    /// Measured here: Euler 3.5e-6, DPM++ 2M Karras 4.8e-6, DDIM 3.5e-3 of scale.
+    func testLatentsMatchDiffusers() throws {
         let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
         let initial = try FeatureLayout.nhwc(fromNCHW: goldens.tensor("init_latents"))
         let cases: [(String, SamplerKind, Bool, String, Int, Float)] = [
-            ("euler", .euler, false, Golden.negative, 0, 1e-4), ("ddim", .ddim, false, Golden.negative, 0, 5e-3),
+            ("euler", .euler, false, Golden.negative, 0, 1e-4), ("ddim", .ddim, false, Golden.negative, 0, 1e-2),
             ("dpmpp2m_karras", .dpmpp2m, true, Golden.negative, 0, 1e-4), ("euler_noneg", .euler, false, "", 0, 1e-4),
             ("euler_clipskip1", .euler, false, Golden.negative, 1, 1e-4),
         ]
         let pipeline = TextToImage(model: try model())
-        for (name, sampler, karras, negative, clipSkip, tolerance) in cases {
+        for (name, sampler, karras, negative, clipSkip, finalTolerance) in cases {
             let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: negative, steps: 10, guidanceScale: 7.5,
                                          sampler: sampler, karras: karras, width: 32, height: 32, clipSkip: clipSkip)
-            let latents = try pipeline.denoise(p, initialNoise: initial)
-            let expected = try goldens.tensor("latents." + name)
-            let error = maxError(try FeatureLayout.nchw(fromNHWC: latents), expected)
-            let scale = maxAbs(expected)
-            XCTAssertLessThanOrEqual(error, tolerance * scale, "\(name): max error \(error) at scale \(scale)")
+            var afterTwo: Tensor?
+            let latents = try pipeline.denoise(p, initialNoise: initial) { if $0.step == 2 { afterTwo = $0.latents } }
+            for (label, actual, tolerance) in [("step2", try XCTUnwrap(afterTwo), Float(1e-4)), ("final", latents, finalTolerance)] {
+                let expected = try goldens.tensor(label == "final" ? "latents." + name : "latents.\(name).step2")
+                let error = maxError(try FeatureLayout.nchw(fromNHWC: actual), expected)
+                let scale = maxAbs(expected)
+                XCTAssertLessThanOrEqual(error, tolerance * scale, "\(name) \(label): max error \(error) at scale \(scale)")
+            }
         }
     }
 

@@ -15,6 +15,7 @@ Tests/PipelineTests/Fixtures/:
         latents.<name>               final latents (output_type="latent", before the VAE), for
                                      name in euler, ddim, dpmpp2m_karras; 10 steps, guidance 7.5,
                                      prompt PROMPT, negative NEGATIVE
+        latents.<name>.step2         the latents after the second step of each of these runs
         latents.euler_noneg          same as euler with an empty negative prompt (unconditional = encode(""))
         latents.euler_clipskip1      same as euler with clip_skip=1
         pixel.init, pixel.euler       tiny-pixel/ (a 3-channel UNet, no VAE): injected [1, 3, 16, 16] noise and the
@@ -220,9 +221,16 @@ def main():
         pipe.scheduler = scheduler(base, name)
         embeds = {} if clip_skip is None else {"prompt_embeds": encode(pipe, PROMPT, clip_skip),
                                                "negative_prompt_embeds": encode(pipe, negative, clip_skip)}
+        trajectory = []
+
+        def record(_pipe, _i, _t, kwargs):
+            trajectory.append(kwargs["latents"].clone())
+            return kwargs
+
         out = pipe(None if embeds else PROMPT, negative_prompt=None if embeds else negative,
                    num_inference_steps=STEPS, guidance_scale=GUIDANCE, height=SIZE, width=SIZE,
-                   latents=init.clone(), output_type="latent", **embeds).images
+                   latents=init.clone(), output_type="latent", callback_on_step_end=record, **embeds).images
+        latents_goldens[f"latents.{key}.step2"] = trajectory[1]
         latents_goldens["latents." + key] = out
         runs["latents." + key] = {"sampler": name, "negative": negative, "clip_skip": clip_skip or 0}
         print(f"latents.{key}: max|x| {out.abs().max().item():.3f} std {out.std().item():.3f}")

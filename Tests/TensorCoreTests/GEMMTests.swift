@@ -101,7 +101,7 @@ final class GEMMTests: XCTestCase {
         for (alpha, beta) in [(Float(2.5), Float(0)), (1, 1), (-0.5, 0.75), (0, 2), (1.5, -1)] {
             check(transA: false, transB: false, m: 29, n: 70, k: 19, alpha: alpha, beta: beta)
             check(transA: true, transB: true, m: 13, n: 33, k: 7, alpha: alpha, beta: beta)
-            check(transA: false, transB: true, m: 5, n: 70, k: 40, alpha: alpha, beta: beta)   // computed as Cᵀ
+            check(transA: false, transB: true, m: 5, n: 70, k: 60, alpha: alpha, beta: beta)   // computed as Cᵀ
         }
         check(transA: false, transB: false, m: 5, n: 9, k: 0, alpha: 1, beta: 0.5)
     }

@@ -43,6 +43,27 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    func testGroupNormWithFusedSiLU() throws {
+        let shape = [2, 5, 3, 12], groups = 4
+        let x = randomTensor(shape, seed: 70, scale: 2)
+        let gamma = randomTensor([12], seed: 71), beta = randomTensor([12], seed: 72)
+        let silu = { (z: Double) in z / (1 + Foundation.exp(-z)) }
+        let ref = { (x: [Double], g: [Double], b: [Double]) in
+            self.referenceGroupNorm(x, n: 2, c: 12, groups: groups, gamma: g, beta: b, eps: 1e-5).map(silu)
+        }
+        let r = try Normalization.groupNorm(x, groups: groups, gamma: gamma, beta: beta, activation: .silu)
+        assertClose(r.output, ref(doubles(x), doubles(gamma), doubles(beta)), atol: 1e-5, rtol: 1e-5, "groupNorm+silu")
+        let w = randomTensor(shape, seed: 73), wd = doubles(w)
+        let grads = try Normalization.groupNormBackward(w, x, mean: r.mean, rstd: r.rstd, groups: groups, gamma: gamma,
+                                                        beta: beta, activation: .silu)
+        assertClose(grads.input, numericalGradient(doubles(x)) { dot(wd, ref($0, doubles(gamma), doubles(beta))) },
+                    atol: 2e-4, rtol: 1e-3, "groupNorm+silu dx")
+        assertClose(grads.gamma, numericalGradient(doubles(gamma)) { dot(wd, ref(doubles(x), $0, doubles(beta))) },
+                    atol: 1e-4, rtol: 1e-4, "groupNorm+silu dgamma")
+        assertClose(grads.beta, numericalGradient(doubles(beta)) { dot(wd, ref(doubles(x), doubles(gamma), $0)) },
+                    atol: 1e-4, rtol: 1e-4, "groupNorm+silu dbeta")
+    }
+
     func testGroupNormWithoutAffineAndBadShapes() throws {
         let x = randomTensor([2, 4, 4, 6], seed: 9)
         let r = try Normalization.groupNorm(x, groups: 2, gamma: nil, beta: nil)

@@ -105,7 +105,7 @@ final class TrainerTests: XCTestCase {
 
     func testPriorPreservationTrainsOnCachedClassImages() throws {
         let model = try StableDiffusionModel(path: Self.tinyPipeline)
-        let key = ClassImageKey(modelHash: try model.modelHash(), prompt: "a photo of a dog", seed: 0, steps: 2, resolution: 16)
+        let key = ClassImageKey(modelHash: try model.modelHash() ?? "", prompt: "a photo of a dog", seed: 0, steps: 2, resolution: 16)
         let root = scratch.appendingPathComponent("class-images")
         let folder = try PriorPreservation.classImages(model: model, key: key, count: 2, root: root)
         let png = folder.appendingPathComponent("class-00001.png")
