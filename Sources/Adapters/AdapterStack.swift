@@ -26,7 +26,7 @@ public final class AdapterStack {
     /// The branch on a layer, made on first use (nil when the path is no Linear/Conv2d).
     public func branch(at path: String) -> LoRABranch? {
         if let b = branches[path] { return b }
-        let s = seed &+ UInt64(truncatingIfNeeded: path.hashValue & 0xffff)
+        let s = seed &+ path.utf8.reduce(UInt64(0xcbf29ce484222325)) { ($0 ^ UInt64($1)) &* 0x100000001b3 }   // FNV-1a: stable across runs
         let made: LoRABranch? = (root.module(at: path) as? Linear).map { LoRALinear(layer: $0, seed: s) }
             ?? (root.module(at: path) as? Conv2d).map { LoRAConv(layer: $0, seed: s) }
         branches[path] = made

@@ -45,8 +45,9 @@ public struct ResolvedLoRA: Sendable {
 private let knownTargets = LoRATargets.unetAttention + .unetTransformerExtras + .unetResnet + .unetSamplers + .textEncoder
 
 extension LoRAFile {
-    /// Places every module on a layer of the indexed models. Throws when nothing matches or when a module's
-    /// shapes do not fit its layer (naming keys and shapes); unmatched tensors are listed, not fatal.
+    /// Places every module on a layer of the indexed models. Throws when nothing matches, when every module
+    /// of one model component misses, or when a module's shapes do not fit its layer (naming keys and
+    /// shapes); other unmatched tensors are listed, not fatal.
     public func resolve(against indexes: [ModuleIndex]) throws -> ResolvedLoRA {
         var resolved: [ResolvedModule] = []
         var unmatched = unknownKeys
@@ -66,6 +67,14 @@ extension LoRAFile {
             resolved.append(ResolvedModule(component: m.component, path: path, weights: m))
         }
         guard !resolved.isEmpty else { throw AdaptersError.matchesNothing(file: path, unmatched: unmatched.sorted()) }
+        // A component whose every module misses (an SDXL UNet beside a CLIP-L text encoder that fits) is the
+        // wrong architecture too, not a partial match.
+        for index in indexes {
+            let mine = modules.filter { $0.component == index.component }
+            if !mine.isEmpty, !resolved.contains(where: { $0.component == index.component }) {
+                throw AdaptersError.matchesNothing(file: path, unmatched: mine.flatMap(\.keys).sorted())
+            }
+        }
         var without: [String] = []
         for index in indexes {
             let covered = Set(resolved.filter { $0.component == index.component }.map(\.path))

@@ -106,6 +106,53 @@ public class LoRABranch: LayerAdapter {
         return try combineRows(parts, batch: batch)
     }
 
+    /// y + Σ delta. Without gradients to record, each pair's up projection accumulates straight into the
+    /// base output's storage (one GEMM with β = 1, the weight folded into α): no delta tensor, no extra pass.
+    public func added(to y: Variable, input x: Variable) throws -> Variable {
+        let active = pairs.filter(\.isActive)
+        let training = dropout > 0 && (host?.isTraining ?? false)
+        guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] }), let width = y.shape.last,
+              y.value.count > 0 else {
+            return try add(y, delta(x))
+        }
+        let batch = x.shape[0], perItem = y.value.count / width / max(batch, 1)   // output rows of one batch item
+        var out = y.value
+        y.value = Tensor(zeros: [0])            // the layer hands `y` over: `out` becomes the storage's only owner
+        for pair in active {
+            var items = Array(0..<batch), weights = Array(repeating: pair.weight, count: batch)
+            if let rowWeights = pair.rowWeights {
+                guard rowWeights.count == batch else {
+                    throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+                }
+                items = items.filter { rowWeights[$0] != 0 }
+                weights = rowWeights
+            }
+            let h = try applyDown(items.count == batch ? x : selectRows(x, items), pair).value   // [n, …, r]
+            let r = pair.rank
+            out.withUnsafeMutableBufferPointer { o in
+                h.withUnsafeBufferPointer { hp in
+                    pair.up.value.withUnsafeBufferPointer { up in
+                        // Consecutive items with one weight share a GEMM.
+                        var j = 0
+                        while j < items.count {
+                            var k = j + 1
+                            while k < items.count, items[k] == items[k - 1] + 1, weights[items[k]] == weights[items[j]] { k += 1 }
+                            sgemm(transA: false, transB: upIsTransposed, m: (k - j) * perItem, n: width, k: r,
+                                  alpha: weights[items[j]] * pair.scaling, a: hp.baseAddress! + j * perItem * r, lda: r,
+                                  b: up.baseAddress!, ldb: upIsTransposed ? r : width,
+                                  beta: 1, c: o.baseAddress! + items[j] * perItem * width, ldc: width)
+                            j = k
+                        }
+                    }
+                }
+            }
+        }
+        return Variable(out)
+    }
+
+    /// Whether `up` is stored [out, r] (Linear) rather than [r, out] (a 1×1 convolution's HWIO).
+    var upIsTransposed: Bool { true }
+
     private func dropped(_ x: Variable) throws -> Variable {
         guard dropout > 0, let host, host.isTraining else { return x }
         let layer = dropoutLayer.p == dropout ? dropoutLayer : Dropout(p: dropout)
@@ -219,6 +266,8 @@ public final class LoRAConv: LoRABranch {
     override func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable {
         try conv2d(h, weight: pair.up, bias: nil)                   // [N, Ho, Wo, r] → [N, Ho, Wo, out]
     }
+
+    override var upIsTransposed: Bool { false }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
         (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))

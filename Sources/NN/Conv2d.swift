@@ -32,7 +32,7 @@ public final class Conv2d: Module {
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
-        for adapter in adapters { y = try add(y, adapter.delta(x)) }
+        for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }
 

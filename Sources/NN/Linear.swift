@@ -10,6 +10,13 @@ public protocol LayerAdapter: AnyObject {
     func delta(_ x: Variable) throws -> Variable
     /// The branch's parameters, named relative to the layer (e.g. `"lora_A.default.weight"`).
     var adapterParameters: [(String, Variable)] { get }
+    /// `y + delta(x)` for the base output `y`, which the layer hands over: an adapter may accumulate into
+    /// `y`'s storage when nothing records gradients.
+    func added(to y: Variable, input x: Variable) throws -> Variable
+}
+
+extension LayerAdapter {
+    public func added(to y: Variable, input x: Variable) throws -> Variable { try add(y, delta(x)) }
 }
 
 public final class Linear: Module {
@@ -33,7 +40,7 @@ public final class Linear: Module {
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try linear(x, weight: weight, bias: bias)
-        for adapter in adapters { y = try add(y, adapter.delta(x)) }
+        for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }
 

@@ -1,7 +1,7 @@
 // `bench unet … --lora rank=R`: what LoRA adapters cost in a UNet forward. Rounds interleave the cases
 // (base, one adapter unfused, the same fused, N per-image adapters) and report medians and ratios to base
 // and to the shared adapter. Adapters target the attention projections (to_q, to_k, to_v, to_out.0) with
-// random nonzero B.
+// random nonzero B. `--cpu-time` measures process CPU time, steadier than wall time on a shared machine.
 import Adapters
 import Autograd
 import DiffusionModels
@@ -9,11 +9,13 @@ import Foundation
 import NN
 import TensorCore
 
-func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable, context: Variable, rounds: Int) throws {
+func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable, context: Variable, rounds: Int,
+                   cpuTime: Bool) throws {
     guard spec.hasPrefix("rank="), let rank = Int(spec.dropFirst(5)), rank > 0 else {
         throw AdaptersError.invalidSpec(spec: spec, reason: "--lora takes rank=R")
     }
     let batch = sample.shape[0]
+    try loraLayerBench(rank: rank, rows: batch * 4096, features: 320, repeats: 30, cpuTime: cpuTime)
     let stack = AdapterStack(root: unet, component: .unet)
     var random = PhiloxRandom(seed: 7)
     for i in 0..<batch {
@@ -28,7 +30,7 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         for n in stack.adapterNames { try stack.setEnabled(n == name, for: n) }
     }
     func forward() throws -> Double {
-        try timeThrowingLoRA { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+        try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
     }
     let cases = ["base", "unfused (1 adapter)", "fused", "per-image (\(batch) adapters)"]
     var times = Array(repeating: [Double](), count: cases.count)
@@ -49,16 +51,38 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         print("round \(round + 1): " + zip(cases, times).map { String(format: "%@ %.2f s", $0, $1.last!) }.joined(separator: ", "))
     }
     let m = times.map(median)
-    print(String(format: "LoRA rank %d on to_q/to_k/to_v/to_out.0, batch %d, medians of %d rounds:", rank, batch, rounds))
+    print(String(format: "LoRA rank %d on to_q/to_k/to_v/to_out.0, batch %d, medians of %d rounds (%@ time):",
+                 rank, batch, rounds, cpuTime ? "CPU" : "wall"))
     for (name, t) in zip(cases, m) {
-        print(String(format: "  %-24@ %7.3f s  %.3f× base", name, t, t / m[0]))
+        print("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %7.3f s  %.3f× base", t, t / m[0]))
     }
     print(String(format: "  per-image / shared adapter: %.3f×", m[3] / m[1]))
 }
 
-private func timeThrowingLoRA(_ body: () throws -> Void) throws -> Double {
+/// One projection of SD-1.5's first level (x [rows, 320] → 320), alone and with a rank-R adapter: the
+/// per-layer cost the UNet figures hide in their noise. Medians of interleaved repeats.
+func loraLayerBench(rank: Int, rows: Int, features: Int, repeats: Int, cpuTime: Bool) throws {
+    var random = PhiloxRandom(seed: 3)
+    let layer = Linear(inFeatures: features, outFeatures: features)
+    layer.initializeParameters(random: &random)
+    let x = Variable(random.normal(shape: [rows, features]))
+    let stack = AdapterStack(root: layer, component: .unet)
+    try stack.addTrainable(name: "a", rank: rank, targets: LoRATargets([""]), random: &random)
+    for (_, _, pair) in stack.pairs(of: "a") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.01) }
+    var base: [Double] = [], adapted: [Double] = []
+    for _ in 0..<repeats {
+        try stack.setEnabled(false, for: "a")
+        base.append(try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try layer(x) } })
+        try stack.setEnabled(true, for: "a")
+        adapted.append(try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try layer(x) } })
+    }
+    print(String(format: "Linear %d→%d on %d rows: %.2f ms, with a rank-%d adapter %.2f ms (%.3f×)", features, features, rows,
+                 1e3 * median(base), rank, 1e3 * median(adapted), median(adapted) / median(base)))
+}
+
+private func timeThrowingLoRA(cpuTime: Bool, _ body: () throws -> Void) throws -> Double {
     var failure: Error?
-    let t = timeOnce { do { try body() } catch { failure = error } }
+    let t = timeOnce(cpuTime: cpuTime) { do { try body() } catch { failure = error } }
     if let failure { throw failure }
     return t
 }

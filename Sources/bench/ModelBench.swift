@@ -53,6 +53,10 @@ private func unetBench(_ a: BenchArguments) throws {
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    if let spec = a.string("--lora") {
+        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
+                                 cpuTime: a.args.contains("--cpu-time"))
+    }
     let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
     if a.args.contains("--backward") {
         // Training's shape of work without adapters: frozen weights, gradient for the input only.
@@ -70,9 +74,6 @@ private func unetBench(_ a: BenchArguments) throws {
                      times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
         print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
         return
-    }
-    if let spec = a.string("--lora") {
-        return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats)
     }
     let times = try (0..<repeats).map { _ in
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }

@@ -121,7 +121,22 @@ final class AdapterBehaviourTests: XCTestCase {
             guard case AdaptersError.matchesNothing = error else { return XCTFail("\(error)") }
             XCTAssertTrue("\(error)".contains("input_blocks_4_1"), "\(error)")
         }
-        // Right names, wrong shapes (an SDXL-width adapter on this model).
+        // An SDXL-style file whose text-encoder part fits but whose UNet part matches nothing is refused too.
+        let clip = try loadTinyCLIP()
+        let withText = AdapterSet(unet: unet, textEncoder: clip)
+        let mixed = try LoRAFile(tensors: [
+            "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lora_down.weight": Tensor(zeros: [4, 640]),
+            "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lora_up.weight": Tensor(zeros: [640, 4]),
+            "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": Tensor(zeros: [4, 32]),
+            "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": Tensor(zeros: [32, 4]),
+        ], path: "sdxl-mixed.safetensors")
+        XCTAssertThrowsError(try withText.load(mixed, name: "m")) { error in
+            guard case AdaptersError.matchesNothing(_, let keys) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(keys.allSatisfy { $0.hasPrefix("lora_unet_") }, "\(keys)")
+        }
+        XCTAssertEqual(withText.names, [])
+        XCTAssertTrue(clip.namedModules().allSatisfy { ($0.1 as? Linear)?.adapters.isEmpty ?? true })
+                // Right names, wrong shapes (an SDXL-width adapter on this model).
         let wide = try LoRAFile(tensors: [
             "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": Tensor(zeros: [4, 640]),
             "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": Tensor(zeros: [640, 4]),
