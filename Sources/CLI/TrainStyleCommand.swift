@@ -157,8 +157,9 @@ public enum TrainStyleCommand {
         try trainer.writeAdapter(to: adapterPath)
         let example = c.prompt.style ? "a house in the style of \(c.prompt.token)"
             : "a photo of \(c.prompt.token)\(c.prompt.className.map { " " + $0 } ?? "") in the snow"
-        console.note(String(format: "done: %d steps in %.0f s (this session); adapter %@; loss curve %@", trainer.loop.state.step,
-                            Date().timeIntervalSince(start), adapterPath, runDir.appendingPathComponent("loss.png").path))
+        console.note(String(format: "done: %d steps; wall time %.0f s (training %.0f s over all sessions); adapter %@; loss curve %@",
+                            trainer.loop.state.step, Date().timeIntervalSince(start), trainer.loop.state.elapsed, adapterPath,
+                            runDir.appendingPathComponent("loss.png").path))
         print("generate \"\(example)\" --pipeline \(c.pipeline) --lora \(adapterPath)")
         return 0
     }

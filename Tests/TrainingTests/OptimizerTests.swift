@@ -81,6 +81,25 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    func testNonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nan-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let w = Variable(Tensor(shape: [2], repeating: 1), requiresGrad: true)
+        var settings = LoopSettings(steps: 10)
+        settings.saveEvery = 2
+        var calls = 0
+        let loop = try TrainingLoop(groups: [ParameterGroup(parameters: [("w", w)])], settings: settings, runDirectory: dir,
+                                    configuration: "{}", seed: 0) { _ in
+            calls += 1
+            return scale(sum(try mul(w, w)), by: calls == 3 ? .nan : 1)
+        }
+        XCTAssertThrowsError(try loop.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(step: 3, checkpoint: loop.checkpointPath))
+            XCTAssertTrue("\(error)".contains("last good checkpoint"), "\(error)")
+        }
+        XCTAssertEqual(try TrainingCheckpoint.read(path: loop.checkpointPath).state.step, 2)
+    }
+
     func testPriorPreservationBatchComposition() {
         var random = PhiloxRandom(seed: 7)
         let rows = PriorPreservation.composeBatch(batch: 2, instanceCount: 5, classCount: 10, priorWeight: 0.5, random: &random)
