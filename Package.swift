@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "lora", targets: ["lora"]),
         .executable(name: "generate", targets: ["generate"]),
         .executable(name: "world", targets: ["world"]),
+        .executable(name: "train-style", targets: ["train-style"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -50,7 +51,7 @@ let package = Package(
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels"],
                 exclude: ["README.md"], swiftSettings: language + kernelFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters"],
+        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training"],
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Picture world (the embedded default's data) and its judge
@@ -58,12 +59,20 @@ let package = Package(
         .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
                 swiftSettings: language + cpuFlags),
 
+        // MARK: - Training
+        .target(name: "Training",
+                dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
+                               "DiffusionModels", "Adapters", "Pipeline", "PictureWorld"],
+                swiftSettings: language + kernelFlags),
+
         // MARK: - Executables
+        .executableTarget(name: "train-style", dependencies: ["CLI", "Training", "Pipeline", "PictureWorld"],
+                          swiftSettings: language + cpuFlags),
         .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
-                                                "CLIPText", "DiffusionModels", "Schedulers", "Pipeline", "Adapters"],
+        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
+                                                "DiffusionModels", "Schedulers", "Pipeline", "Adapters", "Training"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
@@ -89,6 +98,10 @@ let package = Package(
                     dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "TrainingTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Pipeline", "Adapters",
+                                   "PictureWorld", "Training"],
+                    swiftSettings: language + cpuFlags),
         .testTarget(name: "AdaptersTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "CLIPText", "Adapters"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),

@@ -40,7 +40,7 @@ public final class ProgressReporter {
     }
 
     /// "42s", "3m05s", "1h02m".
-    static func duration(_ seconds: Double) -> String {
+    public static func duration(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         if s < 60 { return "\(s)s" }
         if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }

@@ -1,0 +1,173 @@
+// `train-style IMAGES_DIR --token sks [--class dog] [--style] ...`: DreamBooth-LoRA training of a subject
+// or style; writes the run folder (checkpoints, sample grids, loss curve) and the adapter file.
+import Foundation
+import Pipeline
+import Training
+
+/// The command line of `train-style`, mapped onto `StyleTrainingConfig`.
+public struct TrainStyleArguments {
+    public var config: StyleTrainingConfig
+    public var out: URL
+    public var resume: URL?
+
+    static let options: Set<String> = [
+        "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
+        "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
+        "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "save-every", "sample-every", "validation-prompts", "resume",
+    ]
+    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "gradient-checkpointing", "help"]
+
+    public static let usage = """
+        usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
+               train-style train-base [options]       (train the embedded base model; see train-base --help)
+
+        Learns a subject (or, with --style, a style) from a folder of PNG images and writes a LoRA adapter.
+
+        data
+          --token WORD             trigger word (required), e.g. sks
+          --class NOUN             the subject's class, e.g. dog: prompt "a photo of sks dog", prior preservation on
+          --style                  learn a style: prompts "a picture in the style of sks"
+          --instance-prompt TEXT   replaces the generated instance prompt (NAME.txt beside an image wins)
+          --resolution N           training size (default: the model's, unet sample_size × VAE factor)
+          --crop center|random     (default center)    --flip   random horizontal flips
+        prior preservation
+          --no-prior               train without class images
+          --num-class-images N     (default 100)       --prior-weight X   λ (default 1.0)
+          --class-seed N           first seed of the class images (default 0)
+        optimisation
+          --steps N (400)  --batch N (1)  --lr X (1e-4)  --warmup N (0)  --lr-schedule constant|cosine (constant)
+          --gradient-accumulation N (1)  --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)
+          --rank N (4)  --alpha X (= rank)  --targets attention|conv (attention)
+          --train-text-encoder  --text-encoder-lr X (5e-5)  --gradient-checkpointing
+        run
+          --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
+          --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
+          --save-every N (100)  --sample-every N (0 = never)  --validation-prompts FILE (default prompts/validation.txt)
+          --resume RUN_DIR         continue an interrupted run (its saved settings are used)
+
+        example: train-style images/ --token sks --class dog --steps 400
+        """
+
+    public init(_ arguments: [String]) throws {
+        let a = try ParsedArguments(arguments, options: Self.options, flagNames: Self.flags)
+        out = URL(fileURLWithPath: a.string("out") ?? "outputs")
+        if let resume = a.string("resume") {
+            self.resume = URL(fileURLWithPath: resume)
+            let checkpoint = self.resume!.appendingPathComponent(TrainingCheckpoint.fileName).path
+            let saved = try TrainingCheckpoint.read(path: checkpoint)
+            config = try JSONDecoder().decode(StyleTrainingConfig.self, from: Data(saved.configuration.utf8))
+            return
+        }
+        guard a.positionals.count == 1 else {
+            throw CommandLineError.usage(a.positionals.isEmpty ? "missing IMAGES_DIR (see --help)"
+                                         : "one IMAGES_DIR expected, got \(a.positionals.joined(separator: " "))")
+        }
+        guard let token = a.string("token"), !token.isEmpty else { throw CommandLineError.usage("--token is required (e.g. --token sks)") }
+        let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
+                                    override: a.string("instance-prompt"))
+        var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: a.string("pipeline") ?? "pipelines/toy", prompt: prompt)
+        c.resolution = try a.int("resolution", in: 8...4096)
+        if let crop = a.string("crop") {
+            guard let mode = CropMode(rawValue: crop) else { throw CommandLineError.usage("--crop must be center or random") }
+            c.crop = mode
+        }
+        c.flip = a.has("flip")
+        c.prior = !a.has("no-prior")
+        c.numClassImages = try a.int("num-class-images", in: 1...100_000) ?? c.numClassImages
+        c.priorWeight = Float(try a.double("prior-weight") ?? 1)
+        c.classSeed = try a.uint64("class-seed") ?? 0
+        c.loop.steps = try a.int("steps", in: 1...10_000_000) ?? c.loop.steps
+        c.batch = try a.int("batch", in: 1...1024) ?? c.batch
+        c.loop.learningRate = Float(try a.double("lr") ?? 1e-4)
+        c.loop.warmupSteps = try a.int("warmup", in: 0...10_000_000) ?? 0
+        if let s = a.string("lr-schedule") {
+            guard let decay = LearningRateDecay(rawValue: s) else { throw CommandLineError.usage("--lr-schedule must be constant or cosine") }
+            c.loop.decay = decay
+        }
+        c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
+        c.loop.saveEvery = try a.int("save-every", in: 0...Int.max) ?? 100
+        c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? 0
+        c.rank = try a.int("rank", in: 1...1024) ?? 4
+        c.alpha = try a.double("alpha").map(Float.init)
+        if let t = a.string("targets") {
+            guard let targets = AdapterTargets(rawValue: t) else { throw CommandLineError.usage("--targets must be attention or conv") }
+            c.targets = targets
+        }
+        c.trainTextEncoder = a.has("train-text-encoder")
+        c.textEncoderLearningRate = Float(try a.double("text-encoder-lr") ?? 5e-5)
+        c.seed = try a.uint64("seed") ?? 0
+        c.snrGamma = try a.double("snr-gamma")
+        c.noiseOffset = Float(try a.double("noise-offset") ?? 0)
+        c.gradientCheckpointing = a.has("gradient-checkpointing")
+        let promptsFile = a.string("validation-prompts") ?? "prompts/validation.txt"
+        if FileManager.default.fileExists(atPath: promptsFile) {
+            let lines = try String(contentsOfFile: promptsFile, encoding: .utf8).split(whereSeparator: \.isNewline)
+            c.validationPrompts = lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        } else if a.has("validation-prompts") {
+            throw CommandLineError.failure("validation prompts file \(promptsFile) does not exist")
+        }
+        config = c
+    }
+}
+
+public enum TrainStyleCommand {
+    /// Runs the command; returns the exit code (0, or 130 after a stop request).
+    public static func run(_ arguments: [String]) throws -> Int32 {
+        if arguments.contains("--help") || arguments.contains("-h") { print(TrainStyleArguments.usage); return 0 }
+        let args = try TrainStyleArguments(arguments)
+        let c = args.config
+        let console = TrainingConsole()
+        guard FileManager.default.fileExists(atPath: c.pipeline) else {
+            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
+                + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-style train-base`" : ""))
+        }
+        let start = Date()
+        let model = try StableDiffusionModel(path: c.pipeline)
+        let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
+        var classFolder: URL?
+        if c.usesPrior, let classPrompt = c.prompt.classPrompt {
+            let key = ClassImageKey(modelHash: try model.modelHash() ?? model.name, prompt: classPrompt, seed: c.classSeed,
+                                    resolution: c.resolution ?? model.defaultSize)
+            classFolder = try PriorPreservation.classImages(model: model, key: key, count: c.numClassImages,
+                                                            root: args.out.appendingPathComponent("class-images")) { done, total in
+                if total > 0 { console.note("class images for \"\(classPrompt)\": \(done)/\(total)") }
+            }
+        }
+        let trainer = try StyleTrainer(config: c, model: model, runDirectory: runDir, classImages: classFolder)
+        if args.resume != nil { try trainer.resume() }
+        let prompts = [c.prompt.text] + c.validationPrompts.prefix(3)
+        trainer.loop.preview = { step in
+            try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
+        }
+        console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
+            + "prompt \"\(c.prompt.text)\"" + (classFolder != nil ? ", \(c.numClassImages) class images, λ \(c.priorWeight)" : ""))
+        console.note(trainer.parameterReport)
+        StopRequest.install()
+        trainer.loop.shouldStop = { StopRequest.isRequested }
+        trainer.loop.onEvent = console.handle
+        let outcome = try trainer.loop.run()
+        try LossCurve.write(trainer.loop.state.lossHistory, to: runDir.appendingPathComponent("loss.png"))
+        if case .interrupted(let step) = outcome {
+            console.note("stopped at step \(step); continue with: train-style --resume \(runDir.path)")
+            return 130
+        }
+        let adapterDir = args.out.appendingPathComponent("adapters")
+        try FileManager.default.createDirectory(at: adapterDir, withIntermediateDirectories: true)
+        let adapterPath = adapterDir.appendingPathComponent("\(c.prompt.token).safetensors").path
+        try trainer.writeAdapter(to: adapterPath)
+        let example = c.prompt.style ? "a house in the style of \(c.prompt.token)"
+            : "a photo of \(c.prompt.token)\(c.prompt.className.map { " " + $0 } ?? "") in the snow"
+        console.note(String(format: "done: %d steps; wall time %.0f s (training %.0f s over all sessions); adapter %@; loss curve %@",
+                            trainer.loop.state.step, Date().timeIntervalSince(start), trainer.loop.state.elapsed, adapterPath,
+                            runDir.appendingPathComponent("loss.png").path))
+        print("generate \"\(example)\" --pipeline \(c.pipeline) --lora \(adapterPath)")
+        return 0
+    }
+
+    private static func timestamp() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date())
+    }
+}

@@ -1,0 +1,124 @@
+// The instance images of a DreamBooth run: every PNG in a folder (anything else is an error that says to
+// convert it), each with its prompt (`NAME.txt` beside the image, or the run's instance prompt), resized
+// so the shorter side is the training resolution (Lanczos, antialiased as Pillow), then cropped (centre or
+// random) and optionally flipped per step. For latent models the VAE encodes each distinct crop once and
+// the latents are cached; the cached value is the posterior mean × scaling factor (deterministic, so a
+// cached latent never depends on the order it was first needed in).
+import Autograd
+import DiffusionModels
+import Foundation
+import PNGImage
+import TensorCore
+
+public enum CropMode: String, Codable, Sendable, CaseIterable {
+    case center
+    case random
+}
+
+/// How the instance prompt is formed.
+public struct InstancePrompt: Codable, Equatable, Sendable {
+    public var token: String
+    public var className: String?
+    public var style: Bool
+    /// Replaces the generated prompt when set.
+    public var override: String?
+
+    public init(token: String, className: String? = nil, style: Bool = false, override: String? = nil) {
+        self.token = token
+        self.className = className
+        self.style = style
+        self.override = override
+    }
+
+    /// `a photo of sks dog`; `a photo of sks` without a class; `a picture in the style of sks` for a style.
+    public var text: String {
+        if let override { return override }
+        if style { return "a picture in the style of \(token)" }
+        return "a photo of \(token)" + (className.map { " \($0)" } ?? "")
+    }
+
+    /// The class prompt of prior preservation (`a photo of a dog`), nil without a class.
+    public var classPrompt: String? {
+        className.map { style ? "a picture of \(article($0)) \($0)" : "a photo of \(article($0)) \($0)" }
+    }
+
+    private func article(_ word: String) -> String { "aeiou".contains(word.first ?? "x") ? "an" : "a" }
+}
+
+public struct DreamBoothExample: Sendable {
+    public let file: String
+    /// Resized so that the shorter side equals the resolution (not yet cropped).
+    public let image: Image
+    public let prompt: String
+}
+
+public final class DreamBoothDataset {
+    public let examples: [DreamBoothExample]
+    public let resolution: Int
+    private var latentCache: [String: Tensor] = [:]
+
+    /// Reads every image of `directory`; `prompt` is used for images without a caption file.
+    public init(directory: URL, prompt: String, resolution: Int) throws {
+        guard resolution > 0 else { throw TrainingError.invalidSettings("--resolution must be positive") }
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
+            throw TrainingError.invalidData("image folder \(directory.path) does not exist or is not a folder")
+        }
+        let names = try fm.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
+        var examples: [DreamBoothExample] = []
+        for name in names {
+            let ext = (name as NSString).pathExtension.lowercased()
+            if ext == "txt" { continue }
+            let path = directory.appendingPathComponent(name).path
+            guard ext == "png" else {
+                throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
+                    + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
+            }
+            let decoded: Image
+            do {
+                decoded = try PNG.read(path: path).image
+            } catch {
+                throw TrainingError.invalidData("cannot read image \(path): \(error)")
+            }
+            let captionPath = directory.appendingPathComponent((name as NSString).deletingPathExtension + ".txt").path
+            let caption = (try? String(contentsOfFile: captionPath, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let scale = Double(resolution) / Double(min(decoded.width, decoded.height))
+            let w = max(resolution, Int((Double(decoded.width) * scale).rounded()))
+            let h = max(resolution, Int((Double(decoded.height) * scale).rounded()))
+            let resized = (w, h) == (decoded.width, decoded.height) ? decoded : try decoded.resized(width: w, height: h)
+            examples.append(DreamBoothExample(file: path, image: resized,
+                                              prompt: caption.flatMap { $0.isEmpty ? nil : $0 } ?? prompt))
+        }
+        guard !examples.isEmpty else {
+            throw TrainingError.invalidData("\(directory.path) has no PNG images (the folder is empty)")
+        }
+        self.examples = examples
+        self.resolution = resolution
+    }
+
+    /// Example `index` cropped (and maybe flipped), as the model's input x₀ [h, w, C]: pixels in [-1, 1]
+    /// for pixel models, cached VAE latents for latent models.
+    public func sample(_ index: Int, crop: CropMode, flip: Bool, vae: AutoencoderKL?,
+                       random: inout PhiloxRandom) throws -> Tensor {
+        let image = examples[index].image, r = resolution
+        let x = crop == .center ? (image.width - r) / 2 : Int(random.next() % UInt64(image.width - r + 1))
+        let y = crop == .center ? (image.height - r) / 2 : Int(random.next() % UInt64(image.height - r + 1))
+        let mirrored = flip && random.next() % 2 == 1
+        let key = "\(index) \(x) \(y) \(mirrored)"
+        if let cached = latentCache[key] { return cached }
+        var cropped = try image.cropped(x: x, y: y, width: r, height: r)
+        if mirrored { cropped = cropped.flippedHorizontally() }
+        var value = cropped.tensorHWC()
+        if let vae {
+            let posterior = try withNoGrad { try vae.encode(Variable(try value.reshaped([1, r, r, 3]))) }
+            let scale = vae.config.scalingFactor, shift = vae.config.shiftFactor ?? 0
+            value = posterior.mean
+            value.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = (p[i] - shift) * scale } }
+            value = try value.reshaped(Array(value.shape.dropFirst()))
+            latentCache[key] = value
+        }
+        return value
+    }
+}

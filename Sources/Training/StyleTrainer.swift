@@ -1,0 +1,176 @@
+// DreamBooth-LoRA training (diffusers' train_dreambooth_lora.py, in this project's terms): LoRA pairs on
+// the UNet (and optionally the text encoder) of a frozen base model, trained on the instance images with
+// prior preservation, then saved as a kohya-format adapter that `generate --lora` loads.
+import Adapters
+import Autograd
+import CLIPText
+import DiffusionModels
+import Foundation
+import NN
+import PNGImage
+import Pipeline
+import Schedulers
+import TensorCore
+
+/// Which layers get adapters.
+public enum AdapterTargets: String, Codable, Sendable, CaseIterable {
+    /// to_q, to_k, to_v, to_out.0 (the diffusers default).
+    case attention
+    /// attention + transformer projections and feed-forward + ResNet and sampler convolutions (LoCon).
+    case conv
+
+    var patterns: LoRATargets {
+        switch self {
+        case .attention: return .unetAttention
+        case .conv: return .unetAttention + .unetTransformerExtras + .unetResnet + .unetSamplers
+        }
+    }
+}
+
+/// Everything that defines a LoRA run (stored in its checkpoints; `--resume` reads it back).
+public struct StyleTrainingConfig: Codable, Equatable, Sendable {
+    public var imagesDirectory: String
+    public var pipeline: String
+    public var prompt: InstancePrompt
+    public var resolution: Int?
+    public var crop: CropMode = .center
+    public var flip = false
+    public var prior = true
+    public var numClassImages = 100
+    public var priorWeight: Float = 1
+    public var classSeed: UInt64 = 0
+    public var loop = LoopSettings(steps: 400)
+    public var batch = 1
+    public var rank = 4
+    public var alpha: Float?
+    public var targets: AdapterTargets = .attention
+    public var trainTextEncoder = false
+    public var textEncoderLearningRate: Float = 5e-5
+    public var seed: UInt64 = 0
+    public var snrGamma: Double?
+    public var noiseOffset: Float = 0
+    public var gradientCheckpointing = false
+    public var validationPrompts: [String] = []
+
+    public init(imagesDirectory: String, pipeline: String, prompt: InstancePrompt) {
+        self.imagesDirectory = imagesDirectory
+        self.pipeline = pipeline
+        self.prompt = prompt
+    }
+
+    /// Prior preservation is on when a class is given and not switched off.
+    public var usesPrior: Bool { prior && prompt.classPrompt != nil }
+}
+
+public final class StyleTrainer {
+    public let config: StyleTrainingConfig
+    public let model: StableDiffusionModel
+    public let adapters: AdapterSet
+    public let instances: DreamBoothDataset
+    public let classes: DreamBoothDataset?
+    public let loop: TrainingLoop
+    public let resolution: Int
+    /// The adapter's name: the trigger token.
+    public var adapterName: String { config.prompt.token }
+
+    /// Attaches fresh adapters to `model` (whose base weights are frozen) and prepares the loop.
+    /// `classImages` is the folder of prior-preservation images (nil without prior preservation).
+    public init(config: StyleTrainingConfig, model: StableDiffusionModel, runDirectory: URL, classImages: URL?) throws {
+        self.config = config
+        self.model = model
+        guard config.batch >= 1, config.rank >= 1 else { throw TrainingError.invalidSettings("--batch and --rank must be ≥ 1") }
+        let resolution = config.resolution ?? model.defaultSize
+        guard resolution % model.sizeMultiple == 0 else {
+            throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
+        }
+        self.resolution = resolution
+        instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
+                                          resolution: resolution)
+        classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
+
+        model.unet.freeze()
+        model.textEncoder.freeze()
+        model.unet.gradientCheckpointing = config.gradientCheckpointing
+        adapters = AdapterSet(unet: model.unet, textEncoder: config.trainTextEncoder ? model.textEncoder : nil, seed: config.seed)
+        var initRandom = PhiloxRandom(seed: config.seed ^ 0x10BA_AD5E)
+        try adapters.stacks[.unet]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
+                                                 targets: config.targets.patterns, initialization: .gaussian, random: &initRandom)
+        var groups = [ParameterGroup(parameters: model.unet.trainableParameters().map { ("unet." + $0.0, $0.1) })]
+        if config.trainTextEncoder {
+            try adapters.stacks[.textEncoder]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
+                                                            targets: .textEncoder, initialization: .gaussian, random: &initRandom)
+            groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
+                                         learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
+        }
+        let schedule = try NoiseSchedule(config: model.schedulerConfig)
+        let objective = DiffusionObjective(schedule: schedule, prediction: model.schedulerConfig.predictionType ?? .epsilon,
+                                           snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
+        let configJSON = try canonicalJSON(config)
+        let (instances, classes) = (instances, classes)
+        var contexts: [String: Tensor] = [:]
+        func context(_ prompts: [String]) throws -> Variable {
+            let ids = prompts.map { model.tokenizer.encode($0).ids }
+            if config.trainTextEncoder { return try model.textEncoder.encode(ids) }
+            for (p, row) in zip(prompts, ids) where contexts[p] == nil {
+                contexts[p] = try withNoGrad { try model.textEncoder.encode([row]) }.value
+            }
+            return Variable(try concatBatch(prompts.map { contexts[$0]! }))
+        }
+        loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
+                                configuration: configJSON, seed: config.seed) { random in
+            let rows = PriorPreservation.composeBatch(batch: config.batch, instanceCount: instances.examples.count,
+                                                      classCount: classes?.examples.count ?? 0,
+                                                      priorWeight: config.priorWeight, random: &random)
+            var samples: [Tensor] = [], prompts: [String] = []
+            for row in rows {
+                let set = row.isClass ? classes! : instances
+                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random))
+                prompts.append(set.examples[row.index].prompt)
+            }
+            return try objective.loss(unet: model.unet, x0: try stackBatch(samples), context: try context(prompts),
+                                      rowWeights: rows.map(\.weight), random: &random)
+        }
+    }
+
+    /// Restores the run from its checkpoint (the run folder's `checkpoint.safetensors`).
+    public func resume() throws {
+        let saved = try TrainingCheckpoint.read(path: loop.checkpointPath)
+        try loop.restore(saved)
+    }
+
+    /// The trainable-parameter line (PEFT's format) over the UNet and text encoder.
+    public var parameterReport: String {
+        let u = model.unet.parameterCounts(), t = model.textEncoder.parameterCounts()
+        return ParameterCounts(trainable: u.trainable + t.trainable, all: u.all + t.all).report
+    }
+
+    /// Writes the adapter as a kohya-format file with the run's metadata.
+    public func writeAdapter(to path: String) throws {
+        var modules: [LoRAModuleWeights] = []
+        for stack in adapters.stacks.values.sorted(by: { $0.component.rawValue < $1.component.rawValue }) {
+            modules += try stack.export(adapterName)
+        }
+        var extra = ["ss_training_comment": "train-style DreamBooth LoRA", "ss_prompt": config.prompt.text,
+                     "ss_resolution": "(\(resolution), \(resolution))", "ss_seed": String(config.seed),
+                     "ss_learning_rate": String(config.loop.learningRate), "ss_base_model": model.name]
+        if let c = config.prompt.className { extra["ss_class"] = c }
+        if let p = config.prompt.classPrompt, config.usesPrior { extra["ss_class_prompt"] = p }
+        let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
+                                    : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
+                                steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)
+        try LoRAWriter.write(modules, to: path, format: .kohya, info: info)
+    }
+
+    /// A grid of the validation prompts, one row per prompt, seeds 0…3, with the adapter active.
+    public func writePreview(to url: URL, prompts: [String]) throws {
+        let pipeline = TextToImage(model: model)
+        var images: [Image] = []
+        for prompt in prompts {
+            for seed in 0..<4 {
+                let p = GenerationParameters(prompt: prompt, steps: 20, seed: UInt64(seed), width: resolution, height: resolution)
+                images += try withNoGrad { try pipeline.generate(p) }.map(\.image)
+            }
+        }
+        try PNG.write(try Image.grid(images, columns: 4, gap: 2), to: url.path)
+    }
+}

@@ -1,0 +1,114 @@
+// Training checkpoints: one safetensors file holding the trained parameters (`param.<key>`), the AdamW
+// moments (`adamw.m.<key>`, `adamw.v.<key>`), and in its metadata the loop state (step, RNG state, loss
+// history), the run's configuration (JSON) and a checksum over all of it. The file is written to a
+// temporary name and renamed, so a crash leaves either the previous checkpoint or the new one; a file
+// that was damaged afterwards fails its checksum and is refused.
+import Foundation
+import SafeTensors
+import TensorCore
+
+/// Where the loop stands: everything besides tensors that a resumed run needs to continue bit for bit.
+public struct LoopState: Codable, Equatable, Sendable {
+    /// Optimiser updates done.
+    public var step: Int
+    /// The run's random stream (timesteps, noise, data order, crops) at that point.
+    public var random: PhiloxRandom
+    /// Loss of every update so far (mean over the accumulated micro-batches).
+    public var lossHistory: [Float]
+    /// Seconds spent training before this point (over all sessions).
+    public var elapsed: Double
+
+    public init(step: Int, random: PhiloxRandom, lossHistory: [Float] = [], elapsed: Double = 0) {
+        self.step = step
+        self.random = random
+        self.lossHistory = lossHistory
+        self.elapsed = elapsed
+    }
+}
+
+public struct TrainingCheckpoint {
+    public var state: LoopState
+    /// The run configuration as the caller encoded it (JSON).
+    public var configuration: String
+    /// `param.<key>` and `adamw.*` tensors.
+    public var tensors: [String: Tensor]
+    /// AdamW's update count.
+    public var optimizerStep: Int
+
+    public init(state: LoopState, configuration: String, tensors: [String: Tensor], optimizerStep: Int) {
+        self.state = state
+        self.configuration = configuration
+        self.tensors = tensors
+        self.optimizerStep = optimizerStep
+    }
+
+    /// The file name inside a run folder.
+    public static let fileName = "checkpoint.safetensors"
+
+    /// Writes the checkpoint atomically to `path` (temporary file + rename).
+    public func write(to path: String) throws {
+        let stateJSON = try canonicalJSON(state)
+        var writer = SafeTensorsWriter()
+        for name in tensors.keys.sorted() { try writer.add(name, tensors[name]!) }
+        let sum = Self.checksum(tensors: tensors, state: stateJSON, configuration: configuration,
+                                optimizerStep: optimizerStep)
+        writer.metadata = ["format": "pt", "training.state": stateJSON, "training.config": configuration,
+                           "training.optimizer_step": String(optimizerStep), "training.checksum": sum]
+        try writer.write(to: path)
+    }
+
+    /// Reads and verifies the checkpoint at `path`: a damaged or foreign file is refused with a message.
+    public static func read(path: String) throws -> TrainingCheckpoint {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.invalidCheckpoint("no checkpoint at \(path)")
+        }
+        let file: SafeTensorsFile
+        let tensors: [String: Tensor]
+        do {
+            file = try SafeTensorsFile(path: path)
+            tensors = try file.loadAll()
+        } catch {
+            throw TrainingError.invalidCheckpoint("checkpoint \(path) is damaged and was refused (\(error))")
+        }
+        let meta = file.metadata
+        guard let stateJSON = meta["training.state"], let configuration = meta["training.config"],
+              let stored = meta["training.checksum"], let optimizerStep = meta["training.optimizer_step"].flatMap(Int.init)
+        else {
+            throw TrainingError.invalidCheckpoint("\(path) is not a training checkpoint (its metadata has no training state)")
+        }
+        guard checksum(tensors: tensors, state: stateJSON, configuration: configuration, optimizerStep: optimizerStep) == stored else {
+            throw TrainingError.invalidCheckpoint("checkpoint \(path) is corrupted (checksum mismatch) and was refused; "
+                + "delete it to start over")
+        }
+        let state: LoopState
+        do {
+            state = try JSONDecoder().decode(LoopState.self, from: Data(stateJSON.utf8))
+        } catch {
+            throw TrainingError.invalidCheckpoint("checkpoint \(path) has an unreadable state (\(error))")
+        }
+        return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors, optimizerStep: optimizerStep)
+    }
+
+    /// FNV-1a (64-bit) over the tensors (sorted by name: name, shape, float bits) and the strings.
+    static func checksum(tensors: [String: Tensor], state: String, configuration: String, optimizerStep: Int) -> String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        }
+        for name in tensors.keys.sorted() {
+            let t = tensors[name]!
+            mix(name.utf8)
+            mix(t.shape.map(String.init).joined(separator: ",").utf8)
+            t.withUnsafeBufferPointer { b in
+                for x in b {
+                    var bits = x.bitPattern
+                    for _ in 0..<4 { h = (h ^ UInt64(bits & 0xFF)) &* 0x0000_0100_0000_01B3; bits >>= 8 }
+                }
+            }
+        }
+        mix(state.utf8)
+        mix(configuration.utf8)
+        mix(String(optimizerStep).utf8)
+        return String(h, radix: 16)
+    }
+}

@@ -1,0 +1,181 @@
+// The optimisation loop shared by LoRA training (`train-style`) and base training (`train-base`):
+// micro-batch losses from the task, gradient accumulation, grad-norm clipping, AdamW with a learning-rate
+// schedule, atomic checkpoints, stop requests between steps, NaN/Inf detection, previews and progress.
+//
+// Every random draw of a run comes from one `PhiloxRandom` that the checkpoint saves, and the trained
+// parameters and optimiser moments are saved exactly, so a resumed run continues bit for bit.
+import Autograd
+import Foundation
+import TensorCore
+
+/// Loop settings (defaults: diffusers' DreamBooth LoRA script).
+public struct LoopSettings: Codable, Equatable, Sendable {
+    public var steps: Int
+    public var gradientAccumulation: Int = 1
+    public var maxGradNorm: Float = 1
+    public var learningRate: Float = 1e-4
+    public var warmupSteps: Int = 0
+    public var decay: LearningRateDecay = .constant
+    public var adamW = AdamWSettings()
+    /// Write a checkpoint every this many steps (0: only at the end and on a stop request).
+    public var saveEvery: Int = 100
+    /// Call the task's preview every this many steps (0: never).
+    public var sampleEvery: Int = 0
+
+    public init(steps: Int) { self.steps = steps }
+
+    public var schedule: LearningRateSchedule {
+        LearningRateSchedule(peak: learningRate, warmupSteps: warmupSteps, decay: decay, totalSteps: steps)
+    }
+
+    func validate() throws {
+        guard steps >= 1 else { throw TrainingError.invalidSettings("--steps must be ≥ 1, got \(steps)") }
+        guard gradientAccumulation >= 1 else { throw TrainingError.invalidSettings("gradient accumulation must be ≥ 1") }
+        guard learningRate > 0, learningRate.isFinite else { throw TrainingError.invalidSettings("--lr must be positive") }
+        guard saveEvery >= 0, sampleEvery >= 0, warmupSteps >= 0 else {
+            throw TrainingError.invalidSettings("--save-every, --sample-every and --warmup must be ≥ 0")
+        }
+    }
+}
+
+/// What the loop reports after each update.
+public struct StepReport: Sendable {
+    public var step: Int
+    public var total: Int
+    public var loss: Float
+    /// Exponential moving average of the loss (0.9 decay, bias-corrected).
+    public var lossEMA: Float
+    public var learningRate: Float
+    /// Seconds per update over this session.
+    public var secondsPerStep: Double
+    public var eta: Double
+}
+
+public enum TrainingEvent {
+    case step(StepReport)
+    case checkpoint(path: String, step: Int)
+    case preview(step: Int)
+}
+
+public enum LoopOutcome: Equatable, Sendable {
+    case finished
+    /// A stop was requested; a checkpoint for `step` was written.
+    case interrupted(step: Int)
+}
+
+public final class TrainingLoop {
+    public let settings: LoopSettings
+    public let optimizer: AdamW
+    public let runDirectory: URL
+    /// The run configuration stored in every checkpoint (JSON).
+    public let configuration: String
+    public private(set) var state: LoopState
+    /// One micro-batch's loss (a scalar), drawing all randomness from the given stream.
+    public var microBatchLoss: (inout PhiloxRandom) throws -> Variable
+    /// Writes previews for a step (validation grids).
+    public var preview: ((Int) throws -> Void)?
+    /// Checked between updates; true → checkpoint and return `.interrupted`.
+    public var shouldStop: () -> Bool = { false }
+    public var onEvent: (TrainingEvent) -> Void = { _ in }
+
+    public var checkpointPath: String { runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path }
+    private var parameters: [(String, Variable)] { optimizer.groups.flatMap(\.parameters) }
+
+    public init(groups: [ParameterGroup], settings: LoopSettings, runDirectory: URL, configuration: String, seed: UInt64,
+                microBatchLoss: @escaping (inout PhiloxRandom) throws -> Variable) throws {
+        try settings.validate()
+        self.settings = settings
+        optimizer = AdamW(groups: groups, settings: settings.adamW)
+        self.runDirectory = runDirectory
+        self.configuration = configuration
+        self.microBatchLoss = microBatchLoss
+        state = LoopState(step: 0, random: PhiloxRandom(seed: seed))
+    }
+
+    /// Continues from `checkpoint`: parameters, optimiser moments, RNG state, step and history.
+    public func restore(_ checkpoint: TrainingCheckpoint) throws {
+        for (key, p) in parameters {
+            guard let t = checkpoint.tensors["param." + key] else {
+                throw TrainingError.invalidCheckpoint("the checkpoint has no value for \(key): it belongs to another run setup")
+            }
+            guard t.shape == p.shape else {
+                throw TrainingError.invalidCheckpoint("checkpoint value for \(key) has shape \(t.shape), expected \(p.shape)")
+            }
+        }
+        try optimizer.restore(tensors: checkpoint.tensors, step: checkpoint.optimizerStep)
+        for (key, p) in parameters { p.value = checkpoint.tensors["param." + key]! }
+        state = checkpoint.state
+    }
+
+    /// Trains until `settings.steps` updates are done or a stop is requested.
+    public func run() throws -> LoopOutcome {
+        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        let schedule = settings.schedule
+        let start = Date(), startStep = state.step, previousElapsed = state.elapsed
+        var ema = emaOf(state.lossHistory)
+        var wroteCheckpoint = FileManager.default.fileExists(atPath: checkpointPath)
+        while state.step < settings.steps {
+            if shouldStop() {
+                try saveCheckpoint(elapsed: previousElapsed + Date().timeIntervalSince(start))
+                return .interrupted(step: state.step)
+            }
+            let lr = schedule.rate(at: state.step)
+            let loss = try accumulateGradients()
+            guard loss.isFinite else {
+                throw TrainingError.nonFiniteLoss(step: state.step + 1, checkpoint: wroteCheckpoint ? checkpointPath : nil)
+            }
+            clipGradientNorm(parameters.map(\.1), maxNorm: settings.maxGradNorm)
+            optimizer.update(learningRate: lr)
+            for (_, p) in parameters { p.zeroGrad() }
+            state.step += 1
+            state.lossHistory.append(loss)
+            ema = (ema.value * 0.9 + loss * 0.1, ema.weight * 0.9 + 0.1)
+
+            let session = Date().timeIntervalSince(start)
+            let perStep = session / Double(state.step - startStep)
+            onEvent(.step(StepReport(step: state.step, total: settings.steps, loss: loss, lossEMA: ema.value / ema.weight,
+                                     learningRate: lr, secondsPerStep: perStep,
+                                     eta: perStep * Double(settings.steps - state.step))))
+            if settings.saveEvery > 0, state.step % settings.saveEvery == 0 || state.step == settings.steps {
+                try saveCheckpoint(elapsed: previousElapsed + session)
+                wroteCheckpoint = true
+            } else if state.step == settings.steps {
+                try saveCheckpoint(elapsed: previousElapsed + session)
+            }
+            if let preview, settings.sampleEvery > 0, state.step % settings.sampleEvery == 0 {
+                try preview(state.step)
+                onEvent(.preview(step: state.step))
+            }
+        }
+        return .finished
+    }
+
+    /// Runs the micro-batches of one update, leaving the summed gradients of loss/accumulation on the
+    /// parameters; returns the mean loss.
+    private func accumulateGradients() throws -> Float {
+        var total: Float = 0
+        let n = settings.gradientAccumulation
+        for _ in 0..<n {
+            let loss = try microBatchLoss(&state.random)
+            let value = loss.value.withUnsafeBufferPointer { $0[0] }
+            total += value
+            guard value.isFinite else { return value }
+            try (n == 1 ? loss : scale(loss, by: 1 / Float(n))).backward()
+        }
+        return total / Float(n)
+    }
+
+    /// Writes the checkpoint for the current step atomically.
+    public func saveCheckpoint(elapsed: Double) throws {
+        state.elapsed = elapsed
+        var tensors = optimizer.stateTensors().tensors
+        for (key, p) in parameters { tensors["param." + key] = p.value }
+        try TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
+                               optimizerStep: optimizer.step).write(to: checkpointPath)
+        onEvent(.checkpoint(path: checkpointPath, step: state.step))
+    }
+
+    private func emaOf(_ history: [Float]) -> (value: Float, weight: Float) {
+        history.reduce((0, 0)) { ($0.0 * 0.9 + $1 * 0.1, $0.1 * 0.9 + 0.1) }
+    }
+}

@@ -1,0 +1,155 @@
+import Adapters
+import Autograd
+import Foundation
+import Pipeline
+import SafeTensors
+import TensorCore
+import XCTest
+@testable import Training
+
+/// LoRA training on the tiny pixel-space pipeline of PipelineTests (16 px, random weights) with the
+/// repository's `images/` dog pictures.
+final class TrainerTests: XCTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let tinyPipeline = repository.appendingPathComponent("Tests/PipelineTests/Fixtures/tiny-pixel").path
+    static let images = repository.appendingPathComponent("images").path
+
+    private var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("training-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    private func config(steps: Int, lr: Float = 1e-3) -> StyleTrainingConfig {
+        var c = StyleTrainingConfig(imagesDirectory: Self.images, pipeline: Self.tinyPipeline,
+                                    prompt: InstancePrompt(token: "sks", className: "dog"))
+        c.prior = false
+        c.loop.steps = steps
+        c.loop.learningRate = lr
+        c.loop.saveEvery = 0
+        c.seed = 3
+        return c
+    }
+
+    private func trainer(_ c: StyleTrainingConfig, run: String, classImages: URL? = nil) throws -> StyleTrainer {
+        try StyleTrainer(config: c, model: try StableDiffusionModel(path: Self.tinyPipeline),
+                         runDirectory: scratch.appendingPathComponent(run), classImages: classImages)
+    }
+
+    /// Mean loss over fixed draws (same timesteps, noise and images before and after training).
+    private func evaluationLoss(_ t: StyleTrainer) throws -> Float {
+        var random = PhiloxRandom(seed: 12345)
+        var total: Float = 0
+        for _ in 0..<16 {
+            total += try withNoGrad { try t.loop.microBatchLoss(&random) }.value.withUnsafeBufferPointer { $0[0] }
+        }
+        return total / 16
+    }
+
+    func testThirtyStepsLowerTheLoss() throws {
+        var c = config(steps: 30, lr: 1e-2)
+        c.targets = .conv
+        let t = try trainer(c, run: "loss")
+        let before = try evaluationLoss(t)
+        XCTAssertEqual(try t.loop.run(), .finished)
+        let after = try evaluationLoss(t)
+        XCTAssertLessThan(after, 0.8 * before, "loss \(before) → \(after)")
+        XCTAssertEqual(t.loop.state.lossHistory.count, 30)
+    }
+
+    func testBaseWeightsAreBitwiseUnchanged() throws {
+        let t = try trainer(config(steps: 3), run: "frozen")
+        let unetBefore = t.model.unet.stateDict(), textBefore = t.model.textEncoder.stateDict()
+        _ = try t.loop.run()
+        XCTAssertEqual(bitPatterns(t.model.unet.stateDict()), bitPatterns(unetBefore))
+        XCTAssertEqual(bitPatterns(t.model.textEncoder.stateDict()), bitPatterns(textBefore))
+        XCTAssertTrue(t.model.unet.namedParameters().allSatisfy { !$0.1.requiresGrad && $0.1.grad == nil })
+        XCTAssertTrue(t.parameterReport.hasPrefix("trainable params: "))
+    }
+
+    func testResumeIsBitwiseEqualToAnUninterruptedRun() throws {
+        var c = config(steps: 6)
+        c.loop.saveEvery = 2
+        c.flip = true
+        c.crop = .random
+        let straight = try trainer(c, run: "straight")
+        XCTAssertEqual(try straight.loop.run(), .finished)
+
+        let first = try trainer(c, run: "resumed")
+        first.loop.shouldStop = { first.loop.state.step >= 3 }
+        XCTAssertEqual(try first.loop.run(), .interrupted(step: 3))
+        let second = try trainer(c, run: "resumed")
+        try second.resume()
+        XCTAssertEqual(second.loop.state.step, 3)
+        XCTAssertEqual(try second.loop.run(), .finished)
+
+        let a = scratch.appendingPathComponent("a.safetensors").path, b = scratch.appendingPathComponent("b.safetensors").path
+        try straight.writeAdapter(to: a)
+        try second.writeAdapter(to: b)
+        let fa = try SafeTensorsFile(path: a).loadAll(), fb = try SafeTensorsFile(path: b).loadAll()
+        XCTAssertEqual(fa.keys.sorted(), fb.keys.sorted())
+        XCTAssertTrue(fa.keys.contains { $0.hasPrefix("lora_unet_") && $0.hasSuffix(".lora_up.weight") })
+        XCTAssertEqual(bitPatterns(fa), bitPatterns(fb))
+        XCTAssertEqual(straight.loop.state.lossHistory, second.loop.state.lossHistory)
+        let meta = try SafeTensorsFile(path: a).metadata
+        XCTAssertEqual(meta["modelspec.trigger_phrase"], "sks dog")
+        XCTAssertEqual(meta["ss_steps"], "6")
+        XCTAssertEqual(meta["ss_network_dim"], "4")
+    }
+
+    func testPriorPreservationTrainsOnCachedClassImages() throws {
+        let model = try StableDiffusionModel(path: Self.tinyPipeline)
+        let key = ClassImageKey(modelHash: try model.modelHash() ?? "", prompt: "a photo of a dog", seed: 0, steps: 2, resolution: 16)
+        let root = scratch.appendingPathComponent("class-images")
+        let folder = try PriorPreservation.classImages(model: model, key: key, count: 2, root: root)
+        let png = folder.appendingPathComponent("class-00001.png")
+        let written = try FileManager.default.attributesOfItem(atPath: png.path)[.modificationDate] as? Date
+        _ = try PriorPreservation.classImages(model: model, key: key, count: 2, root: root)   // reused, not redrawn
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: png.path)[.modificationDate] as? Date, written)
+
+        var c = config(steps: 2)
+        c.prior = true
+        c.batch = 2
+        let t = try StyleTrainer(config: c, model: model, runDirectory: scratch.appendingPathComponent("prior"), classImages: folder)
+        XCTAssertEqual(t.classes?.examples.count, 2)
+        XCTAssertEqual(t.classes?.examples.first?.prompt, "a photo of a dog")
+        XCTAssertEqual(try t.loop.run(), .finished)
+    }
+
+    func testImageFolderErrorsNameTheFile() throws {
+        let folder = scratch.appendingPathComponent("imgs")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try DreamBoothDataset(directory: folder, prompt: "p", resolution: 16)) { error in
+            XCTAssertTrue("\(error)".contains("no PNG images"), "\(error)")
+        }
+        try Data([0xFF, 0xD8, 0xFF]).write(to: folder.appendingPathComponent("dog.jpg"))
+        XCTAssertThrowsError(try DreamBoothDataset(directory: folder, prompt: "p", resolution: 16)) { error in
+            XCTAssertTrue("\(error)".contains("dog.jpg") && "\(error)".contains("convert it to PNG"), "\(error)")
+        }
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("dog.jpg"))
+        try Data([1, 2, 3]).write(to: folder.appendingPathComponent("broken.png"))
+        XCTAssertThrowsError(try DreamBoothDataset(directory: folder, prompt: "p", resolution: 16)) { error in
+            XCTAssertTrue("\(error)".contains("broken.png"), "\(error)")
+        }
+    }
+
+    func testCaptionFileReplacesThePromptAndImagesAreResized() throws {
+        let folder = scratch.appendingPathComponent("captioned")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let source = URL(fileURLWithPath: Self.images).appendingPathComponent("sks_dog_0.png")
+        try FileManager.default.copyItem(at: source, to: folder.appendingPathComponent("a.png"))
+        try FileManager.default.copyItem(at: source, to: folder.appendingPathComponent("b.png"))
+        try "sks dog on a sofa\n".write(to: folder.appendingPathComponent("b.txt"), atomically: true, encoding: .utf8)
+        let data = try DreamBoothDataset(directory: folder, prompt: "a photo of sks dog", resolution: 16)
+        XCTAssertEqual(data.examples.map(\.prompt), ["a photo of sks dog", "sks dog on a sofa"])
+        XCTAssertEqual(data.examples[0].image.width, 16)
+        var random = PhiloxRandom(seed: 1)
+        XCTAssertEqual(try data.sample(0, crop: .center, flip: false, vae: nil, random: &random).shape, [16, 16, 3])
+    }
+}
