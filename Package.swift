@@ -49,7 +49,7 @@ let package = Package(
         // MARK: - Pipeline and command line
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
-                               "DiffusionModels"],
+                               "DiffusionModels", "Adapters"],
                 exclude: ["README.md"], swiftSettings: language + kernelFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training"],
                 swiftSettings: language + cpuFlags),

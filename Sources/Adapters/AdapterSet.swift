@@ -62,13 +62,16 @@ public final class AdapterSet {
     /// Per-image adapters in one batch: `perImage[i]` maps adapter names to image i's weights (absent =
     /// 0). The batch holds `copies` consecutive groups of the images (2 under classifier-free guidance:
     /// unconditional rows, then conditional rows). Adapters absent from every image are disabled for the
-    /// batch. Pass nil to return every adapter to its shared weight.
-    public func setPerImage(_ perImage: [[String: Float]]?, copies: Int = 1) throws {
+    /// batch. Pass nil to return every adapter to its shared weight. `component` limits the change to one
+    /// model (e.g. the UNet's weights for the denoising batch, the text encoder's for one prompt's encoding).
+    public func setPerImage(_ perImage: [[String: Float]]?, copies: Int = 1, component: ModelComponent? = nil) throws {
         for name in names {
             let rows = perImage.map { images in
                 Array(repeating: images.map { $0[name] ?? 0 }, count: max(copies, 1)).flatMap { $0 }
             }
-            try forEachStack(holding: name) { try $0.setRowWeights(rows, for: name) }
+            try forEachStack(holding: name) { stack in
+                if component == nil || stack.component == component { try stack.setRowWeights(rows, for: name) }
+            }
         }
     }
 

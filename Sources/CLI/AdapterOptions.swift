@@ -1,7 +1,7 @@
 // generate's adapter options: `--lora FILE[:w]` / `--lora FILE:unet=0.8,te=0.3` (repeatable), `<lora:name:w>`
 // tags in prompts, `--lora-dir DIR` (default outputs/adapters) and trigger words (`--no-auto-lora` turns
-// them off). Adapters are loaded into the models once and re-weighted per prompt; the base weights are
-// never reloaded.
+// them off). Adapters are loaded into the models once; each prompt's weights go with its request, so one
+// batch can give every image its own adapters. The base weights are never reloaded.
 import Adapters
 import Foundation
 import Pipeline
@@ -40,7 +40,8 @@ struct AdapterOptions {
 
 /// The adapters loaded into one model for a whole `generate` run.
 final class AdapterSession {
-    private let set: AdapterSet
+    /// Every adapter a prompt of the run names, loaded at weight 0 (requests carry their own weights).
+    let set: AdapterSet
     /// File path → (adapter name, A1111 short hash).
     private var loaded: [String: (name: String, hash: String)] = [:]
 
@@ -48,11 +49,11 @@ final class AdapterSession {
         set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
     }
 
-    /// Loads what `requests` need (once per file), weights them, switches every other adapter off, prints one
-    /// line per adapter in use, and returns `parameters` with the adapters recorded: a `<lora:name:w>` tag
-    /// appended to the prompt for each adapter the prompt does not name (so the PNG re-renders exactly) and
-    /// their hashes for `Lora hashes`.
-    func apply(_ requests: [(request: AdapterRequest, file: String)], to parameters: GenerationParameters) throws -> GenerationParameters {
+    /// Loads what `requests` need (once per file), prints one line per adapter in use, and returns the
+    /// batch request: `parameters` with the adapters recorded (a `<lora:name:w>` tag appended to the prompt
+    /// for each adapter the prompt does not name, so the PNG re-renders exactly, and their hashes for
+    /// `Lora hashes`) and the adapters' weights for its images (every other loaded adapter is off for them).
+    func request(_ requests: [(request: AdapterRequest, file: String)], for parameters: GenerationParameters) throws -> BatchRequest {
         var p = parameters
         p.adapters = []
         for (_, file) in requests where loaded[file] == nil {
@@ -65,13 +66,10 @@ final class AdapterSession {
             loaded[file] = (name, try LoRAHash.shortHash(ofFile: file))
         }
         let active = Dictionary(requests.map { ($0.file, $0.request) }) { $1 }
+        var weights: [String: AdapterWeights] = [:]
         for (file, entry) in loaded.sorted(by: { $0.key < $1.key }) {
-            guard let request = active[file] else {
-                try set.setEnabled(false, for: entry.name)
-                continue
-            }
-            try set.setEnabled(true, for: entry.name)
-            try set.setWeight(entry.name, unet: request.unetWeight, textEncoder: request.textEncoderWeight)
+            guard let request = active[file] else { continue }
+            weights[entry.name] = AdapterWeights(unet: request.unetWeight, textEncoder: request.textEncoderWeight)
             var shown = request
             shown.name = file
             printError("generate: " + shown.usageLine)
@@ -82,6 +80,6 @@ final class AdapterSession {
             }
             p.adapters.append(AdapterReference(name: entry.name, weight: Double(request.unetWeight), hash: entry.hash))
         }
-        return p
+        return BatchRequest(parameters: p, adapterWeights: weights)
     }
 }

@@ -28,6 +28,9 @@ public enum GenerateCommand {
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
+      --batch-size N      images denoised together (default 4): consecutive prompts run in one batch, each
+                          with its own seed and adapters (<lora:…> tags); every image is the one it would be
+                          alone. A prompt's --num-images stay together even beyond N
       --out DIR           output folder (default outputs/); files are never overwritten
       --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
                           options given explicitly override the chunk's values
@@ -49,7 +52,8 @@ public enum GenerateCommand {
     """
 
     static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
-                                       "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir"]
+                                       "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
+                                       "batch-size"]
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
@@ -64,13 +68,14 @@ public enum GenerateCommand {
             return
         }
         let jobs = try requests(args)
+        let batchSize = try args.int("batch-size", in: 1...64) ?? 4
         let adapterOptions = try AdapterOptions(args)
         let adapterRequests = try jobs.map { try adapterOptions.requests(for: $0.parameters.prompt) }
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
         let out = try OutputFolder(path: args.string("out") ?? "outputs")
         let model = try StableDiffusionModel(path: pipelinePath)
-        let pipeline = TextToImage(model: model)
         let adapters = AdapterSession(model: model)
+        let pipeline = TextToImage(model: model, adapters: adapters.set)
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {
@@ -80,18 +85,29 @@ public enum GenerateCommand {
         }
         var written: [[String: Any]] = []
         let clock = Date()
-        for (index, (resolvedParameters, keep, requests)) in resolved.enumerated() {
-            let parameters = try adapters.apply(requests, to: resolvedParameters)
-            printError("generate: seed \(parameters.seed), prompt \(index + 1)/\(resolved.count): \(parameters.prompt)")
-            let reporter = ProgressReporter(label: "prompt \(index + 1)/\(resolved.count)")
-            let images = try pipeline.generate(parameters) { reporter.update(step: $0.step, total: $0.total, elapsed: $0.elapsed) }
-            for (position, generated) in images.enumerated() where keep == nil || keep == position {
-                let bytes = try PNG.encode(generated.image, text: [PNGTextChunk(keyword: ParametersText.keyword,
-                                                                                text: generated.info.text)])
-                let path = try out.writeNew(bytes, baseName: OutputFolder.baseName(date: Date(), seed: parameters.seed,
-                                                                                   prompt: PromptAdapters.extract(from: parameters.prompt).prompt))
-                printError("generate: wrote \(path)")
-                written.append(summary(path: path, generated.info))
+        let batch = try resolved.enumerated().map { index, job in
+            let request = try adapters.request(job.2, for: job.0)
+            printError("generate: seed \(request.parameters.seed), prompt \(index + 1)/\(resolved.count): \(request.parameters.prompt)")
+            return request
+        }
+        for range in batches(batch.map(\.parameters), size: batchSize) {
+            let label = range.count == 1 ? "prompt \(range.lowerBound + 1)/\(batch.count)"
+                : "prompts \(range.lowerBound + 1)-\(range.upperBound)/\(batch.count)"
+            let reporter = ProgressReporter(label: label)
+            let results = try pipeline.generate(batch: Array(batch[range])) {
+                reporter.update(step: $0.step, total: $0.total, elapsed: $0.elapsed)
+            }
+            for (index, images) in zip(range, results) {
+                let keep = resolved[index].1
+                for (position, generated) in images.enumerated() where keep == nil || keep == position {
+                    let p = generated.info.parameters
+                    let bytes = try PNG.encode(generated.image, text: [PNGTextChunk(keyword: ParametersText.keyword,
+                                                                                    text: generated.info.text)])
+                    let path = try out.writeNew(bytes, baseName: OutputFolder.baseName(date: Date(), seed: p.seed,
+                                                                                       prompt: PromptAdapters.extract(from: p.prompt).prompt))
+                    printError("generate: wrote \(path)")
+                    written.append(summary(path: path, generated.info))
+                }
             }
         }
         if args.has("json") {
@@ -100,6 +116,22 @@ public enum GenerateCommand {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         }
+    }
+
+    /// Consecutive requests that share a denoising loop, at most `size` images a batch (a request with more
+    /// images runs alone: its images are drawn together from one seed).
+    static func batches(_ requests: [GenerationParameters], size: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        var start = 0, images = 0
+        for (i, p) in requests.enumerated() {
+            if i > start, !(p.sharesDenoisingLoop(with: requests[start]) && images + p.numImages <= size) {
+                out.append(start..<i)
+                (start, images) = (i, 0)
+            }
+            images += p.numImages
+        }
+        if !requests.isEmpty { out.append(start..<requests.count) }
+        return out
     }
 
     /// A job: the parameters and, for --from-png, the batch position to keep and the model hash it names.

@@ -10,7 +10,14 @@
 //
 // Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is the one of
 // `Sampler.run`, written out so that progress can carry each step's sample.
+//
+// A batch of requests (`BatchRequest`: own prompts, seeds and adapter weights) runs the same loop once:
+// each request's prompts are encoded alone under its text-encoder adapter weights, its noise comes from
+// its own generator (`RowBlockNoise`), and the UNet's adapters get per-row weights (`AdapterSet.setPerImage`)
+// in the batch's row order `[uncond of every image, cond of every image]`. A single request is the batch
+// of one.
 
+import Adapters
 import Autograd
 import DiffusionModels
 import Foundation
@@ -42,9 +49,13 @@ public struct GeneratedImage: Sendable {
 
 public struct TextToImage {
     public let model: StableDiffusionModel
+    /// The adapters loaded into `model`; batches whose requests carry adapter weights switch them per image
+    /// and return them to their shared weights afterwards.
+    public let adapters: AdapterSet?
 
-    public init(model: StableDiffusionModel) {
+    public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
         self.model = model
+        self.adapters = adapters
     }
 
     /// `parameters` with the model-dependent fields filled in (size, Karras) and checked.
@@ -73,15 +84,48 @@ public struct TextToImage {
         return p
     }
 
+    /// The requests of a batch resolved, checked to share one denoising loop, and their adapters checked.
+    public func resolve(batch: [BatchRequest]) throws -> [BatchRequest] {
+        guard !batch.isEmpty else { throw PipelineError.invalidRequest("a batch needs at least one request") }
+        var out = batch
+        for i in out.indices { out[i].parameters = try resolve(out[i].parameters) }
+        for r in out.dropFirst() where !r.parameters.sharesDenoisingLoop(with: out[0].parameters) {
+            throw PipelineError.invalidRequest("the requests of one batch must share size, steps, sampler, Karras, eta, "
+                + "CFG scale and RNG; run \"\(r.parameters.prompt)\" apart")
+        }
+        let weighted = out.filter { $0.adapterWeights != nil }.count
+        guard weighted == 0 || weighted == out.count else {
+            throw PipelineError.invalidRequest("either every request of a batch carries adapter weights or none does")
+        }
+        let loaded = adapters?.names ?? []
+        for name in Set(out.flatMap { $0.adapterWeights?.keys.map { $0 } ?? [] }).sorted() where !loaded.contains(name) {
+            throw PipelineError.invalidRequest("adapter \(name) is not loaded into the pipeline (loaded: "
+                + (loaded.isEmpty ? "none" : loaded.joined(separator: ", ")) + ")")
+        }
+        return out
+    }
+
     /// Runs the request: `numImages` images, each with its `parameters` text.
     public func generate(_ parameters: GenerationParameters,
                          progress: ((StepProgress) -> Void)? = nil) throws -> [GeneratedImage] {
-        let p = try resolve(parameters)
-        let latents = try denoise(p, progress: progress)
+        try generate(batch: [BatchRequest(parameters: parameters)], progress: progress)[0]
+    }
+
+    /// Runs the requests in one denoising loop; returns each request's images with their `parameters`
+    /// texts. Every image equals its request run alone.
+    public func generate(batch: [BatchRequest],
+                         progress: ((StepProgress) -> Void)? = nil) throws -> [[GeneratedImage]] {
+        let requests = try resolve(batch: batch)
+        let images = try decode(try denoiseResolved(requests, initialNoise: nil, progress: progress))
         let hash = try model.modelHash()
-        return try decode(latents).enumerated().map { i, image in
-            GeneratedImage(image: image, info: ParametersText(parameters: p, batchPosition: i,
-                                                              modelName: model.name, modelHash: hash))
+        var first = 0
+        return requests.map { r in
+            let p = r.parameters
+            defer { first += p.numImages }
+            return (0..<p.numImages).map { i in
+                GeneratedImage(image: images[first + i], info: ParametersText(parameters: p, batchPosition: i,
+                                                                              modelName: model.name, modelHash: hash))
+            }
         }
     }
 
@@ -89,15 +133,13 @@ public struct TextToImage {
     /// first draw (N(0, 1), NHWC [N, h, w, C]); stochastic samplers still draw from the generator.
     public func denoise(_ parameters: GenerationParameters, initialNoise: Tensor? = nil,
                         progress: ((StepProgress) -> Void)? = nil) throws -> Tensor {
-        let p = try resolve(parameters)
-        switch p.rng {
-        case .native:
-            var noise = PhiloxRandom(seed: p.seed)
-            return try denoise(p, noise: &noise, initialNoise: initialNoise, progress: progress)
-        case .torch:
-            var noise = TorchNoise(seed: p.seed)
-            return try denoise(p, noise: &noise, initialNoise: initialNoise, progress: progress)
-        }
+        try denoise(batch: [BatchRequest(parameters: parameters)], initialNoise: initialNoise, progress: progress)
+    }
+
+    /// The final latents of a batch [Σ numImages, h, w, C], the requests' images in order.
+    public func denoise(batch: [BatchRequest], initialNoise: Tensor? = nil,
+                        progress: ((StepProgress) -> Void)? = nil) throws -> Tensor {
+        try denoiseResolved(try resolve(batch: batch), initialNoise: initialNoise, progress: progress)
     }
 
     /// The latent shape of a request: [N, H/f, W/f, UNet in_channels].
@@ -107,11 +149,35 @@ public struct TextToImage {
                 model.unet.config.inChannels]
     }
 
-    private func denoise<N: NoiseSource>(_ p: GenerationParameters, noise: inout N, initialNoise: Tensor?,
+    /// Each request's generator of `rng` kind, seeded with its seed, for its block of rows.
+    private func denoiseResolved(_ batch: [BatchRequest], initialNoise: Tensor?,
+                                 progress: ((StepProgress) -> Void)?) throws -> Tensor {
+        let rows = batch.map(\.parameters.numImages), seeds = batch.map(\.parameters.seed)
+        switch batch[0].parameters.rng {
+        case .native:
+            var noise = RowBlockNoise(sources: seeds.map { PhiloxRandom(seed: $0) }, rows: rows)
+            return try denoise(batch, noise: &noise, initialNoise: initialNoise, progress: progress)
+        case .torch:
+            var noise = RowBlockNoise(sources: seeds.map { TorchNoise(seed: $0) }, rows: rows)
+            return try denoise(batch, noise: &noise, initialNoise: initialNoise, progress: progress)
+        }
+    }
+
+    private func denoise<N: NoiseSource>(_ batch: [BatchRequest], noise: inout N, initialNoise: Tensor?,
                                          progress: ((StepProgress) -> Void)?) throws -> Tensor {
-        let shape = latentShape(p)
+        let p = batch[0].parameters
+        var shape = latentShape(p)
+        shape[0] = batch.reduce(0) { $0 + $1.parameters.numImages }
         let guided = p.guidanceScale > 1
-        let context = try encodePrompts(p, guided: guided)
+        let perImage = batch[0].adapterWeights != nil
+        defer { if perImage { try? adapters?.setPerImage(nil) } }
+        let context = try encodePrompts(batch, guided: guided)
+        if perImage, let adapters {
+            let images = batch.flatMap { r in
+                Array(repeating: r.adapterWeights!.mapValues(\.unet), count: r.parameters.numImages)
+            }
+            try adapters.setPerImage(images, copies: guided ? 2 : 1, component: .unet)
+        }
         var sampler = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
         let start: Tensor
         if let initialNoise {
@@ -144,6 +210,33 @@ public struct TextToImage {
         var out = x
         out.withUnsafeMutableBufferPointer { o in for i in o.indices { o[i] *= s } }
         return out
+    }
+
+    /// Text conditioning of a batch, `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
+    /// without guidance): each request encoded alone, under its own text-encoder adapter weights.
+    func encodePrompts(_ batch: [BatchRequest], guided: Bool) throws -> Variable {
+        let parts = try batch.map { r -> Tensor in
+            if let weights = r.adapterWeights, let adapters {
+                try adapters.setPerImage([weights.mapValues(\.textEncoder)], copies: guided ? 2 : 1, component: .textEncoder)
+            }
+            return try encodePrompts(r.parameters, guided: guided).value      // [k·n, L, C]
+        }
+        if parts.count == 1 { return Variable(parts[0]) }
+        let halves = guided ? 2 : 1
+        let rowSize = parts[0].count / parts[0].shape[0]
+        let total = parts.reduce(0) { $0 + $1.shape[0] }
+        return Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
+            var row = 0
+            for half in 0..<halves {
+                for part in parts {
+                    let n = part.shape[0] / halves
+                    part.withUnsafeBufferPointer { src in
+                        (out.baseAddress! + row * rowSize).update(from: src.baseAddress! + half * n * rowSize, count: n * rowSize)
+                    }
+                    row += n
+                }
+            }
+        })
     }
 
     /// Text conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance.
