@@ -65,6 +65,71 @@ final class GenerateAdapterTests: XCTestCase {
         XCTAssertEqual(try png("again").image, auto.image)
     }
 
+    /// The PNGs of an output folder by the first line of their parameters chunk.
+    func pngsByPrompt(_ out: String) throws -> [String: (image: Image, text: String, path: String)] {
+        let dir = root.appendingPathComponent(out)
+        var found: [String: (image: Image, text: String, path: String)] = [:]
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasSuffix(".png") {
+            let path = dir.appendingPathComponent(file).path
+            let decoded = try PNG.read(path: path)
+            let text = try parameters(decoded)
+            found[String(text.split(separator: "\n")[0])] = (decoded.image, text, path)
+        }
+        return found
+    }
+
+    func testPromptsWithTheirOwnAdaptersInOneBatchEqualEachAlone() throws {
+        // A second adapter, on the UNet's ResNet convolutions and the text encoder.
+        let model = try StableDiffusionModel(path: fixturePath("tiny-sd"))
+        var random = PhiloxRandom(seed: 5)
+        var modules: [LoRAModuleWeights] = []
+        for (stack, targets) in [(AdapterStack(root: model.unet, component: .unet), LoRATargets.unetResnet),
+                                 (AdapterStack(root: model.textEncoder, component: .textEncoder), .textEncoder)] {
+            try stack.addTrainable(name: "ink", rank: 2, targets: targets, random: &random)
+            for (_, _, pair) in stack.pairs(of: "ink") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
+            modules += try stack.export("ink")
+        }
+        try LoRAWriter.write(modules, to: adapters.appendingPathComponent("ink.safetensors").path)
+        let prompts = root.appendingPathComponent("prompts.txt")
+        try "a photo of sks dog\na house, <lora:ink:0.7>\na cat\n".write(to: prompts, atomically: true, encoding: .utf8)
+        let lines = ["a photo of sks dog <lora:sks:1.0>", "a house, <lora:ink:0.7>", "a cat"]
+        let hashes = try ["sks", "ink"].map { try LoRAHash.shortHash(ofFile: adapters.appendingPathComponent("\($0).safetensors").path) }
+        for rng in RandomSourceKind.allCases {
+            let common = ["--prompts", prompts.path, "--rng", rng.rawValue, "--sampler", "euler_a"]
+            XCTAssertEqual(run("batch-\(rng)", common), 0)
+            XCTAssertEqual(run("alone-\(rng)", common + ["--batch-size", "1"]), 0)
+            let batch = try pngsByPrompt("batch-\(rng)"), alone = try pngsByPrompt("alone-\(rng)")
+            XCTAssertEqual(Set(batch.keys), Set(lines), rng.rawValue)
+            for line in lines {
+                let (b, a) = (try XCTUnwrap(batch[line]), try XCTUnwrap(alone[line]))
+                XCTAssertEqual(b.image, a.image, "\(rng): \(line) in the batch equals it alone")
+                XCTAssertEqual(b.text, a.text, "\(rng): \(line) carries its own parameters")
+                XCTAssertTrue(b.text.contains("Seed: 3,") && b.text.contains("RNG: \(rng.rawValue)"), b.text)
+            }
+            XCTAssertTrue(batch[lines[0]]!.text.contains("Lora hashes: \"sks: \(hashes[0])\""), batch[lines[0]]!.text)
+            XCTAssertTrue(batch[lines[1]]!.text.contains("Lora hashes: \"ink: \(hashes[1])\""), batch[lines[1]]!.text)
+            XCTAssertFalse(batch[lines[2]]!.text.contains("Lora hashes"), batch[lines[2]]!.text)
+            XCTAssertNotEqual(batch[lines[1]]!.image, batch[lines[2]]!.image)
+            // The second image re-rendered alone from its PNG.
+            XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", root.appendingPathComponent("again-\(rng)").path,
+                                                 "--lora-dir", adapters.path, "--from-png", batch[lines[1]]!.path]), 0)
+            let again = try png("again-\(rng)")
+            XCTAssertEqual(again.image, batch[lines[1]]!.image, "\(rng): --from-png of the second image")
+            XCTAssertEqual(try parameters(again), batch[lines[1]]!.text)
+        }
+    }
+
+    func testBatchesGroupConsecutiveRequestsThatShareALoop() {
+        func p(_ images: Int = 1, steps: Int = 2) -> GenerationParameters {
+            GenerationParameters(prompt: "x", steps: steps, width: 16, height: 16, numImages: images)
+        }
+        XCTAssertEqual(GenerateCommand.batches([p(), p(), p(), p(), p()], size: 4), [0..<4, 4..<5])
+        XCTAssertEqual(GenerateCommand.batches([p(), p(2), p(2), p(5), p()], size: 4), [0..<2, 2..<3, 3..<4, 4..<5])
+        XCTAssertEqual(GenerateCommand.batches([p(), p(steps: 3), p(steps: 3)], size: 4), [0..<1, 1..<3])
+        XCTAssertEqual(GenerateCommand.batches([p(), p()], size: 1), [0..<1, 1..<2])
+        XCTAssertEqual(GenerateCommand.batches([], size: 4), [])
+    }
+
     func testFlagWeightsAndBadInput() throws {
         XCTAssertEqual(run("zero", ["--lora", "sks:0", "a photo of sks dog"]), 0)
         XCTAssertEqual(run("off", ["--no-auto-lora", "a photo of sks dog"]), 0)
