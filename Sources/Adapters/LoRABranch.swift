@@ -107,7 +107,10 @@ public class LoRABranch: LayerAdapter {
     }
 
     /// y + Σ delta. Without gradients to record, each pair's up projection accumulates straight into the
-    /// base output's storage (one GEMM with β = 1, the weight folded into α): no delta tensor, no extra pass.
+    /// base output's storage (one GEMM with β = 1): no delta tensor, no extra pass. Each row's weight·α/r
+    /// scales the small down output `h` and the GEMM runs with α = 1, so a batch row gets the same sums
+    /// whatever rows share its GEMM (for few rows sgemm computes (B·Aᵀ)ᵀ and would fold α into the other
+    /// operand): per-image adapters in a batch then equal each image alone bit for bit.
     public func added(to y: Variable, input x: Variable) throws -> Variable {
         let active = pairs.filter(\.isActive)
         let training = dropout > 0 && (host?.isTraining ?? false)
@@ -127,18 +130,24 @@ public class LoRABranch: LayerAdapter {
                 items = items.filter { rowWeights[$0] != 0 }
                 weights = rowWeights
             }
-            let h = try applyDown(items.count == batch ? x : selectRows(x, items), pair).value   // [n, …, r]
+            var h = try applyDown(items.count == batch ? x : selectRows(x, items), pair).value   // [n, …, r]
             let r = pair.rank
+            h.withUnsafeMutableBufferPointer { hp in
+                for (j, item) in items.enumerated() {
+                    let s = weights[item] * pair.scaling
+                    for q in (j * perItem * r)..<((j + 1) * perItem * r) { hp[q] *= s }
+                }
+            }
             out.withUnsafeMutableBufferPointer { o in
                 h.withUnsafeBufferPointer { hp in
                     pair.up.value.withUnsafeBufferPointer { up in
-                        // Consecutive items with one weight share a GEMM.
+                        // Consecutive items share a GEMM.
                         var j = 0
                         while j < items.count {
                             var k = j + 1
-                            while k < items.count, items[k] == items[k - 1] + 1, weights[items[k]] == weights[items[j]] { k += 1 }
+                            while k < items.count, items[k] == items[k - 1] + 1 { k += 1 }
                             sgemm(transA: false, transB: upIsTransposed, m: (k - j) * perItem, n: width, k: r,
-                                  alpha: weights[items[j]] * pair.scaling, a: hp.baseAddress! + j * perItem * r, lda: r,
+                                  alpha: 1, a: hp.baseAddress! + j * perItem * r, lda: r,
                                   b: up.baseAddress!, ldb: upIsTransposed ? r : width,
                                   beta: 1, c: o.baseAddress! + items[j] * perItem * width, ldc: width)
                             j = k

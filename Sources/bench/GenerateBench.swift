@@ -1,7 +1,9 @@
 // GenerateBench: the `generate` suite. A whole text-to-image run (text encoder, `--steps` sampler steps of
 // the UNet at batch 2 for classifier-free guidance, VAE decode) through Pipeline.TextToImage, with seeded
 // random weights; prints each phase's time and the peak RSS. bench/torch_generate.py runs the same
-// through diffusers' StableDiffusionPipeline.
+// through diffusers' StableDiffusionPipeline. `--lora rank=R --batch N` compares, per image, N prompts with
+// N different adapters in one batch against N prompts sharing one adapter and N runs alone.
+import Adapters
 import CLIPText
 import DiffusionModels
 import Foundation
@@ -10,7 +12,8 @@ import Pipeline
 import Schedulers
 import TensorCore
 
-/// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--size PIXELS] [--threads N]`.
+/// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--size PIXELS] [--threads N]
+/// [--lora rank=R --batch N --rounds K]`.
 func runGenerateBench(_ args: [String]) { runModelBench(args, generateBench) }
 
 private func generateBench(_ a: BenchArguments) throws {
@@ -41,6 +44,10 @@ private func generateBench(_ a: BenchArguments) throws {
     }
     let size = a.int("--size") ?? model.defaultSize
     print(String(format: "setup (build + random weights) %.1f s", setup))
+    if let spec = a.string("--lora") {
+        return try perImageAdapterBench(model: model, spec: spec, steps: steps, sampler: sampler, size: size,
+                                        batch: a.int("--batch") ?? 4, rounds: a.int("--rounds") ?? 3)
+    }
     let pipeline = TextToImage(model: model)
     let parameters = try pipeline.resolve(GenerationParameters(prompt: "a photo of an astronaut riding a horse on mars",
                                                                steps: steps, guidanceScale: 7.5, sampler: sampler,
@@ -60,6 +67,61 @@ private func generateBench(_ a: BenchArguments) throws {
     print(String(format: "  denoise %.1f s (includes text encoding), VAE decode %.1f s, total %.1f s",
                  denoise, decode, denoise + decode))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+}
+
+/// Denoising time per image (text encoding included, VAE excluded) of `batch` prompts: each alone with its own
+/// rank-R adapter on the UNet attention, together sharing one adapter, together with their own adapters, and
+/// together without adapters. Rounds interleave the cases; medians.
+private func perImageAdapterBench(model: StableDiffusionModel, spec: String, steps: Int, sampler: SamplerKind,
+                                  size: Int, batch: Int, rounds: Int) throws {
+    guard spec.hasPrefix("rank="), let rank = Int(spec.dropFirst(5)), rank > 0 else {
+        throw AdaptersError.invalidSpec(spec: spec, reason: "--lora takes rank=R")
+    }
+    let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+    var random = PhiloxRandom(seed: 7)
+    let names = (0..<batch).map { "a\($0)" }
+    for name in names {
+        try set.stacks[.unet]!.addTrainable(name: name, rank: rank, targets: .unetAttention, random: &random)
+        for (_, _, pair) in set.stacks[.unet]!.pairs(of: name) {
+            pair.down.requiresGrad = false
+            pair.up.requiresGrad = false
+            pair.up.value = random.normal(shape: pair.up.shape, std: 0.01)
+        }
+    }
+    let pipeline = TextToImage(model: model, adapters: set)
+    func request(_ i: Int, adapter: String?) -> BatchRequest {
+        BatchRequest(parameters: GenerationParameters(prompt: "a photo of thing \(i)", steps: steps, sampler: sampler,
+                                                      seed: UInt64(i), width: size, height: size),
+                     adapterWeights: adapter.map { [$0: AdapterWeights(unet: 1, textEncoder: 1)] } ?? [:])
+    }
+    let cases: [(String, [[BatchRequest]])] = [
+        ("alone, own adapters", (0..<batch).map { [request($0, adapter: names[$0])] }),
+        ("batch, one shared adapter", [(0..<batch).map { request($0, adapter: names[0]) }]),
+        ("batch, own adapters", [(0..<batch).map { request($0, adapter: names[$0]) }]),
+        ("batch, no adapter", [(0..<batch).map { request($0, adapter: nil) }]),
+    ]
+    var times = Array(repeating: [Double](), count: cases.count)
+    var latents = Array(repeating: [Float](), count: cases.count)
+    for round in 0..<rounds {
+        for (c, (_, runs)) in cases.enumerated() {
+            times[c].append(try timeThrowingGenerate {
+                latents[c] = try runs.flatMap { try pipeline.denoise(batch: $0).scalars }
+            } / Double(batch))
+        }
+        if round == 0 {
+            let differing = zip(latents[0], latents[2]).filter { $0 != $1 }.count
+            print("own adapters: batch vs alone, \(differing) of \(latents[0].count) latent values differ")
+        }
+        print("round \(round + 1): " + zip(cases, times).map { String(format: "%@ %.3f s", $0.0, $1.last!) }.joined(separator: ", "))
+    }
+    let m = times.map(median)
+    print("generate \(model.name) \(size)×\(size), \(sampler.displayName), \(steps) steps, CFG; \(batch) prompts, "
+        + "rank-\(rank) adapters on to_q/to_k/to_v/to_out.0; denoising seconds per image, medians of \(rounds) rounds, "
+        + "\(Parallel.maxThreads) threads:")
+    for ((name, _), t) in zip(cases, m) {
+        print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %.3f× alone", t, t / m[0]))
+    }
+    print(String(format: "  own adapters / shared adapter in a batch: %.3f×", m[2] / m[1]))
 }
 
 private func timeThrowingGenerate(_ body: () throws -> Void) throws -> Double {

@@ -8,7 +8,7 @@ let suites: [(name: String, summary: String)] = [
     ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py"),
     ("train", "one LoRA training step (rank-4 attention, AdamW): --config sd15|tiny --size H; bench/torch_train.py"),
     ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
-    ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py"),
+    ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py; --lora rank=R --batch N: per-image adapters"),
     ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
 ]
 

@@ -1,9 +1,11 @@
 // Per-image adapters in one batch on the tiny fixture: a batch of requests with their own prompts, seeds and
 // adapters runs one denoising loop, and every image is bit for bit the image of its request run alone.
 // Exact equality holds because every row of the batch is computed with the same operations in the same
-// order as alone: the GEMM and convolution kernels give a row the same sums whatever the other rows, the
-// text encoder runs each request's prompts as its own batch, and the noise comes from each request's own
-// generator.
+// order as alone: the GEMM and convolution kernels sum each output over K in an order fixed by K alone (the
+// tile shape, thread split and the (B·Aᵀ)ᵀ path for few rows change which rows go together, not a row's
+// sums), the adapters' up GEMMs run with α = 1 (each row's weight scales its down output first, so the
+// few-row path cannot fold α into another operand; rank 4 here takes that path for time_emb_proj), the text
+// encoder runs each request's prompts as its own batch, and the noise comes from each request's own generator.
 import Adapters
 import PNGImage
 import Pipeline
@@ -21,12 +23,12 @@ final class BatchGenerationTests: XCTestCase {
         var random = PhiloxRandom(seed: 11)
         for (name, targets) in [("a", LoRATargets.unetAttention), ("b", LoRATargets.unetResnet)] {
             let unet = AdapterStack(root: source.unet, component: .unet)
-            try unet.addTrainable(name: name, rank: 2, targets: targets, random: &random)
+            try unet.addTrainable(name: name, rank: 4, targets: targets, random: &random)
             for (_, _, pair) in unet.pairs(of: name) { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
             var modules = try unet.export(name)
             if name == "a" {
                 let text = AdapterStack(root: source.textEncoder, component: .textEncoder)
-                try text.addTrainable(name: name, rank: 2, targets: .textEncoder, random: &random)
+                try text.addTrainable(name: name, rank: 4, targets: .textEncoder, random: &random)
                 for (_, _, pair) in text.pairs(of: name) { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
                 modules += try text.export(name)
             }

@@ -85,7 +85,7 @@ final class GenerateAdapterTests: XCTestCase {
         var modules: [LoRAModuleWeights] = []
         for (stack, targets) in [(AdapterStack(root: model.unet, component: .unet), LoRATargets.unetResnet),
                                  (AdapterStack(root: model.textEncoder, component: .textEncoder), .textEncoder)] {
-            try stack.addTrainable(name: "ink", rank: 2, targets: targets, random: &random)
+            try stack.addTrainable(name: "ink", rank: 4, targets: targets, random: &random)
             for (_, _, pair) in stack.pairs(of: "ink") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
             modules += try stack.export("ink")
         }
