@@ -50,7 +50,8 @@ let gemmDirectBMaxRowTiles = 16
 /// `op(A)` is `A` stored `m x k` (leading dimension `lda`) or, with `transA`, `A` stored `k x m`;
 /// likewise `op(B)` is `B` stored `k x n` or, with `transB`, `n x k`. With `beta == 0` the old contents of
 /// C are never read (NaN there does not propagate). Runs on up to `Parallel.maxThreads` threads; results
-/// depend only on the shapes and the thread count.
+/// depend only on the shapes and the thread count. A row of C is the same whatever `m` (every path sums each
+/// element over K in one order fixed by `k`), so a batch row equals that row computed alone.
 public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -60,7 +61,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta)
         return
     }
-    if transB && !transA && 2 * m * (k + n) <= n * k {
+    if transB && !transA && alpha == 1 && 2 * m * (k + n) <= n * k {
         transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
@@ -73,20 +74,24 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// `C = alpha * A * Bᵀ + beta * C` for few rows, computed as `Cᵀ = B * Aᵀ`: B (n x k) is then read in place
 /// by the direct microkernel and only the small A gets packed (plus Cᵀ transposed back), instead of
 /// transposing all of B into panels, which costs more than the product when m is small (e.g. a Linear layer
-/// on 64 tokens). Used when that extra traffic, m*(k + n), is at most half of B's n*k.
+/// on 64 tokens). Used when that extra traffic, m*(k + n), is at most half of B's n*k, and only with
+/// alpha 1 (which the direct path would fold into B, this one into A). The old C (times beta) seeds Cᵀ, so
+/// each element is summed exactly as the direct path sums it: ((βC + K block 1) + K block 2) + ….
 func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
     defer { ct.deallocate() }
+    if beta != 0 {
+        for i in 0..<m {
+            let row = c + i * ldc
+            for j in 0..<n { ct[j * m + i] = beta == 1 ? row[j] : beta * row[j] }
+        }
+    }
     sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
-          beta: 0, c: ct, ldc: m)
+          beta: beta == 0 ? 0 : 1, c: ct, ldc: m)
     for i in 0..<m {
         let row = c + i * ldc
-        if beta == 0 {
-            for j in 0..<n { row[j] = ct[j * m + i] }
-        } else {
-            for j in 0..<n { row[j] = beta * row[j] + ct[j * m + i] }
-        }
+        for j in 0..<n { row[j] = ct[j * m + i] }
     }
 }
 

@@ -106,6 +106,27 @@ final class GEMMTests: XCTestCase {
         check(transA: false, transB: false, m: 5, n: 9, k: 0, alpha: 1, beta: 0.5)
     }
 
+    /// A row of C does not depend on how many rows share the call: rows 0..<2 of an m-row product (bias
+    /// added with beta 1, two K blocks) equal the 2-row product bit for bit, across the few-row (B·Aᵀ)ᵀ path.
+    func testRowsEqualTheSameRowsComputedAlone() {
+        var rng = TestRandom(seed: 9)
+        for (transB, n, k, beta) in [(true, 640, 640, Float(1)), (true, 320, 1280, 0.5), (false, 640, 500, 1), (true, 96, 4, 1)] {
+            let a = rng.array(512 * k), b = rng.array(n * k), bias = rng.array(n)
+            func run(rows m: Int, alpha: Float) -> [Float] {
+                var c = (0..<m).flatMap { _ in bias }
+                sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: k, b: b,
+                      ldb: transB ? k : n, beta: beta, c: &c, ldc: n)
+                return Array(c[0..<(2 * n)])
+            }
+            for alpha in [Float(1), 0.7] {
+                let alone = run(rows: 2, alpha: alpha).map(\.bitPattern)
+                for m in [8, 64, 512] {
+                    XCTAssertEqual(run(rows: m, alpha: alpha).map(\.bitPattern), alone, "transB \(transB) n \(n) k \(k) alpha \(alpha) m \(m)")
+                }
+            }
+        }
+    }
+
     func testThreadCountsAgreeAndRerunsAreBitwiseEqual() {
         var rng = TestRandom(seed: 42)
         let (m, n, k) = (301, 190, 257)
