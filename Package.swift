@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "generate", targets: ["generate"]),
         .executable(name: "world", targets: ["world"]),
+        .executable(name: "train-base", targets: ["train-base"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -55,12 +56,20 @@ let package = Package(
         .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
                 swiftSettings: language + cpuFlags),
 
+        // MARK: - The embedded base model
+        .target(name: "BaseModel",
+                dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
+                               "DiffusionModels", "Pipeline", "PictureWorld"],
+                swiftSettings: language + kernelFlags),
+
         // MARK: - Executables
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage",
                                                 "CLIPText", "DiffusionModels"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+                          swiftSettings: language + cpuFlags),
+        .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage"],
                           swiftSettings: language + cpuFlags),
 
         // MARK: - Tests
@@ -84,5 +93,8 @@ let package = Package(
                     dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLIPTextTests", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "CLIPText"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "BaseModelTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "Pipeline", "PictureWorld", "BaseModel"],
+                    swiftSettings: language + cpuFlags),
     ]
 )
