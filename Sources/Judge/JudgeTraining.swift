@@ -76,7 +76,8 @@ public enum JudgeTraining {
         return network
     }
 
-    static func learningRate(_ c: JudgeTrainingConfig, step: Int) -> Float {
+    /// The learning rate of step `step` (0-based).
+    public static func learningRate(_ c: JudgeTrainingConfig, step: Int) -> Float {
         if step < c.warmupSteps { return c.learningRate * Float(step + 1) / Float(c.warmupSteps) }
         let t = Float(step - c.warmupSteps) / Float(max(c.steps - c.warmupSteps, 1))
         return c.learningRate * (0.05 + 0.95 * 0.5 * (1 + cosf(.pi * t)))

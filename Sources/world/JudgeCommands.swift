@@ -20,7 +20,8 @@ func trainJudge(_ a: Arguments) throws {
         if step % 50 == 0 {
             let mean = recent.reduce(0, +) / Float(recent.count)
             recent.removeAll()
-            print(String(format: "step %5d  loss %.4f  lr %.5f  %.0f s", step, mean, config.learningRate,
+            print(String(format: "step %5d  loss %.4f  lr %.5f  %.0f s", step, mean,
+                         JudgeTraining.learningRate(config, step: step - 1),
                          Date().timeIntervalSince(start)))
         }
     }, checkpoint: { step, network in
