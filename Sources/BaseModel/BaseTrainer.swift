@@ -101,8 +101,30 @@ public final class BaseTrainer {
     public func trainStep() throws -> Float {
         let b = config.batchSize
         var random = PhiloxRandom(seed: config.seed ^ (UInt64(step) &* 0x9E37_79B9_7F4A_7C15) ^ 0x57E9)
-        let (images, captions, _) = try data.batch(Array((step * b)..<((step + 1) * b)))
-        let prompts = captions.map { Double(random.next() >> 11) * 0x1p-53 < config.captionDropout ? "" : $0 }
+        unet.zeroGrad()
+        textEncoder.zeroGrad()
+        optimizer.learningRate = config.learningRate(at: step)
+        let loss = try loss(items: Array((step * b)..<((step + 1) * b)), random: &random,
+                            captionDropout: config.captionDropout)
+        try loss.backward()
+        clipGradients(maxNorm: config.clipNorm)
+        optimizer.update()
+        step += 1
+        return loss.value.item
+    }
+
+    /// The training loss on dataset items `items` with timesteps and noise drawn from `seed` (no dropout,
+    /// no gradient): a fixed yardstick to compare weights with.
+    public func evaluationLoss(items: [Int], seed: UInt64) throws -> Float {
+        var random = PhiloxRandom(seed: seed)
+        return try withNoGrad { try loss(items: items, random: &random, captionDropout: 0).value.item }
+    }
+
+    /// The (weighted) denoising loss of one batch; caption dropout, timesteps and noise come from `random`.
+    func loss(items: [Int], random: inout PhiloxRandom, captionDropout: Double) throws -> Variable {
+        let b = items.count
+        let (images, captions, _) = try data.batch(items)                           // [B, H, W, 3] in [−1, 1]
+        let prompts = captions.map { Double(random.next() >> 11) * 0x1p-53 < captionDropout ? "" : $0 }
         let timesteps = (0..<b).map { _ in Int(random.next() % UInt64(schedule.numTrainTimesteps)) }
         let noise = random.normal(shape: images.shape)
         let noisy = try schedule.addNoise(images, noise: noise, timesteps: timesteps)
@@ -111,17 +133,9 @@ public final class BaseTrainer {
             config.minSNRGamma > 0
                 ? Float(schedule.minSNRWeight(t, gamma: config.minSNRGamma, prediction: ToyArchitecture.prediction)) : 1
         }
-        unet.zeroGrad()
-        textEncoder.zeroGrad()
-        optimizer.learningRate = config.learningRate(at: step)
-        let context = try textEncoder.encode(prompts.map { tokenizer.encode($0).ids })
+        let context = try textEncoder.encode(prompts.map { tokenizer.encode($0).ids })   // [B, L, C]
         let prediction = try unet(Variable(noisy), timesteps: timesteps.map(Float.init), context: context)
-        let loss = try weightedMSE(prediction, target: target, weights: weights)
-        try loss.backward()
-        clipGradients(maxNorm: config.clipNorm)
-        optimizer.update()
-        step += 1
-        return loss.value.withUnsafeBufferPointer { $0[0] }
+        return try weightedMSE(prediction, target: target, weights: weights)
     }
 
     /// Scales every gradient so that their global L2 norm is at most `maxNorm`; returns the norm before.
