@@ -12,6 +12,7 @@ import Foundation
 import Judge
 import PNGImage
 import PictureWorld
+import Pipeline
 
 nonisolated(unsafe) var interrupted: sig_atomic_t = 0
 
@@ -90,18 +91,21 @@ func duration(_ s: Double) -> String {
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
 }
 
-func evaluate(_ o: Options, model: String) throws {
+func evaluate(_ o: Options, modelPath: String) throws {
     guard let judgePath = o.judge else { fail("--evaluate needs --judge JUDGE.safetensors") }
     let judge = try Judge(contentsOf: judgePath)
+    let model = try StableDiffusionModel(path: modelPath)
     let prompts = PromptSets.heldout(count: o.count)
     let clock = Date()
     var pairs: [(prompt: String, image: Image)] = []
-    for (k, chunk) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
-        let part = prompts[chunk..<min(chunk + 25, prompts.count)].map(\.prompt)
-        let images = try ToyExport.sample(modelAt: model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
-                                          seed: UInt64(chunk))
+    for (k, start) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
+        let part = prompts[start..<min(start + 25, prompts.count)].map(\.prompt)
+        let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
+                                               seed: UInt64(start))
         pairs += zip(part, images).map { ($0, $1) }
-        if k == 0 { try PNG.write(ToyExport.grid(images, columns: 5), to: model + "/../heldout-grid.png") }
+        if k == 0 {
+            try PNG.write(ToyExport.grid(images, columns: 5), to: modelPath + "/../heldout-grid.png")
+        }
         say("evaluated \(pairs.count)/\(prompts.count) (\(duration(Date().timeIntervalSince(clock))))")
     }
     let verdicts = try judge.evaluate(pairs.map(\.image))
@@ -121,7 +125,7 @@ func evaluate(_ o: Options, model: String) throws {
 
 func main() throws {
     let o = parse(Array(CommandLine.arguments.dropFirst()))
-    if let model = o.evaluate { return try evaluate(o, model: model) }
+    if let model = o.evaluate { return try evaluate(o, modelPath: model) }
 
     let vocabulary = ToyTokenizer.learn()
     let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
@@ -139,15 +143,16 @@ func main() throws {
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
     let checkpointPath = o.run + "/checkpoint.safetensors"
     var elapsedBefore = 0.0
+    var ema: Float? = nil
     if o.resume && fm.fileExists(atPath: checkpointPath) {
         let meta = try trainer.loadCheckpoint(from: checkpointPath)
         elapsedBefore = meta["elapsed"].flatMap(Double.init) ?? 0
+        ema = meta["loss_ema"].flatMap(Float.init)
         say("resumed from \(checkpointPath) at step \(trainer.step)")
     }
     signal(SIGINT) { _ in interrupted = 1 }
     signal(SIGTERM) { _ in interrupted = 1 }
 
-    var ema: Float? = nil
     var recent: [Double] = []
     let clock = Date()
     var sampleSeconds = 0.0
@@ -167,7 +172,8 @@ func main() throws {
         try export(o.run + "/export")
         trainer.unet.eval(); trainer.textEncoder.eval()
         defer { trainer.unet.train(); trainer.textEncoder.train() }
-        let images = try ToyExport.sample(modelAt: o.run + "/export", prompts: PromptSets.validation())
+        let images = try ToyExport.sampleBatch(StableDiffusionModel(path: o.run + "/export"),
+                                               prompts: PromptSets.validation())
         let path = o.run + String(format: "/samples/step-%06d.png", trainer.step)
         try PNG.write(ToyExport.grid(images, columns: 4), to: path)
         sampleSeconds += Date().timeIntervalSince(start)
