@@ -69,7 +69,7 @@ let package = Package(
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline"],
+        .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],
                           swiftSettings: language + cpuFlags),
 
         // MARK: - Tests

@@ -2,6 +2,7 @@
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
+//     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
@@ -13,6 +14,7 @@ import Judge
 import PNGImage
 import PictureWorld
 import Pipeline
+import SafeTensors
 
 nonisolated(unsafe) var interrupted: sig_atomic_t = 0
 
@@ -35,6 +37,7 @@ struct Options {
     var sampleEvery = 500
     var resume = false
     var bench = 0
+    var exportOnly = false
     var evaluate: String?
     var judge: String?
     var count = 200
@@ -69,6 +72,7 @@ func parse(_ args: [String]) -> Options {
         case "--sample-every": o.sampleEvery = int(value())
         case "--resume": o.resume = true
         case "--bench": o.bench = int(value())
+        case "--export": o.exportOnly = true
         case "--evaluate": o.evaluate = value()
         case "--judge": o.judge = value()
         case "--count": o.count = int(value())
@@ -76,7 +80,7 @@ func parse(_ args: [String]) -> Options {
         case "--guidance": o.guidance = number(value())
         case "-h", "--help":
             print("usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] "
-                + "[--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]\n"
+                + "[--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]\n"
                 + "       train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]")
             exit(0)
         default: fail("unknown argument \(args[i]) (see --help)")
@@ -142,6 +146,37 @@ func main() throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
     let checkpointPath = o.run + "/checkpoint.safetensors"
+    func export(_ path: String) throws {
+        try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
+                            modelMaxLength: ToyTokenizer.maxLength, to: path,
+                            metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
+    }
+    /// `<out>/TRAINING.md`: how the exported weights were made.
+    func writeTrainingNotes(_ meta: [String: String], arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
+        let m = { (k: String) in meta[k] ?? "?" }
+        let wall = meta["elapsed"].flatMap(Double.init).map(duration) ?? "?"
+        let text = """
+            # How `\(o.out)` was trained
+
+            `train-base` (Sources/train-base) trained this pixel-space 64×64 model from scratch on the picture
+            world (`WorldDataset(seed: \(m("seed")))`, base options), UNet and CLIP text encoder jointly, full weights.
+
+            - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
+            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --seed \(m("seed")) --out \(o.out)`
+            - architecture `\(arch.name)`: UNet block_out_channels \(arch.unet.blockOutChannels), layers_per_block 1,
+              cross-attention at the lower levels and the middle block (\(counts.unet) weights); text encoder
+              \(arch.text.numHiddenLayers) layers × \(arch.text.hiddenSize) (\(counts.text) weights); tokenizer learned from
+              `Caption.corpus(.all)` by `BPETrainer` (\(vocabulary.vocabulary.count) tokens, model_max_length \(ToyTokenizer.maxLength))
+            - objective: v-prediction, linear β 1e-4 → 0.02 over 1000 steps, uniform timesteps, min-SNR-5 weighted MSE,
+              10 % caption dropout; AdamW (weight decay 0.01), warm-up then cosine to 10 %, gradients clipped to norm 1
+            - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
+            - wall time: \(wall) on the shared 2-core machine (sampling included)
+            - final training loss (EMA 0.98): \(m("loss_ema"))
+            - weights: F16 safetensors
+
+            """
+        try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)
+    }
     var elapsedBefore = 0.0
     var ema: Float? = nil
     if o.resume && fm.fileExists(atPath: checkpointPath) {
@@ -149,6 +184,14 @@ func main() throws {
         elapsedBefore = meta["elapsed"].flatMap(Double.init) ?? 0
         ema = meta["loss_ema"].flatMap(Float.init)
         say("resumed from \(checkpointPath) at step \(trainer.step)")
+    }
+    if o.exportOnly {
+        guard fm.fileExists(atPath: checkpointPath) else { fail("--export: no checkpoint at \(checkpointPath)") }
+        let meta = try trainer.loadCheckpoint(from: checkpointPath)
+        try export(o.out)
+        try writeTrainingNotes(meta, arch: arch, counts: counts)
+        say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
+        return
     }
     signal(SIGINT) { _ in interrupted = 1 }
     signal(SIGTERM) { _ in interrupted = 1 }
@@ -161,11 +204,6 @@ func main() throws {
         try trainer.saveCheckpoint(to: checkpointPath, extraMetadata: [
             "elapsed": String(elapsed()), "loss_ema": String(ema ?? 0), "lr": String(o.config.learningRate),
             "steps": String(o.config.steps)])
-    }
-    func export(_ path: String) throws {
-        try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
-                            modelMaxLength: ToyTokenizer.maxLength, to: path,
-                            metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
     }
     func samples() throws {
         let start = Date()
@@ -212,6 +250,7 @@ func main() throws {
     }
     try checkpoint()
     try export(o.out)
+    try writeTrainingNotes(try SafeTensorsFile(path: checkpointPath).metadata, arch: arch, counts: counts)
     if o.sampleEvery > 0 && trainer.step % o.sampleEvery != 0 { try samples() }
     say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, ema ?? 0,
                duration(elapsed()), duration(sampleSeconds), o.out))
