@@ -95,6 +95,6 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "BaseModelTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "Pipeline", "PictureWorld", "BaseModel"],
-                    swiftSettings: language + cpuFlags),
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

@@ -66,3 +66,19 @@ final class BPETrainerTests: XCTestCase {
         XCTAssertLessThanOrEqual(longest + 2 + 8, ToyTokenizer.maxLength, "room for BOS, EOS and a few words")
     }
 }
+
+/// The files BPETrainer writes read the same in transformers' CLIPTokenizer and in CLIPText's tokenizer.
+final class ToyTokenizerFilesTests: XCTestCase {
+    // Golden ids: Tests/Reference/toy_tokenizer.py (transformers 5.23 CLIPTokenizer on the fixture files).
+    func testIdsMatchTransformersCLIPTokenizer() throws {
+        let fixtures = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let tokenizer = try BPETokenizer(directory: fixtures.appendingPathComponent("toy_tokenizer"))
+        let data = try Data(contentsOf: fixtures.appendingPathComponent("toy_tokenizer_ids.json"))
+        let cases = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        XCTAssertEqual(cases.count, 6)
+        for c in cases {
+            let prompt = try XCTUnwrap(c["prompt"] as? String), ids = try XCTUnwrap(c["ids"] as? [Int])
+            XCTAssertEqual(tokenizer.encode(prompt).ids, ids, prompt)
+        }
+    }
+}
