@@ -63,7 +63,7 @@ let package = Package(
         // MARK: - Training
         .target(name: "Training",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
-                               "DiffusionModels", "Adapters", "Pipeline", "PictureWorld"],
+                               "DiffusionModels", "Adapters", "Pipeline"],
                 swiftSettings: language + kernelFlags),
 
         // MARK: - The embedded base model
