@@ -85,7 +85,8 @@ public final class BaseTrainer {
         textEncoder.train()
         let parameters = unet.trainableParameters().map { ("unet." + $0.0, $0.1) }
             + textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) }
-        optimizer = AdamW(parameters: parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
+        optimizer = AdamW(parameters: parameters, learningRate: config.learningRate, weightDecay: config.weightDecay,
+                          arithmetic: .correctedMoments)
         schedule = try NoiseSchedule(config: ToyArchitecture.scheduler)
         data = try WorldDataset(seed: config.seed, size: architecture.unet.sampleSize ?? 64)
     }
@@ -141,17 +142,7 @@ public final class BaseTrainer {
     /// Scales every gradient so that their global L2 norm is at most `maxNorm`; returns the norm before.
     @discardableResult
     func clipGradients(maxNorm: Float) -> Float {
-        var total: Double = 0
-        for (_, p) in optimizer.parameters {
-            p.grad?.withUnsafeBufferPointer { g in for x in g { total += Double(x * x) } }
-        }
-        let norm = Float(total.squareRoot())
-        guard maxNorm > 0, norm > maxNorm else { return norm }
-        let s = maxNorm / (norm + 1e-6)
-        for (_, p) in optimizer.parameters where p.grad != nil {
-            p.grad!.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= s } }
-        }
-        return norm
+        clipGradientNorm(optimizer.parameters.map(\.1), maxNorm: maxNorm, rule: .aboveMaxNorm)
     }
 
     // MARK: - Checkpoints
