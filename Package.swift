@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "generate", targets: ["generate"]),
         .executable(name: "world", targets: ["world"]),
         .executable(name: "train-style", targets: ["train-style"]),
+        .executable(name: "train-base", targets: ["train-base"]),
     ],
     targets: [
         // MARK: - Numerical base
@@ -62,7 +63,13 @@ let package = Package(
         // MARK: - Training
         .target(name: "Training",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
-                               "DiffusionModels", "Adapters", "Pipeline", "PictureWorld"],
+                               "DiffusionModels", "Adapters", "Pipeline"],
+                swiftSettings: language + kernelFlags),
+
+        // MARK: - The embedded base model
+        .target(name: "BaseModel",
+                dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
+                               "DiffusionModels", "Pipeline", "PictureWorld"],
                 swiftSettings: language + kernelFlags),
 
         // MARK: - Executables
@@ -75,6 +82,8 @@ let package = Package(
                                                 "DiffusionModels", "Schedulers", "Pipeline", "Adapters", "Training"],
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+                          swiftSettings: language + cpuFlags),
+        .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],
                           swiftSettings: language + cpuFlags),
 
         // MARK: - Tests
@@ -104,6 +113,9 @@ let package = Package(
                     swiftSettings: language + cpuFlags),
         .testTarget(name: "AdaptersTests",
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "CLIPText", "Adapters"],
+                    resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "BaseModelTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "Pipeline", "PictureWorld", "BaseModel"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

@@ -19,7 +19,7 @@ public struct TrainStyleArguments {
 
     public static let usage = """
         usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
-               train-style train-base [options]       (train the embedded base model; see train-base --help)
+               (the embedded base model is trained by the separate `train-base` command)
 
         Learns a subject (or, with --style, a style) from a folder of PNG images and writes a LoRA adapter.
 
@@ -119,7 +119,7 @@ public enum TrainStyleCommand {
         let console = TrainingConsole()
         guard FileManager.default.fileExists(atPath: c.pipeline) else {
             throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
-                + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-style train-base`" : ""))
+                + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-base`" : ""))
         }
         let start = Date()
         let model = try StableDiffusionModel(path: c.pipeline)

@@ -6,6 +6,7 @@
 // The learning rate warms up linearly, then follows a cosine to 5 % of its peak.
 import Autograd
 import Foundation
+import NN
 import PictureWorld
 import TensorCore
 
@@ -56,8 +57,8 @@ public enum JudgeTraining {
         network.initializeParameters(random: &initRandom)
         network.train()
         let data = try WorldDataset(seed: config.seed, options: .judgeTraining, size: JudgeNetwork.inputSize)
-        let parameters = network.trainableParameters().map(\.1)
-        let adam = Adam(parameters: parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
+        let adam = AdamW(parameters: network.trainableParameters(), learningRate: config.learningRate,
+                         weightDecay: config.weightDecay, arithmetic: .combinedStep)
         var augmentRandom = PhiloxRandom(seed: config.seed ^ 0xA061)
         for step in 0..<config.steps {
             adam.learningRate = learningRate(config, step: step)

@@ -4,6 +4,7 @@
 // temporary name and renamed, so a crash leaves either the previous checkpoint or the new one; a file
 // that was damaged afterwards fails its checksum and is refused.
 import Foundation
+import NN
 import SafeTensors
 import TensorCore
 
@@ -44,6 +45,8 @@ public struct TrainingCheckpoint {
 
     /// The file name inside a run folder.
     public static let fileName = "checkpoint.safetensors"
+    /// Names of the AdamW moments among the tensors.
+    public static let momentKeys = MomentKeys(first: "adamw.m.", second: "adamw.v.")
 
     /// Writes the checkpoint atomically to `path` (temporary file + rename).
     public func write(to path: String) throws {

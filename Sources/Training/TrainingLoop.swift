@@ -6,6 +6,7 @@
 // parameters and optimiser moments are saved exactly, so a resumed run continues bit for bit.
 import Autograd
 import Foundation
+import NN
 import TensorCore
 
 /// Loop settings (defaults: diffusers' DreamBooth LoRA script).
@@ -102,7 +103,11 @@ public final class TrainingLoop {
                 throw TrainingError.invalidCheckpoint("checkpoint value for \(key) has shape \(t.shape), expected \(p.shape)")
             }
         }
-        try optimizer.restore(tensors: checkpoint.tensors, step: checkpoint.optimizerStep)
+        do {
+            try optimizer.restore(tensors: checkpoint.tensors, step: checkpoint.optimizerStep, keys: TrainingCheckpoint.momentKeys)
+        } catch let error as OptimizerError {
+            throw TrainingError.invalidCheckpoint(error.description)
+        }
         for (key, p) in parameters { p.value = checkpoint.tensors["param." + key]! }
         state = checkpoint.state
     }
@@ -168,7 +173,7 @@ public final class TrainingLoop {
     /// Writes the checkpoint for the current step atomically.
     public func saveCheckpoint(elapsed: Double) throws {
         state.elapsed = elapsed
-        var tensors = optimizer.stateTensors().tensors
+        var tensors = optimizer.state(keys: TrainingCheckpoint.momentKeys).tensors
         for (key, p) in parameters { tensors["param." + key] = p.value }
         try TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
                                optimizerStep: optimizer.step).write(to: checkpointPath)

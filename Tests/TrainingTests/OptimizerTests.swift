@@ -1,49 +1,12 @@
 import Autograd
 import Foundation
+import NN
 import PictureWorld
 import TensorCore
 import XCTest
 @testable import Training
 
 final class OptimizerTests: XCTestCase {
-    /// Two AdamW steps against torch.optim.AdamW's update rule written out in Double:
-    /// p ← p(1 − lr·λ); m ← β1 m + (1 − β1) g; v ← β2 v + (1 − β2) g²;
-    /// p ← p − lr/(1 − β1ᵗ) · m / (√v/√(1 − β2ᵗ) + ε).
-    func testAdamWMatchesTheReferenceUpdateRule() throws {
-        let p = Variable(try Tensor(shape: [3], scalars: [0.5, -1.0, 2.0]), requiresGrad: true)
-        let grads: [[Float]] = [[0.1, -0.2, 0.3], [-0.05, 0.4, 0.0]]
-        let lr: Float = 1e-2, wd: Float = 1e-2
-        let optimizer = AdamW(groups: [ParameterGroup(parameters: [("w", p)])], settings: AdamWSettings(weightDecay: wd))
-        var ref: [Double] = [0.5, -1.0, 2.0], m = [Double](repeating: 0, count: 3), v = m
-        for (t, g) in grads.enumerated() {
-            p.grad = try Tensor(shape: [3], scalars: g)
-            optimizer.update(learningRate: lr)
-            let step = Double(t + 1)
-            for j in 0..<3 {
-                ref[j] *= 1 - Double(lr) * Double(wd)
-                m[j] = 0.9 * m[j] + 0.1 * Double(g[j])
-                v[j] = 0.999 * v[j] + 0.001 * Double(g[j]) * Double(g[j])
-                let denom = v[j].squareRoot() / (1 - pow(0.999, step)).squareRoot() + 1e-8
-                ref[j] -= Double(lr) / (1 - pow(0.9, step)) * m[j] / denom
-            }
-        }
-        let got = p.value.withUnsafeBufferPointer(Array.init)
-        for j in 0..<3 { XCTAssertEqual(Double(got[j]), ref[j], accuracy: 1e-6, "element \(j)") }
-        // First step of Adam moves each coordinate by ≈ lr·sign(g): the sign of the move is checked too.
-        XCTAssertLessThan(got[0], 0.5)
-        XCTAssertEqual(optimizer.step, 2)
-    }
-
-    func testGradientClippingScalesToMaxNorm() throws {
-        let a = Variable(Tensor(zeros: [2]), requiresGrad: true), b = Variable(Tensor(zeros: [1]), requiresGrad: true)
-        a.grad = try Tensor(shape: [2], scalars: [3, 0])
-        b.grad = try Tensor(shape: [1], scalars: [4])
-        let norm = clipGradientNorm([a, b], maxNorm: 1)
-        XCTAssertEqual(norm, 5, accuracy: 1e-6)
-        XCTAssertEqual(a.grad!.withUnsafeBufferPointer { $0[0] }, 0.6, accuracy: 1e-6)
-        XCTAssertEqual(b.grad!.withUnsafeBufferPointer { $0[0] }, 0.8, accuracy: 1e-6)
-    }
-
     func testLearningRateScheduleValues() {
         let constant = LearningRateSchedule(peak: 1e-3, warmupSteps: 10, decay: .constant, totalSteps: 110)
         XCTAssertEqual(constant.rate(at: 0), 0)
@@ -118,15 +81,5 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(InstancePrompt(token: "sks", style: true).text, "a picture in the style of sks")
         XCTAssertEqual(InstancePrompt(token: "sks", className: "dog", override: "sks dog, photo").text, "sks dog, photo")
         XCTAssertNil(InstancePrompt(token: "sks").classPrompt)
-    }
-
-    func testVocabularyHasByteSymbolsAndWholeCorpusWords() throws {
-        let (vocab, merges) = CLIPVocabularyBuilder.build(corpus: ["a photo of a brown dog on the beach", "a red car"])
-        XCTAssertEqual(vocab.count, 512 + merges.count + 2)
-        XCTAssertEqual(vocab["!"], 0)
-        XCTAssertNotNil(vocab["photo</w>"])
-        XCTAssertNotNil(vocab["beach</w>"])
-        XCTAssertEqual(vocab["<|endoftext|>"], vocab.count - 1)
-        XCTAssertEqual(CLIPVocabularyBuilder.byteSymbols[32], "Ġ")
     }
 }

@@ -1,0 +1,141 @@
+// ToyExport: writes the trained model as a diffusers pipeline folder (what `save_pretrained` writes for a
+// pixel-space pipeline without VAE), weights in F16:
+//
+//     model_index.json
+//     scheduler/scheduler_config.json
+//     text_encoder/config.json + model.safetensors            (keys `text_model.…`, as transformers)
+//     tokenizer/vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
+//     unet/config.json + diffusion_pytorch_model.safetensors
+//
+// and renders sample grids through the pipeline that loads such folders.
+import Autograd
+import CLIPText
+import DiffusionModels
+import Foundation
+import PNGImage
+import Pipeline
+import SafeTensors
+import Schedulers
+import TensorCore
+
+public enum ToyExport {
+    /// Writes the folder at `path` (created; existing component files are replaced). Each file is written
+    /// atomically, `model_index.json` last.
+    public static func write(unet: UNet2DConditionModel, textEncoder: CLIPTextModel, vocabulary: BPEVocabulary,
+                             modelMaxLength: Int, to path: String, metadata: [String: String] = [:]) throws {
+        let root = URL(fileURLWithPath: path, isDirectory: true)
+        let fm = FileManager.default
+        for c in ["unet", "text_encoder", "tokenizer", "scheduler"] {
+            try fm.createDirectory(at: root.appendingPathComponent(c), withIntermediateDirectories: true)
+        }
+        try vocabulary.write(to: root.appendingPathComponent("tokenizer"), modelMaxLength: modelMaxLength)
+
+        try unet.config.jsonData().write(to: root.appendingPathComponent("unet/config.json"), options: .atomic)
+        try SafeTensorsWriter.write(unet.stateDict(), metadata: metadata.merging(["format": "pt"]) { a, _ in a },
+                                    as: .f16, to: root.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path)
+
+        try textConfigJSON(textEncoder.config).write(to: root.appendingPathComponent("text_encoder/config.json"),
+                                                     options: .atomic)
+        var text: [String: Tensor] = [:]
+        for (k, t) in textEncoder.stateDict() { text["text_model." + k] = t }
+        try SafeTensorsWriter.write(text, metadata: ["format": "pt"], as: .f16,
+                                    to: root.appendingPathComponent("text_encoder/model.safetensors").path)
+
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(ToyArchitecture.scheduler)
+            .write(to: root.appendingPathComponent("scheduler/scheduler_config.json"), options: .atomic)
+
+        let index = """
+            {
+              "_class_name": "StableDiffusionPipeline",
+              "_diffusers_version": "0.42.1",
+              "feature_extractor": [null, null],
+              "requires_safety_checker": false,
+              "safety_checker": [null, null],
+              "scheduler": ["diffusers", "\(ToyArchitecture.scheduler.className ?? "DDPMScheduler")"],
+              "text_encoder": ["transformers", "CLIPTextModel"],
+              "tokenizer": ["transformers", "CLIPTokenizer"],
+              "unet": ["diffusers", "UNet2DConditionModel"],
+              "vae": [null, null]
+            }
+
+            """
+        try Data(index.utf8).write(to: root.appendingPathComponent("model_index.json"), options: .atomic)
+    }
+
+    /// transformers' `text_encoder/config.json` for a CLIPTextModel.
+    static func textConfigJSON(_ c: CLIPTextConfig) throws -> Data {
+        let object: [String: Any] = [
+            "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+            "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize,
+            "num_hidden_layers": c.numHiddenLayers, "num_attention_heads": c.numAttentionHeads,
+            "max_position_embeddings": c.maxPositionEmbeddings, "hidden_act": c.hiddenAct.rawValue,
+            "layer_norm_eps": Double(c.layerNormEps), "eos_token_id": c.eosTokenID,
+            "bos_token_id": c.eosTokenID - 1, "pad_token_id": c.eosTokenID, "projection_dim": c.hiddenSize,
+            "attention_dropout": 0.0, "dropout": 0.0, "initializer_factor": 1.0, "initializer_range": 0.02,
+            "torch_dtype": "float16",
+        ]
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// Images for `prompts` (one per prompt, seed `seed + i`) from the folder at `path`, through `TextToImage`.
+    public static func sample(modelAt path: String, prompts: [String], steps: Int = 20, guidance: Double = 4,
+                              seed: UInt64 = 0) throws -> [Image] {
+        let model = try StableDiffusionModel(path: path)
+        let pipeline = TextToImage(model: model)
+        return try prompts.enumerated().map { i, prompt in
+            let p = GenerationParameters(prompt: prompt, steps: steps, guidanceScale: guidance, seed: seed + UInt64(i))
+            return try pipeline.generate(p)[0].image
+        }
+    }
+
+    /// Images for many prompts at once (one batch through the UNet per step, DPM++ 2M, classifier-free
+    /// guidance against the empty prompt): the same loop as `TextToImage`, batched over prompts, for
+    /// evaluating a model on hundreds of prompts. Initial noise: N(0, 1) [N, H, W, C] from `seed`.
+    public static func sampleBatch(_ model: StableDiffusionModel, prompts: [String], steps: Int = 20,
+                                   guidance: Double = 4, seed: UInt64 = 0) throws -> [Image] {
+        let n = prompts.count
+        guard n > 0 else { return [] }
+        let ids = (Array(repeating: "", count: n) + prompts).map { model.tokenizer.encode($0).ids }
+        let context = try withNoGrad { try model.textEncoder.encode(ids) }           // [2N, L, C]
+        var sampler = try SamplerKind.dpmpp2m.make(config: model.schedulerConfig, steps: steps)
+        var noise = PhiloxRandom(seed: seed)
+        let size = model.defaultSize, channels = model.unet.config.inChannels
+        var x = noise.normal(shape: [n, size, size, channels])
+        let sigma = sampler.initNoiseSigma
+        x.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] *= sigma } }
+        let g = Float(guidance)
+        for i in sampler.timesteps.indices {
+            let input = try sampler.scaleModelInput(x, step: i)
+            let doubled = try Tensor(shape: [2 * n] + input.shape.dropFirst(), scalars: input.scalars + input.scalars)
+            let out = try withNoGrad {
+                try model.unet(Variable(doubled), timesteps: [Float(sampler.timesteps[i])], context: context).value
+            }
+            let half = out.count / 2
+            let guided = Tensor(shape: x.shape) { e in
+                out.withUnsafeBufferPointer { o in for k in 0..<half { e[k] = o[k] + g * (o[half + k] - o[k]) } }
+            }
+            x = try sampler.step(modelOutput: guided, step: i, sample: x, noise: &noise)
+        }
+        return try TextToImage(model: model).decode(x)
+    }
+
+    /// Images side by side in rows of `columns` (all of one size), 2-pixel grey gaps.
+    public static func grid(_ images: [Image], columns: Int) throws -> Image {
+        guard let first = images.first else { return try Image(width: 1, height: 1, color: (0, 0, 0)) }
+        let (w, h, gap) = (first.width, first.height, 2)
+        let cols = max(1, min(columns, images.count)), rows = (images.count + cols - 1) / cols
+        let gw = cols * w + (cols - 1) * gap, gh = rows * h + (rows - 1) * gap
+        var pixels = [UInt8](repeating: 128, count: gw * gh * 3)
+        for (k, im) in images.enumerated() where im.width == w && im.height == h {
+            let (ox, oy) = ((k % cols) * (w + gap), (k / cols) * (h + gap))
+            for y in 0..<h {
+                for x in 0..<w {
+                    for c in 0..<3 { pixels[((oy + y) * gw + ox + x) * 3 + c] = im.pixels[(y * w + x) * 3 + c] }
+                }
+            }
+        }
+        return try Image(width: gw, height: gh, pixels: pixels)
+    }
+}

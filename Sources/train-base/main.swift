@@ -1,0 +1,263 @@
+// train-base: trains the embedded base model (`pipelines/toy/`) from scratch on the picture world.
+//
+//     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
+//                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
+//     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
+//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+//
+// The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
+// N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
+// At the end the pipeline folder is written to `--out`.
+import BaseModel
+import Foundation
+import Judge
+import PNGImage
+import PictureWorld
+import Pipeline
+import SafeTensors
+
+nonisolated(unsafe) var interrupted: sig_atomic_t = 0
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data(("train-base: " + message + "\n").utf8))
+    exit(1)
+}
+
+func say(_ line: String) {
+    print(line)
+    fflush(stdout)
+}
+
+struct Options {
+    var config = BaseTrainingConfig()
+    var arch = "s"
+    var out = "pipelines/toy"
+    var run = "runs/train-base"
+    var checkpointEvery = 100
+    var sampleEvery = 500
+    var resume = false
+    var bench = 0
+    var exportOnly = false
+    var evaluate: String?
+    var judge: String?
+    var count = 200
+    var sampleSteps = 20
+    var guidance = 4.0
+}
+
+func parse(_ args: [String]) -> Options {
+    var o = Options()
+    var i = 0
+    func value() -> String {
+        i += 1
+        guard i < args.count else { fail("\(args[i - 1]) needs a value") }
+        return args[i]
+    }
+    func number<T: LosslessStringConvertible>(_ s: String) -> T {
+        guard let v = T(s) else { fail("\(args[i - 1]) needs a number, got \(s)") }
+        return v
+    }
+    func int(_ s: String) -> Int { number(s) }
+    while i < args.count {
+        switch args[i] {
+        case "--steps": o.config.steps = int(value())
+        case "--batch": o.config.batchSize = int(value())
+        case "--lr": o.config.learningRate = number(value())
+        case "--warmup": o.config.warmupSteps = int(value())
+        case "--seed": o.config.seed = number(value())
+        case "--arch": o.arch = value()
+        case "--out": o.out = value()
+        case "--run": o.run = value()
+        case "--checkpoint-every": o.checkpointEvery = int(value())
+        case "--sample-every": o.sampleEvery = int(value())
+        case "--resume": o.resume = true
+        case "--bench": o.bench = int(value())
+        case "--export": o.exportOnly = true
+        case "--evaluate": o.evaluate = value()
+        case "--judge": o.judge = value()
+        case "--count": o.count = int(value())
+        case "--sample-steps": o.sampleSteps = int(value())
+        case "--guidance": o.guidance = number(value())
+        case "-h", "--help":
+            print("usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] "
+                + "[--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]\n"
+                + "       train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]")
+            exit(0)
+        default: fail("unknown argument \(args[i]) (see --help)")
+        }
+        i += 1
+    }
+    return o
+}
+
+func duration(_ s: Double) -> String {
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+func evaluate(_ o: Options, modelPath: String) throws {
+    guard let judgePath = o.judge else { fail("--evaluate needs --judge JUDGE.safetensors") }
+    let judge = try Judge(contentsOf: judgePath)
+    let model = try StableDiffusionModel(path: modelPath)
+    let prompts = PromptSets.heldout(count: o.count)
+    let clock = Date()
+    var pairs: [(prompt: String, image: Image)] = []
+    for (k, start) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
+        let part = prompts[start..<min(start + 25, prompts.count)].map(\.prompt)
+        let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
+                                               seed: UInt64(start))
+        pairs += zip(part, images).map { ($0, $1) }
+        if k == 0 {
+            try PNG.write(ToyExport.grid(images, columns: 5), to: modelPath + "/../heldout-grid.png")
+        }
+        say("evaluated \(pairs.count)/\(prompts.count) (\(duration(Date().timeIntervalSince(clock))))")
+    }
+    let verdicts = try judge.evaluate(pairs.map(\.image))
+    var object = 0, color = 0, background = 0, all = 0
+    for ((prompt, _), v) in zip(pairs, verdicts) {
+        let parsed = Caption.parse(prompt)
+        if parsed.object == v.object { object += 1 }
+        if parsed.color == v.color { color += 1 }
+        if parsed.background == v.background { background += 1 }
+        if Fidelity.matchesPrompt(prompt, v) { all += 1 }
+    }
+    let n = Double(pairs.count)
+    say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
+        + "background %.1f%%, all three %.1f%%", pairs.count, o.sampleSteps, o.guidance, 100 * Double(object) / n,
+        100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n))
+}
+
+func main() throws {
+    let o = parse(Array(CommandLine.arguments.dropFirst()))
+    if let model = o.evaluate { return try evaluate(o, modelPath: model) }
+
+    let vocabulary = ToyTokenizer.learn()
+    let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
+    guard let arch = ToyArchitecture.named(o.arch, vocabularySize: vocabulary.vocabulary.count,
+                                           maxLength: ToyTokenizer.maxLength) else {
+        fail("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
+    }
+    let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config)
+    let counts = trainer.parameterCounts
+    say("train-base: arch \(arch.name) unet \(arch.unet.blockOutChannels) (\(counts.unet) weights), text "
+        + "\(arch.text.numHiddenLayers)×\(arch.text.hiddenSize) (\(counts.text) weights), vocab \(vocabulary.vocabulary.count), "
+        + "batch \(o.config.batchSize), lr \(o.config.learningRate), seed \(o.config.seed), steps \(o.config.steps)")
+
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
+    let checkpointPath = o.run + "/checkpoint.safetensors"
+    func export(_ path: String) throws {
+        try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
+                            modelMaxLength: ToyTokenizer.maxLength, to: path,
+                            metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
+    }
+    /// `<out>/TRAINING.md`: how the exported weights were made.
+    func writeTrainingNotes(_ meta: [String: String], arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
+        let m = { (k: String) in meta[k] ?? "?" }
+        let wall = meta["elapsed"].flatMap(Double.init).map(duration) ?? "?"
+        let text = """
+            # How `\(o.out)` was trained
+
+            `train-base` (Sources/train-base) trained this pixel-space 64×64 model from scratch on the picture
+            world (`WorldDataset(seed: \(m("seed")))`, base options), UNet and CLIP text encoder jointly, full weights.
+
+            - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
+            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --seed \(m("seed")) --out \(o.out)`
+            - architecture `\(arch.name)`: UNet block_out_channels \(arch.unet.blockOutChannels), layers_per_block 1,
+              cross-attention at the lower levels and the middle block (\(counts.unet) weights); text encoder
+              \(arch.text.numHiddenLayers) layers × \(arch.text.hiddenSize) (\(counts.text) weights); tokenizer learned from
+              `Caption.corpus(.all)` by `BPETrainer` (\(vocabulary.vocabulary.count) tokens, model_max_length \(ToyTokenizer.maxLength))
+            - objective: v-prediction, linear β 1e-4 → 0.02 over 1000 steps, uniform timesteps, min-SNR-5 weighted MSE,
+              10 % caption dropout; AdamW (weight decay 0.01), warm-up then cosine to 10 %, gradients clipped to norm 1
+            - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
+            - wall time: \(wall) on the shared 2-core machine (sampling included)
+            - final training loss (EMA 0.98): \(m("loss_ema"))
+            - weights: F16 safetensors
+
+            """
+        try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)
+    }
+    var elapsedBefore = 0.0
+    var ema: Float? = nil
+    if o.resume && fm.fileExists(atPath: checkpointPath) {
+        let meta = try trainer.loadCheckpoint(from: checkpointPath)
+        elapsedBefore = meta["elapsed"].flatMap(Double.init) ?? 0
+        ema = meta["loss_ema"].flatMap(Float.init)
+        say("resumed from \(checkpointPath) at step \(trainer.step)")
+    }
+    if o.exportOnly {
+        guard fm.fileExists(atPath: checkpointPath) else { fail("--export: no checkpoint at \(checkpointPath)") }
+        let meta = try trainer.loadCheckpoint(from: checkpointPath)
+        try export(o.out)
+        try writeTrainingNotes(meta, arch: arch, counts: counts)
+        say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
+        return
+    }
+    signal(SIGINT) { _ in interrupted = 1 }
+    signal(SIGTERM) { _ in interrupted = 1 }
+
+    var recent: [Double] = []
+    let clock = Date()
+    var sampleSeconds = 0.0
+    func elapsed() -> Double { elapsedBefore + Date().timeIntervalSince(clock) }
+    func checkpoint() throws {
+        try trainer.saveCheckpoint(to: checkpointPath, extraMetadata: [
+            "elapsed": String(elapsed()), "loss_ema": String(ema ?? 0), "lr": String(o.config.learningRate),
+            "steps": String(o.config.steps)])
+    }
+    func samples() throws {
+        let start = Date()
+        try export(o.run + "/export")
+        trainer.unet.eval(); trainer.textEncoder.eval()
+        defer { trainer.unet.train(); trainer.textEncoder.train() }
+        let images = try ToyExport.sampleBatch(StableDiffusionModel(path: o.run + "/export"),
+                                               prompts: PromptSets.validation())
+        let path = o.run + String(format: "/samples/step-%06d.png", trainer.step)
+        try PNG.write(ToyExport.grid(images, columns: 4), to: path)
+        sampleSeconds += Date().timeIntervalSince(start)
+        say("samples: \(path) (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
+    }
+
+    while trainer.step < o.config.steps {
+        let t0 = Date()
+        let loss = try trainer.trainStep()
+        let dt = Date().timeIntervalSince(t0)
+        recent.append(dt)
+        if recent.count > 20 { recent.removeFirst() }
+        ema = ema.map { 0.98 * $0 + 0.02 * loss } ?? loss
+        let s = trainer.step
+        if s % 10 == 0 || s <= 5 || o.bench > 0 {
+            let median = recent.sorted()[recent.count / 2]
+            say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", s, o.config.steps,
+                       loss, ema!, o.config.learningRate(at: s - 1), median, duration(elapsed()),
+                       duration(median * Double(o.config.steps - s))))
+        }
+        if o.bench > 0 && s >= o.bench {
+            let median = recent.sorted()[recent.count / 2]
+            say(String(format: "bench: arch %@ batch %d median %.2f s/step over %d steps", arch.name, o.config.batchSize,
+                       median, recent.count))
+            return
+        }
+        if interrupted != 0 {
+            try checkpoint()
+            say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
+            return
+        }
+        if s % o.checkpointEvery == 0 { try checkpoint() }
+        if o.sampleEvery > 0 && s % o.sampleEvery == 0 {
+            do { try samples() } catch { say("samples failed (training goes on): \(error)") }
+        }
+    }
+    try checkpoint()
+    try export(o.out)
+    try writeTrainingNotes(try SafeTensorsFile(path: checkpointPath).metadata, arch: arch, counts: counts)
+    if o.sampleEvery > 0 && trainer.step % o.sampleEvery != 0 { try samples() }
+    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, ema ?? 0,
+               duration(elapsed()), duration(sampleSeconds), o.out))
+}
+
+do {
+    try main()
+} catch {
+    fail("\(error)")
+}

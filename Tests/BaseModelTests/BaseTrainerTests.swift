@@ -1,0 +1,104 @@
+// train-base on the micro architecture: a few steps lower the loss, a checkpoint resumes the same run,
+// and the exported pipeline folder loads in Pipeline's loader with the trained model's outputs.
+import Autograd
+import CLIPText
+import Foundation
+import NN
+import Pipeline
+import TensorCore
+import XCTest
+@testable import BaseModel
+
+final class BaseTrainerTests: XCTestCase {
+    func makeTrainer(steps: Int = 30, seed: UInt64 = 3) throws -> BaseTrainer {
+        let vocabulary = ToyTokenizer.learn()
+        let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
+        let arch = try XCTUnwrap(ToyArchitecture.named("micro", vocabularySize: vocabulary.vocabulary.count,
+                                                       maxLength: ToyTokenizer.maxLength))
+        var config = BaseTrainingConfig()
+        config.seed = seed
+        config.steps = steps
+        config.batchSize = 4
+        config.learningRate = 3e-3
+        config.warmupSteps = 2
+        return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config)
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("toy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func testAFewStepsLowerTheLoss() throws {
+        let trainer = try makeTrainer()
+        let items = Array(1000..<1008)
+        let before = try trainer.evaluationLoss(items: items, seed: 11)
+        for _ in 0..<30 { try trainer.trainStep() }
+        let after = try trainer.evaluationLoss(items: items, seed: 11)
+        XCTAssertEqual(trainer.step, 30)
+        XCTAssertLessThan(after, 0.8 * before, "loss \(before) → \(after)")
+    }
+
+    func testCheckpointResumesTheSameRun() throws {
+        let dir = try temporaryDirectory()
+        let straight = try makeTrainer(steps: 4)
+        for _ in 0..<4 { try straight.trainStep() }
+
+        let first = try makeTrainer(steps: 4)
+        for _ in 0..<2 { try first.trainStep() }
+        let path = dir.appendingPathComponent("checkpoint.safetensors").path
+        try first.saveCheckpoint(to: path)
+        let resumed = try makeTrainer(steps: 4)
+        try resumed.loadCheckpoint(from: path)
+        XCTAssertEqual(resumed.step, 2)
+        for _ in 0..<2 { try resumed.trainStep() }
+        for ((key, a), (_, b)) in zip(straight.unet.namedParameters(), resumed.unet.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, key)
+        }
+        for ((key, a), (_, b)) in zip(straight.textEncoder.namedParameters(), resumed.textEncoder.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, key)
+        }
+    }
+
+    func testExportLoadsInThePipelineWithIdenticalOutputs() throws {
+        let trainer = try makeTrainer(steps: 2)
+        for _ in 0..<2 { try trainer.trainStep() }
+        // The folder stores F16: round the live weights the same way, so outputs must agree exactly.
+        for (_, p) in trainer.unet.namedParameters() + trainer.textEncoder.namedParameters() {
+            p.value = try Tensor(shape: p.shape, scalars: p.value.scalars.map { Float(Float16($0)) })
+        }
+        trainer.unet.eval()
+        trainer.textEncoder.eval()
+        let dir = try temporaryDirectory().appendingPathComponent("toy").path
+        try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: trainer.vocabulary,
+                            modelMaxLength: ToyTokenizer.maxLength, to: dir)
+        let model = try StableDiffusionModel(path: dir)
+        XCTAssertNil(model.vae)
+        XCTAssertEqual(model.unet.config, trainer.architecture.unet)
+        XCTAssertEqual(model.textEncoder.config, trainer.architecture.text)
+        XCTAssertEqual(model.schedulerConfig, ToyArchitecture.scheduler)
+
+        let prompt = "a photo of sks dog in the snow"
+        let ids = model.tokenizer.encode(prompt).ids
+        XCTAssertEqual(ids, trainer.tokenizer.encode(prompt).ids)
+        let (reloaded, original) = try withNoGrad {
+            (try model.textEncoder.encode([ids]), try trainer.textEncoder.encode([ids]))
+        }
+        XCTAssertEqual(reloaded.value.scalars, original.value.scalars)
+
+        var random = PhiloxRandom(seed: 5)
+        let x = Variable(random.normal(shape: [2, 16, 16, 3]))
+        let row = original.value.scalars
+        let context = Variable(try Tensor(shape: [2] + original.shape.dropFirst(), scalars: row + row))
+        let (a, b) = try withNoGrad {
+            (try model.unet(x, timesteps: [500, 20], context: context), try trainer.unet(x, timesteps: [500, 20], context: context))
+        }
+        XCTAssertEqual(a.value.scalars, b.value.scalars)
+
+        let images = try ToyExport.sample(modelAt: dir, prompts: ["a red car in the snow"], steps: 2)
+        XCTAssertEqual(images.count, 1)
+        XCTAssertEqual(images[0].width, 16)
+    }
+}
