@@ -8,14 +8,12 @@
 //     unet/config.json + diffusion_pytorch_model.safetensors
 //
 // and renders sample grids through the pipeline that loads such folders.
-import Autograd
 import CLIPText
 import DiffusionModels
 import Foundation
 import PNGImage
 import Pipeline
 import SafeTensors
-import Schedulers
 import TensorCore
 
 public enum ToyExport {
@@ -90,35 +88,18 @@ public enum ToyExport {
         }
     }
 
-    /// Images for many prompts at once (one batch through the UNet per step, DPM++ 2M, classifier-free
-    /// guidance against the empty prompt): the same loop as `TextToImage`, batched over prompts, for
-    /// evaluating a model on hundreds of prompts. Initial noise: N(0, 1) [N, H, W, C] from `seed`.
+    /// Images for many prompts at once, prompt i with seed `seed + i` (DPM++ 2M, classifier-free guidance
+    /// against the empty prompt), for evaluating a model on hundreds of prompts: `TextToImage`'s one loop
+    /// over the whole batch (one UNet batch per step), each image the one `sample` gives for its prompt.
     public static func sampleBatch(_ model: StableDiffusionModel, prompts: [String], steps: Int = 20,
                                    guidance: Double = 4, seed: UInt64 = 0) throws -> [Image] {
-        let n = prompts.count
-        guard n > 0 else { return [] }
-        let ids = (Array(repeating: "", count: n) + prompts).map { model.tokenizer.encode($0).ids }
-        let context = try withNoGrad { try model.textEncoder.encode(ids) }           // [2N, L, C]
-        var sampler = try SamplerKind.dpmpp2m.make(config: model.schedulerConfig, steps: steps)
-        var noise = PhiloxRandom(seed: seed)
-        let size = model.defaultSize, channels = model.unet.config.inChannels
-        var x = noise.normal(shape: [n, size, size, channels])
-        let sigma = sampler.initNoiseSigma
-        x.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] *= sigma } }
-        let g = Float(guidance)
-        for i in sampler.timesteps.indices {
-            let input = try sampler.scaleModelInput(x, step: i)
-            let doubled = try Tensor(shape: [2 * n] + input.shape.dropFirst(), scalars: input.scalars + input.scalars)
-            let out = try withNoGrad {
-                try model.unet(Variable(doubled), timesteps: [Float(sampler.timesteps[i])], context: context).value
-            }
-            let half = out.count / 2
-            let guided = Tensor(shape: x.shape) { e in
-                out.withUnsafeBufferPointer { o in for k in 0..<half { e[k] = o[k] + g * (o[half + k] - o[k]) } }
-            }
-            x = try sampler.step(modelOutput: guided, step: i, sample: x, noise: &noise)
+        guard !prompts.isEmpty else { return [] }
+        let pipeline = TextToImage(model: model)
+        let requests = prompts.enumerated().map { i, prompt in
+            BatchRequest(parameters: GenerationParameters(prompt: prompt, steps: steps, guidanceScale: guidance,
+                                                          seed: seed + UInt64(i)))
         }
-        return try TextToImage(model: model).decode(x)
+        return try pipeline.decode(pipeline.denoise(batch: requests))
     }
 
     /// Images side by side in rows of `columns` (all of one size), 2-pixel grey gaps.

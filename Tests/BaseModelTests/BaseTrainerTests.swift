@@ -97,8 +97,10 @@ final class BaseTrainerTests: XCTestCase {
         }
         XCTAssertEqual(a.value.scalars, b.value.scalars)
 
-        let images = try ToyExport.sample(modelAt: dir, prompts: ["a red car in the snow"], steps: 2)
-        XCTAssertEqual(images.count, 1)
+        let images = try ToyExport.sample(modelAt: dir, prompts: ["a red car in the snow", "a blue ball"], steps: 2)
+        XCTAssertEqual(images.count, 2)
         XCTAssertEqual(images[0].width, 16)
+        XCTAssertEqual(try ToyExport.sampleBatch(model, prompts: ["a red car in the snow", "a blue ball"], steps: 2), images,
+                       "one batch gives each prompt's image alone")
     }
 }
