@@ -52,7 +52,8 @@ let package = Package(
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels", "Adapters"],
                 exclude: ["README.md"], swiftSettings: language + kernelFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training"],
+        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training",
+                                           "PictureWorld", "Judge"],
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Picture world (the embedded default's data) and its judge
@@ -101,7 +102,7 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PipelineTests",
-                    dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI", "Adapters"],
+                    dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI", "Adapters", "Judge"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PictureWorldTests",
                     dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),

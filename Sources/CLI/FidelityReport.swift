@@ -1,0 +1,143 @@
+// The judge's fidelity report on a subject adapter: fixed seeds, the same prompts with the adapter off
+// (weight 0, "before") and on (weight 1, "after"), in batches whose images carry their own adapter weights,
+// so the base runs once per batch. Measures subject fidelity and background fidelity on `a photo of sks dog
+// …` prompts and prior drift (the subject's coat on `a photo of a dog …`); writes report.json and a grid.
+import Adapters
+import Foundation
+import Judge
+import PNGImage
+import Pipeline
+import PictureWorld
+import Schedulers
+import TensorCore
+
+/// Settings of a fidelity report: seeds 0..<count, and the sampler of train-style's validation images.
+public struct FidelityReportSettings: Codable, Equatable, Sendable {
+    /// Images per prompt set and adapter state; image i uses seed i and prompt i (cycling through the set).
+    public var count: Int = 16
+    public var steps: Int = 20
+    public var guidanceScale: Double = 7.5
+    public var sampler: SamplerKind = .dpmpp2m
+    /// Image size (nil: the model's default).
+    public var size: Int?
+    /// Requests per denoising loop.
+    public var batchSize: Int = 16
+
+    public init() {}
+}
+
+/// What the judge saw: fractions in [0, 1] before (adapter weight 0) and after (weight 1).
+public struct FidelityReport: Codable, Equatable, Sendable {
+    public struct Measure: Codable, Equatable, Sendable {
+        public var before: Double
+        public var after: Double
+    }
+
+    public var adapter: String
+    public var token: String
+    public var className: String
+    /// Whether training used prior preservation (from the adapter's metadata); nil when it does not say.
+    public var priorPreservation: Bool?
+    public var settings: FidelityReportSettings
+    public var subjectPrompts: [String]
+    public var priorPrompts: [String]
+    /// `a photo of sks dog …` images showing a dog with the reserved coat.
+    public var subjectFidelity: Measure
+    /// `a photo of sks dog …` images showing the background the prompt names.
+    public var backgroundFidelity: Measure
+    /// `a photo of a dog …` images showing the reserved coat.
+    public var priorDrift: Measure
+    public var seconds: Double
+
+    /// The report's images: each set's `count` images before, then after.
+    public struct Images {
+        public var subjectBefore: [Image], subjectAfter: [Image], priorBefore: [Image], priorAfter: [Image]
+    }
+
+    /// A compact table.
+    public var table: String {
+        func row(_ name: String, _ m: Measure, _ note: String = "") -> String {
+            name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: "%6.1f%%  %6.1f%%", 100 * m.before, 100 * m.after) + note
+        }
+        let prior = priorPreservation.map { $0 ? "  (with prior preservation)" : "  (without prior preservation)" } ?? ""
+        return """
+            fidelity report: \(adapter) ("\(token) \(className)"), \(settings.count) seeds, \(settings.sampler.rawValue) \
+            \(settings.steps) steps, CFG \(settings.guidanceScale), \(String(format: "%.0f", seconds)) s
+            \("measure".padding(toLength: 22, withPad: " ", startingAt: 0))  before    after
+            \(row("subject fidelity", subjectFidelity))
+            \(row("background fidelity", backgroundFidelity))
+            \(row("prior drift", priorDrift, prior))
+            """
+    }
+
+    /// Runs the report for the adapter file at `adapterPath` on `model` (adapters are loaded into `model`:
+    /// pass a model no other adapters act on). `token` and `className` default to the adapter's metadata.
+    public static func run(model: StableDiffusionModel, adapterPath: String, judge: Judge,
+                           settings: FidelityReportSettings = FidelityReportSettings(), token: String? = nil,
+                           className: String? = nil, priorPreservation: Bool? = nil,
+                           progress: ((String) -> Void)? = nil) throws -> (report: FidelityReport, images: Images) {
+        let clock = Date()
+        let file = try LoRAFile(contentsOf: adapterPath)
+        let trigger = file.triggerPhrase?.split(separator: " ").map(String.init) ?? []
+        guard let token = token ?? trigger.first else {
+            throw CommandLineError.failure("\(adapterPath) names no trigger word; pass --token WORD")
+        }
+        guard let className = className ?? file.metadata["ss_class"] ?? (trigger.count == 2 ? trigger[1] : nil) else {
+            throw CommandLineError.failure("\(adapterPath) names no class; pass --class NOUN")
+        }
+        let prior = priorPreservation ?? (file.metadata["ss_training_comment"] == nil ? nil : file.metadata["ss_class_prompt"] != nil)
+        guard settings.count >= 1, settings.batchSize >= 1 else {
+            throw CommandLineError.usage("the report needs at least one seed and a batch of at least one")
+        }
+        let name = "report"
+        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+        try set.load(file, name: name, unetWeight: 0, textEncoderWeight: 0)
+        let pipeline = TextToImage(model: model, adapters: set)
+        let subjectPrompts = PromptSets.subject(token: token, className: className)
+        let priorPrompts = PromptSets.prior(className: className)
+
+        // Requests: subject before, subject after, prior before, prior after; image i with seed i.
+        var requests: [BatchRequest] = []
+        for (prompts, weight) in [(subjectPrompts, Float(0)), (subjectPrompts, 1), (priorPrompts, 0), (priorPrompts, 1)] {
+            for i in 0..<settings.count {
+                let p = GenerationParameters(prompt: prompts[i % prompts.count], steps: settings.steps,
+                                             guidanceScale: settings.guidanceScale, sampler: settings.sampler,
+                                             seed: UInt64(i), width: settings.size, height: settings.size)
+                requests.append(BatchRequest(parameters: p, adapterWeights: [name: AdapterWeights(unet: weight, textEncoder: weight)]))
+            }
+        }
+        var images: [Image] = []
+        for start in stride(from: 0, to: requests.count, by: settings.batchSize) {
+            let batch = Array(requests[start..<min(start + settings.batchSize, requests.count)])
+            images += try pipeline.decode(pipeline.denoise(batch: batch))
+            progress?("fidelity report: \(images.count)/\(requests.count) images")
+        }
+        let n = settings.count
+        let parts = Images(subjectBefore: Array(images[0..<n]), subjectAfter: Array(images[n..<2 * n]),
+                           priorBefore: Array(images[2 * n..<3 * n]), priorAfter: Array(images[3 * n..<4 * n]))
+        let subjectPairs = (0..<n).map { subjectPrompts[$0 % subjectPrompts.count] }
+        func pairs(_ images: [Image]) -> [(prompt: String, image: Image)] { zip(subjectPairs, images).map { ($0, $1) } }
+        let report = FidelityReport(
+            adapter: adapterPath, token: token, className: className, priorPreservation: prior, settings: settings,
+            subjectPrompts: subjectPrompts, priorPrompts: priorPrompts,
+            subjectFidelity: Measure(before: try judge.subjectFidelity(parts.subjectBefore),
+                                     after: try judge.subjectFidelity(parts.subjectAfter)),
+            backgroundFidelity: Measure(before: try judge.backgroundFidelity(pairs(parts.subjectBefore)),
+                                        after: try judge.backgroundFidelity(pairs(parts.subjectAfter))),
+            priorDrift: Measure(before: try judge.priorDrift(parts.priorBefore), after: try judge.priorDrift(parts.priorAfter)),
+            seconds: Date().timeIntervalSince(clock))
+        return (report, parts)
+    }
+
+    /// Writes `report.json` and `report.png` (rows: subject before, subject after, prior before, prior
+    /// after; one column per seed) into `folder`.
+    public func write(to folder: URL, images: Images) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: folder.appendingPathComponent("report.json"), options: .atomic)
+        let all = images.subjectBefore + images.subjectAfter + images.priorBefore + images.priorAfter
+        try PNG.write(try Image.grid(all, columns: settings.count, gap: 2), to: folder.appendingPathComponent("report.png").path)
+    }
+}
