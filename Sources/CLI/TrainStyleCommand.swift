@@ -1,6 +1,8 @@
 // `train-style IMAGES_DIR --token sks [--class dog] [--style] ...`: DreamBooth-LoRA training of a subject
-// or style; writes the run folder (checkpoints, sample grids, loss curve) and the adapter file.
+// or style; writes the run folder (checkpoints, sample grids, loss curve) and the adapter file, and ends
+// with the judge's fidelity report on picture-world models. `train-style --report ADAPTER` runs the report alone.
 import Foundation
+import Judge
 import Pipeline
 import Training
 
@@ -9,13 +11,16 @@ public struct TrainStyleArguments {
     public var config: StyleTrainingConfig
     public var out: URL
     public var resume: URL?
+    /// The fidelity report at the end of the run: nil with --no-report.
+    public var report: ReportOptions?
 
     static let options: Set<String> = [
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "save-every", "sample-every", "validation-prompts", "resume",
+        "report", "judge", "report-count",
     ]
-    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "gradient-checkpointing", "help"]
+    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "gradient-checkpointing", "help", "no-report"]
 
     public static let usage = """
         usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
@@ -44,6 +49,11 @@ public struct TrainStyleArguments {
           --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (0 = never)  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
+        fidelity report (picture-world models, when the judge weights exist)
+          --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
+          --report-count N         seeds per prompt set (default 16)    --no-report   skip it
+          train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
+                                   the report alone, into OUT/reports/<adapter name>/
 
         example: train-style images/ --token sks --class dog --steps 400
         """
@@ -51,6 +61,7 @@ public struct TrainStyleArguments {
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options, flagNames: Self.flags)
         out = URL(fileURLWithPath: a.string("out") ?? "outputs")
+        report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
             self.resume = URL(fileURLWithPath: resume)
             let checkpoint = self.resume!.appendingPathComponent(TrainingCheckpoint.fileName).path
@@ -114,6 +125,7 @@ public enum TrainStyleCommand {
     /// Runs the command; returns the exit code (0, or 130 after a stop request).
     public static func run(_ arguments: [String]) throws -> Int32 {
         if arguments.contains("--help") || arguments.contains("-h") { print(TrainStyleArguments.usage); return 0 }
+        if arguments.contains(where: { $0 == "--report" || $0.hasPrefix("--report=") }) { return try runReport(arguments) }
         let args = try TrainStyleArguments(arguments)
         let c = args.config
         let console = TrainingConsole()
@@ -161,6 +173,14 @@ public enum TrainStyleCommand {
                             trainer.loop.state.step, Date().timeIntervalSince(start), trainer.loop.state.elapsed, adapterPath,
                             runDir.appendingPathComponent("loss.png").path))
         print("generate \"\(example)\" --pipeline \(c.pipeline) --lora \(adapterPath)")
+        if let report = args.report, !c.prompt.style, c.prompt.className != nil {
+            if let obstacle = report.obstacle(model: model), !report.judgeGiven {
+                console.note("no fidelity report: \(obstacle)")
+            } else {
+                try report.run(pipeline: c.pipeline, adapter: adapterPath, folder: runDir, token: c.prompt.token,
+                               className: c.prompt.className, priorPreservation: c.usesPrior, console: console)
+            }
+        }
         return 0
     }
 

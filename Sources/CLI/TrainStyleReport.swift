@@ -1,0 +1,64 @@
+// train-style's fidelity report: its options, when it runs at the end of a run (judge weights present and a
+// picture-world base: pixel space, as the embedded model), and `train-style --report ADAPTER` alone.
+import Foundation
+import Judge
+import Pipeline
+
+/// The report options of a `train-style` command line.
+public struct ReportOptions: Equatable {
+    public static let defaultJudge = "pipelines/judge/judge.safetensors"
+    public var judge: String
+    public var settings = FidelityReportSettings()
+    /// Whether --judge was given (then a missing file is an error, not a skipped report).
+    public var judgeGiven: Bool
+
+    init(_ a: ParsedArguments) throws {
+        judge = a.string("judge") ?? Self.defaultJudge
+        judgeGiven = a.has("judge")
+        settings.count = try a.int("report-count", in: 1...10_000) ?? settings.count
+    }
+
+    /// Why the report cannot run on `model` (nil: it can).
+    func obstacle(model: StableDiffusionModel) -> String? {
+        if !FileManager.default.fileExists(atPath: judge) { return "no judge weights at \(judge)" }
+        if model.isLatent { return "the base model is not a picture-world model (it has a VAE)" }
+        return nil
+    }
+
+    /// Runs the report on a fresh copy of the model at `pipeline`, prints its table and writes it into `folder`.
+    func run(pipeline: String, adapter: String, folder: URL, token: String? = nil, className: String? = nil,
+             priorPreservation: Bool? = nil, console: TrainingConsole) throws {
+        let model = try StableDiffusionModel(path: pipeline)
+        let judge = try Judge(contentsOf: judge)
+        let (report, images) = try FidelityReport.run(model: model, adapterPath: adapter, judge: judge, settings: settings,
+                                                      token: token, className: className,
+                                                      priorPreservation: priorPreservation) { console.note($0) }
+        try report.write(to: folder, images: images)
+        print(report.table)
+        console.note("report written to \(folder.appendingPathComponent("report.json").path) and report.png")
+    }
+}
+
+extension TrainStyleCommand {
+    /// `train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W] [--class N] [--out DIR]`.
+    static func runReport(_ arguments: [String]) throws -> Int32 {
+        let a = try ParsedArguments(arguments, options: TrainStyleArguments.options, flagNames: TrainStyleArguments.flags)
+        guard let adapter = a.string("report"), a.positionals.isEmpty else {
+            throw CommandLineError.usage("train-style --report ADAPTER takes no IMAGES_DIR (see --help)")
+        }
+        guard FileManager.default.fileExists(atPath: adapter) else { throw CommandLineError.failure("adapter \(adapter) does not exist") }
+        let options = try ReportOptions(a)
+        let pipeline = a.string("pipeline") ?? "pipelines/toy"
+        guard FileManager.default.fileExists(atPath: pipeline) else {
+            throw CommandLineError.failure("base model \(pipeline) does not exist; pass --pipeline DIR (a diffusers folder)")
+        }
+        guard FileManager.default.fileExists(atPath: options.judge) else {
+            throw CommandLineError.failure("no judge weights at \(options.judge); pass --judge FILE")
+        }
+        let name = ((adapter as NSString).lastPathComponent as NSString).deletingPathExtension
+        let folder = URL(fileURLWithPath: a.string("out") ?? "outputs").appendingPathComponent("reports/\(name)")
+        try options.run(pipeline: pipeline, adapter: adapter, folder: folder, token: a.string("token"),
+                        className: a.string("class"), console: TrainingConsole())
+        return 0
+    }
+}

@@ -1,0 +1,97 @@
+// The fidelity report on the tiny pixel-space fixture with an adapter of nonzero up matrices and a judge of
+// random weights: the images are noise to the judge, so the tests check the report's structure (counts,
+// fractions, before = the base model's output, after ≠ before, files written), not its numbers.
+import Adapters
+@testable import CLI
+import Judge
+import PNGImage
+import Pipeline
+import TensorCore
+import XCTest
+
+final class FidelityReportTests: XCTestCase {
+    var root: URL!
+    var adapterPath: String { root.appendingPathComponent("sks.safetensors").path }
+    var judgePath: String { root.appendingPathComponent("judge.safetensors").path }
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("fidelity-report-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let stack = AdapterStack(root: model.unet, component: .unet)
+        var random = PhiloxRandom(seed: 5)
+        try stack.addTrainable(name: "sks", rank: 2, targets: .unetAttention, random: &random)
+        for (_, _, pair) in stack.pairs(of: "sks") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
+        try LoRAWriter.write(stack.export("sks"), to: adapterPath,
+                             info: LoRAFileInfo(triggerPhrase: "sks dog",
+                                                extra: ["ss_class": "dog", "ss_training_comment": "train-style DreamBooth LoRA",
+                                                        "ss_class_prompt": "a photo of a dog"]))
+        try Judge(network: JudgeNetwork()).save(to: judgePath)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    func testReportStructureAndBeforeIsTheBaseModel() throws {
+        var settings = FidelityReportSettings()
+        settings.count = 3
+        settings.steps = 2
+        settings.size = 16
+        settings.batchSize = 4   // batches mix adapter weights 0 and 1
+        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let (report, images) = try FidelityReport.run(model: model, adapterPath: adapterPath,
+                                                      judge: Judge(contentsOf: judgePath), settings: settings)
+        XCTAssertEqual(report.token, "sks")
+        XCTAssertEqual(report.className, "dog")
+        XCTAssertEqual(report.priorPreservation, true)
+        XCTAssertTrue(report.subjectPrompts.allSatisfy { $0.hasPrefix("a photo of sks dog ") }, "\(report.subjectPrompts)")
+        XCTAssertEqual(report.priorPrompts.first, "a photo of a dog")
+        for set in [images.subjectBefore, images.subjectAfter, images.priorBefore, images.priorAfter] {
+            XCTAssertEqual(set.count, 3)
+            XCTAssertTrue(set.allSatisfy { $0.width == 16 && $0.height == 16 })
+        }
+        for m in [report.subjectFidelity, report.backgroundFidelity, report.priorDrift] {
+            XCTAssertTrue((0...1).contains(m.before) && (0...1).contains(m.after), "\(m)")
+        }
+
+        // Before is the base model alone (no adapter loaded) for prompt i and seed i; after differs.
+        let base = TextToImage(model: try StableDiffusionModel(path: fixturePath("tiny-pixel")))
+        for (prompts, before, after) in [(report.subjectPrompts, images.subjectBefore, images.subjectAfter),
+                                         (report.priorPrompts, images.priorBefore, images.priorAfter)] {
+            for i in 0..<3 {
+                let p = GenerationParameters(prompt: prompts[i], steps: 2, seed: UInt64(i), width: 16, height: 16)
+                let alone = try base.generate(p)[0].image
+                XCTAssertEqual(before[i].pixels, alone.pixels, "before image \(i) of \"\(prompts[i])\"")
+            }
+            XCTAssertNotEqual(before.map(\.pixels), after.map(\.pixels))
+        }
+
+        try report.write(to: root, images: images)
+        let decoded = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: root.appendingPathComponent("report.json")))
+        XCTAssertEqual(decoded, report)
+        let grid = try PNG.read(path: root.appendingPathComponent("report.png").path).image
+        XCTAssertEqual(grid.width, 3 * 16 + 4 * 2)
+        XCTAssertEqual(grid.height, 4 * 16 + 5 * 2)
+        XCTAssertTrue(report.table.contains("prior drift") && report.table.contains("with prior preservation"))
+    }
+
+    func testReportCommandWritesTheReportFolder() throws {
+        let out = root.appendingPathComponent("out")
+        let code = try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", fixturePath("tiny-pixel"),
+                                              "--judge", judgePath, "--report-count", "2", "--out", out.path])
+        XCTAssertEqual(code, 0)
+        let folder = out.appendingPathComponent("reports/sks")
+        let report = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: folder.appendingPathComponent("report.json")))
+        XCTAssertEqual(report.settings.count, 2)
+        XCTAssertEqual(report.settings.steps, 20)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("report.png").path))
+    }
+
+    func testReportCommandNeedsItsFiles() {
+        XCTAssertThrowsError(try TrainStyleCommand.run(["--report", root.appendingPathComponent("none.safetensors").path,
+                                                        "--pipeline", fixturePath("tiny-pixel"), "--judge", judgePath]))
+        XCTAssertThrowsError(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", fixturePath("tiny-pixel"),
+                                                        "--judge", root.appendingPathComponent("none").path]))
+    }
+}
