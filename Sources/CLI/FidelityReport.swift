@@ -43,6 +43,9 @@ public struct FidelityReport: Codable, Equatable, Sendable {
     public var priorPrompts: [String]
     /// `a photo of sks dog …` images showing a dog with the reserved coat.
     public var subjectFidelity: Measure
+    /// Its two parts: `a photo of sks dog …` images showing a dog (any coat), and the reserved coat (any object).
+    public var subjectObject: Measure
+    public var subjectCoat: Measure
     /// `a photo of sks dog …` images showing the background the prompt names.
     public var backgroundFidelity: Measure
     /// `a photo of a dog …` images showing the reserved coat.
@@ -66,6 +69,8 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             \(settings.steps) steps, CFG \(settings.guidanceScale), \(String(format: "%.0f", seconds)) s
             \("measure".padding(toLength: 22, withPad: " ", startingAt: 0))  before    after
             \(row("subject fidelity", subjectFidelity))
+            \(row("  shows a \(className)", subjectObject))
+            \(row("  shows the coat", subjectCoat))
             \(row("background fidelity", backgroundFidelity))
             \(row("prior drift", priorDrift, prior))
             """
@@ -118,11 +123,16 @@ public struct FidelityReport: Codable, Equatable, Sendable {
                            priorBefore: Array(images[2 * n..<3 * n]), priorAfter: Array(images[3 * n..<4 * n]))
         let subjectPairs = (0..<n).map { subjectPrompts[$0 % subjectPrompts.count] }
         func pairs(_ images: [Image]) -> [(prompt: String, image: Image)] { zip(subjectPairs, images).map { ($0, $1) } }
+        let subjectVerdicts = (before: try judge.evaluate(parts.subjectBefore), after: try judge.evaluate(parts.subjectAfter))
+        func measure(_ passes: (Verdict) -> Bool) -> Measure {
+            Measure(before: Fidelity.rate(subjectVerdicts.before, passes), after: Fidelity.rate(subjectVerdicts.after, passes))
+        }
+        let object = Caption.parse(subjectPrompts[0]).object
         let report = FidelityReport(
             adapter: adapterPath, token: token, className: className, priorPreservation: prior, settings: settings,
             subjectPrompts: subjectPrompts, priorPrompts: priorPrompts,
-            subjectFidelity: Measure(before: try judge.subjectFidelity(parts.subjectBefore),
-                                     after: try judge.subjectFidelity(parts.subjectAfter)),
+            subjectFidelity: measure(Fidelity.showsSubject),
+            subjectObject: measure { $0.object == object }, subjectCoat: measure(Fidelity.showsReservedCoat),
             backgroundFidelity: Measure(before: try judge.backgroundFidelity(pairs(parts.subjectBefore)),
                                         after: try judge.backgroundFidelity(pairs(parts.subjectAfter))),
             priorDrift: Measure(before: try judge.priorDrift(parts.priorBefore), after: try judge.priorDrift(parts.priorAfter)),
