@@ -162,7 +162,7 @@ func main() throws {
             world (`WorldDataset(seed: \(m("seed")))`, base options), UNet and CLIP text encoder jointly, full weights.
 
             - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
-            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --seed \(m("seed")) --out \(o.out)`
+            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --warmup \(m("warmup")) --seed \(m("seed")) --out \(o.out)`
             - architecture `\(arch.name)`: UNet block_out_channels \(arch.unet.blockOutChannels), layers_per_block 1,
               cross-attention at the lower levels and the middle block (\(counts.unet) weights); text encoder
               \(arch.text.numHiddenLayers) layers × \(arch.text.hiddenSize) (\(counts.text) weights); tokenizer learned from
@@ -203,7 +203,7 @@ func main() throws {
     func checkpoint() throws {
         try trainer.saveCheckpoint(to: checkpointPath, extraMetadata: [
             "elapsed": String(elapsed()), "loss_ema": String(ema ?? 0), "lr": String(o.config.learningRate),
-            "steps": String(o.config.steps)])
+            "steps": String(o.config.steps), "warmup": String(o.config.warmupSteps)])
     }
     func samples() throws {
         let start = Date()
