@@ -220,15 +220,15 @@ public enum GenerateCommand {
     }
 
     /// The pipeline folder: the option's, or the embedded default `pipelines/toy` looked up in the
-    /// working directory and beside the executable's checkout.
-    static func pipelineFolder(_ option: String?) throws -> String {
+    /// working directory and beside the executable's checkout (or in `searchRoots`).
+    static func pipelineFolder(_ option: String?, searchRoots: [URL]? = nil) throws -> String {
         if let option { return option }
         let executable = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                              ?? CommandLine.arguments[0])
-        let candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
-                          executable.deletingLastPathComponent().appendingPathComponent("../.."),
-                          executable.deletingLastPathComponent().appendingPathComponent("../../..")]
-            .map { $0.appendingPathComponent("pipelines/toy").standardizedFileURL.path }
+        let roots = searchRoots ?? [URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                                    executable.deletingLastPathComponent().appendingPathComponent("../.."),
+                                    executable.deletingLastPathComponent().appendingPathComponent("../../..")]
+        let candidates = roots.map { $0.appendingPathComponent("pipelines/toy").standardizedFileURL.path }
         for c in candidates where FileManager.default.fileExists(atPath: c + "/model_index.json") { return c }
         throw CommandLineError.failure("no --pipeline given and the default pipeline pipelines/toy does not exist "
             + "(looked in \(Array(Set(candidates)).sorted().joined(separator: ", "))); pass --pipeline DIR (a diffusers folder)")

@@ -111,10 +111,28 @@ final class GenerateCommandTests: XCTestCase {
     }
 
     func testMissingDefaultPipelineNamesIt() {
-        XCTAssertThrowsError(try GenerateCommand.pipelineFolder(nil)) { error in
+        let empty = FileManager.default.temporaryDirectory
+        XCTAssertThrowsError(try GenerateCommand.pipelineFolder(nil, searchRoots: [empty])) { error in
             XCTAssertTrue("\(error)".contains("pipelines/toy"), "\(error)")
             XCTAssertTrue("\(error)".contains("--pipeline"), "\(error)")
         }
+    }
+
+    /// `generate "prompt"` with no other argument runs the embedded default `pipelines/toy`.
+    func testEmbeddedDefaultWritesPNGWithParameters() throws {
+        XCTAssertTrue(try GenerateCommand.pipelineFolder(nil).hasSuffix("pipelines/toy"))
+        XCTAssertEqual(GenerateCommand.main(["--out", out.path, "--steps", "2", "--seed", "7", "--no-auto-lora",
+                                             "a photo of a red car in the snow"]), 0)
+        let files = pngs()
+        XCTAssertEqual(files.count, 1)
+        let decoded = try PNG.read(path: out.appendingPathComponent(files[0]).path)
+        XCTAssertEqual(decoded.image.width, 64)
+        let text = try XCTUnwrap(decoded.text.first { $0.keyword == "parameters" }).text
+        let info = try ParametersText(parsing: text)
+        XCTAssertEqual(info.parameters.prompt, "a photo of a red car in the snow")
+        XCTAssertEqual(info.parameters.steps, 2)
+        XCTAssertEqual(info.parameters.seed, 7)
+        XCTAssertEqual(info.modelName, "toy")
     }
 
     func testArgumentScanning() throws {
