@@ -4,15 +4,17 @@ import PackageDescription
 
 /// Flags measured to matter (see README "Performance"): AVX-512 code generation and unchecked
 /// arithmetic in the numeric targets. `-target-cpu` alone is worth ~250x on the SIMD kernels.
+/// `icelake-server`, not `sapphirerapids`: the latter lets LLVM use AVX512-FP16 instructions (e.g. `vmovw`
+/// for 16-bit moves) anywhere, which AVX-512 CPUs without FP16 (AMD Zen 4/5, Ice Lake) reject with SIGILL.
 /// Kernels are optimised in debug builds too, so `swift test` runs model-sized checks quickly.
 let kernelFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids"],
+    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "icelake-server"],
                  .when(configuration: .release)),
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids"],
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "icelake-server"],
                  .when(configuration: .debug)),
 ]
 let cpuFlags: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "sapphirerapids"]),
+    .unsafeFlags(["-target-cpu", "icelake-server"]),
 ]
 let language: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 

@@ -39,6 +39,9 @@ public enum GenerateCommand {
                           In the prompt, <lora:name:W> does the same for one prompt.
       --lora-dir DIR      adapter folder for names and trigger words (default outputs/adapters)
       --no-auto-lora      do not apply adapters whose trigger phrase (modelspec.trigger_phrase) the prompt contains
+      --grid FILE         also write all images of the run into one grid PNG, in prompt order (its parameters
+                          chunk lists every image's parameters)
+      --grid-columns N    images per grid row (default: --num-images when above 1, else the prompt count up to 8)
       --json              print a JSON summary on stdout
       --help              this text
 
@@ -53,7 +56,7 @@ public enum GenerateCommand {
 
     static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size"]
+                                       "batch-size", "grid", "grid-columns"]
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
@@ -69,6 +72,15 @@ public enum GenerateCommand {
         }
         let jobs = try requests(args)
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
+        let gridPath = args.string("grid")
+        let gridColumns = try args.int("grid-columns", in: 1...4096)
+        if gridPath == nil, gridColumns != nil { throw CommandLineError.usage("--grid-columns needs --grid FILE") }
+        if let gridPath {
+            let folder = URL(fileURLWithPath: gridPath).deletingLastPathComponent().path
+            guard FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder) else {
+                throw CommandLineError.failure("--grid \(gridPath): folder \(folder) does not exist")
+            }
+        }
         let adapterOptions = try AdapterOptions(args)
         let adapterRequests = try jobs.map { try adapterOptions.requests(for: $0.parameters.prompt) }
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
@@ -84,6 +96,7 @@ public enum GenerateCommand {
             }
         }
         var written: [[String: Any]] = []
+        var gridImages: [Image] = [], gridText: [String] = []
         let clock = Date()
         let batch = try resolved.enumerated().map { index, job in
             let request = try adapters.request(job.2, for: job.0)
@@ -107,8 +120,18 @@ public enum GenerateCommand {
                                                                                        prompt: PromptAdapters.extract(from: p.prompt).prompt))
                     printError("generate: wrote \(path)")
                     written.append(summary(path: path, generated.info))
+                    if gridPath != nil {
+                        gridImages.append(generated.image)
+                        gridText.append(generated.info.text)
+                    }
                 }
             }
+        }
+        if let gridPath, !gridImages.isEmpty {
+            let columns = gridColumns ?? (jobs[0].parameters.numImages > 1 ? jobs[0].parameters.numImages : min(gridImages.count, 8))
+            let grid = try Image.grid(gridImages, columns: columns, gap: 2)
+            try PNG.write(grid, to: gridPath, text: [PNGTextChunk(keyword: "grid", text: gridText.joined(separator: "\n\n"))])
+            printError("generate: wrote \(gridPath) (\(gridImages.count) images, \(columns) columns)")
         }
         if args.has("json") {
             let object: [String: Any] = ["model": model.name, "model_hash": try model.modelHash() ?? "",

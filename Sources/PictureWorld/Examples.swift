@@ -3,6 +3,9 @@
 // Subject set: one particular dog, the only one in the world with the reserved (checkered) coat, always
 // brown with the same build, in five places (never the snow) and poses; the base world never draws this coat.
 // Style set: assorted scenes in the style the base world never uses (pixel art).
+// Sepia set: a second unseen style, photo scenes toned as a sepia print with an ink vignette; it is a filter on
+// rendered pixels, so the base world's styles and caption vocabulary do not change.
+import PNGImage
 import TensorCore
 
 public enum Examples {
@@ -35,6 +38,41 @@ public enum Examples {
             let (o, c, b) = subjects[i % subjects.count]
             return Scene.random(SceneLabels(object: o, color: c, background: b, style: .unseen), using: &rng)
         }
+    }
+
+    /// The sepia set: `count` assorted photo scenes (deterministic), to be rendered and passed through `sepia`.
+    public static func sepiaScenes(count: Int = 5) -> [Scene] {
+        let subjects: [(ObjectKind, NamedColor, Background)] = [
+            (.bird, .red, .grass), (.car, .green, .city), (.house, .blue, .snow), (.flower, .yellow, .beach),
+            (.cat, .white, .room), (.tree, .orange, .night), (.ball, .purple, .grass),
+        ]
+        var rng = PhiloxRandom(seed: 0x5E91A)
+        return (0..<count).map { i in
+            let (o, c, b) = subjects[i % subjects.count]
+            return Scene.random(SceneLabels(object: o, color: c, background: b, style: .photo), using: &rng)
+        }
+    }
+
+    /// A sepia print: luminance mapped onto a dark-brown → cream ramp with raised contrast, darkened towards
+    /// the corners (an ink vignette). Deterministic; size unchanged.
+    public static func sepia(_ image: Image) throws -> Image {
+        let w = image.width, h = image.height
+        let dark: (Float, Float, Float) = (44, 26, 12), light: (Float, Float, Float) = (246, 226, 186)
+        var out = [UInt8](repeating: 0, count: w * h * 3)
+        for y in 0..<h {
+            for x in 0..<w {
+                let i = (y * w + x) * 3
+                let lum = (0.299 * Float(image.pixels[i]) + 0.587 * Float(image.pixels[i + 1])
+                    + 0.114 * Float(image.pixels[i + 2])) / 255
+                let contrast = min(max((lum - 0.5) * 1.35 + 0.5, 0), 1)
+                let dx = (Float(x) + 0.5) / Float(w) * 2 - 1, dy = (Float(y) + 0.5) / Float(h) * 2 - 1
+                let t = contrast * max(0, 1 - 0.45 * (dx * dx + dy * dy))
+                out[i] = UInt8((dark.0 + (light.0 - dark.0) * t).rounded())
+                out[i + 1] = UInt8((dark.1 + (light.1 - dark.1) * t).rounded())
+                out[i + 2] = UInt8((dark.2 + (light.2 - dark.2) * t).rounded())
+            }
+        }
+        return try Image(width: w, height: h, pixels: out)
     }
 }
 

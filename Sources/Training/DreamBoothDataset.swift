@@ -42,6 +42,15 @@ public struct InstancePrompt: Codable, Equatable, Sendable {
         className.map { style ? "a picture of \(article($0)) \($0)" : "a photo of \(article($0)) \($0)" }
     }
 
+    /// The training prompt of an image with caption `caption` (`NAME.txt`): the caption itself when it names
+    /// the trigger word, else the caption with the trigger attached — `… in the style of sks` for a style,
+    /// `…, sks` for a subject — so that every example teaches the word the adapter is invoked by.
+    public func prompt(forCaption caption: String) -> String {
+        let words = caption.lowercased().split { !$0.isLetter && !$0.isNumber }
+        if words.contains(Substring(token.lowercased())) { return caption }
+        return style ? "\(caption) in the style of \(token)" : "\(caption), \(token)"
+    }
+
     private func article(_ word: String) -> String { "aeiou".contains(word.first ?? "x") ? "an" : "a" }
 }
 
@@ -57,8 +66,9 @@ public final class DreamBoothDataset {
     public let resolution: Int
     private var latentCache: [String: Tensor] = [:]
 
-    /// Reads every image of `directory`; `prompt` is used for images without a caption file.
-    public init(directory: URL, prompt: String, resolution: Int) throws {
+    /// Reads every image of `directory`; `prompt` is used for images without a caption file, and
+    /// `caption` turns a caption file's text into the image's prompt (default: as it is).
+    public init(directory: URL, prompt: String, resolution: Int, caption rule: (String) -> String = { $0 }) throws {
         guard resolution > 0 else { throw TrainingError.invalidSettings("--resolution must be positive") }
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -89,7 +99,7 @@ public final class DreamBoothDataset {
             let h = max(resolution, Int((Double(decoded.height) * scale).rounded()))
             let resized = (w, h) == (decoded.width, decoded.height) ? decoded : try decoded.resized(width: w, height: h)
             examples.append(DreamBoothExample(file: path, image: resized,
-                                              prompt: caption.flatMap { $0.isEmpty ? nil : $0 } ?? prompt))
+                                              prompt: caption.flatMap { $0.isEmpty ? nil : rule($0) } ?? prompt))
         }
         guard !examples.isEmpty else {
             throw TrainingError.invalidData("\(directory.path) has no PNG images (the folder is empty)")

@@ -84,8 +84,9 @@ public final class StyleTrainer {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
         }
         self.resolution = resolution
+        let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
         instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
-                                          resolution: resolution)
+                                          resolution: resolution, caption: rule)
         classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
 
         model.unet.freeze()

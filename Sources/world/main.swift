@@ -105,6 +105,11 @@ func examples(_ a: Arguments) throws {
         try PNG.write(try scene.render(size: 128), to: "\(root)/examples/style/style_\(i).png")
         try writeText(Caption.make(labels, phrasing: 1) + "\n", to: "\(root)/examples/style/style_\(i).txt")
     }
+    try makeDirectory(root + "/examples/sepia")
+    for (i, scene) in Examples.sepiaScenes().enumerated() {
+        try PNG.write(try Examples.sepia(try scene.render(size: 128)), to: "\(root)/examples/sepia/sepia_\(i).png")
+        try writeText(Caption.make(scene.labels, phrasing: 1) + "\n", to: "\(root)/examples/sepia/sepia_\(i).txt")
+    }
     try makeDirectory(root + "/prompts")
     let lists: [(String, [String])] = [
         ("validation", PromptSets.validation()), ("subject", PromptSets.subject()), ("prior", PromptSets.prior()),
@@ -113,7 +118,7 @@ func examples(_ a: Arguments) throws {
     for (name, prompts) in lists {
         try writeText(prompts.joined(separator: "\n") + "\n", to: "\(root)/prompts/\(name).txt")
     }
-    print("wrote \(root)/images, \(root)/examples/style and \(root)/prompts")
+    print("wrote \(root)/images, \(root)/examples/style, \(root)/examples/sepia and \(root)/prompts")
 }
 
 func run() throws {

@@ -125,12 +125,32 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertThrowsError(try WorldOptions(objects: [], patterns: [.plain], styles: [.photo]))
     }
 
+    func testSepiaFilterTonesEveryPixelOntoTheRampAndDarkensCorners() throws {
+        let photo = try Examples.sepiaScenes(count: 1)[0].render(size: 64)
+        let toned = try Examples.sepia(photo)
+        XCTAssertEqual([toned.width, toned.height], [64, 64])
+        XCTAssertEqual(toned, try Examples.sepia(photo))
+        // Every pixel lies on the dark-brown → cream ramp: red ≥ green ≥ blue, and no colour of the photo survives.
+        for i in stride(from: 0, to: toned.pixels.count, by: 3) {
+            let (r, g, b) = (toned.pixels[i], toned.pixels[i + 1], toned.pixels[i + 2])
+            XCTAssertTrue(r >= g && g >= b, "pixel \(i / 3): \(r) \(g) \(b)")
+        }
+        XCTAssertNotEqual(toned.pixels, photo.pixels)
+        // A white image comes out cream in the centre and darker in the corners (the vignette).
+        let white = try Image(width: 9, height: 9, pixels: [UInt8](repeating: 255, count: 9 * 9 * 3))
+        let v = try Examples.sepia(white)
+        let centre = (4 * 9 + 4) * 3, corner = 0
+        XCTAssertGreaterThan(v.pixels[centre], 235)
+        XCTAssertLessThan(Int(v.pixels[corner]) + 40, Int(v.pixels[centre]))
+    }
+
     func testExampleSets() throws {
         let subject = Examples.subjectScenes()
         XCTAssertEqual(subject.count, 5)
         XCTAssertTrue(subject.allSatisfy { $0.labels.object == .dog && $0.labels.pattern == .reserved })
         XCTAssertGreaterThan(Set(subject.map(\.labels.background)).count, 2)
         XCTAssertTrue(Examples.styleScenes().allSatisfy { $0.labels.style == .unseen })
+        XCTAssertTrue(Examples.sepiaScenes().allSatisfy { $0.labels.style == .photo && $0.labels.pattern == .plain })
         XCTAssertEqual(PromptSets.heldout().count, 200)
         XCTAssertEqual(PromptSets.heldout().map(\.prompt), PromptSets.heldout().map(\.prompt))
         for (prompt, labels) in PromptSets.heldout() {

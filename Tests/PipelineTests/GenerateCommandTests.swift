@@ -66,6 +66,31 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertNotEqual(first.image, second.image, "two images of a batch are different pictures")
     }
 
+    func testGridHoldsEveryImageInPromptOrder() throws {
+        let file = out.appendingPathComponent("prompts.txt")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try "a red car\na cat\na dog\n".write(to: file, atomically: true, encoding: .utf8)
+        let grid = out.appendingPathComponent("grid.png")
+        XCTAssertEqual(GenerateCommand.main(base(["--seed", "3", "--prompts", file.path, "--grid", grid.path,
+                                                  "--grid-columns", "2"])), 0)
+        let files = pngs().filter { $0 != "grid.png" }
+        XCTAssertEqual(files.count, 3)
+        let decoded = try PNG.read(path: grid.path)
+        XCTAssertEqual([decoded.image.width, decoded.image.height], [16 * 2 + 3 * 2, 16 * 2 + 3 * 2])   // 2-pixel gaps
+        // Cell k is image k: compare the grid's top-right cell (x 20, y 2) with the PNG of the second prompt.
+        let second = try XCTUnwrap(files.first { $0.hasSuffix("-a-cat.png") })
+        let cat = try PNG.read(path: out.appendingPathComponent(second).path).image
+        for y in 0..<16 {
+            let row = ((y + 2) * decoded.image.width + 20) * 3
+            XCTAssertEqual(Array(decoded.image.pixels[row..<(row + 48)]), Array(cat.pixels[(y * 16 * 3)..<((y + 1) * 16 * 3)]))
+        }
+        let text = try XCTUnwrap(decoded.text.first { $0.keyword == "grid" }).text
+        XCTAssertEqual(text.components(separatedBy: "\n\n").count, 3)
+        XCTAssertTrue(text.hasPrefix("a red car\n"), text)
+        XCTAssertEqual(GenerateCommand.main(base(["--grid-columns", "2", "a cat"])), 2)
+        XCTAssertEqual(GenerateCommand.main(base(["--grid", out.appendingPathComponent("no/such/grid.png").path, "a cat"])), 1)
+    }
+
     func testSameSeedSameSecondNeverOverwrites() throws {
         for _ in 0..<3 { XCTAssertEqual(GenerateCommand.main(base(["--seed", "5", "a cat"])), 0) }
         XCTAssertEqual(Set(pngs()).count, 3)

@@ -149,6 +149,17 @@ final class TrainerTests: XCTestCase {
         let data = try DreamBoothDataset(directory: folder, prompt: "a photo of sks dog", resolution: 16)
         XCTAssertEqual(data.examples.map(\.prompt), ["a photo of sks dog", "sks dog on a sofa"])
         XCTAssertEqual(data.examples[0].image.width, 16)
+        // A caption that lacks the trigger word gets it attached; one that has it stays as it is.
+        let style = InstancePrompt(token: "sks", style: true), subject = InstancePrompt(token: "sks", className: "dog")
+        XCTAssertEqual(style.prompt(forCaption: "a red car on the beach"), "a red car on the beach in the style of sks")
+        XCTAssertEqual(style.prompt(forCaption: "a red car, sks style"), "a red car, sks style")
+        XCTAssertEqual(subject.prompt(forCaption: "a dog on a sofa"), "a dog on a sofa, sks")
+        XCTAssertEqual(subject.prompt(forCaption: "SKS dog on a sofa"), "SKS dog on a sofa")
+        XCTAssertEqual(subject.prompt(forCaption: "a sksdog"), "a sksdog, sks")
+        try "a dog on a sofa\n".write(to: folder.appendingPathComponent("a.txt"), atomically: true, encoding: .utf8)
+        let ruled = try DreamBoothDataset(directory: folder, prompt: "a photo of sks dog", resolution: 16,
+                                          caption: subject.prompt(forCaption:))
+        XCTAssertEqual(ruled.examples.map(\.prompt), ["a dog on a sofa, sks", "sks dog on a sofa"])
         var random = PhiloxRandom(seed: 1)
         XCTAssertEqual(try data.sample(0, crop: .center, flip: false, vae: nil, random: &random).shape, [16, 16, 3])
     }
