@@ -50,6 +50,8 @@ public struct FidelityReport: Codable, Equatable, Sendable {
     public var backgroundFidelity: Measure
     /// `a photo of a dog …` images showing the reserved coat.
     public var priorDrift: Measure
+    /// `a photo of a dog …` images showing a dog (any coat): whether the class itself survives the adapter.
+    public var priorObject: Measure
     public var seconds: Double
 
     /// The report's images: each set's `count` images before, then after.
@@ -73,6 +75,7 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             \(row("  shows the coat", subjectCoat))
             \(row("background fidelity", backgroundFidelity))
             \(row("prior drift", priorDrift, prior))
+            \(row("  prior shows a \(className)", priorObject))
             """
     }
 
@@ -128,6 +131,7 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             Measure(before: Fidelity.rate(subjectVerdicts.before, passes), after: Fidelity.rate(subjectVerdicts.after, passes))
         }
         let object = Caption.parse(subjectPrompts[0]).object
+        let priorVerdicts = (before: try judge.evaluate(parts.priorBefore), after: try judge.evaluate(parts.priorAfter))
         let report = FidelityReport(
             adapter: adapterPath, token: token, className: className, priorPreservation: prior, settings: settings,
             subjectPrompts: subjectPrompts, priorPrompts: priorPrompts,
@@ -136,6 +140,8 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             backgroundFidelity: Measure(before: try judge.backgroundFidelity(pairs(parts.subjectBefore)),
                                         after: try judge.backgroundFidelity(pairs(parts.subjectAfter))),
             priorDrift: Measure(before: try judge.priorDrift(parts.priorBefore), after: try judge.priorDrift(parts.priorAfter)),
+            priorObject: Measure(before: Fidelity.rate(priorVerdicts.before) { $0.object == object },
+                                 after: Fidelity.rate(priorVerdicts.after) { $0.object == object }),
             seconds: Date().timeIntervalSince(clock))
         return (report, parts)
     }

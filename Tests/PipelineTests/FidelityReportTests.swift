@@ -5,6 +5,7 @@ import Adapters
 @testable import CLI
 import Judge
 import PNGImage
+import PictureWorld
 import Pipeline
 import TensorCore
 import XCTest
@@ -51,8 +52,13 @@ final class FidelityReportTests: XCTestCase {
             XCTAssertEqual(set.count, 3)
             XCTAssertTrue(set.allSatisfy { $0.width == 16 && $0.height == 16 })
         }
-        for m in [report.subjectFidelity, report.backgroundFidelity, report.priorDrift] {
+        for m in [report.subjectFidelity, report.backgroundFidelity, report.priorDrift, report.priorObject] {
             XCTAssertTrue((0...1).contains(m.before) && (0...1).contains(m.after), "\(m)")
+        }
+        // The prior-object row is the judge's object verdict on the prior images, counted.
+        let judge = try Judge(contentsOf: judgePath)
+        for (set, value) in [(images.priorBefore, report.priorObject.before), (images.priorAfter, report.priorObject.after)] {
+            XCTAssertEqual(Double(try judge.evaluate(set).filter { $0.object == .dog }.count) / 3, value, accuracy: 1e-12)
         }
 
         // Before is the base model alone (no adapter loaded) for prompt i and seed i; after differs.
@@ -73,7 +79,8 @@ final class FidelityReportTests: XCTestCase {
         let grid = try PNG.read(path: root.appendingPathComponent("report.png").path).image
         XCTAssertEqual(grid.width, 3 * 16 + 4 * 2)
         XCTAssertEqual(grid.height, 4 * 16 + 5 * 2)
-        XCTAssertTrue(report.table.contains("prior drift") && report.table.contains("with prior preservation"))
+        XCTAssertTrue(report.table.contains("prior drift") && report.table.contains("with prior preservation")
+                      && report.table.contains("prior shows a dog"))
     }
 
     func testReportCommandWritesTheReportFolder() throws {
