@@ -104,7 +104,7 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PipelineTests",
-                    dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI", "Adapters", "Judge", "PictureWorld"],
+                    dependencies: ["TensorCore", "PNGImage", "SafeTensors", "Schedulers", "Pipeline", "CLI", "Adapters", "Judge", "PictureWorld", "Training"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PictureWorldTests",
                     dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"], swiftSettings: language + cpuFlags),

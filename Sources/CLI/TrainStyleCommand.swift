@@ -20,7 +20,8 @@ public struct TrainStyleArguments {
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
     ]
-    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "gradient-checkpointing", "help", "no-report"]
+    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
+                                     "help", "no-report"]
 
     public static let usage = """
         usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
@@ -39,11 +40,12 @@ public struct TrainStyleArguments {
           --no-prior               train without class images
           --num-class-images N     (default 100)       --prior-weight X   λ (default 1.0)
           --class-seed N           first seed of the class images (default 0)
-        optimisation
-          --steps N (400)  --batch N (1)  --lr X (1e-4)  --warmup N (0)  --lr-schedule constant|cosine (constant)
-          --gradient-accumulation N (1)  --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)
-          --rank N (4)  --alpha X (= rank)  --targets attention|conv (attention)
-          --train-text-encoder  --text-encoder-lr X (5e-5)  --gradient-checkpointing
+        optimisation (defaults per base model: pixel-space picture-world models such as the embedded
+        pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
+          --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
+          --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
+          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine (constant)  --gradient-accumulation N (1)
+          --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
           --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
           --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
@@ -77,6 +79,10 @@ public struct TrainStyleArguments {
         let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
                                     override: a.string("instance-prompt"))
         var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: a.string("pipeline") ?? "pipelines/toy", prompt: prompt)
+        let preset = TrainingPreset(pipeline: c.pipeline)
+        if a.has("train-text-encoder"), a.has("unet-only") {
+            throw CommandLineError.usage("--train-text-encoder and --unet-only contradict each other")
+        }
         c.resolution = try a.int("resolution", in: 8...4096)
         if let crop = a.string("crop") {
             guard let mode = CropMode(rawValue: crop) else { throw CommandLineError.usage("--crop must be center or random") }
@@ -87,9 +93,9 @@ public struct TrainStyleArguments {
         c.numClassImages = try a.int("num-class-images", in: 1...100_000) ?? c.numClassImages
         c.priorWeight = Float(try a.double("prior-weight") ?? 1)
         c.classSeed = try a.uint64("class-seed") ?? 0
-        c.loop.steps = try a.int("steps", in: 1...10_000_000) ?? c.loop.steps
+        c.loop.steps = try a.int("steps", in: 1...10_000_000) ?? preset.steps
         c.batch = try a.int("batch", in: 1...1024) ?? c.batch
-        c.loop.learningRate = Float(try a.double("lr") ?? 1e-4)
+        c.loop.learningRate = Float(try a.double("lr") ?? preset.learningRate)
         c.loop.warmupSteps = try a.int("warmup", in: 0...10_000_000) ?? 0
         if let s = a.string("lr-schedule") {
             guard let decay = LearningRateDecay(rawValue: s) else { throw CommandLineError.usage("--lr-schedule must be constant or cosine") }
@@ -98,14 +104,16 @@ public struct TrainStyleArguments {
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
         c.loop.saveEvery = try a.int("save-every", in: 0...Int.max) ?? 100
         c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? 0
-        c.rank = try a.int("rank", in: 1...1024) ?? 4
+        c.rank = try a.int("rank", in: 1...1024) ?? preset.rank
         c.alpha = try a.double("alpha").map(Float.init)
         if let t = a.string("targets") {
             guard let targets = AdapterTargets(rawValue: t) else { throw CommandLineError.usage("--targets must be attention or conv") }
             c.targets = targets
+        } else {
+            c.targets = preset.targets
         }
-        c.trainTextEncoder = a.has("train-text-encoder")
-        c.textEncoderLearningRate = Float(try a.double("text-encoder-lr") ?? 5e-5)
+        c.trainTextEncoder = a.has("train-text-encoder") || (preset.trainTextEncoder && !a.has("unet-only"))
+        c.textEncoderLearningRate = Float(try a.double("text-encoder-lr") ?? preset.textEncoderLearningRate)
         c.seed = try a.uint64("seed") ?? 0
         c.snrGamma = try a.double("snr-gamma")
         c.noiseOffset = Float(try a.double("noise-offset") ?? 0)
@@ -118,6 +126,40 @@ public struct TrainStyleArguments {
             throw CommandLineError.failure("validation prompts file \(promptsFile) does not exist")
         }
         config = c
+    }
+}
+
+/// Default optimisation settings for a base model. The embedded picture-world model is small and pixel-space:
+/// its subject needs a texture (the checkered coat) that attention-only adapters do not learn (measured with the
+/// judge: 0 % of the coat with rank-16 attention adapters after 1500 steps, 56 % with conv adapters), so its
+/// defaults train conv (LoCon) adapters and the text encoder, harder and longer. Latent Stable Diffusion models
+/// get the defaults of diffusers' DreamBooth-LoRA script.
+public struct TrainingPreset: Equatable, Sendable {
+    public var name: String
+    public var steps: Int
+    public var learningRate: Double
+    public var rank: Int
+    public var targets: AdapterTargets
+    public var trainTextEncoder: Bool
+    public var textEncoderLearningRate: Double
+
+    public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 16,
+                                                    targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4)
+    public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
+                                                       targets: .attention, trainTextEncoder: false,
+                                                       textEncoderLearningRate: 5e-5)
+
+    /// The preset of the pipeline folder at `pipeline`: latent models (a `vae/` folder) get `stableDiffusion`.
+    public init(pipeline: String) {
+        var isDirectory: ObjCBool = false
+        let latent = FileManager.default.fileExists(atPath: pipeline + "/vae", isDirectory: &isDirectory) && isDirectory.boolValue
+        self = latent ? .stableDiffusion : .pictureWorld
+    }
+
+    init(name: String, steps: Int, learningRate: Double, rank: Int, targets: AdapterTargets, trainTextEncoder: Bool,
+         textEncoderLearningRate: Double) {
+        (self.name, self.steps, self.learningRate, self.rank, self.targets) = (name, steps, learningRate, rank, targets)
+        (self.trainTextEncoder, self.textEncoderLearningRate) = (trainTextEncoder, textEncoderLearningRate)
     }
 }
 
@@ -154,6 +196,10 @@ public enum TrainStyleCommand {
         console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
             + "prompt \"\(c.prompt.text)\"" + (classFolder != nil ? ", \(c.numClassImages) class images, λ \(c.priorWeight)" : ""))
         console.note(trainer.parameterReport)
+        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@ (defaults: %@ preset)",
+                            c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
+                            c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
+                            TrainingPreset(pipeline: c.pipeline).name))
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }
         trainer.loop.onEvent = console.handle
