@@ -17,7 +17,7 @@ public struct TrainStyleArguments {
     static let options: Set<String> = [
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
-        "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "save-every", "sample-every", "validation-prompts", "resume",
+        "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
     ]
     static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
@@ -45,6 +45,8 @@ public struct TrainStyleArguments {
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
           --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine (constant)  --gradient-accumulation N (1)
+          --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
+                                   prediction that guidance subtracts in place
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
           --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
@@ -117,6 +119,9 @@ public struct TrainStyleArguments {
         c.seed = try a.uint64("seed") ?? 0
         c.snrGamma = try a.double("snr-gamma")
         c.noiseOffset = Float(try a.double("noise-offset") ?? 0)
+        let dropout = try a.double("caption-dropout") ?? preset.captionDropout
+        guard (0...1).contains(dropout) else { throw CommandLineError.usage("--caption-dropout must be in 0...1, got \(dropout)") }
+        c.captionDropout = dropout > 0 ? dropout : nil
         c.gradientCheckpointing = a.has("gradient-checkpointing")
         let promptsFile = a.string("validation-prompts") ?? "prompts/validation.txt"
         if FileManager.default.fileExists(atPath: promptsFile) {
@@ -142,12 +147,14 @@ public struct TrainingPreset: Equatable, Sendable {
     public var targets: AdapterTargets
     public var trainTextEncoder: Bool
     public var textEncoderLearningRate: Double
+    public var captionDropout: Double
 
     public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 16,
-                                                    targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4)
+                                                    targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4,
+                                                    captionDropout: 0.1)
     public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
                                                        targets: .attention, trainTextEncoder: false,
-                                                       textEncoderLearningRate: 5e-5)
+                                                       textEncoderLearningRate: 5e-5, captionDropout: 0)
 
     /// The preset of the pipeline folder at `pipeline`: latent models (a `vae/` folder) get `stableDiffusion`.
     public init(pipeline: String) {
@@ -157,9 +164,10 @@ public struct TrainingPreset: Equatable, Sendable {
     }
 
     init(name: String, steps: Int, learningRate: Double, rank: Int, targets: AdapterTargets, trainTextEncoder: Bool,
-         textEncoderLearningRate: Double) {
+         textEncoderLearningRate: Double, captionDropout: Double) {
         (self.name, self.steps, self.learningRate, self.rank, self.targets) = (name, steps, learningRate, rank, targets)
         (self.trainTextEncoder, self.textEncoderLearningRate) = (trainTextEncoder, textEncoderLearningRate)
+        self.captionDropout = captionDropout
     }
 }
 
@@ -196,10 +204,10 @@ public enum TrainStyleCommand {
         console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
             + "prompt \"\(c.prompt.text)\"" + (classFolder != nil ? ", \(c.numClassImages) class images, λ \(c.priorWeight)" : ""))
         console.note(trainer.parameterReport)
-        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@ (defaults: %@ preset)",
-                            c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
+        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
+                            + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
-                            TrainingPreset(pipeline: c.pipeline).name))
+                            c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }
         trainer.loop.onEvent = console.handle

@@ -49,6 +49,9 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     public var snrGamma: Double?
     public var noiseOffset: Float = 0
+    /// Probability that a training row's prompt is replaced by the empty prompt, so that the unconditional
+    /// prediction classifier-free guidance subtracts is trained to stay what it was (nil: never).
+    public var captionDropout: Double?
     public var gradientCheckpointing = false
     public var validationPrompts: [String] = []
 
@@ -126,7 +129,9 @@ public final class StyleTrainer {
             for row in rows {
                 let set = row.isClass ? classes! : instances
                 samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random))
-                prompts.append(set.examples[row.index].prompt)
+                var prompt = set.examples[row.index].prompt
+                if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
+                prompts.append(prompt)
             }
             return try objective.loss(unet: model.unet, x0: try stackBatch(samples), context: try context(prompts),
                                       rowWeights: rows.map(\.weight), random: &random)

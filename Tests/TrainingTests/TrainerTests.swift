@@ -63,6 +63,22 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(t.loop.state.lossHistory.count, 30)
     }
 
+    func testCaptionDropoutTrainsRowsOnTheEmptyPrompt() throws {
+        func loss(dropout: Double?, prompt: String? = nil) throws -> Float {
+            var c = config(steps: 1)
+            c.captionDropout = dropout
+            if let prompt { c.prompt.override = prompt }
+            var random = PhiloxRandom(seed: 99)
+            return try withNoGrad { try trainer(c, run: UUID().uuidString).loop.microBatchLoss(&random) }.value.item
+        }
+        let plain = try loss(dropout: nil)
+        XCTAssertEqual(try loss(dropout: 0), plain, "no dropout draws nothing: runs without it are unchanged")
+        let dropped = try loss(dropout: 1)
+        XCTAssertNotEqual(dropped, plain)
+        XCTAssertEqual(dropped, try loss(dropout: 1, prompt: ""), "rate 1: every row trains on the empty prompt")
+        XCTAssertNotEqual(try loss(dropout: 1, prompt: "a photo of sks dog"), try loss(dropout: nil, prompt: "a photo of sks dog"))
+    }
+
     func testBaseWeightsAreBitwiseUnchanged() throws {
         let t = try trainer(config(steps: 3), run: "frozen")
         let unetBefore = t.model.unet.stateDict(), textBefore = t.model.textEncoder.stateDict()
