@@ -29,27 +29,25 @@ public enum Examples {
 
     /// The style set: `count` assorted scenes in the unseen style (deterministic).
     public static func styleScenes(count: Int = 5) -> [Scene] {
-        let subjects: [(ObjectKind, NamedColor, Background)] = [
-            (.cat, .orange, .grass), (.house, .red, .city), (.car, .blue, .beach), (.tree, .green, .snow),
-            (.ball, .yellow, .room), (.bird, .purple, .night), (.flower, .pink, .grass),
-        ]
-        var rng = PhiloxRandom(seed: 0x57A1E)
-        return (0..<count).map { i in
-            let (o, c, b) = subjects[i % subjects.count]
-            return Scene.random(SceneLabels(object: o, color: c, background: b, style: .unseen), using: &rng)
-        }
+        assortedScenes([(.cat, .orange, .grass), (.house, .red, .city), (.car, .blue, .beach), (.tree, .green, .snow),
+                        (.ball, .yellow, .room), (.bird, .purple, .night), (.flower, .pink, .grass)],
+                       style: .unseen, seed: 0x57A1E, count: count)
     }
 
     /// The sepia set: `count` assorted photo scenes (deterministic), to be rendered and passed through `sepia`.
     public static func sepiaScenes(count: Int = 5) -> [Scene] {
-        let subjects: [(ObjectKind, NamedColor, Background)] = [
-            (.bird, .red, .grass), (.car, .green, .city), (.house, .blue, .snow), (.flower, .yellow, .beach),
-            (.cat, .white, .room), (.tree, .orange, .night), (.ball, .purple, .grass),
-        ]
-        var rng = PhiloxRandom(seed: 0x5E91A)
+        assortedScenes([(.bird, .red, .grass), (.car, .green, .city), (.house, .blue, .snow), (.flower, .yellow, .beach),
+                        (.cat, .white, .room), (.tree, .orange, .night), (.ball, .purple, .grass)],
+                       style: .photo, seed: 0x5E91A, count: count)
+    }
+
+    /// Scene i shows `subjects[i % subjects.count]` in `style`, laid out by a generator seeded with `seed`.
+    private static func assortedScenes(_ subjects: [(ObjectKind, NamedColor, Background)], style: RenderStyle, seed: UInt64,
+                                       count: Int) -> [Scene] {
+        var rng = PhiloxRandom(seed: seed)
         return (0..<count).map { i in
             let (o, c, b) = subjects[i % subjects.count]
-            return Scene.random(SceneLabels(object: o, color: c, background: b, style: .photo), using: &rng)
+            return Scene.random(SceneLabels(object: o, color: c, background: b, style: style), using: &rng)
         }
     }
 
