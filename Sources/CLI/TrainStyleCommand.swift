@@ -51,7 +51,7 @@ public struct TrainStyleArguments {
         run
           --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
           --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
-          --save-every N (100)  --sample-every N (0 = never)  --validation-prompts FILE (default prompts/validation.txt)
+          --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
         fidelity report (picture-world models, when the judge weights exist)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
@@ -105,7 +105,7 @@ public struct TrainStyleArguments {
         }
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
         c.loop.saveEvery = try a.int("save-every", in: 0...Int.max) ?? 100
-        c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? 0
+        c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? preset.sampleEvery
         c.rank = try a.int("rank", in: 1...1024) ?? preset.rank
         c.alpha = try a.double("alpha").map(Float.init)
         if let t = a.string("targets") {
@@ -148,13 +148,15 @@ public struct TrainingPreset: Equatable, Sendable {
     public var trainTextEncoder: Bool
     public var textEncoderLearningRate: Double
     public var captionDropout: Double
+    /// Steps between sample grids (0: none; a grid costs seconds on the embedded model, minutes on SD at 512²).
+    public var sampleEvery: Int
 
     public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 16,
                                                     targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4,
-                                                    captionDropout: 0.1)
+                                                    captionDropout: 0.1, sampleEvery: 500)
     public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
                                                        targets: .attention, trainTextEncoder: false,
-                                                       textEncoderLearningRate: 5e-5, captionDropout: 0)
+                                                       textEncoderLearningRate: 5e-5, captionDropout: 0, sampleEvery: 0)
 
     /// The preset of the pipeline folder at `pipeline`: latent models (a `vae/` folder) get `stableDiffusion`.
     public init(pipeline: String) {
@@ -164,10 +166,10 @@ public struct TrainingPreset: Equatable, Sendable {
     }
 
     init(name: String, steps: Int, learningRate: Double, rank: Int, targets: AdapterTargets, trainTextEncoder: Bool,
-         textEncoderLearningRate: Double, captionDropout: Double) {
+         textEncoderLearningRate: Double, captionDropout: Double, sampleEvery: Int) {
         (self.name, self.steps, self.learningRate, self.rank, self.targets) = (name, steps, learningRate, rank, targets)
         (self.trainTextEncoder, self.textEncoderLearningRate) = (trainTextEncoder, textEncoderLearningRate)
-        self.captionDropout = captionDropout
+        (self.captionDropout, self.sampleEvery) = (captionDropout, sampleEvery)
     }
 }
 

@@ -25,7 +25,7 @@ final class TrainStyleCommandTests: XCTestCase {
         let images = Self.repository.appendingPathComponent("images").path
         let out = root.appendingPathComponent("out")
         let code = try TrainStyleCommand.run([images, "--token", "sks", "--class", "dog", "--pipeline", fixturePath("tiny-pixel"),
-                                              "--steps", "3", "--num-class-images", "2", "--resolution", "16",
+                                              "--steps", "3", "--num-class-images", "2", "--resolution", "16", "--sample-every", "2",
                                               "--no-report", "--out", out.path])
         XCTAssertEqual(code, 0)
         let adapter = out.appendingPathComponent("adapters/sks.safetensors").path
@@ -37,6 +37,8 @@ final class TrainStyleCommandTests: XCTestCase {
         let runs = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("runs").path)
         XCTAssertEqual(runs.count, 1)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("runs/\(runs[0])/loss.png").path))
+        let grid = try PNG.read(path: out.appendingPathComponent("runs/\(runs[0])/samples-000002.png").path).image
+        XCTAssertGreaterThan(grid.width, 16, "a sample grid of several images")
 
         // generate "a photo of sks dog" with the adapter folder: the trigger word applies it, and the PNG says so.
         let pictures = root.appendingPathComponent("pictures")
@@ -56,11 +58,15 @@ final class TrainStyleCommandTests: XCTestCase {
         XCTAssertEqual(pixel.loop.learningRate, 1e-3)
         XCTAssertEqual(pixel.targets, .conv)
         XCTAssertTrue(pixel.trainTextEncoder)
+        XCTAssertEqual(pixel.captionDropout, 0.1)
+        XCTAssertEqual(pixel.loop.sampleEvery, 500)
         let latent = try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-sd")]).config
         XCTAssertEqual([latent.loop.steps, latent.rank], [400, 4])
         XCTAssertEqual(latent.loop.learningRate, 1e-4)
         XCTAssertEqual(latent.targets, .attention)
         XCTAssertFalse(latent.trainTextEncoder)
+        XCTAssertNil(latent.captionDropout)
+        XCTAssertEqual(latent.loop.sampleEvery, 0)
         // Explicit options win over either preset.
         let mine = try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-pixel"), "--unet-only",
                                             "--rank", "2", "--targets", "attention", "--steps", "7"]).config
