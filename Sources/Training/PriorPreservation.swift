@@ -40,8 +40,9 @@ public struct ClassImageKey: Codable, Equatable, Sendable {
 
 public enum PriorPreservation {
     /// Makes sure `count` class images exist in `root/<key folder>/` (generating only the missing ones
-    /// with seeds key.seed + i) and returns the folder. `progress(done, total)` follows generation.
-    public static func classImages(model: StableDiffusionModel, key: ClassImageKey, count: Int, root: URL,
+    /// with seeds key.seed + i) and returns the folder. `progress(done, total)` follows generation. Images are
+    /// denoised `batchSize` at a time; each is bitwise the image it would be alone.
+    public static func classImages(model: StableDiffusionModel, key: ClassImageKey, count: Int, root: URL, batchSize: Int = 8,
                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> URL {
         guard count >= 1 else { throw TrainingError.invalidSettings("--num-class-images must be ≥ 1") }
         guard let sampler = SamplerKind(rawValue: key.sampler) else {
@@ -55,14 +56,20 @@ public enum PriorPreservation {
         let missing = (0..<count).filter {
             !FileManager.default.fileExists(atPath: folder.appendingPathComponent(imageName($0)).path)
         }
-        for (done, i) in missing.enumerated() {
-            progress(done, missing.count)
-            let p = GenerationParameters(prompt: key.prompt, steps: key.steps, sampler: sampler, seed: key.seed + UInt64(i),
-                                         width: key.resolution, height: key.resolution)
-            let generated = try withNoGrad { try pipeline.generate(p) }
-            for g in generated {
-                try PNG.write(g.image, to: folder.appendingPathComponent(imageName(i)).path,
-                              text: [PNGTextChunk(keyword: "parameters", text: g.info.text)])
+        for start in stride(from: 0, to: missing.count, by: max(batchSize, 1)) {
+            progress(start, missing.count)
+            let indices = missing[start..<min(start + max(batchSize, 1), missing.count)]
+            let requests = indices.map { i in
+                BatchRequest(parameters: GenerationParameters(prompt: key.prompt, steps: key.steps, sampler: sampler,
+                                                              seed: key.seed + UInt64(i), width: key.resolution,
+                                                              height: key.resolution))
+            }
+            let generated = try withNoGrad { try pipeline.generate(batch: requests) }
+            for (i, images) in zip(indices, generated) {
+                for g in images {
+                    try PNG.write(g.image, to: folder.appendingPathComponent(imageName(i)).path,
+                                  text: [PNGTextChunk(keyword: "parameters", text: g.info.text)])
+                }
             }
         }
         if !missing.isEmpty { progress(missing.count, missing.count) }

@@ -128,6 +128,15 @@ final class TrainerTests: XCTestCase {
         let written = try FileManager.default.attributesOfItem(atPath: png.path)[.modificationDate] as? Date
         _ = try PriorPreservation.classImages(model: model, key: key, count: 2, root: root)   // reused, not redrawn
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: png.path)[.modificationDate] as? Date, written)
+        // Batched generation writes the same files as one image at a time (and fills in only what is missing).
+        let one = scratch.appendingPathComponent("one-at-a-time"), batched = scratch.appendingPathComponent("batched")
+        let a = try PriorPreservation.classImages(model: model, key: key, count: 3, root: one, batchSize: 1)
+        _ = try PriorPreservation.classImages(model: model, key: key, count: 1, root: batched, batchSize: 2)
+        let b = try PriorPreservation.classImages(model: model, key: key, count: 3, root: batched, batchSize: 2)
+        for i in 0..<3 {
+            let name = String(format: "class-%05d.png", i)
+            XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent(name)), try Data(contentsOf: b.appendingPathComponent(name)), name)
+        }
 
         var c = config(steps: 2)
         c.prior = true
