@@ -4,17 +4,19 @@ import PackageDescription
 
 /// Flags measured to matter (see README "Performance"): AVX-512 code generation and unchecked
 /// arithmetic in the numeric targets. `-target-cpu` alone is worth ~250x on the SIMD kernels.
-/// `icelake-server`, not `sapphirerapids`: the latter lets LLVM use AVX512-FP16 instructions (e.g. `vmovw`
-/// for 16-bit moves) anywhere, which AVX-512 CPUs without FP16 (AMD Zen 4/5, Ice Lake) reject with SIGILL.
+/// `-mno-avx512fp16`: plain `sapphirerapids` lets LLVM use AVX512-FP16 instructions (e.g. `vmovw` for 16-bit
+/// moves) anywhere, which AVX-512 CPUs without FP16 (AMD Zen 4/5) reject with SIGILL; the feature list Swift
+/// code is compiled with comes from the Clang importer, so `-Xcc` removes it. `icelake-server` (no FP16 either)
+/// was measured 1.5x slower on the SGEMM/conv micro-kernels (`bench kernels --threads 1 --cpu-time`).
 /// Kernels are optimised in debug builds too, so `swift test` runs model-sized checks quickly.
 let kernelFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "icelake-server"],
+    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"],
                  .when(configuration: .release)),
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "icelake-server"],
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"],
                  .when(configuration: .debug)),
 ]
 let cpuFlags: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "icelake-server"]),
+    .unsafeFlags(["-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"]),
 ]
 let language: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
