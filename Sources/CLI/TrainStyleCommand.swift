@@ -157,19 +157,14 @@ public struct TrainingPreset: Equatable, Sendable {
     public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
                                                        targets: .attention, trainTextEncoder: false,
                                                        textEncoderLearningRate: 5e-5, captionDropout: 0, sampleEvery: 0)
+}
 
+extension TrainingPreset {
     /// The preset of the pipeline folder at `pipeline`: latent models (a `vae/` folder) get `stableDiffusion`.
     public init(pipeline: String) {
         var isDirectory: ObjCBool = false
         let latent = FileManager.default.fileExists(atPath: pipeline + "/vae", isDirectory: &isDirectory) && isDirectory.boolValue
         self = latent ? .stableDiffusion : .pictureWorld
-    }
-
-    init(name: String, steps: Int, learningRate: Double, rank: Int, targets: AdapterTargets, trainTextEncoder: Bool,
-         textEncoderLearningRate: Double, captionDropout: Double, sampleEvery: Int) {
-        (self.name, self.steps, self.learningRate, self.rank, self.targets) = (name, steps, learningRate, rank, targets)
-        (self.trainTextEncoder, self.textEncoderLearningRate) = (trainTextEncoder, textEncoderLearningRate)
-        (self.captionDropout, self.sampleEvery) = (captionDropout, sampleEvery)
     }
 }
 
