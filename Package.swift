@@ -2,22 +2,42 @@
 // StyleDiffusion: LoRA / DreamBooth training and sampling for Stable-Diffusion-style models, on the CPU.
 import PackageDescription
 
-/// Flags measured to matter (see README "Performance"): AVX-512 code generation and unchecked
-/// arithmetic in the numeric targets. `-target-cpu` alone is worth ~250x on the SIMD kernels.
-/// `-mno-avx512fp16`: plain `sapphirerapids` lets LLVM use AVX512-FP16 instructions (e.g. `vmovw` for 16-bit
-/// moves) anywhere, which AVX-512 CPUs without FP16 (AMD Zen 4/5) reject with SIGILL; the feature list Swift
-/// code is compiled with comes from the Clang importer, so `-Xcc` removes it. `icelake-server` (no FP16 either)
-/// was measured 1.5x slower on the SGEMM/conv micro-kernels (`bench kernels --threads 1 --cpu-time`).
-/// Kernels are optimised in debug builds too, so `swift test` runs model-sized checks quickly.
-let kernelFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"],
-                 .when(configuration: .release)),
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"],
-                 .when(configuration: .debug)),
+/// The numeric code (Sources/Kernels) is compiled once per instruction-set level, each module with its own CPU
+/// flags, and TensorCore picks the best level the CPU reports at run time (Sources/TensorCore/Kernels.swift).
+/// Every other target carries no CPU flag, so one binary runs on any CPU of its architecture.
+/// - `-target-cpu` is worth ~250x on the SIMD kernels (without it `addingProduct` becomes `fmaf` calls).
+/// - AVX-512: `sapphirerapids` with AVX512-FP16 and AVX-VNNI off (AMD Zen 4/5 have neither; LLVM otherwise
+///   uses FP16 moves anywhere). `icelake-server` was measured 1.5x slower on the SGEMM/conv micro-kernels.
+/// - AVX2: `haswell` (AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE).
+/// - Portable: no CPU flag (SSE2 on x86-64, NEON on arm64).
+/// `-Ounchecked -wmo -enforce-exclusivity=unchecked` in every kernel module, in debug builds too, so
+/// `swift test` runs model-sized checks quickly. On arm64 no x86 flag or module is used at all.
+let kernelOptimization = ["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked"]
+func kernelFlags(_ cpu: [String], _ level: String) -> [SwiftSetting] {
+    [.define(level),
+     .unsafeFlags(kernelOptimization + cpu, .when(configuration: .release)),
+     .unsafeFlags(kernelOptimization.filter { $0 != "-wmo" } + cpu, .when(configuration: .debug))]
+}
+#if arch(x86_64)
+let kernelModules: [(name: String, settings: [SwiftSetting])] = [
+    ("KernelsAVX512", kernelFlags(["-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16", "-Xcc", "-mno-avxvnni"],
+                                  "KERNELS_AVX512")),
+    ("KernelsAVX2", kernelFlags(["-target-cpu", "haswell"], "KERNELS_AVX2")),
+    ("KernelsPortable", kernelFlags([], "KERNELS_PORTABLE")),
 ]
-let cpuFlags: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "sapphirerapids", "-Xcc", "-mno-avx512fp16"]),
+#else
+let kernelModules: [(name: String, settings: [SwiftSetting])] = [
+    ("KernelsPortable", kernelFlags([], "KERNELS_PORTABLE")),
 ]
+#endif
+let kernelModuleNames = kernelModules.map { Target.Dependency(stringLiteral: $0.name) }
+/// The same optimisation, with no CPU flag, for the other targets with hot loops (array code: -Ounchecked was
+/// measured 8x on bounds-checked loops), in debug builds too.
+let fastFlags: [SwiftSetting] = [
+    .unsafeFlags(kernelOptimization, .when(configuration: .release)),
+    .unsafeFlags(kernelOptimization.filter { $0 != "-wmo" }, .when(configuration: .debug)),
+]
+let cpuFlags: [SwiftSetting] = []
 let language: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -32,16 +52,22 @@ let package = Package(
         .executable(name: "train-base", targets: ["train-base"]),
     ],
     targets: [
-        // MARK: - Numerical base
-        .target(name: "TensorCore", swiftSettings: language + kernelFlags),
-        .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: language + kernelFlags),
+        // MARK: - Numerical base: tensors, then the kernels per instruction-set level, then their dispatch
+        .target(name: "TensorBase", swiftSettings: language + fastFlags),
+        .target(name: "CPUFeatures"),
+    ] + kernelModules.map {
+        .target(name: $0.name, dependencies: ["TensorBase"], swiftSettings: language + $0.settings)
+    } + [
+        .target(name: "TensorCore", dependencies: ["TensorBase", "CPUFeatures"] + kernelModuleNames,
+                swiftSettings: language + fastFlags),
+        .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: language + fastFlags),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),
 
         // MARK: - Formats
-        .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: language + kernelFlags),
+        .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: language + fastFlags),
         .systemLibrary(name: "SystemLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "CLibPNG", dependencies: ["SystemLibPNG"]),
-        .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG"], swiftSettings: language + kernelFlags),
+        .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG"], swiftSettings: language + fastFlags),
 
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
@@ -55,13 +81,13 @@ let package = Package(
         .target(name: "Pipeline",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels", "Adapters"],
-                exclude: ["README.md"], swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + fastFlags),
         .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "Pipeline", "Adapters", "Training",
                                            "PictureWorld", "Judge"],
                 swiftSettings: language + cpuFlags),
 
         // MARK: - Picture world (the embedded default's data) and its judge
-        .target(name: "PictureWorld", dependencies: ["TensorCore", "PNGImage"], swiftSettings: language + kernelFlags),
+        .target(name: "PictureWorld", dependencies: ["TensorCore", "PNGImage"], swiftSettings: language + fastFlags),
         .target(name: "Judge", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "PictureWorld"],
                 swiftSettings: language + cpuFlags),
 
@@ -69,13 +95,13 @@ let package = Package(
         .target(name: "Training",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels", "Adapters", "Pipeline"],
-                swiftSettings: language + kernelFlags),
+                swiftSettings: language + fastFlags),
 
         // MARK: - The embedded base model
         .target(name: "BaseModel",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels", "Pipeline", "PictureWorld"],
-                swiftSettings: language + kernelFlags),
+                swiftSettings: language + fastFlags),
 
         // MARK: - Executables
         .executableTarget(name: "train-style", dependencies: ["CLI", "Training", "Pipeline", "PictureWorld"],
@@ -85,7 +111,7 @@ let package = Package(
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
                                                 "DiffusionModels", "Schedulers", "Pipeline", "Adapters", "Training"],
-                          swiftSettings: language + kernelFlags),
+                          swiftSettings: language + fastFlags),
         .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],

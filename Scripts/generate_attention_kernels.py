@@ -1,4 +1,67 @@
-# Generates Sources/TensorCore/AttentionKernels.swift (python3 Scripts/generate_attention_kernels.py).
+# Generates AttentionKernels.swift of each kernel module (python3 Scripts/generate_attention_kernels.py).
+# KernelsAVX512 keeps the whole C block in SIMD16 accumulators (`kernel`); KernelsAVX2 and KernelsPortable
+# compute the same blocks in sub-blocks that fit their registers (`kernel_sub`), each over the whole k range,
+# so every element is summed in the same order (see generate_gemm_microkernels.py for the levels).
+import os
+
+ISAS = {
+    # module: (vector type, lanes, most rows per sub-block, multiply-add)
+    "KernelsAVX2": ("SIMD8<Float>", 8, 6, "{c}.addingProduct({a}, {b})"),
+    "KernelsPortable": ("SIMD4<Float>", 4, 5, "madd({c}, {a}, {b})"),
+}
+
+
+def sub_rows(mr, most):
+    return max(d for d in range(1, most + 1) if mr % d == 0)
+
+
+def signature(name, amode):
+    args = "_ k: Int, _ a: UnsafePointer<Float>, "
+    if amode == 'T': args += "_ lda: Int, "
+    if name.startswith('scoreKernel') or name.startswith('valueKernel'):
+        args += "_ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>"
+        return args, "32", "32"
+    args += "_ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int"
+    return args, "ldb", "ldc"
+
+
+def kernel_sub(name, mr, nv16, amode, doc, isa):
+    vt, lanes, most, fma = isa
+    smr, snr = sub_rows(mr, most), 2 * lanes
+    nv = 2
+    args, ldb, ldc = signature(name, amode)
+    L = [f"/// {doc}", f"/// Computed in {smr} x {snr} sub-blocks.", f"@inline(never) func {name}({args}) {{"]
+    acc = not name.startswith('scoreKernel')
+    for r0 in range(0, mr, smr):
+        for c0 in range(0, 16 * nv16, snr):
+            L.append(f"    do {{ // rows {r0}..<{r0 + smr}, columns {c0}..<{c0 + snr}")
+            for r in range(smr):
+                L.append("        var " + ", ".join(f"c{r}_{v} = {vt}(repeating: 0)" for v in range(nv)))
+            L.append(f"        var pa = a, pb = b + {c0}")
+            astep = {'T': 'lda', 'R32': '1'}[amode]
+            L.append("        for _ in 0..<k {")
+            for v in range(nv):
+                L.append(f"            let b{v} = UnsafeRawPointer(pb + {lanes * v}).loadUnaligned(as: {vt}.self)")
+            for r in range(smr):
+                off = {'T': r0 + r, 'R32': 32 * (r0 + r)}[amode]
+                L.append(f"            let a{r} = {vt}(repeating: pa[{off}])")
+                for v in range(nv):
+                    L.append(f"            c{r}_{v} = " + fma.format(c=f"c{r}_{v}", a=f"a{r}", b=f"b{v}"))
+            L.append(f"            pa += {astep}; pb += {ldb}")
+            L.append("        }")
+            for r in range(smr):
+                for v in range(nv):
+                    dst = f"c + {r0 + r} * {ldc} + {c0 + lanes * v}"
+                    if acc:
+                        L.append(f"        UnsafeMutableRawPointer({dst}).storeBytes(of: UnsafeRawPointer({dst})"
+                                 f".loadUnaligned(as: {vt}.self) + c{r}_{v}, as: {vt}.self)")
+                    else:
+                        L.append(f"        UnsafeMutableRawPointer({dst}).storeBytes(of: c{r}_{v}, as: {vt}.self)")
+            L.append("    }")
+    L.append("}")
+    return "\n".join(L)
+
+
 def kernel(name, mr, nv, amode, doc):
     # amode 'T': A(r,k) = a[k*lda + r]; 'R32': a[r*32 + k]
     L = []
@@ -44,9 +107,16 @@ out = ['''// AttentionKernels: register-blocked SIMD micro-kernels of the flash 
 // R32: a[r·32 + k], 32 being the query-block width), so the row offsets of A are constant displacements.
 // B rows are contiguous SIMD runs. Score kernels overwrite C [12][32]; value and update kernels add into C.
 ''']
-out.append(kernel('scoreKernel12x32', 12, 2, 'T', 'C[12][32] = Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].'))
+KERNELS = [('scoreKernel12x32', 12, 2, 'T', 'C[12][32] = Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].')]
 for mr in (10, 8):
-    out.append(kernel(f'valueKernel{mr}x32', mr, 2, 'T', f'C[{mr}][32] += Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].'))
+    KERNELS.append((f'valueKernel{mr}x32', mr, 2, 'T', f'C[{mr}][32] += Σ_k A(r, k)·B[k][0..<32]; A(r, k) = a[k·lda + r].'))
 for nv in (3, 2, 1):
-    out.append(kernel(f'updateKernelR8x{16*nv}', 8, nv, 'R32', f'C[8][{16*nv}] += Σ_k a[r·32 + k]·B[k][0..<{16*nv}].'))
-open(__import__('os').path.join(__import__('os').path.dirname(__file__), '..', 'Sources/TensorCore/AttentionKernels.swift'), 'w').write("\n\n".join(out) + "\n")
+    KERNELS.append((f'updateKernelR8x{16*nv}', 8, nv, 'R32', f'C[8][{16*nv}] += Σ_k a[r·32 + k]·B[k][0..<{16*nv}].'))
+sources = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'Sources')
+out += [kernel(*k) for k in KERNELS]
+open(os.path.join(sources, 'KernelsAVX512/AttentionKernels.swift'), 'w').write("\n\n".join(out) + "\n")
+for module, isa in ISAS.items():
+    head = out[0].replace('one accumulator variable per zmm register, so all stay in registers.',
+                          f'the blocks of KernelsAVX512 in sub-blocks of {isa[0]}\n// accumulators that fit this level\'s registers.')
+    body = [head] + [kernel_sub(*k, isa) for k in KERNELS]
+    open(os.path.join(sources, module, 'AttentionKernels.swift'), 'w').write("\n\n".join(body) + "\n")

@@ -1,0 +1,435 @@
+// ConvKernels: the pointer-level implicit-GEMM convolution driver behind Conv2D.swift.
+import TensorBase
+
+/// A zero-padded (and optionally dilated) NHWC copy of an activation, with slack after the end so that
+/// microkernel tiles running past the last pixel stay inside the buffer.
+struct PaddedActivation {
+    let pointer: UnsafeMutablePointer<Float>
+    let height: Int, width: Int, channels: Int, batch: Int
+
+    /// `dst[n, y, x] = src[n, (y - top) / dilation, (x - left) / dilation]` where that is a whole in-range
+    /// index, else 0. `dst` is `[batch, height, width, channels]` plus `slackPixels` zero pixels.
+    init(_ src: UnsafePointer<Float>, batch: Int, srcHeight: Int, srcWidth: Int, channels: Int,
+         height: Int, width: Int, top: Int, left: Int, dilation: Int, slackPixels: Int) {
+        self.height = height; self.width = width; self.channels = channels; self.batch = batch
+        let count = (batch * height * width + slackPixels) * channels
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+        let dst = pointer
+        Parallel.forEach(count: batch * height, workers: Parallel.workers(for: count, minWorkPerThread: 1 << 20)) { row in
+            let n = row / height, y = row % height
+            let out = dst + row * width * channels
+            let sy = y - top
+            guard sy >= 0, sy % dilation == 0, sy / dilation < srcHeight else {
+                out.update(repeating: 0, count: width * channels)
+                return
+            }
+            let srcRow = src + ((n * srcHeight + sy / dilation) * srcWidth) * channels
+            for x in 0..<width {
+                let sx = x - left
+                if sx >= 0, sx % dilation == 0, sx / dilation < srcWidth {
+                    (out + x * channels).update(from: srcRow + (sx / dilation) * channels, count: channels)
+                } else {
+                    (out + x * channels).update(repeating: 0, count: channels)
+                }
+            }
+        }
+        (pointer + batch * height * width * channels).update(repeating: 0, count: slackPixels * channels)
+    }
+
+    func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+/// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
+let convBlockColumns = 256
+let convMaxPackedFloats = 2_097_152
+/// Row tiles per super-tile: the tiles that share each (tap, Cin chunk) of the packed weights while that
+/// chunk (at most 384 x 256 floats) sits in L2. Their C block (96 x 256 floats) lives in a worker scratch.
+let convTilesPerSuperTile = 8
+/// Largest Cin chunk per kernel call. The super-tile loop runs sliver-outer: each weight sliver chunk
+/// (at most 384 x 32 floats) is used by all the super-tile's row tiles while it is hot (measured better
+/// than tile-outer, and than 192- or 512-float chunks).
+let convMaxKC = 384
+/// Up to this K (taps x Cin) the forward pass gathers im2col rows instead of running per-tap K steps.
+let convColumnsMaxK = 64
+/// Below this width the weight gradient gathers each tap's rows instead of running on the padded grid
+/// (whose kw - 1 junk columns per row would cost more than the gather).
+let convGridMinWidth = 20
+/// Up to this many row tiles the weights are read in place (see `gemmDirectBMaxRowTiles`).
+let convDirectWeightMaxTiles = 32
+
+/// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
+/// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
+func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth kw: Int, stride s: Int,
+                      outHeight ho: Int, outWidth wo: Int, weight: UnsafePointer<Float>, outChannels cout: Int,
+                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let plan = ConvPlan(x, kernelHeight: kh, kernelWidth: kw, stride: s, outHeight: ho, outWidth: wo,
+                        weight: weight, outChannels: cout, bias: bias, output: output)
+    let nr = plan.tile.nr, threads = plan.threads
+    KernelWorkspacePool.shared.with { ws in
+        ws.reserve(sharedCount: plan.nc * plan.taps * plan.cin, workers: threads,
+                   perWorkerCount: plan.tilesPerSuper * plan.tile.mr * plan.nc)
+        let packed = ws.shared
+        var jc = 0
+        while jc < cout {
+            let ncur = min(plan.nc, cout - jc), slivers = (ncur + nr - 1) / nr
+            let block = ConvPlan.Block(jc: jc, columns: ncur, slivers: slivers, packed: packed)
+            if !plan.directWeights {
+                Parallel.forChunks(count: slivers, workers: min(threads, slivers), chunksPerWorker: 2) { _, range in
+                    for sv in range {
+                        packConvWeight(weight, taps: plan.taps, cin: plan.cin, cout: cout, j0: jc + sv * nr, nr: nr,
+                                       into: packed + sv * plan.sliverFloats)
+                    }
+                }
+            }
+            // Too few super-tiles for the threads: also split the block's slivers.
+            let groups = threads == 1 || plan.superTiles >= 2 * threads ? 1 : min(slivers, threads)
+            Parallel.forChunks(count: plan.superTiles * groups, workers: threads, chunksPerWorker: 8) { w, range in
+                for item in range {
+                    let g = item % groups
+                    let svRange = (g * slivers / groups)..<((g + 1) * slivers / groups)
+                    plan.multiply(superTile: item / groups, slivers: svRange, block, scratch: ws.worker(w))
+                    plan.store(superTile: item / groups, slivers: svRange, block, scratch: ws.worker(w))
+                }
+            }
+            jc += ncur
+        }
+    }
+}
+
+/// The blocking of one implicit-GEMM convolution and the work of one super-tile.
+///
+/// Row segments: with stride 1 a segment is a whole image on the padded-width grid (Ho x Wp positions, the
+/// last kw - 1 of each row junk); with stride s a segment is one output row (Wo positions, A rows s*Cin
+/// apart). Row tiles of MR positions never cross segments; `tilesPerSuper` consecutive ones form a
+/// super-tile, whose C block accumulates in a worker scratch of `tilesPerSuper*MR x slivers*NR` floats.
+/// A class for the reason given at `GEMMOperands`.
+final class ConvPlan {
+    /// One block of output channels: columns `jc..<jc+columns` in `slivers` NR-wide slivers.
+    struct Block {
+        let jc: Int, columns: Int, slivers: Int
+        let packed: UnsafeMutablePointer<Float>
+    }
+
+    let tile = GEMMTile.t12x32
+    let x: UnsafePointer<Float>
+    let kh: Int, kw: Int, s: Int, ho: Int, wo: Int, hp: Int, wp: Int, cin: Int, cout: Int, taps: Int
+    let kc: Int, nc: Int, sliverFloats: Int, lda: Int
+    let segments: Int, tilesPerSegment: Int, tilesPerSuper: Int, superPerSegment: Int, superTiles: Int
+    let threads: Int
+    /// Few row tiles (small feature maps, wide channels): the weights are read in place, not packed.
+    let directWeights: Bool
+    let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>
+
+    init(_ xpad: PaddedActivation, kernelHeight: Int, kernelWidth: Int, stride: Int, outHeight: Int, outWidth: Int,
+         weight: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr
+        x = UnsafePointer(xpad.pointer); hp = xpad.height; wp = xpad.width; cin = xpad.channels
+        kh = kernelHeight; kw = kernelWidth; s = stride; ho = outHeight; wo = outWidth; cout = outChannels
+        self.weight = weight; self.bias = bias; self.output = output
+        taps = kh * kw
+        let kBlocks = (cin + convMaxKC - 1) / convMaxKC
+        kc = (cin + kBlocks - 1) / kBlocks
+        sliverFloats = taps * cin * nr
+        let coutPadded = (cout + nr - 1) / nr * nr
+        nc = min(coutPadded, convBlockColumns, max(nr, convMaxPackedFloats / (taps * cin) / nr * nr))
+        lda = s * cin
+        segments = s == 1 ? xpad.batch : xpad.batch * ho
+        tilesPerSegment = ((s == 1 ? ho * wp : wo) + mr - 1) / mr
+        let tiles = segments * tilesPerSegment
+        threads = Parallel.workers(for: 2 * tiles * mr * coutPadded * cin * taps, minWorkPerThread: gemmMinFlopsPerThread)
+        tilesPerSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
+        superPerSegment = (tilesPerSegment + tilesPerSuper - 1) / tilesPerSuper
+        superTiles = segments * superPerSegment
+        directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
+    }
+
+    /// First tile index and tile count of super-tile `st` within its segment.
+    func tiles(of st: Int) -> (first: Int, count: Int) {
+        let first = (st % superPerSegment) * tilesPerSuper
+        return (first, min(tilesPerSuper, tilesPerSegment - first))
+    }
+
+    /// Accumulates super-tile `st` times the weight slivers `svRange` of `block` into `scratch`.
+    func multiply(superTile st: Int, slivers svRange: Range<Int>, _ block: Block, scratch: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr, ldc = block.slivers * nr
+        let seg = st / superPerSegment, (t0, count) = tiles(of: st)
+        let aSeg = s == 1 ? x + seg * hp * wp * cin : x + ((seg / ho * hp + seg % ho * s) * wp) * cin
+        for tap in 0..<taps {
+            let aTap = aSeg + ((tap / kw) * wp + tap % kw) * cin
+            var k0 = 0
+            while k0 < cin {
+                let kcur = min(kc, cin - k0)
+                for sv in svRange {
+                    let b = directWeights
+                        ? weight + (tap * cin + k0) * cout + block.jc + sv * nr
+                        : UnsafePointer(block.packed + sv * sliverFloats + (tap * cin + k0) * nr)
+                    for ti in 0..<count {
+                        tile.direct(kcur, aTap + (t0 + ti) * mr * lda + k0, lda, b, directWeights ? cout : nr,
+                                    scratch + ti * mr * ldc + sv * nr, ldc, tap > 0 || k0 > 0)
+                    }
+                }
+                k0 += kcur
+            }
+        }
+    }
+
+    /// Copies the valid rows of super-tile `st` (columns of `svRange`) from `scratch` to the output, adding bias.
+    func store(superTile st: Int, slivers svRange: Range<Int>, _ block: Block, scratch: UnsafeMutablePointer<Float>) {
+        let mr = tile.mr, nr = tile.nr, ldc = block.slivers * nr, jc = block.jc
+        let seg = st / superPerSegment, (t0, count) = tiles(of: st)
+        let jLo = svRange.lowerBound * nr, jHi = min(svRange.upperBound * nr, block.columns)
+        for r in 0..<(count * mr) {
+            let p = t0 * mr + r
+            let n: Int, oy: Int, ox: Int
+            if s == 1 {
+                n = seg; oy = p / wp; ox = p % wp
+                if oy >= ho || ox >= wo { continue }
+            } else {
+                n = seg / ho; oy = seg % ho; ox = p
+                if ox >= wo { break }
+            }
+            let dst = output + ((n * ho + oy) * wo + ox) * cout + jc, src = scratch + r * ldc
+            if let bias {
+                for j in jLo..<jHi { dst[j] = src[j] + bias[jc + j] }
+            } else {
+                (dst + jLo).update(from: src + jLo, count: jHi - jLo)
+            }
+        }
+    }
+}
+
+/// Packs output channels `j0..<j0+nr` of a `[taps, cin, cout]` weight as `[taps * cin][nr]`, zero-padded.
+func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j0: Int, nr: Int,
+                    into dst: UnsafeMutablePointer<Float>) {
+    let valid = min(nr, cout - j0)
+    for r in 0..<(taps * cin) {
+        let row = dst + r * nr, src = w + r * cout + j0
+        if valid == nr {
+            copyVectors(from: src, to: row, count: nr, scale: 1)
+        } else {
+            for j in 0..<valid { row[j] = src[j] }
+            (row + valid).update(repeating: 0, count: nr - valid)
+        }
+    }
+}
+
+/// Forward convolution on raw NHWC pointers (shapes already checked).
+func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let cout = g.outChannels, cin = g.inChannels, taps = g.kernelHeight * g.kernelWidth
+    /// `output = rows · weight (+ bias)` with `rows` [pixels, k] and the weight read as a [k, Cout] matrix.
+    func gemmOverPixels(_ rows: UnsafePointer<Float>, k: Int) {
+        let pixels = g.batch * g.outHeight * g.outWidth
+        if let bias {
+            for r in 0..<pixels { (output + r * cout).update(from: bias, count: cout) }
+        }
+        sgemm(transA: false, transB: false, m: pixels, n: cout, k: k, alpha: 1, a: rows, lda: k, b: weight,
+              ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
+    }
+    if g.isPointwise {
+        gemmOverPixels(input, k: cin)
+        return
+    }
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
+                                height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
+                                top: g.padding, left: g.padding, dilation: 1,
+                                slackPixels: (GEMMTile.t12x32.mr + 1) * g.stride + g.kernelWidth)
+    defer { xpad.deallocate() }
+    if taps * cin <= convColumnsMaxK {
+        // Few input channels (an RGB image, a 4-channel latent): per-tap K steps of cin would be all
+        // overhead, so gather the taps x Cin window of every output pixel into one row (im2col) and run a
+        // single GEMM with K = taps * Cin; the [kh, kw, Cin, Cout] weight already is that K x Cout matrix.
+        let pixels = g.batch * g.outHeight * g.outWidth
+        let columns = UnsafeMutablePointer<Float>.allocate(capacity: pixels * taps * cin)
+        defer { columns.deallocate() }
+        for tap in 0..<taps {
+            gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth,
+                          paddedHeight: xpad.height, paddedWidth: xpad.width, channels: cin,
+                          dy: tap / g.kernelWidth, dx: tap % g.kernelWidth, stride: g.stride,
+                          into: columns + tap * cin, rowStride: taps * cin)
+        }
+        gemmOverPixels(columns, k: taps * cin)
+        return
+    }
+    convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
+                     outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
+                     bias: bias, output: output)
+}
+
+/// Input gradient: a stride-1 convolution of the dilated, re-padded output gradient with the weight flipped
+/// in space and transposed in channels (`w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]`).
+func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                         gradInput: UnsafeMutablePointer<Float>) {
+    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    if g.isPointwise {   // dX = dY · Wᵀ
+        sgemm(transA: false, transB: true, m: g.batch * g.height * g.width, n: cin, k: cout, alpha: 1,
+              a: gradOutput, lda: cout, b: weight, ldb: cout, beta: 0, c: gradInput, ldc: cin)
+        return
+    }
+    if g.stride > 1 {
+        conv2dBackwardInputByPhases(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
+        return
+    }
+    let hp = g.height + kh - 1, wp = g.width + kw - 1
+    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                  channels: cout, height: hp, width: wp,
+                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
+                                  slackPixels: max(GEMMTile.t12x32.mr + 1 + kw, (kh - 1) * wp + kw))
+    defer { padded.deallocate() }
+    let pixels = g.batch * g.height * g.width
+    if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
+        // Few pixels, many channels: dXᵀ (Cin x pixels) = Σ_tap W[flipped tap] (Cin x Cout, read in place) ·
+        // dY_tapᵀ, where row p of dY_tap is the padded gradient pixel that tap reads for input pixel p.
+        // Only the small gradient gets gathered and transposed, never the large weight.
+        let dxT = UnsafeMutablePointer<Float>.allocate(capacity: cin * pixels)
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: pixels * cout)
+        defer { dxT.deallocate(); rows.deallocate() }
+        for tap in 0..<(kh * kw) {
+            let dy = tap / kw, dx = tap % kw
+            gatherTapRows(padded.pointer, batch: g.batch, height: g.height, width: g.width, paddedHeight: hp,
+                          paddedWidth: wp, channels: cout, dy: dy, dx: dx, stride: 1, into: rows)
+            sgemm(transA: false, transB: true, m: cin, n: pixels, k: cout, alpha: 1,
+                  a: weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout, lda: cout,
+                  b: rows, ldb: cout, beta: tap == 0 ? 0 : 1, c: dxT, ldc: pixels)
+        }
+        transposeMatrix(dxT, rows: cin, cols: pixels, into: gradInput)
+        return
+    }
+    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
+    defer { flipped.deallocate() }
+    for dy in 0..<kh {
+        for dx in 0..<kw {
+            let src = weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout
+            transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
+        }
+    }
+    convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
+                     weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// Input gradient of a strided convolution, one stride phase at a time (no zero-dilated gradient).
+///
+/// Input pixels with `(y + p) % s == ry` and `(x + p) % s == rx` receive exactly the taps `dy = ry + s*j`,
+/// `dx = rx + s*i`, from output pixel `(Y - j, X - i)` where `y = ry - p + s*Y`. So each phase is a stride-1
+/// convolution of the re-padded gradient with the phase's flipped, transposed sub-kernel, whose result is
+/// scattered to that phase's pixels.
+func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 gradInput: UnsafeMutablePointer<Float>) {
+    let s = g.stride, p = g.padding, cin = g.inChannels, cout = g.outChannels
+    /// Taps of a phase (`ceil((k - r) / s)`) and its first phase index `Y0 = ceil((p - r) / s)` with `y >= 0`.
+    func phase(_ r: Int, kernel k: Int, size: Int) -> (taps: Int, first: Int, count: Int) {
+        let taps = r < k ? (k - r + s - 1) / s : 0
+        let first = p - r > 0 ? (p - r + s - 1) / s : -((r - p) / s)
+        let last = (size - 1 - r + p) >= 0 ? (size - 1 - r + p) / s : first - 1   // largest Y with y < size
+        return (taps, first, max(0, last - first + 1))
+    }
+    for ry in 0..<s {
+        for rx in 0..<s {
+            let (th, y0, hy) = phase(ry, kernel: g.kernelHeight, size: g.height)
+            let (tw, x0, wx) = phase(rx, kernel: g.kernelWidth, size: g.width)
+            if hy == 0 || wx == 0 { continue }
+            let out = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * hy * wx * cin)
+            defer { out.deallocate() }
+            if th == 0 || tw == 0 {
+                out.update(repeating: 0, count: g.batch * hy * wx * cin)
+            } else {
+                // Flipped, transposed sub-kernel: w'[j', i'] = w[ry + s*(th-1-j'), rx + s*(tw-1-i')]ᵀ (Cout x Cin).
+                let sub = UnsafeMutablePointer<Float>.allocate(capacity: th * tw * cout * cin)
+                defer { sub.deallocate() }
+                for j in 0..<th {
+                    for i in 0..<tw {
+                        let dy = ry + s * (th - 1 - j), dx = rx + s * (tw - 1 - i)
+                        transposeMatrix(weight + (dy * g.kernelWidth + dx) * cin * cout, rows: cin, cols: cout,
+                                        into: sub + (j * tw + i) * cout * cin)
+                    }
+                }
+                let hp = hy + th - 1, wp = wx + tw - 1
+                let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                              channels: cout, height: hp, width: wp, top: th - 1 - y0,
+                                              left: tw - 1 - x0, dilation: 1,
+                                              slackPixels: GEMMTile.t12x32.mr + 1 + tw)
+                defer { padded.deallocate() }
+                convImplicitGEMM(padded, kernelHeight: th, kernelWidth: tw, stride: 1, outHeight: hy, outWidth: wx,
+                                 weight: sub, outChannels: cin, bias: nil, output: out)
+            }
+            for n in 0..<g.batch {
+                for yy in 0..<hy {
+                    let y = ry - p + s * (y0 + yy)
+                    for xx in 0..<wx {
+                        let x = rx - p + s * (x0 + xx)
+                        (gradInput + ((n * g.height + y) * g.width + x) * cin)
+                            .update(from: out + ((n * hy + yy) * wx + xx) * cin, count: cin)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row `(n, y, x)` of `dst` (rows `rowStride` floats apart, default `channels`) = pixel
+/// `(n, y*stride + dy, x*stride + dx)` of the padded activation `src` (`[batch, paddedHeight, paddedWidth, channels]`).
+func gatherTapRows(_ src: UnsafePointer<Float>, batch: Int, height: Int, width: Int, paddedHeight: Int,
+                   paddedWidth: Int, channels: Int, dy: Int, dx: Int, stride: Int, into dst: UnsafeMutablePointer<Float>,
+                   rowStride: Int? = nil) {
+    let ld = rowStride ?? channels
+    for r in 0..<(batch * height * width) {
+        let n = r / (height * width), y = (r / width) % height, x = r % width
+        let pixel = (n * paddedHeight + y * stride + dy) * paddedWidth + x * stride + dx
+        (dst + r * ld).update(from: src + pixel * channels, count: channels)
+    }
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
+func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    for r0 in stride(from: 0, to: rows, by: 16) {
+        for c0 in stride(from: 0, to: cols, by: 16) {
+            for r in r0..<min(r0 + 16, rows) {
+                for c in c0..<min(c0 + 16, cols) { dst[c * rows + r] = src[r * cols + c] }
+            }
+        }
+    }
+}
+
+/// Weight gradient: for each tap, `dW[tap] (Cin x Cout) = X_tapᵀ · dY`, where row r of `X_tap` is the input
+/// pixel that tap reads for output position r.
+func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                          gradWeight: UnsafeMutablePointer<Float>) {
+    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    let s = g.stride, ho = g.outHeight, wo = g.outWidth
+    if g.isPointwise {   // dW = Xᵀ · dY
+        sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * g.height * g.width, alpha: 1,
+              a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)
+        return
+    }
+    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
+                                height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
+                                top: g.padding, left: g.padding, dilation: 1,
+                                slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
+    defer { xpad.deallocate() }
+    let hp = xpad.height, wp = xpad.width
+    if s == 1 && g.width >= convGridMinWidth {
+        // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
+        // A rows are the padded input shifted by the tap's offset.
+        let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
+                                    height: hp, width: wp, top: 0, left: 0, dilation: 1, slackPixels: 0)
+        defer { grid.deallocate() }
+        for tap in 0..<(kh * kw) {
+            let offset = ((tap / kw) * wp + tap % kw) * cin
+            sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * hp * wp, alpha: 1,
+                  a: xpad.pointer + offset, lda: cin, b: grid.pointer, ldb: cout, beta: 0,
+                  c: gradWeight + tap * cin * cout, ldc: cout)
+        }
+        return
+    }
+    // Strided or narrow: gather each tap's input rows (no junk grid positions in K).
+    let rows = g.batch * ho * wo
+    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: rows * cin)
+    defer { gathered.deallocate() }
+    for tap in 0..<(kh * kw) {
+        gatherTapRows(xpad.pointer, batch: g.batch, height: ho, width: wo, paddedHeight: hp, paddedWidth: wp,
+                      channels: cin, dy: tap / kw, dx: tap % kw, stride: s, into: gathered)
+        sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
+              b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
+    }
+}

@@ -1,0 +1,1 @@
+../Kernels/HalfPrecision.swift

@@ -1,0 +1,1 @@
+../Kernels/Conv2D.swift

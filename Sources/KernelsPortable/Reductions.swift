@@ -1,0 +1,1 @@
+../Kernels/Reductions.swift

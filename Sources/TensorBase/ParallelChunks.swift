@@ -1,0 +1,54 @@
+// ParallelChunks: dynamic load balancing for the GEMM and conv drivers.
+//
+// The vCPUs of this kind of machine are shared with other tenants, so one of two equal static halves often
+// finishes much later than the other. Here `workers` threads pull small contiguous chunks from a shared
+// counter until none are left: a thread that runs slowly simply takes fewer chunks. Each chunk's result
+// depends only on the chunk, never on which thread ran it, so results stay bitwise reproducible.
+import Foundation
+
+/// The next unclaimed chunk index, shared by the workers of one call.
+private final class ChunkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    let count: Int
+
+    init(count: Int) { self.count = count }
+
+    func claim() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < count else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
+extension Parallel {
+    /// Calls `body(worker, range)` for consecutive chunks of `0..<count` (about `chunksPerWorker` per worker),
+    /// handed out on demand to `workers` threads. `worker` is in `0..<workers` and selects a scratch buffer.
+    public static func forChunks(count: Int, workers: Int, chunksPerWorker: Int = 6,
+                                 _ body: (Int, Range<Int>) -> Void) {
+        let w = max(1, min(workers, count))
+        if w == 1 {
+            if count > 0 { body(0, 0..<count) }
+            return
+        }
+        let chunks = min(count, w * chunksPerWorker)
+        let counter = ChunkCounter(count: chunks)
+        DispatchQueue.concurrentPerform(iterations: w) { worker in
+            while let c = counter.claim() {
+                body(worker, (count * c / chunks)..<(count * (c + 1) / chunks))
+            }
+        }
+    }
+}
+
+extension Parallel {
+    /// Calls `body(i)` for every `i` in `0..<count`, in contiguous chunks handed out on demand to `workers`
+    /// threads (`forChunks`), so a descheduled vCPU does not hold up the call. Results must depend only on i.
+    @inlinable public static func forEachChunked(count: Int, workers: Int, _ body: (Int) -> Void) {
+        forChunks(count: count, workers: workers) { _, range in
+            for i in range { body(i) }
+        }
+    }
+}
