@@ -23,6 +23,8 @@ def _option(flag, default):
 torch.set_num_threads(int(_option("--threads", "2")))
 _clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
 torch.manual_seed(0)
+print(f"torch_kernels.py: torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}",
+      file=sys.stderr)
 
 
 def gemm(m, k, n, transposed_b=False):

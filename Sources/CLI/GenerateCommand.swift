@@ -4,6 +4,7 @@ import Foundation
 import PNGImage
 import Pipeline
 import Schedulers
+import TensorCore
 
 public enum GenerateCommand {
     public static let help = """
@@ -43,6 +44,7 @@ public enum GenerateCommand {
                           chunk lists every image's parameters)
       --grid-columns N    images per grid row (default: --num-images when above 1, else the prompt count up to 8)
       --json              print a JSON summary on stdout
+      --verbose           also print which CPU kernels run (STYLEDIFFUSION_ISA=avx512|avx2|sse2|neon forces one)
       --help              this text
 
     examples:
@@ -57,7 +59,7 @@ public enum GenerateCommand {
     static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns"]
-    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora"]
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
@@ -69,6 +71,9 @@ public enum GenerateCommand {
         if args.has("help") {
             print(help)
             return
+        }
+        if args.has("verbose") {
+            printError("generate: \(Kernels.summary), CPU \(Kernels.cpuName.isEmpty ? "unnamed" : Kernels.cpuName)")
         }
         let jobs = try requests(args)
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
@@ -135,7 +140,8 @@ public enum GenerateCommand {
         }
         if args.has("json") {
             let object: [String: Any] = ["model": model.name, "model_hash": try model.modelHash() ?? "",
-                                         "seconds": Date().timeIntervalSince(clock), "images": written]
+                                         "seconds": Date().timeIntervalSince(clock), "images": written,
+                                         "kernels": Kernels.active.name]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         }

@@ -8,8 +8,6 @@ import TensorBase
 typealias Vec = SIMD16<Float>
 typealias IVec = SIMD16<Int32>
 
-/// c + a·b: one fused multiply-add per lane where the level has FMA (AVX-512, AVX2, NEON); on x86-64's
-/// SSE2 baseline, which has none, a multiply and an add (`addingProduct` would call `fmaf` per lane).
 /// The sum of the 16 lanes, added in lane order from -0: bitwise what the standard library's `sum()`
 /// returns. Written here so that no kernel module shares the library's `sum()` specialization with another
 /// module (the linker keeps one copy for the binary; see Scripts/check-isa-isolation.sh).
@@ -17,14 +15,6 @@ typealias IVec = SIMD16<Int32>
     var r = -Float.zero
     for i in 0..<16 { r += v[i] }
     return r
-}
-
-@inline(__always) func maddv(_ c: Vec, _ a: Vec, _ b: Vec) -> Vec {
-#if KERNELS_PORTABLE && (arch(x86_64) || arch(i386))
-    return c + a * b
-#else
-    return c.addingProduct(a, b)
-#endif
 }
 
 @inline(__always) func bits(_ x: Vec) -> IVec { unsafeBitCast(x, to: IVec.self) }

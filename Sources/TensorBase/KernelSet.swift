@@ -63,7 +63,7 @@ public struct KernelSet: @unchecked Sendable {
     public let softmaxSoftmaxBackward: (Tensor, Tensor) throws -> Tensor
     public let softmaxLogSoftmax: (Tensor) throws -> Tensor
     public let softmaxLogSoftmaxBackward: (Tensor, Tensor) throws -> Tensor
-    public let multiplyAddChains: (Int, Float) -> Float
+    public let multiplyAddChains: (Int, Float) -> (checksum: Float, flops: Double)
 
     public init(name: String,
                 activationSilu: @escaping (Tensor) -> Tensor,
@@ -124,7 +124,7 @@ public struct KernelSet: @unchecked Sendable {
                 softmaxSoftmaxBackward: @escaping (Tensor, Tensor) throws -> Tensor,
                 softmaxLogSoftmax: @escaping (Tensor) throws -> Tensor,
                 softmaxLogSoftmaxBackward: @escaping (Tensor, Tensor) throws -> Tensor,
-                multiplyAddChains: @escaping (Int, Float) -> Float) {
+                multiplyAddChains: @escaping (Int, Float) -> (checksum: Float, flops: Double)) {
         self.name = name
         self.activationSilu = activationSilu
         self.activationSiluBackward = activationSiluBackward

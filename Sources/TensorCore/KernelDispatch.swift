@@ -86,7 +86,7 @@ public func batchedSGEMM(batch: Int, transA: Bool, transB: Bool, m: Int, n: Int,
     Kernels.active.batchedSGEMM(batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC)
 }
 
-public func multiplyAddChains(iterations: Int, seed: Float) -> Float {
+public func multiplyAddChains(iterations: Int, seed: Float) -> (checksum: Float, flops: Double) {
     Kernels.active.multiplyAddChains(iterations, seed)
 }
 

@@ -36,36 +36,32 @@ func median(_ xs: [Double]) -> Double {
     return s.isEmpty ? .nan : (s[(s.count - 1) / 2] + s[s.count / 2]) / 2
 }
 
-/// Peak FMA throughput in GFLOP/s on `threads` threads: 16 independent SIMD16 FMA chains per thread.
-func measureFMAPeak(threads: Int, cpuTime: Bool, iterations: Int = 4_000_000, runs: Int = 3) -> Double {
+/// Peak multiply-add throughput in GFLOP/s on `threads` threads: independent register-wide chains per thread,
+/// run by the kernels of `level` (fused multiply-adds, or a multiply and an add on SSE2).
+func measureFMAPeak(threads: Int, cpuTime: Bool, iterations: Int = 4_000_000, runs: Int = 3,
+                    level: KernelSet = Kernels.active) -> Double {
     var best = 0.0
+    let flops = level.multiplyAddChains(1, 1).flops * Double(threads * iterations)
     for _ in 0..<runs {
         let seconds = timeOnce(cpuTime: cpuTime) {
             DispatchQueue.concurrentPerform(iterations: threads) { t in
-                fmaChains(iterations: iterations, seed: Float(t + 1))
+                if level.multiplyAddChains(iterations, Float(t + 1)).checksum == 42 { print("") }
             }
         }
-        best = max(best, Double(threads * iterations * 16 * 16 * 2) / seconds * 1e-9)
+        best = max(best, flops / seconds * 1e-9)
     }
     return best
 }
 
-@inline(never)
-func fmaChains(iterations: Int, seed: Float) {
-    let m = SIMD16<Float>(repeating: 0.999_999), d = SIMD16<Float>(repeating: 1e-7)
-    var a0 = SIMD16<Float>(repeating: seed), a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3
-    var a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7, a8 = a0 + 8, a9 = a0 + 9
-    var a10 = a0 + 10, a11 = a0 + 11, a12 = a0 + 12, a13 = a0 + 13, a14 = a0 + 14, a15 = a0 + 15
-    for _ in 0..<iterations {
-        a0 = a0.addingProduct(m, d); a1 = a1.addingProduct(m, d); a2 = a2.addingProduct(m, d)
-        a3 = a3.addingProduct(m, d); a4 = a4.addingProduct(m, d); a5 = a5.addingProduct(m, d)
-        a6 = a6.addingProduct(m, d); a7 = a7.addingProduct(m, d); a8 = a8.addingProduct(m, d)
-        a9 = a9.addingProduct(m, d); a10 = a10.addingProduct(m, d); a11 = a11.addingProduct(m, d)
-        a12 = a12.addingProduct(m, d); a13 = a13.addingProduct(m, d); a14 = a14.addingProduct(m, d)
-        a15 = a15.addingProduct(m, d)
+/// The environment that holds PyTorch to the instruction-set level `level` names: ATen's own kernels
+/// (ATEN_CPU_CAPABILITY), MKL's GEMM (MKL_ENABLE_INSTRUCTIONS) and oneDNN's convolutions (ONEDNN_MAX_CPU_ISA).
+func torchEnvironment(level: String) -> [String: String] {
+    switch level {
+    case "avx512": return ["ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                           "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"]
+    case "avx2": return ["ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"]
+    default: return ["ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"]
     }
-    let s = ((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11) + (a12 + a13) + (a14 + a15))
-    if s.sum() == 42 { print("") }
 }
 
 /// bench/torch_kernels.py running in `--serve` mode: one case name per request, timings back as JSON.
@@ -74,8 +70,9 @@ final class TorchServer {
     private let input = Pipe(), output = Pipe()
     private var buffer = Data()
 
-    init(python: String, script: String, threads: Int, cpuTime: Bool) throws {
+    init(python: String, script: String, threads: Int, cpuTime: Bool, environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: python)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.arguments = [script, "--serve", "--threads", "\(threads)"] + (cpuTime ? ["--cpu-time"] : [])
         process.standardInput = input
         process.standardOutput = output
@@ -115,7 +112,13 @@ final class TorchServer {
 
 enum BenchError: Error, CustomStringConvertible {
     case torch(String)
-    var description: String { "bench: \(self)" }
+    case usage(String)
+    var description: String {
+        switch self {
+        case .torch(let m): return "bench: torch: \(m)"
+        case .usage(let m): return "bench: \(m)"
+        }
+    }
 }
 
 struct KernelResult {
@@ -126,18 +129,37 @@ struct KernelResult {
 }
 
 /// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
-/// [--python PATH] [--script PATH]`.
+/// [--python PATH] [--script PATH] [--isa all|LEVEL[,LEVEL…]]`. `--isa` runs the suite once per kernel level
+/// (this CPU's levels: `all`), with PyTorch held to the same level (`torchEnvironment`).
 func runKernelBench(_ args: [String]) {
     do {
         let threads = args.firstIndex(of: "--threads").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil }
-        try Parallel.$maxThreads.withValue(threads ?? Parallel.maxThreads) { try kernelBench(args) }
+        let isa = args.firstIndex(of: "--isa").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
+        let levels = try isa.map { request -> [KernelSet] in
+            if request == "all" { return Kernels.available }
+            return try request.split(separator: ",").map { name in
+                guard let set = Kernels.set(named: String(name)) else {
+                    throw BenchError.usage("--isa \(name): this CPU runs \(Kernels.available.map(\.name).joined(separator: ", "))")
+                }
+                return set
+            }
+        } ?? [Kernels.active]
+        FileHandle.standardError.write(Data("bench: \(Kernels.summary), CPU \(Kernels.cpuName)\n".utf8))
+        for level in levels {
+            if isa != nil { print("== kernels \(level.name)") }
+            try Parallel.$maxThreads.withValue(threads ?? Parallel.maxThreads) {
+                try Kernels.$override.withValue(level) {
+                    try kernelBench(args, torchEnvironment: isa == nil ? [:] : torchEnvironment(level: level.name))
+                }
+            }
+        }
     } catch {
         FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
         exit(1)
     }
 }
 
-func kernelBench(_ args: [String]) throws {
+func kernelBench(_ args: [String], torchEnvironment: [String: String]) throws {
     func value(_ flag: String) -> String? { args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
     let json = args.contains("--json"), withTorch = args.contains("--torch")
     let filter = value("--filter")
@@ -149,10 +171,12 @@ func kernelBench(_ args: [String]) throws {
     let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1, cpuTime: cpuTime)
     let peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2, cpuTime: cpuTime)
     let torch = withTorch ? try TorchServer(python: python, script: script, threads: Parallel.maxThreads,
-                                            cpuTime: cpuTime) : nil
+                                            cpuTime: cpuTime, environment: torchEnvironment) : nil
     defer { torch?.close() }
     if !json {
         let timing = cpuTime ? "process CPU time (GFLOP per CPU-second)" : "wall clock"
+        print("kernels: \(Kernels.active.name)" + (torchEnvironment.isEmpty ? "" : "; PyTorch with "
+              + torchEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")))
         print(String(format: "FMA peak (measured): 1 thread %.0f GFLOP/s, 2 threads %.0f GFLOP/s; threads used: %d; "
                      + "timing: %@; %%peak: against the peak measured just before each case", peak1, peak2,
                      Parallel.maxThreads, timing))
