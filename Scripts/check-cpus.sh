@@ -4,7 +4,8 @@
 # tests' fast subset and `generate` on the embedded model (2 steps), and compares each picture with the one
 # made natively: identical pixels where the emulated CPU runs kernels that sum as the native ones do (every
 # level with FMA), a mean difference of at most 1 level otherwise. First it checks that no code outside
-# the AVX kernel modules uses AVX instructions (Scripts/check-isa-isolation.sh).
+# the AVX kernel modules uses AVX instructions (Scripts/check-isa-isolation.sh) and that the manifest, as
+# an arm64 host evaluates it, applies no x86 flag (Scripts/check-arm64-manifest.sh).
 #
 # Usage: Scripts/check-cpus.sh            (builds what it needs; installs qemu-user if missing)
 # Takes about 5 minutes on 2 cores after the builds. x86-64 hosts only.
@@ -28,6 +29,7 @@ release=$(swift build -c release --show-bin-path)
 debug=$(swift build --show-bin-path)
 tests="$debug/StyleDiffusionPackageTests.xctest"
 
+Scripts/check-arm64-manifest.sh
 Scripts/check-isa-isolation.sh "$release/generate" "$release/bench" "$tests"
 
 work=$(mktemp -d)
