@@ -32,8 +32,8 @@ def kernel_sub(name, mr, nv16, amode, doc, isa):
     args, ldb, ldc = signature(name, amode)
     L = [f"/// {doc}", f"/// Computed in {smr} x {snr} sub-blocks.", f"@inline(never) func {name}({args}) {{"]
     acc = not name.startswith('scoreKernel')
-    for r0 in range(0, mr, smr):
-        for c0 in range(0, 16 * nv16, snr):
+    for c0 in range(0, 16 * nv16, snr):      # column blocks outside: a B block is reused from L1
+        for r0 in range(0, mr, smr):
             L.append(f"    do {{ // rows {r0}..<{r0 + smr}, columns {c0}..<{c0 + snr}")
             for r in range(smr):
                 L.append("        var " + ", ".join(f"c{r}_{v} = {vt}(repeating: 0)" for v in range(nv)))

@@ -143,8 +143,10 @@ def kernel_sub(mr, nr, direct, isa):
     w("    let ldbb = ldb &* 4, pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4")
     if direct:
         w("    let rsb = lda &* 4")
-    for r0 in range(0, mr, smr):
-        for c0 in range(0, nr, snr):
+    # Column blocks outside, row blocks inside: a B column block (kc x 16 floats) is read once from L2 and
+    # then from L1 for the other row blocks; the A sliver (MR x kc) stays in L1 throughout.
+    for c0 in range(0, nr, snr):
+        for r0 in range(0, mr, smr):
             w(f"    do {{ // rows {r0}..<{r0 + smr}, columns {c0}..<{c0 + snr}")
             for i in range(smr):
                 w("        " + " ".join(f"var c{i}_{v} = {vt}();" for v in range(nv)))

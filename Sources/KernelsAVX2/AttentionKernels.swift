@@ -54,50 +54,6 @@
         UnsafeMutableRawPointer(c + 5 * 32 + 0).storeBytes(of: c5_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 5 * 32 + 8).storeBytes(of: c5_1, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<6, columns 16..<32
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var c4_0 = SIMD8<Float>(repeating: 0), c4_1 = SIMD8<Float>(repeating: 0)
-        var c5_0 = SIMD8<Float>(repeating: 0), c5_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[1])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[2])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[3])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            let a4 = SIMD8<Float>(repeating: pa[4])
-            c4_0 = c4_0.addingProduct(a4, b0)
-            c4_1 = c4_1.addingProduct(a4, b1)
-            let a5 = SIMD8<Float>(repeating: pa[5])
-            c5_0 = c5_0.addingProduct(a5, b0)
-            c5_1 = c5_1.addingProduct(a5, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: c3_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: c4_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: c4_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 16).storeBytes(of: c5_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 24).storeBytes(of: c5_1, as: SIMD8<Float>.self)
-    }
     do { // rows 6..<12, columns 0..<16
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -141,6 +97,50 @@
         UnsafeMutableRawPointer(c + 10 * 32 + 8).storeBytes(of: c4_1, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 0).storeBytes(of: c5_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 8).storeBytes(of: c5_1, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<6, columns 16..<32
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var c4_0 = SIMD8<Float>(repeating: 0), c4_1 = SIMD8<Float>(repeating: 0)
+        var c5_0 = SIMD8<Float>(repeating: 0), c5_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[1])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[2])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[3])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            let a4 = SIMD8<Float>(repeating: pa[4])
+            c4_0 = c4_0.addingProduct(a4, b0)
+            c4_1 = c4_1.addingProduct(a4, b1)
+            let a5 = SIMD8<Float>(repeating: pa[5])
+            c5_0 = c5_0.addingProduct(a5, b0)
+            c5_1 = c5_1.addingProduct(a5, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: c3_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: c4_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: c4_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 16).storeBytes(of: c5_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 24).storeBytes(of: c5_1, as: SIMD8<Float>.self)
     }
     do { // rows 6..<12, columns 16..<32
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
@@ -229,44 +229,6 @@
         UnsafeMutableRawPointer(c + 4 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 0).loadUnaligned(as: SIMD8<Float>.self) + c4_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 4 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c4_1, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<5, columns 16..<32
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var c4_0 = SIMD8<Float>(repeating: 0), c4_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[1])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[2])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[3])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            let a4 = SIMD8<Float>(repeating: pa[4])
-            c4_0 = c4_0.addingProduct(a4, b0)
-            c4_1 = c4_1.addingProduct(a4, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c4_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c4_1, as: SIMD8<Float>.self)
-    }
     do { // rows 5..<10, columns 0..<16
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -304,6 +266,44 @@
         UnsafeMutableRawPointer(c + 8 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 8 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 0).loadUnaligned(as: SIMD8<Float>.self) + c4_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c4_1, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<5, columns 16..<32
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var c4_0 = SIMD8<Float>(repeating: 0), c4_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[1])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[2])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[3])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            let a4 = SIMD8<Float>(repeating: pa[4])
+            c4_0 = c4_0.addingProduct(a4, b0)
+            c4_1 = c4_1.addingProduct(a4, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c4_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c4_1, as: SIMD8<Float>.self)
     }
     do { // rows 5..<10, columns 16..<32
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
@@ -380,38 +380,6 @@
         UnsafeMutableRawPointer(c + 3 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<4, columns 16..<32
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[1])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[2])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[3])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<16
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -443,6 +411,38 @@
         UnsafeMutableRawPointer(c + 6 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 6 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<4, columns 16..<32
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[1])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[2])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[3])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
     do { // rows 4..<8, columns 16..<32
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
@@ -513,70 +513,6 @@
         UnsafeMutableRawPointer(c + 3 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<4, columns 16..<32
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[32])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[64])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[96])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<48
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 32
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[32])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[64])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[96])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<16
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -609,6 +545,38 @@
         UnsafeMutableRawPointer(c + 7 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<32
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[32])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[64])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[96])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<32
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -640,6 +608,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<4, columns 32..<48
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 32
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[32])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[64])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[96])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 32).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 40).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
     do { // rows 4..<8, columns 32..<48
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
@@ -710,38 +710,6 @@
         UnsafeMutableRawPointer(c + 3 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<4, columns 16..<32
-        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
-        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
-        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
-        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
-            let a0 = SIMD8<Float>(repeating: pa[0])
-            c0_0 = c0_0.addingProduct(a0, b0)
-            c0_1 = c0_1.addingProduct(a0, b1)
-            let a1 = SIMD8<Float>(repeating: pa[32])
-            c1_0 = c1_0.addingProduct(a1, b0)
-            c1_1 = c1_1.addingProduct(a1, b1)
-            let a2 = SIMD8<Float>(repeating: pa[64])
-            c2_0 = c2_0.addingProduct(a2, b0)
-            c2_1 = c2_1.addingProduct(a2, b1)
-            let a3 = SIMD8<Float>(repeating: pa[96])
-            c3_0 = c3_0.addingProduct(a3, b0)
-            c3_1 = c3_1.addingProduct(a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<16
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
         var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
@@ -773,6 +741,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 8).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 0).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 8).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<4, columns 16..<32
+        var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)
+        var c1_0 = SIMD8<Float>(repeating: 0), c1_1 = SIMD8<Float>(repeating: 0)
+        var c2_0 = SIMD8<Float>(repeating: 0), c2_1 = SIMD8<Float>(repeating: 0)
+        var c3_0 = SIMD8<Float>(repeating: 0), c3_1 = SIMD8<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD8<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 8).loadUnaligned(as: SIMD8<Float>.self)
+            let a0 = SIMD8<Float>(repeating: pa[0])
+            c0_0 = c0_0.addingProduct(a0, b0)
+            c0_1 = c0_1.addingProduct(a0, b1)
+            let a1 = SIMD8<Float>(repeating: pa[32])
+            c1_0 = c1_0.addingProduct(a1, b0)
+            c1_1 = c1_1.addingProduct(a1, b1)
+            let a2 = SIMD8<Float>(repeating: pa[64])
+            c2_0 = c2_0.addingProduct(a2, b0)
+            c2_1 = c2_1.addingProduct(a2, b1)
+            let a3 = SIMD8<Float>(repeating: pa[96])
+            c3_0 = c3_0.addingProduct(a3, b0)
+            c3_1 = c3_1.addingProduct(a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c0_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c0_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c1_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c1_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c2_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c2_1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD8<Float>.self) + c3_0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD8<Float>.self) + c3_1, as: SIMD8<Float>.self)
     }
     do { // rows 4..<8, columns 16..<32
         var c0_0 = SIMD8<Float>(repeating: 0), c0_1 = SIMD8<Float>(repeating: 0)

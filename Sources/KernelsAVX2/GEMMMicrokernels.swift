@@ -225,218 +225,6 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<6, columns 16..<32
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var c4_0 = SIMD8<Float>(); var c4_1 = SIMD8<Float>();
-        var c5_0 = SIMD8<Float>(); var c5_1 = SIMD8<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 4, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 8, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 12, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c4_0 = c4_0.addingProduct(av, b0)
-                c4_1 = c4_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c5_0 = c5_0.addingProduct(av, b0)
-                c5_1 = c5_1.addingProduct(av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
-    }
     do { // rows 6..<12, columns 0..<16
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -648,6 +436,218 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c4_1, toByteOffset: 10 &* ldcb &+ 32, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_1, toByteOffset: 11 &* ldcb &+ 32, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<6, columns 16..<32
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var c4_0 = SIMD8<Float>(); var c4_1 = SIMD8<Float>();
+        var c5_0 = SIMD8<Float>(); var c5_1 = SIMD8<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
     }
     do { // rows 6..<12, columns 16..<32
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
@@ -1081,217 +1081,6 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<6, columns 16..<32
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var c4_0 = SIMD8<Float>(); var c4_1 = SIMD8<Float>();
-        var c5_0 = SIMD8<Float>(); var c5_1 = SIMD8<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 112, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 116, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 144, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 148, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 152, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 156, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 160, as: Float.self))
-                    c4_0 = c4_0.addingProduct(av, b0)
-                    c4_1 = c4_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 164, as: Float.self))
-                    c5_0 = c5_0.addingProduct(av, b0)
-                    c5_1 = c5_1.addingProduct(av, b1)
-                }
-            }
-            pa += 192; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
-                c4_0 = c4_0.addingProduct(av, b0)
-                c4_1 = c4_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
-                c5_0 = c5_0.addingProduct(av, b0)
-                c5_1 = c5_1.addingProduct(av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
-    }
     do { // rows 6..<12, columns 0..<16
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -1502,6 +1291,217 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c4_1, toByteOffset: 10 &* ldcb &+ 32, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c5_1, toByteOffset: 11 &* ldcb &+ 32, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<6, columns 16..<32
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var c4_0 = SIMD8<Float>(); var c4_1 = SIMD8<Float>();
+        var c5_0 = SIMD8<Float>(); var c5_1 = SIMD8<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 112, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 116, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 144, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 148, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 152, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 156, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 160, as: Float.self))
+                    c4_0 = c4_0.addingProduct(av, b0)
+                    c4_1 = c4_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 164, as: Float.self))
+                    c5_0 = c5_0.addingProduct(av, b0)
+                    c5_1 = c5_1.addingProduct(av, b1)
+                }
+            }
+            pa += 192; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 96, as: SIMD8<Float>.self)
     }
     do { // rows 6..<12, columns 16..<32
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
@@ -3587,310 +3587,6 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<4, columns 16..<32
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<48
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<16
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -4043,6 +3739,158 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<32
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<32
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -4194,6 +4042,158 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 96, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 96, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<4, columns 32..<48
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            p0 += 16; p1 += 16; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
     }
     do { // rows 4..<8, columns 32..<48
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
@@ -4507,308 +4507,6 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
-    do { // rows 0..<4, columns 16..<32
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            pa += 128; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<48
-        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
-        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
-        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
-        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k &+ 4 <= kc {
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            do {
-                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
-                    c0_0 = c0_0.addingProduct(av, b0)
-                    c0_1 = c0_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
-                    c1_0 = c1_0.addingProduct(av, b0)
-                    c1_1 = c1_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
-                    c2_0 = c2_0.addingProduct(av, b0)
-                    c2_1 = c2_1.addingProduct(av, b1)
-                }
-                do {
-                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
-                    c3_0 = c3_0.addingProduct(av, b0)
-                    c3_1 = c3_1.addingProduct(av, b1)
-                }
-            }
-            pa += 128; pb += 4 &* ldbb; k &+= 4
-        }
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = c0_0.addingProduct(av, b0)
-                c0_1 = c0_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = c1_0.addingProduct(av, b0)
-                c1_1 = c1_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = c2_0.addingProduct(av, b0)
-                c2_1 = c2_1.addingProduct(av, b1)
-            }
-            do {
-                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = c3_0.addingProduct(av, b0)
-                c3_1 = c3_1.addingProduct(av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<16
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -4960,6 +4658,157 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 32, as: SIMD8<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<32
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            pa += 128; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 96, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 96, as: SIMD8<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<32
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
         var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
@@ -5110,6 +4959,157 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 96, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD8<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 96, as: SIMD8<Float>.self)
+    }
+    do { // rows 0..<4, columns 32..<48
+        var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();
+        var c1_0 = SIMD8<Float>(); var c1_1 = SIMD8<Float>();
+        var c2_0 = SIMD8<Float>(); var c2_1 = SIMD8<Float>();
+        var c3_0 = SIMD8<Float>(); var c3_1 = SIMD8<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k &+ 4 <= kc {
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            do {
+                let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD8<Float>.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 32, as: SIMD8<Float>.self)
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
+                    c0_0 = c0_0.addingProduct(av, b0)
+                    c0_1 = c0_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
+                    c1_0 = c1_0.addingProduct(av, b0)
+                    c1_1 = c1_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
+                    c2_0 = c2_0.addingProduct(av, b0)
+                    c2_1 = c2_1.addingProduct(av, b1)
+                }
+                do {
+                    let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
+                    c3_0 = c3_0.addingProduct(av, b0)
+                    c3_1 = c3_1.addingProduct(av, b1)
+                }
+            }
+            pa += 128; pb += 4 &* ldbb; k &+= 4
+        }
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD8<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 160, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD8<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 160, as: SIMD8<Float>.self)
     }
     do { // rows 4..<8, columns 32..<48
         var c0_0 = SIMD8<Float>(); var c0_1 = SIMD8<Float>();

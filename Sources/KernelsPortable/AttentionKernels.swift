@@ -42,102 +42,6 @@
         UnsafeMutableRawPointer(c + 3 * 32 + 0).storeBytes(of: c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 3 * 32 + 4).storeBytes(of: c3_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -169,102 +73,6 @@
         UnsafeMutableRawPointer(c + 6 * 32 + 4).storeBytes(of: c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 0).storeBytes(of: c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 4).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[4])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[5])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[6])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[7])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 4 * 32 + 8).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 12).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 8).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 12).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 8).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 12).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 8).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 12).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[4])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[5])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[6])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[7])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 20).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 16).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 20).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 16).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 20).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 16).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 20).storeBytes(of: c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[4])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[5])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[6])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[7])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 28).storeBytes(of: c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 24).storeBytes(of: c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 5 * 32 + 28).storeBytes(of: c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 24).storeBytes(of: c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 6 * 32 + 28).storeBytes(of: c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 24).storeBytes(of: c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 7 * 32 + 28).storeBytes(of: c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -298,6 +106,70 @@
         UnsafeMutableRawPointer(c + 11 * 32 + 0).storeBytes(of: c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 4).storeBytes(of: c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[4])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[5])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[6])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[7])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 4 * 32 + 8).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 12).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 8).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 12).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 8).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 12).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 8).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 12).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -330,6 +202,70 @@
         UnsafeMutableRawPointer(c + 11 * 32 + 8).storeBytes(of: c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 12).storeBytes(of: c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[4])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[5])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[6])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[7])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 20).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 16).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 20).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 16).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 20).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 16).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 20).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 16..<24
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -361,6 +297,70 @@
         UnsafeMutableRawPointer(c + 10 * 32 + 20).storeBytes(of: c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 16).storeBytes(of: c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 11 * 32 + 20).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[4])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[5])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[6])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[7])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 28).storeBytes(of: c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 24).storeBytes(of: c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 5 * 32 + 28).storeBytes(of: c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 24).storeBytes(of: c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 6 * 32 + 28).storeBytes(of: c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 24).storeBytes(of: c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 7 * 32 + 28).storeBytes(of: c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 24..<32
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -437,120 +437,6 @@
         UnsafeMutableRawPointer(c + 4 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 0).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 4 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<5, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            let a4 = SIMD4<Float>(repeating: pa[4])
-            c4_0 = madd(c4_0, a4, b0)
-            c4_1 = madd(c4_1, a4, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<5, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            let a4 = SIMD4<Float>(repeating: pa[4])
-            c4_0 = madd(c4_0, a4, b0)
-            c4_1 = madd(c4_1, a4, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<5, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            let a4 = SIMD4<Float>(repeating: pa[4])
-            c4_0 = madd(c4_0, a4, b0)
-            c4_1 = madd(c4_1, a4, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 4 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
-    }
     do { // rows 5..<10, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -588,6 +474,44 @@
         UnsafeMutableRawPointer(c + 8 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 8 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 0).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<5, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            let a4 = SIMD4<Float>(repeating: pa[4])
+            c4_0 = madd(c4_0, a4, b0)
+            c4_1 = madd(c4_1, a4, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
     }
     do { // rows 5..<10, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -627,6 +551,44 @@
         UnsafeMutableRawPointer(c + 9 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<5, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            let a4 = SIMD4<Float>(repeating: pa[4])
+            c4_0 = madd(c4_0, a4, b0)
+            c4_1 = madd(c4_1, a4, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
+    }
     do { // rows 5..<10, columns 16..<24
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -664,6 +626,44 @@
         UnsafeMutableRawPointer(c + 8 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 8 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 9 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 9 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<5, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var c4_0 = SIMD4<Float>(repeating: 0), c4_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            let a4 = SIMD4<Float>(repeating: pa[4])
+            c4_0 = madd(c4_0, a4, b0)
+            c4_1 = madd(c4_1, a4, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c4_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 4 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 4 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c4_1, as: SIMD4<Float>.self)
     }
     do { // rows 5..<10, columns 24..<32
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -740,102 +740,6 @@
         UnsafeMutableRawPointer(c + 3 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 3 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[1])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[2])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[3])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += lda; pb += 32
-        }
-        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -867,6 +771,38 @@
         UnsafeMutableRawPointer(c + 6 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 6 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 0).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 4).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -900,6 +836,38 @@
         UnsafeMutableRawPointer(c + 7 * 32 + 8).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 12).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<24
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -931,6 +899,38 @@
         UnsafeMutableRawPointer(c + 6 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 6 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 16).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * 32 + 20).storeBytes(of: UnsafeRawPointer(c + 7 * 32 + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[1])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[2])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[3])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += lda; pb += 32
+        }
+        UnsafeMutableRawPointer(c + 0 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 0 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 1 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 2 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 24).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * 32 + 28).storeBytes(of: UnsafeRawPointer(c + 3 * 32 + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 24..<32
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1001,166 +1001,6 @@
         UnsafeMutableRawPointer(c + 3 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 3 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<40
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 32
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 40..<48
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 40
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1192,6 +1032,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1225,6 +1097,38 @@
         UnsafeMutableRawPointer(c + 7 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<24
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1256,6 +1160,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 24..<32
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1289,6 +1225,38 @@
         UnsafeMutableRawPointer(c + 7 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 32..<40
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 32
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 32..<40
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1320,6 +1288,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 32).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 32).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 36).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 36).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 40..<48
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 40
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 40).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 40).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 44).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 44).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 40..<48
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1390,102 +1390,6 @@
         UnsafeMutableRawPointer(c + 3 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 3 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 16
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 24
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1517,6 +1421,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1550,6 +1486,38 @@
         UnsafeMutableRawPointer(c + 7 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 16
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<24
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1581,6 +1549,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 16).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 16).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 20).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 20).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 24
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 24).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 24).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 28).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 28).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 24..<32
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
@@ -1651,38 +1651,6 @@
         UnsafeMutableRawPointer(c + 3 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 3 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
-        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
-        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
-        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
-        var pa = a, pb = b + 8
-        for _ in 0..<k {
-            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
-            let a0 = SIMD4<Float>(repeating: pa[0])
-            c0_0 = madd(c0_0, a0, b0)
-            c0_1 = madd(c0_1, a0, b1)
-            let a1 = SIMD4<Float>(repeating: pa[32])
-            c1_0 = madd(c1_0, a1, b0)
-            c1_1 = madd(c1_1, a1, b1)
-            let a2 = SIMD4<Float>(repeating: pa[64])
-            c2_0 = madd(c2_0, a2, b0)
-            c2_1 = madd(c2_1, a2, b1)
-            let a3 = SIMD4<Float>(repeating: pa[96])
-            c3_0 = madd(c3_0, a3, b0)
-            c3_1 = madd(c3_1, a3, b1)
-            pa += 1; pb += ldb
-        }
-        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
         var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
@@ -1714,6 +1682,38 @@
         UnsafeMutableRawPointer(c + 6 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 6 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 0).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 0).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
         UnsafeMutableRawPointer(c + 7 * ldc + 4).storeBytes(of: UnsafeRawPointer(c + 7 * ldc + 4).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)
+        var c1_0 = SIMD4<Float>(repeating: 0), c1_1 = SIMD4<Float>(repeating: 0)
+        var c2_0 = SIMD4<Float>(repeating: 0), c2_1 = SIMD4<Float>(repeating: 0)
+        var c3_0 = SIMD4<Float>(repeating: 0), c3_1 = SIMD4<Float>(repeating: 0)
+        var pa = a, pb = b + 8
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(pb + 0).loadUnaligned(as: SIMD4<Float>.self)
+            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Float>.self)
+            let a0 = SIMD4<Float>(repeating: pa[0])
+            c0_0 = madd(c0_0, a0, b0)
+            c0_1 = madd(c0_1, a0, b1)
+            let a1 = SIMD4<Float>(repeating: pa[32])
+            c1_0 = madd(c1_0, a1, b0)
+            c1_1 = madd(c1_1, a1, b1)
+            let a2 = SIMD4<Float>(repeating: pa[64])
+            c2_0 = madd(c2_0, a2, b0)
+            c2_1 = madd(c2_1, a2, b1)
+            let a3 = SIMD4<Float>(repeating: pa[96])
+            c3_0 = madd(c3_0, a3, b0)
+            c3_1 = madd(c3_1, a3, b1)
+            pa += 1; pb += ldb
+        }
+        UnsafeMutableRawPointer(c + 0 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c0_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 0 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 0 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c0_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c1_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 1 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 1 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c1_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c2_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 2 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 2 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c2_1, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 8).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 8).loadUnaligned(as: SIMD4<Float>.self) + c3_0, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(c + 3 * ldc + 12).storeBytes(of: UnsafeRawPointer(c + 3 * ldc + 12).loadUnaligned(as: SIMD4<Float>.self) + c3_1, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(repeating: 0), c0_1 = SIMD4<Float>(repeating: 0)

@@ -76,165 +76,6 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -287,165 +128,6 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 4 &* lda)
-        var p1 = UnsafeRawPointer(a + 7 &* lda)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 4 &* lda)
-        var p1 = UnsafeRawPointer(a + 7 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 4 &* lda)
-        var p1 = UnsafeRawPointer(a + 7 &* lda)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -500,6 +182,112 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -553,6 +341,112 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -605,6 +499,112 @@ func microkernel12x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -720,162 +720,6 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -927,162 +771,6 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 4..<8, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 48; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -1136,6 +824,110 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1188,6 +980,110 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 8..<12, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1239,6 +1135,110 @@ func microkernel12x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ 
         pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 48; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 8..<12, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -1344,300 +1344,6 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<3, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 32..<40
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 40..<48
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 40)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 48..<56
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 48)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 56..<64
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var pb = UnsafeRawPointer(b + 56)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            p0 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
-    }
     do { // rows 3..<6, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1679,6 +1385,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -1722,6 +1470,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1763,6 +1553,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -1806,6 +1638,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 32..<40
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 32..<40
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1847,6 +1721,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 144, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 128, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 40..<48
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 40)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 40..<48
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -1890,6 +1806,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 160, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 48..<56
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 48)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 48..<56
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -1931,6 +1889,48 @@ func microkernel6x64Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 208, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 192, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 208, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 56..<64
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var pb = UnsafeRawPointer(b + 56)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            p0 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 56..<64
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -2025,300 +2025,6 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<3, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 32..<40
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 40..<48
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 40)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 48..<56
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 48)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<3, columns 56..<64
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 56)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            pa += 24; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
-    }
     do { // rows 3..<6, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -2360,6 +2066,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -2403,6 +2151,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -2444,6 +2234,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -2487,6 +2319,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 32..<40
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 32..<40
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -2528,6 +2402,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 144, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 128, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 40..<48
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 40)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 40..<48
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -2571,6 +2487,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 160, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<3, columns 48..<56
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 48)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 208, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 192, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 208, as: SIMD4<Float>.self)
+    }
     do { // rows 3..<6, columns 48..<56
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -2612,6 +2570,48 @@ func microkernel6x64Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c1_1, toByteOffset: 4 &* ldcb &+ 208, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_0, toByteOffset: 5 &* ldcb &+ 192, as: SIMD4<Float>.self)
         pc.storeBytes(of: c2_1, toByteOffset: 5 &* ldcb &+ 208, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<3, columns 56..<64
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 56)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            pa += 24; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 240, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 224, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 240, as: SIMD4<Float>.self)
     }
     do { // rows 3..<6, columns 56..<64
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -2718,271 +2718,6 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<40
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 40..<48
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var p0 = UnsafeRawPointer(a + 0 &* lda)
-        var p1 = UnsafeRawPointer(a + 3 &* lda)
-        var pb = UnsafeRawPointer(b + 40)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3035,6 +2770,59 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -3089,6 +2877,59 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3141,6 +2982,59 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -3195,6 +3089,59 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 32..<40
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 32..<40
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3247,6 +3194,59 @@ func microkernel8x48Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 144, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 128, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 40..<48
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 40)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 40..<48
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -3362,266 +3362,6 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
     }
-    do { // rows 0..<4, columns 8..<16
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 8)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 16..<24
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 16)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 24..<32
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 24)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 32..<40
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 32)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
-    }
-    do { // rows 0..<4, columns 40..<48
-        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
-        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
-        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
-        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
-        var pa = UnsafeRawPointer(a)
-        var pb = UnsafeRawPointer(b + 40)
-        var k = 0
-        while k < kc {
-            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
-                c0_0 = madd(c0_0, av, b0)
-                c0_1 = madd(c0_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
-                c1_0 = madd(c1_0, av, b0)
-                c1_1 = madd(c1_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
-                c2_0 = madd(c2_0, av, b0)
-                c2_1 = madd(c2_1, av, b1)
-            }
-            do {
-                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
-                c3_0 = madd(c3_0, av, b0)
-                c3_1 = madd(c3_1, av, b1)
-            }
-            pa += 32; pb += ldbb; k &+= 1
-        }
-        if accumulate {
-            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
-            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        }
-        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
-        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
-    }
     do { // rows 4..<8, columns 0..<8
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3673,6 +3413,58 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 8..<16
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -3726,6 +3518,58 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 16..<24
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3777,6 +3621,58 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 24..<32
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
@@ -3830,6 +3726,58 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
     }
+    do { // rows 0..<4, columns 32..<40
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 32)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 144, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 128, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
     do { // rows 4..<8, columns 32..<40
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
         var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
@@ -3881,6 +3829,58 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 144, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 128, as: SIMD4<Float>.self)
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 144, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 40..<48
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 40)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 176, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 160, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
     do { // rows 4..<8, columns 40..<48
         var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
