@@ -6,6 +6,7 @@ import Foundation
 import NN
 import Pipeline
 import TensorCore
+import TestSupport
 import XCTest
 @testable import BaseModel
 
@@ -24,13 +25,6 @@ final class BaseTrainerTests: XCTestCase {
         return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config)
     }
 
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("toy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     func testAFewStepsLowerTheLoss() throws {
         let trainer = try makeTrainer()
         let items = Array(1000..<1008)
@@ -42,7 +36,7 @@ final class BaseTrainerTests: XCTestCase {
     }
 
     func testCheckpointResumesTheSameRun() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectory("toy")
         let straight = try makeTrainer(steps: 4)
         for _ in 0..<4 { try straight.trainStep() }
 
@@ -71,7 +65,7 @@ final class BaseTrainerTests: XCTestCase {
         }
         trainer.unet.eval()
         trainer.textEncoder.eval()
-        let dir = try temporaryDirectory().appendingPathComponent("toy").path
+        let dir = try temporaryDirectory("toy").appendingPathComponent("toy").path
         try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: trainer.vocabulary,
                             modelMaxLength: ToyTokenizer.maxLength, to: dir)
         let model = try StableDiffusionModel(path: dir)

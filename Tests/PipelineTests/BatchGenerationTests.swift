@@ -11,14 +11,15 @@ import PNGImage
 import Pipeline
 import Schedulers
 import TensorCore
+import TestSupport
 import XCTest
 
 final class BatchGenerationTests: XCTestCase {
     /// The fixture with two adapters loaded at weight 0: "a" on the UNet attention and the text encoder,
     /// "b" on the UNet's ResNet convolutions; up matrices nonzero so both change the picture.
     func adaptedPipeline() throws -> TextToImage {
-        let model = try StableDiffusionModel(path: fixturePath("tiny-sd"))
-        let source = try StableDiffusionModel(path: fixturePath("tiny-sd"))   // the adapters are made on a copy
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
+        let source = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))   // the adapters are made on a copy
         let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
         var random = PhiloxRandom(seed: 11)
         for (name, targets) in [("a", LoRATargets.unetAttention), ("b", LoRATargets.unetResnet)] {

@@ -4,6 +4,7 @@ import Pipeline
 import SafeTensors
 import Schedulers
 import TensorCore
+import TestSupport
 import XCTest
 
 final class ModelLoadingTests: XCTestCase {
@@ -11,7 +12,7 @@ final class ModelLoadingTests: XCTestCase {
 
     override func setUpWithError() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("loading-tests-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: URL(fileURLWithPath: fixturePath("tiny-sd")), to: scratch)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: TestPaths.pipelineFixture("tiny-sd")), to: scratch)
     }
 
     override func tearDownWithError() throws {
@@ -81,16 +82,16 @@ final class ModelLoadingTests: XCTestCase {
 
     /// A folder without a VAE is a pixel-space model; its output matches diffusers' (vae=None, Euler).
     func testPixelSpaceModelMatchesDiffusers() throws {
-        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
         XCTAssertFalse(model.isLatent)
         XCTAssertEqual(model.sizeMultiple, 1)
-        let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
+        let goldens = try SafeTensorsFile(path: TestPaths.pipelineFixture("latents_goldens.safetensors"))
         let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
                                      sampler: .euler, width: 16, height: 16)
         let pipeline = TextToImage(model: model)
         let x = try pipeline.denoise(p, initialNoise: FeatureLayout.nhwc(fromNCHW: goldens.tensor("pixel.init")))
         let expected = try goldens.tensor("pixel.euler")
-        let error = maxError(try FeatureLayout.nchw(fromNHWC: x), expected)
+        let error = maxAbsDifference(try FeatureLayout.nchw(fromNHWC: x), expected)
         XCTAssertLessThanOrEqual(error, 1e-4 * maxAbs(expected), "max error \(error)")
         let images = try pipeline.generate(GenerationParameters(prompt: "a dog", steps: 2, width: 12, height: 12))
         XCTAssertEqual(images.first?.image.width, 12)
