@@ -80,7 +80,7 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "train-style", dependencies: ["CLI", "Training", "Pipeline", "PictureWorld"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters"],
+        .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters", "Pipeline"],
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
         .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",

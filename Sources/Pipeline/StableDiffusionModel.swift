@@ -62,7 +62,7 @@ public final class StableDiffusionModel {
             return model
         }
 
-        if folder.names("vae") {
+        if folder.isLatent {
             let vaeConfig = try folder.file("vae", "config.json")
             let vaeWeights = try folder.weights("vae")
             vae = try Self.component("vae", vaeWeights.path) {
@@ -74,8 +74,7 @@ public final class StableDiffusionModel {
             vae = nil
         }
 
-        let schedulerURL = folder.url.appendingPathComponent("scheduler/scheduler_config.json")
-        if FileManager.default.fileExists(atPath: schedulerURL.path) {
+        if let schedulerURL = folder.schedulerConfig {
             schedulerConfig = try Self.component("scheduler", schedulerURL.path) {
                 try SchedulerConfig.decode(Data(contentsOf: schedulerURL), path: schedulerURL.path)
             }

@@ -241,7 +241,7 @@ public struct TextToImage {
 
     /// Text conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance.
     public func encodePrompts(_ p: GenerationParameters, guided: Bool) throws -> Variable {
-        let rows = (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { PromptAdapters.extract(from: $0).prompt }
+        let rows = try (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { try AdapterRequest.extractTags(from: $0).prompt }
         let ids = rows.map { model.tokenizer.encode($0).ids }
         let encoded = try withNoGrad { try model.textEncoder.encode(ids, clipSkip: p.clipSkip) }.value  // [rows, L, C]
         let rowSize = encoded.count / rows.count

@@ -9,6 +9,7 @@
 // Errors are one line on stderr; exit 1 for failures, 2 for usage mistakes.
 import Adapters
 import Foundation
+import Pipeline
 import TensorCore
 
 struct UsageError: Error, CustomStringConvertible { let description: String }
@@ -72,7 +73,7 @@ func info(_ args: Arguments) throws {
         print("meta:      \(k) = \(v.count > 120 ? String(v.prefix(117)) + "…" : v)")
     }
     if let dir = args.options["--pipeline"] {
-        print(try file.resolve(against: PipelineFolder(path: dir).indexes()).accounting.report)
+        print(try file.resolve(against: DiffusersFolder(path: dir).moduleIndexes()).accounting.report)
     }
 }
 
@@ -92,7 +93,7 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
     guard let pipeline else {
         throw UsageError(description: "kohya names lose their dots; give --pipeline DIR to map them onto module paths")
     }
-    let indexes = try PipelineFolder(path: pipeline).indexes()
+    let indexes = try DiffusersFolder(path: pipeline).moduleIndexes()
     let resolved = try file.resolve(against: indexes)
     if !resolved.accounting.unmatched.isEmpty {
         throw AdaptersError.invalidRequest("\(resolved.accounting.unmatched.count) tensors match no module, e.g. \(resolved.accounting.unmatched[0])")
@@ -124,8 +125,8 @@ func merge(_ args: Arguments) throws {
         return (try LoRAFile(contentsOf: request.name), request.unetWeight)
     }
     if let base = args.options["--into-base"] {
-        let folder = PipelineFolder(path: base)
-        let indexes = try folder.indexes()
+        let folder = try DiffusersFolder(path: base)
+        let indexes = try folder.moduleIndexes()
         var resolved: [(ResolvedLoRA, Float)] = []
         for (spec, (file, w)) in zip(args.positional, inputs) {
             let r = try file.resolve(against: indexes)

@@ -73,6 +73,9 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(model.unet.config, trainer.architecture.unet)
         XCTAssertEqual(model.textEncoder.config, trainer.architecture.text)
         XCTAssertEqual(model.schedulerConfig, ToyArchitecture.scheduler)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/model_index.json")),
+                       try Data(contentsOf: URL(fileURLWithPath: TestPaths.repository("pipelines/toy/model_index.json"))),
+                       "the exported model_index.json is the committed one, byte for byte")
 
         let prompt = "a photo of sks dog in the snow"
         let ids = model.tokenizer.encode(prompt).ids

@@ -1,4 +1,5 @@
 // Loading diffusers folders: variants, refusals and error messages; the parameters text; hashes.
+import Adapters
 import DiffusionModels
 import Pipeline
 import SafeTensors
@@ -130,9 +131,14 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertThrowsError(try ParametersText(parsing: "p\nSteps: x, Sampler: Euler, Seed: 1"))
     }
 
-    func testPromptAdapterTags() {
-        let (prompt, adapters) = PromptAdapters.extract(from: "a photo of <lora:sks:0.8> dog, <lora:style> <lora:bad:x>")
-        XCTAssertEqual(prompt, "a photo of dog, <lora:bad:x>")
-        XCTAssertEqual(adapters, [AdapterReference(name: "sks", weight: 0.8), AdapterReference(name: "style")])
+    /// The parameters text reads adapter weights with the one `<lora:…>` grammar (`AdapterRequest.extractTags`):
+    /// a malformed tag is an error, not prompt text.
+    func testPromptAdapterTags() throws {
+        let fields = "Steps: 20, Sampler: Euler, Seed: 1, Lora hashes: \"sks: 0123456789ab, style: ba9876543210\""
+        let parsed = try ParametersText(parsing: "a photo of <lora:sks:0.8> dog, <lora:style:unet=0.5,te=0.2>\n" + fields)
+        XCTAssertEqual(parsed.parameters.adapters, [AdapterReference(name: "sks", weight: Double(Float(0.8)), hash: "0123456789ab"),
+                                                    AdapterReference(name: "style", weight: 0.5, hash: "ba9876543210")])
+        XCTAssertThrowsError(try ParametersText(parsing: "a photo of <lora:bad:x> dog\n" + fields))
+        XCTAssertEqual(try AdapterRequest.extractTags(from: "a photo of <lora:sks:0.8> dog, <lora:style>").prompt, "a photo of dog,")
     }
 }
