@@ -80,15 +80,15 @@ let package = Package(
         // MARK: - Executables
         .executableTarget(name: "train-style", dependencies: ["CLI", "Training", "Pipeline", "PictureWorld"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "lora", dependencies: ["TensorCore", "SafeTensors", "Adapters", "Pipeline"],
+        .executableTarget(name: "lora", dependencies: ["CLI", "TensorCore", "SafeTensors", "Adapters", "Pipeline"],
                           swiftSettings: language + cpuFlags),
         .executableTarget(name: "generate", dependencies: ["CLI"], swiftSettings: language + cpuFlags),
-        .executableTarget(name: "bench", dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
+        .executableTarget(name: "bench", dependencies: ["CLI", "TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "CLIPText",
                                                 "DiffusionModels", "Schedulers", "Pipeline", "Adapters", "Training"],
                           swiftSettings: language + kernelFlags),
-        .executableTarget(name: "world", dependencies: ["TensorCore", "PNGImage", "PictureWorld", "Judge"],
+        .executableTarget(name: "world", dependencies: ["CLI", "TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "train-base", dependencies: ["BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],
+        .executableTarget(name: "train-base", dependencies: ["CLI", "BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],
                           swiftSettings: language + cpuFlags),
 
         // MARK: - Tests

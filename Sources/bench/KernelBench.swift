@@ -127,25 +127,18 @@ struct KernelResult {
 
 /// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
 /// [--python PATH] [--script PATH]`.
-func runKernelBench(_ args: [String]) {
-    do {
-        let threads = args.firstIndex(of: "--threads").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil }
-        try Parallel.$maxThreads.withValue(threads ?? Parallel.maxThreads) { try kernelBench(args) }
-    } catch {
-        FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
-        exit(1)
-    }
+func runKernelBench(_ a: BenchArguments) throws {
+    try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) { try kernelBench(a) }
 }
 
-func kernelBench(_ args: [String]) throws {
-    func value(_ flag: String) -> String? { args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
-    let json = args.contains("--json"), withTorch = args.contains("--torch")
-    let filter = value("--filter")
-    let rounds = Int(value("--rounds") ?? "") ?? 3
-    let python = value("--python") ?? "/root/refenv/bin/python"
-    let script = value("--script") ?? "bench/torch_kernels.py"
+func kernelBench(_ a: BenchArguments) throws {
+    let json = a.has("--json"), withTorch = a.has("--torch")
+    let filter = a.string("--filter")
+    let rounds = try a.int("--rounds") ?? 3
+    let python = a.string("--python") ?? "/root/refenv/bin/python"
+    let script = a.string("--script") ?? "bench/torch_kernels.py"
 
-    let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
+    let skipPeak = a.has("--skip-peak"), cpuTime = a.has("--cpu-time")
     let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1, cpuTime: cpuTime)
     let peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2, cpuTime: cpuTime)
     let torch = withTorch ? try TorchServer(python: python, script: script, threads: Parallel.maxThreads,

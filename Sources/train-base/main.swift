@@ -7,21 +7,16 @@
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
 // N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
-// At the end the pipeline folder is written to `--out`.
+// At the end the pipeline folder is written to `--out`. Arguments go through CLI's parser: usage errors exit 2,
+// failures 1.
 import BaseModel
+import CLI
 import Foundation
 import Judge
 import PNGImage
 import PictureWorld
 import Pipeline
 import SafeTensors
-
-nonisolated(unsafe) var interrupted: sig_atomic_t = 0
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data(("train-base: " + message + "\n").utf8))
-    exit(1)
-}
 
 func say(_ line: String) {
     print(line)
@@ -45,48 +40,38 @@ struct Options {
     var guidance = 4.0
 }
 
-func parse(_ args: [String]) -> Options {
+let usage = """
+    usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
+                      [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
+           train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+    """
+
+func parse(_ arguments: [String]) throws -> Options? {
+    let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
+                                                     "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
+                                                     "count", "sample-steps", "guidance"],
+                                flagNames: ["resume", "export"])
+    if a.has("help") { print(usage); return nil }
+    guard a.positionals.isEmpty else { throw CommandLineError.usage("unknown argument \(a.positionals[0]) (see --help)") }
     var o = Options()
-    var i = 0
-    func value() -> String {
-        i += 1
-        guard i < args.count else { fail("\(args[i - 1]) needs a value") }
-        return args[i]
-    }
-    func number<T: LosslessStringConvertible>(_ s: String) -> T {
-        guard let v = T(s) else { fail("\(args[i - 1]) needs a number, got \(s)") }
-        return v
-    }
-    func int(_ s: String) -> Int { number(s) }
-    while i < args.count {
-        switch args[i] {
-        case "--steps": o.config.steps = int(value())
-        case "--batch": o.config.batchSize = int(value())
-        case "--lr": o.config.learningRate = number(value())
-        case "--warmup": o.config.warmupSteps = int(value())
-        case "--seed": o.config.seed = number(value())
-        case "--arch": o.arch = value()
-        case "--out": o.out = value()
-        case "--run": o.run = value()
-        case "--checkpoint-every": o.checkpointEvery = int(value())
-        case "--sample-every": o.sampleEvery = int(value())
-        case "--resume": o.resume = true
-        case "--bench": o.bench = int(value())
-        case "--export": o.exportOnly = true
-        case "--evaluate": o.evaluate = value()
-        case "--judge": o.judge = value()
-        case "--count": o.count = int(value())
-        case "--sample-steps": o.sampleSteps = int(value())
-        case "--guidance": o.guidance = number(value())
-        case "-h", "--help":
-            print("usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] "
-                + "[--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]\n"
-                + "       train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]")
-            exit(0)
-        default: fail("unknown argument \(args[i]) (see --help)")
-        }
-        i += 1
-    }
+    o.config.steps = try a.int("steps", in: 0...Int.max) ?? o.config.steps
+    o.config.batchSize = try a.int("batch", in: 1...Int.max) ?? o.config.batchSize
+    o.config.learningRate = try a.float("lr") ?? o.config.learningRate
+    o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
+    o.config.seed = try a.uint64("seed") ?? o.config.seed
+    o.arch = a.string("arch") ?? o.arch
+    o.out = a.string("out") ?? o.out
+    o.run = a.string("run") ?? o.run
+    o.checkpointEvery = try a.int("checkpoint-every", in: 1...Int.max) ?? o.checkpointEvery
+    o.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? o.sampleEvery
+    o.resume = a.has("resume")
+    o.bench = try a.int("bench", in: 0...Int.max) ?? o.bench
+    o.exportOnly = a.has("export")
+    o.evaluate = a.string("evaluate")
+    o.judge = a.string("judge")
+    o.count = try a.int("count", in: 1...Int.max) ?? o.count
+    o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
+    o.guidance = try a.double("guidance") ?? o.guidance
     return o
 }
 
@@ -96,7 +81,7 @@ func duration(_ s: Double) -> String {
 }
 
 func evaluate(_ o: Options, modelPath: String) throws {
-    guard let judgePath = o.judge else { fail("--evaluate needs --judge JUDGE.safetensors") }
+    guard let judgePath = o.judge else { throw CommandLineError.usage("--evaluate needs --judge JUDGE.safetensors") }
     let judge = try Judge(contentsOf: judgePath)
     let model = try StableDiffusionModel(path: modelPath)
     let prompts = PromptSets.heldout(count: o.count)
@@ -128,14 +113,14 @@ func evaluate(_ o: Options, modelPath: String) throws {
 }
 
 func main() throws {
-    let o = parse(Array(CommandLine.arguments.dropFirst()))
+    guard let o = try parse(Array(CommandLine.arguments.dropFirst())) else { return }
     if let model = o.evaluate { return try evaluate(o, modelPath: model) }
 
     let vocabulary = ToyTokenizer.learn()
     let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
     guard let arch = ToyArchitecture.named(o.arch, vocabularySize: vocabulary.vocabulary.count,
                                            maxLength: ToyTokenizer.maxLength) else {
-        fail("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
+        throw CommandLineError.usage("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
     }
     let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config)
     let counts = trainer.parameterCounts
@@ -186,15 +171,14 @@ func main() throws {
         say("resumed from \(checkpointPath) at step \(trainer.step)")
     }
     if o.exportOnly {
-        guard fm.fileExists(atPath: checkpointPath) else { fail("--export: no checkpoint at \(checkpointPath)") }
+        guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }
         let meta = try trainer.loadCheckpoint(from: checkpointPath)
         try export(o.out)
         try writeTrainingNotes(meta, arch: arch, counts: counts)
         say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
         return
     }
-    signal(SIGINT) { _ in interrupted = 1 }
-    signal(SIGTERM) { _ in interrupted = 1 }
+    StopRequest.install()
 
     var recent: [Double] = []
     let clock = Date()
@@ -238,7 +222,7 @@ func main() throws {
                        median, recent.count))
             return
         }
-        if interrupted != 0 {
+        if StopRequest.isRequested {
             try checkpoint()
             say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
             return
@@ -256,8 +240,4 @@ func main() throws {
                duration(elapsed()), duration(sampleSeconds), o.out))
 }
 
-do {
-    try main()
-} catch {
-    fail("\(error)")
-}
+exit(runCommand("train-base") { try main() })
