@@ -13,9 +13,10 @@
 //
 // A batch of requests (`BatchRequest`: own prompts, seeds and adapter weights) runs the same loop once:
 // each request's prompts are encoded alone under its text-encoder adapter weights, its noise comes from
-// its own generator (`RowBlockNoise`), and the UNet's adapters get per-row weights (`AdapterSet.setPerImage`)
-// in the batch's row order `[uncond of every image, cond of every image]`. A single request is the batch
-// of one.
+// its own generator (`RowBlockNoise`), and the UNet's adapters get per-row weights passed with the call
+// (`AdapterRowWeights`, bound around each UNet evaluation) in the batch's row order `[uncond of every image,
+// cond of every image]`; the model's layers are never changed, so pipelines may share a model. A single
+// request is the batch of one.
 
 import Adapters
 import Autograd
@@ -49,8 +50,8 @@ public struct GeneratedImage: Sendable {
 
 public struct TextToImage {
     public let model: StableDiffusionModel
-    /// The adapters loaded into `model`; batches whose requests carry adapter weights switch them per image
-    /// and return them to their shared weights afterwards.
+    /// The adapters loaded into `model`; batches whose requests carry adapter weights pass them per image
+    /// with each model call (the adapters' own weights are not changed).
     public let adapters: AdapterSet?
 
     public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
@@ -169,15 +170,10 @@ public struct TextToImage {
         var shape = latentShape(p)
         shape[0] = batch.reduce(0) { $0 + $1.parameters.numImages }
         let guided = p.guidanceScale > 1
-        let perImage = batch[0].adapterWeights != nil
-        defer { if perImage { try? adapters?.setPerImage(nil) } }
         let context = try encodePrompts(batch, guided: guided)
-        if perImage, let adapters {
-            let images = batch.flatMap { r in
-                Array(repeating: r.adapterWeights!.mapValues(\.unet), count: r.parameters.numImages)
-            }
-            try adapters.setPerImage(images, copies: guided ? 2 : 1, component: .unet)
-        }
+        let unetWeights = rowWeights(batch.flatMap { r in
+            Array(repeating: r.adapterWeights?.mapValues(\.unet), count: r.parameters.numImages)
+        }, copies: guided ? 2 : 1)
         var sampler = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
         let start: Tensor
         if let initialNoise {
@@ -194,8 +190,10 @@ public struct TextToImage {
         for i in sampler.timesteps.indices {
             let input = try sampler.scaleModelInput(x, step: i)
             var eps = try withNoGrad {
-                try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input),
-                               timesteps: [Float(sampler.timesteps[i])], context: context).value
+                try AdapterRowWeights.$current.withValue(unetWeights) {
+                    try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input),
+                                   timesteps: [Float(sampler.timesteps[i])], context: context).value
+                }
             }
             if guided { eps = Self.guide(eps, scale: g) }
             x = try sampler.step(modelOutput: eps, step: i, sample: x, noise: &noise)
@@ -203,6 +201,13 @@ public struct TextToImage {
                                    elapsed: Date().timeIntervalSince(clock), latents: x))
         }
         return x
+    }
+
+    /// The per-row adapter weights of a batch whose images carry `perImage` weights (nil: the request carries
+    /// none), `copies` groups of the images; nil when no image carries weights or no adapters are loaded.
+    private func rowWeights(_ perImage: [[String: Float]?], copies: Int) -> AdapterRowWeights? {
+        guard let adapters, perImage.contains(where: { $0 != nil }) else { return nil }
+        return adapters.rowWeights(perImage.map { $0 ?? [:] }, copies: copies)
     }
 
     /// x · s (the initial noise times the sampler's `initNoiseSigma`).
@@ -216,10 +221,10 @@ public struct TextToImage {
     /// without guidance): each request encoded alone, under its own text-encoder adapter weights.
     func encodePrompts(_ batch: [BatchRequest], guided: Bool) throws -> Variable {
         let parts = try batch.map { r -> Tensor in
-            if let weights = r.adapterWeights, let adapters {
-                try adapters.setPerImage([weights.mapValues(\.textEncoder)], copies: guided ? 2 : 1, component: .textEncoder)
+            try AdapterRowWeights.$current.withValue(rowWeights([r.adapterWeights?.mapValues(\.textEncoder)],
+                                                                copies: guided ? 2 : 1)) {
+                try encodePrompts(r.parameters, guided: guided).value      // [k·n, L, C]
             }
-            return try encodePrompts(r.parameters, guided: guided).value      // [k·n, L, C]
         }
         if parts.count == 1 { return Variable(parts[0]) }
         let halves = guided ? 2 : 1

@@ -55,9 +55,8 @@ final class AdapterBehaviourTests: XCTestCase {
         try set.load(a, name: "a")
         try set.load(b, name: "b")
         // Image 0: a at 1.0; image 1: a at 0.4 and b at 0.5.
-        try set.setPerImage([["a": 1], ["a": 0.4, "b": 0.5]])
-        let batch = try run(unet, sample, context)
-        try set.setPerImage(nil)
+        let batch = try set.rowWeights([["a": 1], ["a": 0.4, "b": 0.5]]).apply { try run(unet, sample, context) }
+        XCTAssertNil(AdapterRowWeights.current, "the per-image weights went with the call only")
         try set.setWeight("b", unet: 0, textEncoder: 0)
         let alone0 = try run(unet, row(sample, 0), row(context, 0))
         try set.setWeight("a", unet: 0.4, textEncoder: 0.4)
@@ -66,9 +65,10 @@ final class AdapterBehaviourTests: XCTestCase {
         try assertClose(row(batch, 0), alone0, tolerance: 1e-5, nhwcAgainstNCHW: false, "image 0 in the batch vs alone")
         try assertClose(row(batch, 1), alone1, tolerance: 1e-5, nhwcAgainstNCHW: false, "image 1 in the batch vs alone")
         // Under classifier-free guidance the batch holds the images twice.
-        try set.setPerImage([["a": 1], ["b": 0.5]], copies: 2)
-        let doubled = try run(unet, Tensor(shape: [4] + sample.shape.dropFirst(), scalars: sample.scalars + sample.scalars),
-                              Tensor(shape: [4] + context.shape.dropFirst(), scalars: context.scalars + context.scalars))
+        let doubled = try set.rowWeights([["a": 1], ["b": 0.5]], copies: 2).apply {
+            try run(unet, Tensor(shape: [4] + sample.shape.dropFirst(), scalars: sample.scalars + sample.scalars),
+                    Tensor(shape: [4] + context.shape.dropFirst(), scalars: context.scalars + context.scalars))
+        }
         XCTAssertEqual(try row(doubled, 0).scalars, try row(doubled, 2).scalars, "both copies of image 0 get the same adapters")
     }
 

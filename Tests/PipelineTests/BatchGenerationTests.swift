@@ -114,6 +114,33 @@ final class BatchGenerationTests: XCTestCase {
         }
     }
 
+    /// Per-image weights go with the call, not into the layers: two pipelines on one model run at the same
+    /// time with different adapters, and each gets what it gets alone.
+    func testTwoPipelinesOnOneModelRunAtOnce() throws {
+        let pipeline = try adaptedPipeline()
+        let other = TextToImage(model: pipeline.model, adapters: pipeline.adapters)
+        let batch = requests(sampler: .euler, rng: .native)
+        let jobs = [(pipeline, [batch[0]]), (other, [batch[2]])]
+        let alone = try jobs.map { try $0.0.denoise(batch: $0.1).scalars }
+        var together = Array(repeating: [Float](), count: jobs.count)
+        var failures: [Error] = []
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 2 * jobs.count) { i in
+            do {
+                let out = try jobs[i % jobs.count].0.denoise(batch: jobs[i % jobs.count].1).scalars
+                lock.lock(); defer { lock.unlock() }
+                if together[i % jobs.count].isEmpty { together[i % jobs.count] = out } else {
+                    XCTAssertEqual(out, together[i % jobs.count], "runs of job \(i % jobs.count) agree")
+                }
+            } catch {
+                lock.lock(); failures.append(error); lock.unlock()
+            }
+        }
+        XCTAssertTrue(failures.isEmpty, "\(failures)")
+        XCTAssertEqual(together, alone, "each pipeline's images are those it makes alone")
+        XCTAssertNotEqual(alone[0], alone[1])
+    }
+
     func testBatchNoiseDrawsEachBlockFromItsOwnSource() {
         var blocks = RowBlockNoise(sources: [PhiloxRandom(seed: 1), PhiloxRandom(seed: 2)], rows: [1, 2])
         var one = PhiloxRandom(seed: 1), two = PhiloxRandom(seed: 2)
