@@ -8,8 +8,8 @@
 //         x = sampler.step(ε_u + g·(ε_c − ε_u), t, x)                      (noise from the same generator)
 //     image = vae.decode(x / scaling_factor (+ shift_factor))             (pixel models: x itself)
 //
-// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is the one of
-// `Sampler.run`, written out so that progress can carry each step's sample.
+// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is `Sampler.run`, the
+// project's one denoising loop; this file supplies the model closure (UNet + guidance) and the noise.
 //
 // A batch of requests (`BatchRequest`: own prompts, seeds and adapter weights) runs the same loop once:
 // each request's prompts are encoded alone under its text-encoder adapter weights, its noise comes from
@@ -186,21 +186,17 @@ public struct TextToImage {
         }
         let clock = Date()
         let g = Float(p.guidanceScale)
-        var x = scaled(start, by: sampler.initNoiseSigma)
-        for i in sampler.timesteps.indices {
-            let input = try sampler.scaleModelInput(x, step: i)
-            var eps = try withNoGrad {
+        return try sampler.run(from: .noise(start), noise: &noise, progress: { s in
+            progress?(StepProgress(step: s.step, total: s.total, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
+        }) { input, t in
+            let eps = try withNoGrad {
                 try AdapterRowWeights.$current.withValue(unetWeights) {
-                    try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input),
-                                   timesteps: [Float(sampler.timesteps[i])], context: context).value
+                    try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input), timesteps: [Float(t)],
+                                   context: context).value
                 }
             }
-            if guided { eps = Self.guide(eps, scale: g) }
-            x = try sampler.step(modelOutput: eps, step: i, sample: x, noise: &noise)
-            progress?(StepProgress(step: i + 1, total: sampler.timesteps.count,
-                                   elapsed: Date().timeIntervalSince(clock), latents: x))
+            return guided ? try Self.guide(eps, scale: g) : eps
         }
-        return x
     }
 
     /// The per-row adapter weights of a batch whose images carry `perImage` weights (nil: the request carries
@@ -208,13 +204,6 @@ public struct TextToImage {
     private func rowWeights(_ perImage: [[String: Float]?], copies: Int) -> AdapterRowWeights? {
         guard let adapters, perImage.contains(where: { $0 != nil }) else { return nil }
         return adapters.rowWeights(perImage.map { $0 ?? [:] }, copies: copies)
-    }
-
-    /// x · s (the initial noise times the sampler's `initNoiseSigma`).
-    private func scaled(_ x: Tensor, by s: Float) -> Tensor {
-        var out = x
-        out.withUnsafeMutableBufferPointer { o in for i in o.indices { o[i] *= s } }
-        return out
     }
 
     /// Text conditioning of a batch, `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
@@ -293,15 +282,15 @@ public struct TextToImage {
         }
     }
 
-    /// [2N, …] = (ε_u, ε_c) → ε_u + g·(ε_c − ε_u), [N, …].
-    static func guide(_ out: Tensor, scale g: Float) -> Tensor {
+    /// [2N, …] = (ε_u, ε_c) → ε_u + g·(ε_c − ε_u), [N, …] (TensorCore's element-wise kernels).
+    static func guide(_ out: Tensor, scale g: Float) throws -> Tensor {
         var shape = out.shape
         shape[0] /= 2
         let half = out.count / 2
-        return Tensor(shape: shape) { eps in
-            out.withUnsafeBufferPointer { o in
-                for i in 0..<half { eps[i] = o[i] + g * (o[half + i] - o[i]) }
-            }
+        let (uncond, cond) = out.withUnsafeBufferPointer { o in
+            (Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress!, count: half) },
+             Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress! + half, count: half) })
         }
+        return try Elementwise.axpy(g, Elementwise.sub(cond, uncond), uncond)
     }
 }
