@@ -15,6 +15,7 @@ import DiffusionModels
 import Foundation
 import NN
 import PictureWorld
+import Pipeline
 import SafeTensors
 import Schedulers
 import TensorCore
@@ -60,6 +61,8 @@ public final class BaseTrainer {
     public let vocabulary: BPEVocabulary
     public let unet: UNet2DConditionModel
     public let textEncoder: CLIPTextModel
+    /// The model being trained as a pipeline model (no VAE): its `encode(prompts:)` is the conditioning path.
+    public let model: StableDiffusionModel
     public let optimizer: AdamW
     public let schedule: NoiseSchedule
     public let data: WorldDataset
@@ -83,6 +86,8 @@ public final class BaseTrainer {
         textEncoder.initializeParameters(random: &random)
         unet.train()
         textEncoder.train()
+        model = try StableDiffusionModel(name: architecture.name, tokenizer: tokenizer, textEncoder: textEncoder, unet: unet,
+                                         vae: nil, schedulerConfig: ToyArchitecture.scheduler)
         let parameters = unet.trainableParameters().map { ("unet." + $0.0, $0.1) }
             + textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) }
         optimizer = AdamW(parameters: parameters, learningRate: config.learningRate, weightDecay: config.weightDecay,
@@ -134,8 +139,8 @@ public final class BaseTrainer {
             config.minSNRGamma > 0
                 ? Float(schedule.minSNRWeight(t, gamma: config.minSNRGamma, prediction: ToyArchitecture.prediction)) : 1
         }
-        let context = try textEncoder.encode(prompts.map { tokenizer.encode($0).ids })   // [B, L, C]
-        let prediction = try unet(Variable(noisy), timesteps: timesteps.map(Float.init), context: context)
+        let conditioning = try model.encode(prompts: prompts)                       // [B, L, C]
+        let prediction = try unet(Variable(noisy), timesteps: timesteps.map(Float.init), conditioning: conditioning)
         return try weightedMSE(prediction, target: target, weights: weights)
     }
 

@@ -84,6 +84,13 @@ public final class StableDiffusionModel {
         try checkCompatibility(unetConfigPath: folder.url.appendingPathComponent("unet/config.json").path)
     }
 
+    /// The one prompt → conditioning path: tokenizes `prompts` and runs the text encoder, skipping the last
+    /// `clipSkip` layers (diffusers' `clip_skip`); [N, 77, C] context. Gradients are recorded as the caller's
+    /// grad mode says (training the text encoder records them).
+    public func encode(prompts: [String], clipSkip: Int = 0) throws -> Conditioning {
+        Conditioning(context: try textEncoder.encode(prompts.map { tokenizer.encode($0).ids }, clipSkip: clipSkip))
+    }
+
     /// Whether the UNet works on VAE latents.
     public var isLatent: Bool { vae != nil }
 

@@ -170,7 +170,7 @@ public struct TextToImage {
         var shape = latentShape(p)
         shape[0] = batch.reduce(0) { $0 + $1.parameters.numImages }
         let guided = p.guidanceScale > 1
-        let context = try encodePrompts(batch, guided: guided)
+        let conditioning = try self.conditioning(batch: batch, guided: guided)
         let unetWeights = rowWeights(batch.flatMap { r in
             Array(repeating: r.adapterWeights?.mapValues(\.unet), count: r.parameters.numImages)
         }, copies: guided ? 2 : 1)
@@ -192,7 +192,7 @@ public struct TextToImage {
             let eps = try withNoGrad {
                 try AdapterRowWeights.$current.withValue(unetWeights) {
                     try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input), timesteps: [Float(t)],
-                                   context: context).value
+                                   conditioning: conditioning).value
                 }
             }
             return guided ? try Self.guide(eps, scale: g) : eps
@@ -206,20 +206,20 @@ public struct TextToImage {
         return adapters.rowWeights(perImage.map { $0 ?? [:] }, copies: copies)
     }
 
-    /// Text conditioning of a batch, `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
+    /// Conditioning of a batch, rows `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
     /// without guidance): each request encoded alone, under its own text-encoder adapter weights.
-    func encodePrompts(_ batch: [BatchRequest], guided: Bool) throws -> Variable {
+    func conditioning(batch: [BatchRequest], guided: Bool) throws -> Conditioning {
         let parts = try batch.map { r -> Tensor in
             try AdapterRowWeights.$current.withValue(rowWeights([r.adapterWeights?.mapValues(\.textEncoder)],
                                                                 copies: guided ? 2 : 1)) {
-                try encodePrompts(r.parameters, guided: guided).value      // [k·n, L, C]
+                try conditioning(r.parameters, guided: guided).context.value      // [k·n, L, C]
             }
         }
-        if parts.count == 1 { return Variable(parts[0]) }
+        if parts.count == 1 { return Conditioning(context: Variable(parts[0])) }
         let halves = guided ? 2 : 1
         let rowSize = parts[0].count / parts[0].shape[0]
         let total = parts.reduce(0) { $0 + $1.shape[0] }
-        return Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
+        return Conditioning(context: Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
             var row = 0
             for half in 0..<halves {
                 for part in parts {
@@ -230,17 +230,17 @@ public struct TextToImage {
                     row += n
                 }
             }
-        })
+        }))
     }
 
-    /// Text conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance.
-    public func encodePrompts(_ p: GenerationParameters, guided: Bool) throws -> Variable {
+    /// Conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance; `<lora:…>`
+    /// tags are taken out of the prompts first.
+    public func conditioning(_ p: GenerationParameters, guided: Bool) throws -> Conditioning {
         let rows = try (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { try AdapterRequest.extractTags(from: $0).prompt }
-        let ids = rows.map { model.tokenizer.encode($0).ids }
-        let encoded = try withNoGrad { try model.textEncoder.encode(ids, clipSkip: p.clipSkip) }.value  // [rows, L, C]
+        let encoded = try withNoGrad { try model.encode(prompts: rows, clipSkip: p.clipSkip) }.context.value  // [rows, L, C]
         let rowSize = encoded.count / rows.count
         let n = p.numImages
-        return Variable(Tensor(shape: [rows.count * n] + Array(encoded.shape.dropFirst())) { out in
+        return Conditioning(context: Variable(Tensor(shape: [rows.count * n] + Array(encoded.shape.dropFirst())) { out in
             encoded.withUnsafeBufferPointer { src in
                 for r in 0..<rows.count {
                     for i in 0..<n {
@@ -248,7 +248,7 @@ public struct TextToImage {
                     }
                 }
             }
-        })
+        }))
     }
 
     /// Decodes final latents [N, h, w, C] to images: the VAE for latent models (one image at a time),
@@ -263,11 +263,7 @@ public struct TextToImage {
                 }
             }
             guard let vae = model.vae else { return try Image(tensorHWC: one) }
-            let scale = vae.config.scalingFactor, shift = vae.config.shiftFactor ?? 0
-            var z = one
-            z.withUnsafeMutableBufferPointer { p in for k in p.indices { p[k] = p[k] / scale + shift } }
-            let pixels = try withNoGrad { try vae.decode(Variable(z)) }.value
-            return try Image(tensorHWC: pixels)
+            return try Image(tensorHWC: vae.image(fromUNetLatents: one))
         }
     }
 

@@ -52,7 +52,7 @@ private func generateBench(_ a: BenchArguments) throws {
     let parameters = try pipeline.resolve(GenerationParameters(prompt: "a photo of an astronaut riding a horse on mars",
                                                                steps: steps, guidanceScale: 7.5, sampler: sampler,
                                                                seed: 0, width: size, height: size))
-    let text = try timeThrowingGenerate { _ = try pipeline.encodePrompts(parameters, guided: true) }
+    let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: true) }
     var stepEnds: [Double] = []
     var latents: Tensor!
     let denoise = try timeThrowingGenerate {
