@@ -74,7 +74,7 @@ let package = Package(
         // MARK: - The embedded base model
         .target(name: "BaseModel",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
-                               "DiffusionModels", "Pipeline", "PictureWorld"],
+                               "DiffusionModels", "Pipeline", "PictureWorld", "Training"],
                 swiftSettings: language + kernelFlags),
 
         // MARK: - Executables

@@ -122,7 +122,8 @@ func main() throws {
                                            maxLength: ToyTokenizer.maxLength) else {
         throw CommandLineError.usage("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
     }
-    let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config)
+    let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config,
+                                  runDirectory: URL(fileURLWithPath: o.run))
     let counts = trainer.parameterCounts
     say("train-base: arch \(arch.name) unet \(arch.unet.blockOutChannels) (\(counts.unet) weights), text "
         + "\(arch.text.numHiddenLayers)×\(arch.text.hiddenSize) (\(counts.text) weights), vocab \(vocabulary.vocabulary.count), "
