@@ -128,7 +128,8 @@ let package = Package(
                                    "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
         .testTarget(name: "BaseModelTests",
-                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "Pipeline", "PictureWorld", "BaseModel", "TestSupport"],
+                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "DiffusionModels", "Pipeline", "PictureWorld", "BaseModel",
+                                   "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
     ]
 )

@@ -16,11 +16,3 @@ public struct Conditioning {
     /// Batch rows.
     public var count: Int { context.shape[0] }
 }
-
-extension UNet2DConditionModel {
-    /// One denoiser evaluation on x_t (NHWC [N, H, W, inChannels]) at `timesteps` (one, or one per row)
-    /// under `conditioning`; returns [N, H, W, outChannels].
-    public func callAsFunction(_ sample: Variable, timesteps: [Float], conditioning: Conditioning) throws -> Variable {
-        try self(sample, timesteps: timesteps, context: conditioning.context)
-    }
-}

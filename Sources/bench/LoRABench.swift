@@ -30,7 +30,7 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         for n in stack.adapterNames { try stack.setEnabled(n == name, for: n) }
     }
     func forward() throws -> Double {
-        try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+        try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
     }
     let cases = ["base", "unfused (1 adapter)", "fused", "per-image (\(batch) adapters)"]
     var times = Array(repeating: [Double](), count: cases.count)

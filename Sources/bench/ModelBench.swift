@@ -60,7 +60,7 @@ private func unetBench(_ a: BenchArguments) throws {
         let times = try (0..<repeats).map { _ in
             try timeThrowing {
                 let x = Variable(sample.value, requiresGrad: true)
-                let out = try unet(x, timesteps: [500], context: context)
+                let out = try unet(x, timesteps: [500], conditioning: Conditioning(context: context))
                 try mean(mul(out, out)).backward()
             }
         }
@@ -71,7 +71,7 @@ private func unetBench(_ a: BenchArguments) throws {
         return
     }
     let times = try (0..<repeats).map { _ in
-        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
     }
     report(label, flops: flops, times: times)
 }

@@ -39,7 +39,7 @@ private func trainBench(_ a: BenchArguments) throws {
         var failure: Error?
         times.append(timeOnce {
             do {
-                let out = try unet(sample, timesteps: [500], context: context)
+                let out = try unet(sample, timesteps: [500], conditioning: Conditioning(context: context))
                 try mseLoss(out, target).backward()
                 clipGradientNorm(parameters.map(\.1), maxNorm: 1)
                 optimizer.update(learningRate: 1e-4)

@@ -48,7 +48,7 @@ final class AdapterBehaviourTests: XCTestCase {
             return try Tensor(shape: [1] + t.shape.dropFirst(), scalars: Array(t.scalars[(i * n)..<((i + 1) * n)]))
         }
         func run(_ unet: UNet2DConditionModel, _ x: Tensor, _ c: Tensor) throws -> Tensor {
-            try withNoGrad { try unet(Variable(x), timesteps: Array(repeating: 500, count: x.shape[0]), context: Variable(c)) }.value
+            try withNoGrad { try unet(Variable(x), timesteps: Array(repeating: 500, count: x.shape[0]), conditioning: Conditioning(context: Variable(c))) }.value
         }
         let unet = try loadTinyUNet()
         let set = AdapterSet(unet: unet, textEncoder: nil)

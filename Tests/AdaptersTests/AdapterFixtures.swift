@@ -40,7 +40,7 @@ struct Goldens {
     func runUNet(_ unet: UNet2DConditionModel) throws -> Tensor {
         let sample = Variable(try FeatureLayout.nhwc(fromNCHW: tensor("unet_sample")))
         let context = Variable(try tensor("unet_context"))
-        return try withNoGrad { try unet(sample, timesteps: [500, 500], context: context) }.value
+        return try withNoGrad { try unet(sample, timesteps: [500, 500], conditioning: Conditioning(context: context)) }.value
     }
 
     /// The text encoder's last hidden state on the golden ids.

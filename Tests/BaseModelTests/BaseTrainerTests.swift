@@ -2,6 +2,7 @@
 // and the exported pipeline folder loads in Pipeline's loader with the trained model's outputs.
 import Autograd
 import CLIPText
+import DiffusionModels
 import Foundation
 import NN
 import Pipeline
@@ -90,7 +91,8 @@ final class BaseTrainerTests: XCTestCase {
         let row = original.value.scalars
         let context = Variable(try Tensor(shape: [2] + original.shape.dropFirst(), scalars: row + row))
         let (a, b) = try withNoGrad {
-            (try model.unet(x, timesteps: [500, 20], context: context), try trainer.unet(x, timesteps: [500, 20], context: context))
+            (try model.unet(x, timesteps: [500, 20], conditioning: Conditioning(context: context)),
+             try trainer.unet(x, timesteps: [500, 20], conditioning: Conditioning(context: context)))
         }
         XCTAssertEqual(a.value.scalars, b.value.scalars)
 
