@@ -88,7 +88,8 @@ let package = Package(
                           swiftSettings: language + kernelFlags),
         .executableTarget(name: "world", dependencies: ["CLI", "TensorCore", "PNGImage", "PictureWorld", "Judge"],
                           swiftSettings: language + cpuFlags),
-        .executableTarget(name: "train-base", dependencies: ["CLI", "BaseModel", "PictureWorld", "Judge", "PNGImage", "Pipeline", "SafeTensors"],
+        .executableTarget(name: "train-base", dependencies: ["CLI", "BaseModel", "Training", "PictureWorld", "Judge", "PNGImage", "Pipeline",
+                                                               "SafeTensors"],
                           swiftSettings: language + cpuFlags),
 
         // MARK: - Tests

@@ -48,6 +48,9 @@ public struct BaseTrainingConfig: Codable, Sendable {
     public var clipNorm: Float = 1
     /// The cosine decay ends at this share of the peak learning rate.
     public var cosineFloor: Float = 0.1
+    /// Steps between checkpoints and between sample grids (0: never) when the loop runs the whole training.
+    public var checkpointEvery = 100
+    public var sampleEvery = 500
 
     public init() {}
 
@@ -60,7 +63,8 @@ public struct BaseTrainingConfig: Codable, Sendable {
         s.cosineFloor = cosineFloor
         s.maxGradNorm = clipNorm
         s.adamW = AdamWSettings(weightDecay: weightDecay)
-        s.saveEvery = 0
+        s.saveEvery = checkpointEvery
+        s.sampleEvery = sampleEvery
         return s
     }
 
@@ -117,6 +121,14 @@ public final class BaseTrainer {
             let b = self.config.batchSize, s = self.loop.state.step
             return try self.loss(items: Array((s * b)..<((s + 1) * b)), random: &random, captionDropout: self.config.captionDropout)
         }
+        loop.checkpointMetadata = { [unowned self] in self.runMetadata }
+    }
+
+    /// What every checkpoint of the run says about it (read back by `train-base --export` for TRAINING.md).
+    public var runMetadata: [String: String] {
+        ["step": String(step), "seed": String(config.seed), "batch": String(config.batchSize),
+         "architecture": architecture.name, "lr": String(config.learningRate), "steps": String(config.steps),
+         "warmup": String(config.warmupSteps)]
     }
 
     /// Number of weights (UNet, text encoder).
@@ -154,12 +166,7 @@ public final class BaseTrainer {
     /// Writes the Training checkpoint (weights, AdamW moments, random stream, step) to `path` atomically, with
     /// the run's description and `extraMetadata` in its metadata.
     public func saveCheckpoint(to path: String, extraMetadata: [String: String] = [:]) throws {
-        var metadata = extraMetadata
-        metadata["step"] = String(step)
-        metadata["seed"] = String(config.seed)
-        metadata["batch"] = String(config.batchSize)
-        metadata["architecture"] = architecture.name
-        try loop.checkpoint(extra: metadata).write(to: path)
+        try loop.checkpoint(extra: extraMetadata.merging(runMetadata) { $1 }).write(to: path)
     }
 
     /// Restores a checkpoint written by `saveCheckpoint` (same architecture); returns its metadata.

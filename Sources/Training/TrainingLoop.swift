@@ -81,6 +81,8 @@ public final class TrainingLoop {
     /// Checked between updates; true → checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
     public var onEvent: (TrainingEvent) -> Void = { _ in }
+    /// Metadata written into every checkpoint besides the loop's own (e.g. train-base's run description).
+    public var checkpointMetadata: () -> [String: String] = { [:] }
 
     public var checkpointPath: String { runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path }
     private var parameters: [(String, Variable)] { optimizer.groups.flatMap(\.parameters) }
@@ -186,7 +188,7 @@ public final class TrainingLoop {
     /// Writes the checkpoint for the current step atomically.
     public func saveCheckpoint(elapsed: Double) throws {
         state.elapsed = elapsed
-        try checkpoint().write(to: checkpointPath)
+        try checkpoint(extra: checkpointMetadata()).write(to: checkpointPath)
         onEvent(.checkpoint(path: checkpointPath, step: state.step))
     }
 

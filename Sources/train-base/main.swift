@@ -17,6 +17,7 @@ import PNGImage
 import PictureWorld
 import Pipeline
 import SafeTensors
+import Training
 
 func say(_ line: String) {
     print(line)
@@ -28,8 +29,6 @@ struct Options {
     var arch = "s"
     var out = "pipelines/toy"
     var run = "runs/train-base"
-    var checkpointEvery = 100
-    var sampleEvery = 500
     var resume = false
     var bench = 0
     var exportOnly = false
@@ -62,8 +61,8 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.arch = a.string("arch") ?? o.arch
     o.out = a.string("out") ?? o.out
     o.run = a.string("run") ?? o.run
-    o.checkpointEvery = try a.int("checkpoint-every", in: 1...Int.max) ?? o.checkpointEvery
-    o.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? o.sampleEvery
+    o.config.checkpointEvery = try a.int("checkpoint-every", in: 1...Int.max) ?? o.config.checkpointEvery
+    o.config.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? o.config.sampleEvery
     o.resume = a.has("resume")
     o.bench = try a.int("bench", in: 0...Int.max) ?? o.bench
     o.exportOnly = a.has("export")
@@ -137,10 +136,10 @@ func main() throws {
                             modelMaxLength: ToyTokenizer.maxLength, to: path,
                             metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
     }
-    /// `<out>/TRAINING.md`: how the exported weights were made.
-    func writeTrainingNotes(_ meta: [String: String], arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
-        let m = { (k: String) in meta[k] ?? "?" }
-        let wall = meta["elapsed"].flatMap(Double.init).map(duration) ?? "?"
+    /// `<out>/TRAINING.md`: how the exported weights were made (from the run's last checkpoint).
+    func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
+        let m = { (k: String) in checkpoint.extra[k] ?? "?" }
+        let wall = duration(checkpoint.state.elapsed)
         let text = """
             # How `\(o.out)` was trained
 
@@ -157,39 +156,27 @@ func main() throws {
               10 % caption dropout; AdamW (weight decay 0.01), warm-up then cosine to 10 %, gradients clipped to norm 1
             - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
             - wall time: \(wall) on the shared 2-core machine (sampling included)
-            - final training loss (EMA 0.98): \(m("loss_ema"))
+            - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint)))
             - weights: F16 safetensors
 
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)
     }
-    var elapsedBefore = 0.0
-    var ema: Float? = nil
     if o.resume && fm.fileExists(atPath: checkpointPath) {
-        let meta = try trainer.loadCheckpoint(from: checkpointPath)
-        elapsedBefore = meta["elapsed"].flatMap(Double.init) ?? 0
-        ema = meta["loss_ema"].flatMap(Float.init)
+        try trainer.loadCheckpoint(from: checkpointPath)
         say("resumed from \(checkpointPath) at step \(trainer.step)")
     }
     if o.exportOnly {
         guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }
-        let meta = try trainer.loadCheckpoint(from: checkpointPath)
+        try trainer.loadCheckpoint(from: checkpointPath)
         try export(o.out)
-        try writeTrainingNotes(meta, arch: arch, counts: counts)
+        try writeTrainingNotes(TrainingCheckpoint.read(path: checkpointPath), arch: arch, counts: counts)
         say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
         return
     }
-    StopRequest.install()
+    if o.bench > 0 { return try bench(trainer, steps: o.bench, arch: arch) }
 
-    var recent: [Double] = []
-    let clock = Date()
     var sampleSeconds = 0.0
-    func elapsed() -> Double { elapsedBefore + Date().timeIntervalSince(clock) }
-    func checkpoint() throws {
-        try trainer.saveCheckpoint(to: checkpointPath, extraMetadata: [
-            "elapsed": String(elapsed()), "loss_ema": String(ema ?? 0), "lr": String(o.config.learningRate),
-            "steps": String(o.config.steps), "warmup": String(o.config.warmupSteps)])
-    }
     func samples() throws {
         let start = Date()
         try export(o.run + "/export")
@@ -203,42 +190,49 @@ func main() throws {
         say("samples: \(path) (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
     }
 
-    while trainer.step < o.config.steps {
+    // The Training loop runs the steps: checkpoints every --checkpoint-every steps and on SIGINT/SIGTERM,
+    // sample grids every --sample-every steps, progress every 10 steps.
+    let loop = trainer.loop
+    StopRequest.install()
+    loop.shouldStop = { StopRequest.isRequested }
+    loop.preview = { _ in
+        do { try samples() } catch { say("samples failed (training goes on): \(error)") }
+    }
+    let clock = Date(), before = loop.state.elapsed
+    loop.onEvent = { event in
+        guard case .step(let r) = event, r.step % 10 == 0 || r.step <= 5 else { return }
+        say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", r.step, r.total, r.loss,
+                   r.lossEMA, r.learningRate, r.secondsPerStep, duration(before + Date().timeIntervalSince(clock)), duration(r.eta)))
+    }
+    if case .interrupted(let s) = try loop.run() {
+        say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
+        return
+    }
+    try export(o.out)
+    let final = try TrainingCheckpoint.read(path: checkpointPath)
+    try writeTrainingNotes(final, arch: arch, counts: counts)
+    if o.config.sampleEvery > 0 && trainer.step % o.config.sampleEvery != 0 { try samples() }
+    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, lossEMA(final),
+               duration(final.state.elapsed), duration(sampleSeconds), o.out))
+}
+
+/// The loss's exponential moving average (decay 0.98) over a run's history.
+func lossEMA(_ checkpoint: TrainingCheckpoint) -> Float {
+    checkpoint.state.lossHistory.dropFirst().reduce(checkpoint.state.lossHistory.first ?? 0) { 0.98 * $0 + 0.02 * $1 }
+}
+
+/// `--bench N`: N training steps (no checkpoint, no samples), then the median seconds per step.
+func bench(_ trainer: BaseTrainer, steps: Int, arch: ToyArchitecture) throws {
+    var times: [Double] = []
+    while trainer.step < min(steps, trainer.config.steps) {
         let t0 = Date()
         let loss = try trainer.trainStep()
-        let dt = Date().timeIntervalSince(t0)
-        recent.append(dt)
-        if recent.count > 20 { recent.removeFirst() }
-        ema = ema.map { 0.98 * $0 + 0.02 * loss } ?? loss
-        let s = trainer.step
-        if s % 10 == 0 || s <= 5 || o.bench > 0 {
-            let median = recent.sorted()[recent.count / 2]
-            say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", s, o.config.steps,
-                       loss, ema!, o.config.learningRate(at: s - 1), median, duration(elapsed()),
-                       duration(median * Double(o.config.steps - s))))
-        }
-        if o.bench > 0 && s >= o.bench {
-            let median = recent.sorted()[recent.count / 2]
-            say(String(format: "bench: arch %@ batch %d median %.2f s/step over %d steps", arch.name, o.config.batchSize,
-                       median, recent.count))
-            return
-        }
-        if StopRequest.isRequested {
-            try checkpoint()
-            say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
-            return
-        }
-        if s % o.checkpointEvery == 0 { try checkpoint() }
-        if o.sampleEvery > 0 && s % o.sampleEvery == 0 {
-            do { try samples() } catch { say("samples failed (training goes on): \(error)") }
-        }
+        times.append(Date().timeIntervalSince(t0))
+        say(String(format: "step %d/%d loss %.4f %.2f s/step", trainer.step, trainer.config.steps, loss, times.last!))
     }
-    try checkpoint()
-    try export(o.out)
-    try writeTrainingNotes(try SafeTensorsFile(path: checkpointPath).metadata, arch: arch, counts: counts)
-    if o.sampleEvery > 0 && trainer.step % o.sampleEvery != 0 { try samples() }
-    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, ema ?? 0,
-               duration(elapsed()), duration(sampleSeconds), o.out))
+    let recent = times.suffix(20).sorted()
+    say(String(format: "bench: arch %@ batch %d median %.2f s/step over %d steps", arch.name, trainer.config.batchSize,
+               recent.isEmpty ? 0 : recent[recent.count / 2], recent.count))
 }
 
 exit(runCommand("train-base") { try main() })

@@ -12,7 +12,7 @@ import XCTest
 @testable import BaseModel
 
 final class BaseTrainerTests: XCTestCase {
-    func makeTrainer(steps: Int = 30, seed: UInt64 = 3) throws -> BaseTrainer {
+    func makeTrainer(steps: Int = 30, seed: UInt64 = 3, runDirectory: URL? = nil) throws -> BaseTrainer {
         let vocabulary = ToyTokenizer.learn()
         let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
         let arch = try XCTUnwrap(ToyArchitecture.named("micro", vocabularySize: vocabulary.vocabulary.count,
@@ -23,7 +23,10 @@ final class BaseTrainerTests: XCTestCase {
         config.batchSize = 4
         config.learningRate = 3e-3
         config.warmupSteps = 2
-        return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config)
+        config.sampleEvery = 0
+        config.checkpointEvery = 100
+        return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config,
+                               runDirectory: runDirectory ?? FileManager.default.temporaryDirectory)
     }
 
     func testAFewStepsLowerTheLoss() throws {
@@ -53,6 +56,27 @@ final class BaseTrainerTests: XCTestCase {
             XCTAssertEqual(a.value.scalars, b.value.scalars, key)
         }
         for ((key, a), (_, b)) in zip(straight.textEncoder.namedParameters(), resumed.textEncoder.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, key)
+        }
+    }
+
+    /// train-base's path: the Training loop runs the steps; stopped after 2 of 4 (checkpoint in the run folder)
+    /// and resumed, it ends with the weights and loss history of the run that was never stopped.
+    func testLoopStoppedAndResumedEqualsUninterrupted() throws {
+        let straight = try makeTrainer(steps: 4, runDirectory: try temporaryDirectory("toy-run"))
+        XCTAssertEqual(try straight.loop.run(), .finished)
+        let folder = try temporaryDirectory("toy-run")
+        let first = try makeTrainer(steps: 4, runDirectory: folder)
+        first.loop.shouldStop = { first.step == 2 }
+        XCTAssertEqual(try first.loop.run(), .interrupted(step: 2))
+        let resumed = try makeTrainer(steps: 4, runDirectory: folder)
+        let metadata = try resumed.loadCheckpoint(from: resumed.loop.checkpointPath)
+        XCTAssertEqual(metadata["architecture"], "micro")
+        XCTAssertEqual(resumed.step, 2)
+        XCTAssertEqual(try resumed.loop.run(), .finished)
+        XCTAssertEqual(resumed.loop.state.lossHistory, straight.loop.state.lossHistory)
+        for ((key, a), (_, b)) in zip(straight.unet.namedParameters() + straight.textEncoder.namedParameters(),
+                                      resumed.unet.namedParameters() + resumed.textEncoder.namedParameters()) {
             XCTAssertEqual(a.value.scalars, b.value.scalars, key)
         }
     }
