@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG"], swiftSettings: language + kernelFlags),
 
         // MARK: - Models and sampling
-        .target(name: "Schedulers", dependencies: ["TensorCore"], swiftSettings: language + cpuFlags),
+        .target(name: "Schedulers", dependencies: ["TensorCore"], exclude: ["README.md"], swiftSettings: language + cpuFlags),
         .target(name: "CLIPText", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: language + cpuFlags),
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "Autograd", "NN"], exclude: ["README.md"],
                 swiftSettings: language + cpuFlags),
@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "Training",
                 dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "PNGImage", "Schedulers", "CLIPText",
                                "DiffusionModels", "Adapters", "Pipeline"],
-                swiftSettings: language + kernelFlags),
+                exclude: ["README.md"], swiftSettings: language + kernelFlags),
 
         // MARK: - The embedded base model
         .target(name: "BaseModel",
