@@ -156,7 +156,7 @@ func main() throws {
               10 % caption dropout; AdamW (weight decay 0.01), warm-up then cosine to 10 %, gradients clipped to norm 1
             - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
             - wall time: \(wall) on the shared 2-core machine (sampling included)
-            - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint)))
+            - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint.state.lossHistory)))
             - weights: F16 safetensors
 
             """
@@ -201,8 +201,9 @@ func main() throws {
     let clock = Date(), before = loop.state.elapsed
     loop.onEvent = { event in
         guard case .step(let r) = event, r.step % 10 == 0 || r.step <= 5 else { return }
+        let elapsed = before + Date().timeIntervalSince(clock)
         say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", r.step, r.total, r.loss,
-                   r.lossEMA, r.learningRate, r.secondsPerStep, duration(before + Date().timeIntervalSince(clock)), duration(r.eta)))
+                   lossEMA(loop.state.lossHistory), r.learningRate, r.secondsPerStep, duration(elapsed), duration(r.eta)))
     }
     if case .interrupted(let s) = try loop.run() {
         say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
@@ -212,13 +213,13 @@ func main() throws {
     let final = try TrainingCheckpoint.read(path: checkpointPath)
     try writeTrainingNotes(final, arch: arch, counts: counts)
     if o.config.sampleEvery > 0 && trainer.step % o.config.sampleEvery != 0 { try samples() }
-    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, lossEMA(final),
-               duration(final.state.elapsed), duration(sampleSeconds), o.out))
+    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step,
+               lossEMA(final.state.lossHistory), duration(final.state.elapsed), duration(sampleSeconds), o.out))
 }
 
 /// The loss's exponential moving average (decay 0.98) over a run's history.
-func lossEMA(_ checkpoint: TrainingCheckpoint) -> Float {
-    checkpoint.state.lossHistory.dropFirst().reduce(checkpoint.state.lossHistory.first ?? 0) { 0.98 * $0 + 0.02 * $1 }
+func lossEMA(_ history: [Float]) -> Float {
+    history.dropFirst().reduce(history.first ?? 0) { 0.98 * $0 + 0.02 * $1 }
 }
 
 /// `--bench N`: N training steps (no checkpoint, no samples), then the median seconds per step.
