@@ -1,5 +1,5 @@
 // AdapterSet: the adapters of a whole pipeline (UNet and text encoder), loaded from files with separate
-// UNet / text-encoder weights, switched per image within one batch, fused and unfused together.
+// UNet / text-encoder weights, given per-image weights with a call (`rowWeights`), fused and unfused together.
 import NN
 import TensorCore
 
@@ -59,20 +59,12 @@ public final class AdapterSet {
         sources[name] = nil
     }
 
-    /// Per-image adapters in one batch: `perImage[i]` maps adapter names to image i's weights (absent =
-    /// 0). The batch holds `copies` consecutive groups of the images (2 under classifier-free guidance:
-    /// unconditional rows, then conditional rows). Adapters absent from every image are disabled for the
-    /// batch. Pass nil to return every adapter to its shared weight. `component` limits the change to one
-    /// model (e.g. the UNet's weights for the denoising batch, the text encoder's for one prompt's encoding).
-    public func setPerImage(_ perImage: [[String: Float]]?, copies: Int = 1, component: ModelComponent? = nil) throws {
-        for name in names {
-            let rows = perImage.map { images in
-                Array(repeating: images.map { $0[name] ?? 0 }, count: max(copies, 1)).flatMap { $0 }
-            }
-            try forEachStack(holding: name) { stack in
-                if component == nil || stack.component == component { try stack.setRowWeights(rows, for: name) }
-            }
-        }
+    /// Per-image weights for one batch of calls into these models: `perImage[i]` maps adapter names to image
+    /// i's weights (absent = 0), the batch holds `copies` groups of the images; every adapter of the set is
+    /// governed (one absent from every image is off for the batch). Pass the value with the call:
+    /// `try set.rowWeights(perImage, copies: 2).apply { try unet(…) }`; the layers are not changed.
+    public func rowWeights(_ perImage: [[String: Float]], copies: Int = 1) -> AdapterRowWeights {
+        AdapterRowWeights(perImage: perImage, copies: copies, names: names)
     }
 
     /// Bakes every enabled adapter into the base weights of both models.

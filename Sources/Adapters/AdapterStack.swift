@@ -103,11 +103,6 @@ public final class AdapterStack {
         for (_, b, p) in try checked(name) { p.isEnabled = enabled; b.syncAttachment() }
     }
 
-    /// Per-batch-row weights for adapter `name` (nil: every row at its weight); rows at 0 skip it.
-    public func setRowWeights(_ rows: [Float]?, for name: String) throws {
-        for (_, b, p) in try checked(name) { p.rowWeights = rows; b.syncAttachment() }
-    }
-
     private func checked(_ name: String) throws -> [(path: String, branch: LoRABranch, pair: LoRAPair)] {
         guard adapterNames.contains(name) else { throw AdaptersError.unknownAdapter(name) }
         return pairs(of: name)
@@ -119,7 +114,8 @@ public final class AdapterStack {
     public var isFused: Bool { branches.values.contains { $0.pairs.contains(where: \.isFused) } }
 
     /// Bakes Σ w·(α/r)·B·A of the enabled adapters (`names`, default all) into the base weights; they then
-    /// cost nothing per step. Refuses NaN/Inf and per-row weights before changing anything.
+    /// cost nothing per step. Refuses NaN/Inf, and per-row weights (inside `AdapterRowWeights.apply`), before
+    /// changing anything.
     public func fuse(_ names: [String]? = nil) throws {
         let selected = names ?? adapterNames
         for n in selected where !adapterNames.contains(n) { throw AdaptersError.unknownAdapter(n) }
@@ -131,7 +127,7 @@ public final class AdapterStack {
             var total: Tensor?
             for p in chosen {
                 guard p.rowWeights == nil else {
-                    throw AdaptersError.invalidRequest("adapter '\(p.name)' has per-image weights and cannot be fused")
+                    throw AdaptersError.invalidRequest("adapter '\(p.name)' has per-image weights in this call and cannot be fused")
                 }
                 let d = try b.weightDelta(p, weight: p.weight)
                 guard allFinite(d) else { throw AdaptersError.nonFinite(adapter: p.name, module: path) }

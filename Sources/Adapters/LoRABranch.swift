@@ -27,10 +27,9 @@ public final class LoRAPair {
     public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
     public let alpha: Float
     /// The adapter's weight w (the multiplier of A1111's `<lora:name:w>`, diffusers' `set_adapters`).
+    /// Per-image weights do not change it: they come with the call (`AdapterRowWeights`).
     public var weight: Float = 1
     public var isEnabled = true
-    /// Per-batch-row weights that replace `weight` (per-image adapters); a row at 0 skips the branch.
-    public var rowWeights: [Float]?
     /// Whether the pair is baked into the base weight (it then adds nothing at run time).
     public internal(set) var isFused = false
 
@@ -45,9 +44,16 @@ public final class LoRAPair {
         self.alpha = alpha
     }
 
-    /// Whether the pair adds anything at run time.
+    /// The per-batch-row weights of the current call (`AdapterRowWeights.current`), nil when the call
+    /// gives none for this adapter (then `weight` applies to every row).
+    var rowWeights: [Float]? { AdapterRowWeights.current?.rows[name] }
+
+    /// Whether the pair can add anything (it is then attached to its layer).
+    var isLive: Bool { isEnabled && !isFused }
+
+    /// Whether the pair adds anything in the current call.
     var isActive: Bool {
-        guard isEnabled, !isFused else { return false }
+        guard isLive else { return false }
         if let rows = rowWeights { return rows.contains { $0 != 0 } }
         return weight != 0
     }
@@ -113,6 +119,7 @@ public class LoRABranch: LayerAdapter {
     /// operand): per-image adapters in a batch then equal each image alone bit for bit.
     public func added(to y: Variable, input x: Variable) throws -> Variable {
         let active = pairs.filter(\.isActive)
+        if active.isEmpty { return y }          // nothing to add in this call (e.g. every row at weight 0)
         let training = dropout > 0 && (host?.isTraining ?? false)
         guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] }), let width = y.shape.last,
               y.value.count > 0 else {
@@ -206,11 +213,11 @@ public class LoRABranch: LayerAdapter {
         syncAttachment()
     }
 
-    /// Attaches the branch to its layer while some pair is active, and detaches it otherwise, so a layer
-    /// with nothing to add pays nothing.
+    /// Attaches the branch to its layer while some pair is enabled and not fused (a call may give it weight),
+    /// and detaches it otherwise, so a layer without adapters pays nothing.
     func syncAttachment() {
-        let active = pairs.contains { $0.isActive }
-        if active != isAttached { setAttached(active) }
+        let live = pairs.contains { $0.isLive }
+        if live != isAttached { setAttached(live) }
     }
 
     /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).

@@ -1,13 +1,6 @@
 // ToyExport: writes the trained model as a diffusers pipeline folder (what `save_pretrained` writes for a
-// pixel-space pipeline without VAE), weights in F16:
-//
-//     model_index.json
-//     scheduler/scheduler_config.json
-//     text_encoder/config.json + model.safetensors            (keys `text_model.…`, as transformers)
-//     tokenizer/vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
-//     unet/config.json + diffusion_pytorch_model.safetensors
-//
-// and renders sample grids through the pipeline that loads such folders.
+// pixel-space pipeline without VAE; the layout is `DiffusersFolder`'s), weights in F16, text-encoder keys
+// `text_model.…` as transformers writes them; and renders sample grids through the pipeline that loads such folders.
 import CLIPText
 import DiffusionModels
 import Foundation
@@ -21,45 +14,28 @@ public enum ToyExport {
     /// atomically, `model_index.json` last.
     public static func write(unet: UNet2DConditionModel, textEncoder: CLIPTextModel, vocabulary: BPEVocabulary,
                              modelMaxLength: Int, to path: String, metadata: [String: String] = [:]) throws {
-        let root = URL(fileURLWithPath: path, isDirectory: true)
-        let fm = FileManager.default
-        for c in ["unet", "text_encoder", "tokenizer", "scheduler"] {
-            try fm.createDirectory(at: root.appendingPathComponent(c), withIntermediateDirectories: true)
-        }
-        try vocabulary.write(to: root.appendingPathComponent("tokenizer"), modelMaxLength: modelMaxLength)
+        let folder = try DiffusersFolder.Writer(path: path, components: ["unet", "text_encoder", "tokenizer", "scheduler"])
+        try vocabulary.write(to: folder.folder("tokenizer"), modelMaxLength: modelMaxLength)
 
-        try unet.config.jsonData().write(to: root.appendingPathComponent("unet/config.json"), options: .atomic)
+        try unet.config.jsonData().write(to: folder.config("unet"), options: .atomic)
         try SafeTensorsWriter.write(unet.stateDict(), metadata: metadata.merging(["format": "pt"]) { a, _ in a },
-                                    as: .f16, to: root.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path)
+                                    as: .f16, to: folder.weights("unet").path)
 
-        try textConfigJSON(textEncoder.config).write(to: root.appendingPathComponent("text_encoder/config.json"),
-                                                     options: .atomic)
+        try textConfigJSON(textEncoder.config).write(to: folder.config("text_encoder"), options: .atomic)
         var text: [String: Tensor] = [:]
         for (k, t) in textEncoder.stateDict() { text["text_model." + k] = t }
-        try SafeTensorsWriter.write(text, metadata: ["format": "pt"], as: .f16,
-                                    to: root.appendingPathComponent("text_encoder/model.safetensors").path)
+        try SafeTensorsWriter.write(text, metadata: ["format": "pt"], as: .f16, to: folder.weights("text_encoder").path)
 
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(ToyArchitecture.scheduler)
-            .write(to: root.appendingPathComponent("scheduler/scheduler_config.json"), options: .atomic)
+        try encoder.encode(ToyArchitecture.scheduler).write(to: folder.config("scheduler"), options: .atomic)
 
-        let index = """
-            {
-              "_class_name": "StableDiffusionPipeline",
-              "_diffusers_version": "0.42.1",
-              "feature_extractor": [null, null],
-              "requires_safety_checker": false,
-              "safety_checker": [null, null],
-              "scheduler": ["diffusers", "\(ToyArchitecture.scheduler.className ?? "DDPMScheduler")"],
-              "text_encoder": ["transformers", "CLIPTextModel"],
-              "tokenizer": ["transformers", "CLIPTokenizer"],
-              "unet": ["diffusers", "UNet2DConditionModel"],
-              "vae": [null, null]
-            }
-
-            """
-        try Data(index.utf8).write(to: root.appendingPathComponent("model_index.json"), options: .atomic)
+        try folder.writeIndex(className: "StableDiffusionPipeline", diffusersVersion: "0.42.1", components: [
+            "feature_extractor": nil, "safety_checker": nil, "vae": nil,
+            "scheduler": ("diffusers", ToyArchitecture.scheduler.className ?? "DDPMScheduler"),
+            "text_encoder": ("transformers", "CLIPTextModel"), "tokenizer": ("transformers", "CLIPTokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+        ], fields: ["requires_safety_checker": "false"])
     }
 
     /// transformers' `text_encoder/config.json` for a CLIPTextModel.

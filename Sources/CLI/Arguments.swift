@@ -1,5 +1,6 @@
-// Command-line argument scanning shared by the executables: `--name value`, `--name=value`, boolean
-// `--flag`s and positionals, with typed value parsing. Every problem is a `CommandLineError.usage`.
+// Command-line argument scanning shared by all six executables: `--name value`, `--name=value`, boolean
+// `--flag`s, `-h`/`--help`, declared one-letter options (`-o`) and positionals, with typed value parsing.
+// Every problem is a `CommandLineError.usage` (exit 2); `runCommand` turns any other error into exit 1.
 
 import Foundation
 
@@ -25,20 +26,26 @@ public enum CommandLineError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Scanned arguments: option values by name, flags, positionals, in order.
+/// Scanned arguments: option values by name, flags, positionals, in order. Every command accepts `--help`
+/// and `-h` (the flag `help`).
 public struct ParsedArguments {
     public private(set) var values: [String: [String]] = [:]
     public private(set) var flags: Set<String> = []
     public private(set) var positionals: [String] = []
 
     /// Scans `arguments` (without the program name). `options` take a value, `flagNames` take none;
-    /// both are spelled without the leading `--`. `--` ends option parsing.
-    public init(_ arguments: [String], options: Set<String>, flagNames: Set<String>) throws {
+    /// both are spelled without the leading `--`. `shortNames` maps one-letter spellings (`-o`) to option
+    /// names. `--` ends option parsing; other arguments that start with a single `-` are positionals.
+    public init(_ arguments: [String], options: Set<String>, flagNames: Set<String>,
+                shortNames: [String: String] = [:]) throws {
+        let flagNames = flagNames.union(["help"])
         var i = 0
         var optionsEnded = false
         while i < arguments.count {
-            let arg = arguments[i]
+            var arg = arguments[i]
             i += 1
+            if !optionsEnded, arg == "-h" { arg = "--help" }
+            if !optionsEnded, let long = shortNames[arg] { arg = "--" + long }
             guard !optionsEnded, arg.hasPrefix("--"), arg.count > 2 else {
                 if arg == "--" && !optionsEnded { optionsEnded = true } else { positionals.append(arg) }
                 continue
@@ -70,6 +77,12 @@ public struct ParsedArguments {
     /// Whether `--name` was given (flag or option).
     public func has(_ name: String) -> Bool { flags.contains(name) || values[name] != nil }
 
+    /// The last value of `name`; a usage error when it was not given.
+    public func required(_ name: String) throws -> String {
+        guard let v = string(name) else { throw CommandLineError.usage("missing --\(name)") }
+        return v
+    }
+
     /// The last value of `name` as an integer within `range`.
     public func int(_ name: String, in range: ClosedRange<Int> = Int.min...Int.max) throws -> Int? {
         guard let s = string(name) else { return nil }
@@ -84,6 +97,19 @@ public struct ParsedArguments {
     public func uint64(_ name: String) throws -> UInt64? {
         guard let s = string(name) else { return nil }
         guard let v = UInt64(s) else { throw CommandLineError.usage("--\(name) expects an integer ≥ 0, got \"\(s)\"") }
+        return v
+    }
+
+    /// The last value of `name` as an integer within `range`; a usage error when it was not given.
+    public func requiredInt(_ name: String, in range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
+        guard let v = try int(name, in: range) else { throw CommandLineError.usage("missing --\(name)") }
+        return v
+    }
+
+    /// The last value of `name` as a finite Float, parsed as a Float (no rounding through Double).
+    public func float(_ name: String) throws -> Float? {
+        guard let s = string(name) else { return nil }
+        guard let v = Float(s), v.isFinite else { throw CommandLineError.usage("--\(name) expects a number, got \"\(s)\"") }
         return v
     }
 

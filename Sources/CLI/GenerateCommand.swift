@@ -1,5 +1,6 @@
 // `generate`: text to PNG images with a diffusers pipeline folder.
 
+import Adapters
 import Foundation
 import PNGImage
 import Pipeline
@@ -91,7 +92,7 @@ public enum GenerateCommand {
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
         let out = try OutputFolder(path: args.string("out") ?? "outputs")
         let model = try StableDiffusionModel(path: pipelinePath)
-        let adapters = AdapterSession(model: model)
+        let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         let pipeline = TextToImage(model: model, adapters: adapters.set)
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
         for job in jobs {
@@ -122,7 +123,7 @@ public enum GenerateCommand {
                     let bytes = try PNG.encode(generated.image, text: [PNGTextChunk(keyword: ParametersText.keyword,
                                                                                     text: generated.info.text)])
                     let path = try out.writeNew(bytes, baseName: OutputFolder.baseName(date: Date(), seed: p.seed,
-                                                                                       prompt: PromptAdapters.extract(from: p.prompt).prompt))
+                                                                                       prompt: try AdapterRequest.extractTags(from: p.prompt).prompt))
                     printError("generate: wrote \(path)")
                     written.append(summary(path: path, generated.info))
                     if gridPath != nil {
@@ -258,7 +259,7 @@ public enum GenerateCommand {
                                     executable.deletingLastPathComponent().appendingPathComponent("../.."),
                                     executable.deletingLastPathComponent().appendingPathComponent("../../..")]
         let candidates = roots.map { $0.appendingPathComponent("pipelines/toy").standardizedFileURL.path }
-        for c in candidates where FileManager.default.fileExists(atPath: c + "/model_index.json") { return c }
+        for c in candidates where DiffusersFolder.exists(at: c) { return c }
         throw CommandLineError.failure("no --pipeline given and the default pipeline pipelines/toy does not exist "
             + "(looked in \(Array(Set(candidates)).sorted().joined(separator: ", "))); pass --pipeline DIR (a diffusers folder)")
     }

@@ -160,10 +160,10 @@ public struct TrainingPreset: Equatable, Sendable {
 }
 
 extension TrainingPreset {
-    /// The preset of the pipeline folder at `pipeline`: latent models (a `vae/` folder) get `stableDiffusion`.
+    /// The preset of the pipeline folder at `pipeline`: latent models (a `vae` in `model_index.json`) get
+    /// `stableDiffusion`; a folder that cannot be opened gets `pictureWorld` (loading it reports why).
     public init(pipeline: String) {
-        var isDirectory: ObjCBool = false
-        let latent = FileManager.default.fileExists(atPath: pipeline + "/vae", isDirectory: &isDirectory) && isDirectory.boolValue
+        let latent = (try? DiffusersFolder(path: pipeline))?.isLatent ?? false
         self = latent ? .stableDiffusion : .pictureWorld
     }
 }

@@ -57,7 +57,8 @@ extension DiagonalGaussianDistribution {
 }
 
 /// KL-regularised autoencoder: image [N, H, W, 3] in [−1, 1] ↔ latents [N, H/f, W/f, L].
-/// Latents for the UNet are `scalingFactor · (z − shiftFactor)`; the pipeline applies that.
+/// Latents for the UNet are `scalingFactor · (z − shiftFactor)`: `unetLatents(fromImage:)` and
+/// `image(fromUNetLatents:)` are the one place that scales them in and out.
 public final class AutoencoderKL: Module {
     public let config: AutoencoderKLConfig
     public let encoder: Encoder
@@ -84,6 +85,24 @@ public final class AutoencoderKL: Module {
         var moments = try encoder(image)
         if let quant_conv { moments = try quant_conv(moments) }
         return try DiagonalGaussianDistribution(moments: moments.value)
+    }
+
+    /// Image [N, H, W, inChannels] in [−1, 1] → the UNet's latents (posterior mean − shift_factor) · scaling_factor
+    /// (deterministic; no gradient is recorded).
+    public func unetLatents(fromImage image: Tensor) throws -> Tensor {
+        var z = try withNoGrad { try encode(Variable(image)) }.mean
+        let scale = config.scalingFactor, shift = config.shiftFactor ?? 0
+        z.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = (p[i] - shift) * scale } }
+        return z
+    }
+
+    /// The UNet's latents [N, h, w, latentChannels] → image [N, h·f, w·f, outChannels]:
+    /// decode(z / scaling_factor + shift_factor) (no gradient is recorded).
+    public func image(fromUNetLatents latents: Tensor) throws -> Tensor {
+        let scale = config.scalingFactor, shift = config.shiftFactor ?? 0
+        var z = latents
+        z.withUnsafeMutableBufferPointer { p in for k in p.indices { p[k] = p[k] / scale + shift } }
+        return try withNoGrad { try decode(Variable(z)) }.value
     }
 
     /// z [N, h, w, latentChannels] (unscaled) → image [N, h·f, w·f, outChannels].

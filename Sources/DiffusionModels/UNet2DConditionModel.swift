@@ -74,9 +74,10 @@ public final class UNet2DConditionModel: Module {
     /// - Parameters:
     ///   - sample: x_t, NHWC [N, H, W, inChannels].
     ///   - timesteps: one value for the whole batch or one per sample (fractional values allowed).
-    ///   - context: encoder hidden states [N, S, crossAttentionDim].
+    ///   - conditioning: `context`, the encoder hidden states [N, S, crossAttentionDim] (`Conditioning.swift`).
     /// - Returns: [N, H, W, outChannels].
-    public func callAsFunction(_ sample: Variable, timesteps: [Float], context: Variable) throws -> Variable {
+    public func callAsFunction(_ sample: Variable, timesteps: [Float], conditioning: Conditioning) throws -> Variable {
+        let context = conditioning.context
         try checkInputs(sample, timesteps, context)
         let n = sample.shape[0]
         let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: n) : timesteps

@@ -58,7 +58,7 @@ public enum JudgeTraining {
         network.train()
         let data = try WorldDataset(seed: config.seed, options: .judgeTraining, size: JudgeNetwork.inputSize)
         let adam = AdamW(parameters: network.trainableParameters(), learningRate: config.learningRate,
-                         weightDecay: config.weightDecay, arithmetic: .combinedStep)
+                         weightDecay: config.weightDecay)
         var augmentRandom = PhiloxRandom(seed: config.seed ^ 0xA061)
         for step in 0..<config.steps {
             adam.learningRate = learningRate(config, step: step)

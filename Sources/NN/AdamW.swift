@@ -7,8 +7,9 @@
 //
 // Parameters come in groups, each with its own learning-rate scale (e.g. UNet LoRA and text-encoder LoRA).
 // Parameters are named, so the moments and the step count can be saved next to the weights and restored
-// by name. The same rule comes in three float evaluation orders (`AdamWArithmetic`), because runs, their
-// checkpoints and recorded training commands were made with each and must reproduce bit for bit.
+// by name. One float evaluation order, torch's `_single_tensor_adamw`: p *= 1 − lr·λ first, then
+// p −= (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε); a parameter without a gradient is updated as with a zero
+// gradient (its moments decay, its weight decays).
 import Autograd
 import Foundation
 import TensorCore
@@ -52,20 +53,6 @@ public struct ParameterGroup {
     }
 }
 
-/// The float evaluation order of an update (same rule, different rounding).
-public enum AdamWArithmetic: Sendable {
-    /// torch's `_single_tensor_adamw` order: p *= 1 − lr·λ first, then
-    /// p −= (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε). A parameter without a gradient is updated as
-    /// with a zero gradient (its moments decay, its weight decays).
-    case torch
-    /// Bias-corrected moments first: p ← p·(1 − lr·λ) − lr·m̂ / (√v̂ + ε), m̂ = m / (1 − β1ᵗ),
-    /// v̂ = v / (1 − β2ᵗ). A parameter without a gradient is left alone, its moments too.
-    case correctedMoments
-    /// Bias-corrected moments, decay and step in one subtraction: p −= lr·(m̂ / (√v̂ + ε) + λ·p).
-    /// A parameter without a gradient is left alone, its moments too.
-    case combinedStep
-}
-
 /// How the moments are named in saved state: `first + name` (m) and `second + name` (v).
 public struct MomentKeys: Sendable {
     public var first: String
@@ -84,7 +71,6 @@ public final class AdamW {
     /// The base learning rate of the next `update()` (scaled per group).
     public var learningRate: Float
     public let settings: AdamWSettings
-    public let arithmetic: AdamWArithmetic
     public let groups: [ParameterGroup]
     /// Number of updates applied (t of the bias corrections).
     public private(set) var step = 0
@@ -93,23 +79,19 @@ public final class AdamW {
     /// - Parameters:
     ///   - groups: named parameters (names unique over all groups), e.g. from `module.trainableParameters()`.
     ///   - learningRate: the base rate; `update(learningRate:)` sets it per step.
-    public init(groups: [ParameterGroup], learningRate: Float = 0, settings: AdamWSettings = AdamWSettings(),
-                arithmetic: AdamWArithmetic = .torch) {
+    public init(groups: [ParameterGroup], learningRate: Float = 0, settings: AdamWSettings = AdamWSettings()) {
         self.groups = groups
         self.learningRate = learningRate
         self.settings = settings
-        self.arithmetic = arithmetic
         m = groups.map { $0.parameters.map { Tensor(zeros: $0.1.shape) } }
         v = groups.map { $0.parameters.map { Tensor(zeros: $0.1.shape) } }
     }
 
     /// One group of `parameters` at scale 1.
     public convenience init(parameters: [(String, Variable)], learningRate: Float, beta1: Float = 0.9,
-                            beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01,
-                            arithmetic: AdamWArithmetic = .torch) {
+                            beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
         self.init(groups: [ParameterGroup(parameters: parameters)], learningRate: learningRate,
-                  settings: AdamWSettings(beta1: beta1, beta2: beta2, weightDecay: weightDecay, eps: eps),
-                  arithmetic: arithmetic)
+                  settings: AdamWSettings(beta1: beta1, beta2: beta2, weightDecay: weightDecay, eps: eps))
     }
 
     /// All optimised parameters with their names, group by group.
@@ -131,39 +113,16 @@ public final class AdamW {
             let lr = learningRate * group.learningRateScale
             let decay = 1 - lr * s.weightDecay, stepSize = lr / c1
             for (pi, (_, p)) in group.parameters.enumerated() {
-                let grad: Tensor
-                switch arithmetic {
-                case .torch: grad = p.grad ?? Tensor(zeros: p.shape)
-                case .correctedMoments, .combinedStep:
-                    guard let g = p.grad, g.count == p.value.count else { continue }
-                    grad = g
-                }
+                let grad = p.grad ?? Tensor(zeros: p.shape)
                 grad.withUnsafeBufferPointer { g in
                     m[gi][pi].withUnsafeMutableBufferPointer { mm in
                         v[gi][pi].withUnsafeMutableBufferPointer { vv in
                             p.value.withUnsafeMutableBufferPointer { w in
-                                switch arithmetic {
-                                case .torch:
-                                    for j in 0..<w.count {
-                                        w[j] *= decay
-                                        mm[j] = b1 * mm[j] + (1 - b1) * g[j]
-                                        vv[j] = b2 * vv[j] + (1 - b2) * g[j] * g[j]
-                                        w[j] -= stepSize * mm[j] / (vv[j].squareRoot() / c2Root + eps)
-                                    }
-                                case .correctedMoments:
-                                    for j in 0..<w.count {
-                                        let gj = g[j]
-                                        mm[j] = b1 * mm[j] + (1 - b1) * gj
-                                        vv[j] = b2 * vv[j] + (1 - b2) * gj * gj
-                                        w[j] = w[j] * decay - lr * (mm[j] / c1) / ((vv[j] / c2).squareRoot() + eps)
-                                    }
-                                case .combinedStep:
-                                    let wd = s.weightDecay
-                                    for j in 0..<w.count {
-                                        mm[j] = b1 * mm[j] + (1 - b1) * g[j]
-                                        vv[j] = b2 * vv[j] + (1 - b2) * g[j] * g[j]
-                                        w[j] -= lr * ((mm[j] / c1) / ((vv[j] / c2).squareRoot() + eps) + wd * w[j])
-                                    }
+                                for j in 0..<w.count {
+                                    w[j] *= decay
+                                    mm[j] = b1 * mm[j] + (1 - b1) * g[j]
+                                    vv[j] = b2 * vv[j] + (1 - b2) * g[j] * g[j]
+                                    w[j] -= stepSize * mm[j] / (vv[j].squareRoot() / c2Root + eps)
                                 }
                             }
                         }

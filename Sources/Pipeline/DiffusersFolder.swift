@@ -9,7 +9,8 @@
 //     vae/config.json + diffusion_pytorch_model.safetensors   (absent: a pixel-space model)
 //
 // Weights may also be the `.fp16.safetensors` variants. Pickled weights (`.bin`, `.ckpt`, `.pt`, `.pth`)
-// are refused: unpickling runs arbitrary code. Only this file knows the layout.
+// are refused: unpickling runs arbitrary code. Only this file knows the layout: readers go through
+// `DiffusersFolder`, writers through `DiffusersFolder.Writer` (below).
 
 import CLIPText
 import Foundation
@@ -122,8 +123,41 @@ public struct DiffusersFolder: Sendable {
             throw PipelineError.invalidFile(path: dir.appendingPathComponent(index).path,
                                             reason: "sharded weights are not supported; merge the shards into one file")
         }
-        let expected = component == "text_encoder" ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
-        throw PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/\(expected)")
+        throw PipelineError.missingComponent(component: component, folder: url.path,
+                                             file: "\(component)/\(Self.weightsFileName(component))")
+    }
+
+    /// The component's weights, or nil when it has none (no folder or no weight file); pickles are still refused.
+    public func weightsIfPresent(_ component: String) throws -> URL? {
+        do {
+            return try weights(component)
+        } catch PipelineError.missingComponent {
+            return nil
+        }
+    }
+
+    /// Whether the pipeline runs on VAE latents: `model_index.json` names a `vae` (else it is pixel-space).
+    public var isLatent: Bool { names("vae") }
+
+    /// The scheduler configuration file (`scheduler/scheduler_config.json`), nil when absent.
+    public var schedulerConfig: URL? {
+        let u = url.appendingPathComponent("scheduler").appendingPathComponent(Self.configFileName("scheduler"))
+        return FileManager.default.fileExists(atPath: u.path) ? u : nil
+    }
+
+    /// Whether `path` is a folder with a `model_index.json` (what `init(path:)` opens).
+    public static func exists(at path: String) -> Bool {
+        FileManager.default.fileExists(atPath: URL(fileURLWithPath: path).appendingPathComponent("model_index.json").path)
+    }
+
+    /// The weight file `save_pretrained` writes in a component folder (full precision).
+    public static func weightsFileName(_ component: String) -> String {
+        component.hasPrefix("text_encoder") ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
+    }
+
+    /// The configuration file `save_pretrained` writes in a component folder.
+    public static func configFileName(_ component: String) -> String {
+        component == "scheduler" ? "scheduler_config.json" : "config.json"
     }
 
     /// The CLIP tokenizer of `tokenizer/`: from `vocab.json` + `merges.txt`, or else from the `model`
@@ -175,5 +209,45 @@ public struct DiffusersFolder: Sendable {
             }
         }
         return out
+    }
+}
+
+extension DiffusersFolder {
+    /// Writes a pipeline folder in the layout above: component folders, their files, `model_index.json` last.
+    public struct Writer {
+        public let url: URL
+
+        /// Creates `path` and the folders of `components` (existing files are replaced as they are written).
+        public init(path: String, components: [String]) throws {
+            url = URL(fileURLWithPath: path, isDirectory: true)
+            for c in components {
+                try FileManager.default.createDirectory(at: url.appendingPathComponent(c), withIntermediateDirectories: true)
+            }
+        }
+
+        /// The component's folder.
+        public func folder(_ component: String) -> URL { url.appendingPathComponent(component) }
+        /// The component's configuration file (`config.json`, `scheduler_config.json`).
+        public func config(_ component: String) -> URL {
+            folder(component).appendingPathComponent(DiffusersFolder.configFileName(component))
+        }
+        /// The component's full-precision weight file name in place (`model.safetensors`, `diffusion_pytorch_model.safetensors`).
+        public func weights(_ component: String) -> URL {
+            folder(component).appendingPathComponent(DiffusersFolder.weightsFileName(component))
+        }
+
+        /// Writes `model_index.json` (atomically): `_class_name`, `_diffusers_version`, `fields` as they are
+        /// (JSON text) and each component's `[library, class]` (`[null, null]` for nil), keys sorted.
+        public func writeIndex(className: String, diffusersVersion: String, components: [String: (library: String, className: String)?],
+                               fields: [String: String] = [:]) throws {
+            var entries = fields
+            entries["_class_name"] = "\"\(className)\""
+            entries["_diffusers_version"] = "\"\(diffusersVersion)\""
+            for (name, entry) in components {
+                entries[name] = entry.map { "[\"\($0.library)\", \"\($0.className)\"]" } ?? "[null, null]"
+            }
+            let body = entries.sorted { $0.key < $1.key }.map { "  \"\($0.key)\": \($0.value)" }.joined(separator: ",\n")
+            try Data("{\n\(body)\n}\n".utf8).write(to: url.appendingPathComponent("model_index.json"), options: .atomic)
+        }
     }
 }

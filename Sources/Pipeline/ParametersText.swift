@@ -11,6 +11,7 @@
 // written only when they differ from the default: Negative prompt, Clip skip (A1111 numbering: 1 + skipped
 // layers), Eta, Batch size / Batch pos, Lora hashes.
 
+import Adapters
 import Foundation
 import Schedulers
 
@@ -120,9 +121,14 @@ public struct ParametersText: Equatable, Sendable {
                 guard parts.count == 2 else { throw PipelineError.invalidParameters("Lora hashes: bad entry \"\(entry)\"") }
                 return AdapterReference(name: parts[0], hash: parts[1])
             }
-            let weights = PromptAdapters.extract(from: p.prompt).adapters
+            let tags: [AdapterRequest]
+            do {
+                tags = try AdapterRequest.extractTags(from: p.prompt).requests
+            } catch {
+                throw PipelineError.invalidParameters("prompt: \(error)")
+            }
             for i in p.adapters.indices {
-                if let tagged = weights.first(where: { $0.name == p.adapters[i].name }) { p.adapters[i].weight = tagged.weight }
+                if let tagged = tags.first(where: { $0.name == p.adapters[i].name }) { p.adapters[i].weight = Double(tagged.unetWeight) }
             }
         }
         self.init(parameters: p, batchPosition: try fields["Batch pos"].map { try number("Batch pos", $0) } ?? 0,

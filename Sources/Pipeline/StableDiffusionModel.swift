@@ -62,7 +62,7 @@ public final class StableDiffusionModel {
             return model
         }
 
-        if folder.names("vae") {
+        if folder.isLatent {
             let vaeConfig = try folder.file("vae", "config.json")
             let vaeWeights = try folder.weights("vae")
             vae = try Self.component("vae", vaeWeights.path) {
@@ -74,8 +74,7 @@ public final class StableDiffusionModel {
             vae = nil
         }
 
-        let schedulerURL = folder.url.appendingPathComponent("scheduler/scheduler_config.json")
-        if FileManager.default.fileExists(atPath: schedulerURL.path) {
+        if let schedulerURL = folder.schedulerConfig {
             schedulerConfig = try Self.component("scheduler", schedulerURL.path) {
                 try SchedulerConfig.decode(Data(contentsOf: schedulerURL), path: schedulerURL.path)
             }
@@ -83,6 +82,13 @@ public final class StableDiffusionModel {
             schedulerConfig = .stableDiffusion1
         }
         try checkCompatibility(unetConfigPath: folder.url.appendingPathComponent("unet/config.json").path)
+    }
+
+    /// The one prompt → conditioning path: tokenizes `prompts` and runs the text encoder, skipping the last
+    /// `clipSkip` layers (diffusers' `clip_skip`); [N, 77, C] context. Gradients are recorded as the caller's
+    /// grad mode says (training the text encoder records them).
+    public func encode(prompts: [String], clipSkip: Int = 0) throws -> Conditioning {
+        Conditioning(context: try textEncoder.encode(prompts.map { tokenizer.encode($0).ids }, clipSkip: clipSkip))
     }
 
     /// Whether the UNet works on VAE latents.

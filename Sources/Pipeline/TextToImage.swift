@@ -8,14 +8,15 @@
 //         x = sampler.step(ε_u + g·(ε_c − ε_u), t, x)                      (noise from the same generator)
 //     image = vae.decode(x / scaling_factor (+ shift_factor))             (pixel models: x itself)
 //
-// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is the one of
-// `Sampler.run`, written out so that progress can carry each step's sample.
+// Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is `Sampler.run`, the
+// project's one denoising loop; this file supplies the model closure (UNet + guidance) and the noise.
 //
 // A batch of requests (`BatchRequest`: own prompts, seeds and adapter weights) runs the same loop once:
 // each request's prompts are encoded alone under its text-encoder adapter weights, its noise comes from
-// its own generator (`RowBlockNoise`), and the UNet's adapters get per-row weights (`AdapterSet.setPerImage`)
-// in the batch's row order `[uncond of every image, cond of every image]`. A single request is the batch
-// of one.
+// its own generator (`RowBlockNoise`), and the UNet's adapters get per-row weights passed with the call
+// (`AdapterRowWeights`, bound around each UNet evaluation) in the batch's row order `[uncond of every image,
+// cond of every image]`; the model's layers are never changed, so pipelines may share a model. A single
+// request is the batch of one.
 
 import Adapters
 import Autograd
@@ -49,8 +50,8 @@ public struct GeneratedImage: Sendable {
 
 public struct TextToImage {
     public let model: StableDiffusionModel
-    /// The adapters loaded into `model`; batches whose requests carry adapter weights switch them per image
-    /// and return them to their shared weights afterwards.
+    /// The adapters loaded into `model`; batches whose requests carry adapter weights pass them per image
+    /// with each model call (the adapters' own weights are not changed).
     public let adapters: AdapterSet?
 
     public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
@@ -169,15 +170,10 @@ public struct TextToImage {
         var shape = latentShape(p)
         shape[0] = batch.reduce(0) { $0 + $1.parameters.numImages }
         let guided = p.guidanceScale > 1
-        let perImage = batch[0].adapterWeights != nil
-        defer { if perImage { try? adapters?.setPerImage(nil) } }
-        let context = try encodePrompts(batch, guided: guided)
-        if perImage, let adapters {
-            let images = batch.flatMap { r in
-                Array(repeating: r.adapterWeights!.mapValues(\.unet), count: r.parameters.numImages)
-            }
-            try adapters.setPerImage(images, copies: guided ? 2 : 1, component: .unet)
-        }
+        let conditioning = try self.conditioning(batch: batch, guided: guided)
+        let unetWeights = rowWeights(batch.flatMap { r in
+            Array(repeating: r.adapterWeights?.mapValues(\.unet), count: r.parameters.numImages)
+        }, copies: guided ? 2 : 1)
         var sampler = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
         let start: Tensor
         if let initialNoise {
@@ -190,42 +186,40 @@ public struct TextToImage {
         }
         let clock = Date()
         let g = Float(p.guidanceScale)
-        var x = scaled(start, by: sampler.initNoiseSigma)
-        for i in sampler.timesteps.indices {
-            let input = try sampler.scaleModelInput(x, step: i)
-            var eps = try withNoGrad {
-                try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input),
-                               timesteps: [Float(sampler.timesteps[i])], context: context).value
+        return try sampler.run(from: .noise(start), noise: &noise, progress: { s in
+            progress?(StepProgress(step: s.step, total: s.total, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
+        }) { input, t in
+            let eps = try withNoGrad {
+                try AdapterRowWeights.$current.withValue(unetWeights) {
+                    try model.unet(Variable(guided ? Self.repeatBatch(input, 2) : input), timesteps: [Float(t)],
+                                   conditioning: conditioning).value
+                }
             }
-            if guided { eps = Self.guide(eps, scale: g) }
-            x = try sampler.step(modelOutput: eps, step: i, sample: x, noise: &noise)
-            progress?(StepProgress(step: i + 1, total: sampler.timesteps.count,
-                                   elapsed: Date().timeIntervalSince(clock), latents: x))
+            return guided ? try Self.guide(eps, scale: g) : eps
         }
-        return x
     }
 
-    /// x · s (the initial noise times the sampler's `initNoiseSigma`).
-    private func scaled(_ x: Tensor, by s: Float) -> Tensor {
-        var out = x
-        out.withUnsafeMutableBufferPointer { o in for i in o.indices { o[i] *= s } }
-        return out
+    /// The per-row adapter weights of a batch whose images carry `perImage` weights (nil: the request carries
+    /// none), `copies` groups of the images; nil when no image carries weights or no adapters are loaded.
+    private func rowWeights(_ perImage: [[String: Float]?], copies: Int) -> AdapterRowWeights? {
+        guard let adapters, perImage.contains(where: { $0 != nil }) else { return nil }
+        return adapters.rowWeights(perImage.map { $0 ?? [:] }, copies: copies)
     }
 
-    /// Text conditioning of a batch, `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
+    /// Conditioning of a batch, rows `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
     /// without guidance): each request encoded alone, under its own text-encoder adapter weights.
-    func encodePrompts(_ batch: [BatchRequest], guided: Bool) throws -> Variable {
+    func conditioning(batch: [BatchRequest], guided: Bool) throws -> Conditioning {
         let parts = try batch.map { r -> Tensor in
-            if let weights = r.adapterWeights, let adapters {
-                try adapters.setPerImage([weights.mapValues(\.textEncoder)], copies: guided ? 2 : 1, component: .textEncoder)
+            try AdapterRowWeights.$current.withValue(rowWeights([r.adapterWeights?.mapValues(\.textEncoder)],
+                                                                copies: guided ? 2 : 1)) {
+                try conditioning(r.parameters, guided: guided).context.value      // [k·n, L, C]
             }
-            return try encodePrompts(r.parameters, guided: guided).value      // [k·n, L, C]
         }
-        if parts.count == 1 { return Variable(parts[0]) }
+        if parts.count == 1 { return Conditioning(context: Variable(parts[0])) }
         let halves = guided ? 2 : 1
         let rowSize = parts[0].count / parts[0].shape[0]
         let total = parts.reduce(0) { $0 + $1.shape[0] }
-        return Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
+        return Conditioning(context: Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
             var row = 0
             for half in 0..<halves {
                 for part in parts {
@@ -236,17 +230,17 @@ public struct TextToImage {
                     row += n
                 }
             }
-        })
+        }))
     }
 
-    /// Text conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance.
-    public func encodePrompts(_ p: GenerationParameters, guided: Bool) throws -> Variable {
-        let rows = (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { PromptAdapters.extract(from: $0).prompt }
-        let ids = rows.map { model.tokenizer.encode($0).ids }
-        let encoded = try withNoGrad { try model.textEncoder.encode(ids, clipSkip: p.clipSkip) }.value  // [rows, L, C]
+    /// Conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance; `<lora:…>`
+    /// tags are taken out of the prompts first.
+    public func conditioning(_ p: GenerationParameters, guided: Bool) throws -> Conditioning {
+        let rows = try (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { try AdapterRequest.extractTags(from: $0).prompt }
+        let encoded = try withNoGrad { try model.encode(prompts: rows, clipSkip: p.clipSkip) }.context.value  // [rows, L, C]
         let rowSize = encoded.count / rows.count
         let n = p.numImages
-        return Variable(Tensor(shape: [rows.count * n] + Array(encoded.shape.dropFirst())) { out in
+        return Conditioning(context: Variable(Tensor(shape: [rows.count * n] + Array(encoded.shape.dropFirst())) { out in
             encoded.withUnsafeBufferPointer { src in
                 for r in 0..<rows.count {
                     for i in 0..<n {
@@ -254,7 +248,7 @@ public struct TextToImage {
                     }
                 }
             }
-        })
+        }))
     }
 
     /// Decodes final latents [N, h, w, C] to images: the VAE for latent models (one image at a time),
@@ -269,11 +263,7 @@ public struct TextToImage {
                 }
             }
             guard let vae = model.vae else { return try Image(tensorHWC: one) }
-            let scale = vae.config.scalingFactor, shift = vae.config.shiftFactor ?? 0
-            var z = one
-            z.withUnsafeMutableBufferPointer { p in for k in p.indices { p[k] = p[k] / scale + shift } }
-            let pixels = try withNoGrad { try vae.decode(Variable(z)) }.value
-            return try Image(tensorHWC: pixels)
+            return try Image(tensorHWC: vae.image(fromUNetLatents: one))
         }
     }
 
@@ -288,15 +278,15 @@ public struct TextToImage {
         }
     }
 
-    /// [2N, …] = (ε_u, ε_c) → ε_u + g·(ε_c − ε_u), [N, …].
-    static func guide(_ out: Tensor, scale g: Float) -> Tensor {
+    /// [2N, …] = (ε_u, ε_c) → ε_u + g·(ε_c − ε_u), [N, …] (TensorCore's element-wise kernels).
+    static func guide(_ out: Tensor, scale g: Float) throws -> Tensor {
         var shape = out.shape
         shape[0] /= 2
         let half = out.count / 2
-        return Tensor(shape: shape) { eps in
-            out.withUnsafeBufferPointer { o in
-                for i in 0..<half { eps[i] = o[i] + g * (o[half + i] - o[i]) }
-            }
+        let (uncond, cond) = out.withUnsafeBufferPointer { o in
+            (Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress!, count: half) },
+             Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress! + half, count: half) })
         }
+        return try Elementwise.axpy(g, Elementwise.sub(cond, uncond), uncond)
     }
 }

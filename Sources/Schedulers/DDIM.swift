@@ -33,8 +33,11 @@ struct DDIMSampler: Sampler {
         let a = Double(schedule.alphasCumprod[t])
         let aPrev = prev >= 0 ? Double(schedule.alphasCumprod[prev]) : finalAlphaCumprod
         let x0c = prediction.denoised(alphaCumprod: a), epsc = prediction.epsilon(alphaCumprod: a)
+        // x₀ from the parameterization (pred_original_sample), ε likewise (pred_epsilon)
         var x0 = combine([(x0c.sample, sample), (x0c.model, modelOutput)])
         if let r = clipRange { x0 = clamped(x0, r) }
+        // variance = (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev); std = eta * √variance
+        // prev_sample = √alpha_prod_t_prev * pred_original_sample + √(1 - alpha_prod_t_prev - std²) * pred_epsilon (+ std * noise)
         let variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev)
         let std = eta * variance.squareRoot()
         let direction = max(1 - aPrev - std * std, 0).squareRoot()

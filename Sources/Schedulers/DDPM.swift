@@ -32,7 +32,9 @@ struct DDPMSampler: Sampler {
         let x0c = prediction.denoised(alphaCumprod: a)
         var x0 = combine([(x0c.sample, sample), (x0c.model, modelOutput)])
         if let r = clipRange { x0 = clamped(x0, r) }
-        // posterior mean μ = c₀·x₀ + c_t·x_t
+        // pred_prev_sample = (√alpha_prod_t_prev * current_beta_t / beta_prod_t) * pred_original_sample
+        //                  + (√current_alpha_t * beta_prod_t_prev / beta_prod_t) * sample   (+ √variance * noise, t > 0)
+        //                                                   (diffusers DDPMScheduler.step, formula (7) of the paper)
         var terms = [(aPrev.squareRoot() * betaT / (1 - a), x0), (alphaT.squareRoot() * (1 - aPrev) / (1 - a), sample)]
         if t > 0 {
             let v: Double

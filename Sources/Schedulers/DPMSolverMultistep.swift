@@ -24,17 +24,7 @@ struct DPMSolverMultistepSampler: Sampler {
         let finalType = s.config.finalSigmasType ?? .zero
         finalSigmaIsZero = finalType == .zero
         let n = s.schedule.numTrainTimesteps, steps = s.steps
-        var ts: [Int]
-        switch s.spacing {
-        case .linspace:
-            ts = NoiseSchedule.linspace(0, Double(n - 1), steps + 1).map { Int($0.rounded(.toNearestOrEven)) }
-                .reversed().dropLast()
-        case .leading:
-            let ratio = n / (steps + 1)
-            ts = (1...steps).reversed().map { $0 * ratio + s.stepsOffset }
-        case .trailing:
-            ts = TimestepSpacing.trailing(steps: steps, trainSteps: n).map { $0 - 1 }
-        }
+        var ts = s.spacing.dpmSolverTimesteps(steps: steps, trainSteps: n, offset: s.stepsOffset)
         let train = s.schedule.trainSigmas
         var sig: [Double]
         if s.karras {
@@ -71,7 +61,10 @@ struct DPMSolverMultistepSampler: Sampler {
         defer { previousDenoised = denoised }
 
         let h = t.lambda - s0.lambda
-        // x_t = a·x + b·D with D = D0 (+ ½·D1 for second order) [+ σ_t·√(1−e^{−2h})·z]
+        // x_t = (sigma_t / sigma_s) * sample - (alpha_t * (torch.exp(-h) - 1.0)) * D          (dpmsolver++)
+        // x_t = (sigma_t / sigma_s * torch.exp(-h)) * sample + (alpha_t * (1 - torch.exp(-2.0 * h))) * D
+        //       + sigma_t * torch.sqrt(1.0 - torch.exp(-2 * h)) * noise                          (sde-dpmsolver++)
+        // with D = D0 first order, D = D0 + 0.5 * D1 (midpoint, D1 = (D0 - D_prev) / r) second order.
         let a = stochastic ? t.sigma / s0.sigma * exp(-h) : t.sigma / s0.sigma
         let b = stochastic ? t.alpha * (1 - exp(-2 * h)) : -t.alpha * (exp(-h) - 1)
         var terms = [(a, sample)]

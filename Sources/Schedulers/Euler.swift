@@ -75,7 +75,9 @@ struct EulerSampler: Sampler {
             up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).squareRoot()
             down = (next * next - up * up).squareRoot()
         }
-        // x + (x − x₀)/σ · (σ_down − σ)
+        // derivative = (sample - pred_original_sample) / sigma; dt = sigma_down - sigma
+        // prev_sample = sample + derivative * dt          (diffusers EulerDiscreteScheduler.step; ancestral:
+        // prev_sample = prev_sample + noise * sigma_up     EulerAncestralDiscreteScheduler.step)
         let r = (down - sigma) / sigma
         var terms = [(1 + r * (1 - x0.sample), sample), (-r * x0.model, modelOutput)]
         if ancestral { terms.append((up, noise.normal(sample.shape))) }

@@ -40,6 +40,9 @@ struct HeunSampler: Sampler {
         let c = prediction.denoised(sigma: at)
         var x0 = combine([(c.sample, sample), (c.model, modelOutput)])
         if let r = clipRange { x0 = clamped(x0, r) }
+        // derivative = (sample - pred_original_sample) / sigma_hat
+        // first order: prev_sample = sample + derivative * dt; second: sample + (derivative_1 + derivative_2) / 2 * dt
+        //                                                          (diffusers HeunDiscreteScheduler.step)
         let slope = combine([(1 / at, sample), (-1 / at, x0)])  // (x − x₀)/σ
         if let previous = firstSlope, let start = firstSample {
             firstSlope = nil

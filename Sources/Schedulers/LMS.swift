@@ -29,7 +29,9 @@ struct LMSSampler: Sampler {
         try validate(modelOutput, sample, step)
         let sigma = Double(sigmas[step])
         let c = prediction.denoised(sigma: sigma)
-        // (x − x₀)/σ
+        // derivative = (sample - pred_original_sample) / sigma
+        // prev_sample = sample + sum(coeff * derivative for coeff, derivative in zip(lms_coeffs, reversed(derivatives)))
+        //                                                          (diffusers LMSDiscreteScheduler.step)
         slopes.append(combine([((1 - c.sample) / sigma, sample), (-c.model / sigma, modelOutput)]))
         if slopes.count > Self.order { slopes.removeFirst() }
         let order = min(step + 1, Self.order)

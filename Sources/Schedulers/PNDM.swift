@@ -105,7 +105,9 @@ struct PNDMSampler: Sampler {
         return previousSample(x, t, prev, output)
     }
 
-    /// x_{t_prev} from x_t and ε (formula (9) of the PNDM paper).
+    /// x_{t_prev} from x_t and ε (formula (9) of the PNDM paper; diffusers PNDMScheduler._get_prev_sample):
+    ///     prev_sample = (alpha_prod_t_prev / alpha_prod_t) ** 0.5 * sample
+    ///                   - (alpha_prod_t_prev - alpha_prod_t) * model_output / model_output_denom_coeff
     private func previousSample(_ x: Tensor, _ t: Int, _ prev: Int, _ output: Tensor) -> Tensor {
         let a = Double(schedule.alphasCumprod[t])
         let aPrev = prev >= 0 ? Double(schedule.alphasCumprod[prev]) : finalAlphaCumprod

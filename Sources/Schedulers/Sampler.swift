@@ -1,8 +1,8 @@
 // The sampler protocol the denoising loop drives, the noise-source protocol, and the names users know.
 //
-// One loop serves every sampler (the diffusers pattern):
+// One loop serves every sampler (the diffusers pattern), `Sampler.run`, the only denoising loop of the project:
 //
-//     var x = noise(latentShape) * sampler.initNoiseSigma
+//     var x = noise(latentShape) * sampler.initNoiseSigma          (or given latents at a start step)
 //     for i in sampler.timesteps.indices {
 //         let out = model(sampler.scaleModelInput(x, step: i), sampler.timesteps[i])   // + guidance
 //         x = try sampler.step(modelOutput: out, step: i, sample: x, noise: &rng)
@@ -51,6 +51,23 @@ public struct TorchNoise: NoiseSource, Sendable {
     }
 }
 
+/// Where the denoising loop starts.
+public enum DenoisingStart {
+    /// N(0, 1) noise (shape of the sample), scaled by the sampler's `initNoiseSigma`: text-to-image.
+    case noise(Tensor)
+    /// A sample already at evaluation `step` (e.g. image latents noised to that step's level for img2img).
+    case latents(Tensor, step: Int)
+}
+
+/// Progress of the loop after one model evaluation and step.
+public struct DenoisingStep {
+    /// Evaluations done (counting any skipped by a later start) and in total.
+    public var step: Int
+    public var total: Int
+    /// The sample after this step.
+    public var sample: Tensor
+}
+
 /// A sampler configured for one run of `timesteps.count` model evaluations.
 ///
 /// - Postcondition of `step`: the returned tensor has the shape of `sample`; after the last entry of
@@ -70,18 +87,27 @@ public protocol Sampler {
 extension Sampler {
     public func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor { sample }
 
-    /// The whole denoising loop: starts from `initialNoise` (N(0, 1), e.g. `noise.normal(shape)`) times
-    /// `initNoiseSigma`, evaluates `model(scaledInput, timestep)` once per entry of `timesteps` and
-    /// steps. The model closure is where a pipeline applies classifier-free guidance.
-    /// `progress(done, total)` is called after every step.
-    public mutating func run<N: NoiseSource>(initialNoise: Tensor, noise: inout N,
-                                             progress: ((Int, Int) -> Void)? = nil,
+    /// The one denoising loop: from `start`, evaluates `model(scaledInput, timestep)` once per remaining entry
+    /// of `timesteps` and steps. The model closure is where a pipeline applies classifier-free guidance;
+    /// `progress` gets every step's sample.
+    public mutating func run<N: NoiseSource>(from start: DenoisingStart, noise: inout N,
+                                             progress: ((DenoisingStep) -> Void)? = nil,
                                              model: (Tensor, Double) throws -> Tensor) throws -> Tensor {
-        var x = combine([(Double(initNoiseSigma), initialNoise)])
-        for i in timesteps.indices {
+        var x: Tensor, first: Int
+        switch start {
+        case .noise(let z):
+            // x_T = z · init_noise_sigma
+            (x, first) = (Elementwise.scale(z, by: initNoiseSigma), 0)
+        case .latents(let latents, let step):
+            guard (0...timesteps.count).contains(step) else {
+                throw SchedulerError.invalidStep("start step \(step) outside 0...\(timesteps.count)")
+            }
+            (x, first) = (latents, step)
+        }
+        for i in timesteps.indices.dropFirst(first) {
             let output = try model(try scaleModelInput(x, step: i), timesteps[i])
             x = try step(modelOutput: output, step: i, sample: x, noise: &noise)
-            progress?(i + 1, timesteps.count)
+            progress?(DenoisingStep(step: i + 1, total: timesteps.count, sample: x))
         }
         return x
     }
@@ -213,19 +239,13 @@ struct SamplerSetup {
 
 // MARK: - Element-wise arithmetic on same-shaped tensors
 
-/// Σ_k c_k · t_k element-wise (all tensors of one shape), accumulated in Float.
+/// Σ_k c_k · t_k element-wise (all tensors of one shape), accumulated in Float from zero, one term at a time
+/// with TensorCore's `axpy`.
 func combine(_ terms: [(Double, Tensor)]) -> Tensor {
     precondition(!terms.isEmpty && terms.allSatisfy { $0.1.shape == terms[0].1.shape }, "combine: shapes differ")
-    var out = Tensor(zeros: terms[0].1.shape)
-    out.withUnsafeMutableBufferPointer { o in
-        for (c, t) in terms {
-            let cf = Float(c)
-            t.withUnsafeBufferPointer { s in
-                for i in o.indices { o[i] += cf * s[i] }
-            }
-        }
+    return terms.reduce(Tensor(zeros: terms[0].1.shape)) { sum, term in
+        try! Elementwise.axpy(Float(term.0), term.1, sum)       // shapes checked above
     }
-    return out
 }
 
 /// Element-wise clamp to [−r, r].

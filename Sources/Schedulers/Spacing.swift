@@ -31,6 +31,21 @@ extension TimestepSpacing {
         }
     }
 
+    /// Timesteps of DPM-Solver (diffusers' `DPMSolverMultistepScheduler.set_timesteps`), descending: linspace
+    /// over steps + 1 points without the last, leading with ratio N / (steps + 1), or trailing.
+    public func dpmSolverTimesteps(steps: Int, trainSteps: Int, offset: Int) -> [Int] {
+        switch self {
+        case .linspace:
+            return NoiseSchedule.linspace(0, Double(trainSteps - 1), steps + 1).map { Int($0.rounded(.toNearestOrEven)) }
+                .reversed().dropLast()
+        case .leading:
+            let ratio = trainSteps / (steps + 1)
+            return (1...steps).reversed().map { $0 * ratio + offset }
+        case .trailing:
+            return Self.trailing(steps: steps, trainSteps: trainSteps).map { $0 - 1 }
+        }
+    }
+
     /// `np.round(np.arange(N, 0, -N / steps))`.
     static func trailing(steps: Int, trainSteps: Int) -> [Int] {
         let ratio = Double(trainSteps) / Double(steps)

@@ -23,13 +23,13 @@ public struct DiffusionObjective {
         self.noiseOffset = noiseOffset
     }
 
-    /// The weighted loss for clean samples x0 [N, H, W, C] (NHWC) conditioned on context [N, L, D].
+    /// The weighted loss for clean samples x0 [N, H, W, C] (NHWC) under `conditioning` (N rows).
     /// `rowWeights` [N] sum to the number of groups (1 without prior preservation, 1 + λ with it).
-    public func loss(unet: UNet2DConditionModel, x0: Tensor, context: Variable, rowWeights: [Float],
+    public func loss(unet: UNet2DConditionModel, x0: Tensor, conditioning: Conditioning, rowWeights: [Float],
                      random: inout PhiloxRandom) throws -> Variable {
         let n = x0.shape[0], channels = x0.shape[3]
-        guard rowWeights.count == n, context.shape[0] == n else {
-            throw TrainingError.invalidSettings("loss: \(n) samples, \(rowWeights.count) weights, context \(context.shape)")
+        guard rowWeights.count == n, conditioning.count == n else {
+            throw TrainingError.invalidSettings("loss: \(n) samples, \(rowWeights.count) weights, conditioning \(conditioning.context.shape)")
         }
         let T = UInt64(schedule.numTrainTimesteps)
         let timesteps = (0..<n).map { _ in Int(random.next() % T) }
@@ -40,7 +40,7 @@ public struct DiffusionObjective {
         }
         let xt = try schedule.addNoise(x0, noise: noise, timesteps: timesteps)
         let target = try schedule.trainingTarget(prediction, x0: x0, noise: noise, timesteps: timesteps)
-        let output = try unet(Variable(xt), timesteps: timesteps.map(Float.init), context: context)
+        let output = try unet(Variable(xt), timesteps: timesteps.map(Float.init), conditioning: conditioning)
         let diff = try sub(output, Variable(target))
         let perRow = Float(x0.count / n)
         let weights = Tensor(shape: [n, 1, 1, 1]) { w in

@@ -122,10 +122,7 @@ public final class DreamBoothDataset {
         if mirrored { cropped = cropped.flippedHorizontally() }
         var value = cropped.tensorHWC()
         if let vae {
-            let posterior = try withNoGrad { try vae.encode(Variable(try value.reshaped([1, r, r, 3]))) }
-            let scale = vae.config.scalingFactor, shift = vae.config.shiftFactor ?? 0
-            value = posterior.mean
-            value.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = (p[i] - shift) * scale } }
+            value = try vae.unetLatents(fromImage: try value.reshaped([1, r, r, 3]))
             value = try value.reshaped(Array(value.shape.dropFirst()))
             latentCache[key] = value
         }

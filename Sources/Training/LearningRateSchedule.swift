@@ -1,5 +1,5 @@
 // Learning-rate schedules as diffusers' `get_scheduler`: linear warm-up from 0, then constant or a
-// half-cosine decay to 0 over the remaining steps.
+// half-cosine decay to 0 (or to a floor, a share of the peak) over the remaining steps.
 import Foundation
 
 public enum LearningRateDecay: String, Codable, Sendable, CaseIterable {
@@ -12,12 +12,15 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
     public var warmupSteps: Int
     public var decay: LearningRateDecay
     public var totalSteps: Int
+    /// The cosine decay ends at floor · peak (0: diffusers' `cosine`; train-base uses 0.1).
+    public var floor: Float
 
-    public init(peak: Float, warmupSteps: Int = 0, decay: LearningRateDecay = .constant, totalSteps: Int) {
+    public init(peak: Float, warmupSteps: Int = 0, decay: LearningRateDecay = .constant, totalSteps: Int, floor: Float = 0) {
         self.peak = peak
         self.warmupSteps = warmupSteps
         self.decay = decay
         self.totalSteps = totalSteps
+        self.floor = floor
     }
 
     /// The rate for optimiser update `step` (0-based, as torch's LambdaLR sees it).
@@ -28,7 +31,9 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
             return peak
         case .cosine:
             let progress = Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps))
-            return peak * Float(max(0, 0.5 * (1 + cos(Double.pi * progress))))
+            let cosine = max(0, 0.5 * (1 + cos(Double.pi * min(progress, 1))))
+            guard floor != 0 else { return peak * Float(cosine) }
+            return peak * Float(Double(floor) + (1 - Double(floor)) * cosine)
         }
     }
 }

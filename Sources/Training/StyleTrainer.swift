@@ -111,14 +111,13 @@ public final class StyleTrainer {
                                            snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
         let configJSON = try canonicalJSON(config)
         let (instances, classes) = (instances, classes)
-        var contexts: [String: Tensor] = [:]
-        func context(_ prompts: [String]) throws -> Variable {
-            let ids = prompts.map { model.tokenizer.encode($0).ids }
-            if config.trainTextEncoder { return try model.textEncoder.encode(ids) }
-            for (p, row) in zip(prompts, ids) where contexts[p] == nil {
-                contexts[p] = try withNoGrad { try model.textEncoder.encode([row]) }.value
+        var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
+        func conditioning(_ prompts: [String]) throws -> Conditioning {
+            if config.trainTextEncoder { return try model.encode(prompts: prompts) }
+            for p in prompts where contexts[p] == nil {
+                contexts[p] = try withNoGrad { try model.encode(prompts: [p]) }.context.value
             }
-            return Variable(try concatBatch(prompts.map { contexts[$0]! }))
+            return Conditioning(context: Variable(try concatBatch(prompts.map { contexts[$0]! })))
         }
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in
@@ -133,7 +132,7 @@ public final class StyleTrainer {
                 if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
                 prompts.append(prompt)
             }
-            return try objective.loss(unet: model.unet, x0: try stackBatch(samples), context: try context(prompts),
+            return try objective.loss(unet: model.unet, x0: try stackBatch(samples), conditioning: try conditioning(prompts),
                                       rowWeights: rows.map(\.weight), random: &random)
         }
     }

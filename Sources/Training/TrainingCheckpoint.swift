@@ -35,12 +35,16 @@ public struct TrainingCheckpoint {
     public var tensors: [String: Tensor]
     /// AdamW's update count.
     public var optimizerStep: Int
+    /// Further metadata the caller keeps with the checkpoint (e.g. train-base's timing), covered by the checksum.
+    public var extra: [String: String]
 
-    public init(state: LoopState, configuration: String, tensors: [String: Tensor], optimizerStep: Int) {
+    public init(state: LoopState, configuration: String, tensors: [String: Tensor], optimizerStep: Int,
+                extra: [String: String] = [:]) {
         self.state = state
         self.configuration = configuration
         self.tensors = tensors
         self.optimizerStep = optimizerStep
+        self.extra = extra
     }
 
     /// The file name inside a run folder.
@@ -54,9 +58,9 @@ public struct TrainingCheckpoint {
         var writer = SafeTensorsWriter()
         for name in tensors.keys.sorted() { try writer.add(name, tensors[name]!) }
         let sum = Self.checksum(tensors: tensors, state: stateJSON, configuration: configuration,
-                                optimizerStep: optimizerStep)
-        writer.metadata = ["format": "pt", "training.state": stateJSON, "training.config": configuration,
-                           "training.optimizer_step": String(optimizerStep), "training.checksum": sum]
+                                optimizerStep: optimizerStep, extra: extra)
+        writer.metadata = extra.merging(["format": "pt", "training.state": stateJSON, "training.config": configuration,
+                                         "training.optimizer_step": String(optimizerStep), "training.checksum": sum]) { $1 }
         try writer.write(to: path)
     }
 
@@ -79,7 +83,9 @@ public struct TrainingCheckpoint {
         else {
             throw TrainingError.invalidCheckpoint("\(path) is not a training checkpoint (its metadata has no training state)")
         }
-        guard checksum(tensors: tensors, state: stateJSON, configuration: configuration, optimizerStep: optimizerStep) == stored else {
+        let extra = meta.filter { $0.key != "format" && !$0.key.hasPrefix("training.") }
+        guard checksum(tensors: tensors, state: stateJSON, configuration: configuration, optimizerStep: optimizerStep,
+                       extra: extra) == stored else {
             throw TrainingError.invalidCheckpoint("checkpoint \(path) is corrupted (checksum mismatch) and was refused; "
                 + "delete it to start over")
         }
@@ -89,11 +95,14 @@ public struct TrainingCheckpoint {
         } catch {
             throw TrainingError.invalidCheckpoint("checkpoint \(path) has an unreadable state (\(error))")
         }
-        return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors, optimizerStep: optimizerStep)
+        return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors, optimizerStep: optimizerStep,
+                                  extra: extra)
     }
 
-    /// FNV-1a (64-bit) over the tensors (sorted by name: name, shape, float bits) and the strings.
-    static func checksum(tensors: [String: Tensor], state: String, configuration: String, optimizerStep: Int) -> String {
+    /// FNV-1a (64-bit) over the tensors (sorted by name: name, shape, float bits), the strings and the extra
+    /// metadata (sorted by key; none for LoRA runs).
+    static func checksum(tensors: [String: Tensor], state: String, configuration: String, optimizerStep: Int,
+                         extra: [String: String] = [:]) -> String {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
             for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
@@ -112,6 +121,10 @@ public struct TrainingCheckpoint {
         mix(state.utf8)
         mix(configuration.utf8)
         mix(String(optimizerStep).utf8)
+        for key in extra.keys.sorted() {
+            mix(key.utf8)
+            mix(extra[key]!.utf8)
+        }
         return String(h, radix: 16)
     }
 }

@@ -23,7 +23,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 
 /// JSON with sorted keys: the same value always gives the same text (checkpoints compare configurations
 /// as text).
-func canonicalJSON<T: Encodable>(_ value: T) throws -> String {
+public func canonicalJSON<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return String(decoding: try encoder.encode(value), as: UTF8.self)

@@ -17,6 +17,8 @@ public struct LoopSettings: Codable, Equatable, Sendable {
     public var learningRate: Float = 1e-4
     public var warmupSteps: Int = 0
     public var decay: LearningRateDecay = .constant
+    /// Share of the peak rate the cosine decay ends at (nil: 0, diffusers' `cosine`).
+    public var cosineFloor: Float?
     public var adamW = AdamWSettings()
     /// Write a checkpoint every this many steps (0: only at the end and on a stop request).
     public var saveEvery: Int = 100
@@ -26,7 +28,8 @@ public struct LoopSettings: Codable, Equatable, Sendable {
     public init(steps: Int) { self.steps = steps }
 
     public var schedule: LearningRateSchedule {
-        LearningRateSchedule(peak: learningRate, warmupSteps: warmupSteps, decay: decay, totalSteps: steps)
+        LearningRateSchedule(peak: learningRate, warmupSteps: warmupSteps, decay: decay, totalSteps: steps,
+                             floor: cosineFloor ?? 0)
     }
 
     func validate() throws {
@@ -78,6 +81,8 @@ public final class TrainingLoop {
     /// Checked between updates; true → checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
     public var onEvent: (TrainingEvent) -> Void = { _ in }
+    /// Metadata written into every checkpoint besides the loop's own (e.g. train-base's run description).
+    public var checkpointMetadata: () -> [String: String] = { [:] }
 
     public var checkpointPath: String { runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path }
     private var parameters: [(String, Variable)] { optimizer.groups.flatMap(\.parameters) }
@@ -125,15 +130,10 @@ public final class TrainingLoop {
                 return .interrupted(step: state.step)
             }
             let lr = schedule.rate(at: state.step)
-            let loss = try accumulateGradients()
+            let loss = try trainStep()
             guard loss.isFinite else {
                 throw TrainingError.nonFiniteLoss(step: state.step + 1, checkpoint: wroteCheckpoint ? checkpointPath : nil)
             }
-            clipGradientNorm(parameters.map(\.1), maxNorm: settings.maxGradNorm)
-            optimizer.update(learningRate: lr)
-            for (_, p) in parameters { p.zeroGrad() }
-            state.step += 1
-            state.lossHistory.append(loss)
             ema = (ema.value * 0.9 + loss * 0.1, ema.weight * 0.9 + 0.1)
 
             let session = Date().timeIntervalSince(start)
@@ -155,6 +155,21 @@ public final class TrainingLoop {
         return .finished
     }
 
+    /// One optimiser update: the micro-batches' summed gradients, grad-norm clipping, AdamW at the scheduled
+    /// rate; the step count and loss history advance. Returns the mean loss; a NaN/Inf loss is returned
+    /// before anything is updated (the step does not advance).
+    public func trainStep() throws -> Float {
+        let lr = settings.schedule.rate(at: state.step)
+        let loss = try accumulateGradients()
+        guard loss.isFinite else { return loss }
+        clipGradientNorm(parameters.map(\.1), maxNorm: settings.maxGradNorm)
+        optimizer.update(learningRate: lr)
+        for (_, p) in parameters { p.zeroGrad() }
+        state.step += 1
+        state.lossHistory.append(loss)
+        return loss
+    }
+
     /// Runs the micro-batches of one update, leaving the summed gradients of loss/accumulation on the
     /// parameters; returns the mean loss.
     private func accumulateGradients() throws -> Float {
@@ -173,11 +188,16 @@ public final class TrainingLoop {
     /// Writes the checkpoint for the current step atomically.
     public func saveCheckpoint(elapsed: Double) throws {
         state.elapsed = elapsed
+        try checkpoint(extra: checkpointMetadata()).write(to: checkpointPath)
+        onEvent(.checkpoint(path: checkpointPath, step: state.step))
+    }
+
+    /// The checkpoint of the current step: parameters, moments, loop state, configuration and `extra` metadata.
+    public func checkpoint(extra: [String: String] = [:]) -> TrainingCheckpoint {
         var tensors = optimizer.state(keys: TrainingCheckpoint.momentKeys).tensors
         for (key, p) in parameters { tensors["param." + key] = p.value }
-        try TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
-                               optimizerStep: optimizer.step).write(to: checkpointPath)
-        onEvent(.checkpoint(path: checkpointPath, step: state.step))
+        return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
+                                  optimizerStep: optimizer.step, extra: extra)
     }
 
     private func emaOf(_ history: [Float]) -> (value: Float, weight: Float) {

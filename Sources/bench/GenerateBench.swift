@@ -14,7 +14,7 @@ import TensorCore
 
 /// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--size PIXELS] [--threads N]
 /// [--lora rank=R --batch N --rounds K]`.
-func runGenerateBench(_ args: [String]) { runModelBench(args, generateBench) }
+func runGenerateBench(_ a: BenchArguments) throws { try runModelBench(a, generateBench) }
 
 private func generateBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
@@ -26,7 +26,7 @@ private func generateBench(_ a: BenchArguments) throws {
     guard let (unetConfig, vaeConfig, textConfig) = configs[name] else {
         throw ModelBenchError.unknownConfig(name, configs.keys.sorted())
     }
-    let steps = a.int("--steps") ?? 20
+    let steps = try a.int("--steps") ?? 20
     let samplerName = a.string("--sampler") ?? "dpm++2m"
     guard let sampler = SamplerKind(userName: samplerName) else { throw ModelBenchError.unknownConfig(samplerName, []) }
     var model: StableDiffusionModel!
@@ -42,17 +42,17 @@ private func generateBench(_ a: BenchArguments) throws {
         model = try StableDiffusionModel(name: "random-\(name)", tokenizer: try byteLevelTokenizer(), textEncoder: text,
                                          unet: unet, vae: vae)
     }
-    let size = a.int("--size") ?? model.defaultSize
+    let size = try a.int("--size") ?? model.defaultSize
     print(String(format: "setup (build + random weights) %.1f s", setup))
     if let spec = a.string("--lora") {
         return try perImageAdapterBench(model: model, spec: spec, steps: steps, sampler: sampler, size: size,
-                                        batch: a.int("--batch") ?? 4, rounds: a.int("--rounds") ?? 3)
+                                        batch: try a.int("--batch") ?? 4, rounds: try a.int("--rounds") ?? 3)
     }
     let pipeline = TextToImage(model: model)
     let parameters = try pipeline.resolve(GenerationParameters(prompt: "a photo of an astronaut riding a horse on mars",
                                                                steps: steps, guidanceScale: 7.5, sampler: sampler,
                                                                seed: 0, width: size, height: size))
-    let text = try timeThrowingGenerate { _ = try pipeline.encodePrompts(parameters, guided: true) }
+    let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: true) }
     var stepEnds: [Double] = []
     var latents: Tensor!
     let denoise = try timeThrowingGenerate {

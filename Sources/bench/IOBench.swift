@@ -13,34 +13,12 @@ import PNGImage
 import SafeTensors
 import TensorCore
 
-func runIOBench(_ args: [String]) {
-    var gigabytes = 3.44
-    var cold = false
-    var keep: String?
-    var pngRuns = 15
-    var repeats = 2
-    var i = 0
-    while i < args.count {
-        let value = i + 1 < args.count ? args[i + 1] : ""
-        switch args[i] {
-        case "--gb": gigabytes = Double(value) ?? gigabytes; i += 1
-        case "--cold": cold = true
-        case "--keep": keep = value; i += 1
-        case "--png-runs": pngRuns = Int(value) ?? pngRuns; i += 1
-        case "--repeat": repeats = max(1, Int(value) ?? repeats); i += 1
-        default:
-            FileHandle.standardError.write("bench io: unknown option \(args[i])\n".data(using: .utf8)!)
-            exit(2)
-        }
-        i += 1
-    }
-    do {
-        try benchPNG(runs: pngRuns)
-        try benchSafeTensors(f32Bytes: Int(gigabytes * 1e9), cold: cold, keep: keep, repeats: repeats)
-    } catch {
-        FileHandle.standardError.write("bench io: \(error)\n".data(using: .utf8)!)
-        exit(1)
-    }
+func runIOBench(_ a: BenchArguments) throws {
+    let gigabytes = try a.parsed.double("gb") ?? 3.44
+    let pngRuns = try a.int("--png-runs") ?? 15
+    let repeats = max(1, try a.int("--repeat") ?? 2)
+    try benchPNG(runs: pngRuns)
+    try benchSafeTensors(f32Bytes: Int(gigabytes * 1e9), cold: a.has("--cold"), keep: a.string("--keep"), repeats: repeats)
 }
 
 private func now() -> Double {

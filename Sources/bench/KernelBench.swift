@@ -6,6 +6,7 @@
 //
 // Cases come from providers, one per kernel family (`kernelBenchProviders`); a file adds its family by
 // defining a `() -> [BenchCase]` function and listing it there.
+import CLI
 import Foundation
 import TensorCore
 
@@ -112,11 +113,9 @@ final class TorchServer {
 
 enum BenchError: Error, CustomStringConvertible {
     case torch(String)
-    case usage(String)
     var description: String {
         switch self {
         case .torch(let m): return "bench: torch: \(m)"
-        case .usage(let m): return "bench: \(m)"
         }
     }
 }
@@ -131,43 +130,36 @@ struct KernelResult {
 /// `bench kernels [--json] [--torch] [--filter TEXT] [--rounds N] [--threads N] [--skip-peak] [--cpu-time]
 /// [--python PATH] [--script PATH] [--isa all|LEVEL[,LEVEL…]]`. `--isa` runs the suite once per kernel level
 /// (this CPU's levels: `all`), with PyTorch held to the same level (`torchEnvironment`).
-func runKernelBench(_ args: [String]) {
-    do {
-        let threads = args.firstIndex(of: "--threads").flatMap { $0 + 1 < args.count ? Int(args[$0 + 1]) : nil }
-        let isa = args.firstIndex(of: "--isa").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
-        let levels = try isa.map { request -> [KernelSet] in
-            if request == "all" { return Kernels.available }
-            return try request.split(separator: ",").map { name in
-                guard let set = Kernels.set(named: String(name)) else {
-                    throw BenchError.usage("--isa \(name): this CPU runs \(Kernels.available.map(\.name).joined(separator: ", "))")
-                }
-                return set
+func runKernelBench(_ a: BenchArguments) throws {
+    let isa = a.string("--isa")
+    let levels = try isa.map { request -> [KernelSet] in
+        if request == "all" { return Kernels.available }
+        return try request.split(separator: ",").map { name in
+            guard let set = Kernels.set(named: String(name)) else {
+                throw CommandLineError.usage("--isa \(name): this CPU runs \(Kernels.available.map(\.name).joined(separator: ", "))")
             }
-        } ?? [Kernels.active]
-        FileHandle.standardError.write(Data("bench: \(Kernels.summary), CPU \(Kernels.cpuName)\n".utf8))
-        for level in levels {
-            if isa != nil { print("== kernels \(level.name)") }
-            try Parallel.$maxThreads.withValue(threads ?? Parallel.maxThreads) {
-                try Kernels.$override.withValue(level) {
-                    try kernelBench(args, torchEnvironment: isa == nil ? [:] : torchEnvironment(level: level.name))
-                }
+            return set
+        }
+    } ?? [Kernels.active]
+    FileHandle.standardError.write(Data("bench: \(Kernels.summary), CPU \(Kernels.cpuName)\n".utf8))
+    for level in levels {
+        if isa != nil { print("== kernels \(level.name)") }
+        try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) {
+            try Kernels.$override.withValue(level) {
+                try kernelBench(a, torchEnvironment: isa == nil ? [:] : torchEnvironment(level: level.name))
             }
         }
-    } catch {
-        FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
-        exit(1)
     }
 }
 
-func kernelBench(_ args: [String], torchEnvironment: [String: String]) throws {
-    func value(_ flag: String) -> String? { args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
-    let json = args.contains("--json"), withTorch = args.contains("--torch")
-    let filter = value("--filter")
-    let rounds = Int(value("--rounds") ?? "") ?? 3
-    let python = value("--python") ?? "/root/refenv/bin/python"
-    let script = value("--script") ?? "bench/torch_kernels.py"
+func kernelBench(_ a: BenchArguments, torchEnvironment: [String: String]) throws {
+    let json = a.has("--json"), withTorch = a.has("--torch")
+    let filter = a.string("--filter")
+    let rounds = try a.int("--rounds") ?? 3
+    let python = a.string("--python") ?? "/root/refenv/bin/python"
+    let script = a.string("--script") ?? "bench/torch_kernels.py"
 
-    let skipPeak = args.contains("--skip-peak"), cpuTime = args.contains("--cpu-time")
+    let skipPeak = a.has("--skip-peak"), cpuTime = a.has("--cpu-time")
     let peak1 = skipPeak ? .nan : measureFMAPeak(threads: 1, cpuTime: cpuTime)
     let peak2 = skipPeak ? .nan : measureFMAPeak(threads: 2, cpuTime: cpuTime)
     let torch = withTorch ? try TorchServer(python: python, script: script, threads: Parallel.maxThreads,

@@ -30,7 +30,7 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         for n in stack.adapterNames { try stack.setEnabled(n == name, for: n) }
     }
     func forward() throws -> Double {
-        try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+        try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
     }
     let cases = ["base", "unfused (1 adapter)", "fused", "per-image (\(batch) adapters)"]
     var times = Array(repeating: [Double](), count: cases.count)
@@ -43,11 +43,10 @@ func loraUNetBench(_ unet: UNet2DConditionModel, spec: String, sample: Variable,
         times[2].append(try forward())
         stack.unfuse()
         for n in stack.adapterNames { try stack.setEnabled(true, for: n) }
-        for (i, n) in stack.adapterNames.enumerated() {
-            try stack.setRowWeights((0..<batch).map { $0 == i ? 1 : 0 }, for: n)
-        }
-        times[3].append(try forward())
-        for n in stack.adapterNames { try stack.setRowWeights(nil, for: n) }
+        let perImage = AdapterRowWeights(rows: Dictionary(uniqueKeysWithValues: stack.adapterNames.enumerated().map { i, n in
+            (n, (0..<batch).map { $0 == i ? Float(1) : 0 })
+        }))
+        times[3].append(try perImage.apply { try forward() })
         print("round \(round + 1): " + zip(cases, times).map { String(format: "%@ %.2f s", $0, $1.last!) }.joined(separator: ", "))
     }
     let m = times.map(median)

@@ -4,6 +4,7 @@
 // bench/torch_models.py runs the same shapes through diffusers for the side-by-side ratio.
 import Autograd
 import DiffusionModels
+import CLI
 import Foundation
 import NN
 import TensorCore
@@ -11,38 +12,32 @@ import TensorCore
 /// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
 /// [--backward [--checkpointing]]`.
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
-func runUNetBench(_ args: [String]) { runModelBench(args, unetBench) }
+func runUNetBench(_ a: BenchArguments) throws { try runModelBench(a, unetBench) }
 
 /// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
-func runVAEBench(_ args: [String]) { runModelBench(args, vaeBench) }
+func runVAEBench(_ a: BenchArguments) throws { try runModelBench(a, vaeBench) }
 
-func runModelBench(_ args: [String], _ body: (BenchArguments) throws -> Void) {
-    let a = BenchArguments(args)
-    do {
-        try Parallel.$maxThreads.withValue(a.int("--threads") ?? Parallel.maxThreads) { try body(a) }
-    } catch {
-        FileHandle.standardError.write("bench: \(error)\n".data(using: .utf8)!)
-        exit(1)
-    }
+func runModelBench(_ a: BenchArguments, _ body: (BenchArguments) throws -> Void) throws {
+    try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) { try body(a) }
 }
 
+/// A suite's arguments (CLI's parser), looked up by their `--name` spelling.
 struct BenchArguments {
-    let args: [String]
-    init(_ args: [String]) { self.args = args }
-    func string(_ flag: String) -> String? {
-        args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
-    }
-    func int(_ flag: String) -> Int? { string(flag).flatMap(Int.init) }
+    let parsed: ParsedArguments
+    private func name(_ flag: String) -> String { String(flag.drop(while: { $0 == "-" })) }
+    func string(_ flag: String) -> String? { parsed.string(name(flag)) }
+    func int(_ flag: String) throws -> Int? { try parsed.int(name(flag)) }
+    func has(_ flag: String) -> Bool { parsed.has(name(flag)) }
 }
 
 private func unetBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
     let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "tiny": .tiny]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
-    let batch = a.int("--batch") ?? 2, size = a.int("--size") ?? config.sampleSize ?? 64
-    let tokens = a.int("--tokens") ?? 77, repeats = a.int("--repeat") ?? 1
+    let batch = try a.int("--batch") ?? 2, size = try a.int("--size") ?? config.sampleSize ?? 64
+    let tokens = try a.int("--tokens") ?? 77, repeats = try a.int("--repeat") ?? 1
     let flops = FLOPCount.unet(config, batch: batch, size: size, tokens: tokens)
-    if a.args.contains("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
+    if a.has("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
     var unet: UNet2DConditionModel!
     let setup = timeOnce {
         unet = UNet2DConditionModel(config: config)
@@ -55,17 +50,17 @@ private func unetBench(_ a: BenchArguments) throws {
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
     if let spec = a.string("--lora") {
         return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
-                                 cpuTime: a.args.contains("--cpu-time"))
+                                 cpuTime: a.has("--cpu-time"))
     }
     let label = "unet \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), context \(tokens)×\(config.crossAttentionDim[0])"
-    if a.args.contains("--backward") {
+    if a.has("--backward") {
         // Training's shape of work without adapters: frozen weights, gradient for the input only.
         unet.freeze()
-        unet.gradientCheckpointing = a.args.contains("--checkpointing")
+        unet.gradientCheckpointing = a.has("--checkpointing")
         let times = try (0..<repeats).map { _ in
             try timeThrowing {
                 let x = Variable(sample.value, requiresGrad: true)
-                let out = try unet(x, timesteps: [500], context: context)
+                let out = try unet(x, timesteps: [500], conditioning: Conditioning(context: context))
                 try mean(mul(out, out)).backward()
             }
         }
@@ -76,7 +71,7 @@ private func unetBench(_ a: BenchArguments) throws {
         return
     }
     let times = try (0..<repeats).map { _ in
-        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], context: context) } }
+        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
     }
     report(label, flops: flops, times: times)
 }
@@ -85,9 +80,9 @@ private func vaeBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
     let configs: [String: AutoencoderKLConfig] = ["sd15": .sd15, "tiny": .tiny]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
-    let batch = a.int("--batch") ?? 1, size = a.int("--size") ?? 64, repeats = a.int("--repeat") ?? 1
+    let batch = try a.int("--batch") ?? 1, size = try a.int("--size") ?? 64, repeats = try a.int("--repeat") ?? 1
     let f = config.downsamplingFactor
-    if a.args.contains("--count") {
+    if a.has("--count") {
         return report("vae \(name) decode \(size)×\(size) / encode \(size * f)×\(size * f), batch \(batch)",
                       flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: [],
                       encoder: FLOPCount.vaeEncoder(config, batch: batch, size: size * f))
@@ -96,7 +91,7 @@ private func vaeBench(_ a: BenchArguments) throws {
     randomize(vae, seed: 1)
     vae.eval()
     var random = PhiloxRandom(seed: 2)
-    if a.args.contains("--encode") {
+    if a.has("--encode") {
         let image = Variable(random.normal(shape: [batch, size * f, size * f, config.inChannels]))
         let times = try (0..<repeats).map { _ in
             try timeThrowing { _ = try withNoGrad { try vae.encode(image) } }

@@ -2,6 +2,7 @@
 // no gradient recording) and reports the median time, GFLOP/s and peak RSS; with `--torch` runs
 // bench/torch_text.py (transformers' CLIPTextModel, 2 threads) between two halves of our rounds.
 import Autograd
+import CLI
 import CLIPText
 import Foundation
 import SafeTensors
@@ -10,14 +11,7 @@ import TensorCore
 /// `bench text [--config clip-l|clip-h|tiny] [--rounds N] [--torch] [--python PATH] [--weights DIR]`.
 /// `--weights DIR` loads DIR/model.safetensors (from `bench/torch_text.py --save DIR`) instead of random
 /// weights and first compares the output with DIR/goldens.safetensors.
-func runTextBench(_ args: [String]) {
-    do {
-        try textBench(args)
-    } catch {
-        FileHandle.standardError.write("bench text: \(error)\n".data(using: .utf8)!)
-        exit(1)
-    }
-}
+func runTextBench(_ a: BenchArguments) throws { try textBench(a) }
 
 /// Configurations by the names `bench text --config` and bench/torch_text.py share.
 let textBenchConfigs: [String: CLIPTextConfig] = [
@@ -46,18 +40,15 @@ func peakRSSBytes() -> Double {
     #endif
 }
 
-func textBench(_ args: [String]) throws {
-    func value(_ flag: String) -> String? { args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } }
-    let name = value("--config") ?? "clip-l"
+func textBench(_ a: BenchArguments) throws {
+    let name = a.string("--config") ?? "clip-l"
     guard let config = textBenchConfigs[name] else {
-        FileHandle.standardError.write("bench text: unknown config '\(name)'; configs: \(textBenchConfigs.keys.sorted())\n"
-            .data(using: .utf8)!)
-        exit(2)
+        throw CommandLineError.usage("unknown config '\(name)'; configs: \(textBenchConfigs.keys.sorted())")
     }
-    let rounds = Int(value("--rounds") ?? "") ?? 10
+    let rounds = try a.int("--rounds") ?? 10
     let length = config.maxPositionEmbeddings
     let model = try CLIPTextModel(config: config)
-    let weights = value("--weights").map { URL(fileURLWithPath: $0) }
+    let weights = a.string("--weights").map { URL(fileURLWithPath: $0) }
     if let weights {
         try model.loadCheckpoint(SafeTensorsFile(path: weights.appendingPathComponent("model.safetensors").path).loadAll())
     } else {
@@ -73,10 +64,10 @@ func textBench(_ args: [String]) throws {
     var mine: [Double] = []
     for _ in 0..<(rounds + 1) / 2 { mine.append(try timed(run)) }
     var theirs: [String] = []
-    if args.contains("--torch") {
+    if a.has("--torch") {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: value("--python") ?? "/root/refenv/bin/python")
-        process.arguments = [value("--script") ?? "bench/torch_text.py", "--config", name, "--rounds", String(rounds)]
+        process.executableURL = URL(fileURLWithPath: a.string("--python") ?? "/root/refenv/bin/python")
+        process.arguments = [a.string("--script") ?? "bench/torch_text.py", "--config", name, "--rounds", String(rounds)]
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()

@@ -12,25 +12,19 @@ import TensorCore
 import Training
 
 /// `bench train [--config sd15|tiny] [--size H] [--rank R] [--repeat N] [--threads N] [--checkpointing]`.
-func runTrainBench(_ args: [String]) {
-    let a = BenchArguments(args)
-    do {
-        try Parallel.$maxThreads.withValue(a.int("--threads") ?? Parallel.maxThreads) { try trainBench(a) }
-    } catch {
-        FileHandle.standardError.write("bench: \(error)\n".data(using: .utf8)!)
-        exit(1)
-    }
+func runTrainBench(_ a: BenchArguments) throws {
+    try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) { try trainBench(a) }
 }
 
 private func trainBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
     let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "tiny": .tiny]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
-    let size = a.int("--size") ?? config.sampleSize ?? 64, rank = a.int("--rank") ?? 4, repeats = a.int("--repeat") ?? 1
+    let size = try a.int("--size") ?? config.sampleSize ?? 64, rank = try a.int("--rank") ?? 4, repeats = try a.int("--repeat") ?? 1
     let unet = UNet2DConditionModel(config: config)
     randomize(unet, seed: 1)
     unet.freeze()
-    unet.gradientCheckpointing = a.args.contains("--checkpointing")
+    unet.gradientCheckpointing = a.has("--checkpointing")
     let stack = AdapterStack(root: unet, component: .unet)
     var random = PhiloxRandom(seed: 2)
     let layers = try stack.addTrainable(name: "bench", rank: rank, targets: .unetAttention, initialization: .gaussian,
@@ -45,7 +39,7 @@ private func trainBench(_ a: BenchArguments) throws {
         var failure: Error?
         times.append(timeOnce {
             do {
-                let out = try unet(sample, timesteps: [500], context: context)
+                let out = try unet(sample, timesteps: [500], conditioning: Conditioning(context: context))
                 try mseLoss(out, target).backward()
                 clipGradientNorm(parameters.map(\.1), maxNorm: 1)
                 optimizer.update(learningRate: 1e-4)

@@ -1,34 +1,51 @@
 // bench: kernel, model and I/O benchmarks. `swift run -c release bench --help`.
-// Each suite lives in its own file and is listed here.
+// Each suite lives in its own file and is listed here with the options it takes (CLI's parser: an unknown
+// option is a usage error, exit 2; a failure exits 1).
+import CLI
 import Foundation
 
-let suites: [(name: String, summary: String)] = [
-    ("kernels", "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside"),
-    ("unet", "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N; --lora rank=R"),
-    ("vae", "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py"),
-    ("train", "one LoRA training step (rank-4 attention, AdamW): --config sd15|tiny --size H; bench/torch_train.py"),
-    ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
-    ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py; --lora rank=R --batch N: per-image adapters"),
-    ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
-    ("image-diff", "A.png B.png [--max-mean L] [--equal]: mean and largest difference in 8-bit levels"),
+struct Suite {
+    let name: String
+    let summary: String
+    let options: Set<String>
+    let flags: Set<String>
+    let run: (BenchArguments) throws -> Void
+}
+
+let suites: [Suite] = [
+    Suite(name: "kernels", summary: "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside; --isa all|LEVEL",
+          options: ["threads", "filter", "rounds", "python", "script", "isa"],
+          flags: ["json", "torch", "skip-peak", "cpu-time"], run: runKernelBench),
+    Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N; --lora rank=R",
+          options: ["config", "batch", "size", "tokens", "repeat", "threads", "lora"],
+          flags: ["count", "cpu-time", "backward", "checkpointing"], run: runUNetBench),
+    Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py",
+          options: ["config", "batch", "size", "repeat", "threads"], flags: ["count", "encode"], run: runVAEBench),
+    Suite(name: "train", summary: "one LoRA training step (rank-4 attention, AdamW): --config sd15|tiny --size H; bench/torch_train.py",
+          options: ["config", "size", "rank", "repeat", "threads"], flags: ["checkpointing"], run: runTrainBench),
+    Suite(name: "text", summary: "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py",
+          options: ["config", "rounds", "python", "script", "weights"], flags: ["torch"], run: runTextBench),
+    Suite(name: "generate", summary: "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py; --lora rank=R --batch N: per-image adapters",
+          options: ["config", "steps", "sampler", "size", "threads", "lora", "batch", "rounds"], flags: [],
+          run: runGenerateBench),
+    Suite(name: "io", summary: "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold",
+          options: ["gb", "keep", "png-runs", "repeat"], flags: ["cold"], run: runIOBench),
+    Suite(name: "image-diff", summary: "A.png B.png [--max-mean L] [--equal]: mean and largest difference in 8-bit levels",
+          options: ["max-mean"], flags: ["equal"], run: runImageDiff),
 ]
 
-let arguments = Array(CommandLine.arguments.dropFirst())
-guard let suite = arguments.first, suite != "--help", suite != "-h" else {
-    print("usage: bench <suite> [options]\n")
-    for s in suites { print("  \(s.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(s.summary)") }
-    exit(arguments.isEmpty ? 2 : 0)
+let usage = "usage: bench <suite> [options]\n\n"
+    + suites.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n")
+
+func run(_ arguments: [String]) throws {
+    guard let name = arguments.first else { throw CommandLineError.usage("no suite\n" + usage) }
+    if name == "--help" || name == "-h" { return print(usage) }
+    guard let suite = suites.first(where: { $0.name == name }) else {
+        throw CommandLineError.usage("unknown suite '\(name)'; suites: \(suites.map(\.name).joined(separator: ", "))")
+    }
+    let parsed = try ParsedArguments(Array(arguments.dropFirst()), options: suite.options, flagNames: suite.flags)
+    if parsed.has("help") { return print(usage) }
+    try suite.run(BenchArguments(parsed: parsed))
 }
-switch suite {
-case "kernels": runKernelBench(Array(arguments.dropFirst()))
-case "unet": runUNetBench(Array(arguments.dropFirst()))
-case "vae": runVAEBench(Array(arguments.dropFirst()))
-case "text": runTextBench(Array(arguments.dropFirst()))
-case "train": runTrainBench(Array(arguments.dropFirst()))
-case "generate": runGenerateBench(Array(arguments.dropFirst()))
-case "io": runIOBench(Array(arguments.dropFirst()))
-case "image-diff": runImageDiff(Array(arguments.dropFirst()))
-default:
-    FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
-    exit(2)
-}
+
+exit(runCommand("bench") { try run(Array(CommandLine.arguments.dropFirst())) })

@@ -6,12 +6,12 @@
 //   lora merge A.safetensors:0.8 … --into-base DIR -o OUTDIR
 //   lora resize IN --rank R -o OUT [--to kohya|diffusers]
 //
-// Errors are one line on stderr; exit 1 for failures, 2 for usage mistakes.
+// Arguments go through CLI's parser; errors are one line on stderr; exit 1 for failures, 2 for usage mistakes.
 import Adapters
+import CLI
 import Foundation
+import Pipeline
 import TensorCore
-
-struct UsageError: Error, CustomStringConvertible { let description: String }
 
 let usage = """
     usage: lora info FILE [--pipeline DIR]
@@ -21,38 +21,24 @@ let usage = """
            lora resize IN --rank R -o OUT [--to kohya|diffusers]
     """
 
-/// Positional arguments and `--flag value` options.
+/// The subcommand's arguments (the subcommand name dropped from the positionals).
 struct Arguments {
-    var positional: [String] = []
-    var options: [String: String] = [:]
+    let parsed: ParsedArguments
+    var positional: [String] { Array(parsed.positionals.dropFirst()) }
 
-    init(_ args: [String], valued: Set<String>) throws {
-        var i = 0
-        while i < args.count {
-            let a = args[i]
-            if a.hasPrefix("-") && a.count > 1 && Float(a) == nil {
-                guard valued.contains(a) else { throw UsageError(description: "unknown option \(a)") }
-                guard i + 1 < args.count else { throw UsageError(description: "\(a) needs a value") }
-                options[a] = args[i + 1]
-                i += 2
-            } else {
-                positional.append(a)
-                i += 1
-            }
-        }
-    }
+    func option(_ name: String) -> String? { parsed.string(name) }
 
     func format() throws -> LoRAFormat {
-        switch options["--to"] ?? "kohya" {
+        switch parsed.string("to") ?? "kohya" {
         case "kohya": return .kohya
         case "diffusers", "peft": return .peft
-        case let other: throw UsageError(description: "--to takes kohya or diffusers, not '\(other)'")
+        case let other: throw CommandLineError.usage("--to takes kohya or diffusers, not '\(other)'")
         }
     }
 }
 
 func info(_ args: Arguments) throws {
-    guard args.positional.count == 1 else { throw UsageError(description: "lora info takes one FILE") }
+    guard args.positional.count == 1 else { throw CommandLineError.usage("lora info takes one FILE") }
     let file = try LoRAFile(contentsOf: args.positional[0])
     let ranks = Set(file.modules.map(\.rank)).sorted(), alphas = Set(file.modules.map(\.effectiveAlpha)).sorted()
     print("file:      \(file.path)")
@@ -71,8 +57,8 @@ func info(_ args: Arguments) throws {
     for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where k != "lora_adapter_metadata" {
         print("meta:      \(k) = \(v.count > 120 ? String(v.prefix(117)) + "…" : v)")
     }
-    if let dir = args.options["--pipeline"] {
-        print(try file.resolve(against: PipelineFolder(path: dir).indexes()).accounting.report)
+    if let dir = args.option("pipeline") {
+        print(try file.resolve(against: DiffusersFolder(path: dir).moduleIndexes()).accounting.report)
     }
 }
 
@@ -90,9 +76,9 @@ func kind(_ name: String) -> String {
 func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
     guard file.format == .kohya else { return file.modules }
     guard let pipeline else {
-        throw UsageError(description: "kohya names lose their dots; give --pipeline DIR to map them onto module paths")
+        throw CommandLineError.usage("kohya names lose their dots; give --pipeline DIR to map them onto module paths")
     }
-    let indexes = try PipelineFolder(path: pipeline).indexes()
+    let indexes = try DiffusersFolder(path: pipeline).moduleIndexes()
     let resolved = try file.resolve(against: indexes)
     if !resolved.accounting.unmatched.isEmpty {
         throw AdaptersError.invalidRequest("\(resolved.accounting.unmatched.count) tensors match no module, e.g. \(resolved.accounting.unmatched[0])")
@@ -105,27 +91,27 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
 }
 
 func convert(_ args: Arguments) throws {
-    guard args.positional.count == 2 else { throw UsageError(description: "lora convert takes IN and OUT") }
+    guard args.positional.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT") }
     let format = try args.format()
     let file = try LoRAFile(contentsOf: args.positional[0])
-    let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.options["--pipeline"])
+    let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.option("pipeline"))
     try LoRAWriter.write(modules, to: args.positional[1], format: format, carrying: file.metadata)
     print("wrote \(args.positional[1]) (\(format.rawValue), \(modules.count) modules)")
 }
 
 func merge(_ args: Arguments) throws {
-    guard !args.positional.isEmpty else { throw UsageError(description: "lora merge needs at least one FILE[:w]") }
-    guard let output = args.options["-o"] else { throw UsageError(description: "lora merge needs -o OUT") }
+    guard !args.positional.isEmpty else { throw CommandLineError.usage("lora merge needs at least one FILE[:w]") }
+    guard let output = args.option("out") else { throw CommandLineError.usage("lora merge needs -o OUT") }
     let inputs = try args.positional.map { spec -> (LoRAFile, Float) in
         let request = try AdapterRequest.parseFlag(spec)
-        guard request.unetWeight == request.textEncoderWeight || args.options["--into-base"] != nil else {
-            throw UsageError(description: "'\(spec)': separate unet/te weights are only for --into-base")
+        guard request.unetWeight == request.textEncoderWeight || args.option("into-base") != nil else {
+            throw CommandLineError.usage("'\(spec)': separate unet/te weights are only for --into-base")
         }
         return (try LoRAFile(contentsOf: request.name), request.unetWeight)
     }
-    if let base = args.options["--into-base"] {
-        let folder = PipelineFolder(path: base)
-        let indexes = try folder.indexes()
+    if let base = args.option("into-base") {
+        let folder = try DiffusersFolder(path: base)
+        let indexes = try folder.moduleIndexes()
         var resolved: [(ResolvedLoRA, Float)] = []
         for (spec, (file, w)) in zip(args.positional, inputs) {
             let r = try file.resolve(against: indexes)
@@ -143,7 +129,7 @@ func merge(_ args: Arguments) throws {
     let merged = try LoRAAlgebra.merge(inputs.map { (file: $0.0, weight: $0.1) })
     let format = try args.format()
     let modules = format == .kohya || merged.allSatisfy({ $0.name.contains(".") }) ? merged
-        : try dotted(LoRAFile(tensors: kohyaTensors(merged), path: output), pipeline: args.options["--pipeline"])
+        : try dotted(LoRAFile(tensors: kohyaTensors(merged), path: output), pipeline: args.option("pipeline"))
     try LoRAWriter.write(modules, to: output, format: format)
     print("wrote \(output) (\(format.rawValue), \(modules.count) modules, rank up to \(modules.map(\.rank).max() ?? 0))")
 }
@@ -161,38 +147,38 @@ func kohyaTensors(_ modules: [LoRAModuleWeights]) throws -> [String: Tensor] {
 }
 
 func resize(_ args: Arguments) throws {
-    guard args.positional.count == 1 else { throw UsageError(description: "lora resize takes one IN file") }
-    guard let output = args.options["-o"] else { throw UsageError(description: "lora resize needs -o OUT") }
-    guard let rank = args.options["--rank"].flatMap(Int.init), rank > 0 else {
-        throw UsageError(description: "lora resize needs --rank R (a positive integer)")
+    guard args.positional.count == 1 else { throw CommandLineError.usage("lora resize takes one IN file") }
+    guard let output = args.option("out") else { throw CommandLineError.usage("lora resize needs -o OUT") }
+    guard let rank = args.option("rank").flatMap(Int.init), rank > 0 else {
+        throw CommandLineError.usage("lora resize needs --rank R (a positive integer)")
     }
     let file = try LoRAFile(contentsOf: args.positional[0])
     let result = try LoRAAlgebra.resize(file, rank: rank)
     let format = try args.format()
     let modules = format == .kohya || file.format != .kohya ? result.modules
-        : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path), pipeline: args.options["--pipeline"])
+        : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path), pipeline: args.option("pipeline"))
     try LoRAWriter.write(modules, to: output, format: format, carrying: file.metadata)
     print(String(format: "kept energy %.4f%% overall (Σσ² of the kept directions); worst module %@ %.4f%%",
                  100 * result.keptEnergy, result.worstModule.name, 100 * result.worstModule.energy))
     print("wrote \(output) (rank \(rank), \(modules.count) modules)")
 }
 
-let argv = Array(CommandLine.arguments.dropFirst())
-do {
-    guard let command = argv.first else { throw UsageError(description: "no command") }
-    let args = try Arguments(Array(argv.dropFirst()), valued: ["--pipeline", "--to", "-o", "--into-base", "--rank"])
+func run(_ argv: [String]) throws {
+    let parsed = try ParsedArguments(argv, options: ["pipeline", "to", "out", "into-base", "rank"], flagNames: [],
+                                     shortNames: ["-o": "out"])
+    guard let command = parsed.positionals.first, !parsed.has("help") else {
+        if parsed.has("help") { return print(usage) }
+        throw CommandLineError.usage("no command\n" + usage)
+    }
+    let args = Arguments(parsed: parsed)
     switch command {
     case "info": try info(args)
     case "convert": try convert(args)
     case "merge": try merge(args)
     case "resize": try resize(args)
-    case "-h", "--help", "help": print(usage)
-    default: throw UsageError(description: "unknown command '\(command)'")
+    case "help": print(usage)
+    default: throw CommandLineError.usage("unknown command '\(command)'\n" + usage)
     }
-} catch let error as UsageError {
-    FileHandle.standardError.write("lora: \(error.description)\n\(usage)\n".data(using: .utf8)!)
-    exit(2)
-} catch {
-    FileHandle.standardError.write("lora: \(error)\n".data(using: .utf8)!)
-    exit(1)
 }
+
+exit(runCommand("lora") { try run(Array(CommandLine.arguments.dropFirst())) })

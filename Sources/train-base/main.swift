@@ -7,21 +7,17 @@
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
 // N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
-// At the end the pipeline folder is written to `--out`.
+// At the end the pipeline folder is written to `--out`. Arguments go through CLI's parser: usage errors exit 2,
+// failures 1.
 import BaseModel
+import CLI
 import Foundation
 import Judge
 import PNGImage
 import PictureWorld
 import Pipeline
 import SafeTensors
-
-nonisolated(unsafe) var interrupted: sig_atomic_t = 0
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data(("train-base: " + message + "\n").utf8))
-    exit(1)
-}
+import Training
 
 func say(_ line: String) {
     print(line)
@@ -33,8 +29,6 @@ struct Options {
     var arch = "s"
     var out = "pipelines/toy"
     var run = "runs/train-base"
-    var checkpointEvery = 100
-    var sampleEvery = 500
     var resume = false
     var bench = 0
     var exportOnly = false
@@ -45,48 +39,38 @@ struct Options {
     var guidance = 4.0
 }
 
-func parse(_ args: [String]) -> Options {
+let usage = """
+    usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
+                      [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
+           train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+    """
+
+func parse(_ arguments: [String]) throws -> Options? {
+    let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
+                                                     "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
+                                                     "count", "sample-steps", "guidance"],
+                                flagNames: ["resume", "export"])
+    if a.has("help") { print(usage); return nil }
+    guard a.positionals.isEmpty else { throw CommandLineError.usage("unknown argument \(a.positionals[0]) (see --help)") }
     var o = Options()
-    var i = 0
-    func value() -> String {
-        i += 1
-        guard i < args.count else { fail("\(args[i - 1]) needs a value") }
-        return args[i]
-    }
-    func number<T: LosslessStringConvertible>(_ s: String) -> T {
-        guard let v = T(s) else { fail("\(args[i - 1]) needs a number, got \(s)") }
-        return v
-    }
-    func int(_ s: String) -> Int { number(s) }
-    while i < args.count {
-        switch args[i] {
-        case "--steps": o.config.steps = int(value())
-        case "--batch": o.config.batchSize = int(value())
-        case "--lr": o.config.learningRate = number(value())
-        case "--warmup": o.config.warmupSteps = int(value())
-        case "--seed": o.config.seed = number(value())
-        case "--arch": o.arch = value()
-        case "--out": o.out = value()
-        case "--run": o.run = value()
-        case "--checkpoint-every": o.checkpointEvery = int(value())
-        case "--sample-every": o.sampleEvery = int(value())
-        case "--resume": o.resume = true
-        case "--bench": o.bench = int(value())
-        case "--export": o.exportOnly = true
-        case "--evaluate": o.evaluate = value()
-        case "--judge": o.judge = value()
-        case "--count": o.count = int(value())
-        case "--sample-steps": o.sampleSteps = int(value())
-        case "--guidance": o.guidance = number(value())
-        case "-h", "--help":
-            print("usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] "
-                + "[--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]\n"
-                + "       train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]")
-            exit(0)
-        default: fail("unknown argument \(args[i]) (see --help)")
-        }
-        i += 1
-    }
+    o.config.steps = try a.int("steps", in: 0...Int.max) ?? o.config.steps
+    o.config.batchSize = try a.int("batch", in: 1...Int.max) ?? o.config.batchSize
+    o.config.learningRate = try a.float("lr") ?? o.config.learningRate
+    o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
+    o.config.seed = try a.uint64("seed") ?? o.config.seed
+    o.arch = a.string("arch") ?? o.arch
+    o.out = a.string("out") ?? o.out
+    o.run = a.string("run") ?? o.run
+    o.config.checkpointEvery = try a.int("checkpoint-every", in: 1...Int.max) ?? o.config.checkpointEvery
+    o.config.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? o.config.sampleEvery
+    o.resume = a.has("resume")
+    o.bench = try a.int("bench", in: 0...Int.max) ?? o.bench
+    o.exportOnly = a.has("export")
+    o.evaluate = a.string("evaluate")
+    o.judge = a.string("judge")
+    o.count = try a.int("count", in: 1...Int.max) ?? o.count
+    o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
+    o.guidance = try a.double("guidance") ?? o.guidance
     return o
 }
 
@@ -96,7 +80,7 @@ func duration(_ s: Double) -> String {
 }
 
 func evaluate(_ o: Options, modelPath: String) throws {
-    guard let judgePath = o.judge else { fail("--evaluate needs --judge JUDGE.safetensors") }
+    guard let judgePath = o.judge else { throw CommandLineError.usage("--evaluate needs --judge JUDGE.safetensors") }
     let judge = try Judge(contentsOf: judgePath)
     let model = try StableDiffusionModel(path: modelPath)
     let prompts = PromptSets.heldout(count: o.count)
@@ -128,16 +112,17 @@ func evaluate(_ o: Options, modelPath: String) throws {
 }
 
 func main() throws {
-    let o = parse(Array(CommandLine.arguments.dropFirst()))
+    guard let o = try parse(Array(CommandLine.arguments.dropFirst())) else { return }
     if let model = o.evaluate { return try evaluate(o, modelPath: model) }
 
     let vocabulary = ToyTokenizer.learn()
     let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
     guard let arch = ToyArchitecture.named(o.arch, vocabularySize: vocabulary.vocabulary.count,
                                            maxLength: ToyTokenizer.maxLength) else {
-        fail("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
+        throw CommandLineError.usage("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
     }
-    let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config)
+    let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config,
+                                  runDirectory: URL(fileURLWithPath: o.run))
     let counts = trainer.parameterCounts
     say("train-base: arch \(arch.name) unet \(arch.unet.blockOutChannels) (\(counts.unet) weights), text "
         + "\(arch.text.numHiddenLayers)×\(arch.text.hiddenSize) (\(counts.text) weights), vocab \(vocabulary.vocabulary.count), "
@@ -151,10 +136,10 @@ func main() throws {
                             modelMaxLength: ToyTokenizer.maxLength, to: path,
                             metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
     }
-    /// `<out>/TRAINING.md`: how the exported weights were made.
-    func writeTrainingNotes(_ meta: [String: String], arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
-        let m = { (k: String) in meta[k] ?? "?" }
-        let wall = meta["elapsed"].flatMap(Double.init).map(duration) ?? "?"
+    /// `<out>/TRAINING.md`: how the exported weights were made (from the run's last checkpoint).
+    func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
+        let m = { (k: String) in checkpoint.extra[k] ?? "?" }
+        let wall = duration(checkpoint.state.elapsed)
         let text = """
             # How `\(o.out)` was trained
 
@@ -171,40 +156,27 @@ func main() throws {
               10 % caption dropout; AdamW (weight decay 0.01), warm-up then cosine to 10 %, gradients clipped to norm 1
             - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
             - wall time: \(wall) on the shared 2-core machine (sampling included)
-            - final training loss (EMA 0.98): \(m("loss_ema"))
+            - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint.state.lossHistory)))
             - weights: F16 safetensors
 
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)
     }
-    var elapsedBefore = 0.0
-    var ema: Float? = nil
     if o.resume && fm.fileExists(atPath: checkpointPath) {
-        let meta = try trainer.loadCheckpoint(from: checkpointPath)
-        elapsedBefore = meta["elapsed"].flatMap(Double.init) ?? 0
-        ema = meta["loss_ema"].flatMap(Float.init)
+        try trainer.loadCheckpoint(from: checkpointPath)
         say("resumed from \(checkpointPath) at step \(trainer.step)")
     }
     if o.exportOnly {
-        guard fm.fileExists(atPath: checkpointPath) else { fail("--export: no checkpoint at \(checkpointPath)") }
-        let meta = try trainer.loadCheckpoint(from: checkpointPath)
+        guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }
+        try trainer.loadCheckpoint(from: checkpointPath)
         try export(o.out)
-        try writeTrainingNotes(meta, arch: arch, counts: counts)
+        try writeTrainingNotes(TrainingCheckpoint.read(path: checkpointPath), arch: arch, counts: counts)
         say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
         return
     }
-    signal(SIGINT) { _ in interrupted = 1 }
-    signal(SIGTERM) { _ in interrupted = 1 }
+    if o.bench > 0 { return try bench(trainer, steps: o.bench, arch: arch) }
 
-    var recent: [Double] = []
-    let clock = Date()
     var sampleSeconds = 0.0
-    func elapsed() -> Double { elapsedBefore + Date().timeIntervalSince(clock) }
-    func checkpoint() throws {
-        try trainer.saveCheckpoint(to: checkpointPath, extraMetadata: [
-            "elapsed": String(elapsed()), "loss_ema": String(ema ?? 0), "lr": String(o.config.learningRate),
-            "steps": String(o.config.steps), "warmup": String(o.config.warmupSteps)])
-    }
     func samples() throws {
         let start = Date()
         try export(o.run + "/export")
@@ -218,46 +190,50 @@ func main() throws {
         say("samples: \(path) (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
     }
 
-    while trainer.step < o.config.steps {
-        let t0 = Date()
-        let loss = try trainer.trainStep()
-        let dt = Date().timeIntervalSince(t0)
-        recent.append(dt)
-        if recent.count > 20 { recent.removeFirst() }
-        ema = ema.map { 0.98 * $0 + 0.02 * loss } ?? loss
-        let s = trainer.step
-        if s % 10 == 0 || s <= 5 || o.bench > 0 {
-            let median = recent.sorted()[recent.count / 2]
-            say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", s, o.config.steps,
-                       loss, ema!, o.config.learningRate(at: s - 1), median, duration(elapsed()),
-                       duration(median * Double(o.config.steps - s))))
-        }
-        if o.bench > 0 && s >= o.bench {
-            let median = recent.sorted()[recent.count / 2]
-            say(String(format: "bench: arch %@ batch %d median %.2f s/step over %d steps", arch.name, o.config.batchSize,
-                       median, recent.count))
-            return
-        }
-        if interrupted != 0 {
-            try checkpoint()
-            say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
-            return
-        }
-        if s % o.checkpointEvery == 0 { try checkpoint() }
-        if o.sampleEvery > 0 && s % o.sampleEvery == 0 {
-            do { try samples() } catch { say("samples failed (training goes on): \(error)") }
-        }
+    // The Training loop runs the steps: checkpoints every --checkpoint-every steps and on SIGINT/SIGTERM,
+    // sample grids every --sample-every steps, progress every 10 steps.
+    let loop = trainer.loop
+    StopRequest.install()
+    loop.shouldStop = { StopRequest.isRequested }
+    loop.preview = { _ in
+        do { try samples() } catch { say("samples failed (training goes on): \(error)") }
     }
-    try checkpoint()
+    let clock = Date(), before = loop.state.elapsed
+    loop.onEvent = { event in
+        guard case .step(let r) = event, r.step % 10 == 0 || r.step <= 5 else { return }
+        let elapsed = before + Date().timeIntervalSince(clock)
+        say(String(format: "step %d/%d loss %.4f ema %.4f lr %.2e %.2f s/step elapsed %@ eta %@", r.step, r.total, r.loss,
+                   lossEMA(loop.state.lossHistory), r.learningRate, r.secondsPerStep, duration(elapsed), duration(r.eta)))
+    }
+    if case .interrupted(let s) = try loop.run() {
+        say("interrupted: checkpoint at step \(s) in \(checkpointPath); continue with --resume")
+        return
+    }
     try export(o.out)
-    try writeTrainingNotes(try SafeTensorsFile(path: checkpointPath).metadata, arch: arch, counts: counts)
-    if o.sampleEvery > 0 && trainer.step % o.sampleEvery != 0 { try samples() }
-    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step, ema ?? 0,
-               duration(elapsed()), duration(sampleSeconds), o.out))
+    let final = try TrainingCheckpoint.read(path: checkpointPath)
+    try writeTrainingNotes(final, arch: arch, counts: counts)
+    if o.config.sampleEvery > 0 && trainer.step % o.config.sampleEvery != 0 { try samples() }
+    say(String(format: "done: %d steps, loss ema %.4f, wall %@ (sampling %@); model in %@", trainer.step,
+               lossEMA(final.state.lossHistory), duration(final.state.elapsed), duration(sampleSeconds), o.out))
 }
 
-do {
-    try main()
-} catch {
-    fail("\(error)")
+/// The loss's exponential moving average (decay 0.98) over a run's history.
+func lossEMA(_ history: [Float]) -> Float {
+    history.dropFirst().reduce(history.first ?? 0) { 0.98 * $0 + 0.02 * $1 }
 }
+
+/// `--bench N`: N training steps (no checkpoint, no samples), then the median seconds per step.
+func bench(_ trainer: BaseTrainer, steps: Int, arch: ToyArchitecture) throws {
+    var times: [Double] = []
+    while trainer.step < min(steps, trainer.config.steps) {
+        let t0 = Date()
+        let loss = try trainer.trainStep()
+        times.append(Date().timeIntervalSince(t0))
+        say(String(format: "step %d/%d loss %.4f %.2f s/step", trainer.step, trainer.config.steps, loss, times.last!))
+    }
+    let recent = times.suffix(20).sorted()
+    say(String(format: "bench: arch %@ batch %d median %.2f s/step over %d steps", arch.name, trainer.config.batchSize,
+               recent.isEmpty ? 0 : recent[recent.count / 2], recent.count))
+}
+
+exit(runCommand("train-base") { try main() })

@@ -1,4 +1,5 @@
 // The judge's commands: train-judge, judge-accuracy, judge.
+import CLI
 import Foundation
 import Judge
 import PictureWorld
@@ -42,7 +43,7 @@ func judgeAccuracy(_ a: Arguments) throws {
 
 func judgeImages(_ a: Arguments) throws {
     let judge = try Judge(contentsOf: try a.string("weights", default: "pipelines/judge/judge.safetensors"))
-    guard !a.positional.isEmpty else { throw UsageError(description: "world judge needs image paths") }
+    guard !a.positional.isEmpty else { throw CommandLineError.usage("world judge needs image paths") }
     for path in a.positional {
         let v = try judge.evaluate(try PNG.read(path: path).image)
         print(String(format: "%@: %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f", path,

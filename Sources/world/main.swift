@@ -5,6 +5,7 @@
 //   world train-judge --seed S --steps N --out pipelines/judge/judge.safetensors [--batch 32] [--lr 0.002]
 //   world judge-accuracy [--weights pipelines/judge/judge.safetensors] [--count 1000] [--seed S]
 //   world judge IMAGE.png ...
+import CLI
 import Foundation
 import Judge
 import PictureWorld
@@ -18,46 +19,25 @@ usage: world render --count N --seed S --out DIR [--size 64] [--all]
        world judge IMAGE.png ...
 """
 
-struct UsageError: Error, CustomStringConvertible { let description: String }
-
-/// `--name value` options and the remaining positional arguments.
+/// A subcommand's arguments (CLI's parser) with the defaults the subcommands use.
 struct Arguments {
-    var options: [String: String] = [:]
-    var flags: Set<String> = []
-    var positional: [String] = []
-
-    init(_ args: ArraySlice<String>, flags known: Set<String> = []) throws {
-        var it = args.makeIterator()
-        while let a = it.next() {
-            if a.hasPrefix("--") {
-                let name = String(a.dropFirst(2))
-                if known.contains(name) { flags.insert(name); continue }
-                guard let v = it.next() else { throw UsageError(description: "\(a) needs a value") }
-                options[name] = v
-            } else {
-                positional.append(a)
-            }
-        }
-    }
+    let parsed: ParsedArguments
+    var flags: Set<String> { parsed.flags }
+    var positional: [String] { parsed.positionals }
 
     func string(_ name: String, default d: String? = nil) throws -> String {
-        if let v = options[name] ?? d { return v }
-        throw UsageError(description: "missing --\(name)")
+        if let v = parsed.string(name) ?? d { return v }
+        return try parsed.required(name)
     }
 
     func int(_ name: String, default d: Int? = nil) throws -> Int {
-        guard let s = options[name] else {
-            if let d { return d }
-            throw UsageError(description: "missing --\(name)")
-        }
-        guard let v = Int(s) else { throw UsageError(description: "--\(name) expects an integer, got '\(s)'") }
-        return v
+        if let v = try parsed.int(name) { return v }
+        if let d { return d }
+        return try parsed.requiredInt(name)
     }
 
     func float(_ name: String, default d: Float) throws -> Float {
-        guard let s = options[name] else { return d }
-        guard let v = Float(s) else { throw UsageError(description: "--\(name) expects a number, got '\(s)'") }
-        return v
+        try parsed.double(name).map(Float.init) ?? d
     }
 }
 
@@ -80,7 +60,7 @@ func writeText(_ text: String, to path: String) throws {
 func render(_ a: Arguments) throws {
     let count = try a.int("count"), seed = try a.int("seed"), size = try a.int("size", default: 64)
     let out = try a.string("out")
-    guard count >= 0 else { throw UsageError(description: "--count must be ≥ 0") }
+    guard count >= 0 else { throw CommandLineError.usage("--count must be ≥ 0") }
     let data = try WorldDataset(seed: UInt64(bitPattern: Int64(seed)), options: a.flags.contains("all") ? .all : .base, size: size)
     try makeDirectory(out)
     for i in 0..<count {
@@ -121,23 +101,22 @@ func examples(_ a: Arguments) throws {
     print("wrote \(root)/images, \(root)/examples/style, \(root)/examples/sepia and \(root)/prompts")
 }
 
-func run() throws {
-    let args = CommandLine.arguments
-    guard args.count >= 2 else { throw UsageError(description: usage) }
-    let rest = args.dropFirst(2)
-    switch args[1] {
-    case "render": try render(try Arguments(rest, flags: ["all"]))
-    case "examples": try examples(try Arguments(rest))
-    case "train-judge": try trainJudge(try Arguments(rest))
-    case "judge-accuracy": try judgeAccuracy(try Arguments(rest))
-    case "judge": try judgeImages(try Arguments(rest))
-    default: throw UsageError(description: "unknown command '\(args[1])'\n" + usage)
-    }
+/// Each subcommand's options and flags.
+let commands: [String: (options: Set<String>, flags: Set<String>, run: (Arguments) throws -> Void)] = [
+    "render": (["count", "seed", "out", "size"], ["all"], render),
+    "examples": (["root"], [], examples),
+    "train-judge": (["seed", "steps", "out", "batch", "lr"], [], trainJudge),
+    "judge-accuracy": (["weights", "count", "seed"], [], judgeAccuracy),
+    "judge": (["weights"], [], judgeImages),
+]
+
+func run(_ argv: [String]) throws {
+    if argv.isEmpty { throw CommandLineError.usage("no command\n" + usage) }
+    if argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" { return print(usage) }
+    guard let command = commands[argv[0]] else { throw CommandLineError.usage("unknown command '\(argv[0])'\n" + usage) }
+    let parsed = try ParsedArguments(Array(argv.dropFirst()), options: command.options, flagNames: command.flags)
+    if parsed.has("help") { return print(usage) }
+    try command.run(Arguments(parsed: parsed))
 }
 
-do {
-    try run()
-} catch {
-    FileHandle.standardError.write(("world: \(error)\n").data(using: .utf8) ?? Data())
-    exit(1)
-}
+exit(runCommand("world") { try run(Array(CommandLine.arguments.dropFirst())) })

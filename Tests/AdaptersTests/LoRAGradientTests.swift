@@ -63,9 +63,9 @@ final class LoRAGradientTests: XCTestCase {
         try stack.setWeight(0.7, for: "a")
         let x = random.normal(shape: [3, 4, 6])
         try checkGradients(layer, stack, input: x) { try layer($0) }
-        try stack.setRowWeights([1, 0, 0.5], for: "a")
-        try stack.setRowWeights([0, 2, 0], for: "b")
-        try checkGradients(layer, stack, input: x) { try layer($0) }
+        try AdapterRowWeights(rows: ["a": [1, 0, 0.5], "b": [0, 2, 0]]).apply {
+            try checkGradients(layer, stack, input: x) { try layer($0) }
+        }
     }
 
     func testStridedConvBranchGradients() throws {

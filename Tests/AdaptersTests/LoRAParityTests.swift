@@ -9,6 +9,7 @@ import DiffusionModels
 import NN
 import SafeTensors
 import TensorCore
+import TestSupport
 import XCTest
 
 final class LoRAParityTests: XCTestCase {
@@ -72,7 +73,7 @@ final class LoRAParityTests: XCTestCase {
     /// `lora merge --into-base`: adapters baked into the state dict load as a plain UNet that matches fused PEFT.
     func testFusingIntoAStateDictMatchesPEFT() throws {
         let g = try Goldens()
-        let folder = testsPath("DiffusionModelsTests/Fixtures/unet_sd1")
+        let folder = TestPaths.tests("DiffusionModelsTests/Fixtures/unet_sd1")
         var weights = try SafeTensorsFile(path: folder + "/diffusion_pytorch_model.safetensors").loadAll()
         let index = ModuleIndex(component: .unet, stateDictShapes: weights.mapValues(\.shape))
         let a = try LoRAFile(contentsOf: adapterFixture("a.kohya.safetensors")).resolve(against: [index])
@@ -108,7 +109,7 @@ final class LoRAParityTests: XCTestCase {
 
     func testTextEncoderKeysResolveAgainstCLIPLayout() throws {
         // Key accounting against the tiny CLIP fixture's state dict (SD-1 layout with `text_model.`).
-        let clip = try SafeTensorsFile(path: testsPath("CLIPTextTests/Fixtures/clip_sd1_quick_gelu/model.safetensors"))
+        let clip = try SafeTensorsFile(path: TestPaths.tests("CLIPTextTests/Fixtures/clip_sd1_quick_gelu/model.safetensors"))
         let te = ModuleIndex(component: .textEncoder, stateDictShapes: Dictionary(uniqueKeysWithValues: clip.tensors.map { ($0.name, $0.shape) }))
         let unet = ModuleIndex(component: .unet, root: try loadTinyUNet())
         for name in ["a.diffusers.safetensors", "a.kohya.safetensors", "b.kohya.safetensors"] {

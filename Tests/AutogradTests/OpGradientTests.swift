@@ -1,10 +1,11 @@
 import XCTest
+import TestSupport
 import TensorCore
 import Autograd
 
 /// Every op's VJP against central finite differences (GradientCheck, Double accumulation), tiny shapes.
 final class OpGradientTests: XCTestCase {
-    private func r(_ shape: [Int], _ seed: UInt64) -> Tensor { randomTensor(shape, seed: seed) }
+    private func r(_ shape: [Int], _ seed: UInt64) -> Tensor { uniformTensor(shape, seed: seed) }
 
     func testAddSubMulWithBroadcasting() {
         let cases: [([Int], [Int])] = [([2, 3], [2, 3]), ([2, 2, 2, 3], [3]), ([2, 2, 2, 3], [2, 1, 1, 3]),
@@ -17,7 +18,7 @@ final class OpGradientTests: XCTestCase {
     }
 
     func testScaleAndActivations() {
-        let x = Tensor(shape: [3, 7]) { b in for i in b.indices { b[i] = 4 * randomTensor([21], seed: 7)[flat: i] } }
+        let x = Tensor(shape: [3, 7]) { b in for i in b.indices { b[i] = 4 * uniformTensor([21], seed: 7)[flat: i] } }
         assertGradients([x]) { scale($0[0], by: -1.5) }
         assertGradients([x]) { silu($0[0]) }
         assertGradients([x]) { gelu($0[0]) }

@@ -1,11 +1,12 @@
 import XCTest
+import TestSupport
 import TensorCore
 @testable import Autograd
 
 final class TapeTests: XCTestCase {
     func testNoGradScopeRecordsNothing() throws {
-        let w = Variable(randomTensor([3, 4], seed: 1), requiresGrad: true)
-        let x = Variable(randomTensor([2, 4], seed: 2), requiresGrad: true)
+        let w = Variable(uniformTensor([3, 4], seed: 1), requiresGrad: true)
+        let x = Variable(uniformTensor([2, 4], seed: 2), requiresGrad: true)
         let y = try withNoGrad { try linear(x, weight: w, bias: nil) }
         XCTAssertTrue(y.isLeaf)
         XCTAssertFalse(y.requiresGrad)
@@ -15,17 +16,17 @@ final class TapeTests: XCTestCase {
     }
 
     func testInputsWithoutGradientRecordNothing() throws {
-        let w = Variable(randomTensor([3, 4], seed: 1))
-        let x = Variable(randomTensor([2, 4], seed: 2))
+        let w = Variable(uniformTensor([3, 4], seed: 1))
+        let x = Variable(uniformTensor([2, 4], seed: 2))
         let y = try linear(x, weight: w, bias: nil)
         XCTAssertTrue(y.isLeaf)
         XCTAssertFalse(y.requiresGrad)
     }
 
     func testFrozenLinearComputesOnlyInputGradient() throws {
-        let w = Variable(randomTensor([3, 4], seed: 1))                  // frozen
-        let b = Variable(randomTensor([3], seed: 3))                     // frozen
-        let x = Variable(randomTensor([2, 4], seed: 2), requiresGrad: true)
+        let w = Variable(uniformTensor([3, 4], seed: 1))                  // frozen
+        let b = Variable(uniformTensor([3], seed: 3))                     // frozen
+        let x = Variable(uniformTensor([2, 4], seed: 2), requiresGrad: true)
         let trace = BackwardTrace()
         try GradMode.$trace.withValue(trace) { try sum(linear(x, weight: w, bias: b)).backward() }
         XCTAssertEqual(trace.events, ["linear.dInput"])
@@ -35,9 +36,9 @@ final class TapeTests: XCTestCase {
     }
 
     func testFrozenLayerBeforeTrainableOneRunsNoBackwardAtAll() throws {
-        let frozen = Variable(randomTensor([4, 4], seed: 1))
-        let trainable = Variable(randomTensor([2, 4], seed: 2), requiresGrad: true)
-        let x = Variable(randomTensor([3, 4], seed: 3))
+        let frozen = Variable(uniformTensor([4, 4], seed: 1))
+        let trainable = Variable(uniformTensor([2, 4], seed: 2), requiresGrad: true)
+        let x = Variable(uniformTensor([3, 4], seed: 3))
         let trace = BackwardTrace()
         try GradMode.$trace.withValue(trace) {
             let h = try linear(x, weight: frozen, bias: nil)
@@ -69,8 +70,8 @@ final class TapeTests: XCTestCase {
 
     /// The graph holds operations, not variables: an intermediate value lives on only if a VJP reads it.
     func testGraphKeepsOnlyTensorsThatVJPsRead() throws {
-        let frozen = Variable(randomTensor([3, 4], seed: 1))
-        let x = Variable(randomTensor([2, 4], seed: 2), requiresGrad: true)
+        let frozen = Variable(uniformTensor([3, 4], seed: 1))
+        let x = Variable(uniformTensor([2, 4], seed: 2), requiresGrad: true)
         weak var hStorage: TensorStorage?
         weak var kStorage: TensorStorage?
         let loss: Variable = try {
@@ -96,10 +97,10 @@ final class TapeTests: XCTestCase {
 
     /// Two blocks of Linear + SiLU; parameters of the second block are used inside the checkpoint.
     private func gradients(checkpointed: Bool) throws -> [Tensor?] {
-        let w1 = Variable(randomTensor([5, 4], seed: 11), requiresGrad: true)
-        let w2 = Variable(randomTensor([3, 5], seed: 12), requiresGrad: true)
-        let b2 = Variable(randomTensor([3], seed: 13), requiresGrad: true)
-        let x = Variable(randomTensor([2, 4], seed: 14), requiresGrad: true)
+        let w1 = Variable(uniformTensor([5, 4], seed: 11), requiresGrad: true)
+        let w2 = Variable(uniformTensor([3, 5], seed: 12), requiresGrad: true)
+        let b2 = Variable(uniformTensor([3], seed: 13), requiresGrad: true)
+        let x = Variable(uniformTensor([2, 4], seed: 14), requiresGrad: true)
         let h = silu(try linear(x, weight: w1, bias: nil))
         let block = { (v: Variable) throws -> Variable in silu(try linear(v, weight: w2, bias: b2)) }
         let out = checkpointed ? try checkpoint(h, block) : try block(h)
@@ -118,8 +119,8 @@ final class TapeTests: XCTestCase {
     }
 
     func testCheckpointRecordsWhenOnlyParametersInsideNeedGradients() throws {
-        let w = Variable(randomTensor([3, 4], seed: 1), requiresGrad: true)
-        let x = Variable(randomTensor([2, 4], seed: 2))
+        let w = Variable(uniformTensor([3, 4], seed: 1), requiresGrad: true)
+        let x = Variable(uniformTensor([2, 4], seed: 2))
         let out = try checkpoint(x) { try linear($0, weight: w, bias: nil) }
         XCTAssertEqual(out.operation, "checkpoint")
         try sum(out).backward()
@@ -128,19 +129,19 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(w.grad?.scalars, expected.grad?.scalars)
         XCTAssertNil(x.grad)
 
-        let frozen = Variable(randomTensor([3, 4], seed: 1))
+        let frozen = Variable(uniformTensor([3, 4], seed: 1))
         XCTAssertTrue(try checkpoint(x) { try linear($0, weight: frozen, bias: nil) }.isLeaf)
     }
 
     func testSmallMLPTrains() throws {
         // Regress y = sin(x0) + x1² with a 2-16-1 SiLU network and plain SGD.
-        let xs = randomTensor([64, 2], seed: 5)
+        let xs = uniformTensor([64, 2], seed: 5)
         let ys = Tensor(shape: [64, 1]) { b in
             for i in 0..<64 { b[i] = sin(xs[flat: 2 * i]) + xs[flat: 2 * i + 1] * xs[flat: 2 * i + 1] }
         }
-        let w1 = Variable(randomTensor([16, 2], seed: 6), requiresGrad: true)
+        let w1 = Variable(uniformTensor([16, 2], seed: 6), requiresGrad: true)
         let b1 = Variable(Tensor(zeros: [16]), requiresGrad: true)
-        let w2 = Variable(Tensor(shape: [1, 16]) { b in for i in b.indices { b[i] = 0.1 * randomTensor([16], seed: 7)[flat: i] } },
+        let w2 = Variable(Tensor(shape: [1, 16]) { b in for i in b.indices { b[i] = 0.1 * uniformTensor([16], seed: 7)[flat: i] } },
                           requiresGrad: true)
         let b2 = Variable(Tensor(zeros: [1]), requiresGrad: true)
         let params = [w1, b1, w2, b2]
@@ -164,8 +165,8 @@ final class TapeTests: XCTestCase {
 final class CheckpointAndFrozenConvTests: XCTestCase {
     func testCheckpointWithTwoOutputs() throws {
         func run(_ checkpointed: Bool) throws -> (Tensor?, Tensor?) {
-            let w = Variable(randomTensor([3, 3], seed: 1), requiresGrad: true)
-            let x = Variable(randomTensor([2, 3], seed: 2), requiresGrad: true)
+            let w = Variable(uniformTensor([3, 3], seed: 1), requiresGrad: true)
+            let x = Variable(uniformTensor([2, 3], seed: 2), requiresGrad: true)
             let body = { (v: [Variable]) throws -> [Variable] in
                 let h = silu(try linear(v[0], weight: w, bias: nil))
                 return [h, try mul(h, v[0])]
@@ -176,13 +177,13 @@ final class CheckpointAndFrozenConvTests: XCTestCase {
         }
         // Each output's recompute adds its share separately, so only the summation order differs.
         let (a, b) = (try run(false), try run(true))
-        XCTAssertLessThan(maxDifference(try XCTUnwrap(a.0), try XCTUnwrap(b.0)), 1e-5)
-        XCTAssertLessThan(maxDifference(try XCTUnwrap(a.1), try XCTUnwrap(b.1)), 1e-5)
+        XCTAssertLessThan(maxAbsDifference(try XCTUnwrap(a.0), try XCTUnwrap(b.0)), 1e-5)
+        XCTAssertLessThan(maxAbsDifference(try XCTUnwrap(a.1), try XCTUnwrap(b.1)), 1e-5)
     }
 
     func testFrozenConvComputesOnlyInputGradient() throws {
-        let w = Variable(randomTensor([3, 3, 2, 4], seed: 3)), b = Variable(randomTensor([4], seed: 4))
-        let x = Variable(randomTensor([1, 4, 4, 2], seed: 5), requiresGrad: true)
+        let w = Variable(uniformTensor([3, 3, 2, 4], seed: 3)), b = Variable(uniformTensor([4], seed: 4))
+        let x = Variable(uniformTensor([1, 4, 4, 2], seed: 5), requiresGrad: true)
         let trace = BackwardTrace()
         try GradMode.$trace.withValue(trace) { try sum(conv2d(x, weight: w, bias: b, padding: 1)).backward() }
         XCTAssertEqual(trace.events, ["conv2d.dInput"])

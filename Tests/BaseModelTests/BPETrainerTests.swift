@@ -3,19 +3,13 @@
 import CLIPText
 import Foundation
 import PictureWorld
+import TestSupport
 import XCTest
 @testable import BaseModel
 
 final class BPETrainerTests: XCTestCase {
     static let corpus = ["a photo of a brown dog on the beach", "a red car in the snow", "a brown dog in the snow",
                          "a photo of a red ball on the beach", "a dog, a car"]
-
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bpe-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     func testVocabularyLayoutIsCLIPs() {
         let v = BPETrainer.train(corpus: Self.corpus)
@@ -33,7 +27,7 @@ final class BPETrainerTests: XCTestCase {
 
     func testFilesRoundTripThroughTheTokenizer() throws {
         let v = BPETrainer.train(corpus: Self.corpus)
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectory("bpe")
         try v.write(to: dir, modelMaxLength: 16)
         let tokenizer = try BPETokenizer(directory: dir)
         XCTAssertEqual(tokenizer.configuration.modelMaxLength, 16)

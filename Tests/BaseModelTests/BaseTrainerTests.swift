@@ -2,15 +2,17 @@
 // and the exported pipeline folder loads in Pipeline's loader with the trained model's outputs.
 import Autograd
 import CLIPText
+import DiffusionModels
 import Foundation
 import NN
 import Pipeline
 import TensorCore
+import TestSupport
 import XCTest
 @testable import BaseModel
 
 final class BaseTrainerTests: XCTestCase {
-    func makeTrainer(steps: Int = 30, seed: UInt64 = 3) throws -> BaseTrainer {
+    func makeTrainer(steps: Int = 30, seed: UInt64 = 3, runDirectory: URL? = nil) throws -> BaseTrainer {
         let vocabulary = ToyTokenizer.learn()
         let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
         let arch = try XCTUnwrap(ToyArchitecture.named("micro", vocabularySize: vocabulary.vocabulary.count,
@@ -21,14 +23,10 @@ final class BaseTrainerTests: XCTestCase {
         config.batchSize = 4
         config.learningRate = 3e-3
         config.warmupSteps = 2
-        return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config)
-    }
-
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("toy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
+        config.sampleEvery = 0
+        config.checkpointEvery = 100
+        return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config,
+                               runDirectory: runDirectory ?? FileManager.default.temporaryDirectory)
     }
 
     func testAFewStepsLowerTheLoss() throws {
@@ -42,7 +40,7 @@ final class BaseTrainerTests: XCTestCase {
     }
 
     func testCheckpointResumesTheSameRun() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectory("toy")
         let straight = try makeTrainer(steps: 4)
         for _ in 0..<4 { try straight.trainStep() }
 
@@ -62,6 +60,27 @@ final class BaseTrainerTests: XCTestCase {
         }
     }
 
+    /// train-base's path: the Training loop runs the steps; stopped after 2 of 4 (checkpoint in the run folder)
+    /// and resumed, it ends with the weights and loss history of the run that was never stopped.
+    func testLoopStoppedAndResumedEqualsUninterrupted() throws {
+        let straight = try makeTrainer(steps: 4, runDirectory: try temporaryDirectory("toy-run"))
+        XCTAssertEqual(try straight.loop.run(), .finished)
+        let folder = try temporaryDirectory("toy-run")
+        let first = try makeTrainer(steps: 4, runDirectory: folder)
+        first.loop.shouldStop = { first.step == 2 }
+        XCTAssertEqual(try first.loop.run(), .interrupted(step: 2))
+        let resumed = try makeTrainer(steps: 4, runDirectory: folder)
+        let metadata = try resumed.loadCheckpoint(from: resumed.loop.checkpointPath)
+        XCTAssertEqual(metadata["architecture"], "micro")
+        XCTAssertEqual(resumed.step, 2)
+        XCTAssertEqual(try resumed.loop.run(), .finished)
+        XCTAssertEqual(resumed.loop.state.lossHistory, straight.loop.state.lossHistory)
+        for ((key, a), (_, b)) in zip(straight.unet.namedParameters() + straight.textEncoder.namedParameters(),
+                                      resumed.unet.namedParameters() + resumed.textEncoder.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, key)
+        }
+    }
+
     func testExportLoadsInThePipelineWithIdenticalOutputs() throws {
         let trainer = try makeTrainer(steps: 2)
         for _ in 0..<2 { try trainer.trainStep() }
@@ -71,7 +90,7 @@ final class BaseTrainerTests: XCTestCase {
         }
         trainer.unet.eval()
         trainer.textEncoder.eval()
-        let dir = try temporaryDirectory().appendingPathComponent("toy").path
+        let dir = try temporaryDirectory("toy").appendingPathComponent("toy").path
         try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: trainer.vocabulary,
                             modelMaxLength: ToyTokenizer.maxLength, to: dir)
         let model = try StableDiffusionModel(path: dir)
@@ -79,6 +98,9 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(model.unet.config, trainer.architecture.unet)
         XCTAssertEqual(model.textEncoder.config, trainer.architecture.text)
         XCTAssertEqual(model.schedulerConfig, ToyArchitecture.scheduler)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/model_index.json")),
+                       try Data(contentsOf: URL(fileURLWithPath: TestPaths.repository("pipelines/toy/model_index.json"))),
+                       "the exported model_index.json is the committed one, byte for byte")
 
         let prompt = "a photo of sks dog in the snow"
         let ids = model.tokenizer.encode(prompt).ids
@@ -93,7 +115,8 @@ final class BaseTrainerTests: XCTestCase {
         let row = original.value.scalars
         let context = Variable(try Tensor(shape: [2] + original.shape.dropFirst(), scalars: row + row))
         let (a, b) = try withNoGrad {
-            (try model.unet(x, timesteps: [500, 20], context: context), try trainer.unet(x, timesteps: [500, 20], context: context))
+            (try model.unet(x, timesteps: [500, 20], conditioning: Conditioning(context: context)),
+             try trainer.unet(x, timesteps: [500, 20], conditioning: Conditioning(context: context)))
         }
         XCTAssertEqual(a.value.scalars, b.value.scalars)
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import CLIPText
 
@@ -34,7 +35,7 @@ final class BPETokenizerTests: XCTestCase {
         let sd1 = try Self.sd1.get().configuration
         // pad_token is a plain string, so the last writer of "<|endoftext|>" makes it a raw token.
         XCTAssertEqual(sd1.normalizedSpecialTokens, ["<|startoftext|>"])
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectory("bpe")
         let config = """
             {"model_max_length": 77, "bos_token": "<s>", "pad_token": {"content": "<p>", "normalized": true},
              "added_tokens_decoder": {"5": {"content": "<s>", "normalized": true, "special": true}}}
@@ -131,7 +132,7 @@ final class BPETokenizerTests: XCTestCase {
     // MARK: - Bad input
 
     func testMissingFilesAreNamed() throws {
-        let empty = try temporaryDirectory()
+        let empty = try temporaryDirectory("bpe")
         XCTAssertThrowsError(try BPETokenizer(directory: empty)) { error in
             XCTAssertEqual(error as? TokenizerError, .missingFile(empty.appendingPathComponent("vocab.json").path))
             XCTAssertTrue("\(error)".contains("vocab.json"), "\(error)")
@@ -143,7 +144,7 @@ final class BPETokenizerTests: XCTestCase {
     }
 
     func testInvalidFilesAreNamed() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectory("bpe")
         let vocab = dir.appendingPathComponent("vocab.json"), merges = dir.appendingPathComponent("merges.txt")
         try Data("{\"a\": 0,".utf8).write(to: vocab)
         try Data("#version: 0.2\n".utf8).write(to: merges)
@@ -178,12 +179,5 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("AB ba").ids, [5, 4, 1, 2, 6, 6])
         XCTAssertEqual(tokenizer.encode("ab c ab").ids, [5, 4, 6, 4, 6, 6], "c is unknown and maps to unk")
         XCTAssertEqual(tokenizer.encode("ab ab ab ab ab").ids, [5, 4, 4, 4, 4, 6], "truncation keeps room for EOS")
-    }
-
-    private func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bpe-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
     }
 }

@@ -5,6 +5,7 @@ import Autograd
 import DiffusionModels
 import NN
 import TensorCore
+import TestSupport
 import XCTest
 
 final class AutoencoderKLParityTests: XCTestCase {

@@ -5,6 +5,7 @@ import Autograd
 import DiffusionModels
 import NN
 import TensorCore
+import TestSupport
 import XCTest
 
 final class UNetParityTests: XCTestCase {
@@ -23,11 +24,11 @@ final class UNetParityTests: XCTestCase {
         let sample = try f.nhwc("sample")
         let context = Variable(try f.tensor("context"))
         for t in [10, 999] {
-            let out = try withNoGrad { try unet(sample, timesteps: [Float(t)], context: context) }
+            let out = try withNoGrad { try unet(sample, timesteps: [Float(t)], conditioning: Conditioning(context: context)) }
             try assertClose(out.value, f.tensor("out_t\(t)"), "\(name) t=\(t)")
         }
         let cfg = try withNoGrad {
-            try unet(f.nhwc("sample_cfg"), timesteps: [500], context: Variable(f.tensor("context_cfg")))
+            try unet(f.nhwc("sample_cfg"), timesteps: [500], conditioning: Conditioning(context: Variable(f.tensor("context_cfg"))))
         }
         try assertClose(cfg.value, f.tensor("out_cfg_t500"), "\(name) CFG batch t=500")
     }
@@ -45,7 +46,7 @@ final class UNetParityTests: XCTestCase {
         let context = Variable(try f.tensor("context"))
         let pair = Variable(try Tensor(shape: [2, 16, 16, 4], scalars: sample.value.scalars + sample.value.scalars))
         let pairContext = Variable(try Tensor(shape: [2, 7, 24], scalars: context.value.scalars + context.value.scalars))
-        let out = try withNoGrad { try unet(pair, timesteps: [10, 999], context: pairContext) }
+        let out = try withNoGrad { try unet(pair, timesteps: [10, 999], conditioning: Conditioning(context: pairContext)) }
         let values = out.value.scalars
         try assertClose(Tensor(shape: [1, 16, 16, 4], scalars: Array(values[..<1024])), f.tensor("out_t10"), "per-sample t=10")
         try assertClose(Tensor(shape: [1, 16, 16, 4], scalars: Array(values[1024...])), f.tensor("out_t999"), "per-sample t=999")
@@ -58,7 +59,7 @@ final class UNetParityTests: XCTestCase {
         unet.freeze()
         let x = Variable(try f.nhwc("sample").value, requiresGrad: true)
         let context = Variable(try f.tensor("context"))
-        let out = try unet(x, timesteps: [10], context: context)
+        let out = try unet(x, timesteps: [10], conditioning: Conditioning(context: context))
         try assertClose(out.value, f.tensor("out_t10"), "under autograd")
         // A fixed, non-uniform weighting of the output makes the loss sensitive to every output element.
         let w0 = Variable(try Tensor(shape: [1, 16, 16, 4],
@@ -81,7 +82,7 @@ final class UNetParityTests: XCTestCase {
         let epsilon: Float = 1e-2
         func lossAt(_ s: Float) throws -> Float {
             let shifted = try Elementwise.axpy(s, direction, x.value)
-            let y = try withNoGrad { try unet(Variable(shifted), timesteps: [10], context: context) }
+            let y = try withNoGrad { try unet(Variable(shifted), timesteps: [10], conditioning: Conditioning(context: context)) }
             return try withNoGrad { try sum(mul(y, w0)).value.item }
         }
         let numeric = (try lossAt(epsilon) - lossAt(-epsilon)) / (2 * epsilon)
@@ -102,7 +103,7 @@ final class UNetParityTests: XCTestCase {
             unet.gradientCheckpointing = checkpointing
             unet.zeroGrad()
             let x = Variable(try f.nhwc("sample").value, requiresGrad: true)
-            let out = try unet(x, timesteps: [10], context: context)
+            let out = try unet(x, timesteps: [10], conditioning: Conditioning(context: context))
             try mean(mul(out, out)).backward()
             return (out.value, try XCTUnwrap(x.grad), try XCTUnwrap(weight.grad))
         }

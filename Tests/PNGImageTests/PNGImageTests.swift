@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import TestSupport
 import XCTest
 @testable import PNGImage
 
@@ -170,8 +171,8 @@ final class PNGImageTests: XCTestCase {
         // torchvision CenterCrop: top = round(1.5) = 2, left = round(3.0) = 3
         let center = try image.centerCropped(width: 4, height: 4)
         XCTAssertTrue(center[0, 0] == image[3, 2])
-        var generator = SplitMix(seed: 7)
-        var again = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
+        var again = SplitMix64(seed: 7)
         let a = try image.randomCropped(width: 5, height: 5, using: &generator)
         XCTAssertEqual(a, try image.randomCropped(width: 5, height: 5, using: &again))
         XCTAssertThrowsError(try image.randomCropped(width: 11, height: 5, using: &generator))
@@ -206,18 +207,5 @@ final class PNGImageTests: XCTestCase {
         }
         XCTAssertEqual(try source.resized(width: 61, height: 47), source)
         XCTAssertThrowsError(try source.resized(width: 0, height: 5))
-    }
-}
-
-/// A tiny deterministic generator for the crop tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -4,14 +4,12 @@ import Autograd
 @testable import Judge
 import PictureWorld
 import TensorCore
+import TestSupport
 import XCTest
 
 final class JudgeTests: XCTestCase {
     /// The weights committed at pipelines/judge/judge.safetensors (made by `world train-judge`, see README).
-    static var committedWeights: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("pipelines/judge/judge.safetensors").path
-    }
+    static var committedWeights: String { TestPaths.repository("pipelines/judge/judge.safetensors") }
 
     func testCommittedJudgeIsAccurateOnHeldOutScenes() throws {
         let judge = try Judge(contentsOf: Self.committedWeights)

@@ -11,14 +11,15 @@ import PNGImage
 import Pipeline
 import Schedulers
 import TensorCore
+import TestSupport
 import XCTest
 
 final class BatchGenerationTests: XCTestCase {
     /// The fixture with two adapters loaded at weight 0: "a" on the UNet attention and the text encoder,
     /// "b" on the UNet's ResNet convolutions; up matrices nonzero so both change the picture.
     func adaptedPipeline() throws -> TextToImage {
-        let model = try StableDiffusionModel(path: fixturePath("tiny-sd"))
-        let source = try StableDiffusionModel(path: fixturePath("tiny-sd"))   // the adapters are made on a copy
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
+        let source = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))   // the adapters are made on a copy
         let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
         var random = PhiloxRandom(seed: 11)
         for (name, targets) in [("a", LoRATargets.unetAttention), ("b", LoRATargets.unetResnet)] {
@@ -111,6 +112,33 @@ final class BatchGenerationTests: XCTestCase {
             XCTAssertEqual(images.map(\.info.batchPosition), Array(0..<request.parameters.numImages))
             XCTAssertTrue(images.allSatisfy { $0.info.parameters.seed == request.parameters.seed })
         }
+    }
+
+    /// Per-image weights go with the call, not into the layers: two pipelines on one model run at the same
+    /// time with different adapters, and each gets what it gets alone.
+    func testTwoPipelinesOnOneModelRunAtOnce() throws {
+        let pipeline = try adaptedPipeline()
+        let other = TextToImage(model: pipeline.model, adapters: pipeline.adapters)
+        let batch = requests(sampler: .euler, rng: .native)
+        let jobs = [(pipeline, [batch[0]]), (other, [batch[2]])]
+        let alone = try jobs.map { try $0.0.denoise(batch: $0.1).scalars }
+        var together = Array(repeating: [Float](), count: jobs.count)
+        var failures: [Error] = []
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 2 * jobs.count) { i in
+            do {
+                let out = try jobs[i % jobs.count].0.denoise(batch: jobs[i % jobs.count].1).scalars
+                lock.lock(); defer { lock.unlock() }
+                if together[i % jobs.count].isEmpty { together[i % jobs.count] = out } else {
+                    XCTAssertEqual(out, together[i % jobs.count], "runs of job \(i % jobs.count) agree")
+                }
+            } catch {
+                lock.lock(); failures.append(error); lock.unlock()
+            }
+        }
+        XCTAssertTrue(failures.isEmpty, "\(failures)")
+        XCTAssertEqual(together, alone, "each pipeline's images are those it makes alone")
+        XCTAssertNotEqual(alone[0], alone[1])
     }
 
     func testBatchNoiseDrawsEachBlockFromItsOwnSource() {

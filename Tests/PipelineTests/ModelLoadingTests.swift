@@ -1,9 +1,11 @@
 // Loading diffusers folders: variants, refusals and error messages; the parameters text; hashes.
+import Adapters
 import DiffusionModels
 import Pipeline
 import SafeTensors
 import Schedulers
 import TensorCore
+import TestSupport
 import XCTest
 
 final class ModelLoadingTests: XCTestCase {
@@ -11,7 +13,7 @@ final class ModelLoadingTests: XCTestCase {
 
     override func setUpWithError() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("loading-tests-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: URL(fileURLWithPath: fixturePath("tiny-sd")), to: scratch)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: TestPaths.pipelineFixture("tiny-sd")), to: scratch)
     }
 
     override func tearDownWithError() throws {
@@ -81,16 +83,16 @@ final class ModelLoadingTests: XCTestCase {
 
     /// A folder without a VAE is a pixel-space model; its output matches diffusers' (vae=None, Euler).
     func testPixelSpaceModelMatchesDiffusers() throws {
-        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
         XCTAssertFalse(model.isLatent)
         XCTAssertEqual(model.sizeMultiple, 1)
-        let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
+        let goldens = try SafeTensorsFile(path: TestPaths.pipelineFixture("latents_goldens.safetensors"))
         let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
                                      sampler: .euler, width: 16, height: 16)
         let pipeline = TextToImage(model: model)
         let x = try pipeline.denoise(p, initialNoise: FeatureLayout.nhwc(fromNCHW: goldens.tensor("pixel.init")))
         let expected = try goldens.tensor("pixel.euler")
-        let error = maxError(try FeatureLayout.nchw(fromNHWC: x), expected)
+        let error = maxAbsDifference(try FeatureLayout.nchw(fromNHWC: x), expected)
         XCTAssertLessThanOrEqual(error, 1e-4 * maxAbs(expected), "max error \(error)")
         let images = try pipeline.generate(GenerationParameters(prompt: "a dog", steps: 2, width: 12, height: 12))
         XCTAssertEqual(images.first?.image.width, 12)
@@ -129,9 +131,14 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertThrowsError(try ParametersText(parsing: "p\nSteps: x, Sampler: Euler, Seed: 1"))
     }
 
-    func testPromptAdapterTags() {
-        let (prompt, adapters) = PromptAdapters.extract(from: "a photo of <lora:sks:0.8> dog, <lora:style> <lora:bad:x>")
-        XCTAssertEqual(prompt, "a photo of dog, <lora:bad:x>")
-        XCTAssertEqual(adapters, [AdapterReference(name: "sks", weight: 0.8), AdapterReference(name: "style")])
+    /// The parameters text reads adapter weights with the one `<lora:…>` grammar (`AdapterRequest.extractTags`):
+    /// a malformed tag is an error, not prompt text.
+    func testPromptAdapterTags() throws {
+        let fields = "Steps: 20, Sampler: Euler, Seed: 1, Lora hashes: \"sks: 0123456789ab, style: ba9876543210\""
+        let parsed = try ParametersText(parsing: "a photo of <lora:sks:0.8> dog, <lora:style:unet=0.5,te=0.2>\n" + fields)
+        XCTAssertEqual(parsed.parameters.adapters, [AdapterReference(name: "sks", weight: Double(Float(0.8)), hash: "0123456789ab"),
+                                                    AdapterReference(name: "style", weight: 0.5, hash: "ba9876543210")])
+        XCTAssertThrowsError(try ParametersText(parsing: "a photo of <lora:bad:x> dog\n" + fields))
+        XCTAssertEqual(try AdapterRequest.extractTags(from: "a photo of <lora:sks:0.8> dog, <lora:style>").prompt, "a photo of dog,")
     }
 }

@@ -6,6 +6,7 @@ import Pipeline
 import SafeTensors
 import Schedulers
 import TensorCore
+import TestSupport
 import XCTest
 
 final class PipelineParityTests: XCTestCase {
@@ -22,7 +23,7 @@ final class PipelineParityTests: XCTestCase {
     /// (Euler: 2.6e-6) — and its x₀ clipping keeps the final scale at ~1 while the trajectory reaches ~11.
     /// Measured here: Euler 3.5e-6, DPM++ 2M Karras 4.8e-6, DDIM 3.5e-3 of scale.
     func testLatentsMatchDiffusers() throws {
-        let goldens = try SafeTensorsFile(path: fixturePath("latents_goldens.safetensors"))
+        let goldens = try SafeTensorsFile(path: TestPaths.pipelineFixture("latents_goldens.safetensors"))
         let initial = try FeatureLayout.nhwc(fromNCHW: goldens.tensor("init_latents"))
         let cases: [(String, SamplerKind, Bool, String, Int, Float)] = [
             ("euler", .euler, false, Golden.negative, 0, 1e-4), ("ddim", .ddim, false, Golden.negative, 0, 1e-2),
@@ -37,7 +38,7 @@ final class PipelineParityTests: XCTestCase {
             let latents = try pipeline.denoise(p, initialNoise: initial) { if $0.step == 2 { afterTwo = $0.latents } }
             for (label, actual, tolerance) in [("step2", try XCTUnwrap(afterTwo), Float(1e-4)), ("final", latents, finalTolerance)] {
                 let expected = try goldens.tensor(label == "final" ? "latents." + name : "latents.\(name).step2")
-                let error = maxError(try FeatureLayout.nchw(fromNHWC: actual), expected)
+                let error = maxAbsDifference(try FeatureLayout.nchw(fromNHWC: actual), expected)
                 let scale = maxAbs(expected)
                 XCTAssertLessThanOrEqual(error, tolerance * scale, "\(name) \(label): max error \(error) at scale \(scale)")
             }
@@ -47,7 +48,7 @@ final class PipelineParityTests: XCTestCase {
     /// `--rng torch` images against diffusers' with `torch.Generator("cpu").manual_seed(seed)`:
     /// mean absolute difference ≤ 1 level of 255.
     func testTorchGeneratorImagesMatchDiffusers() throws {
-        let goldens = try SafeTensorsFile(path: fixturePath("image_goldens.safetensors"))
+        let goldens = try SafeTensorsFile(path: TestPaths.pipelineFixture("image_goldens.safetensors"))
         let cases: [(String, SamplerKind, Int)] = [("euler", .euler, 1), ("euler_a", .eulerAncestral, 1),
                                                    ("ddim", .ddim, 1), ("dpmpp2m", .dpmpp2m, 1),
                                                    ("euler_a_batch2", .eulerAncestral, 2)]
@@ -70,33 +71,18 @@ final class PipelineParityTests: XCTestCase {
     }
 }
 
-private let tinySDModel = Result { try StableDiffusionModel(path: fixturePath("tiny-sd")) }
+private let tinySDModel = Result { try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd")) }
 
 /// The tiny-sd fixture, loaded once.
 func tinySD() throws -> StableDiffusionModel { try tinySDModel.get() }
 
 enum Golden {
     static let info: [String: Any] = {
-        let data = (try? Data(contentsOf: URL(fileURLWithPath: fixturePath("goldens.json")))) ?? Data()
+        let data = (try? Data(contentsOf: URL(fileURLWithPath: TestPaths.pipelineFixture("goldens.json")))) ?? Data()
         return ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:]
     }()
     static var prompt: String { info["prompt"] as? String ?? "" }
     static var negative: String { info["negative"] as? String ?? "" }
     static var seed: UInt64 { UInt64(info["seed"] as? Int ?? 0) }
     static var promptIDs: [Int] { info["prompt_ids"] as? [Int] ?? [] }
-}
-
-func fixturePath(_ name: String) -> String {
-    Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent(name).path
-}
-
-func maxError(_ a: Tensor, _ b: Tensor) -> Float {
-    guard a.shape == b.shape else { return .infinity }
-    return a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in
-        zip(x, y).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    } }
-}
-
-func maxAbs(_ a: Tensor) -> Float {
-    a.withUnsafeBufferPointer { $0.reduce(0) { max($0, abs($1)) } }
 }

@@ -76,13 +76,34 @@ final class SamplerBehaviourTests: XCTestCase {
             var noise = TorchGenerator(seed: 3)
             let start = noise.randn([1, 2, 2, 4])
             var calls = 0
-            let x = try sampler.run(initialNoise: start, noise: &noise, progress: { done, _ in calls = done }) { input, _ in
+            let x = try sampler.run(from: .noise(start), noise: &noise, progress: { calls = $0.step }) { input, _ in
                 Tensor(shape: input.shape, repeating: 0.25)
             }
             XCTAssertEqual(calls, sampler.timesteps.count, kind.rawValue)
             let error = x.scalars.map { abs($0 - 0.25) }.max() ?? 1
             // DDPM and the SDE add fresh noise at every step but the last, whose σ is 0
             XCTAssertLessThan(error, 1e-4, "\(kind.rawValue) ends at \(x.scalars.prefix(4))")
+        }
+    }
+
+    /// The loop can start from given latents at a later step (img2img): for one-step samplers, resuming from
+    /// the sample that progress reported at step k ends where the whole run ends, bit for bit.
+    func testRunFromLatentsAtAStartStepContinuesTheRun() throws {
+        for kind in [SamplerKind.euler, .ddim] {
+            var full = try kind.make(config: .stableDiffusion1, steps: 6)
+            var noise = TorchGenerator(seed: 5)
+            let start = noise.randn([1, 2, 2, 4])
+            var atThree: Tensor?
+            let model: (Tensor, Double) throws -> Tensor = { x, t in Elementwise.scale(x, by: Float(0.001 * t)) }
+            let whole = try full.run(from: .noise(start), noise: &noise, progress: { if $0.step == 3 { atThree = $0.sample } },
+                                     model: model)
+            var resumed = try kind.make(config: .stableDiffusion1, steps: 6)
+            var steps: [Int] = []
+            let rest = try resumed.run(from: .latents(try XCTUnwrap(atThree), step: 3), noise: &noise,
+                                       progress: { steps.append($0.step) }, model: model)
+            XCTAssertEqual(steps, [4, 5, 6], kind.rawValue)
+            XCTAssertEqual(rest.scalars, whole.scalars, kind.rawValue)
+            XCTAssertThrowsError(try resumed.run(from: .latents(start, step: 7), noise: &noise, model: model))
         }
     }
 

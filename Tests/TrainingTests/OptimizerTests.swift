@@ -3,6 +3,7 @@ import Foundation
 import NN
 import PictureWorld
 import TensorCore
+import TestSupport
 import XCTest
 @testable import Training
 

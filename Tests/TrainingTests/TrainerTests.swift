@@ -4,16 +4,15 @@ import Foundation
 import Pipeline
 import SafeTensors
 import TensorCore
+import TestSupport
 import XCTest
 @testable import Training
 
 /// LoRA training on the tiny pixel-space pipeline of PipelineTests (16 px, random weights) with the
 /// repository's `images/` dog pictures.
 final class TrainerTests: XCTestCase {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let tinyPipeline = repository.appendingPathComponent("Tests/PipelineTests/Fixtures/tiny-pixel").path
-    static let images = repository.appendingPathComponent("images").path
+    static let tinyPipeline = TestPaths.pipelineFixture("tiny-pixel")
+    static let images = TestPaths.repository("images")
 
     private var scratch: URL!
 

@@ -5,6 +5,7 @@ import Adapters
 import PNGImage
 import Pipeline
 import TensorCore
+import TestSupport
 import XCTest
 
 final class GenerateAdapterTests: XCTestCase {
@@ -15,7 +16,7 @@ final class GenerateAdapterTests: XCTestCase {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("generate-lora-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
         // An adapter on the fixture's UNet attention with nonzero up matrices, trigger "sks".
-        let model = try StableDiffusionModel(path: fixturePath("tiny-sd"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
         let stack = AdapterStack(root: model.unet, component: .unet)
         var random = PhiloxRandom(seed: 1)
         try stack.addTrainable(name: "sks", rank: 2, targets: .unetAttention, random: &random)
@@ -29,7 +30,7 @@ final class GenerateAdapterTests: XCTestCase {
     }
 
     func run(_ out: String, _ extra: [String]) -> Int32 {
-        GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", root.appendingPathComponent(out).path,
+        GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", root.appendingPathComponent(out).path,
                               "--steps", "2", "--width", "16", "--height", "16", "--seed", "3",
                               "--lora-dir", adapters.path] + extra)
     }
@@ -60,7 +61,7 @@ final class GenerateAdapterTests: XCTestCase {
         // --from-png re-renders the adapter's picture (the tag it carries names the adapter).
         let source = root.appendingPathComponent("auto").path
         let file = try FileManager.default.contentsOfDirectory(atPath: source).first { $0.hasSuffix(".png") }!
-        XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", root.appendingPathComponent("again").path,
+        XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", root.appendingPathComponent("again").path,
                                              "--lora-dir", adapters.path, "--from-png", source + "/" + file]), 0)
         XCTAssertEqual(try png("again").image, auto.image)
     }
@@ -80,7 +81,7 @@ final class GenerateAdapterTests: XCTestCase {
 
     func testPromptsWithTheirOwnAdaptersInOneBatchEqualEachAlone() throws {
         // A second adapter, on the UNet's ResNet convolutions and the text encoder.
-        let model = try StableDiffusionModel(path: fixturePath("tiny-sd"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
         var random = PhiloxRandom(seed: 5)
         var modules: [LoRAModuleWeights] = []
         for (stack, targets) in [(AdapterStack(root: model.unet, component: .unet), LoRATargets.unetResnet),
@@ -111,7 +112,7 @@ final class GenerateAdapterTests: XCTestCase {
             XCTAssertFalse(batch[lines[2]]!.text.contains("Lora hashes"), batch[lines[2]]!.text)
             XCTAssertNotEqual(batch[lines[1]]!.image, batch[lines[2]]!.image)
             // The second image re-rendered alone from its PNG.
-            XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", root.appendingPathComponent("again-\(rng)").path,
+            XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", root.appendingPathComponent("again-\(rng)").path,
                                                  "--lora-dir", adapters.path, "--from-png", batch[lines[1]]!.path]), 0)
             let again = try png("again-\(rng)")
             XCTAssertEqual(again.image, batch[lines[1]]!.image, "\(rng): --from-png of the second image")

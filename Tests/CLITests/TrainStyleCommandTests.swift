@@ -5,11 +5,10 @@ import Adapters
 import PNGImage
 import Pipeline
 import Training
+import TestSupport
 import XCTest
 
 final class TrainStyleCommandTests: XCTestCase {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
     var root: URL!
 
     override func setUpWithError() throws {
@@ -22,9 +21,9 @@ final class TrainStyleCommandTests: XCTestCase {
     }
 
     func testShortRunWritesAnAdapterThatGenerateAppliesByItsTriggerWord() throws {
-        let images = Self.repository.appendingPathComponent("images").path
+        let images = TestPaths.repository("images")
         let out = root.appendingPathComponent("out")
-        let code = try TrainStyleCommand.run([images, "--token", "sks", "--class", "dog", "--pipeline", fixturePath("tiny-pixel"),
+        let code = try TrainStyleCommand.run([images, "--token", "sks", "--class", "dog", "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
                                               "--steps", "3", "--num-class-images", "2", "--resolution", "16", "--sample-every", "2",
                                               "--no-report", "--out", out.path])
         XCTAssertEqual(code, 0)
@@ -42,7 +41,7 @@ final class TrainStyleCommandTests: XCTestCase {
 
         // generate "a photo of sks dog" with the adapter folder: the trigger word applies it, and the PNG says so.
         let pictures = root.appendingPathComponent("pictures")
-        XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-pixel"), "--out", pictures.path, "--steps", "2",
+        XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-pixel"), "--out", pictures.path, "--steps", "2",
                                              "--width", "16", "--height", "16", "--seed", "1",
                                              "--lora-dir", out.appendingPathComponent("adapters").path, "a photo of sks dog"]), 0)
         let png = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: pictures.path).first { $0.hasSuffix(".png") })
@@ -52,15 +51,15 @@ final class TrainStyleCommandTests: XCTestCase {
     }
 
     func testDefaultsFollowTheBaseModel() throws {
-        let images = Self.repository.appendingPathComponent("images").path
-        let pixel = try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-pixel")]).config
+        let images = TestPaths.repository("images")
+        let pixel = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).config
         XCTAssertEqual([pixel.loop.steps, pixel.rank], [1500, 16])
         XCTAssertEqual(pixel.loop.learningRate, 1e-3)
         XCTAssertEqual(pixel.targets, .conv)
         XCTAssertTrue(pixel.trainTextEncoder)
         XCTAssertEqual(pixel.captionDropout, 0.1)
         XCTAssertEqual(pixel.loop.sampleEvery, 500)
-        let latent = try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-sd")]).config
+        let latent = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-sd")]).config
         XCTAssertEqual([latent.loop.steps, latent.rank], [400, 4])
         XCTAssertEqual(latent.loop.learningRate, 1e-4)
         XCTAssertEqual(latent.targets, .attention)
@@ -68,12 +67,12 @@ final class TrainStyleCommandTests: XCTestCase {
         XCTAssertNil(latent.captionDropout)
         XCTAssertEqual(latent.loop.sampleEvery, 0)
         // Explicit options win over either preset.
-        let mine = try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-pixel"), "--unet-only",
+        let mine = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel"), "--unet-only",
                                             "--rank", "2", "--targets", "attention", "--steps", "7"]).config
         XCTAssertEqual([mine.loop.steps, mine.rank], [7, 2])
         XCTAssertEqual(mine.targets, .attention)
         XCTAssertFalse(mine.trainTextEncoder)
-        XCTAssertTrue(try TrainStyleArguments([images, "--token", "sks", "--pipeline", fixturePath("tiny-sd"),
+        XCTAssertTrue(try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-sd"),
                                                "--train-text-encoder"]).config.trainTextEncoder)
         XCTAssertThrowsError(try TrainStyleArguments([images, "--token", "sks", "--train-text-encoder", "--unet-only"]))
     }

@@ -8,6 +8,7 @@ import PNGImage
 import PictureWorld
 import Pipeline
 import TensorCore
+import TestSupport
 import XCTest
 
 final class FidelityReportTests: XCTestCase {
@@ -18,7 +19,7 @@ final class FidelityReportTests: XCTestCase {
     override func setUpWithError() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("fidelity-report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
         let stack = AdapterStack(root: model.unet, component: .unet)
         var random = PhiloxRandom(seed: 5)
         try stack.addTrainable(name: "sks", rank: 2, targets: .unetAttention, random: &random)
@@ -40,7 +41,7 @@ final class FidelityReportTests: XCTestCase {
         settings.steps = 2
         settings.size = 16
         settings.batchSize = 4   // batches mix adapter weights 0 and 1
-        let model = try StableDiffusionModel(path: fixturePath("tiny-pixel"))
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
         let (report, images) = try FidelityReport.run(model: model, adapterPath: adapterPath,
                                                       judge: Judge(contentsOf: judgePath), settings: settings)
         XCTAssertEqual(report.token, "sks")
@@ -62,7 +63,7 @@ final class FidelityReportTests: XCTestCase {
         }
 
         // Before is the base model alone (no adapter loaded) for prompt i and seed i; after differs.
-        let base = TextToImage(model: try StableDiffusionModel(path: fixturePath("tiny-pixel")))
+        let base = TextToImage(model: try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel")))
         for (prompts, before, after) in [(report.subjectPrompts, images.subjectBefore, images.subjectAfter),
                                          (report.priorPrompts, images.priorBefore, images.priorAfter)] {
             for i in 0..<3 {
@@ -85,7 +86,7 @@ final class FidelityReportTests: XCTestCase {
 
     func testReportCommandWritesTheReportFolder() throws {
         let out = root.appendingPathComponent("out")
-        let code = try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", fixturePath("tiny-pixel"),
+        let code = try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
                                               "--judge", judgePath, "--report-count", "2", "--out", out.path])
         XCTAssertEqual(code, 0)
         let folder = out.appendingPathComponent("reports/sks")
@@ -97,8 +98,8 @@ final class FidelityReportTests: XCTestCase {
 
     func testReportCommandNeedsItsFiles() {
         XCTAssertThrowsError(try TrainStyleCommand.run(["--report", root.appendingPathComponent("none.safetensors").path,
-                                                        "--pipeline", fixturePath("tiny-pixel"), "--judge", judgePath]))
-        XCTAssertThrowsError(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", fixturePath("tiny-pixel"),
+                                                        "--pipeline", TestPaths.pipelineFixture("tiny-pixel"), "--judge", judgePath]))
+        XCTAssertThrowsError(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
                                                         "--judge", root.appendingPathComponent("none").path]))
     }
 }

@@ -2,6 +2,7 @@
 @testable import CLI
 import PNGImage
 import Pipeline
+import TestSupport
 import XCTest
 
 final class GenerateCommandTests: XCTestCase {
@@ -16,7 +17,7 @@ final class GenerateCommandTests: XCTestCase {
     }
 
     func base(_ extra: [String]) -> [String] {
-        ["--pipeline", fixturePath("tiny-sd"), "--out", out.path, "--steps", "3", "--width", "16", "--height", "16"] + extra
+        ["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", out.path, "--steps", "3", "--width", "16", "--height", "16"] + extra
     }
 
     func pngs() -> [String] {
@@ -52,7 +53,7 @@ final class GenerateCommandTests: XCTestCase {
         let rerender = out.appendingPathComponent("again")
         for name in originals {
             let path = out.appendingPathComponent(name).path
-            XCTAssertEqual(GenerateCommand.main(["--pipeline", fixturePath("tiny-sd"), "--out", rerender.path,
+            XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", rerender.path,
                                                  "--from-png", path]), 0)
             let again = try FileManager.default.contentsOfDirectory(atPath: rerender.path)
             XCTAssertEqual(again.count, 1)
@@ -120,7 +121,7 @@ final class GenerateCommandTests: XCTestCase {
             (base(["--karras", "--sampler", "ddim", "x"]), 1),
             (["--pipeline", "/nonexistent/pipeline", "--out", out.path, "x"], 1),
             (base(["--prompts", "/nonexistent/prompts.txt"]), 1),
-            (["--pipeline", fixturePath("tiny-sd"), "--out", file.path, "x"], 1),
+            (["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", file.path, "x"], 1),
             (base(["--from-png", "/nonexistent.png"]), 1),
             (base(["a <lora:style:0.8> photo"]), 1),
             (base(["--bogus", "x"]), 2),

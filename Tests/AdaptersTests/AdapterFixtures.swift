@@ -1,5 +1,5 @@
-// Shared helpers: fixture paths (the tiny UNet of DiffusionModelsTests, the adapters and goldens made by
-// Tests/Reference/make_lora_goldens.py), model loading and scale-aware comparison.
+// Fixtures of the adapter tests: the tiny UNet of DiffusionModelsTests, the tiny CLIP of CLIPTextTests, and the
+// adapters and goldens made by Tests/Reference/make_lora_goldens.py.
 import Adapters
 import Autograd
 import CLIPText
@@ -8,19 +8,13 @@ import Foundation
 import NN
 import SafeTensors
 import TensorCore
-import XCTest
+import TestSupport
 
-/// `Tests/<relative>` in the source tree.
-func testsPath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(relative).path
-}
-
-func adapterFixture(_ name: String) -> String { testsPath("AdaptersTests/Fixtures/\(name)") }
+func adapterFixture(_ name: String) -> String { TestPaths.tests("AdaptersTests/Fixtures/\(name)") }
 
 /// The SD-1-like tiny UNet (F16-rounded weights) in evaluation mode.
 func loadTinyUNet(_ name: String = "unet_sd1") throws -> UNet2DConditionModel {
-    let folder = testsPath("DiffusionModelsTests/Fixtures/\(name)")
+    let folder = TestPaths.tests("DiffusionModelsTests/Fixtures/\(name)")
     let unet = UNet2DConditionModel(config: try UNet2DConditionConfig(contentsOf: URL(fileURLWithPath: folder + "/config.json")))
     try unet.load(stateDict: SafeTensorsFile(path: folder + "/diffusion_pytorch_model.safetensors").loadAll())
     unet.eval()
@@ -29,7 +23,7 @@ func loadTinyUNet(_ name: String = "unet_sd1") throws -> UNet2DConditionModel {
 
 /// The tiny SD-1 CLIP text encoder (checkpoint with `text_model.`; our paths have none).
 func loadTinyCLIP() throws -> CLIPTextModel {
-    let folder = testsPath("CLIPTextTests/Fixtures/clip_sd1_quick_gelu")
+    let folder = TestPaths.tests("CLIPTextTests/Fixtures/clip_sd1_quick_gelu")
     let model = try CLIPTextModel(config: CLIPTextConfig(contentsOf: URL(fileURLWithPath: folder + "/config.json")))
     try model.loadCheckpoint(SafeTensorsFile(path: folder + "/model.safetensors").loadAll())
     model.eval()
@@ -46,7 +40,7 @@ struct Goldens {
     func runUNet(_ unet: UNet2DConditionModel) throws -> Tensor {
         let sample = Variable(try FeatureLayout.nhwc(fromNCHW: tensor("unet_sample")))
         let context = Variable(try tensor("unet_context"))
-        return try withNoGrad { try unet(sample, timesteps: [500, 500], context: context) }.value
+        return try withNoGrad { try unet(sample, timesteps: [500, 500], conditioning: Conditioning(context: context)) }.value
     }
 
     /// The text encoder's last hidden state on the golden ids.
@@ -55,29 +49,6 @@ struct Goldens {
         let ids = (0..<t.shape[0]).map { i in (0..<t.shape[1]).map { Int(t.scalars[i * t.shape[1] + $0]) } }
         return try withNoGrad { try model(ids) }.lastHiddenState.value
     }
-}
-
-/// Asserts max|actual − expected| ≤ tolerance · max(1, max|expected|); `actual` NHWC when `expected` is NCHW.
-@discardableResult
-func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-4, _ label: String,
-                 file: StaticString = #filePath, line: UInt = #line) throws -> Float {
-    let a = expected.rank == 4 && actual.shape != expected.shape ? try FeatureLayout.nchw(fromNHWC: actual) : actual
-    guard a.shape == expected.shape else {
-        XCTFail("\(label): shape \(a.shape), expected \(expected.shape)", file: file, line: line)
-        return .infinity
-    }
-    let x = a.scalars, y = expected.scalars
-    var maxError: Float = 0, worst = 0, scale: Float = 1
-    for i in y.indices {
-        scale = max(scale, abs(y[i]))
-        let e = abs(x[i] - y[i])
-        if !(e <= maxError) { maxError = e; worst = i }
-    }
-    let relative = maxError / scale
-    print("\(label): max |error| \(maxError) (\(relative) of scale \(scale))")
-    XCTAssertLessThanOrEqual(relative, tolerance, "\(label): element \(worst) is \(x[worst]), expected \(y[worst])",
-                             file: file, line: line)
-    return relative
 }
 
 /// Every checkpoint parameter's values by key, for exact before/after comparisons.

@@ -1,0 +1,55 @@
+// AdapterSession: adapter files loaded into one model once, for many requests. Each request names its
+// adapters (`AdapterRequest`s with their files); the session loads what is new at weight 0, and returns the
+// `BatchRequest` whose `adapterWeights` switch them on for that request's images only, with the PNG record
+// (`<lora:name:w>` tags appended to the prompt for adapters the prompt does not name, `Lora hashes`).
+import Adapters
+import Foundation
+
+/// The adapters loaded into one model for a whole run of many requests (`generate`): each file once.
+public final class AdapterSession {
+    /// Every adapter a prompt of the run names, loaded at weight 0 (requests carry their own weights).
+    public let set: AdapterSet
+    /// File path → (adapter name, A1111 short hash).
+    private var loaded: [String: (name: String, hash: String)] = [:]
+    /// Receives one line per adapter loaded (its key accounting) and per adapter in use.
+    private let log: (String) -> Void
+
+    public init(model: StableDiffusionModel, log: @escaping (String) -> Void = { _ in }) {
+        set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+        self.log = log
+    }
+
+    /// Loads what `requests` need (once per file), logs one line per adapter in use, and returns the
+    /// batch request: `parameters` with the adapters recorded (a `<lora:name:w>` tag appended to the prompt
+    /// for each adapter the prompt does not name, so the PNG re-renders exactly, and their hashes for
+    /// `Lora hashes`) and the adapters' weights for its images (every other loaded adapter is off for them).
+    public func request(_ requests: [(request: AdapterRequest, file: String)], for parameters: GenerationParameters) throws -> BatchRequest {
+        var p = parameters
+        p.adapters = []
+        for (_, file) in requests where loaded[file] == nil {
+            let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            guard !loaded.values.contains(where: { $0.name == name }) else {
+                throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another folder); rename one")
+            }
+            let accounting = try set.load(LoRAFile(contentsOf: file), name: name, unetWeight: 0, textEncoderWeight: 0)
+            log(accounting.report.split(separator: "\n").joined(separator: "; "))
+            loaded[file] = (name, try LoRAHash.shortHash(ofFile: file))
+        }
+        let active = Dictionary(requests.map { ($0.file, $0.request) }) { $1 }
+        var weights: [String: AdapterWeights] = [:]
+        for (file, entry) in loaded.sorted(by: { $0.key < $1.key }) {
+            guard let request = active[file] else { continue }
+            weights[entry.name] = AdapterWeights(unet: request.unetWeight, textEncoder: request.textEncoderWeight)
+            var shown = request
+            shown.name = file
+            log(shown.usageLine)
+            if request.origin != .prompt {
+                let weights = request.unetWeight == request.textEncoderWeight ? "\(request.unetWeight)"
+                    : "unet=\(request.unetWeight),te=\(request.textEncoderWeight)"
+                p.prompt += " <lora:\(entry.name):\(weights)>"
+            }
+            p.adapters.append(AdapterReference(name: entry.name, weight: Double(request.unetWeight), hash: entry.hash))
+        }
+        return BatchRequest(parameters: p, adapterWeights: weights)
+    }
+}
