@@ -123,21 +123,6 @@ public enum Elementwise {
         return out
     }
 
-    /// Gradients of `a + b` for the two operand shapes.
-    public static func addBackward(_ dOut: Tensor, aShape: [Int], bShape: [Int]) throws -> (Tensor, Tensor) {
-        (try reduceBroadcast(dOut, to: aShape), try reduceBroadcast(dOut, to: bShape))
-    }
-
-    /// Gradients of `a - b` for the two operand shapes.
-    public static func subBackward(_ dOut: Tensor, aShape: [Int], bShape: [Int]) throws -> (Tensor, Tensor) {
-        (try reduceBroadcast(dOut, to: aShape), try reduceBroadcast(scale(dOut, by: -1), to: bShape))
-    }
-
-    /// Gradients of `a * b`: (reduce(dOut·b → a), reduce(dOut·a → b)).
-    public static func mulBackward(_ dOut: Tensor, _ a: Tensor, _ b: Tensor) throws -> (Tensor, Tensor) {
-        (try reduceBroadcast(mul(dOut, b), to: a.shape), try reduceBroadcast(mul(dOut, a), to: b.shape))
-    }
-
     /// s · x.
     public static func scale(_ x: Tensor, by s: Float) -> Tensor {
         map(x) { $0 * s }

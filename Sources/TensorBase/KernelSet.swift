@@ -28,9 +28,6 @@ public struct KernelSet: @unchecked Sendable {
     public let elementwiseMul: (Tensor, Tensor) throws -> Tensor
     public let elementwiseBinary: (BinaryOp, Tensor, Tensor) throws -> Tensor
     public let elementwiseReduceBroadcast: (Tensor, [Int]) throws -> Tensor
-    public let elementwiseAddBackward: (Tensor, [Int], [Int]) throws -> (Tensor, Tensor)
-    public let elementwiseSubBackward: (Tensor, [Int], [Int]) throws -> (Tensor, Tensor)
-    public let elementwiseMulBackward: (Tensor, Tensor, Tensor) throws -> (Tensor, Tensor)
     public let elementwiseScale: (Tensor, Float) -> Tensor
     public let elementwiseAxpy: (Float, Tensor, Tensor) throws -> Tensor
     public let sgemm: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float, UnsafeMutablePointer<Float>, Int) -> Void
@@ -89,9 +86,6 @@ public struct KernelSet: @unchecked Sendable {
                 elementwiseMul: @escaping (Tensor, Tensor) throws -> Tensor,
                 elementwiseBinary: @escaping (BinaryOp, Tensor, Tensor) throws -> Tensor,
                 elementwiseReduceBroadcast: @escaping (Tensor, [Int]) throws -> Tensor,
-                elementwiseAddBackward: @escaping (Tensor, [Int], [Int]) throws -> (Tensor, Tensor),
-                elementwiseSubBackward: @escaping (Tensor, [Int], [Int]) throws -> (Tensor, Tensor),
-                elementwiseMulBackward: @escaping (Tensor, Tensor, Tensor) throws -> (Tensor, Tensor),
                 elementwiseScale: @escaping (Tensor, Float) -> Tensor,
                 elementwiseAxpy: @escaping (Float, Tensor, Tensor) throws -> Tensor,
                 sgemm: @escaping (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float, UnsafeMutablePointer<Float>, Int) -> Void,
@@ -149,9 +143,6 @@ public struct KernelSet: @unchecked Sendable {
         self.elementwiseMul = elementwiseMul
         self.elementwiseBinary = elementwiseBinary
         self.elementwiseReduceBroadcast = elementwiseReduceBroadcast
-        self.elementwiseAddBackward = elementwiseAddBackward
-        self.elementwiseSubBackward = elementwiseSubBackward
-        self.elementwiseMulBackward = elementwiseMulBackward
         self.elementwiseScale = elementwiseScale
         self.elementwiseAxpy = elementwiseAxpy
         self.sgemm = sgemm

@@ -170,21 +170,6 @@ public enum Elementwise {
         try Kernels.active.elementwiseReduceBroadcast(grad, shape)
     }
 
-    /// Gradients of `a + b` for the two operand shapes.
-    public static func addBackward(_ dOut: Tensor, aShape: [Int], bShape: [Int]) throws -> (Tensor, Tensor) {
-        try Kernels.active.elementwiseAddBackward(dOut, aShape, bShape)
-    }
-
-    /// Gradients of `a - b` for the two operand shapes.
-    public static func subBackward(_ dOut: Tensor, aShape: [Int], bShape: [Int]) throws -> (Tensor, Tensor) {
-        try Kernels.active.elementwiseSubBackward(dOut, aShape, bShape)
-    }
-
-    /// Gradients of `a * b`: (reduce(dOut·b → a), reduce(dOut·a → b)).
-    public static func mulBackward(_ dOut: Tensor, _ a: Tensor, _ b: Tensor) throws -> (Tensor, Tensor) {
-        try Kernels.active.elementwiseMulBackward(dOut, a, b)
-    }
-
     /// s · x.
     public static func scale(_ x: Tensor, by s: Float) -> Tensor {
         Kernels.active.elementwiseScale(x, s)
