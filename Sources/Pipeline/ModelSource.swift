@@ -51,6 +51,11 @@ public struct ModelSource: Sendable {
         let checkpoint = try SingleFileCheckpoint(path: path)
         let (prediction, origin) = checkpoint.predictionType(override: prediction)
         let tokenizer = try singleFileTokenizer(family: checkpoint.family)
+        guard tokenizer.vocabularySize <= checkpoint.textConfig.vocabSize else {
+            throw PipelineError.invalidFile(path: path, reason: "the text encoder has \(checkpoint.textConfig.vocabSize) token "
+                + "embeddings, fewer than the tokenizer's \(tokenizer.vocabularySize) ids; pass --tokenizer DIR (its own "
+                + "vocab.json and merges.txt)")
+        }
         let model = try StableDiffusionModel(
             name: checkpoint.name, tokenizer: tokenizer, textEncoder: checkpoint.loadTextEncoder(),
             unet: checkpoint.loadUNet(), vae: try vae.map(Self.loadVAE) ?? checkpoint.loadVAE(),

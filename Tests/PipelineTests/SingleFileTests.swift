@@ -159,9 +159,18 @@ final class SingleFileTests: XCTestCase {
         XCTAssertEqual(try model.modelHash(), String(full.prefix(10)))
     }
 
+    /// Without --tokenizer a single file gets the embedded CLIP vocabulary, which these tiny text encoders
+    /// (618 token embeddings) cannot take: the error says what to pass.
+    func testEmbeddedVocabularyNeedsFullTextEncoder() throws {
+        XCTAssertThrowsError(try ModelSource(path: Self.path("sd1-like.safetensors")).load()) { error in
+            XCTAssertTrue("\(error)".contains("618 token embeddings, fewer than the tokenizer's 49408 ids; pass --tokenizer"),
+                          "\(error)")
+        }
+    }
+
     func testPickleRefused() throws {
         let ckpt = scratch.appendingPathComponent("v1-5-pruned-emaonly.ckpt").path
-        FileManager.default.createFile(atPath: ckpt, contents: Data([0x80, 0x02]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: ckpt, contents: Data([0x80, 0x02])))
         for vae in [nil, ckpt] {
             XCTAssertThrowsError(try ModelSource(path: vae == nil ? ckpt : Self.path("sd1-like"), vae: vae).load()) { error in
                 let text = "\(error)"
