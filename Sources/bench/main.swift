@@ -10,6 +10,7 @@ let suites: [(name: String, summary: String)] = [
     ("text", "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py"),
     ("generate", "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py; --lora rank=R --batch N: per-image adapters"),
     ("io", "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold"),
+    ("load", "load a model as generate does: PATH (folder or single .safetensors file) [--vae PATH] [--tokenizer DIR]; time, peak RSS"),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -26,6 +27,7 @@ case "text": runTextBench(Array(arguments.dropFirst()))
 case "train": runTrainBench(Array(arguments.dropFirst()))
 case "generate": runGenerateBench(Array(arguments.dropFirst()))
 case "io": runIOBench(Array(arguments.dropFirst()))
+case "load": runLoadBench(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write("bench: unknown suite '\(suite)'; suites: \(suites.map(\.name).joined(separator: ", "))\n".data(using: .utf8)!)
     exit(2)

@@ -67,6 +67,26 @@ final class SingleFileCommandTests: XCTestCase {
         XCTAssertEqual(try png("again").decoded.image, lora.decoded.image)
     }
 
+    /// train-style on the file trains the adapter it trains on the folder; its metadata names the file's hash.
+    func testTrainStyleOnSingleFile() throws {
+        let images = TrainStyleCommandTests.repository.appendingPathComponent("images").path
+        func train(_ model: [String], _ out: String) throws -> LoRAFile {
+            let dir = root.appendingPathComponent(out)
+            XCTAssertEqual(try TrainStyleCommand.run([images, "--token", "sks", "--class", "dog", "--steps", "2", "--no-prior",
+                                                      "--resolution", "16", "--no-report", "--out", dir.path] + model), 0)
+            return try LoRAFile(contentsOf: dir.appendingPathComponent("adapters/sks.safetensors").path)
+        }
+        let fromFile = try train(["-m", file, "--tokenizer", fixturePath("tiny-sd/tokenizer")], "file")
+        let fromFolder = try train(["--pipeline", folder], "folder")
+        XCTAssertEqual(fromFile.metadata["ss_new_sd_model_hash"], String(try SHA256.hexDigest(ofFile: file).prefix(10)))
+        XCTAssertEqual(fromFile.metadata["ss_base_model"], "sd1-like")
+        XCTAssertEqual(fromFile.modules.count, fromFolder.modules.count)
+        for (a, b) in zip(fromFile.modules, fromFolder.modules) {
+            XCTAssertEqual(a.down.scalars, b.down.scalars)
+            XCTAssertEqual(a.up.scalars, b.up.scalars)
+        }
+    }
+
     func testBadModelOptions() {
         XCTAssertEqual(GenerateCommand.main(["-m", file, "--prediction", "x0", "a"]), 2)
         XCTAssertEqual(TrainingPreset(pipeline: file).name, TrainingPreset.stableDiffusion.name)

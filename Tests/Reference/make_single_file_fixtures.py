@@ -250,7 +250,9 @@ def build(kind):
 def single_file(pipe, kind, extra_block_seed):
     v2 = kind == "sd2"
     state = convert_unet(pipe.unet.state_dict(), pipe.unet.config)
-    state.update({"first_stage_model." + k: v for k, v in convert_vae(pipe.vae.state_dict(), 2, 1).items()})
+    vae_levels, vae_layers = len(pipe.vae.config.block_out_channels), pipe.vae.config.layers_per_block
+    state.update({"first_stage_model." + k: v
+                  for k, v in convert_vae(pipe.vae.state_dict(), vae_levels, vae_layers).items()})
     text = text_state(pipe.text_encoder)
     if v2:
         text = convert_text_v2(text)
