@@ -101,7 +101,7 @@ final class SingleFileTests: XCTestCase {
         XCTAssertEqual(checkpoint.predictionType().type, .epsilon)
     }
 
-    /// An unknown key and a missing key fail loading, named as the file names them.
+    /// An F32 file loads as the F16 one; an unknown key and a missing key fail loading, named as the file names them.
     func testStrictKeys() throws {
         let source = try SafeTensorsFile(path: Self.path("sd1-like.safetensors"))
         func rewrite(_ name: String, drop: String? = nil, add: String? = nil) throws -> String {
@@ -112,6 +112,11 @@ final class SingleFileTests: XCTestCase {
             try writer.write(to: path)
             return path
         }
+        // The same tensors as F32 load to the same weights.
+        let (f32, _) = try ModelSource(path: try rewrite("f32.safetensors"), tokenizer: Self.tokenizer).load()
+        let (f16, _) = try load("sd1-like.safetensors")
+        assertSameWeights(f32.unet, f16.unet, "F32 unet")
+        assertSameWeights(f32.textEncoder, f16.textEncoder, "F32 text encoder")
         let extra = try rewrite("extra.safetensors", add: "model.diffusion_model.input_blocks.1.2.weight")
         XCTAssertThrowsError(try ModelSource(path: extra, tokenizer: Self.tokenizer).load()) { error in
             XCTAssertTrue("\(error)".contains("unused tensor 'model.diffusion_model.input_blocks.1.2.weight'"), "\(error)")
