@@ -145,8 +145,7 @@ enum LDMKeyNames {
 
     // MARK: Text encoders
 
-    /// SD-1.x: `cond_stage_model.transformer.` + transformers' CLIPTextModel keys with `text_model.`.
-    static func clipL(_ key: String) -> String { "text_model." + key }
+    // SD-1.x: `cond_stage_model.transformer.` + transformers' CLIPTextModel keys (with `text_model.`), ours.
 
     /// Where an OpenCLIP (SD-2.x) weight comes from: a whole tensor, or rows of the fused q/k/v projection.
     enum OpenCLIPSource: Equatable {

@@ -106,7 +106,8 @@ public struct SingleFileCheckpoint {
         let shapes = ShapeTable(file: file)
         let textPrefix = family == .sd1 ? Self.clipPrefix : Self.openCLIPPrefix
         do {
-            textConfig = try Self.detectText(shapes.under(textPrefix), family: family)
+            let inner = family == .sd1 ? Self.clipInnerPrefix(clip) : ""
+            textConfig = try Self.detectText(shapes.under(textPrefix + inner), family: family)
             unetConfig = try Self.detectUNet(shapes.under(Self.unetPrefix), family: family, yaml: yaml,
                                              vPrediction: yaml?.predictionType == .vPrediction || (yaml?.predictionType == nil && family == .sd2))
             vaeConfig = try Self.detectVAE(shapes.under(Self.vaePrefix))
@@ -156,9 +157,12 @@ public struct SingleFileCheckpoint {
         try component("text_encoder") {
             switch family {
             case .sd1:
-                try MappedLoader(file: file, prefix: Self.clipPrefix).load(
-                    model, fileKeys: textKeys, skipped: { $0 == "text_model.embeddings.position_ids" }
-                ) { .whole(LDMKeyNames.clipL($0)) }
+                // transformers' CLIPTextModel keys, under `text_model.` in all but the oldest files.
+                let inner = clipInnerPrefix
+                try MappedLoader(file: file, prefix: Self.clipPrefix + inner).load(
+                    model, fileKeys: textKeys.map { String($0.dropFirst(inner.count)) },
+                    skipped: { $0 == "embeddings.position_ids" }
+                ) { .whole($0) }
             case .sd2:
                 let last = "transformer.resblocks.\(textConfig.numHiddenLayers)."
                 try MappedLoader(file: file, prefix: Self.openCLIPPrefix).load(
@@ -186,6 +190,13 @@ public struct SingleFileCheckpoint {
             LDMKeyNames.vae($0, levels: levels).map(TensorSource.whole)
         }
         return model
+    }
+
+    /// `text_model.` when the SD-1 text keys have it (every key must then), else "".
+    var clipInnerPrefix: String { Self.clipInnerPrefix(textKeys) }
+
+    static func clipInnerPrefix(_ keys: [String]) -> String {
+        keys.allSatisfy { $0.hasPrefix("text_model.") } ? "text_model." : ""
     }
 
     private func component<T>(_ name: String, _ body: () throws -> T) throws -> T {
@@ -316,10 +327,10 @@ extension SingleFileCheckpoint {
         let (tokens, positions, layers, fc1): ([Int], [Int], Int, [Int])
         switch family {
         case .sd1:
-            tokens = try s.require("text_model.embeddings.token_embedding.weight", rank: 2)
-            positions = try s.require("text_model.embeddings.position_embedding.weight", rank: 2)
-            layers = s.count("text_model.encoder.layers.#.layer_norm1.weight")
-            fc1 = try s.require("text_model.encoder.layers.0.mlp.fc1.weight", rank: 2)
+            tokens = try s.require("embeddings.token_embedding.weight", rank: 2)
+            positions = try s.require("embeddings.position_embedding.weight", rank: 2)
+            layers = s.count("encoder.layers.#.layer_norm1.weight")
+            fc1 = try s.require("encoder.layers.0.mlp.fc1.weight", rank: 2)
         case .sd2:
             tokens = try s.require("token_embedding.weight", rank: 2)
             positions = try s.require("positional_embedding", rank: 2)

@@ -117,6 +117,16 @@ final class SingleFileTests: XCTestCase {
         let (f16, _) = try load("sd1-like.safetensors")
         assertSameWeights(f32.unet, f16.unet, "F32 unet")
         assertSameWeights(f32.textEncoder, f16.textEncoder, "F32 text encoder")
+        // Old SD-1 files name the text model's keys without `text_model.`.
+        var writer = SafeTensorsWriter()
+        for key in source.names {
+            try writer.add(key.replacingOccurrences(of: "cond_stage_model.transformer.text_model.", with: "cond_stage_model.transformer."),
+                           try source.tensor(key), as: .f16)
+        }
+        let old = scratch.appendingPathComponent("old.safetensors").path
+        try writer.write(to: old)
+        assertSameWeights(try ModelSource(path: old, tokenizer: Self.tokenizer).load().model.textEncoder, f16.textEncoder,
+                          "text encoder without text_model.")
         let extra = try rewrite("extra.safetensors", add: "model.diffusion_model.input_blocks.1.2.weight")
         XCTAssertThrowsError(try ModelSource(path: extra, tokenizer: Self.tokenizer).load()) { error in
             XCTAssertTrue("\(error)".contains("unused tensor 'model.diffusion_model.input_blocks.1.2.weight'"), "\(error)")
