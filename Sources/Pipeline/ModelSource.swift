@@ -12,8 +12,8 @@ import Schedulers
 public struct ModelSource: Sendable {
     /// A diffusers pipeline folder or a single `.safetensors` checkpoint.
     public var path: String
-    /// Replaces the model's VAE: an LDM-layout VAE file (`vae-ft-mse-840000-ema-pruned.safetensors`) or a
-    /// diffusers `vae/` folder.
+    /// Replaces the model's VAE: an LDM-layout VAE file (`vae-ft-mse-840000-ema-pruned.safetensors`), the VAE
+    /// of another single-file checkpoint, or a diffusers `vae/` folder.
     public var vae: String?
     /// Overrides the prediction type (a single file's yaml and family default, or a folder's scheduler config).
     public var prediction: PredictionType?
@@ -110,10 +110,12 @@ public struct ModelSource: Sendable {
         if file.names.contains(where: { $0.hasPrefix(prefix + "encoder.down_blocks.") }) {
             throw PipelineError.invalidFile(path: path, reason: "a VAE in the diffusers layout: give --vae its folder (with config.json)")
         }
+        // A whole checkpoint lends its VAE (first_stage_model.*); a VAE file must hold nothing else.
         var keys: [String] = [], unknown: [String] = []
         for name in file.names {
             if name.hasPrefix("model_ema.") || name.hasPrefix("loss.") { continue }   // training leftovers
-            if name.hasPrefix(prefix) { keys.append(String(name.dropFirst(prefix.count))) } else { unknown.append(name) }
+            if name.hasPrefix(prefix) { keys.append(String(name.dropFirst(prefix.count))) }
+            else if prefix.isEmpty { unknown.append(name) }
         }
         do {
             guard unknown.isEmpty else {

@@ -160,6 +160,8 @@ final class SingleFileTests: XCTestCase {
         XCTAssertEqual(try PNG.encode(image(fromFile)), try PNG.encode(image(fromFolder)))
         XCTAssertNotEqual(try image(fromFile), try image(own))
         XCTAssertEqual(try fromFile.modelHash(), try own.modelHash())   // the checkpoint's hash, not the VAE's
+        let (fromCheckpoint, _) = try load("sd2-like.safetensors", vae: Self.path("sd1-like.safetensors"))
+        assertSameWeights(try XCTUnwrap(fromCheckpoint.vae), try XCTUnwrap(fromFolder.vae), "vae of a whole checkpoint")
 
         let folder = try StableDiffusionModel(path: Self.path("sd1-like"))
         let (folderWithFile, _) = try ModelSource(path: Self.path("sd1-like"), vae: vaeFile).load()
