@@ -17,7 +17,6 @@ public enum GenerateCommand {
 
     options:
     \(ModelOptions.help)
-                          (default: the embedded pipelines/toy)
       --negative TEXT     negative prompt (default: none = unconditional)
       --steps N           sampler steps (default 20)
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
