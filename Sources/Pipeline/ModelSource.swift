@@ -27,16 +27,19 @@ public struct ModelSource: Sendable {
         self.tokenizer = tokenizer
     }
 
-    /// Whether `path` names a single file (anything that is not a folder).
+    /// Whether `path` names an existing file (not a folder).
     public var isSingleFile: Bool {
         var isFolder: ObjCBool = false
-        return !(FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue)
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && !isFolder.boolValue
     }
 
     /// Loads the model; `note` describes what was read from a single file
     /// ("SD-2.x, v-prediction (from sd21v.yaml)"), nil for a folder.
     public func load() throws -> (model: StableDiffusionModel, note: String?) {
         try Self.refusePickle(path)
+        if (path as NSString).pathExtension.lowercased() == "safetensors", !FileManager.default.fileExists(atPath: path) {
+            throw PipelineError.invalidFile(path: path, reason: "no such file")
+        }
         if !isSingleFile {
             let folder = try StableDiffusionModel(path: path)
             guard vae != nil || prediction != nil else { return (folder, nil) }
@@ -47,7 +50,6 @@ public struct ModelSource: Sendable {
                 vae: try vae.map(Self.loadVAE) ?? folder.vae, schedulerConfig: scheduler, hashedFile: folder.unetWeights)
             return (model, nil)
         }
-        guard FileManager.default.fileExists(atPath: path) else { throw PipelineError.missingFolder(path: path) }
         let checkpoint = try SingleFileCheckpoint(path: path)
         let (prediction, origin) = checkpoint.predictionType(override: prediction)
         let tokenizer = try singleFileTokenizer(family: checkpoint.family)
