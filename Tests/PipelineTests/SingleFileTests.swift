@@ -169,6 +169,30 @@ final class SingleFileTests: XCTestCase {
         XCTAssertEqual(try folderWithFile.modelHash(), try folder.modelHash())
     }
 
+    /// The settings read from an original inference yaml; others are ignored.
+    func testLDMYAML() throws {
+        let url = scratch.appendingPathComponent("v1-inference.yaml")
+        try """
+        model:
+          base_learning_rate: 1.0e-04
+          target: ldm.models.diffusion.ddpm.LatentDiffusion
+          params:
+            parameterization: 'eps'   # ε
+            unet_config:
+              params:
+                num_heads: 8
+                num_head_channels: -1
+        """.write(to: url, atomically: true, encoding: .utf8)
+        let yaml = try LDMYAML(contentsOf: url)
+        XCTAssertEqual(yaml.predictionType, .epsilon)
+        XCTAssertEqual(yaml.numHeads, 8)
+        XCTAssertEqual(yaml.numHeadChannels, -1)
+        try "parameterization: \"x0\"\n".write(to: url, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LDMYAML(contentsOf: url)) { error in
+            XCTAssertTrue("\(error)".contains("parameterization \"x0\""), "\(error)")
+        }
+    }
+
     /// A1111's `Model hash` of a single file is its SHA-256's first 10 hex digits.
     func testModelHashIsTheFileHash() throws {
         let (model, _) = try load("sd1-like.safetensors")
