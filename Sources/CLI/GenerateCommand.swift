@@ -13,11 +13,12 @@ public enum GenerateCommand {
            generate [options] --prompts FILE
            generate [options] --from-png IMAGE.png
 
-    Generates PNG images from text prompts with a Stable-Diffusion-style model in the diffusers folder
-    layout. Every PNG carries an A1111-style `parameters` text chunk; --from-png re-renders from it.
+    Generates PNG images from text prompts with a Stable-Diffusion-style model: a diffusers folder or one
+    original-layout .safetensors file. Every PNG carries an A1111-style `parameters` text chunk; --from-png
+    re-renders from it.
 
     options:
-      --pipeline DIR      diffusers pipeline folder (default: the embedded pipelines/toy)
+    \(ModelOptions.help)
       --negative TEXT     negative prompt (default: none = unconditional)
       --steps N           sampler steps (default 20)
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
@@ -51,15 +52,16 @@ public enum GenerateCommand {
     examples:
       generate "a photo of sks dog"
       generate --lora outputs/adapters/ink.safetensors:0.8 "a house, <lora:sks:0.6> sks dog"
+      generate -m v1-5-pruned-emaonly.safetensors --vae vae-ft-mse-840000-ema-pruned.safetensors "a photo of a dog"
       generate --pipeline pipelines/toy --sampler euler_a --steps 30 --seed 42 "a red car on the beach"
       generate --rng torch --seed 1234 --cfg 7.5 --sampler dpm++2m --karras "a cat in the snow"
       generate --prompts prompts/animals.txt --num-images 2 --out outputs/animals
       generate --from-png outputs/20250101-120000-42-a-photo-of-sks-dog.png
     """
 
-    static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
+    static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns"]
+                                       "batch-size", "grid", "grid-columns"])
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
@@ -68,7 +70,7 @@ public enum GenerateCommand {
     }
 
     static func run(_ arguments: [String]) throws {
-        let args = try ParsedArguments(arguments, options: options, flagNames: flagNames)
+        let args = try ParsedArguments(ModelOptions.expandingAliases(arguments), options: options, flagNames: flagNames)
         if args.has("help") {
             print(help)
             return
@@ -91,7 +93,7 @@ public enum GenerateCommand {
         let adapterRequests = try jobs.map { try adapterOptions.requests(for: $0.parameters.prompt) }
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
         let out = try OutputFolder(path: args.string("out") ?? "outputs")
-        let model = try StableDiffusionModel(path: pipelinePath)
+        let model = try ModelOptions(args).load(path: pipelinePath, program: "generate")
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         let pipeline = TextToImage(model: model, adapters: adapters.set)
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }

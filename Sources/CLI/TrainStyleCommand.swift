@@ -13,13 +13,15 @@ public struct TrainStyleArguments {
     public var resume: URL?
     /// The fidelity report at the end of the run: nil with --no-report.
     public var report: ReportOptions?
+    /// --vae, --prediction, --tokenizer (for a single-file base model).
+    var modelOptions: ModelOptions
 
-    static let options: Set<String> = [
+    static let options: Set<String> = ModelOptions.names.union([
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
-    ]
+    ])
     static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]
 
@@ -49,7 +51,9 @@ public struct TrainStyleArguments {
                                    prediction that guidance subtracts in place
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
-          --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
+          --pipeline PATH          base model, a diffusers folder or one original-layout .safetensors file
+                                   (also -m, --model; default pipelines/toy); with --vae PATH, --prediction v|epsilon,
+                                   --tokenizer DIR as in `generate`
           --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
@@ -63,7 +67,8 @@ public struct TrainStyleArguments {
         """
 
     public init(_ arguments: [String]) throws {
-        let a = try ParsedArguments(arguments, options: Self.options, flagNames: Self.flags)
+        let a = try ParsedArguments(ModelOptions.expandingAliases(arguments), options: Self.options, flagNames: Self.flags)
+        modelOptions = try ModelOptions(a)
         out = URL(fileURLWithPath: a.string("out") ?? "outputs")
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
@@ -160,10 +165,11 @@ public struct TrainingPreset: Equatable, Sendable {
 }
 
 extension TrainingPreset {
-    /// The preset of the pipeline folder at `pipeline`: latent models (a `vae` in `model_index.json`) get
-    /// `stableDiffusion`; a folder that cannot be opened gets `pictureWorld` (loading it reports why).
+    /// The preset of the base model at `pipeline`: latent models (a `vae` in `model_index.json`, or a
+    /// single-file checkpoint) get `stableDiffusion`; a folder that cannot be opened gets `pictureWorld`
+    /// (loading it reports why).
     public init(pipeline: String) {
-        let latent = (try? DiffusersFolder(path: pipeline))?.isLatent ?? false
+        let latent = (try? DiffusersFolder(path: pipeline))?.isLatent ?? false || ModelSource(path: pipeline).isSingleFile
         self = latent ? .stableDiffusion : .pictureWorld
     }
 }
@@ -177,11 +183,11 @@ public enum TrainStyleCommand {
         let c = args.config
         let console = TrainingConsole()
         guard FileManager.default.fileExists(atPath: c.pipeline) else {
-            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
+            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline PATH (a diffusers folder or a .safetensors file)"
                 + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-base`" : ""))
         }
         let start = Date()
-        let model = try StableDiffusionModel(path: c.pipeline)
+        let model = try args.modelOptions.load(path: c.pipeline, program: "train-style")
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
         var classFolder: URL?
         if c.usesPrior, let classPrompt = c.prompt.classPrompt {

@@ -26,16 +26,17 @@ public final class StableDiffusionModel {
     public let unetWeights: URL?
     private var cachedHash: String?
 
-    /// A model from components built in memory (e.g. with random weights for benchmarks).
+    /// A model from components built in memory (e.g. with random weights for benchmarks), or loaded from
+    /// `hashedFile` (the file `modelHash` digests: a single-file checkpoint, or a folder's UNet weights).
     public init(name: String, tokenizer: BPETokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
-                vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1) throws {
+                vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1, hashedFile: URL? = nil) throws {
         self.name = name
         self.tokenizer = tokenizer
         self.textEncoder = textEncoder
         self.unet = unet
         self.vae = vae
         self.schedulerConfig = schedulerConfig
-        unetWeights = nil
+        unetWeights = hashedFile
         try checkCompatibility(unetConfigPath: "unet config")
     }
 

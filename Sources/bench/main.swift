@@ -30,6 +30,8 @@ let suites: [Suite] = [
           run: runGenerateBench),
     Suite(name: "io", summary: "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold",
           options: ["gb", "keep", "png-runs", "repeat"], flags: ["cold"], run: runIOBench),
+    Suite(name: "load", summary: "load a model as generate does: PATH (folder or single .safetensors file) [--vae PATH] [--tokenizer DIR]; time, peak RSS",
+          options: ["vae", "tokenizer"], flags: [], run: runLoadBench),
     Suite(name: "image-diff", summary: "A.png B.png [--max-mean L] [--equal]: mean and largest difference in 8-bit levels",
           options: ["max-mean"], flags: ["equal"], run: runImageDiff),
 ]
