@@ -122,7 +122,12 @@ public struct SingleFileCheckpoint {
     /// The prediction type and where it came from: `override` (--prediction), else the yaml's
     /// `parameterization`, else SD-2.x files are v-prediction (the 2.1-768 release) and SD-1.x ε.
     public func predictionType(override: PredictionType? = nil) -> (type: PredictionType, source: String) {
-        if let override { return (override, "from --prediction") }
+        if let override {
+            if let fromYAML = yaml?.predictionType, fromYAML != override {
+                return (override, "from --prediction, overriding \(yaml!.url.lastPathComponent)'s \(fromYAML.rawValue)")
+            }
+            return (override, "from --prediction")
+        }
         if let fromYAML = yaml?.predictionType { return (fromYAML, "from \(yaml!.url.lastPathComponent)") }
         return family == .sd2 ? (.vPrediction, "SD-2.x default") : (.epsilon, "SD-1.x default")
     }
