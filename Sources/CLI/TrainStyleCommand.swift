@@ -13,6 +13,11 @@ public struct TrainStyleArguments {
     public var resume: URL?
     /// The fidelity report at the end of the run: nil with --no-report.
     public var report: ReportOptions?
+    /// With --resume: the step the run's checkpoint has reached.
+    public var resumeStep: Int?
+
+    /// Options that a resumed run accepts (everything else is the run's saved setting).
+    static let resumeOptions: Set<String> = ["resume", "steps", "out", "report", "judge", "report-count", "no-report", "help"]
 
     static let options: Set<String> = [
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
@@ -64,23 +69,42 @@ public struct TrainStyleArguments {
 
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options, flagNames: Self.flags)
-        out = URL(fileURLWithPath: a.string("out") ?? "outputs")
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
-            self.resume = URL(fileURLWithPath: resume)
-            let checkpoint = self.resume!.appendingPathComponent(TrainingCheckpoint.fileName).path
+            let run = URL(fileURLWithPath: resume).standardizedFileURL
+            self.resume = run
+            out = try a.string("out").map { URL(fileURLWithPath: $0) } ?? Self.outputRoot(ofRun: run)
+            let ignored = a.values.keys.filter { !Self.resumeOptions.contains($0) } + a.flags.filter { !Self.resumeOptions.contains($0) }
+            if let option = ignored.sorted().first {
+                throw CommandLineError.usage("--\(option) cannot change a resumed run (it continues with its saved settings; "
+                    + "--steps N extends or shortens it)")
+            }
+            guard a.positionals.isEmpty else {
+                throw CommandLineError.usage("--resume takes no IMAGES_DIR (the run's saved one is used), got \(a.positionals[0])")
+            }
+            let checkpoint = run.appendingPathComponent(TrainingCheckpoint.fileName).path
             let saved = try TrainingCheckpoint.read(path: checkpoint)
             config = try JSONDecoder().decode(StyleTrainingConfig.self, from: Data(saved.configuration.utf8))
+            resumeStep = saved.state.step
+            if let steps = try a.int("steps", in: 1...10_000_000) {
+                guard steps >= saved.state.step else {
+                    throw CommandLineError.usage("--steps \(steps) is fewer than the \(saved.state.step) steps the run has done")
+                }
+                config.loop.steps = steps     // the learning-rate schedule is planned over the new total
+            }
             return
         }
+        out = URL(fileURLWithPath: a.string("out") ?? "outputs")
         guard a.positionals.count == 1 else {
             throw CommandLineError.usage(a.positionals.isEmpty ? "missing IMAGES_DIR (see --help)"
                                          : "one IMAGES_DIR expected, got \(a.positionals.joined(separator: " "))")
         }
         guard let token = a.string("token"), !token.isEmpty else { throw CommandLineError.usage("--token is required (e.g. --token sks)") }
+        try Self.checkToken(token)
         let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
                                     override: a.string("instance-prompt"))
-        var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: a.string("pipeline") ?? "pipelines/toy", prompt: prompt)
+        var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: try GenerateCommand.pipelineFolder(a.string("pipeline")),
+                                    prompt: prompt)
         let preset = TrainingPreset(pipeline: c.pipeline)
         if a.has("train-text-encoder"), a.has("unet-only") {
             throw CommandLineError.usage("--train-text-encoder and --unet-only contradict each other")
@@ -139,6 +163,31 @@ public struct TrainStyleArguments {
 /// judge: 0 % of the coat with rank-16 attention adapters after 1500 steps, 56 % with conv adapters), so its
 /// defaults train conv (LoCon) adapters and the text encoder, harder and longer. Latent Stable Diffusion models
 /// get the defaults of diffusers' DreamBooth-LoRA script.
+extension TrainStyleArguments {
+    /// A trigger word must be one word that can also be a file name: letters, digits, `-`, `_` and `.`, not
+    /// starting with `.` or `-` (the adapter is written as `adapters/<token>.safetensors`).
+    static func checkToken(_ token: String) throws {
+        let allowed = token.unicodeScalars.allSatisfy {
+            CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_" || $0 == "."
+        }
+        guard allowed, !token.hasPrefix("."), !token.hasPrefix("-"), token.utf8.count <= 200 else {
+            let hint = token.contains(" ") ? "; put the class in --class (e.g. --token sks --class dog)" : ""
+            throw CommandLineError.usage("--token must be one word of letters, digits, - or _ (it names the adapter file), "
+                + "got \"\(token)\"\(hint)")
+        }
+    }
+
+    /// The outputs root of a run folder `ROOT/runs/NAME` (the layout train-style writes).
+    static func outputRoot(ofRun run: URL) throws -> URL {
+        let parent = run.deletingLastPathComponent()
+        guard parent.lastPathComponent == "runs" else {
+            throw CommandLineError.usage("cannot tell which outputs folder \(run.path) belongs to (it is not inside a runs/ "
+                + "folder); pass --out DIR")
+        }
+        return parent.deletingLastPathComponent()
+    }
+}
+
 public struct TrainingPreset: Equatable, Sendable {
     public var name: String
     public var steps: Int
@@ -180,6 +229,14 @@ public enum TrainStyleCommand {
             throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
                 + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-base`" : ""))
         }
+        // Every output folder and the images are checked before any work, so that nothing fails after training.
+        _ = try OutputFolder(path: args.out.path)
+        let adapterDir = try OutputFolder(path: args.out.appendingPathComponent("adapters").path).url
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: c.imagesDirectory, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CommandLineError.failure("images folder \(c.imagesDirectory) does not exist or is not a folder")
+        }
+        _ = try OutputFolder(path: args.out.appendingPathComponent("runs").path)
         let start = Date()
         let model = try StableDiffusionModel(path: c.pipeline)
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
@@ -193,7 +250,10 @@ public enum TrainStyleCommand {
             }
         }
         let trainer = try StyleTrainer(config: c, model: model, runDirectory: runDir, classImages: classFolder)
-        if args.resume != nil { try trainer.resume() }
+        if args.resume != nil {
+            try trainer.resume()
+            console.note("resuming \(runDir.path) from step \(trainer.loop.state.step) of \(c.loop.steps)")
+        }
         let prompts = [c.prompt.text] + c.validationPrompts.prefix(3)
         trainer.loop.preview = { step in
             try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
@@ -214,9 +274,10 @@ public enum TrainStyleCommand {
             console.note("stopped at step \(step); continue with: train-style --resume \(runDir.path)")
             return 130
         }
-        let adapterDir = args.out.appendingPathComponent("adapters")
-        try FileManager.default.createDirectory(at: adapterDir, withIntermediateDirectories: true)
         let adapterPath = adapterDir.appendingPathComponent("\(c.prompt.token).safetensors").path
+        if let kept = try keepEarlierAdapter(at: adapterPath) {
+            console.note("an adapter \(c.prompt.token).safetensors was already there: kept it as \(kept)")
+        }
         try trainer.writeAdapter(to: adapterPath)
         let example = c.prompt.style ? "a house in the style of \(c.prompt.token)"
             : "a photo of \(c.prompt.token)\(c.prompt.className.map { " " + $0 } ?? "") in the snow"
@@ -233,6 +294,27 @@ public enum TrainStyleCommand {
             }
         }
         return 0
+    }
+
+    /// Moves an existing adapter at `path` aside to `previous/<name>-N.safetensors` beside it (the first free N),
+    /// so that a new run of the same token keeps the older adapter; returns where it went (nil: nothing there).
+    static func keepEarlierAdapter(at path: String) throws -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let url = URL(fileURLWithPath: path)
+        let folder = try OutputFolder(path: url.deletingLastPathComponent().appendingPathComponent("previous").path).url
+        let stem = url.deletingPathExtension().lastPathComponent
+        var n = 1
+        while true {
+            let target = folder.appendingPathComponent("\(stem)-\(n).safetensors").path
+            if link(path, target) == 0 {
+                unlink(path)
+                return target
+            }
+            guard errno == EEXIST else {
+                throw CommandLineError.failure("cannot keep the earlier adapter \(path) as \(target): \(String(cString: strerror(errno)))")
+            }
+            n += 1
+        }
     }
 
     private static func timestamp() -> String {
