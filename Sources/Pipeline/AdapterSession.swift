@@ -11,6 +11,8 @@ public final class AdapterSession {
     public let set: AdapterSet
     /// File path → (adapter name, A1111 short hash).
     private var loaded: [String: (name: String, hash: String)] = [:]
+    /// Trigger-word adapters left out because they do not fit the model.
+    private var skipped: Set<String> = []
     /// Receives one line per adapter loaded (its key accounting) and per adapter in use.
     private let log: (String) -> Void
 
@@ -26,12 +28,21 @@ public final class AdapterSession {
     public func request(_ requests: [(request: AdapterRequest, file: String)], for parameters: GenerationParameters) throws -> BatchRequest {
         var p = parameters
         p.adapters = []
-        for (_, file) in requests where loaded[file] == nil {
+        for (request, file) in requests where loaded[file] == nil && !skipped.contains(file) {
             let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
             guard !loaded.values.contains(where: { $0.name == name }) else {
                 throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another folder); rename one")
             }
-            let accounting = try set.load(LoRAFile(contentsOf: file), name: name, unetWeight: 0, textEncoderWeight: 0)
+            let accounting: KeyAccounting
+            do {
+                accounting = try set.load(LoRAFile(contentsOf: file), name: name, unetWeight: 0, textEncoderWeight: 0)
+            } catch where request.origin == .trigger {
+                // The prompt did not ask for this adapter by name: one that does not fit this model is left out.
+                log("skipping adapter \((file as NSString).lastPathComponent) (trigger \"\(request.trigger ?? "")\"): "
+                    + "it does not fit this model (\(String(describing: error).split(separator: "\n").first ?? ""))")
+                skipped.insert(file)
+                continue
+            }
             log(accounting.report.split(separator: "\n").joined(separator: "; "))
             loaded[file] = (name, try LoRAHash.shortHash(ofFile: file))
         }

@@ -66,6 +66,22 @@ final class GenerateAdapterTests: XCTestCase {
         XCTAssertEqual(try png("again").image, auto.image)
     }
 
+    /// An adapter in the folder that was made for another base model is skipped (with one line) when only its
+    /// trigger word names it: the prompt renders as without it.
+    func testTriggerWordSkipsAnAdapterForAnotherModel() throws {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
+        let stack = AdapterStack(root: model.unet, component: .unet)
+        var random = PhiloxRandom(seed: 2)
+        try stack.addTrainable(name: "pix", rank: 2, targets: .unetAttention, random: &random)
+        try LoRAWriter.write(stack.export("pix"), to: adapters.appendingPathComponent("pix.safetensors").path,
+                             info: LoRAFileInfo(triggerPhrase: "pix"))
+        XCTAssertEqual(run("auto", ["a photo of pix dog"]), 0)
+        XCTAssertEqual(run("off", ["--no-auto-lora", "a photo of pix dog"]), 0)
+        XCTAssertEqual(try png("auto").image, try png("off").image)
+        XCTAssertFalse(try parameters(try png("auto")).contains("pix:"))
+        XCTAssertEqual(run("named", ["a photo of <lora:pix:1> dog"]), 1, "an adapter the prompt names must fit")
+    }
+
     /// The PNGs of an output folder by the first line of their parameters chunk.
     func pngsByPrompt(_ out: String) throws -> [String: (image: Image, text: String, path: String)] {
         let dir = root.appendingPathComponent(out)

@@ -14,6 +14,15 @@ final class GenerateCommandTests: XCTestCase {
 
     override func tearDownWithError() throws {
         try? FileManager.default.removeItem(at: out)
+        try? FileManager.default.removeItem(at: out.appendingPathExtension("adapters"))
+    }
+
+    /// `generate` with an empty adapter folder: a test never reads the working folder's outputs/adapters
+    /// (a user's trained `sks` adapter there would otherwise apply by its trigger word).
+    func generate(_ arguments: [String]) -> Int32 {
+        let adapters = out.appendingPathExtension("adapters")
+        try? FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
+        return GenerateCommand.main(arguments + ["--lora-dir", adapters.path])
     }
 
     func base(_ extra: [String]) -> [String] {
@@ -25,7 +34,7 @@ final class GenerateCommandTests: XCTestCase {
     }
 
     func testWritesPNGWithParametersChunk() throws {
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "42", "--sampler", "euler_a", "--negative", "blurry, dark",
+        XCTAssertEqual(generate(base(["--seed", "42", "--sampler", "euler_a", "--negative", "blurry, dark",
                                                   "a photo of sks dog"])), 0)
         let files = pngs()
         XCTAssertEqual(files.count, 1)
@@ -45,7 +54,7 @@ final class GenerateCommandTests: XCTestCase {
     /// `--from-png` re-renders the same pixels, including an image from the middle of a batch.
     func testFromPNGReproducesPixels() throws {
         for rng in ["native", "torch"] {
-            XCTAssertEqual(GenerateCommand.main(base(["--seed", "7", "--rng", rng, "--num-images", "2", "--sampler", "dpm++2m",
+            XCTAssertEqual(generate(base(["--seed", "7", "--rng", rng, "--num-images", "2", "--sampler", "dpm++2m",
                                                       "--karras", "a red car"])), 0)
         }
         let originals = pngs()
@@ -53,7 +62,7 @@ final class GenerateCommandTests: XCTestCase {
         let rerender = out.appendingPathComponent("again")
         for name in originals {
             let path = out.appendingPathComponent(name).path
-            XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", rerender.path,
+            XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", rerender.path,
                                                  "--from-png", path]), 0)
             let again = try FileManager.default.contentsOfDirectory(atPath: rerender.path)
             XCTAssertEqual(again.count, 1)
@@ -72,7 +81,7 @@ final class GenerateCommandTests: XCTestCase {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try "a red car\na cat\na dog\n".write(to: file, atomically: true, encoding: .utf8)
         let grid = out.appendingPathComponent("grid.png")
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "3", "--prompts", file.path, "--grid", grid.path,
+        XCTAssertEqual(generate(base(["--seed", "3", "--prompts", file.path, "--grid", grid.path,
                                                   "--grid-columns", "2"])), 0)
         let files = pngs().filter { $0 != "grid.png" }
         XCTAssertEqual(files.count, 3)
@@ -88,12 +97,12 @@ final class GenerateCommandTests: XCTestCase {
         let text = try XCTUnwrap(decoded.text.first { $0.keyword == "grid" }).text
         XCTAssertEqual(text.components(separatedBy: "\n\n").count, 3)
         XCTAssertTrue(text.hasPrefix("a red car\n"), text)
-        XCTAssertEqual(GenerateCommand.main(base(["--grid-columns", "2", "a cat"])), 2)
-        XCTAssertEqual(GenerateCommand.main(base(["--grid", out.appendingPathComponent("no/such/grid.png").path, "a cat"])), 1)
+        XCTAssertEqual(generate(base(["--grid-columns", "2", "a cat"])), 2)
+        XCTAssertEqual(generate(base(["--grid", out.appendingPathComponent("no/such/grid.png").path, "a cat"])), 1)
     }
 
     func testSameSeedSameSecondNeverOverwrites() throws {
-        for _ in 0..<3 { XCTAssertEqual(GenerateCommand.main(base(["--seed", "5", "a cat"])), 0) }
+        for _ in 0..<3 { XCTAssertEqual(generate(base(["--seed", "5", "a cat"])), 0) }
         XCTAssertEqual(Set(pngs()).count, 3)
         let folder = try OutputFolder(path: out.path)
         let a = try folder.writeNew([1, 2, 3], baseName: "same")
@@ -107,7 +116,7 @@ final class GenerateCommandTests: XCTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(UUID().uuidString).txt")
         try "# animals\na dog\n\n  # indented comment\na bird\n".write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "1", "--prompts", file.path])), 0)
+        XCTAssertEqual(generate(base(["--seed", "1", "--prompts", file.path])), 0)
         XCTAssertEqual(pngs().map { String($0.split(separator: "-").last!) }.sorted(), ["bird.png", "dog.png"])
     }
 
@@ -131,7 +140,7 @@ final class GenerateCommandTests: XCTestCase {
             (base(["two", "prompts"]), 2),
         ]
         for (arguments, code) in cases {
-            XCTAssertEqual(GenerateCommand.main(arguments), code, arguments.joined(separator: " "))
+            XCTAssertEqual(generate(arguments), code, arguments.joined(separator: " "))
         }
         XCTAssertEqual(pngs(), [])
     }
@@ -147,7 +156,7 @@ final class GenerateCommandTests: XCTestCase {
     /// `generate "prompt"` with no other argument runs the embedded default `pipelines/toy`.
     func testEmbeddedDefaultWritesPNGWithParameters() throws {
         XCTAssertTrue(try GenerateCommand.pipelineFolder(nil).hasSuffix("pipelines/toy"))
-        XCTAssertEqual(GenerateCommand.main(["--out", out.path, "--steps", "2", "--seed", "7", "--no-auto-lora",
+        XCTAssertEqual(generate(["--out", out.path, "--steps", "2", "--seed", "7", "--no-auto-lora",
                                              "a photo of a red car in the snow"]), 0)
         let files = pngs()
         XCTAssertEqual(files.count, 1)
