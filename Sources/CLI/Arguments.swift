@@ -131,9 +131,32 @@ public func runCommand(_ program: String, _ body: () throws -> Void) -> Int32 {
         printError("\(program): error: \(error.description)")
         return error.exitCode
     } catch {
-        printError("\(program): error: \(oneLine("\(error)"))")
+        printError("\(program): error: \(inWords(error))")
         return 1
     }
+}
+
+/// An error as one line of words: a Foundation file error names its path and cause (`/x/out: Not a
+/// directory`) instead of its `NSCocoaErrorDomain Code=512 … UserInfo=…` dump.
+public func inWords(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain else { return oneLine("\(error)") }
+    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var cause: String
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        cause = String(cString: strerror(Int32(underlying.code)))
+    } else {
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: cause = String(cString: strerror(ENOENT))
+        case .fileWriteNoPermission, .fileReadNoPermission: cause = String(cString: strerror(EACCES))
+        case .fileWriteOutOfSpace: cause = String(cString: strerror(ENOSPC))
+        case .fileWriteFileExists: cause = String(cString: strerror(EEXIST))
+        case .fileWriteVolumeReadOnly: cause = String(cString: strerror(EROFS))
+        case .fileReadCorruptFile, .fileReadInapplicableStringEncoding: cause = "unreadable contents"
+        default: cause = ns.code >= 512 && ns.code < 1024 ? "cannot be written" : "cannot be read"
+        }
+    }
+    return path.map { "\($0): \(cause)" } ?? "file error: \(cause)"
 }
 
 /// Writes `line` and a newline to stderr.
