@@ -19,6 +19,9 @@ struct AdapterOptions {
             throw CommandLineError.usage("--lora \(error)")
         }
         folder = AdapterFolder(path: args.string("lora-dir") ?? AdapterFolder.defaultPath)
+        if let given = args.string("lora-dir"), !FileManager.default.fileExists(atPath: given) {
+            printError("generate: warning: --lora-dir \(given) does not exist (no adapters found by name or trigger word there)")
+        }
         automatic = !args.has("no-auto-lora")
     }
 

@@ -35,9 +35,11 @@ public struct ParsedArguments {
 
     /// Scans `arguments` (without the program name). `options` take a value, `flagNames` take none;
     /// both are spelled without the leading `--`. `shortNames` maps one-letter spellings (`-o`) to option
-    /// names. `--` ends option parsing; other arguments that start with a single `-` are positionals.
+    /// names, `aliases` other tools' long spellings (`cfg-scale` → `cfg`); `snake_case` spellings of known
+    /// names are accepted as well (`--max_train_steps`, diffusers' style). `--` ends option parsing; other
+    /// arguments that start with a single `-` are positionals.
     public init(_ arguments: [String], options: Set<String>, flagNames: Set<String>,
-                shortNames: [String: String] = [:]) throws {
+                shortNames: [String: String] = [:], aliases: [String: String] = [:]) throws {
         let flagNames = flagNames.union(["help"])
         var i = 0
         var optionsEnded = false
@@ -51,7 +53,12 @@ public struct ParsedArguments {
                 continue
             }
             let body = arg.dropFirst(2)
-            let name = String(body.prefix(while: { $0 != "=" }))
+            let spelled = String(body.prefix(while: { $0 != "=" }))
+            var name = aliases[spelled] ?? spelled
+            if !flagNames.contains(name), !options.contains(name), name.contains("_") {
+                let dashed = name.replacingOccurrences(of: "_", with: "-")
+                name = aliases[dashed] ?? dashed
+            }
             let inline = body.contains("=") ? String(body.drop(while: { $0 != "=" }).dropFirst()) : nil
             if flagNames.contains(name) {
                 guard inline == nil else { throw CommandLineError.usage("--\(name) takes no value") }
@@ -66,7 +73,7 @@ public struct ParsedArguments {
                 }
             } else {
                 let known = (options.union(flagNames)).sorted().map { "--" + $0 }.joined(separator: ", ")
-                throw CommandLineError.usage("unknown option --\(name) (options: \(known))")
+                throw CommandLineError.usage("unknown option --\(spelled) (options: \(known))")
             }
         }
     }

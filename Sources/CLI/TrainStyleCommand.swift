@@ -16,6 +16,14 @@ public struct TrainStyleArguments {
     /// With --resume: the step the run's checkpoint has reached.
     public var resumeStep: Int?
 
+    /// diffusers' train_dreambooth_lora.py names (their snake_case spellings of our own names work too, e.g.
+    /// --num_class_images) and the names the other commands use for the same setting.
+    static let aliases = ["max-train-steps": "steps", "learning-rate": "lr", "train-batch-size": "batch", "batch-size": "batch",
+                          "output-dir": "out", "pretrained-model-name-or-path": "pipeline", "prior-loss-weight": "prior-weight",
+                          "lr-scheduler": "lr-schedule", "lr-warmup-steps": "warmup",
+                          "gradient-accumulation-steps": "gradient-accumulation", "checkpointing-steps": "save-every",
+                          "checkpoint-every": "save-every", "random-flip": "flip", "resume-from-checkpoint": "resume"]
+
     /// Options that a resumed run accepts (everything else is the run's saved setting).
     static let resumeOptions: Set<String> = ["resume", "steps", "out", "report", "judge", "report-count", "no-report", "help"]
 
@@ -64,11 +72,16 @@ public struct TrainStyleArguments {
           train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
                                    the report alone, into OUT/reports/<adapter name>/
 
+        diffusers' trainer names work as well: --instance_data_dir, --max_train_steps, --learning_rate,
+        --train_batch_size, --output_dir, --pretrained_model_name_or_path, --prior_loss_weight, --lr_scheduler,
+        --lr_warmup_steps, --gradient_accumulation_steps, --checkpointing_steps, --random_flip, --num_class_images, …
+
         example: train-style images/ --token sks --class dog --steps 400
         """
 
     public init(_ arguments: [String]) throws {
-        let a = try ParsedArguments(arguments, options: Self.options, flagNames: Self.flags)
+        let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
+                                    aliases: Self.aliases)
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
             let run = URL(fileURLWithPath: resume).standardizedFileURL
@@ -95,15 +108,16 @@ public struct TrainStyleArguments {
             return
         }
         out = URL(fileURLWithPath: a.string("out") ?? "outputs")
-        guard a.positionals.count == 1 else {
-            throw CommandLineError.usage(a.positionals.isEmpty ? "missing IMAGES_DIR (see --help)"
-                                         : "one IMAGES_DIR expected, got \(a.positionals.joined(separator: " "))")
+        let folders = a.positionals + (a.values["instance-data-dir"] ?? [])
+        guard folders.count == 1 else {
+            throw CommandLineError.usage(folders.isEmpty ? "missing IMAGES_DIR (see --help)"
+                                         : "one IMAGES_DIR expected, got \(folders.joined(separator: " "))")
         }
         guard let token = a.string("token"), !token.isEmpty else { throw CommandLineError.usage("--token is required (e.g. --token sks)") }
         try Self.checkToken(token)
         let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
                                     override: a.string("instance-prompt"))
-        var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: try GenerateCommand.pipelineFolder(a.string("pipeline")),
+        var c = StyleTrainingConfig(imagesDirectory: folders[0], pipeline: try GenerateCommand.pipelineFolder(a.string("pipeline")),
                                     prompt: prompt)
         let preset = TrainingPreset(pipeline: c.pipeline)
         if a.has("train-text-encoder"), a.has("unet-only") {
@@ -237,6 +251,10 @@ public enum TrainStyleCommand {
             throw CommandLineError.failure("images folder \(c.imagesDirectory) does not exist or is not a folder")
         }
         _ = try OutputFolder(path: args.out.appendingPathComponent("runs").path)
+        if c.prompt.style, let noun = c.prompt.className, args.resume == nil {
+            console.note("warning: --class \(noun) with --style: a style has no class; the class only sets the "
+                + "prior-preservation prompt \"\(c.prompt.classPrompt ?? "")\"" + (c.usesPrior ? "" : " (off here)"))
+        }
         let start = Date()
         let model = try StableDiffusionModel(path: c.pipeline)
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
@@ -250,6 +268,7 @@ public enum TrainStyleCommand {
             }
         }
         let trainer = try StyleTrainer(config: c, model: model, runDirectory: runDir, classImages: classFolder)
+        for warning in trainer.instances.warnings { console.note("warning: " + warning) }
         if args.resume != nil {
             try trainer.resume()
             console.note("resuming \(runDir.path) from step \(trainer.loop.state.step) of \(c.loop.steps)")

@@ -55,7 +55,9 @@ func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance"],
-                                flagNames: ["resume", "export"])
+                                flagNames: ["resume", "export"],
+                                aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
+                                          "max-train-steps": "steps", "learning-rate": "lr"])
     if a.has("help") { print(usage); return nil }
     guard a.positionals.isEmpty else { throw CommandLineError.usage("unknown argument \(a.positionals[0]) (see --help)") }
     var o = Options()

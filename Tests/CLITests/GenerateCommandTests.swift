@@ -125,7 +125,7 @@ final class GenerateCommandTests: XCTestCase {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try Data([0]).write(to: file)
         let cases: [([String], Int32)] = [
-            (base(["--sampler", "nonsense", "x"]), 1),
+            (base(["--sampler", "nonsense", "x"]), 2),
             (base(["--width", "20", "x"]), 1),
             (base(["--karras", "--sampler", "ddim", "x"]), 1),
             (["--pipeline", "/nonexistent/pipeline", "--out", out.path, "x"], 1),
@@ -180,4 +180,41 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(OutputFolder.slug("A photo of  sks dog, <lora:x:1> (4k)!"), "a-photo-of-sks-dog-lora-x-1-4k")
         XCTAssertEqual(OutputFolder.slug("日本"), "image")
     }
+    /// stable-diffusion.cpp's and A1111's spellings: -p -n -s -W -H -o FILE.png --cfg-scale --sampling-method, sampler
+    /// names as A1111 writes them, seed -1.
+    func testOtherToolsSpellings() throws {
+        let cat = out.appendingPathComponent("cat.png")
+        XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--steps", "3", "-W", "16", "-H", "16",
+                                 "-s", "42", "--cfg-scale", "5", "--sampling-method", "Euler a", "-n", "blurry", "-o", cat.path,
+                                 "-p", "a cat"]), 0)
+        let text = try XCTUnwrap(try PNG.read(path: cat.path).text.first { $0.keyword == "parameters" }).text
+        XCTAssertTrue(text.hasPrefix("a cat\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, "), text)
+        XCTAssertTrue(text.contains("CFG scale: 5") && text.contains("Seed: 42"), text)
+        XCTAssertEqual(generate(base(["--sampler", "DPM++ 2M Karras", "-o", cat.path, "a cat"])), 0)
+        let second = try XCTUnwrap(try PNG.read(path: out.appendingPathComponent("cat-2.png").path).text.first {
+            $0.keyword == "parameters" }).text
+        XCTAssertTrue(second.contains("Sampler: DPM++ 2M, Schedule type: Karras"), second)
+        XCTAssertEqual(generate(base(["-s", "-1", "a cat"])), 0)
+        XCTAssertEqual(generate(base(["-p", "a cat", "a dog"])), 2)
+    }
+
+    /// Errors and warnings in words: a grid PNG for --from-png, a PNG given as an adapter, a prompt past the text
+    /// encoder's window.
+    func testGridPNGAdapterPNGAndLongPromptAreNamed() throws {
+        let grid = out.appendingPathComponent("grid.png")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        XCTAssertEqual(generate(base(["--seed", "1", "--grid", grid.path, "a cat"])), 0)
+        XCTAssertThrowsError(try GenerateCommand.run(base(["--no-auto-lora", "--from-png", grid.path]))) {
+            XCTAssertTrue("\($0)".contains("is a grid"), "\($0)")
+        }
+        XCTAssertThrowsError(try GenerateCommand.run(base(["--no-auto-lora", "--lora", grid.path, "a cat"]))) {
+            XCTAssertTrue("\($0)".contains("not a safetensors file"), "\($0)")
+        }
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
+        let long = GenerationParameters(prompt: Array(repeating: "cat", count: model.promptTokenLimit).joined(separator: " ") + " dog")
+        let lines = try GenerateCommand.promptLengthWarnings([long, GenerationParameters(prompt: "a cat")], model: model)
+        XCTAssertEqual(lines.count, 1)
+        XCTAssertTrue(lines[0].hasSuffix("is cut: \"dog\""), lines[0])
+    }
 }
+

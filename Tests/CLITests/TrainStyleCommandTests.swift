@@ -136,5 +136,26 @@ final class TrainStyleCommandTests: XCTestCase {
         }
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: o.appendingPathComponent("runs").path)) ?? [], [])
     }
+    /// diffusers' trainer names map onto train-style's options.
+    func testDiffusersTrainerNames() throws {
+        let c = try TrainStyleArguments(["--instance_data_dir", TestPaths.repository("images"), "--token", "sks", "--class", "dog",
+                                         "--pretrained_model_name_or_path", TestPaths.pipelineFixture("tiny-pixel"),
+                                         "--max_train_steps", "7", "--learning_rate", "0.01", "--train_batch_size", "2",
+                                         "--num_class_images", "3", "--prior_loss_weight", "0.5", "--lr_scheduler", "cosine",
+                                         "--checkpointing_steps", "5", "--gradient_accumulation_steps", "2"]).config
+        XCTAssertEqual(c.imagesDirectory, TestPaths.repository("images"))
+        XCTAssertEqual([c.loop.steps, c.batch, c.numClassImages, c.loop.saveEvery, c.loop.gradientAccumulation], [7, 2, 3, 5, 2])
+        XCTAssertEqual(c.loop.learningRate, 0.01)
+        XCTAssertEqual(c.priorWeight, 0.5)
+        XCTAssertEqual(c.loop.decay, .cosine)
+    }
+    /// Without --pipeline, train-style finds the embedded model where generate does (not only in the working folder).
+    func testFindsTheEmbeddedModelAsGenerateDoes() throws {
+        let c = try TrainStyleArguments([TestPaths.repository("images"), "--token", "sks"]).config
+        XCTAssertEqual(c.pipeline, try GenerateCommand.pipelineFolder(nil))
+        XCTAssertTrue(DiffusersFolder.exists(at: c.pipeline), c.pipeline)
+    }
 }
+
+
 
