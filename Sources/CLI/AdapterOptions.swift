@@ -30,8 +30,11 @@ struct AdapterOptions {
     func requests(for prompt: String) throws -> [(request: AdapterRequest, file: String)] {
         let tags = try AdapterRequest.extractTags(from: prompt)
         var chosen: [(request: AdapterRequest, file: String)] = []
-        for request in flags + tags.requests {
-            let file = try folder.locate(request.name)
+        for var request in flags + tags.requests {
+            // A tag may name an adapter by the name a flag gave it (`--lora style=FILE` and `<lora:style:0.5>`).
+            let named = request.origin == .prompt ? flags.first { $0.label == request.name } : nil
+            if let named { request.label = named.label }
+            let file = try folder.locate(named?.name ?? request.name)
             chosen.removeAll { $0.file == file }
             chosen.append((request, file))
         }

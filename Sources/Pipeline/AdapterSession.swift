@@ -16,6 +16,16 @@ public final class AdapterSession {
     /// Receives one line per adapter loaded (its key accounting) and per adapter in use.
     private let log: (String) -> Void
 
+    /// An adapter's name: its file name without extension, or for diffusers' fixed file name
+    /// (`pytorch_lora_weights.safetensors`, one per output folder) the name of its folder.
+    public static func name(ofFile file: String) -> String {
+        let url = URL(fileURLWithPath: file)
+        let stem = url.deletingPathExtension().lastPathComponent
+        guard stem == "pytorch_lora_weights" || stem == "pytorch_lora_weights.fp16" else { return stem }
+        let folder = url.deletingLastPathComponent().standardizedFileURL.lastPathComponent
+        return folder.isEmpty || folder == "/" ? stem : folder
+    }
+
     public init(model: StableDiffusionModel, log: @escaping (String) -> Void = { _ in }) {
         set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
         self.log = log
@@ -29,9 +39,10 @@ public final class AdapterSession {
         var p = parameters
         p.adapters = []
         for (request, file) in requests where loaded[file] == nil && !skipped.contains(file) {
-            let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            let name = request.label ?? Self.name(ofFile: file)
             guard !loaded.values.contains(where: { $0.name == name }) else {
-                throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another folder); rename one")
+                throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another); "
+                    + "name one with --lora NAME=FILE")
             }
             let accounting: KeyAccounting
             do {
