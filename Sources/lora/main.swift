@@ -75,9 +75,7 @@ func kind(_ name: String) -> String {
 /// Modules with dotted names: a kohya file is resolved against a pipeline first.
 func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
     guard file.format == .kohya else { return file.modules }
-    guard let pipeline else {
-        throw CommandLineError.usage("kohya names lose their dots; give --pipeline DIR to map them onto module paths")
-    }
+    let pipeline = try AdapterBase.pipeline(given: pipeline, metadata: file.metadata)
     let indexes = try DiffusersFolder(path: pipeline).moduleIndexes()
     let resolved = try file.resolve(against: indexes)
     if !resolved.accounting.unmatched.isEmpty {

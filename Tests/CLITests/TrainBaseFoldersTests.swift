@@ -15,3 +15,15 @@ final class TrainBaseFoldersTests: XCTestCase {
         XCTAssertThrowsError(try TrainBaseFolders.checkFreshRun(run.path)) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
     }
 }
+
+final class AdapterBaseTests: XCTestCase {
+    /// `lora convert --to diffusers` on a train-style adapter needs no --pipeline: its metadata names the embedded model.
+    func testKohyaNamesResolveAgainstTheModelTheMetadataNames() throws {
+        let embedded = { "/somewhere/pipelines/toy" }
+        XCTAssertEqual(try AdapterBase.pipeline(given: nil, metadata: ["ss_base_model": "toy"], embedded: embedded), embedded())
+        XCTAssertEqual(try AdapterBase.pipeline(given: "mine", metadata: ["ss_base_model": "toy"], embedded: embedded), "mine")
+        XCTAssertThrowsError(try AdapterBase.pipeline(given: nil, metadata: ["ss_base_model": "sd15"], embedded: embedded)) {
+            XCTAssertTrue("\($0)".contains("--pipeline") && "\($0)".contains("\"sd15\""), "\($0)")
+        }
+    }
+}
