@@ -43,6 +43,8 @@ public enum GenerateCommand {
                           In the prompt, <lora:name:W> does the same for one prompt.
       --lora-dir DIR      adapter folder for names and trigger words (default outputs/adapters)
       --no-auto-lora      do not apply adapters whose trigger phrase (modelspec.trigger_phrase) the prompt contains
+      --shard I/N         render only prompts I, I+N, I+2N, … (I from 0) of the prompts, each PNG as in one run of
+                          them all (needs --seed): N machines share a prompt file with no coordinator
       --grid FILE         also write all images of the run into one grid PNG, in prompt order (its parameters
                           chunk lists every image's parameters)
       --grid-columns N    images per grid row (default: --num-images when above 1, else the prompt count up to 8)
@@ -69,6 +71,8 @@ public enum GenerateCommand {
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
     static let shortNames = ["-p": "prompt", "-n": "negative", "-s": "seed", "-W": "width", "-H": "height", "-o": "out"]
+    /// `--shard I/N`: lines I, I+N, … of the prompts (I from 0), for one of N machines.
+    static let shardOption: Set<String> = ["shard"]
     static let aliases = ["negative-prompt": "negative", "cfg-scale": "cfg", "guidance": "cfg", "guidance-scale": "cfg",
                           "sampling-method": "sampler", "output": "out", "batch-count": "num-images"]
 
@@ -78,7 +82,7 @@ public enum GenerateCommand {
     }
 
     static func run(_ arguments: [String]) throws {
-        let args = try ParsedArguments(arguments, options: options.union(compatibilityOptions), flagNames: flagNames,
+        let args = try ParsedArguments(arguments, options: options.union(compatibilityOptions).union(shardOption), flagNames: flagNames,
                                        shortNames: shortNames, aliases: aliases)
         if args.has("help") {
             print(help)
@@ -88,6 +92,7 @@ public enum GenerateCommand {
             printError("generate: \(Kernels.summary), CPU \(Kernels.cpuName.isEmpty ? "unnamed" : Kernels.cpuName)")
         }
         let jobs = try requests(args)
+        guard !jobs.isEmpty else { return }     // a --shard beyond the prompts
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
         let gridPath = args.string("grid")
         let gridColumns = try args.int("grid-columns", in: 1...4096)
@@ -213,8 +218,28 @@ public enum GenerateCommand {
             prompts = try readPrompts(file)
         }
         guard !prompts.isEmpty else { throw CommandLineError.usage("no prompt given (see generate --help)") }
+        if let shard = args.string("shard") {
+            let (index, count) = try parseShard(shard)
+            guard try seedOption(args) != nil else {
+                throw CommandLineError.usage("--shard needs --seed N, so that every shard draws the seeds of one run")
+            }
+            prompts = prompts.enumerated().filter { $0.offset % count == index }.map(\.element)
+            guard !prompts.isEmpty else {
+                printError("generate: shard \(shard): no prompts (the file has fewer than \(index + 1))")
+                return []
+            }
+        }
         let seed = try seedOption(args) ?? UInt64.random(in: 0...UInt64(UInt32.max))
         return try prompts.map { Job(parameters: try overridden(GenerationParameters(prompt: $0), args, defaultSeed: seed), keep: nil) }
+    }
+
+    /// `I/N` with 0 ≤ I < N.
+    static func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, (0..<n).contains(i) else {
+            throw CommandLineError.usage("--shard expects I/N with 0 ≤ I < N (e.g. 0/4), got \"\(text)\"")
+        }
+        return (i, n)
     }
 
     /// `--seed N`; nil when not given or -1 (random, as in stable-diffusion.cpp and A1111).

@@ -216,5 +216,35 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(lines.count, 1)
         XCTAssertTrue(lines[0].hasSuffix("is cut: \"dog\""), lines[0])
     }
+    /// `--shard I/N` renders prompts I, I+N, …: the union of the N shards is one run's PNGs, bit for bit (names up to
+    /// their time stamp).
+    func testShardsTogetherEqualOneRun() throws {
+        let file = try temporaryDirectory("shard-prompts").appendingPathComponent("prompts.txt")
+        try "a red car\n# comment\na cat\na dog\na bird\na house\n".write(to: file, atomically: true, encoding: .utf8)
+        func render(_ folder: String, _ extra: [String]) throws -> [String: Data] {
+            let dir = out.appendingPathComponent(folder)
+            XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", dir.path, "--steps", "2",
+                                     "--width", "16", "--height", "16", "--seed", "9", "--batch-size", "2",
+                                     "--prompts", file.path] + extra), 0)
+            var files: [String: Data] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [] {
+                files[String(name.dropFirst(16))] = try Data(contentsOf: dir.appendingPathComponent(name))   // drop yyyyMMdd-HHmmss-
+            }
+            return files
+        }
+        let whole = try render("whole", [])
+        XCTAssertEqual(whole.count, 5)
+        var union: [String: Data] = [:]
+        for i in 0..<3 {
+            let shard = try render("shard-\(i)", ["--shard", "\(i)/3"])
+            XCTAssertEqual(shard.count, i < 2 ? 2 : 1)
+            union.merge(shard) { a, _ in a }
+        }
+        XCTAssertEqual(union, whole)
+        XCTAssertEqual(try render("empty", ["--shard", "6/7"]).count, 0)
+        XCTAssertEqual(generate(base(["--prompts", file.path, "--shard", "0/2"])), 2, "a shard needs --seed")
+        XCTAssertEqual(generate(base(["--seed", "1", "--prompts", file.path, "--shard", "2/2"])), 2)
+    }
 }
+
 
