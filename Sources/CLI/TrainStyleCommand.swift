@@ -117,8 +117,10 @@ public struct TrainStyleArguments {
         try Self.checkToken(token)
         let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
                                     override: a.string("instance-prompt"))
-        var c = StyleTrainingConfig(imagesDirectory: folders[0], pipeline: try GenerateCommand.pipelineFolder(a.string("pipeline")),
-                                    prompt: prompt)
+        // Absolute paths, so that `--resume` works from any working folder.
+        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+        var c = StyleTrainingConfig(imagesDirectory: absolute(folders[0]),
+                                    pipeline: absolute(try GenerateCommand.pipelineFolder(a.string("pipeline"))), prompt: prompt)
         let preset = TrainingPreset(pipeline: c.pipeline)
         if a.has("train-text-encoder"), a.has("unet-only") {
             throw CommandLineError.usage("--train-text-encoder and --unet-only contradict each other")
