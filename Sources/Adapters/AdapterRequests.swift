@@ -30,7 +30,8 @@ public struct AdapterRequest: Equatable, Sendable {
     /// `FILE`, `FILE:0.8`, `FILE:unet=0.8,te=0.3` (the `--lora` flag), each optionally named: `NAME=FILE:0.8`.
     public static func parseFlag(_ spec: String) throws -> AdapterRequest {
         if let equals = spec.firstIndex(of: "="), equals != spec.startIndex,
-           !spec[..<equals].contains(where: { $0 == ":" || $0 == "/" || $0 == "," }) {
+           !spec[..<equals].contains(where: { $0 == ":" || $0 == "/" || $0 == "," }),
+           !FileManager.default.fileExists(atPath: String(spec[..<(spec.lastIndex(of: ":") ?? spec.endIndex)])) {
             var request = try parseFlag(String(spec[spec.index(after: equals)...]))
             request.label = String(spec[..<equals])
             return request

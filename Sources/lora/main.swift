@@ -15,7 +15,8 @@ import TensorCore
 
 let usage = """
     usage: lora info FILE [--pipeline DIR]
-           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]
+           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]    (OUT also as -o OUT; --pipeline: the
+                                 base model, needed for kohya → diffusers unless the adapter names the embedded one)
            lora merge FILE[:w] FILE[:w] … -o OUT [--to kohya|diffusers]
            lora merge FILE[:w] … --into-base DIR -o OUTDIR
            lora resize IN --rank R -o OUT [--to kohya|diffusers]
@@ -89,12 +90,14 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
 }
 
 func convert(_ args: Arguments) throws {
-    guard args.positional.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT") }
+    // OUT as a positional or, as merge and resize spell it, -o/--out.
+    let paths = args.positional + (args.option("out").map { [$0] } ?? [])
+    guard paths.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT (or -o OUT)") }
     let format = try args.format()
-    let file = try LoRAFile(contentsOf: args.positional[0])
+    let file = try LoRAFile(contentsOf: paths[0])
     let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.option("pipeline"))
-    try LoRAWriter.write(modules, to: args.positional[1], format: format, carrying: file.metadata)
-    print("wrote \(args.positional[1]) (\(format.rawValue), \(modules.count) modules)")
+    try LoRAWriter.write(modules, to: paths[1], format: format, carrying: file.metadata)
+    print("wrote \(paths[1]) (\(format.rawValue), \(modules.count) modules)")
 }
 
 func merge(_ args: Arguments) throws {
