@@ -241,22 +241,7 @@ public enum TrainStyleCommand {
         let args = try TrainStyleArguments(arguments)
         let c = args.config
         let console = TrainingConsole()
-        guard FileManager.default.fileExists(atPath: c.pipeline) else {
-            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
-                + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-base`" : ""))
-        }
-        // Every output folder and the images are checked before any work, so that nothing fails after training.
-        _ = try OutputFolder(path: args.out.path)
-        let adapterDir = try OutputFolder(path: args.out.appendingPathComponent("adapters").path).url
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: c.imagesDirectory, isDirectory: &isFolder), isFolder.boolValue else {
-            throw CommandLineError.failure("images folder \(c.imagesDirectory) does not exist or is not a folder")
-        }
-        _ = try OutputFolder(path: args.out.appendingPathComponent("runs").path)
-        if c.prompt.style, let noun = c.prompt.className, args.resume == nil {
-            console.note("warning: --class \(noun) with --style: a style has no class; the class only sets the "
-                + "prior-preservation prompt \"\(c.prompt.classPrompt ?? "")\"" + (c.usesPrior ? "" : " (off here)"))
-        }
+        let adapterDir = try checkBeforeWork(args, console: console)
         let start = Date()
         let model = try StableDiffusionModel(path: c.pipeline)
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
@@ -336,6 +321,28 @@ public enum TrainStyleCommand {
             }
             n += 1
         }
+    }
+
+    /// Checks the base model, every output folder and the images folder before any work, so that nothing fails
+    /// after training; warns about --class with --style. Returns the adapter folder.
+    static func checkBeforeWork(_ args: TrainStyleArguments, console: TrainingConsole) throws -> URL {
+        let c = args.config
+        guard FileManager.default.fileExists(atPath: c.pipeline) else {
+            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline DIR (a diffusers folder)"
+                + (c.pipeline.hasSuffix("pipelines/toy") ? " or build the embedded one with `train-base`" : ""))
+        }
+        _ = try OutputFolder(path: args.out.path)
+        let adapterDir = try OutputFolder(path: args.out.appendingPathComponent("adapters").path).url
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: c.imagesDirectory, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CommandLineError.failure("images folder \(c.imagesDirectory) does not exist or is not a folder")
+        }
+        _ = try OutputFolder(path: args.out.appendingPathComponent("runs").path)
+        if c.prompt.style, let noun = c.prompt.className, args.resume == nil {
+            console.note("warning: --class \(noun) with --style: a style has no class; the class only sets the "
+                + "prior-preservation prompt \"\(c.prompt.classPrompt ?? "")\"" + (c.usesPrior ? "" : " (off here)"))
+        }
+        return adapterDir
     }
 
     private static func timestamp() -> String {
