@@ -63,7 +63,7 @@ public struct TrainStyleArguments {
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
           --pipeline DIR           base model, a diffusers folder (default pipelines/toy)
-          --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
+          --out DIR, -o DIR        outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
         fidelity report (picture-world models, when the judge weights exist)
@@ -81,7 +81,7 @@ public struct TrainStyleArguments {
 
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
-                                    aliases: Self.aliases)
+                                    shortNames: ["-o": "out"], aliases: Self.aliases)
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
             let run = URL(fileURLWithPath: resume).standardizedFileURL

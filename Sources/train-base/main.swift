@@ -55,7 +55,7 @@ func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance"],
-                                flagNames: ["resume", "export"],
+                                flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
     if a.has("help") { print(usage); return nil }

@@ -143,6 +143,8 @@ final class TrainStyleCommandTests: XCTestCase {
                                          "--max_train_steps", "7", "--learning_rate", "0.01", "--train_batch_size", "2",
                                          "--num_class_images", "3", "--prior_loss_weight", "0.5", "--lr_scheduler", "cosine",
                                          "--checkpointing_steps", "5", "--gradient_accumulation_steps", "2"]).config
+        XCTAssertEqual(try TrainStyleArguments([TestPaths.repository("images"), "--token", "sks", "-o", "/tmp/x",
+                                                "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).out.path, "/tmp/x")
         XCTAssertEqual(c.imagesDirectory, TestPaths.repository("images"))
         XCTAssertEqual([c.loop.steps, c.batch, c.numClassImages, c.loop.saveEvery, c.loop.gradientAccumulation], [7, 2, 3, 5, 2])
         XCTAssertEqual(c.loop.learningRate, 0.01)
