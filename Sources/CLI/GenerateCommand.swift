@@ -40,7 +40,9 @@ public enum GenerateCommand {
                           options given explicitly override the chunk's values
       --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet
                           and text encoder apart; repeatable. A file name is also looked up in --lora-dir.
-                          In the prompt, <lora:name:W> does the same for one prompt.
+                          In the prompt, <lora:name:W> does the same for one prompt. An adapter is named after
+                          its file (diffusers' pytorch_lora_weights.safetensors: after its folder); NAME=FILE[:W]
+                          names it yourself.
       --lora-dir DIR      adapter folder for names and trigger words (default outputs/adapters)
       --no-auto-lora      do not apply adapters whose trigger phrase (modelspec.trigger_phrase) the prompt contains
       --shard I/N         render only prompts I, I+N, I+2N, … (I from 0) of the prompts, each PNG as in one run of

@@ -23,7 +23,7 @@ public enum StopRequest {
             let text: StaticString = "\nstopping after this step (a checkpoint is written); press Ctrl-C again to stop now\n"
             _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
         } else {
-            let text: StaticString = "\nstopped now; the last checkpoint stays\n"
+            let text: StaticString = "\nstopped now; checkpoints written so far stay\n"
             _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
             _exit(130)
         }
