@@ -75,7 +75,10 @@ final class GenerateAdapterTests: XCTestCase {
         try stack.addTrainable(name: "pix", rank: 2, targets: .unetAttention, random: &random)
         try LoRAWriter.write(stack.export("pix"), to: adapters.appendingPathComponent("pix.safetensors").path,
                              info: LoRAFileInfo(triggerPhrase: "pix"))
-        XCTAssertEqual(run("auto", ["a photo of pix dog"]), 0)
+        var code: Int32 = -1
+        let said = capturingStandardError { code = run("auto", ["a photo of pix dog"]) }
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(said.contains("skipping adapter pix.safetensors (trigger \"pix\"): it does not fit this model"), said)
         XCTAssertEqual(run("off", ["--no-auto-lora", "a photo of pix dog"]), 0)
         XCTAssertEqual(try png("auto").image, try png("off").image)
         XCTAssertFalse(try parameters(try png("auto")).contains("pix:"))

@@ -215,6 +215,11 @@ final class GenerateCommandTests: XCTestCase {
         let lines = try GenerateCommand.promptLengthWarnings([long, GenerationParameters(prompt: "a cat")], model: model)
         XCTAssertEqual(lines.count, 1)
         XCTAssertTrue(lines[0].hasSuffix("is cut: \"dog\""), lines[0])
+        let said = capturingStandardError {
+            XCTAssertEqual(GenerateCommand.main(base(["--seed", "1", "--lora-dir", out.appendingPathComponent("none").path, long.prompt])), 0)
+        }
+        XCTAssertTrue(said.contains("warning: --lora-dir \(out.appendingPathComponent("none").path) does not exist"), said)
+        XCTAssertTrue(said.contains("warning: the text encoder reads \(model.promptTokenLimit) tokens"), said)
     }
     /// `--shard I/N` renders prompts I, I+N, …: the union of the N shards is one run's PNGs, bit for bit (names up to
     /// their time stamp).

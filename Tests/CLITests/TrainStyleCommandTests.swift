@@ -107,7 +107,11 @@ final class TrainStyleCommandTests: XCTestCase {
         try FileManager.default.copyItem(at: run, to: elsewhere)
         XCTAssertThrowsError(try TrainStyleArguments(["--resume", elsewhere.path])) { XCTAssertTrue("\($0)".contains("--out"), "\($0)") }
 
-        XCTAssertEqual(try TrainStyleCommand.run(["--resume", run.path, "--steps", "3", "--no-report"]), 0)
+        var code: Int32 = -1
+        let said = try capturingStandardError { code = try TrainStyleCommand.run(["--resume", run.path, "--steps", "3", "--no-report"]) }
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(said.contains("resuming \(run.path) from step 2 of 3"), said)
+        XCTAssertTrue(said.contains("kept it as \(out.appendingPathComponent("adapters/previous/sks-1.safetensors").path)"), said)
         let extended = try LoRAFile(contentsOf: adapter.path)
         XCTAssertEqual(extended.metadata["ss_steps"], "3")
         let kept = out.appendingPathComponent("adapters/previous/sks-1.safetensors")
@@ -135,6 +139,10 @@ final class TrainStyleCommandTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("no-images"), "\($0)")
         }
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: o.appendingPathComponent("runs").path)) ?? [], [])
+        let style = try TrainStyleArguments([images, "--token", "ink", "--style", "--class", "dog", "--out", o.path,
+                                             "--pipeline", TestPaths.pipelineFixture("tiny-pixel")])
+        let said = try capturingStandardError { _ = try TrainStyleCommand.checkBeforeWork(style, console: TrainingConsole(live: false)) }
+        XCTAssertTrue(said.contains("warning: --class dog with --style"), said)
     }
     /// diffusers' trainer names map onto train-style's options.
     func testDiffusersTrainerNames() throws {
