@@ -104,7 +104,12 @@ func merge(_ args: Arguments) throws {
     guard !args.positional.isEmpty else { throw CommandLineError.usage("lora merge needs at least one FILE[:w]") }
     guard let output = args.option("out") else { throw CommandLineError.usage("lora merge needs -o OUT") }
     let inputs = try args.positional.map { spec -> (LoRAFile, Float) in
-        let request = try AdapterRequest.parseFlag(spec)
+        let request: AdapterRequest
+        do {
+            request = try AdapterRequest.parseFlag(spec)
+        } catch let error as AdaptersError {
+            throw CommandLineError.usage("\(error)")      // a malformed FILE[:w] is a usage mistake (exit 2)
+        }
         guard request.unetWeight == request.textEncoderWeight || args.option("into-base") != nil else {
             throw CommandLineError.usage("'\(spec)': separate unet/te weights are only for --into-base")
         }
