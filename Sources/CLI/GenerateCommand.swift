@@ -208,9 +208,6 @@ public enum GenerateCommand {
             }
             return [Job(parameters: p, keep: info.batchPosition, modelHash: info.modelHash)]
         }
-        guard args.positionals.count <= 1 else {
-            throw CommandLineError.usage("one prompt per run, got \(args.positionals.count) (quote the prompt, or use --prompts)")
-        }
         var prompts = args.positionals + (args.values["prompt"] ?? [])
         guard prompts.count <= 1 else {
             throw CommandLineError.usage("one prompt per run, got \(prompts.count) (quote the prompt, or use --prompts)")
