@@ -321,7 +321,7 @@ public enum GenerateCommand {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw CommandLineError.failure("cannot read prompts file \(path): \(error.localizedDescription)")
+            throw CommandLineError.failure("cannot read prompts file \(path) (\(inWords(error)))")
         }
         let prompts = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
