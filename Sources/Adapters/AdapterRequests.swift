@@ -16,6 +16,8 @@ public struct AdapterRequest: Equatable, Sendable {
     public var origin: Origin
     /// For trigger-selected adapters: the phrase that matched.
     public var trigger: String?
+    /// The name the user gave the adapter (`--lora style=FILE`); nil: named after its file.
+    public var label: String?
 
     public init(name: String, unetWeight: Float = 1, textEncoderWeight: Float = 1, origin: Origin = .flag, trigger: String? = nil) {
         self.name = name
@@ -25,8 +27,15 @@ public struct AdapterRequest: Equatable, Sendable {
         self.trigger = trigger
     }
 
-    /// `FILE`, `FILE:0.8`, `FILE:unet=0.8,te=0.3` (the `--lora` flag).
+    /// `FILE`, `FILE:0.8`, `FILE:unet=0.8,te=0.3` (the `--lora` flag), each optionally named: `NAME=FILE:0.8`.
     public static func parseFlag(_ spec: String) throws -> AdapterRequest {
+        if let equals = spec.firstIndex(of: "="), equals != spec.startIndex,
+           !spec[..<equals].contains(where: { $0 == ":" || $0 == "/" || $0 == "," }),
+           !FileManager.default.fileExists(atPath: String(spec[..<(spec.lastIndex(of: ":") ?? spec.endIndex)])) {
+            var request = try parseFlag(String(spec[spec.index(after: equals)...]))
+            request.label = String(spec[..<equals])
+            return request
+        }
         guard let colon = spec.lastIndex(of: ":") else { return AdapterRequest(name: spec) }
         let name = String(spec[..<colon])
         guard !name.isEmpty else { throw AdaptersError.invalidSpec(spec: spec, reason: "no adapter name before ':'") }

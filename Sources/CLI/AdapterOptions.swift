@@ -19,6 +19,9 @@ struct AdapterOptions {
             throw CommandLineError.usage("--lora \(error)")
         }
         folder = AdapterFolder(path: args.string("lora-dir") ?? AdapterFolder.defaultPath)
+        if let given = args.string("lora-dir"), !FileManager.default.fileExists(atPath: given) {
+            printError("generate: warning: --lora-dir \(given) does not exist (no adapters found by name or trigger word there)")
+        }
         automatic = !args.has("no-auto-lora")
     }
 
@@ -27,8 +30,11 @@ struct AdapterOptions {
     func requests(for prompt: String) throws -> [(request: AdapterRequest, file: String)] {
         let tags = try AdapterRequest.extractTags(from: prompt)
         var chosen: [(request: AdapterRequest, file: String)] = []
-        for request in flags + tags.requests {
-            let file = try folder.locate(request.name)
+        for var request in flags + tags.requests {
+            // A tag may name an adapter by the name a flag gave it (`--lora style=FILE` and `<lora:style:0.5>`).
+            let named = request.origin == .prompt ? flags.first { $0.label == request.name } : nil
+            if let named { request.label = named.label }
+            let file = try folder.locate(named?.name ?? request.name)
             chosen.removeAll { $0.file == file }
             chosen.append((request, file))
         }

@@ -35,9 +35,11 @@ public struct ParsedArguments {
 
     /// Scans `arguments` (without the program name). `options` take a value, `flagNames` take none;
     /// both are spelled without the leading `--`. `shortNames` maps one-letter spellings (`-o`) to option
-    /// names. `--` ends option parsing; other arguments that start with a single `-` are positionals.
+    /// names, `aliases` other tools' long spellings (`cfg-scale` → `cfg`); `snake_case` spellings of known
+    /// names are accepted as well (`--max_train_steps`, diffusers' style). `--` ends option parsing; other
+    /// arguments that start with a single `-` are positionals.
     public init(_ arguments: [String], options: Set<String>, flagNames: Set<String>,
-                shortNames: [String: String] = [:]) throws {
+                shortNames: [String: String] = [:], aliases: [String: String] = [:]) throws {
         let flagNames = flagNames.union(["help"])
         var i = 0
         var optionsEnded = false
@@ -51,7 +53,12 @@ public struct ParsedArguments {
                 continue
             }
             let body = arg.dropFirst(2)
-            let name = String(body.prefix(while: { $0 != "=" }))
+            let spelled = String(body.prefix(while: { $0 != "=" }))
+            var name = aliases[spelled] ?? spelled
+            if !flagNames.contains(name), !options.contains(name), name.contains("_") {
+                let dashed = name.replacingOccurrences(of: "_", with: "-")
+                name = aliases[dashed] ?? dashed
+            }
             let inline = body.contains("=") ? String(body.drop(while: { $0 != "=" }).dropFirst()) : nil
             if flagNames.contains(name) {
                 guard inline == nil else { throw CommandLineError.usage("--\(name) takes no value") }
@@ -66,7 +73,7 @@ public struct ParsedArguments {
                 }
             } else {
                 let known = (options.union(flagNames)).sorted().map { "--" + $0 }.joined(separator: ", ")
-                throw CommandLineError.usage("unknown option --\(name) (options: \(known))")
+                throw CommandLineError.usage("unknown option --\(spelled) (options: \(known))")
             }
         }
     }
@@ -131,9 +138,32 @@ public func runCommand(_ program: String, _ body: () throws -> Void) -> Int32 {
         printError("\(program): error: \(error.description)")
         return error.exitCode
     } catch {
-        printError("\(program): error: \(oneLine("\(error)"))")
+        printError("\(program): error: \(inWords(error))")
         return 1
     }
+}
+
+/// An error as one line of words: a Foundation file error names its path and cause (`/x/out: Not a
+/// directory`) instead of its `NSCocoaErrorDomain Code=512 … UserInfo=…` dump.
+public func inWords(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain else { return oneLine("\(error)") }
+    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var cause: String
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        cause = String(cString: strerror(Int32(underlying.code)))
+    } else {
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: cause = String(cString: strerror(ENOENT))
+        case .fileWriteNoPermission, .fileReadNoPermission: cause = String(cString: strerror(EACCES))
+        case .fileWriteOutOfSpace: cause = String(cString: strerror(ENOSPC))
+        case .fileWriteFileExists: cause = String(cString: strerror(EEXIST))
+        case .fileWriteVolumeReadOnly: cause = String(cString: strerror(EROFS))
+        case .fileReadCorruptFile, .fileReadInapplicableStringEncoding: cause = "unreadable contents"
+        default: cause = ns.code >= 512 && ns.code < 1024 ? "cannot be written" : "cannot be read"
+        }
+    }
+    return path.map { "\($0): \(cause)" } ?? "file error: \(cause)"
 }
 
 /// Writes `line` and a newline to stderr.

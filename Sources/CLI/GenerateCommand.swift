@@ -22,9 +22,10 @@ public enum GenerateCommand {
       --negative TEXT     negative prompt (default: none = unconditional)
       --steps N           sampler steps (default 20)
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
-      --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m)
+      --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m);
+                          A1111's names as its PNGs write them work too ("Euler a", "DPM++ 2M Karras")
       --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde)
-      --seed N            random seed (default: random, printed)
+      --seed N            random seed (default or -1: random, printed)
       --rng torch|native  torch: the same noise as torch.Generator("cpu").manual_seed(seed) in diffusers;
                           native: the project's Philox generator (default)
       --width W, --height H   image size (default: the model's; multiples of 8 for latent models)
@@ -34,20 +35,28 @@ public enum GenerateCommand {
       --batch-size N      images denoised together (default 4): consecutive prompts run in one batch, each
                           with its own seed and adapters (<lora:…> tags); every image is the one it would be
                           alone. A prompt's --num-images stay together even beyond N
-      --out DIR           output folder (default outputs/); files are never overwritten
+      --out DIR           output folder (default outputs/); files are never overwritten. --out FILE.png names
+                          the image (FILE-2.png, … for more)
       --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
                           options given explicitly override the chunk's values
       --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet
                           and text encoder apart; repeatable. A file name is also looked up in --lora-dir.
-                          In the prompt, <lora:name:W> does the same for one prompt.
+                          In the prompt, <lora:name:W> does the same for one prompt. An adapter is named after
+                          its file (diffusers' pytorch_lora_weights.safetensors: after its folder); NAME=FILE[:W]
+                          names it yourself.
       --lora-dir DIR      adapter folder for names and trigger words (default outputs/adapters)
       --no-auto-lora      do not apply adapters whose trigger phrase (modelspec.trigger_phrase) the prompt contains
+      --shard I/N         render only prompts I, I+N, I+2N, … (I from 0) of the prompts, each PNG as in one run of
+                          them all (needs --seed): N machines share a prompt file with no coordinator
       --grid FILE         also write all images of the run into one grid PNG, in prompt order (its parameters
                           chunk lists every image's parameters)
       --grid-columns N    images per grid row (default: --num-images when above 1, else the prompt count up to 8)
       --json              print a JSON summary on stdout
       --verbose           also print which CPU kernels run (STYLEDIFFUSION_ISA=avx512|avx2|sse2|neon forces one)
       --help              this text
+
+    stable-diffusion.cpp's spellings work as well: -p PROMPT, -n/--negative-prompt, -s SEED, -W, -H, -o,
+    --cfg-scale (also --guidance), --sampling-method, --batch-count (= --num-images).
 
     examples:
       generate "a photo of sks dog"
@@ -63,6 +72,14 @@ public enum GenerateCommand {
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns"])
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
+    /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
+    static let compatibilityOptions: Set<String> = ["prompt"]
+    static let shortNames = ["-p": "prompt", "-n": "negative", "-s": "seed", "-W": "width", "-H": "height", "-o": "out",
+                             "-m": "pipeline"]
+    /// `--shard I/N`: lines I, I+N, … of the prompts (I from 0), for one of N machines.
+    static let shardOption: Set<String> = ["shard"]
+    static let aliases = ["negative-prompt": "negative", "cfg-scale": "cfg", "guidance": "cfg", "guidance-scale": "cfg",
+                          "sampling-method": "sampler", "output": "out", "batch-count": "num-images", "model": "pipeline"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
@@ -70,7 +87,8 @@ public enum GenerateCommand {
     }
 
     static func run(_ arguments: [String]) throws {
-        let args = try ParsedArguments(ModelOptions.expandingAliases(arguments), options: options, flagNames: flagNames)
+        let args = try ParsedArguments(arguments, options: options.union(compatibilityOptions).union(shardOption), flagNames: flagNames,
+                                       shortNames: shortNames, aliases: aliases)
         if args.has("help") {
             print(help)
             return
@@ -79,6 +97,7 @@ public enum GenerateCommand {
             printError("generate: \(Kernels.summary), CPU \(Kernels.cpuName.isEmpty ? "unnamed" : Kernels.cpuName)")
         }
         let jobs = try requests(args)
+        guard !jobs.isEmpty else { return }     // a --shard beyond the prompts
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
         let gridPath = args.string("grid")
         let gridColumns = try args.int("grid-columns", in: 1...4096)
@@ -92,7 +111,10 @@ public enum GenerateCommand {
         let adapterOptions = try AdapterOptions(args)
         let adapterRequests = try jobs.map { try adapterOptions.requests(for: $0.parameters.prompt) }
         let pipelinePath = try pipelineFolder(args.string("pipeline"))
-        let out = try OutputFolder(path: args.string("out") ?? "outputs")
+        // `--out FILE.png` (sd.cpp's -o) names the image: FILE.png, then FILE-2.png, … for more images.
+        let outOption = args.string("out") ?? "outputs"
+        let namedFile = outOption.lowercased().hasSuffix(".png") ? URL(fileURLWithPath: outOption) : nil
+        let out = try OutputFolder(path: namedFile?.deletingLastPathComponent().path ?? outOption)
         let model = try ModelOptions(args).load(path: pipelinePath, program: "generate")
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         let pipeline = TextToImage(model: model, adapters: adapters.set)
@@ -103,11 +125,13 @@ public enum GenerateCommand {
                     + "the pixels will differ")
             }
         }
+        for line in try promptLengthWarnings(jobs.map(\.parameters), model: model) { printError("generate: warning: " + line) }
         var written: [[String: Any]] = []
         var gridImages: [Image] = [], gridText: [String] = []
         let clock = Date()
         let batch = try resolved.enumerated().map { index, job in
             let request = try adapters.request(job.2, for: job.0)
+            for line in adapterHashWarnings(recorded: jobs[index], used: request.parameters) { printError("generate: warning: " + line) }
             printError("generate: seed \(request.parameters.seed), prompt \(index + 1)/\(resolved.count): \(request.parameters.prompt)")
             return request
         }
@@ -124,8 +148,8 @@ public enum GenerateCommand {
                     let p = generated.info.parameters
                     let bytes = try PNG.encode(generated.image, text: [PNGTextChunk(keyword: ParametersText.keyword,
                                                                                     text: generated.info.text)])
-                    let path = try out.writeNew(bytes, baseName: OutputFolder.baseName(date: Date(), seed: p.seed,
-                                                                                       prompt: try AdapterRequest.extractTags(from: p.prompt).prompt))
+                    let path = try out.writeNew(bytes, baseName: namedFile?.deletingPathExtension().lastPathComponent
+                        ?? OutputFolder.baseName(date: Date(), seed: p.seed, prompt: try AdapterRequest.extractTags(from: p.prompt).prompt))
                     printError("generate: wrote \(path)")
                     written.append(summary(path: path, generated.info))
                     if gridPath != nil {
@@ -176,7 +200,7 @@ public enum GenerateCommand {
     /// The runs the command line asks for, checked before any model is loaded.
     static func requests(_ args: ParsedArguments) throws -> [Job] {
         if let png = args.string("from-png") {
-            guard args.positionals.isEmpty, !args.has("prompts") else {
+            guard args.positionals.isEmpty, !args.has("prompts"), !args.has("prompt") else {
                 throw CommandLineError.usage("--from-png takes no prompt and no --prompts")
             }
             let info = try parameters(fromPNG: png)
@@ -187,17 +211,42 @@ public enum GenerateCommand {
             }
             return [Job(parameters: p, keep: info.batchPosition, modelHash: info.modelHash)]
         }
-        guard args.positionals.count <= 1 else {
-            throw CommandLineError.usage("one prompt per run, got \(args.positionals.count) (quote the prompt, or use --prompts)")
+        var prompts = args.positionals + (args.values["prompt"] ?? [])
+        guard prompts.count <= 1 else {
+            throw CommandLineError.usage("one prompt per run, got \(prompts.count) (quote the prompt, or use --prompts)")
         }
-        var prompts = args.positionals
         if let file = args.string("prompts") {
             guard prompts.isEmpty else { throw CommandLineError.usage("give either a prompt or --prompts, not both") }
             prompts = try readPrompts(file)
         }
         guard !prompts.isEmpty else { throw CommandLineError.usage("no prompt given (see generate --help)") }
-        let seed = try args.uint64("seed") ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        if let shard = args.string("shard") {
+            let (index, count) = try parseShard(shard)
+            guard try seedOption(args) != nil else {
+                throw CommandLineError.usage("--shard needs --seed N, so that every shard draws the seeds of one run")
+            }
+            prompts = prompts.enumerated().filter { $0.offset % count == index }.map(\.element)
+            guard !prompts.isEmpty else {
+                printError("generate: shard \(shard): no prompts (the file has fewer than \(index + 1))")
+                return []
+            }
+        }
+        let seed = try seedOption(args) ?? UInt64.random(in: 0...UInt64(UInt32.max))
         return try prompts.map { Job(parameters: try overridden(GenerationParameters(prompt: $0), args, defaultSeed: seed), keep: nil) }
+    }
+
+    /// `I/N` with 0 ≤ I < N.
+    static func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, (0..<n).contains(i) else {
+            throw CommandLineError.usage("--shard expects I/N with 0 ≤ I < N (e.g. 0/4), got \"\(text)\"")
+        }
+        return (i, n)
+    }
+
+    /// `--seed N`; nil when not given or -1 (random, as in stable-diffusion.cpp and A1111).
+    static func seedOption(_ args: ParsedArguments) throws -> UInt64? {
+        args.string("seed") == "-1" ? nil : try args.uint64("seed")
     }
 
     /// `base` with every option given on the command line applied.
@@ -207,14 +256,17 @@ public enum GenerateCommand {
         if let v = try args.int("steps", in: 1...1000) { p.steps = v }
         if let v = try args.double("cfg") { p.guidanceScale = v }
         if let name = args.string("sampler") {
-            guard let kind = SamplerKind(userName: name) else {
-                throw CommandLineError.failure("unknown sampler \"\(name)\" (valid: "
+            // A1111 writes Karras spacing into the sampler's name ("DPM++ 2M Karras").
+            let karras = name.lowercased().hasSuffix(" karras")
+            guard let kind = SamplerKind(userName: karras ? String(name.dropLast(7)) : name) else {
+                throw CommandLineError.usage("unknown sampler \"\(name)\" (valid: "
                     + SamplerKind.allCases.map(\.rawValue).joined(separator: ", ") + ")")
             }
             p.sampler = kind
+            if karras { p.karras = true }
         }
         if args.has("karras") { p.karras = true }
-        p.seed = try args.uint64("seed") ?? defaultSeed
+        p.seed = try seedOption(args) ?? defaultSeed
         if let v = args.string("rng") {
             guard let kind = RandomSourceKind(rawValue: v) else {
                 throw CommandLineError.usage("--rng must be torch or native, got \"\(v)\"")
@@ -228,9 +280,38 @@ public enum GenerateCommand {
         return p
     }
 
+    /// Warnings for prompts (and negative prompts) longer than the text encoder reads: the part that is cut.
+    static func promptLengthWarnings(_ parameters: [GenerationParameters], model: StableDiffusionModel) throws -> [String] {
+        var seen = Set<String>(), lines: [String] = []
+        for p in parameters {
+            for text in [try AdapterRequest.extractTags(from: p.prompt).prompt, p.negativePrompt] where seen.insert(text).inserted {
+                guard let cut = model.truncatedPart(of: text) else { continue }
+                lines.append("the text encoder reads \(model.promptTokenLimit) tokens of a prompt; this part of "
+                    + "\"\(text.prefix(40))…\" is cut: \"\(cut)\"")
+            }
+        }
+        return lines
+    }
+
+    /// For --from-png: adapters whose file differs from the one the PNG records (same name, another hash).
+    static func adapterHashWarnings(recorded job: Job, used: GenerationParameters) -> [String] {
+        guard job.keep != nil else { return [] }
+        return job.parameters.adapters.compactMap { old in
+            guard let was = old.hash, let now = used.adapters.first(where: { $0.name == old.name })?.hash,
+                  !now.hasPrefix(was) && !was.hasPrefix(now) else { return nil }
+            return "the PNG was made with adapter \(old.name) of hash \(was), the one found now has hash \(now); "
+                + "the pixels will differ"
+        }
+    }
+
     /// The `parameters` chunk of a PNG file.
     static func parameters(fromPNG path: String) throws -> ParametersText {
         let decoded = try PNG.read(path: path)
+        if let grid = decoded.text.first(where: { $0.keyword == "grid" }) {
+            let count = grid.text.components(separatedBy: "\n\n").count
+            throw CommandLineError.failure("\(path) is a grid of \(count) images (written by --grid); "
+                + "re-render from one of the images' own PNGs")
+        }
         guard let chunk = decoded.text.first(where: { $0.keyword == ParametersText.keyword }) else {
             throw CommandLineError.failure("\(path) has no \"parameters\" text chunk")
         }
@@ -243,7 +324,7 @@ public enum GenerateCommand {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw CommandLineError.failure("cannot read prompts file \(path): \(error.localizedDescription)")
+            throw CommandLineError.failure("cannot read prompts file \(path) (\(inWords(error)))")
         }
         let prompts = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }

@@ -1,5 +1,5 @@
-// The model options that `generate` and `train-style` share: `--pipeline` (aliases `-m` and `--model`, as
-// stable-diffusion.cpp spells it) naming a diffusers folder or a single original-layout `.safetensors` file,
+// The model options that `generate` and `train-style` share: `--pipeline` (spelled `-m` and `--model` too, as
+// stable-diffusion.cpp does; the commands declare those spellings) naming a diffusers folder or a single original-layout `.safetensors` file,
 // `--vae`, `--prediction` and `--tokenizer`.
 
 import Foundation
@@ -34,20 +34,6 @@ struct ModelOptions {
         case "epsilon", "eps": prediction = .epsilon
         case let other?: throw CommandLineError.usage("--prediction must be v or epsilon, got \"\(other)\"")
         }
-    }
-
-    /// `-m X` and `--model X` / `--model=X` as `--pipeline`.
-    static func expandingAliases(_ arguments: [String]) -> [String] {
-        var out: [String] = []
-        var optionsEnded = false
-        for arg in arguments {
-            if optionsEnded { out.append(arg); continue }
-            if arg == "--" { optionsEnded = true }
-            if arg == "-m" || arg == "--model" { out.append("--pipeline") }
-            else if arg.hasPrefix("--model=") { out.append("--pipeline=" + arg.dropFirst("--model=".count)) }
-            else { out.append(arg) }
-        }
-        return out
     }
 
     /// Loads the model at `path`; what was read from a single file goes to stderr as one line.

@@ -18,7 +18,7 @@ public struct OutputFolder {
             do {
                 try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
             } catch {
-                throw CommandLineError.failure("cannot create output folder \(path): \(error.localizedDescription)")
+                throw CommandLineError.failure("cannot create output folder \(path) (\(inWords(error)))")
             }
         }
         guard access(url.path, W_OK | X_OK) == 0 else {

@@ -15,6 +15,22 @@ public struct TrainStyleArguments {
     public var report: ReportOptions?
     /// --vae, --prediction, --tokenizer (for a single-file base model).
     var modelOptions: ModelOptions
+    /// With --resume: the step the run's checkpoint has reached.
+    public var resumeStep: Int?
+
+    /// diffusers' train_dreambooth_lora.py names (their snake_case spellings of our own names work too, e.g.
+    /// --num_class_images) and the names the other commands use for the same setting.
+    static let aliases = ["max-train-steps": "steps", "learning-rate": "lr", "train-batch-size": "batch", "batch-size": "batch",
+                          "output-dir": "out", "pretrained-model-name-or-path": "pipeline", "prior-loss-weight": "prior-weight",
+                          "lr-scheduler": "lr-schedule", "lr-warmup-steps": "warmup",
+                          "gradient-accumulation-steps": "gradient-accumulation", "checkpointing-steps": "save-every",
+                          "checkpoint-every": "save-every", "random-flip": "flip", "resume-from-checkpoint": "resume",
+                          "model": "pipeline"]
+
+    /// Options that a resumed run accepts (everything else is the run's saved setting; a single-file base
+    /// model's --vae, --prediction and --tokenizer are not saved and are given again).
+    static let resumeOptions: Set<String> = ModelOptions.names.union(["resume", "steps", "out", "report", "judge",
+                                                                      "report-count", "no-report", "help"])
 
     static let options: Set<String> = ModelOptions.names.union([
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
@@ -54,7 +70,7 @@ public struct TrainStyleArguments {
           --pipeline PATH          base model, a diffusers folder or one original-layout .safetensors file
                                    (also -m, --model; default pipelines/toy); with --vae PATH, --prediction v|epsilon,
                                    --tokenizer DIR as in `generate`
-          --out DIR                outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
+          --out DIR, -o DIR        outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
         fidelity report (picture-world models, when the judge weights exist)
@@ -63,29 +79,56 @@ public struct TrainStyleArguments {
           train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
                                    the report alone, into OUT/reports/<adapter name>/
 
+        diffusers' trainer names work as well: --instance_data_dir, --max_train_steps, --learning_rate,
+        --train_batch_size, --output_dir, --pretrained_model_name_or_path, --prior_loss_weight, --lr_scheduler,
+        --lr_warmup_steps, --gradient_accumulation_steps, --checkpointing_steps, --random_flip, --num_class_images, …
+
         example: train-style images/ --token sks --class dog --steps 400
         """
 
     public init(_ arguments: [String]) throws {
-        let a = try ParsedArguments(ModelOptions.expandingAliases(arguments), options: Self.options, flagNames: Self.flags)
+        let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
+                                    shortNames: ["-o": "out", "-m": "pipeline"], aliases: Self.aliases)
         modelOptions = try ModelOptions(a)
-        out = URL(fileURLWithPath: a.string("out") ?? "outputs")
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
-            self.resume = URL(fileURLWithPath: resume)
-            let checkpoint = self.resume!.appendingPathComponent(TrainingCheckpoint.fileName).path
+            let run = URL(fileURLWithPath: resume).standardizedFileURL
+            self.resume = run
+            out = try a.string("out").map { URL(fileURLWithPath: $0) } ?? Self.outputRoot(ofRun: run)
+            let ignored = a.values.keys.filter { !Self.resumeOptions.contains($0) } + a.flags.filter { !Self.resumeOptions.contains($0) }
+            if let option = ignored.sorted().first {
+                throw CommandLineError.usage("--\(option) cannot change a resumed run (it continues with its saved settings; "
+                    + "--steps N extends or shortens it)")
+            }
+            guard a.positionals.isEmpty else {
+                throw CommandLineError.usage("--resume takes no IMAGES_DIR (the run's saved one is used), got \(a.positionals[0])")
+            }
+            let checkpoint = run.appendingPathComponent(TrainingCheckpoint.fileName).path
             let saved = try TrainingCheckpoint.read(path: checkpoint)
             config = try JSONDecoder().decode(StyleTrainingConfig.self, from: Data(saved.configuration.utf8))
+            resumeStep = saved.state.step
+            if let steps = try a.int("steps", in: 1...10_000_000) {
+                guard steps >= saved.state.step else {
+                    throw CommandLineError.usage("--steps \(steps) is fewer than the \(saved.state.step) steps the run has done")
+                }
+                config.loop.steps = steps     // the learning-rate schedule is planned over the new total
+            }
             return
         }
-        guard a.positionals.count == 1 else {
-            throw CommandLineError.usage(a.positionals.isEmpty ? "missing IMAGES_DIR (see --help)"
-                                         : "one IMAGES_DIR expected, got \(a.positionals.joined(separator: " "))")
+        out = URL(fileURLWithPath: a.string("out") ?? "outputs")
+        let folders = a.positionals + (a.values["instance-data-dir"] ?? [])
+        guard folders.count == 1 else {
+            throw CommandLineError.usage(folders.isEmpty ? "missing IMAGES_DIR (see --help)"
+                                         : "one IMAGES_DIR expected, got \(folders.joined(separator: " "))")
         }
         guard let token = a.string("token"), !token.isEmpty else { throw CommandLineError.usage("--token is required (e.g. --token sks)") }
+        try Self.checkToken(token)
         let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
                                     override: a.string("instance-prompt"))
-        var c = StyleTrainingConfig(imagesDirectory: a.positionals[0], pipeline: a.string("pipeline") ?? "pipelines/toy", prompt: prompt)
+        // Absolute paths, so that `--resume` works from any working folder.
+        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+        var c = StyleTrainingConfig(imagesDirectory: absolute(folders[0]),
+                                    pipeline: absolute(try GenerateCommand.pipelineFolder(a.string("pipeline"))), prompt: prompt)
         let preset = TrainingPreset(pipeline: c.pipeline)
         if a.has("train-text-encoder"), a.has("unet-only") {
             throw CommandLineError.usage("--train-text-encoder and --unet-only contradict each other")
@@ -144,6 +187,31 @@ public struct TrainStyleArguments {
 /// judge: 0 % of the coat with rank-16 attention adapters after 1500 steps, 56 % with conv adapters), so its
 /// defaults train conv (LoCon) adapters and the text encoder, harder and longer. Latent Stable Diffusion models
 /// get the defaults of diffusers' DreamBooth-LoRA script.
+extension TrainStyleArguments {
+    /// A trigger word must be one word that can also be a file name: letters, digits, `-`, `_` and `.`, not
+    /// starting with `.` or `-` (the adapter is written as `adapters/<token>.safetensors`).
+    static func checkToken(_ token: String) throws {
+        let allowed = token.unicodeScalars.allSatisfy {
+            CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_" || $0 == "."
+        }
+        guard allowed, !token.hasPrefix("."), !token.hasPrefix("-"), token.utf8.count <= 200 else {
+            let hint = token.contains(" ") ? "; put the class in --class (e.g. --token sks --class dog)" : ""
+            throw CommandLineError.usage("--token must be one word of letters, digits, - or _ (it names the adapter file), "
+                + "got \"\(token)\"\(hint)")
+        }
+    }
+
+    /// The outputs root of a run folder `ROOT/runs/NAME` (the layout train-style writes).
+    static func outputRoot(ofRun run: URL) throws -> URL {
+        let parent = run.deletingLastPathComponent()
+        guard parent.lastPathComponent == "runs" else {
+            throw CommandLineError.usage("cannot tell which outputs folder \(run.path) belongs to (it is not inside a runs/ "
+                + "folder); pass --out DIR")
+        }
+        return parent.deletingLastPathComponent()
+    }
+}
+
 public struct TrainingPreset: Equatable, Sendable {
     public var name: String
     public var steps: Int
@@ -182,10 +250,7 @@ public enum TrainStyleCommand {
         let args = try TrainStyleArguments(arguments)
         let c = args.config
         let console = TrainingConsole()
-        guard FileManager.default.fileExists(atPath: c.pipeline) else {
-            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline PATH (a diffusers folder or a .safetensors file)"
-                + (c.pipeline == "pipelines/toy" ? " or build the embedded one with `train-base`" : ""))
-        }
+        let adapterDir = try checkBeforeWork(args, console: console)
         let start = Date()
         let model = try args.modelOptions.load(path: c.pipeline, program: "train-style")
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
@@ -199,7 +264,11 @@ public enum TrainStyleCommand {
             }
         }
         let trainer = try StyleTrainer(config: c, model: model, runDirectory: runDir, classImages: classFolder)
-        if args.resume != nil { try trainer.resume() }
+        for warning in trainer.instances.warnings { console.note("warning: " + warning) }
+        if args.resume != nil {
+            try trainer.resume()
+            console.note("resuming \(runDir.path) from step \(trainer.loop.state.step) of \(c.loop.steps)")
+        }
         let prompts = [c.prompt.text] + c.validationPrompts.prefix(3)
         trainer.loop.preview = { step in
             try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
@@ -220,9 +289,10 @@ public enum TrainStyleCommand {
             console.note("stopped at step \(step); continue with: train-style --resume \(runDir.path)")
             return 130
         }
-        let adapterDir = args.out.appendingPathComponent("adapters")
-        try FileManager.default.createDirectory(at: adapterDir, withIntermediateDirectories: true)
         let adapterPath = adapterDir.appendingPathComponent("\(c.prompt.token).safetensors").path
+        if let kept = try keepEarlierAdapter(at: adapterPath) {
+            console.note("an adapter \(c.prompt.token).safetensors was already there: kept it as \(kept)")
+        }
         try trainer.writeAdapter(to: adapterPath)
         let example = c.prompt.style ? "a house in the style of \(c.prompt.token)"
             : "a photo of \(c.prompt.token)\(c.prompt.className.map { " " + $0 } ?? "") in the snow"
@@ -239,6 +309,49 @@ public enum TrainStyleCommand {
             }
         }
         return 0
+    }
+
+    /// Moves an existing adapter at `path` aside to `previous/<name>-N.safetensors` beside it (the first free N),
+    /// so that a new run of the same token keeps the older adapter; returns where it went (nil: nothing there).
+    static func keepEarlierAdapter(at path: String) throws -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let url = URL(fileURLWithPath: path)
+        let folder = try OutputFolder(path: url.deletingLastPathComponent().appendingPathComponent("previous").path).url
+        let stem = url.deletingPathExtension().lastPathComponent
+        var n = 1
+        while true {
+            let target = folder.appendingPathComponent("\(stem)-\(n).safetensors").path
+            if link(path, target) == 0 {
+                unlink(path)
+                return target
+            }
+            guard errno == EEXIST else {
+                throw CommandLineError.failure("cannot keep the earlier adapter \(path) as \(target): \(String(cString: strerror(errno)))")
+            }
+            n += 1
+        }
+    }
+
+    /// Checks the base model, every output folder and the images folder before any work, so that nothing fails
+    /// after training; warns about --class with --style. Returns the adapter folder.
+    static func checkBeforeWork(_ args: TrainStyleArguments, console: TrainingConsole) throws -> URL {
+        let c = args.config
+        guard FileManager.default.fileExists(atPath: c.pipeline) else {
+            throw CommandLineError.failure("base model \(c.pipeline) does not exist; pass --pipeline PATH (a diffusers folder or a .safetensors file)"
+                + (c.pipeline.hasSuffix("pipelines/toy") ? " or build the embedded one with `train-base`" : ""))
+        }
+        _ = try OutputFolder(path: args.out.path)
+        let adapterDir = try OutputFolder(path: args.out.appendingPathComponent("adapters").path).url
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: c.imagesDirectory, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CommandLineError.failure("images folder \(c.imagesDirectory) does not exist or is not a folder")
+        }
+        _ = try OutputFolder(path: args.out.appendingPathComponent("runs").path)
+        if c.prompt.style, let noun = c.prompt.className, args.resume == nil {
+            console.note("warning: --class \(noun) with --style: a style has no class; the class only sets the "
+                + "prior-preservation prompt \"\(c.prompt.classPrompt ?? "")\"" + (c.usesPrior ? "" : " (off here)"))
+        }
+        return adapterDir
     }
 
     private static func timestamp() -> String {

@@ -1,6 +1,7 @@
 // What a training command shows and how it stops: progress lines (step, loss EMA, lr, s/step, ETA; a
-// live line on a terminal, plain lines otherwise) and a SIGINT/SIGTERM handler that only raises a flag,
-// which the loop checks between steps (it then writes a checkpoint and the command exits 130).
+// live line on a terminal, plain lines otherwise) and a SIGINT/SIGTERM handler: the first signal raises a
+// flag, which the loop checks between steps (it then writes a checkpoint and the command exits 130), and says
+// so at once; a second one exits at once (checkpoints are written atomically, so the last one stays).
 import Foundation
 import Training
 
@@ -11,11 +12,27 @@ nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
 public enum StopRequest {
     /// Routes SIGINT and SIGTERM to the stop flag.
     public static func install() {
-        signal(SIGINT) { _ in stopSignal = 1 }
-        signal(SIGTERM) { _ in stopSignal = 1 }
+        signal(SIGINT, handle)
+        signal(SIGTERM, handle)
+    }
+
+    /// The handler: only async-signal-safe calls (write, _exit) and the flag.
+    private static let handle: @convention(c) (Int32) -> Void = { _ in
+        if stopSignal == 0 {
+            stopSignal = 1
+            let text: StaticString = "\nstopping after this step (a checkpoint is written); press Ctrl-C again to stop now\n"
+            _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
+        } else {
+            let text: StaticString = "\nstopped now; checkpoints written so far stay\n"
+            _ = write(STDERR_FILENO, text.utf8Start, text.utf8CodeUnitCount)
+            _exit(130)
+        }
     }
 
     public static var isRequested: Bool { stopSignal != 0 }
+
+    /// Clears a request (tests, and a command that handled one and goes on).
+    public static func reset() { stopSignal = 0 }
 }
 
 /// Prints training events on stderr.

@@ -11,8 +11,20 @@ public final class AdapterSession {
     public let set: AdapterSet
     /// File path → (adapter name, A1111 short hash).
     private var loaded: [String: (name: String, hash: String)] = [:]
+    /// Trigger-word adapters left out because they do not fit the model.
+    private var skipped: Set<String> = []
     /// Receives one line per adapter loaded (its key accounting) and per adapter in use.
     private let log: (String) -> Void
+
+    /// An adapter's name: its file name without extension, or for diffusers' fixed file name
+    /// (`pytorch_lora_weights.safetensors`, one per output folder) the name of its folder.
+    public static func name(ofFile file: String) -> String {
+        let url = URL(fileURLWithPath: file)
+        let stem = url.deletingPathExtension().lastPathComponent
+        guard stem == "pytorch_lora_weights" || stem == "pytorch_lora_weights.fp16" else { return stem }
+        let folder = url.deletingLastPathComponent().standardizedFileURL.lastPathComponent
+        return folder.isEmpty || folder == "/" ? stem : folder
+    }
 
     public init(model: StableDiffusionModel, log: @escaping (String) -> Void = { _ in }) {
         set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
@@ -26,12 +38,22 @@ public final class AdapterSession {
     public func request(_ requests: [(request: AdapterRequest, file: String)], for parameters: GenerationParameters) throws -> BatchRequest {
         var p = parameters
         p.adapters = []
-        for (_, file) in requests where loaded[file] == nil {
-            let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        for (request, file) in requests where loaded[file] == nil && !skipped.contains(file) {
+            let name = request.label ?? Self.name(ofFile: file)
             guard !loaded.values.contains(where: { $0.name == name }) else {
-                throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another folder); rename one")
+                throw PipelineError.invalidRequest("two adapters are named \(name) (\(file) and another); "
+                    + "name one with --lora NAME=FILE")
             }
-            let accounting = try set.load(LoRAFile(contentsOf: file), name: name, unetWeight: 0, textEncoderWeight: 0)
+            let accounting: KeyAccounting
+            do {
+                accounting = try set.load(LoRAFile(contentsOf: file), name: name, unetWeight: 0, textEncoderWeight: 0)
+            } catch where request.origin == .trigger {
+                // The prompt did not ask for this adapter by name: one that does not fit this model is left out.
+                log("skipping adapter \((file as NSString).lastPathComponent) (trigger \"\(request.trigger ?? "")\"): "
+                    + "it does not fit this model (\(String(describing: error).split(separator: "\n").first ?? ""))")
+                skipped.insert(file)
+                continue
+            }
             log(accounting.report.split(separator: "\n").joined(separator: "; "))
             loaded[file] = (name, try LoRAHash.shortHash(ofFile: file))
         }

@@ -53,9 +53,11 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
         case let .truncatedLengthPrefix(file, size):
             return "\(file): truncated: \(size) bytes, shorter than the 8-byte header length"
         case let .headerTooLarge(file, length, bound):
-            return "\(file): header length \(length) is larger than the bound of \(bound) bytes"
+            return "\(file): not a safetensors file (its first 8 bytes give a header length of \(length), more than the "
+                + "bound of \(bound) bytes)"
         case let .headerPastEnd(file, length, fileSize):
-            return "\(file): header length \(length) runs past the end of the file (\(fileSize) bytes)"
+            return "\(file): not a safetensors file, or a truncated one (its header length \(length) runs past the end "
+                + "of the file, \(fileSize) bytes)"
         case let .invalidUTF8(file, offset):
             return "\(file): header is not valid UTF-8 at byte \(offset) of the header"
         case let .invalidJSON(file, offset, reason):

@@ -138,7 +138,8 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
     /// Parses a user-typed name: the raw values, case-insensitive, plus common spellings from other
     /// tools (`euler_ancestral`, `k_euler_a`, `dpmpp_2m`, `dpmpp_2m_sde`, `plms`, …).
     public init?(userName: String) {
-        let key = userName.lowercased().replacingOccurrences(of: "-", with: "_")
+        let key = userName.trimmingCharacters(in: .whitespaces).lowercased()
+            .replacingOccurrences(of: "-", with: "_").replacingOccurrences(of: " ", with: "_")
         let stripped = key.hasPrefix("k_") ? String(key.dropFirst(2)) : key
         let aliases: [String: SamplerKind] = [
             "euler_ancestral": .eulerAncestral, "plms": .pndm,

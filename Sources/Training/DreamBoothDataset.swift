@@ -64,6 +64,8 @@ public struct DreamBoothExample: Sendable {
 public final class DreamBoothDataset {
     public let examples: [DreamBoothExample]
     public let resolution: Int
+    /// What the reader left out or changed that a user would want to know: skipped files, upscaled images.
+    public let warnings: [String]
     private var latentCache: [String: Tensor] = [:]
 
     /// Reads every image of `directory`; `prompt` is used for images without a caption file, and
@@ -77,10 +79,17 @@ public final class DreamBoothDataset {
         }
         let names = try fm.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
         var examples: [DreamBoothExample] = []
+        var warnings: [String] = []
         for name in names {
             let ext = (name as NSString).pathExtension.lowercased()
             if ext == "txt" { continue }
             let path = directory.appendingPathComponent(name).path
+            var isFolder: ObjCBool = false
+            _ = fm.fileExists(atPath: path, isDirectory: &isFolder)
+            guard !isFolder.boolValue, ext == "png" || Self.imageExtensions.contains(ext) else {
+                warnings.append("skipping \(path): " + (isFolder.boolValue ? "a folder" : "not a PNG image"))
+                continue
+            }
             guard ext == "png" else {
                 throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
                     + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
@@ -97,6 +106,10 @@ public final class DreamBoothDataset {
             let scale = Double(resolution) / Double(min(decoded.width, decoded.height))
             let w = max(resolution, Int((Double(decoded.width) * scale).rounded()))
             let h = max(resolution, Int((Double(decoded.height) * scale).rounded()))
+            if min(decoded.width, decoded.height) < resolution {
+                warnings.append("\(path) is \(decoded.width)×\(decoded.height), smaller than the training resolution "
+                    + "\(resolution): it is upscaled \(String(format: "%.1f", scale))× and will look blurred")
+            }
             let resized = (w, h) == (decoded.width, decoded.height) ? decoded : try decoded.resized(width: w, height: h)
             examples.append(DreamBoothExample(file: path, image: resized,
                                               prompt: caption.flatMap { $0.isEmpty ? nil : rule($0) } ?? prompt))
@@ -106,7 +119,11 @@ public final class DreamBoothDataset {
         }
         self.examples = examples
         self.resolution = resolution
+        self.warnings = warnings
     }
+
+    /// Image formats other than PNG: an error (convert them), not a stray file to skip.
+    static let imageExtensions: Set<String> = ["jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "heic", "avif"]
 
     /// Example `index` cropped (and maybe flipped), as the model's input x₀ [h, w, C]: pixels in [-1, 1]
     /// for pixel models, cached VAE latents for latent models.

@@ -15,7 +15,8 @@ import TensorCore
 
 let usage = """
     usage: lora info FILE [--pipeline DIR]
-           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]
+           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]    (OUT also as -o OUT; --pipeline: the
+                                 base model, needed for kohya → diffusers unless the adapter names the embedded one)
            lora merge FILE[:w] FILE[:w] … -o OUT [--to kohya|diffusers]
            lora merge FILE[:w] … --into-base DIR -o OUTDIR
            lora resize IN --rank R -o OUT [--to kohya|diffusers]
@@ -75,9 +76,7 @@ func kind(_ name: String) -> String {
 /// Modules with dotted names: a kohya file is resolved against a pipeline first.
 func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
     guard file.format == .kohya else { return file.modules }
-    guard let pipeline else {
-        throw CommandLineError.usage("kohya names lose their dots; give --pipeline DIR to map them onto module paths")
-    }
+    let pipeline = try AdapterBase.pipeline(given: pipeline, metadata: file.metadata)
     let indexes = try DiffusersFolder(path: pipeline).moduleIndexes()
     let resolved = try file.resolve(against: indexes)
     if !resolved.accounting.unmatched.isEmpty {
@@ -91,19 +90,26 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
 }
 
 func convert(_ args: Arguments) throws {
-    guard args.positional.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT") }
+    // OUT as a positional or, as merge and resize spell it, -o/--out.
+    let paths = args.positional + (args.option("out").map { [$0] } ?? [])
+    guard paths.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT (or -o OUT)") }
     let format = try args.format()
-    let file = try LoRAFile(contentsOf: args.positional[0])
+    let file = try LoRAFile(contentsOf: paths[0])
     let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.option("pipeline"))
-    try LoRAWriter.write(modules, to: args.positional[1], format: format, carrying: file.metadata)
-    print("wrote \(args.positional[1]) (\(format.rawValue), \(modules.count) modules)")
+    try LoRAWriter.write(modules, to: paths[1], format: format, carrying: file.metadata)
+    print("wrote \(paths[1]) (\(format.rawValue), \(modules.count) modules)")
 }
 
 func merge(_ args: Arguments) throws {
     guard !args.positional.isEmpty else { throw CommandLineError.usage("lora merge needs at least one FILE[:w]") }
     guard let output = args.option("out") else { throw CommandLineError.usage("lora merge needs -o OUT") }
     let inputs = try args.positional.map { spec -> (LoRAFile, Float) in
-        let request = try AdapterRequest.parseFlag(spec)
+        let request: AdapterRequest
+        do {
+            request = try AdapterRequest.parseFlag(spec)
+        } catch let error as AdaptersError {
+            throw CommandLineError.usage("\(error)")      // a malformed FILE[:w] is a usage mistake (exit 2)
+        }
         guard request.unetWeight == request.textEncoderWeight || args.option("into-base") != nil else {
             throw CommandLineError.usage("'\(spec)': separate unet/te weights are only for --into-base")
         }

@@ -1,4 +1,5 @@
-// train-base: trains the embedded base model (`pipelines/toy/`) from scratch on the picture world.
+// train-base: trains the embedded base model (`pipelines/toy/` with `--out pipelines/toy`) from scratch on the
+// picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
@@ -27,7 +28,7 @@ func say(_ line: String) {
 struct Options {
     var config = BaseTrainingConfig()
     var arch = "s"
-    var out = "pipelines/toy"
+    var out = TrainBaseFolders.defaultOut(date: Date())
     var run = "runs/train-base"
     var resume = false
     var bench = 0
@@ -43,13 +44,20 @@ let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+
+      --out DIR    where the trained model goes (default: a new folder outputs/base-models/<time>;
+                   --out pipelines/toy replaces the embedded model)
+      --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
+                   continued with --resume, never started over
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance"],
-                                flagNames: ["resume", "export"])
+                                flagNames: ["resume", "export"], shortNames: ["-o": "out"],
+                                aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
+                                          "max-train-steps": "steps", "learning-rate": "lr"])
     if a.has("help") { print(usage); return nil }
     guard a.positionals.isEmpty else { throw CommandLineError.usage("unknown argument \(a.positionals[0]) (see --help)") }
     var o = Options()
@@ -121,6 +129,7 @@ func main() throws {
                                            maxLength: ToyTokenizer.maxLength) else {
         throw CommandLineError.usage("unknown --arch \(o.arch) (one of \(ToyArchitecture.names.joined(separator: ", ")))")
     }
+    if !o.resume && !o.exportOnly && o.bench == 0 { try TrainBaseFolders.checkFreshRun(o.run) }
     let trainer = try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: o.config,
                                   runDirectory: URL(fileURLWithPath: o.run))
     let counts = trainer.parameterCounts

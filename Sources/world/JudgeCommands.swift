@@ -42,8 +42,8 @@ func judgeAccuracy(_ a: Arguments) throws {
 }
 
 func judgeImages(_ a: Arguments) throws {
-    let judge = try Judge(contentsOf: try a.string("weights", default: "pipelines/judge/judge.safetensors"))
     guard !a.positional.isEmpty else { throw CommandLineError.usage("world judge needs image paths") }
+    let judge = try Judge(contentsOf: try a.string("weights", default: "pipelines/judge/judge.safetensors"))
     for path in a.positional {
         let v = try judge.evaluate(try PNG.read(path: path).image)
         print(String(format: "%@: %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f", path,

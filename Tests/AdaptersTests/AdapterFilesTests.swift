@@ -49,6 +49,9 @@ final class AdapterFilesTests: XCTestCase {
         XCTAssertEqual(try AdapterRequest.parseFlag("a:unet=0.8,te=0.3"), AdapterRequest(name: "a", unetWeight: 0.8, textEncoderWeight: 0.3))
         XCTAssertThrowsError(try AdapterRequest.parseFlag("a:x")) { XCTAssertEqual("\($0)", "'a:x': weight 'x' is not a number") }
         XCTAssertThrowsError(try AdapterRequest.parseFlag("a:foo=1"))
+        var named = AdapterRequest(name: "dir/pytorch_lora_weights.safetensors", unetWeight: 0.8, textEncoderWeight: 0.8)
+        named.label = "style"
+        XCTAssertEqual(try AdapterRequest.parseFlag("style=dir/pytorch_lora_weights.safetensors:0.8"), named)
         let (prompt, tags) = try AdapterRequest.extractTags(from: "a photo of <lora:sks:0.8> dog, <lora:style> in snow <lora:ink:te=0.5>")
         XCTAssertEqual(prompt, "a photo of dog, in snow")
         XCTAssertEqual(tags, [AdapterRequest(name: "sks", unetWeight: 0.8, textEncoderWeight: 0.8, origin: .prompt),

@@ -34,4 +34,51 @@ final class ArgumentsTests: XCTestCase {
         XCTAssertEqual(GenerateCommand.main(["-h"]), 0, "generate -h prints help, it is not a prompt")
         XCTAssertEqual(GenerateCommand.main(["--steps", "x", "a prompt"]), 2)
     }
+    /// A Foundation file error is one sentence with the path and the cause, not an `NSCocoaErrorDomain` dump.
+    func testFileErrorsInWords() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("in-words-\(UUID().uuidString)")
+        try Data([0]).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        XCTAssertThrowsError(try FileManager.default.createDirectory(at: file.appendingPathComponent("sub"),
+                                                                     withIntermediateDirectories: true)) { error in
+            let text = inWords(error)
+            XCTAssertTrue(text.hasPrefix(file.path), text)
+            XCTAssertFalse(text.contains("NSCocoaErrorDomain") || text.contains("UserInfo"), text)
+        }
+        let denied = CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: "/x/out"])
+        XCTAssertEqual(inWords(denied), "/x/out: Permission denied")
+    }
+    func testAliasesAndSnakeCaseSpellings() throws {
+        let a = try ParsedArguments(["--cfg-scale", "5", "--max_train_steps=9", "--no_report"], options: ["cfg", "steps"],
+                                    flagNames: ["no-report"], aliases: ["cfg-scale": "cfg", "max-train-steps": "steps"])
+        XCTAssertEqual(a.string("cfg"), "5")
+        XCTAssertEqual(a.string("steps"), "9")
+        XCTAssertTrue(a.has("no-report"))
+        XCTAssertThrowsError(try ParsedArguments(["--some_thing"], options: [], flagNames: [])) {
+            XCTAssertTrue("\($0)".contains("--some_thing"), "\($0)")
+        }
+    }
+}
+
+
+
+final class StopRequestTests: XCTestCase {
+    /// The first Ctrl-C only asks the loop to stop after the step (the handler says so at once on stderr).
+    func testFirstInterruptRequestsAStop() {
+        StopRequest.install()
+        defer { StopRequest.reset(); signal(SIGINT, SIG_DFL); signal(SIGTERM, SIG_DFL) }
+        XCTAssertFalse(StopRequest.isRequested)
+        let child = fork()
+        if child == 0 {                   // a second Ctrl-C stops the process at once, with status 130
+            raise(SIGINT)
+            raise(SIGINT)
+            _exit(0)
+        }
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(child, &status, 0), child)
+        XCTAssertEqual((status >> 8) & 0xFF, 130, "exit status of the child")
+        XCTAssertFalse(StopRequest.isRequested)
+        raise(SIGINT)
+        XCTAssertTrue(StopRequest.isRequested)
+    }
 }

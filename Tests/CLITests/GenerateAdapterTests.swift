@@ -66,6 +66,54 @@ final class GenerateAdapterTests: XCTestCase {
         XCTAssertEqual(try png("again").image, auto.image)
     }
 
+    /// An adapter in the folder that was made for another base model is skipped (with one line) when only its
+    /// trigger word names it: the prompt renders as without it.
+    func testTriggerWordSkipsAnAdapterForAnotherModel() throws {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
+        let stack = AdapterStack(root: model.unet, component: .unet)
+        var random = PhiloxRandom(seed: 2)
+        try stack.addTrainable(name: "pix", rank: 2, targets: .unetAttention, random: &random)
+        try LoRAWriter.write(stack.export("pix"), to: adapters.appendingPathComponent("pix.safetensors").path,
+                             info: LoRAFileInfo(triggerPhrase: "pix"))
+        var code: Int32 = -1
+        let said = capturingStandardError { code = run("auto", ["a photo of pix dog"]) }
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(said.contains("skipping adapter pix.safetensors (trigger \"pix\"): it does not fit this model"), said)
+        XCTAssertEqual(run("off", ["--no-auto-lora", "a photo of pix dog"]), 0)
+        XCTAssertEqual(try png("auto").image, try png("off").image)
+        XCTAssertFalse(try parameters(try png("auto")).contains("pix:"))
+        XCTAssertEqual(run("named", ["a photo of <lora:pix:1> dog"]), 1, "an adapter the prompt names must fit")
+    }
+
+    /// diffusers saves every adapter as `pytorch_lora_weights.safetensors` in its own folder: such an adapter is named
+    /// after its folder, and `--lora NAME=FILE` names any adapter (a tag can then use that name).
+    func testAdaptersNamedByFolderOrByTheUser() throws {
+        for folder in ["dog", "cat"] {
+            let dir = root.appendingPathComponent(folder)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: adapters.appendingPathComponent("sks.safetensors"),
+                                             to: dir.appendingPathComponent("pytorch_lora_weights.safetensors"))
+        }
+        let dog = root.appendingPathComponent("dog/pytorch_lora_weights.safetensors").path
+        let cat = root.appendingPathComponent("cat/pytorch_lora_weights.safetensors").path
+        XCTAssertEqual(run("folders", ["--no-auto-lora", "--lora", dog + ":0.5", "--lora", cat + ":0.25", "a photo"]), 0)
+        let text = try parameters(try png("folders"))
+        XCTAssertTrue(text.contains("<lora:cat:0.25>") && text.contains("<lora:dog:0.5>"), text)
+        XCTAssertEqual(run("named", ["--no-auto-lora", "--lora", "style=" + dog + ":0", "a <lora:style:0.5> photo"]), 0)
+        let named = try parameters(try png("named"))
+        XCTAssertTrue(named.hasPrefix("a <lora:style:0.5> photo\n") && named.contains("Lora hashes: \"style: "), named)
+    }
+
+    func testFromPNGWarnsWhenTheAdapterOfThatNameChanged() {
+        var recorded = GenerationParameters(prompt: "a <lora:sks:1> dog")
+        recorded.adapters = [AdapterReference(name: "sks", hash: "aaaaaaaaaaaa")]
+        var used = recorded
+        XCTAssertEqual(GenerateCommand.adapterHashWarnings(recorded: .init(parameters: recorded, keep: 0), used: used), [])
+        used.adapters = [AdapterReference(name: "sks", hash: "bbbbbbbbbbbb")]
+        XCTAssertEqual(GenerateCommand.adapterHashWarnings(recorded: .init(parameters: recorded, keep: 0), used: used).count, 1)
+        XCTAssertEqual(GenerateCommand.adapterHashWarnings(recorded: .init(parameters: recorded, keep: nil), used: used), [])
+    }
+
     /// The PNGs of an output folder by the first line of their parameters chunk.
     func pngsByPrompt(_ out: String) throws -> [String: (image: Image, text: String, path: String)] {
         let dir = root.appendingPathComponent(out)

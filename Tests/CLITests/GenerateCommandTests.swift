@@ -14,6 +14,15 @@ final class GenerateCommandTests: XCTestCase {
 
     override func tearDownWithError() throws {
         try? FileManager.default.removeItem(at: out)
+        try? FileManager.default.removeItem(at: out.appendingPathExtension("adapters"))
+    }
+
+    /// `generate` with an empty adapter folder: a test never reads the working folder's outputs/adapters
+    /// (a user's trained `sks` adapter there would otherwise apply by its trigger word).
+    func generate(_ arguments: [String]) -> Int32 {
+        let adapters = out.appendingPathExtension("adapters")
+        try? FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
+        return GenerateCommand.main(arguments + ["--lora-dir", adapters.path])
     }
 
     func base(_ extra: [String]) -> [String] {
@@ -25,7 +34,7 @@ final class GenerateCommandTests: XCTestCase {
     }
 
     func testWritesPNGWithParametersChunk() throws {
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "42", "--sampler", "euler_a", "--negative", "blurry, dark",
+        XCTAssertEqual(generate(base(["--seed", "42", "--sampler", "euler_a", "--negative", "blurry, dark",
                                                   "a photo of sks dog"])), 0)
         let files = pngs()
         XCTAssertEqual(files.count, 1)
@@ -45,7 +54,7 @@ final class GenerateCommandTests: XCTestCase {
     /// `--from-png` re-renders the same pixels, including an image from the middle of a batch.
     func testFromPNGReproducesPixels() throws {
         for rng in ["native", "torch"] {
-            XCTAssertEqual(GenerateCommand.main(base(["--seed", "7", "--rng", rng, "--num-images", "2", "--sampler", "dpm++2m",
+            XCTAssertEqual(generate(base(["--seed", "7", "--rng", rng, "--num-images", "2", "--sampler", "dpm++2m",
                                                       "--karras", "a red car"])), 0)
         }
         let originals = pngs()
@@ -53,7 +62,7 @@ final class GenerateCommandTests: XCTestCase {
         let rerender = out.appendingPathComponent("again")
         for name in originals {
             let path = out.appendingPathComponent(name).path
-            XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", rerender.path,
+            XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", rerender.path,
                                                  "--from-png", path]), 0)
             let again = try FileManager.default.contentsOfDirectory(atPath: rerender.path)
             XCTAssertEqual(again.count, 1)
@@ -72,7 +81,7 @@ final class GenerateCommandTests: XCTestCase {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try "a red car\na cat\na dog\n".write(to: file, atomically: true, encoding: .utf8)
         let grid = out.appendingPathComponent("grid.png")
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "3", "--prompts", file.path, "--grid", grid.path,
+        XCTAssertEqual(generate(base(["--seed", "3", "--prompts", file.path, "--grid", grid.path,
                                                   "--grid-columns", "2"])), 0)
         let files = pngs().filter { $0 != "grid.png" }
         XCTAssertEqual(files.count, 3)
@@ -88,12 +97,12 @@ final class GenerateCommandTests: XCTestCase {
         let text = try XCTUnwrap(decoded.text.first { $0.keyword == "grid" }).text
         XCTAssertEqual(text.components(separatedBy: "\n\n").count, 3)
         XCTAssertTrue(text.hasPrefix("a red car\n"), text)
-        XCTAssertEqual(GenerateCommand.main(base(["--grid-columns", "2", "a cat"])), 2)
-        XCTAssertEqual(GenerateCommand.main(base(["--grid", out.appendingPathComponent("no/such/grid.png").path, "a cat"])), 1)
+        XCTAssertEqual(generate(base(["--grid-columns", "2", "a cat"])), 2)
+        XCTAssertEqual(generate(base(["--grid", out.appendingPathComponent("no/such/grid.png").path, "a cat"])), 1)
     }
 
     func testSameSeedSameSecondNeverOverwrites() throws {
-        for _ in 0..<3 { XCTAssertEqual(GenerateCommand.main(base(["--seed", "5", "a cat"])), 0) }
+        for _ in 0..<3 { XCTAssertEqual(generate(base(["--seed", "5", "a cat"])), 0) }
         XCTAssertEqual(Set(pngs()).count, 3)
         let folder = try OutputFolder(path: out.path)
         let a = try folder.writeNew([1, 2, 3], baseName: "same")
@@ -107,7 +116,7 @@ final class GenerateCommandTests: XCTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(UUID().uuidString).txt")
         try "# animals\na dog\n\n  # indented comment\na bird\n".write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        XCTAssertEqual(GenerateCommand.main(base(["--seed", "1", "--prompts", file.path])), 0)
+        XCTAssertEqual(generate(base(["--seed", "1", "--prompts", file.path])), 0)
         XCTAssertEqual(pngs().map { String($0.split(separator: "-").last!) }.sorted(), ["bird.png", "dog.png"])
     }
 
@@ -116,7 +125,7 @@ final class GenerateCommandTests: XCTestCase {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try Data([0]).write(to: file)
         let cases: [([String], Int32)] = [
-            (base(["--sampler", "nonsense", "x"]), 1),
+            (base(["--sampler", "nonsense", "x"]), 2),
             (base(["--width", "20", "x"]), 1),
             (base(["--karras", "--sampler", "ddim", "x"]), 1),
             (["--pipeline", "/nonexistent/pipeline", "--out", out.path, "x"], 1),
@@ -131,7 +140,7 @@ final class GenerateCommandTests: XCTestCase {
             (base(["two", "prompts"]), 2),
         ]
         for (arguments, code) in cases {
-            XCTAssertEqual(GenerateCommand.main(arguments), code, arguments.joined(separator: " "))
+            XCTAssertEqual(generate(arguments), code, arguments.joined(separator: " "))
         }
         XCTAssertEqual(pngs(), [])
     }
@@ -147,7 +156,7 @@ final class GenerateCommandTests: XCTestCase {
     /// `generate "prompt"` with no other argument runs the embedded default `pipelines/toy`.
     func testEmbeddedDefaultWritesPNGWithParameters() throws {
         XCTAssertTrue(try GenerateCommand.pipelineFolder(nil).hasSuffix("pipelines/toy"))
-        XCTAssertEqual(GenerateCommand.main(["--out", out.path, "--steps", "2", "--seed", "7", "--no-auto-lora",
+        XCTAssertEqual(generate(["--out", out.path, "--steps", "2", "--seed", "7", "--no-auto-lora",
                                              "a photo of a red car in the snow"]), 0)
         let files = pngs()
         XCTAssertEqual(files.count, 1)
@@ -171,4 +180,76 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(OutputFolder.slug("A photo of  sks dog, <lora:x:1> (4k)!"), "a-photo-of-sks-dog-lora-x-1-4k")
         XCTAssertEqual(OutputFolder.slug("日本"), "image")
     }
+    /// stable-diffusion.cpp's and A1111's spellings: -p -n -s -W -H -o FILE.png --cfg-scale --sampling-method, sampler
+    /// names as A1111 writes them, seed -1.
+    func testOtherToolsSpellings() throws {
+        let cat = out.appendingPathComponent("cat.png")
+        XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--steps", "3", "-W", "16", "-H", "16",
+                                 "-s", "42", "--cfg-scale", "5", "--sampling-method", "Euler a", "-n", "blurry", "-o", cat.path,
+                                 "-p", "a cat"]), 0)
+        let text = try XCTUnwrap(try PNG.read(path: cat.path).text.first { $0.keyword == "parameters" }).text
+        XCTAssertTrue(text.hasPrefix("a cat\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, "), text)
+        XCTAssertTrue(text.contains("CFG scale: 5") && text.contains("Seed: 42"), text)
+        XCTAssertEqual(generate(base(["--sampler", "DPM++ 2M Karras", "-o", cat.path, "a cat"])), 0)
+        let second = try XCTUnwrap(try PNG.read(path: out.appendingPathComponent("cat-2.png").path).text.first {
+            $0.keyword == "parameters" }).text
+        XCTAssertTrue(second.contains("Sampler: DPM++ 2M, Schedule type: Karras"), second)
+        XCTAssertEqual(generate(base(["-s", "-1", "a cat"])), 0)
+        XCTAssertEqual(generate(base(["-p", "a cat", "a dog"])), 2)
+    }
+
+    /// Errors and warnings in words: a grid PNG for --from-png, a PNG given as an adapter, a prompt past the text
+    /// encoder's window.
+    func testGridPNGAdapterPNGAndLongPromptAreNamed() throws {
+        let grid = out.appendingPathComponent("grid.png")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        XCTAssertEqual(generate(base(["--seed", "1", "--grid", grid.path, "a cat"])), 0)
+        XCTAssertThrowsError(try GenerateCommand.run(base(["--no-auto-lora", "--from-png", grid.path]))) {
+            XCTAssertTrue("\($0)".contains("is a grid"), "\($0)")
+        }
+        XCTAssertThrowsError(try GenerateCommand.run(base(["--no-auto-lora", "--lora", grid.path, "a cat"]))) {
+            XCTAssertTrue("\($0)".contains("not a safetensors file"), "\($0)")
+        }
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
+        let long = GenerationParameters(prompt: Array(repeating: "cat", count: model.promptTokenLimit).joined(separator: " ") + " dog")
+        let lines = try GenerateCommand.promptLengthWarnings([long, GenerationParameters(prompt: "a cat")], model: model)
+        XCTAssertEqual(lines.count, 1)
+        XCTAssertTrue(lines[0].hasSuffix("is cut: \"dog\""), lines[0])
+        let said = capturingStandardError {
+            XCTAssertEqual(GenerateCommand.main(base(["--seed", "1", "--lora-dir", out.appendingPathComponent("none").path, long.prompt])), 0)
+        }
+        XCTAssertTrue(said.contains("warning: --lora-dir \(out.appendingPathComponent("none").path) does not exist"), said)
+        XCTAssertTrue(said.contains("warning: the text encoder reads \(model.promptTokenLimit) tokens"), said)
+    }
+    /// `--shard I/N` renders prompts I, I+N, …: the union of the N shards is one run's PNGs, bit for bit (names up to
+    /// their time stamp).
+    func testShardsTogetherEqualOneRun() throws {
+        let file = try temporaryDirectory("shard-prompts").appendingPathComponent("prompts.txt")
+        try "a red car\n# comment\na cat\na dog\na bird\na house\n".write(to: file, atomically: true, encoding: .utf8)
+        func render(_ folder: String, _ extra: [String]) throws -> [String: Data] {
+            let dir = out.appendingPathComponent(folder)
+            XCTAssertEqual(generate(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", dir.path, "--steps", "2",
+                                     "--width", "16", "--height", "16", "--seed", "9", "--batch-size", "2",
+                                     "--prompts", file.path] + extra), 0)
+            var files: [String: Data] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [] {
+                files[String(name.dropFirst(16))] = try Data(contentsOf: dir.appendingPathComponent(name))   // drop yyyyMMdd-HHmmss-
+            }
+            return files
+        }
+        let whole = try render("whole", [])
+        XCTAssertEqual(whole.count, 5)
+        var union: [String: Data] = [:]
+        for i in 0..<3 {
+            let shard = try render("shard-\(i)", ["--shard", "\(i)/3"])
+            XCTAssertEqual(shard.count, i < 2 ? 2 : 1)
+            union.merge(shard) { a, _ in a }
+        }
+        XCTAssertEqual(union, whole)
+        XCTAssertEqual(try render("empty", ["--shard", "6/7"]).count, 0)
+        XCTAssertEqual(generate(base(["--prompts", file.path, "--shard", "0/2"])), 2, "a shard needs --seed")
+        XCTAssertEqual(generate(base(["--seed", "1", "--prompts", file.path, "--shard", "2/2"])), 2)
+    }
 }
+
+

@@ -76,4 +76,96 @@ final class TrainStyleCommandTests: XCTestCase {
                                                "--train-text-encoder"]).config.trainTextEncoder)
         XCTAssertThrowsError(try TrainStyleArguments([images, "--token", "sks", "--train-text-encoder", "--unet-only"]))
     }
+    /// A short run on the tiny pixel fixture (no class images, no grids, no report) into `out`.
+    func train(_ out: URL, _ extra: [String] = []) throws -> Int32 {
+        try TrainStyleCommand.run([TestPaths.repository("images"), "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
+                                   "--steps", "2", "--no-prior", "--resolution", "16", "--sample-every", "0", "--no-report",
+                                   "--out", out.path] + extra)
+    }
+
+    /// `--resume RUN` writes into the run's own outputs root (never the working folder's outputs/), extends the run
+    /// with `--steps N`, refuses fewer steps or changed settings, and a second adapter of the same token keeps the first.
+    func testResumeUsesTheRunsOutputsRootAndExtendsTheRun() throws {
+        let out = root.appendingPathComponent("out")
+        XCTAssertEqual(try train(out), 0)
+        let adapter = out.appendingPathComponent("adapters/sks.safetensors")
+        let first = try Data(contentsOf: adapter)
+        let run = out.appendingPathComponent("runs").appendingPathComponent(
+            try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("runs").path).first))
+
+        let resumed = try TrainStyleArguments(["--resume", run.path, "--steps", "3", "--no-report"])
+        XCTAssertEqual(resumed.out.standardizedFileURL.path, out.standardizedFileURL.path)
+        XCTAssertEqual(resumed.config.loop.steps, 3)
+        XCTAssertEqual(resumed.resumeStep, 2)
+        XCTAssertThrowsError(try TrainStyleArguments(["--resume", run.path, "--steps", "1"])) {
+            XCTAssertEqual(($0 as? CommandLineError)?.exitCode, 2)
+        }
+        XCTAssertThrowsError(try TrainStyleArguments(["--resume", run.path, "--lr", "1"])) {
+            XCTAssertTrue("\($0)".contains("--lr"), "\($0)")
+        }
+        let elsewhere = root.appendingPathComponent("run-outside-runs")
+        try FileManager.default.copyItem(at: run, to: elsewhere)
+        XCTAssertThrowsError(try TrainStyleArguments(["--resume", elsewhere.path])) { XCTAssertTrue("\($0)".contains("--out"), "\($0)") }
+
+        var code: Int32 = -1
+        let said = try capturingStandardError { code = try TrainStyleCommand.run(["--resume", run.path, "--steps", "3", "--no-report"]) }
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(said.contains("resuming \(run.path) from step 2 of 3"), said)
+        XCTAssertTrue(said.contains("kept it as \(out.appendingPathComponent("adapters/previous/sks-1.safetensors").path)"), said)
+        let extended = try LoRAFile(contentsOf: adapter.path)
+        XCTAssertEqual(extended.metadata["ss_steps"], "3")
+        let kept = out.appendingPathComponent("adapters/previous/sks-1.safetensors")
+        XCTAssertEqual(try Data(contentsOf: kept), first, "the earlier adapter of the same token is kept")
+        XCTAssertEqual(try train(out), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("adapters/previous/sks-2.safetensors").path))
+    }
+
+    /// A token that cannot name a file or is more than one word, and an output root that is a file, fail before any work.
+    func testTokenAndOutputFoldersAreCheckedBeforeTraining() throws {
+        let images = TestPaths.repository("images")
+        for token in ["a/b", "my dog", ".hidden", ""] {
+            XCTAssertThrowsError(try TrainStyleArguments([images, "--token", token, "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]),
+                                 token) { XCTAssertEqual(($0 as? CommandLineError)?.exitCode, 2, token) }
+        }
+        XCTAssertNoThrow(try TrainStyleArguments([images, "--token", "sks_2-b", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]))
+        let file = root.appendingPathComponent("a-file")
+        try Data([0]).write(to: file)
+        XCTAssertThrowsError(try train(file)) { error in
+            XCTAssertTrue("\(error)".contains(file.path) && "\(error)".contains("is a file"), "\(error)")
+        }
+        let o = root.appendingPathComponent("o")
+        XCTAssertThrowsError(try TrainStyleCommand.run([root.appendingPathComponent("no-images").path, "--token", "x", "--pipeline",
+                                                        TestPaths.pipelineFixture("tiny-pixel"), "--no-prior", "--no-report", "--out", o.path])) {
+            XCTAssertTrue("\($0)".contains("no-images"), "\($0)")
+        }
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: o.appendingPathComponent("runs").path)) ?? [], [])
+        let style = try TrainStyleArguments([images, "--token", "ink", "--style", "--class", "dog", "--out", o.path,
+                                             "--pipeline", TestPaths.pipelineFixture("tiny-pixel")])
+        let said = try capturingStandardError { _ = try TrainStyleCommand.checkBeforeWork(style, console: TrainingConsole(live: false)) }
+        XCTAssertTrue(said.contains("warning: --class dog with --style"), said)
+    }
+    /// diffusers' trainer names map onto train-style's options.
+    func testDiffusersTrainerNames() throws {
+        let c = try TrainStyleArguments(["--instance_data_dir", TestPaths.repository("images"), "--token", "sks", "--class", "dog",
+                                         "--pretrained_model_name_or_path", TestPaths.pipelineFixture("tiny-pixel"),
+                                         "--max_train_steps", "7", "--learning_rate", "0.01", "--train_batch_size", "2",
+                                         "--num_class_images", "3", "--prior_loss_weight", "0.5", "--lr_scheduler", "cosine",
+                                         "--checkpointing_steps", "5", "--gradient_accumulation_steps", "2"]).config
+        XCTAssertEqual(try TrainStyleArguments([TestPaths.repository("images"), "--token", "sks", "-o", "/tmp/x",
+                                                "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).out.path, "/tmp/x")
+        XCTAssertEqual(c.imagesDirectory, TestPaths.repository("images"))
+        XCTAssertEqual([c.loop.steps, c.batch, c.numClassImages, c.loop.saveEvery, c.loop.gradientAccumulation], [7, 2, 3, 5, 2])
+        XCTAssertEqual(c.loop.learningRate, 0.01)
+        XCTAssertEqual(c.priorWeight, 0.5)
+        XCTAssertEqual(c.loop.decay, .cosine)
+    }
+    /// Without --pipeline, train-style finds the embedded model where generate does (not only in the working folder).
+    func testFindsTheEmbeddedModelAsGenerateDoes() throws {
+        let c = try TrainStyleArguments([TestPaths.repository("images"), "--token", "sks"]).config
+        XCTAssertEqual(c.pipeline, try GenerateCommand.pipelineFolder(nil))
+        XCTAssertTrue(DiffusersFolder.exists(at: c.pipeline), c.pipeline)
+    }
 }
+
+
+

@@ -85,7 +85,7 @@ final class SingleFileTests: XCTestCase {
         XCTAssertLessThanOrEqual(levels, 1)
         // With ε the same weights draw another picture.
         let (eps, epsNote) = try load("sd2-like.safetensors", prediction: .epsilon)
-        XCTAssertEqual(epsNote, "SD-2.x, ε-prediction (from --prediction)")
+        XCTAssertEqual(epsNote, "SD-2.x, ε-prediction (from --prediction, overriding sd2-like.yaml's v_prediction)")
         XCTAssertGreaterThan(meanLevels(try image(eps), try goldens.tensor("image.sd2")), 1)
     }
 
