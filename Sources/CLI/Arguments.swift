@@ -3,6 +3,7 @@
 // Every problem is a `CommandLineError.usage` (exit 2); `runCommand` turns any other error into exit 1.
 
 import Foundation
+import TensorCore
 
 /// An error the executables turn into one line on stderr and an exit code.
 public enum CommandLineError: Error, CustomStringConvertible, Equatable {
@@ -149,20 +150,7 @@ public func inWords(_ error: Error) -> String {
     let ns = error as NSError
     guard ns.domain == NSCocoaErrorDomain else { return oneLine("\(error)") }
     let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
-    var cause: String
-    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        cause = String(cString: strerror(Int32(underlying.code)))
-    } else {
-        switch CocoaError.Code(rawValue: ns.code) {
-        case .fileNoSuchFile, .fileReadNoSuchFile: cause = String(cString: strerror(ENOENT))
-        case .fileWriteNoPermission, .fileReadNoPermission: cause = String(cString: strerror(EACCES))
-        case .fileWriteOutOfSpace: cause = String(cString: strerror(ENOSPC))
-        case .fileWriteFileExists: cause = String(cString: strerror(EEXIST))
-        case .fileWriteVolumeReadOnly: cause = String(cString: strerror(EROFS))
-        case .fileReadCorruptFile, .fileReadInapplicableStringEncoding: cause = "unreadable contents"
-        default: cause = ns.code >= 512 && ns.code < 1024 ? "cannot be written" : "cannot be read"
-        }
-    }
+    let cause = fileErrorCause(error)
     return path.map { "\($0): \(cause)" } ?? "file error: \(cause)"
 }
 

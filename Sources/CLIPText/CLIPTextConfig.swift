@@ -1,6 +1,7 @@
 // `text_encoder/config.json` of a CLIP text model, with transformers' `CLIPTextConfig` keys and defaults.
 
 import Foundation
+import TensorCore
 
 /// The feed-forward activation of CLIP's MLP (`hidden_act`).
 public enum CLIPActivation: String, Codable, Sendable {
@@ -89,7 +90,7 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw CLIPTextError.invalidConfig(path: url.path, reason: "cannot read the file (\(error.localizedDescription))")
+            throw CLIPTextError.invalidConfig(path: url.path, reason: "cannot read the file (\(fileErrorCause(error)))")
         }
         do {
             self = try JSONDecoder().decode(CLIPTextConfig.self, from: data)

@@ -1,6 +1,7 @@
 // Reading diffusers `config.json` files: typed errors naming the option and the file, diffusers defaults for
 // missing keys, "int or list" options, and refusal of options this port does not implement.
 import Foundation
+import TensorCore
 
 /// A config file that this port cannot use; every case names the option (JSON key) and the file.
 public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
@@ -82,7 +83,7 @@ func decodeConfiguration<T: Decodable>(_ type: T.Type, from data: Data, file: St
 func loadConfiguration<T: Decodable>(_ type: T.Type, contentsOf url: URL) throws -> T {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw ConfigurationError.unreadable(file: url.path, reason: error.localizedDescription)
+        throw ConfigurationError.unreadable(file: url.path, reason: fileErrorCause(error))
     }
     return try decodeConfiguration(T.self, from: data, file: url.path)
 }

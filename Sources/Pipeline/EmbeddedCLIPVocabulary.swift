@@ -9,6 +9,7 @@
 
 import CLIPText
 import Foundation
+import TensorCore
 
 public enum EmbeddedCLIPVocabulary {
     static let resourceName = "clip-merges-48894.txt.gz"
@@ -29,7 +30,7 @@ public enum EmbeddedCLIPVocabulary {
         do {
             compressed = [UInt8](try Data(contentsOf: url))
         } catch {
-            throw PipelineError.invalidFile(path: url.path, reason: "cannot read the embedded CLIP vocabulary (\(error.localizedDescription))")
+            throw PipelineError.invalidFile(path: url.path, reason: "cannot read the embedded CLIP vocabulary (\(fileErrorCause(error)))")
         }
         let text = String(decoding: try Gzip.decompress(compressed), as: UTF8.self)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)

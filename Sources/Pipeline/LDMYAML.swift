@@ -6,6 +6,7 @@
 // read here occur once in those files.
 
 import Foundation
+import TensorCore
 import Schedulers
 
 public struct LDMYAML: Sendable {
@@ -23,7 +24,7 @@ public struct LDMYAML: Sendable {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw PipelineError.invalidFile(path: url.path, reason: "cannot read (\(error.localizedDescription))")
+            throw PipelineError.invalidFile(path: url.path, reason: "cannot read (\(fileErrorCause(error)))")
         }
         var values: [String: String] = [:]
         for line in text.split(whereSeparator: \.isNewline) {

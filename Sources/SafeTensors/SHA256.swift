@@ -2,6 +2,7 @@
 // weight file's SHA-256; `Lora hashes` entries hash a safetensors file's data section (see `dataSectionHexDigest`).
 
 import Foundation
+import TensorCore
 
 public enum SHA256 {
     /// Lower-case hex digest of the file at `path`, read through a memory map.
@@ -10,7 +11,7 @@ public enum SHA256 {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw SafeTensorsError.io(file: path, operation: "read", detail: error.localizedDescription)
+            throw SafeTensorsError.io(file: path, operation: "read", detail: fileErrorCause(error))
         }
         return data.withUnsafeBytes { hexDigest(of: $0) }
     }
@@ -22,7 +23,7 @@ public enum SHA256 {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw SafeTensorsError.io(file: path, operation: "read", detail: error.localizedDescription)
+            throw SafeTensorsError.io(file: path, operation: "read", detail: fileErrorCause(error))
         }
         guard path.lowercased().hasSuffix(".safetensors"), data.count >= 8 else {
             return data.withUnsafeBytes { hexDigest(of: $0) }

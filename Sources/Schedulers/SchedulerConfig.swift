@@ -6,6 +6,7 @@
 // A missing file means Stable Diffusion 1.x's configuration (`SchedulerConfig.stableDiffusion1`).
 
 import Foundation
+import TensorCore
 
 /// How betas are laid out over the training timesteps.
 public enum BetaSchedule: String, Codable, Sendable, CaseIterable {
@@ -169,7 +170,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else { return .stableDiffusion1 }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw SchedulerError.unreadable(path: url.path, reason: error.localizedDescription)
+            throw SchedulerError.unreadable(path: url.path, reason: fileErrorCause(error))
         }
         return try decode(data, path: url.path)
     }

@@ -7,6 +7,7 @@
 //   world judge IMAGE.png ...
 import CLI
 import Foundation
+import TensorCore
 import Judge
 import PictureWorld
 import PNGImage
@@ -45,7 +46,7 @@ func makeDirectory(_ path: String) throws {
     do {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
-        throw WorldError.io(path: path, reason: "cannot create folder (\(error.localizedDescription))")
+        throw WorldError.io(path: path, reason: "cannot create folder (\(fileErrorCause(error)))")
     }
 }
 
@@ -53,7 +54,7 @@ func writeText(_ text: String, to path: String) throws {
     do {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     } catch {
-        throw WorldError.io(path: path, reason: "cannot write (\(error.localizedDescription))")
+        throw WorldError.io(path: path, reason: "cannot write (\(fileErrorCause(error)))")
     }
 }
 

@@ -10,4 +10,15 @@ final class SHA256Tests: XCTestCase {
         XCTAssertEqual(digest(String(repeating: "a", count: 1000)),
                        "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
+
+    /// A file that cannot be read is named with the operating system's cause, not Foundation's
+    /// "The operation could not be completed" text.
+    func testMissingFileErrorNamesPathAndCause() {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("no-such-\(UUID().uuidString).safetensors").path
+        XCTAssertThrowsError(try SHA256.hexDigest(ofFile: path)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(path) && text.contains("No such file or directory"), text)
+            XCTAssertFalse(text.contains("could not be completed"), text)
+        }
+    }
 }
