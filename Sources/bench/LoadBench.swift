@@ -12,32 +12,22 @@ func runLoadBench(_ a: BenchArguments) throws {
     guard let path = a.parsed.positionals.first else {
         throw CommandLineError.usage("usage: bench load PATH [--vae PATH] [--tokenizer DIR]   (PATH: a diffusers folder or a .safetensors file)")
     }
-    let before = loadBenchPeakRSS()
-    let start = loadBenchNow()
+    let before = Int(peakRSSBytes())
+    var t0 = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t0)
     do {
         let (model, note) = try ModelSource(path: path, vae: a.string("--vae"), tokenizer: a.string("--tokenizer")).load()
-        let seconds = loadBenchNow() - start
+        var t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        let seconds = Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
         var modules: [Module] = [model.unet, model.textEncoder]
         if let vae = model.vae { modules.append(vae) }
         let f32 = modules.reduce(0) { sum, m in sum + m.namedParameters().reduce(0) { $0 + $1.1.value.count * 4 } }
-        let peak = loadBenchPeakRSS()
+        let peak = Int(peakRSSBytes())
         print("load \(model.name)\(note.map { " (\($0))" } ?? ""): \(String(format: "%.2f", seconds)) s")
         print(String(format: "  F32 parameters %.3f GB; peak RSS %.3f GB = %.3fx (before loading %.3f GB; goal <= 1.1x)",
                      Double(f32) / 1e9, Double(peak) / 1e9, Double(peak) / Double(f32), Double(before) / 1e9))
     } catch {
         throw CommandLineError.failure("bench load: \(error)")
     }
-}
-
-private func loadBenchNow() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
-
-/// Peak resident set size of this process so far, in bytes.
-private func loadBenchPeakRSS() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_maxrss * 1024
 }
