@@ -1,6 +1,7 @@
 // What one text-to-image run is asked to do, and the adapters (LoRA) it carries.
 
 import Foundation
+import SafeTensors
 import Schedulers
 
 /// Which generator draws the initial latents and every sampler noise.
@@ -29,7 +30,24 @@ public struct AdapterReference: Equatable, Codable, Sendable {
     }
 }
 
-/// Parameters of one text-to-image run. Defaults are documented per field; `nil` means "from the model".
+/// The picture an image-to-image run starts from, as its PNG text records it (A1111's img2img fields).
+public struct InitImageReference: Equatable, Codable, Sendable {
+    /// Fraction of the inference steps that are run, in (0, 1] (A1111's `Denoising strength`, diffusers'
+    /// `strength`): the image is noised to the level of step `steps − int(steps · strength)`.
+    public var strength: Double
+    /// First 10 hex digits of the init image file's SHA-256, when known.
+    public var hash: String?
+    /// Where the init image was read from, when known.
+    public var path: String?
+
+    public init(strength: Double, hash: String? = nil, path: String? = nil) {
+        self.strength = strength
+        self.hash = hash
+        self.path = path
+    }
+}
+
+/// Parameters of one text-to-image run (image-to-image with `initImage`). Defaults are documented per field; `nil` means "from the model".
 public struct GenerationParameters: Equatable, Codable, Sendable {
     public var prompt: String
     /// Empty: the unconditional embedding `encode("")`.
@@ -57,11 +75,14 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     public var eta: Double
     /// Adapters active for this run, recorded in the PNG text.
     public var adapters: [AdapterReference]
+    /// Image-to-image: the run starts from this picture (passed with the request) noised to `strength`;
+    /// nil: text-to-image from noise.
+    public var initImage: InitImageReference?
 
     public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = 7.5,
                 sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
                 width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
-                adapters: [AdapterReference] = []) {
+                adapters: [AdapterReference] = [], initImage: InitImageReference? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.steps = steps
@@ -76,5 +97,13 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
         self.numImages = numImages
         self.eta = eta
         self.adapters = adapters
+        self.initImage = initImage
+    }
+}
+
+extension InitImageReference {
+    /// The `Init image hash` of a file: the first 10 hex digits of its SHA-256 (as A1111's model hash).
+    public static func hash(ofFile path: String) throws -> String {
+        String(try SHA256.hexDigest(ofFile: path).prefix(10))
     }
 }
