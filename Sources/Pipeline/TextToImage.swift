@@ -90,8 +90,8 @@ public struct TextToImage {
             do {
                 _ = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
                     .startStep(strength: initImage.strength, steps: p.steps)
-            } catch let error as SchedulerError {
-                throw PipelineError.invalidRequest("\(error)")
+            } catch SchedulerError.invalidConfig(let message), SchedulerError.invalidStep(let message) {
+                throw PipelineError.invalidRequest(message)
             }
         }
         if p.karras == true && !p.sampler.supportsKarras {
