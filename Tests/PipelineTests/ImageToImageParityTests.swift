@@ -1,6 +1,7 @@
 // Parity of image-to-image (TextToImage with an init image) with diffusers' StableDiffusionImg2ImgPipeline
 // on the tiny random-weight models. Goldens: Tests/Reference/make_img2img_goldens.py (run with
 // /root/refenv/bin/python after make_pipeline_goldens.py).
+import Adapters
 import DiffusionModels
 import PNGImage
 import Pipeline
@@ -26,25 +27,63 @@ final class ImageToImageParityTests: XCTestCase {
             ("heun_5", .heun, false, 0.5, 1), ("euler_a_8_batch2", .eulerAncestral, false, 0.8, 2),
         ]
         let pipeline = TextToImage(model: try tinySD())
-        let goldens = try goldens(), start = try picture()
         for (name, sampler, karras, strength, count) in cases {
-            let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
-                                         sampler: sampler, karras: karras, seed: Golden.seed, rng: .torch, width: 32,
-                                         height: 32, numImages: count, initImage: InitImageReference(strength: strength))
-            let images = try pipeline.generate(p, initImage: start)
-            let expected = try goldens.tensor("image." + name)   // [N, 32, 32, 3] in [0, 1]
-            XCTAssertEqual(images.count, count)
-            let perImage = 32 * 32 * 3
-            for (i, generated) in images.enumerated() {
-                let (mean, worst) = expected.withUnsafeBufferPointer { e in
-                    (0..<perImage).reduce((0.0, 0.0)) { acc, k in
-                        let d = abs(Double(generated.image.pixels[k]) - Double(e[i * perImage + k]) * 255)
-                        return (acc.0 + d / Double(perImage), max(acc.1, d))
-                    }
+            try check(pipeline, name, sampler, karras: karras, strength: strength, count: count)
+        }
+    }
+
+    /// v-prediction: the same random model with the scheduler's prediction_type "v_prediction".
+    func testVPredictionMatchesDiffusers() throws {
+        let base = try tinySD()
+        var config = base.schedulerConfig
+        config.predictionType = .vPrediction
+        let model = try StableDiffusionModel(name: base.name, tokenizer: base.tokenizer, textEncoder: base.textEncoder,
+                                             unet: base.unet, vae: base.vae, schedulerConfig: config)
+        let pipeline = TextToImage(model: model)
+        try check(pipeline, "vpred_ddim_8", .ddim, strength: 0.8)
+        try check(pipeline, "vpred_euler_5", .euler, strength: 0.5)
+    }
+
+    /// With a LoRA (diffusers' `save_lora_weights` file) at weight 0.8, loaded into a model of its own.
+    func testWithLoRAMatchesDiffusers() throws {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
+        let adapters = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+        _ = try adapters.load(LoRAFile(contentsOf: TestPaths.pipelineFixture("img2img_lora.safetensors")), name: "style",
+                              unetWeight: 0.8)
+        let pipeline = TextToImage(model: model, adapters: adapters)
+        try check(pipeline, "lora_euler_a_6", .eulerAncestral, strength: 0.6)
+        try check(pipeline, "lora_dpmpp2m_8", .dpmpp2m, strength: 0.8)
+        // the adapter matters: the image without it differs by more than a level
+        let bare = TextToImage(model: try tinySD())
+        XCTAssertThrowsError(try check(bare, "lora_dpmpp2m_8", .dpmpp2m, strength: 0.8, quiet: true))
+    }
+
+    struct Mismatch: Error { let message: String }
+
+    /// Generates golden `name`'s run and compares with `image.<name>`: mean |Δ| ≤ 1 level of 255 (asserted, or
+    /// thrown when `quiet`).
+    func check(_ pipeline: TextToImage, _ name: String, _ sampler: SamplerKind, karras: Bool = false, strength: Double,
+               count: Int = 1, quiet: Bool = false) throws {
+        let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
+                                     sampler: sampler, karras: karras, seed: Golden.seed, rng: .torch, width: 32,
+                                     height: 32, numImages: count, initImage: InitImageReference(strength: strength))
+        let images = try pipeline.generate(p, initImage: try picture())
+        let expected = try goldens().tensor("image." + name)   // [N, 32, 32, 3] in [0, 1]
+        XCTAssertEqual(images.count, count)
+        let perImage = 32 * 32 * 3
+        for (i, generated) in images.enumerated() {
+            let (mean, worst) = expected.withUnsafeBufferPointer { e in
+                (0..<perImage).reduce((0.0, 0.0)) { acc, k in
+                    let d = abs(Double(generated.image.pixels[k]) - Double(e[i * perImage + k]) * 255)
+                    return (acc.0 + d / Double(perImage), max(acc.1, d))
                 }
-                print("img2img \(name) image \(i): mean |Δ| \(mean) levels, max |Δ| \(worst) levels")
-                XCTAssertLessThanOrEqual(mean, 1, "\(name) image \(i): mean |Δ| \(mean) levels")
             }
+            if quiet {
+                if mean > 1 { throw Mismatch(message: "\(name): mean |Δ| \(mean)") }
+                continue
+            }
+            print("img2img \(name) image \(i): mean |Δ| \(mean) levels, max |Δ| \(worst) levels")
+            XCTAssertLessThanOrEqual(mean, 1, "\(name) image \(i): mean |Δ| \(mean) levels")
         }
     }
 

@@ -12,9 +12,14 @@ Run from the repository root:
                                  (Pillow Lanczos). Names: <sampler>_<strength·10>, e.g. ddim_5, euler_a_8,
                                  dpmpp2m_karras_8, pndm_6 (the folder's own scheduler), heun_5; euler_a_8_batch2
                                  with num_images_per_prompt=2.
+        image.vpred_<sampler>_<strength·10>  the same with the scheduler's prediction_type "v_prediction"
+        image.lora_<sampler>_<strength·10>   the same with the LoRA img2img_lora.safetensors active at 0.8
+                                 (`set_adapters(["style"], [0.8])`)
         pixel.<name>             tiny-pixel (no VAE): the final sample [1, 3, 16, 16] (output_type="latent") from
                                  the init picture resized to 16x16; diffusers runs a pixel model's img2img with an
                                  identity "VAE" whose encode returns the image (scaling factor 1, no sampling).
+    img2img_lora.safetensors     a LoRA for tiny-sd's UNet (r=4, lora_alpha=4 on to_q/to_k/to_v/to_out.0, seeded
+                                 normal A and B), saved by diffusers' `save_lora_weights`
     img2img_goldens.json         the runs: sampler, Karras, strength, images per prompt.
 """
 import json
@@ -27,6 +32,8 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestra
                        EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler,
                        StableDiffusionImg2ImgPipeline)
 from PIL import Image
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PipelineTests", "Fixtures")
@@ -93,6 +100,34 @@ def main():
         goldens["image." + key] = torch.from_numpy(np.ascontiguousarray(out)).float()
         runs["image." + key] = {"sampler": name, "strength": strength, "num_images": count}
         print(f"image.{key}: mean {out.mean():.3f} std {out.std():.3f}")
+
+    def run(key, sched, strength, **extra):
+        pipe.scheduler = sched
+        out = pipe(PROMPT, image=image, strength=strength, negative_prompt=NEGATIVE, num_inference_steps=STEPS,
+                   guidance_scale=GUIDANCE, output_type="np", generator=torch.Generator("cpu").manual_seed(SEED)).images
+        goldens["image." + key] = torch.from_numpy(np.ascontiguousarray(out)).float()
+        runs["image." + key] = {"strength": strength, "num_images": 1, **extra}
+        print(f"image.{key}: mean {out.mean():.3f} std {out.std():.3f}")
+
+    for name, strength in [("ddim", 0.8), ("euler", 0.5)]:
+        sched = scheduler(base, name)
+        sched = type(sched).from_config(sched.config, prediction_type="v_prediction")
+        run(f"vpred_{name}_{round(strength * 10)}", sched, strength, sampler=name, prediction_type="v_prediction")
+
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
+                          adapter_name="style")
+    g = torch.Generator().manual_seed(77)
+    with torch.no_grad():
+        for key, p in sorted(pipe.unet.named_parameters()):
+            if ".lora_A.style." in key:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+            elif ".lora_B.style." in key:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    StableDiffusionImg2ImgPipeline.save_lora_weights(ROOT, unet_lora_layers=get_peft_model_state_dict(pipe.unet, adapter_name="style"),
+                                                     weight_name="img2img_lora.safetensors")
+    pipe.set_adapters(["style"], [0.8])
+    for name, strength in [("euler_a", 0.6), ("dpmpp2m", 0.8)]:
+        run(f"lora_{name}_{round(strength * 10)}", scheduler(base, name), strength, sampler=name, lora_weight=0.8)
 
     pixel_model = StableDiffusionImg2ImgPipeline.from_pretrained(os.path.join(ROOT, "tiny-pixel"), vae=None,
                                                                  torch_dtype=torch.float32, safety_checker=None,
