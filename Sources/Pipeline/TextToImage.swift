@@ -41,7 +41,7 @@ extension PhiloxRandom: NoiseSource {
 
 /// Progress of a run, reported after every model evaluation.
 public struct StepProgress: Sendable {
-    /// Evaluations done and in total.
+    /// Evaluations done and in total (image to image: of those after its start).
     public var step: Int
     public var total: Int
     /// Seconds since the denoising loop started.
@@ -139,7 +139,6 @@ public struct TextToImage {
         return out
     }
 
-    /// Runs the request: `numImages` images, each with its `parameters` text.
     /// Runs the request: `numImages` images, each with its `parameters` text. With `initImage` (and
     /// `parameters.initImage` set), image-to-image from that picture.
     public func generate(_ parameters: GenerationParameters, initImage: Image? = nil,
@@ -223,17 +222,15 @@ public struct TextToImage {
         } else {
             start = noise.normal(shape)
         }
-        let from: DenoisingStart
+        var from = DenoisingStart.noise(start), first = 0
         if let clean, let strength = p.initImage?.strength {
-            let first = try sampler.startStep(strength: strength, steps: p.steps)
+            first = try sampler.startStep(strength: strength, steps: p.steps)
             from = .latents(try sampler.addNoise(to: clean, noise: start, step: first), step: first)
-        } else {
-            from = .noise(start)
         }
         let clock = Date()
         let g = Float(p.guidanceScale)
         return try sampler.run(from: from, noise: &noise, progress: { s in
-            progress?(StepProgress(step: s.step, total: s.total, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
+            progress?(StepProgress(step: s.step - first, total: s.total - first, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
         }) { input, t in
             let eps = try withNoGrad {
                 try AdapterRowWeights.$current.withValue(unetWeights) {

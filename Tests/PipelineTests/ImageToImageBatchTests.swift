@@ -78,4 +78,13 @@ final class ImageToImageBatchTests: XCTestCase {
         XCTAssertEqual(p.width, 40)
         XCTAssertEqual(p.height, 48)
     }
+
+    /// Progress counts the evaluations that run: strength 0.6 of 4 steps runs int(2.4) = 2.
+    func testProgressCountsTheStepsThatRun() throws {
+        let pipeline = TextToImage(model: try tinySD())
+        let request = try requests(sampler: .ddim, rng: .native)[0]
+        var seen: [String] = []
+        _ = try pipeline.denoise(request.parameters, initImage: request.initImage) { seen.append("\($0.step)/\($0.total)") }
+        XCTAssertEqual(seen, ["1/2", "2/2"])
+    }
 }
