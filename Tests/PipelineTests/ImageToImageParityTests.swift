@@ -24,7 +24,8 @@ final class ImageToImageParityTests: XCTestCase {
             ("ddim_5", .ddim, false, 0.5, 1), ("ddim_8", .ddim, false, 0.8, 1), ("euler_a_5", .eulerAncestral, false, 0.5, 1),
             ("euler_a_8", .eulerAncestral, false, 0.8, 1), ("dpmpp2m_5", .dpmpp2m, false, 0.5, 1),
             ("dpmpp2m_karras_8", .dpmpp2m, true, 0.8, 1), ("euler_8", .euler, false, 0.8, 1), ("pndm_6", .pndm, false, 0.6, 1),
-            ("heun_5", .heun, false, 0.5, 1), ("euler_a_8_batch2", .eulerAncestral, false, 0.8, 2),
+            ("heun_5", .heun, false, 0.5, 1), ("ddpm_6", .ddpm, false, 0.6, 1),
+            ("dpmpp2m_sde_8", .dpmpp2mSDE, false, 0.8, 1), ("euler_a_8_batch2", .eulerAncestral, false, 0.8, 2),
         ]
         let pipeline = TextToImage(model: try tinySD())
         for (name, sampler, karras, strength, count) in cases {

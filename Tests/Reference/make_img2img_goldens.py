@@ -10,7 +10,8 @@ Run from the repository root:
                                  10 steps, guidance 7.5, generator=torch.Generator("cpu").manual_seed(SEED); the
                                  init picture resized to 32x32 by `pipe.image_processor.preprocess(image, 32, 32)`
                                  (Pillow Lanczos). Names: <sampler>_<strength·10>, e.g. ddim_5, euler_a_8,
-                                 dpmpp2m_karras_8, pndm_6 (the folder's own scheduler), heun_5; euler_a_8_batch2
+                                 dpmpp2m_karras_8, pndm_6 (the folder's own scheduler), heun_5, ddpm_6,
+                                 dpmpp2m_sde_8 (algorithm_type "sde-dpmsolver++"); euler_a_8_batch2
                                  with num_images_per_prompt=2.
         image.vpred_<sampler>_<strength·10>  the same with the scheduler's prediction_type "v_prediction"
         image.lora_<sampler>_<strength·10>   the same with the LoRA img2img_lora.safetensors active at 0.8
@@ -28,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler,
                        StableDiffusionImg2ImgPipeline)
 from PIL import Image
@@ -58,9 +59,11 @@ def init_picture():
 def scheduler(config, name):
     table = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler,
              "dpmpp2m": DPMSolverMultistepScheduler, "heun": HeunDiscreteScheduler,
-             "pndm": PNDMScheduler}
+             "pndm": PNDMScheduler, "ddpm": DDPMScheduler}
     if name == "dpmpp2m_karras":
         return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
+    if name == "dpmpp2m_sde":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="sde-dpmsolver++")
     return table[name].from_config(config)
 
 
@@ -91,7 +94,8 @@ def main():
     goldens, runs = {}, {}
     for name, strength, count in [("ddim", 0.5, 1), ("ddim", 0.8, 1), ("euler_a", 0.5, 1), ("euler_a", 0.8, 1),
                                   ("dpmpp2m", 0.5, 1), ("dpmpp2m_karras", 0.8, 1), ("euler", 0.8, 1),
-                                  ("pndm", 0.6, 1), ("heun", 0.5, 1), ("euler_a", 0.8, 2)]:
+                                  ("pndm", 0.6, 1), ("heun", 0.5, 1), ("ddpm", 0.6, 1), ("dpmpp2m_sde", 0.8, 1),
+                                  ("euler_a", 0.8, 2)]:
         pipe.scheduler = scheduler(base, name)
         key = f"{name}_{round(strength * 10)}" + ("_batch2" if count == 2 else "")
         out = pipe(PROMPT, image=image, strength=strength, negative_prompt=NEGATIVE, num_inference_steps=STEPS,
