@@ -39,6 +39,7 @@ public enum GenerateCommand {
       --init-image PNG|DIR  image to image: start from this picture (a folder: each of its PNGs, one output
                           each), resized to --width/--height (default: its own size, rounded down to a multiple of 8)
       --strength S        img2img denoising strength in (0, 1]: the share of the steps run (default 0.8)
+      --resize stretch|crop   fit the init image by stretching (default) or by scaling and centre-cropping
       --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet
                           and text encoder apart; repeatable. A file name is also looked up in --lora-dir.
                           In the prompt, <lora:name:W> does the same for one prompt.
@@ -63,7 +64,7 @@ public enum GenerateCommand {
 
     static let options: Set<String> = ["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns", "init-image", "strength"]
+                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize"]
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.

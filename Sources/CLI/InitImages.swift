@@ -16,11 +16,21 @@ enum InitImages {
         if let s = strength, !(s > 0 && s <= 1) {
             throw CommandLineError.usage("--strength must be in (0, 1], got \(s)")
         }
-        if let recorded = jobs.first?.parameters.initImage, args.has("from-png") {
+        var resize: InitImageResize?
+        if let v = args.string("resize") {
+            guard let mode = InitImageResize(rawValue: v) else {
+                throw CommandLineError.usage("--resize must be stretch or crop, got \"\(v)\"")
+            }
+            resize = mode
+        }
+        if var recorded = jobs.first?.parameters.initImage, args.has("from-png") {
+            recorded.resize = resize ?? recorded.resize
             return try [fromPNG(jobs[0], recorded, override: args.string("init-image"), strength: strength)]
         }
         guard let option = args.string("init-image") else {
-            if strength != nil { throw CommandLineError.usage("--strength needs --init-image PHOTO.png") }
+            if strength != nil || resize != nil {
+                throw CommandLineError.usage("--strength and --resize need --init-image PHOTO.png")
+            }
             return jobs
         }
         let files = try pictures(option)
@@ -28,7 +38,8 @@ enum InitImages {
         return jobs.flatMap { job in
             loaded.map { path, image, hash in
                 var j = job
-                j.parameters.initImage = InitImageReference(strength: strength ?? defaultStrength, hash: hash, path: path)
+                j.parameters.initImage = InitImageReference(strength: strength ?? defaultStrength, hash: hash, path: path,
+                                                            resize: resize ?? .stretch)
                 j.initImage = image
                 return j
             }
@@ -76,7 +87,8 @@ enum InitImages {
             printError("generate: warning: the PNG was made from an init image with hash \(expected), \(path) has \(hash); "
                 + "the pixels will differ")
         }
-        j.parameters.initImage = InitImageReference(strength: strength ?? recorded.strength, hash: hash, path: path)
+        j.parameters.initImage = InitImageReference(strength: strength ?? recorded.strength, hash: hash, path: path,
+                                                    resize: recorded.resize)
         return j
     }
 

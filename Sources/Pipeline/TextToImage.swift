@@ -253,7 +253,7 @@ public struct TextToImage {
             guard let picture = r.initImage, let w = r.parameters.width, let h = r.parameters.height else {
                 throw PipelineError.invalidRequest("\"\(r.parameters.prompt)\" has no init image")
             }
-            let sized = picture.width == w && picture.height == h ? picture : try picture.resized(width: w, height: h)
+            let sized = try picture.fitted(width: w, height: h, mode: r.parameters.initImage?.resize ?? .stretch)
             let pixels = try sized.tensorHWC().reshaped([1, h, w, 3])
             var x0 = pixels
             if let vae = model.vae {

@@ -72,6 +72,23 @@ final class GenerateImageToImageTests: XCTestCase {
                                              "--from-png", files[0]]), 1)
     }
 
+    /// `--resize crop` is recorded and `--from-png` crops again.
+    func testCropIsRecordedAndReproduced() throws {
+        let picture = try photos().appendingPathComponent("a.png").path
+        XCTAssertEqual(GenerateCommand.main(base(["--init-image", picture, "--resize", "crop", "--strength", "0.75", "--seed", "3",
+                                                  "a house"])), 0)
+        let file = try XCTUnwrap(pngs().first)
+        let text = try XCTUnwrap(try PNG.read(path: file).text.first { $0.keyword == "parameters" }).text
+        XCTAssertTrue(text.contains("Denoising strength: 0.75, Init image hash: "), text)
+        XCTAssertTrue(text.contains("Resize mode: Crop and resize"), text)
+        XCTAssertEqual(try ParametersText(parsing: text).parameters.initImage?.resize, .crop)
+        let again = out.appendingPathComponent("again")
+        XCTAssertEqual(GenerateCommand.main(["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", again.path,
+                                             "--from-png", file]), 0)
+        let rerendered = try FileManager.default.contentsOfDirectory(atPath: again.path)
+        XCTAssertEqual(try PNG.read(path: file).image, try PNG.read(path: again.appendingPathComponent(rerendered[0]).path).image)
+    }
+
     func testBadInitImagesFailBeforeWriting() throws {
         let folder = try photos()
         let corrupt = folder.appendingPathComponent("notes.txt").path
@@ -85,6 +102,8 @@ final class GenerateImageToImageTests: XCTestCase {
             (base(["--init-image", picture, "--strength", "0", "x"]), 2),
             (base(["--init-image", picture, "--strength", "1.5", "x"]), 2),
             (base(["--strength", "0.5", "x"]), 2),
+            (base(["--resize", "crop", "x"]), 2),
+            (base(["--init-image", picture, "--resize", "fill", "x"]), 2),
             (base(["--init-image", picture, "--strength", "0.1", "x"]), 1),     // int(4 · 0.1) = 0 steps to run
         ]
         for (arguments, code) in cases {

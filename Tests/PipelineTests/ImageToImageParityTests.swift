@@ -33,6 +33,13 @@ final class ImageToImageParityTests: XCTestCase {
         }
     }
 
+    /// `resize_mode="crop"`: the 40x48 picture scaled to 32x38 and centre-cropped to 32x32.
+    func testCropResizeMatchesDiffusers() throws {
+        try check(TextToImage(model: try tinySD()), "crop_euler_a_6", .eulerAncestral, strength: 0.6, resize: .crop)
+        XCTAssertThrowsError(try check(TextToImage(model: try tinySD()), "crop_euler_a_6", .eulerAncestral, strength: 0.6,
+                                       quiet: true), "stretching gives another picture")
+    }
+
     /// v-prediction: the same random model with the scheduler's prediction_type "v_prediction".
     func testVPredictionMatchesDiffusers() throws {
         let base = try tinySD()
@@ -64,10 +71,10 @@ final class ImageToImageParityTests: XCTestCase {
     /// Generates golden `name`'s run and compares with `image.<name>`: mean |Δ| ≤ 1 level of 255 (asserted, or
     /// thrown when `quiet`).
     func check(_ pipeline: TextToImage, _ name: String, _ sampler: SamplerKind, karras: Bool = false, strength: Double,
-               count: Int = 1, quiet: Bool = false) throws {
+               count: Int = 1, resize: InitImageResize = .stretch, quiet: Bool = false) throws {
         let p = GenerationParameters(prompt: Golden.prompt, negativePrompt: Golden.negative, steps: 10, guidanceScale: 7.5,
                                      sampler: sampler, karras: karras, seed: Golden.seed, rng: .torch, width: 32,
-                                     height: 32, numImages: count, initImage: InitImageReference(strength: strength))
+                                     height: 32, numImages: count, initImage: InitImageReference(strength: strength, resize: resize))
         let images = try pipeline.generate(p, initImage: try picture())
         let expected = try goldens().tensor("image." + name)   // [N, 32, 32, 3] in [0, 1]
         XCTAssertEqual(images.count, count)

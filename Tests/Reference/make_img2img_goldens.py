@@ -13,6 +13,8 @@ Run from the repository root:
                                  dpmpp2m_karras_8, pndm_6 (the folder's own scheduler), heun_5, ddpm_6,
                                  dpmpp2m_sde_8 (algorithm_type "sde-dpmsolver++"); euler_a_8_batch2
                                  with num_images_per_prompt=2.
+        image.crop_euler_a_6     Euler a, strength 0.6, the picture fitted by `preprocess(…, resize_mode="crop")`
+                                 (scaled to cover 32x32 keeping its aspect ratio, then centre-cropped)
         image.vpred_<sampler>_<strength·10>  the same with the scheduler's prediction_type "v_prediction"
         image.lora_<sampler>_<strength·10>   the same with the LoRA img2img_lora.safetensors active at 0.8
                                  (`set_adapters(["style"], [0.8])`)
@@ -112,6 +114,10 @@ def main():
         goldens["image." + key] = torch.from_numpy(np.ascontiguousarray(out)).float()
         runs["image." + key] = {"strength": strength, "num_images": 1, **extra}
         print(f"image.{key}: mean {out.mean():.3f} std {out.std():.3f}")
+
+    image = pipe.image_processor.preprocess(picture, height=32, width=32, resize_mode="crop")
+    run("crop_euler_a_6", scheduler(base, "euler_a"), 0.6, sampler="euler_a", resize_mode="crop")
+    image = pipe.image_processor.preprocess(picture, height=32, width=32)
 
     for name, strength in [("ddim", 0.8), ("euler", 0.5)]:
         sched = scheduler(base, name)
