@@ -39,6 +39,10 @@ public enum GenerateCommand {
                           the image (FILE-2.png, … for more)
       --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
                           options given explicitly override the chunk's values
+      --init-image PNG|DIR  image to image: start from this picture (a folder: each of its PNGs, one output
+                          each), resized to --width/--height (default: its own size, rounded down to a multiple of 8)
+      --strength S        img2img denoising strength in (0, 1]: the share of the steps run (default 0.8)
+      --resize stretch|crop   fit the init image by stretching (default) or by scaling and centre-cropping
       --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet
                           and text encoder apart; repeatable. A file name is also looked up in --lora-dir.
                           In the prompt, <lora:name:W> does the same for one prompt. An adapter is named after
@@ -66,11 +70,12 @@ public enum GenerateCommand {
       generate --rng torch --seed 1234 --cfg 7.5 --sampler dpm++2m --karras "a cat in the snow"
       generate --prompts prompts/animals.txt --num-images 2 --out outputs/animals
       generate --from-png outputs/20250101-120000-42-a-photo-of-sks-dog.png
+      generate --init-image photo.png --strength 0.6 "a photo of a dog, pixelart style"
     """
 
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns"])
+                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize"])
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
@@ -96,7 +101,7 @@ public enum GenerateCommand {
         if args.has("verbose") {
             printError("generate: \(Kernels.summary), CPU \(Kernels.cpuName.isEmpty ? "unnamed" : Kernels.cpuName)")
         }
-        let jobs = try requests(args)
+        let jobs = try InitImages.apply(try requests(args), args)
         guard !jobs.isEmpty else { return }     // a --shard beyond the prompts
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
         let gridPath = args.string("grid")
@@ -118,7 +123,7 @@ public enum GenerateCommand {
         let model = try ModelOptions(args).load(path: pipelinePath, program: "generate")
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         let pipeline = TextToImage(model: model, adapters: adapters.set)
-        let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
+        let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters, initImage: $0.initImage), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {
                 printError("generate: warning: the PNG was made with model hash \(expected), this model's is \(actual); "
@@ -130,7 +135,8 @@ public enum GenerateCommand {
         var gridImages: [Image] = [], gridText: [String] = []
         let clock = Date()
         let batch = try resolved.enumerated().map { index, job in
-            let request = try adapters.request(job.2, for: job.0)
+            var request = try adapters.request(job.2, for: job.0)
+            request.initImage = jobs[index].initImage
             for line in adapterHashWarnings(recorded: jobs[index], used: request.parameters) { printError("generate: warning: " + line) }
             printError("generate: seed \(request.parameters.seed), prompt \(index + 1)/\(resolved.count): \(request.parameters.prompt)")
             return request
@@ -195,6 +201,7 @@ public enum GenerateCommand {
         var parameters: GenerationParameters
         var keep: Int?
         var modelHash: String?
+        var initImage: Image? = nil
     }
 
     /// The runs the command line asks for, checked before any model is loaded.
@@ -353,5 +360,6 @@ public enum GenerateCommand {
                 "steps": p.steps, "cfg": p.guidanceScale, "sampler": p.sampler.rawValue, "karras": p.karras ?? false,
                 "rng": p.rng.rawValue, "width": p.width ?? 0, "height": p.height ?? 0, "clip_skip": p.clipSkip,
                 "batch_position": info.batchPosition, "parameters": info.text]
+            .merging(InitImages.summary(p)) { a, _ in a }
     }
 }

@@ -96,6 +96,16 @@ public final class AutoencoderKL: Module {
         return z
     }
 
+    /// Image [N, H, W, inChannels] in [−1, 1] → the UNet's latents sampled from the posterior:
+    /// (mean + σ·noise − shift_factor) · scaling_factor, with `noise` N(0, 1) of the latent shape drawn by the
+    /// caller's generator (diffusers img2img: `scaling_factor * retrieve_latents(vae.encode(image), generator)`).
+    public func unetLatents(fromImage image: Tensor, noise: Tensor) throws -> Tensor {
+        var z = try withNoGrad { try encode(Variable(image)) }.sample(noise: noise)
+        let scale = config.scalingFactor, shift = config.shiftFactor ?? 0
+        z.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] = (p[i] - shift) * scale } }
+        return z
+    }
+
     /// The UNet's latents [N, h, w, latentChannels] → image [N, h·f, w·f, outChannels]:
     /// decode(z / scaling_factor + shift_factor) (no gradient is recorded).
     public func image(fromUNetLatents latents: Tensor) throws -> Tensor {

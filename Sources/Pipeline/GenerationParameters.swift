@@ -1,6 +1,8 @@
 // What one text-to-image run is asked to do, and the adapters (LoRA) it carries.
 
 import Foundation
+import PNGImage
+import SafeTensors
 import Schedulers
 
 /// Which generator draws the initial latents and every sampler noise.
@@ -29,7 +31,36 @@ public struct AdapterReference: Equatable, Codable, Sendable {
     }
 }
 
-/// Parameters of one text-to-image run. Defaults are documented per field; `nil` means "from the model".
+/// How an init picture is fitted to the requested size (diffusers' `VaeImageProcessor.preprocess` `resize_mode`).
+public enum InitImageResize: String, CaseIterable, Codable, Sendable {
+    /// Resized to exactly width × height, ignoring the aspect ratio (`"default"`; A1111's "Just resize").
+    case stretch
+    /// Resized to cover width × height keeping the aspect ratio, then centre-cropped (`"crop"`; A1111's
+    /// "Crop and resize").
+    case crop
+}
+
+/// The picture an image-to-image run starts from, as its PNG text records it (A1111's img2img fields).
+public struct InitImageReference: Equatable, Codable, Sendable {
+    /// Fraction of the inference steps that are run, in (0, 1] (A1111's `Denoising strength`, diffusers'
+    /// `strength`): the image is noised to the level of step `steps − int(steps · strength)`.
+    public var strength: Double
+    /// First 10 hex digits of the init image file's SHA-256, when known.
+    public var hash: String?
+    /// Where the init image was read from, when known.
+    public var path: String?
+    /// How the picture is fitted to the run's size.
+    public var resize: InitImageResize
+
+    public init(strength: Double, hash: String? = nil, path: String? = nil, resize: InitImageResize = .stretch) {
+        self.strength = strength
+        self.hash = hash
+        self.path = path
+        self.resize = resize
+    }
+}
+
+/// Parameters of one text-to-image run (image-to-image with `initImage`). Defaults are documented per field; `nil` means "from the model".
 public struct GenerationParameters: Equatable, Codable, Sendable {
     public var prompt: String
     /// Empty: the unconditional embedding `encode("")`.
@@ -57,11 +88,14 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     public var eta: Double
     /// Adapters active for this run, recorded in the PNG text.
     public var adapters: [AdapterReference]
+    /// Image-to-image: the run starts from this picture (passed with the request) noised to `strength`;
+    /// nil: text-to-image from noise.
+    public var initImage: InitImageReference?
 
     public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = 7.5,
                 sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
                 width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
-                adapters: [AdapterReference] = []) {
+                adapters: [AdapterReference] = [], initImage: InitImageReference? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.steps = steps
@@ -76,5 +110,32 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
         self.numImages = numImages
         self.eta = eta
         self.adapters = adapters
+        self.initImage = initImage
+    }
+}
+
+extension InitImageReference {
+    /// The `Init image hash` of a file: the first 10 hex digits of its SHA-256 (as A1111's model hash).
+    public static func hash(ofFile path: String) throws -> String {
+        String(try SHA256.hexDigest(ofFile: path).prefix(10))
+    }
+}
+
+extension Image {
+    /// The picture fitted to width × height as diffusers' `VaeImageProcessor.resize` does (Pillow's Lanczos):
+    /// `.stretch` resizes; `.crop` is `_resize_and_crop`:
+    ///     src_w = width if ratio > src_ratio else image.width * height // image.height   (src_h likewise)
+    ///     resized = image.resize((src_w, src_h)); paste at (width // 2 - src_w // 2, height // 2 - src_h // 2)
+    public func fitted(width w: Int, height h: Int, mode: InitImageResize) throws -> Image {
+        if width == w && height == h { return self }
+        switch mode {
+        case .stretch:
+            return try resized(width: w, height: h)
+        case .crop:
+            let wider = Double(w) / Double(h) > Double(width) / Double(height)
+            let srcW = wider ? w : width * h / height, srcH = wider ? height * w / width : h
+            let big = srcW == width && srcH == height ? self : try resized(width: srcW, height: srcH)
+            return try big.cropped(x: srcW / 2 - w / 2, y: srcH / 2 - h / 2, width: w, height: h)
+        }
     }
 }

@@ -3,6 +3,7 @@
 // step over the whole batch; each image's adapters act on its own rows only (LoRA's per-image batching),
 // and each request's noise comes from its own generator, so every image equals its request run alone.
 
+import PNGImage
 import Schedulers
 import TensorCore
 
@@ -24,19 +25,25 @@ public struct BatchRequest: Equatable, Sendable {
     /// Adapter name (as loaded into the pipeline's `AdapterSet`) → this request's weights; adapters not
     /// named are off for its images. nil: the adapters as they are set, for every request of the batch.
     public var adapterWeights: [String: AdapterWeights]?
+    /// Image-to-image: the picture this request starts from (any size; resized to the request's), present
+    /// exactly when `parameters.initImage` is.
+    public var initImage: Image?
 
-    public init(parameters: GenerationParameters, adapterWeights: [String: AdapterWeights]? = nil) {
+    public init(parameters: GenerationParameters, adapterWeights: [String: AdapterWeights]? = nil, initImage: Image? = nil) {
         self.parameters = parameters
         self.adapterWeights = adapterWeights
+        self.initImage = initImage
     }
 }
 
 extension GenerationParameters {
     /// Whether two requests can share one denoising loop: same size, steps, sampler (with Karras and η),
-    /// guidance scale and generator kind. Prompts, seeds, clip skip, image counts and adapters may differ.
+    /// guidance scale, generator kind and img2img strength. Prompts, seeds, clip skip, image counts, init
+    /// images and adapters may differ.
     public func sharesDenoisingLoop(with other: GenerationParameters) -> Bool {
         width == other.width && height == other.height && steps == other.steps && sampler == other.sampler
             && karras == other.karras && eta == other.eta && guidanceScale == other.guidanceScale && rng == other.rng
+            && initImage?.strength == other.initImage?.strength
     }
 }
 

@@ -9,7 +9,9 @@
 //
 // (the last line is one line). Values that contain `,`, `:` or `"` are written as JSON strings. Fields
 // written only when they differ from the default: Negative prompt, Clip skip (A1111 numbering: 1 + skipped
-// layers), Eta, Batch size / Batch pos, Lora hashes.
+// layers), Eta, Batch size / Batch pos, Lora hashes; for image-to-image `Denoising strength: 0.6` (A1111's
+// img2img field), `Init image hash` (10 hex digits of the file's SHA-256), `Init image` (its path) and, when cropped,
+// `Resize mode: Crop and resize`.
 
 import Adapters
 import Foundation
@@ -48,6 +50,12 @@ public struct ParametersText: Equatable, Sendable {
         if let w = p.width, let h = p.height { fields.append(("Size", "\(w)x\(h)")) }
         if let modelHash { fields.append(("Model hash", modelHash)) }
         if let modelName { fields.append(("Model", modelName)) }
+        if let initImage = p.initImage {
+            fields.append(("Denoising strength", "\(initImage.strength)"))
+            if let hash = initImage.hash { fields.append(("Init image hash", hash)) }
+            if let path = initImage.path { fields.append(("Init image", path)) }
+            if initImage.resize == .crop { fields.append(("Resize mode", "Crop and resize")) }
+        }
         if p.clipSkip != 0 { fields.append(("Clip skip", "\(p.clipSkip + 1)")) }
         if p.eta != 0 { fields.append(("Eta", "\(p.eta)")) }
         if p.numImages != 1 {
@@ -107,6 +115,11 @@ public struct ParametersText: Equatable, Sendable {
         }
         if let v = fields["Clip skip"] { p.clipSkip = max(0, try number("Clip skip", v) as Int - 1) }
         if let v = fields["Eta"] { p.eta = try number("Eta", v) }
+        if let v = fields["Denoising strength"] {
+            p.initImage = InitImageReference(strength: try number("Denoising strength", v), hash: fields["Init image hash"],
+                                             path: fields["Init image"],
+                                             resize: fields["Resize mode"] == "Crop and resize" ? .crop : .stretch)
+        }
         if let v = fields["Batch size"] { p.numImages = try number("Batch size", v) }
         if let v = fields["RNG"] {
             switch v.lowercased() {

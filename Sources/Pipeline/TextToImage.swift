@@ -8,6 +8,14 @@
 //         x = sampler.step(ε_u + g·(ε_c − ε_u), t, x)                      (noise from the same generator)
 //     image = vae.decode(x / scaling_factor (+ shift_factor))             (pixel models: x itself)
 //
+// Image-to-image (`parameters.initImage`, the picture with the request) follows diffusers 0.42
+// `StableDiffusionImg2ImgPipeline.__call__` on the same loop:
+//
+//     image = resize(picture, width, height) (Pillow Lanczos, as VaeImageProcessor) in [−1, 1]
+//     x₀ = scaling_factor · (vae.encode(image).mean + σ · randn(generator))    (pixel models: image itself)
+//     first = (steps − min(int(steps · strength), steps)) · scheduler.order
+//     x = scheduler.add_noise(x₀, randn(generator), timesteps[first]); run the loop from `first`
+//
 // Guidance scale g ≤ 1 skips the unconditional half, as diffusers does. The loop is `Sampler.run`, the
 // project's one denoising loop; this file supplies the model closure (UNet + guidance) and the noise.
 //
@@ -33,7 +41,7 @@ extension PhiloxRandom: NoiseSource {
 
 /// Progress of a run, reported after every model evaluation.
 public struct StepProgress: Sendable {
-    /// Evaluations done and in total.
+    /// Evaluations done and in total (image to image: of those after its start).
     public var step: Int
     public var total: Int
     /// Seconds since the denoising loop started.
@@ -78,6 +86,14 @@ public struct TextToImage {
         guard (0...model.textEncoder.config.numHiddenLayers - 1).contains(p.clipSkip) else {
             throw PipelineError.invalidRequest("clip skip \(p.clipSkip) must be in 0...\(model.textEncoder.config.numHiddenLayers - 1)")
         }
+        if let initImage = p.initImage {
+            do {
+                _ = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
+                    .startStep(strength: initImage.strength, steps: p.steps)
+            } catch SchedulerError.invalidConfig(let message), SchedulerError.invalidStep(let message) {
+                throw PipelineError.invalidRequest(message)
+            }
+        }
         if p.karras == true && !p.sampler.supportsKarras {
             throw PipelineError.invalidRequest("\(p.sampler.rawValue) has no Karras sigma spacing (samplers with it: "
                 + SamplerKind.allCases.filter(\.supportsKarras).map(\.rawValue).joined(separator: ", ") + ")")
@@ -85,14 +101,31 @@ public struct TextToImage {
         return p
     }
 
+    /// `parameters` of an img2img request resolved: without a size, the init image's own, rounded down to
+    /// the size multiple (as diffusers' `VaeImageProcessor` does).
+    public func resolve(_ parameters: GenerationParameters, initImage: Image?) throws -> GenerationParameters {
+        var p = parameters
+        if let picture = initImage {
+            let m = model.sizeMultiple
+            p.width = p.width ?? max(picture.width / m * m, m)
+            p.height = p.height ?? max(picture.height / m * m, m)
+        }
+        return try resolve(p)
+    }
+
     /// The requests of a batch resolved, checked to share one denoising loop, and their adapters checked.
     public func resolve(batch: [BatchRequest]) throws -> [BatchRequest] {
         guard !batch.isEmpty else { throw PipelineError.invalidRequest("a batch needs at least one request") }
         var out = batch
-        for i in out.indices { out[i].parameters = try resolve(out[i].parameters) }
+        for i in out.indices { out[i].parameters = try resolve(out[i].parameters, initImage: out[i].initImage) }
         for r in out.dropFirst() where !r.parameters.sharesDenoisingLoop(with: out[0].parameters) {
             throw PipelineError.invalidRequest("the requests of one batch must share size, steps, sampler, Karras, eta, "
-                + "CFG scale and RNG; run \"\(r.parameters.prompt)\" apart")
+                + "CFG scale, RNG and strength; run \"\(r.parameters.prompt)\" apart")
+        }
+        for r in out where (r.parameters.initImage == nil) != (r.initImage == nil) {
+            throw PipelineError.invalidRequest(r.initImage == nil
+                ? "\"\(r.parameters.prompt)\" has img2img parameters but no init image"
+                : "\"\(r.parameters.prompt)\" has an init image but no img2img parameters (strength)")
         }
         let weighted = out.filter { $0.adapterWeights != nil }.count
         guard weighted == 0 || weighted == out.count else {
@@ -106,10 +139,11 @@ public struct TextToImage {
         return out
     }
 
-    /// Runs the request: `numImages` images, each with its `parameters` text.
-    public func generate(_ parameters: GenerationParameters,
+    /// Runs the request: `numImages` images, each with its `parameters` text. With `initImage` (and
+    /// `parameters.initImage` set), image-to-image from that picture.
+    public func generate(_ parameters: GenerationParameters, initImage: Image? = nil,
                          progress: ((StepProgress) -> Void)? = nil) throws -> [GeneratedImage] {
-        try generate(batch: [BatchRequest(parameters: parameters)], progress: progress)[0]
+        try generate(batch: [BatchRequest(parameters: parameters, initImage: initImage)], progress: progress)[0]
     }
 
     /// Runs the requests in one denoising loop; returns each request's images with their `parameters`
@@ -132,9 +166,11 @@ public struct TextToImage {
 
     /// The final latents [N, h, w, C] (NHWC, before the VAE). `initialNoise` replaces the generator's
     /// first draw (N(0, 1), NHWC [N, h, w, C]); stochastic samplers still draw from the generator.
-    public func denoise(_ parameters: GenerationParameters, initialNoise: Tensor? = nil,
+    /// With an init image, `initialNoise` replaces the noise that `add_noise` mixes in.
+    public func denoise(_ parameters: GenerationParameters, initImage: Image? = nil, initialNoise: Tensor? = nil,
                         progress: ((StepProgress) -> Void)? = nil) throws -> Tensor {
-        try denoise(batch: [BatchRequest(parameters: parameters)], initialNoise: initialNoise, progress: progress)
+        try denoise(batch: [BatchRequest(parameters: parameters, initImage: initImage)], initialNoise: initialNoise,
+                    progress: progress)
     }
 
     /// The final latents of a batch [Σ numImages, h, w, C], the requests' images in order.
@@ -164,7 +200,7 @@ public struct TextToImage {
         }
     }
 
-    private func denoise<N: NoiseSource>(_ batch: [BatchRequest], noise: inout N, initialNoise: Tensor?,
+    private func denoise<S: NoiseSource>(_ batch: [BatchRequest], noise: inout RowBlockNoise<S>, initialNoise: Tensor?,
                                          progress: ((StepProgress) -> Void)?) throws -> Tensor {
         let p = batch[0].parameters
         var shape = latentShape(p)
@@ -176,6 +212,8 @@ public struct TextToImage {
         }, copies: guided ? 2 : 1)
         var sampler = try p.sampler.make(config: model.schedulerConfig, steps: p.steps, karras: p.karras, eta: p.eta)
         let start: Tensor
+        // img2img: the init images' x₀ is drawn before the noise, as diffusers' prepare_latents does
+        let clean = p.initImage == nil ? nil : try initLatents(batch, shape: shape, noise: &noise)
         if let initialNoise {
             guard initialNoise.shape == shape else {
                 throw PipelineError.invalidRequest("initial noise \(initialNoise.shape) must have the latent shape \(shape)")
@@ -184,10 +222,15 @@ public struct TextToImage {
         } else {
             start = noise.normal(shape)
         }
+        var from = DenoisingStart.noise(start), first = 0
+        if let clean, let strength = p.initImage?.strength {
+            first = try sampler.startStep(strength: strength, steps: p.steps)
+            from = .latents(try sampler.addNoise(to: clean, noise: start, step: first), step: first)
+        }
         let clock = Date()
         let g = Float(p.guidanceScale)
-        return try sampler.run(from: .noise(start), noise: &noise, progress: { s in
-            progress?(StepProgress(step: s.step, total: s.total, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
+        return try sampler.run(from: from, noise: &noise, progress: { s in
+            progress?(StepProgress(step: s.step - first, total: s.total - first, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
         }) { input, t in
             let eps = try withNoGrad {
                 try AdapterRowWeights.$current.withValue(unetWeights) {
@@ -196,6 +239,37 @@ public struct TextToImage {
                 }
             }
             return guided ? try Self.guide(eps, scale: g) : eps
+        }
+    }
+
+    /// The clean start x₀ of an img2img batch, [Σ numImages, h, w, C]: each request's init image resized to
+    /// the request's size, VAE-encoded and sampled with noise from the request's own generator (latent
+    /// models; pixel models take the image), repeated for its `numImages` images.
+    private func initLatents<S: NoiseSource>(_ batch: [BatchRequest], shape: [Int],
+                                             noise: inout RowBlockNoise<S>) throws -> Tensor {
+        let one = [1] + Array(shape.dropFirst())
+        let parts = try batch.indices.map { b -> Tensor in
+            let r = batch[b]
+            guard let picture = r.initImage, let w = r.parameters.width, let h = r.parameters.height else {
+                throw PipelineError.invalidRequest("\"\(r.parameters.prompt)\" has no init image")
+            }
+            let sized = try picture.fitted(width: w, height: h, mode: r.parameters.initImage?.resize ?? .stretch)
+            let pixels = try sized.tensorHWC().reshaped([1, h, w, 3])
+            var x0 = pixels
+            if let vae = model.vae {
+                x0 = try vae.unetLatents(fromImage: pixels, noise: noise.sources[b].normal(one))
+            } else if pixels.shape != one {
+                throw PipelineError.invalidRequest("a pixel model with \(one[3]) channels cannot start from an RGB image")
+            }
+            return Self.repeatBatch(x0, r.parameters.numImages)
+        }
+        if parts.count == 1 { return parts[0] }
+        return Tensor(shape: shape) { out in
+            var offset = 0
+            for part in parts {
+                part.withUnsafeBufferPointer { (out.baseAddress! + offset).update(from: $0.baseAddress!, count: $0.count) }
+                offset += part.count
+            }
         }
     }
 

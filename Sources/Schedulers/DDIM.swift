@@ -46,3 +46,10 @@ struct DDIMSampler: Sampler {
         return combine(terms)
     }
 }
+
+extension DDIMSampler {
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
+        try validateNoise(sample, noise, step)
+        return schedule.addNoise(to: sample, noise: noise, timestep: integerTimesteps[step])
+    }
+}

@@ -47,3 +47,10 @@ struct DDPMSampler: Sampler {
         return combine(terms)
     }
 }
+
+extension DDPMSampler {
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
+        try validateNoise(sample, noise, step)
+        return schedule.addNoise(to: sample, noise: noise, timestep: integerTimesteps[step])
+    }
+}

@@ -50,6 +50,14 @@ struct DPMSolverMultistepSampler: Sampler {
         return (alpha, s * alpha, log(alpha) - log(s * alpha))
     }
 
+    /// alpha_t, sigma_t = self._sigma_to_alpha_sigma_t(sigma); noisy_samples = alpha_t * original_samples + sigma_t * noise
+    ///                                                  (diffusers DPMSolverMultistepScheduler.add_noise)
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
+        try validateNoise(sample, noise, step)
+        let v = Self.vp(sigmas[step])
+        return combine([(v.alpha, sample), (v.sigma, noise)])
+    }
+
     mutating func step<N: NoiseSource>(modelOutput: Tensor, step i: Int, sample: Tensor, noise: inout N) throws -> Tensor {
         try validate(modelOutput, sample, i)
         let count = timesteps.count

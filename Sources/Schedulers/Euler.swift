@@ -91,6 +91,14 @@ protocol SigmaSampler: Sampler {
     var sigmas: [Float] { get }
 }
 
+extension SigmaSampler {
+    /// noisy_samples = original_samples + noise * sigma            (diffusers EulerDiscreteScheduler.add_noise)
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
+        try validateNoise(sample, noise, step)
+        return combine([(1, sample), (Double(sigmas[step]), noise)])
+    }
+}
+
 extension EulerSampler: SigmaSampler {}
 extension HeunSampler: SigmaSampler {}
 extension LMSSampler: SigmaSampler {}

@@ -26,6 +26,8 @@ struct HeunSampler: Sampler {
         initNoiseSigma = s.sigmaInitNoise(sigmas)
     }
 
+    var order: Int { 2 }
+
     func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor {
         guard timesteps.indices.contains(step) else { throw SchedulerError.invalidStep("step \(step) outside 0..<\(timesteps.count)") }
         return scaledBySigma(sample, sigmas[step])

@@ -36,7 +36,7 @@ struct LMSSampler: Sampler {
         if slopes.count > Self.order { slopes.removeFirst() }
         let order = min(step + 1, Self.order)
         var terms = [(1.0, sample)]
-        for k in 0..<order {
+        for k in 0..<min(order, slopes.count) {      // zip(…) stops at the slopes seen since the start
             terms.append((coefficient(order: order, step: step, current: k), slopes[slopes.count - 1 - k]))
         }
         return combine(terms)

@@ -162,3 +162,12 @@ public struct SchedulerDefaults: Sendable, Equatable {
     public static let diffusers = SchedulerDefaults(betaStart: 0.0001, betaEnd: 0.02, timestepSpacing: .leading,
                                                     clipSample: true, setAlphaToOne: true)
 }
+
+extension NoiseSchedule {
+    /// sqrt_alpha_prod * original_samples + sqrt_one_minus_alpha_prod * noise at integer timestep `t`
+    /// (diffusers DDPMScheduler/DDIMScheduler/PNDMScheduler.add_noise).
+    func addNoise(to sample: Tensor, noise: Tensor, timestep t: Int) -> Tensor {
+        let a = Double(alphasCumprod[t])
+        return combine([(a.squareRoot(), sample), ((1 - a).squareRoot(), noise)])
+    }
+}

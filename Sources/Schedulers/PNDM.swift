@@ -19,6 +19,8 @@ struct PNDMSampler: Sampler {
     private var ets: [Tensor] = []
     private var prkAccumulator: Tensor?
     private var heldSample: Tensor?
+    /// Step calls so far (diffusers' `counter`): img2img starts later in `timesteps` with the counter at 0.
+    private var counter = 0
 
     init(_ s: SamplerSetup) throws {
         guard s.prediction != .sample else {
@@ -52,13 +54,14 @@ struct PNDMSampler: Sampler {
 
     mutating func step<N: NoiseSource>(modelOutput: Tensor, step: Int, sample: Tensor, noise: inout N) throws -> Tensor {
         try validate(modelOutput, sample, step)
-        return step < prkCount ? prkStep(modelOutput, step, sample) : plmsStep(modelOutput, step, sample)
+        defer { counter += 1 }
+        return counter < prkCount ? prkStep(modelOutput, counter, step, sample) : plmsStep(modelOutput, counter, step, sample)
     }
 
     /// Runge–Kutta step: four evaluations per interval, weights 1/6, 1/3, 1/3, 1/6.
-    private mutating func prkStep(_ m: Tensor, _ i: Int, _ sample: Tensor) -> Tensor {
+    private mutating func prkStep(_ m: Tensor, _ i: Int, _ step: Int, _ sample: Tensor) -> Tensor {
         let diff = i % 2 == 1 ? 0 : stepRatio / 2
-        let prev = integerTimesteps[i] - diff
+        let prev = integerTimesteps[step] - diff
         let t = integerTimesteps[i / 4 * 4]
         var output = m
         switch i % 4 {
@@ -76,8 +79,8 @@ struct PNDMSampler: Sampler {
     }
 
     /// Linear multistep step on the last (up to) four ε.
-    private mutating func plmsStep(_ m: Tensor, _ i: Int, _ sample: Tensor) -> Tensor {
-        var t = integerTimesteps[i], prev = t - stepRatio
+    private mutating func plmsStep(_ m: Tensor, _ i: Int, _ step: Int, _ sample: Tensor) -> Tensor {
+        var t = integerTimesteps[step], prev = t - stepRatio
         var x = sample
         if i != 1 {
             ets = Array(ets.suffix(3)) + [m]
@@ -115,5 +118,12 @@ struct PNDMSampler: Sampler {
         let denominator = a * (1 - aPrev).squareRoot() + (a * (1 - a) * aPrev).squareRoot()
         let c = (aPrev - a) / denominator
         return combine([((aPrev / a).squareRoot() - c * eps.sample, x), (-c * eps.model, output)])
+    }
+}
+
+extension PNDMSampler {
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
+        try validateNoise(sample, noise, step)
+        return schedule.addNoise(to: sample, noise: noise, timestep: integerTimesteps[step])
     }
 }

@@ -82,10 +82,42 @@ public protocol Sampler {
     /// Consumes the model output at evaluation `step` and returns the next sample. Stochastic
     /// samplers draw their noise from `noise` with `sample.shape`, in diffusers' order.
     mutating func step<N: NoiseSource>(modelOutput: Tensor, step: Int, sample: Tensor, noise: inout N) throws -> Tensor
+    /// Clean data `sample` noised to the level of evaluation `step` with N(0, 1) `noise` (diffusers'
+    /// `scheduler.add_noise` at the first kept timestep of img2img).
+    func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor
+    /// Model evaluations per inference step (diffusers' `scheduler.order`: 2 for Heun, else 1).
+    var order: Int { get }
 }
 
 extension Sampler {
     public func scaleModelInput(_ sample: Tensor, step: Int) throws -> Tensor { sample }
+    public var order: Int { 1 }
+
+    /// The evaluation img2img starts at for `strength` of `steps` inference steps (diffusers'
+    /// `StableDiffusionImg2ImgPipeline.get_timesteps`):
+    ///     init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+    ///     t_start = max(num_inference_steps - init_timestep, 0);  timesteps[t_start * scheduler.order:]
+    /// Throws when `strength` is outside (0, 1] or leaves no step to denoise.
+    public func startStep(strength: Double, steps: Int) throws -> Int {
+        guard strength > 0, strength <= 1 else {
+            throw SchedulerError.invalidConfig("strength must be in (0, 1], got \(strength)")
+        }
+        let initTimestep = min(Int(Double(steps) * strength), steps)
+        guard initTimestep >= 1 else {
+            throw SchedulerError.invalidConfig("strength \(strength) of \(steps) steps denoises no step; raise the strength or the steps")
+        }
+        return max(steps - initTimestep, 0) * order
+    }
+
+    /// Checks an `addNoise` call's arguments.
+    func validateNoise(_ sample: Tensor, _ noise: Tensor, _ step: Int) throws {
+        guard timesteps.indices.contains(step) else {
+            throw SchedulerError.invalidStep("step \(step) outside 0..<\(timesteps.count)")
+        }
+        guard noise.shape == sample.shape else {
+            throw SchedulerError.shapeMismatch("noise \(noise.shape) vs sample \(sample.shape)")
+        }
+    }
 
     /// The one denoising loop: from `start`, evaluates `model(scaledInput, timestep)` once per remaining entry
     /// of `timesteps` and steps. The model closure is where a pipeline applies classifier-free guidance;

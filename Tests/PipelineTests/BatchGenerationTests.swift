@@ -17,7 +17,7 @@ import XCTest
 final class BatchGenerationTests: XCTestCase {
     /// The fixture with two adapters loaded at weight 0: "a" on the UNet attention and the text encoder,
     /// "b" on the UNet's ResNet convolutions; up matrices nonzero so both change the picture.
-    func adaptedPipeline() throws -> TextToImage {
+    static func adaptedPipeline() throws -> TextToImage {
         let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))
         let source = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sd"))   // the adapters are made on a copy
         let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
@@ -54,7 +54,7 @@ final class BatchGenerationTests: XCTestCase {
     }
 
     func testBatchEqualsEachRequestAloneBitwise() throws {
-        let pipeline = try adaptedPipeline()
+        let pipeline = try Self.adaptedPipeline()
         for rng in RandomSourceKind.allCases {
             for sampler in [SamplerKind.dpmpp2m, .eulerAncestral, .dpmpp2mSDE] {
                 let label = "\(rng.rawValue) \(sampler.rawValue)"
@@ -82,7 +82,7 @@ final class BatchGenerationTests: XCTestCase {
     }
 
     func testAdaptersReturnToTheirSharedWeightsAndBadBatchesAreRefused() throws {
-        let pipeline = try adaptedPipeline()
+        let pipeline = try Self.adaptedPipeline()
         let plain = GenerationParameters(prompt: "a red dog", steps: 2, seed: 3, width: 16, height: 16)
         let before = try pipeline.denoise(plain)
         _ = try pipeline.denoise(batch: requests(sampler: .euler, rng: .native))
@@ -101,7 +101,7 @@ final class BatchGenerationTests: XCTestCase {
     }
 
     func testGenerateBatchGivesEachImageItsOwnParameters() throws {
-        let pipeline = try adaptedPipeline()
+        let pipeline = try Self.adaptedPipeline()
         let batch = requests(sampler: .dpmpp2m, rng: .torch)
         let results = try pipeline.generate(batch: batch)
         XCTAssertEqual(results.map(\.count), [1, 2, 1])
@@ -117,7 +117,7 @@ final class BatchGenerationTests: XCTestCase {
     /// Per-image weights go with the call, not into the layers: two pipelines on one model run at the same
     /// time with different adapters, and each gets what it gets alone.
     func testTwoPipelinesOnOneModelRunAtOnce() throws {
-        let pipeline = try adaptedPipeline()
+        let pipeline = try Self.adaptedPipeline()
         let other = TextToImage(model: pipeline.model, adapters: pipeline.adapters)
         let batch = requests(sampler: .euler, rng: .native)
         let jobs = [(pipeline, [batch[0]]), (other, [batch[2]])]
