@@ -23,7 +23,7 @@ public enum GenerateCommand {
       --steps N           sampler steps (default 20)
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
       --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m)
-      --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde)
+      --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde, unipc)
       --seed N            random seed (default: random, printed)
       --rng torch|native  torch: the same noise as torch.Generator("cpu").manual_seed(seed) in diffusers;
                           native: the project's Philox generator (default)

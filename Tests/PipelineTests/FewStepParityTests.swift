@@ -47,4 +47,15 @@ final class FewStepParityTests: XCTestCase {
             XCTAssertLessThanOrEqual(mean, 1, "\(name): mean |Δ| \(mean) levels (max \(worst))")
         }
     }
+
+    /// The A1111 names in the PNG `parameters` text, written and read back (A1111 spells them `LCM` and `UniPC`).
+    func testParametersTextNamesTheSamplers() throws {
+        for (kind, name) in [(SamplerKind.lcm, "LCM"), (.unipc, "UniPC")] {
+            let p = GenerationParameters(prompt: "a dog", steps: 4, guidanceScale: 1, sampler: kind, seed: 3, width: 32, height: 32)
+            let info = ParametersText(parameters: p, batchPosition: 0, modelName: "tiny", modelHash: nil)
+            XCTAssertTrue(info.text.contains("Steps: 4, Sampler: \(name), "), info.text)
+            XCTAssertEqual(try ParametersText(parsing: info.text).parameters.sampler, kind)
+            XCTAssertEqual(try ParametersText(parsing: "a dog\nSteps: 4, Sampler: \(name), CFG scale: 1, Seed: 3").parameters.sampler, kind)
+        }
+    }
 }
