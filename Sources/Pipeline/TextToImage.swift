@@ -53,6 +53,8 @@ public struct TextToImage {
     /// The adapters loaded into `model`; batches whose requests carry adapter weights pass them per image
     /// with each model call (the adapters' own weights are not changed).
     public let adapters: AdapterSet?
+    /// When the VAE decodes in tiles (`--vae-tiling`): by default only pictures above 1024² pixels.
+    public var vaeTiling: VAETiling = .automatic
 
     public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
         self.model = model
@@ -263,7 +265,7 @@ public struct TextToImage {
                 }
             }
             guard let vae = model.vae else { return try Image(tensorHWC: one) }
-            return try Image(tensorHWC: vae.image(fromUNetLatents: one))
+            return try Image(tensorHWC: vae.image(fromUNetLatents: one, tiling: vaeTiling))
         }
     }
 

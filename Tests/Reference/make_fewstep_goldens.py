@@ -14,6 +14,10 @@ Two files:
         lcm4_cfg1_v      LCM, 4 steps, guidance 1.0, prediction_type v_prediction
         unipc8           UniPC, 8 steps, guidance 7.5 with the negative prompt
         unipc10_v        UniPC, 10 steps, guidance 7.5, prediction_type v_prediction
+  Tests/PipelineTests/Fixtures/vae_tiling_goldens.safetensors
+      decoded [1, 3, 128, 100]: tiny-sd's AutoencoderKL (sample_size 32, so 16-latent tiles with stride 12 and
+      8-pixel blends) with `enable_tiling()`, decoding z = torch.randn([1, 4, 64, 50],
+      generator=torch.Generator("cpu").manual_seed(5)) (4x the tile size high, a partial last column of tiles).
 
 Run from the repository root: /root/refenv/bin/python Tests/Reference/make_fewstep_goldens.py
 (torch 2.13 cpu, diffusers 0.42.1, transformers 5.23.0).
@@ -24,7 +28,7 @@ import sys
 
 import numpy as np
 import torch
-from diffusers import LCMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +104,20 @@ def pipeline_goldens():
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
+def vae_tiling_goldens():
+    vae = AutoencoderKL.from_pretrained(os.path.join(PIPE_DIR, "tiny-sd", "vae"), torch_dtype=torch.float32)
+    z = torch.randn([1, 4, 64, 50], generator=torch.Generator("cpu").manual_seed(5))
+    with torch.no_grad():
+        untiled = vae.decode(z).sample
+        vae.enable_tiling()
+        tiled = vae.decode(z).sample
+    print(f"tiled vs untiled: max |diff| {(tiled - untiled).abs().max().item():.4f}")
+    path = os.path.join(PIPE_DIR, "vae_tiling_goldens.safetensors")
+    save_file({"decoded": tiled.contiguous()}, path)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 if __name__ == "__main__":
     scheduler_goldens()
     pipeline_goldens()
+    vae_tiling_goldens()
