@@ -30,6 +30,8 @@ public enum GenerateCommand {
       --width W, --height H   image size (default: the model's; multiples of 8 for latent models)
       --vae-tiling        decode the VAE in overlapping tiles of its sample_size, blended (diffusers' enable_tiling):
                           bounded memory for large pictures (default: only above 1024x1024 pixels)
+      --taesd DIR         decode with the tiny autoencoder TAESD (a diffusers AutoencoderTiny folder): drafts in a
+                          fraction of the VAE's time
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
@@ -63,7 +65,7 @@ public enum GenerateCommand {
 
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns"])
+                                       "batch-size", "grid", "grid-columns", "taesd"])
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
@@ -99,6 +101,7 @@ public enum GenerateCommand {
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         var pipeline = TextToImage(model: model, adapters: adapters.set)
         if args.has("vae-tiling") { pipeline.vaeTiling = .on }
+        if let dir = args.string("taesd") { pipeline.tinyDecoder = try ModelSource.loadTinyAutoencoder(dir) }
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {

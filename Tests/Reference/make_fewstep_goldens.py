@@ -18,6 +18,10 @@ Two files:
       decoded [1, 3, 128, 100]: tiny-sd's AutoencoderKL (sample_size 32, so 16-latent tiles with stride 12 and
       8-pixel blends) with `enable_tiling()`, decoding z = torch.randn([1, 4, 64, 50],
       generator=torch.Generator("cpu").manual_seed(5)) (4x the tile size high, a partial last column of tiles).
+  Tests/PipelineTests/Fixtures/tiny-taesd/ and taesd_goldens.safetensors
+      a random-weight AutoencoderTiny (TAESD layout: decoder 16/16 channels with 2 + 1 blocks, an encoder that the
+      Swift side leaves aside) saved in F16 with save_pretrained and loaded back in F32; decoded [1, 3, 32, 24] = vae.decode(z) for
+      z = torch.randn([1, 4, 16, 12], generator=torch.Generator("cpu").manual_seed(9)) * 2.
 
 Run from the repository root: /root/refenv/bin/python Tests/Reference/make_fewstep_goldens.py
 (torch 2.13 cpu, diffusers 0.42.1, transformers 5.23.0).
@@ -28,7 +32,7 @@ import sys
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import AutoencoderKL, AutoencoderTiny, LCMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +121,29 @@ def vae_tiling_goldens():
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
+def taesd_goldens():
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(encoder_block_out_channels=(16, 16), decoder_block_out_channels=(16, 16),
+                          num_encoder_blocks=(1, 2), num_decoder_blocks=(2, 1))
+    g = torch.Generator("cpu").manual_seed(3)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():  # N(0, 1/fan-in) weights, small biases: activations stay O(1)
+            fan_in = p[0].numel() if p.dim() > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=g) * (1.0 / fan_in) ** 0.5 * (1.0 if p.dim() > 1 else 0.1))
+    folder = os.path.join(PIPE_DIR, "tiny-taesd")
+    vae.to(torch.float16).save_pretrained(folder, safe_serialization=True)   # F16 on disk, F32 compute
+    vae = AutoencoderTiny.from_pretrained(folder, torch_dtype=torch.float32)
+    z = torch.randn([1, 4, 16, 12], generator=torch.Generator("cpu").manual_seed(9)) * 2
+    with torch.no_grad():
+        decoded = vae.decode(z).sample
+    print(f"taesd decoded: mean {decoded.mean():.4f} std {decoded.std():.4f}")
+    path = os.path.join(PIPE_DIR, "taesd_goldens.safetensors")
+    save_file({"decoded": decoded.contiguous()}, path)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 if __name__ == "__main__":
     scheduler_goldens()
     pipeline_goldens()
     vae_tiling_goldens()
+    taesd_goldens()
