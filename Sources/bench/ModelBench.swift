@@ -14,7 +14,8 @@ import TensorCore
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ a: BenchArguments) throws { try runModelBench(a, unetBench) }
 
-/// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
+/// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--tiled] [--count]`
+/// (`--tiled`: the tiled decode of `--vae-tiling`; run it and the plain decode as separate processes to compare peak RSS).
 func runVAEBench(_ a: BenchArguments) throws { try runModelBench(a, vaeBench) }
 
 func runModelBench(_ a: BenchArguments, _ body: (BenchArguments) throws -> Void) throws {
@@ -100,10 +101,11 @@ private func vaeBench(_ a: BenchArguments) throws {
                flops: FLOPCount.vaeEncoder(config, batch: batch, size: size * f), times: times)
     } else {
         let latent = Variable(random.normal(shape: [batch, size, size, config.latentChannels]))
+        let tiled = a.has("--tiled")
         let times = try (0..<repeats).map { _ in
-            try timeThrowing { _ = try withNoGrad { try vae.decode(latent) } }
+            try timeThrowing { _ = try withNoGrad { tiled ? Variable(try vae.tiledDecode(latent.value)) : try vae.decode(latent) } }
         }
-        report("vae \(name) decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
+        report("vae \(name) \(tiled ? "tiled " : "")decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
                flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: times)
     }
 }

@@ -20,7 +20,7 @@ let suites: [Suite] = [
           options: ["config", "batch", "size", "tokens", "repeat", "threads", "lora"],
           flags: ["count", "cpu-time", "backward", "checkpointing"], run: runUNetBench),
     Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py",
-          options: ["config", "batch", "size", "repeat", "threads"], flags: ["count", "encode"], run: runVAEBench),
+          options: ["config", "batch", "size", "repeat", "threads"], flags: ["count", "encode", "tiled"], run: runVAEBench),
     Suite(name: "train", summary: "one LoRA training step (rank-4 attention, AdamW): --config sd15|tiny --size H; bench/torch_train.py",
           options: ["config", "size", "rank", "repeat", "threads"], flags: ["checkpointing"], run: runTrainBench),
     Suite(name: "text", summary: "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py",
