@@ -32,6 +32,8 @@ public enum GenerateCommand {
                           bounded memory for large pictures (default: only above 1024x1024 pixels)
       --taesd DIR         decode with the tiny autoencoder TAESD (a diffusers AutoencoderTiny folder): drafts in a
                           fraction of the VAE's time
+      --fast              the few-step preset for LCM models and LCM-LoRAs: --sampler lcm --steps 4 --cfg 1 (no
+                          unconditional pass); add --taesd DIR for a fast decode too
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
@@ -66,7 +68,7 @@ public enum GenerateCommand {
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns", "taesd"])
-    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling"]
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
@@ -209,6 +211,7 @@ public enum GenerateCommand {
     /// `base` with every option given on the command line applied.
     static func overridden(_ base: GenerationParameters, _ args: ParsedArguments, defaultSeed: UInt64) throws -> GenerationParameters {
         var p = base
+        if args.has("fast") { (p.sampler, p.steps, p.guidanceScale) = (.lcm, 4, 1) }   // explicit options still win
         if let v = args.string("negative") { p.negativePrompt = v }
         if let v = try args.int("steps", in: 1...1000) { p.steps = v }
         if let v = try args.double("cfg") { p.guidanceScale = v }

@@ -89,7 +89,7 @@ public struct ModelSource: Sendable {
         let dir = URL(fileURLWithPath: path, isDirectory: true)
         let config = dir.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: config.path) else {
-            throw PipelineError.missingComponent(component: "taesd", folder: dir.path, file: "config.json")
+            throw PipelineError.invalidFile(path: dir.path, reason: "--taesd: no config.json (expected a diffusers AutoencoderTiny folder)")
         }
         let weights = try ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
             .map { dir.appendingPathComponent($0) }
