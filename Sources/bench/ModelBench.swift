@@ -106,8 +106,24 @@ private func vaeBench(_ a: BenchArguments) throws {
             try timeThrowing { _ = try withNoGrad { tiled ? Variable(try vae.tiledDecode(latent.value)) : try vae.decode(latent) } }
         }
         report("vae \(name) \(tiled ? "tiled " : "")decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
-               flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: times)
+               flops: tiled ? tiledDecoderFLOPs(vae, batch: batch, size: size) : FLOPCount.vaeDecoder(config, batch: batch, size: size),
+               times: times)
     }
+}
+
+/// FLOPs of `tiledDecode` on size×size latents: per tile, the full tile's count scaled by its area (convolutions,
+/// linear layers) and by its area squared (the mid-block's attention).
+private func tiledDecoderFLOPs(_ vae: AutoencoderKL, batch: Int, size: Int) -> FLOPCount {
+    let g = vae.tileGeometry
+    let full = FLOPCount.vaeDecoder(vae.config, batch: batch, size: g.tileLatent)
+    let sides = stride(from: 0, to: size, by: g.latentStride).map { Double(min(g.tileLatent, size - $0)) / Double(g.tileLatent) }
+    var f = FLOPCount()
+    for a in sides { for b in sides {
+        f.conv += full.conv * a * b
+        f.linear += full.linear * a * b
+        f.attention += full.attention * a * a * b * b
+    } }
+    return f
 }
 
 enum ModelBenchError: Error, CustomStringConvertible {
