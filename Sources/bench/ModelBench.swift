@@ -28,6 +28,7 @@ struct BenchArguments {
     private func name(_ flag: String) -> String { String(flag.drop(while: { $0 == "-" })) }
     func string(_ flag: String) -> String? { parsed.string(name(flag)) }
     func int(_ flag: String) throws -> Int? { try parsed.int(name(flag)) }
+    func double(_ flag: String) throws -> Double? { try parsed.double(name(flag)) }
     func has(_ flag: String) -> Bool { parsed.has(name(flag)) }
 }
 

@@ -26,7 +26,7 @@ let suites: [Suite] = [
     Suite(name: "text", summary: "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py",
           options: ["config", "rounds", "python", "script", "weights"], flags: ["torch"], run: runTextBench),
     Suite(name: "generate", summary: "text-to-image with random weights: --config sd15|tiny --steps N --sampler NAME --size PIXELS; bench/torch_generate.py; --lora rank=R --batch N: per-image adapters",
-          options: ["config", "steps", "sampler", "size", "threads", "lora", "batch", "rounds"], flags: [],
+          options: ["config", "steps", "sampler", "cfg", "size", "threads", "lora", "batch", "rounds"], flags: ["taesd"],
           run: runGenerateBench),
     Suite(name: "io", summary: "safetensors F16 -> F32 load (GB/s, peak RSS); PNG decode + resize; --gb N, --cold",
           options: ["gb", "keep", "png-runs", "repeat"], flags: ["cold"], run: runIOBench),
