@@ -24,11 +24,17 @@ public enum GenerateCommand {
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
       --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m);
                           A1111's names as its PNGs write them work too ("Euler a", "DPM++ 2M Karras")
-      --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde)
+      --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde, unipc)
       --seed N            random seed (default or -1: random, printed)
       --rng torch|native  torch: the same noise as torch.Generator("cpu").manual_seed(seed) in diffusers;
                           native: the project's Philox generator (default)
       --width W, --height H   image size (default: the model's; multiples of 8 for latent models)
+      --vae-tiling        decode the VAE in overlapping tiles of its sample_size, blended (diffusers' enable_tiling):
+                          bounded memory for large pictures (default: only above 1024x1024 pixels)
+      --taesd DIR         decode with the tiny autoencoder TAESD (a diffusers AutoencoderTiny folder): drafts in a
+                          fraction of the VAE's time
+      --fast              the few-step preset for LCM models and LCM-LoRAs: --sampler lcm --steps 4 --cfg 1 (no
+                          unconditional pass); add --taesd DIR for a fast decode too
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
@@ -75,8 +81,8 @@ public enum GenerateCommand {
 
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize"])
-    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose"]
+                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd"])
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
     static let shortNames = ["-p": "prompt", "-n": "negative", "-s": "seed", "-W": "width", "-H": "height", "-o": "out",
@@ -122,7 +128,9 @@ public enum GenerateCommand {
         let out = try OutputFolder(path: namedFile?.deletingLastPathComponent().path ?? outOption)
         let model = try ModelOptions(args).load(path: pipelinePath, program: "generate")
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
-        let pipeline = TextToImage(model: model, adapters: adapters.set)
+        var pipeline = TextToImage(model: model, adapters: adapters.set)
+        if args.has("vae-tiling") { pipeline.vaeTiling = .on }
+        if let dir = args.string("taesd") { pipeline.tinyDecoder = try ModelSource.loadTinyAutoencoder(dir) }
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters, initImage: $0.initImage), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {
@@ -259,6 +267,7 @@ public enum GenerateCommand {
     /// `base` with every option given on the command line applied.
     static func overridden(_ base: GenerationParameters, _ args: ParsedArguments, defaultSeed: UInt64) throws -> GenerationParameters {
         var p = base
+        if args.has("fast") { (p.sampler, p.steps, p.guidanceScale) = (.lcm, 4, 1) }   // explicit options still win
         if let v = args.string("negative") { p.negativePrompt = v }
         if let v = try args.int("steps", in: 1...1000) { p.steps = v }
         if let v = try args.double("cfg") { p.guidanceScale = v }

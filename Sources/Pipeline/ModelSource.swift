@@ -82,6 +82,29 @@ public struct ModelSource: Sendable {
 
     /// A standalone VAE: a diffusers `vae/` folder, or an LDM-layout file (`encoder.*`, `decoder.*`, `quant_conv.*`,
     /// `post_quant_conv.*`, also under `first_stage_model.`).
+    /// A diffusers `AutoencoderTiny` folder (TAESD: `config.json` + `diffusion_pytorch_model.safetensors`), for
+    /// `--taesd DIR`; only its decoder is loaded.
+    public static func loadTinyAutoencoder(_ path: String) throws -> AutoencoderTiny {
+        try refusePickle(path)
+        let dir = URL(fileURLWithPath: path, isDirectory: true)
+        let config = dir.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: config.path) else {
+            throw PipelineError.invalidFile(path: dir.path, reason: "--taesd: no config.json (expected a diffusers AutoencoderTiny folder)")
+        }
+        let weights = try ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
+            .map { dir.appendingPathComponent($0) }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
+            ?? { throw PipelineError.missingComponent(component: "taesd", folder: dir.path,
+                                                      file: "diffusion_pytorch_model.safetensors") }()
+        do {
+            let model = AutoencoderTiny(config: try AutoencoderTinyConfig(contentsOf: config))
+            try model.loadDecoder(stateDict: try SafeTensorsFile(path: weights.path).loadAll())
+            return model
+        } catch {
+            throw PipelineError.componentLoad(component: "taesd", path: weights.path, underlying: error)
+        }
+    }
+
     static func loadVAE(_ path: String) throws -> AutoencoderKL {
         try refusePickle(path)
         var isFolder: ObjCBool = false

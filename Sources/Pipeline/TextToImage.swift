@@ -61,6 +61,10 @@ public struct TextToImage {
     /// The adapters loaded into `model`; batches whose requests carry adapter weights pass them per image
     /// with each model call (the adapters' own weights are not changed).
     public let adapters: AdapterSet?
+    /// When the VAE decodes in tiles (`--vae-tiling`): by default only pictures above 1024² pixels.
+    public var vaeTiling: VAETiling = .automatic
+    /// A tiny autoencoder (TAESD, `--taesd DIR`) that decodes the final latents instead of the model's VAE.
+    public var tinyDecoder: AutoencoderTiny?
 
     public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
         self.model = model
@@ -337,7 +341,14 @@ public struct TextToImage {
                 }
             }
             guard let vae = model.vae else { return try Image(tensorHWC: one) }
-            return try Image(tensorHWC: vae.image(fromUNetLatents: one))
+            if let tinyDecoder {
+                guard tinyDecoder.config.upsamplingFactor == model.spatialFactor else {
+                    throw PipelineError.invalidRequest("the tiny autoencoder upsamples by \(tinyDecoder.config.upsamplingFactor), "
+                        + "the model's VAE by \(model.spatialFactor)")
+                }
+                return try Image(tensorHWC: tinyDecoder.image(fromUNetLatents: one))
+            }
+            return try Image(tensorHWC: vae.image(fromUNetLatents: one, tiling: vaeTiling))
         }
     }
 

@@ -6,6 +6,31 @@
 import Foundation
 import TensorCore
 
+extension SamplerSetup {
+    /// Integer timesteps and float32 sigmas (one more than timesteps, ending in `finalSigma`) of the multistep
+    /// VP solvers (diffusers' DPMSolverMultistepScheduler and UniPCMultistepScheduler `set_timesteps`): spaced
+    /// timesteps with σ interpolated over t, or Karras σ mapped back to rounded timesteps (left fractional,
+    /// then truncated, for DPM-Solver with the cosine schedule unless `roundCosineKarras`).
+    func multistepSchedule(finalSigma: FinalSigmaType, roundCosineKarras: Bool) -> (timesteps: [Int], sigmas: [Float]) {
+        let n = schedule.numTrainTimesteps
+        var ts = spacing.dpmSolverTimesteps(steps: steps, trainSteps: n, offset: stepsOffset)
+        let train = schedule.trainSigmas
+        var sig: [Double]
+        if karras {
+            sig = SigmaSpacing.karras(sigmaMin: Double(train[0]), sigmaMax: Double(train[n - 1]), steps: steps)
+            let logSigmas = train.map { Double(Foundation.log($0)) }
+            let cosine = !roundCosineKarras && (config.betaSchedule ?? .linear) == .squaredcosCapV2 && config.trainedBetas == nil
+            ts = sig.map {
+                let t = SigmaSpacing.timestep(forSigma: $0, logSigmas: logSigmas)
+                return Int(cosine ? t : t.rounded(.toNearestOrEven))
+            }
+        } else {
+            sig = SigmaSpacing.interpolate(train, at: ts.map(Double.init))
+        }
+        return (ts, sig.map { Float($0) } + [finalSigma == .zero ? 0 : train[0]])
+    }
+}
+
 struct DPMSolverMultistepSampler: Sampler {
     let prediction: PredictionType
     let stochastic: Bool
@@ -23,28 +48,12 @@ struct DPMSolverMultistepSampler: Sampler {
         lowerOrderFinal = s.config.lowerOrderFinal ?? true
         let finalType = s.config.finalSigmasType ?? .zero
         finalSigmaIsZero = finalType == .zero
-        let n = s.schedule.numTrainTimesteps, steps = s.steps
-        var ts = s.spacing.dpmSolverTimesteps(steps: steps, trainSteps: n, offset: s.stepsOffset)
-        let train = s.schedule.trainSigmas
-        var sig: [Double]
-        if s.karras {
-            sig = SigmaSpacing.karras(sigmaMin: Double(train[0]), sigmaMax: Double(train[n - 1]), steps: steps)
-            let logSigmas = train.map { Double(Foundation.log($0)) }
-            let cosine = (s.config.betaSchedule ?? .linear) == .squaredcosCapV2 && s.config.trainedBetas == nil
-            ts = sig.map {
-                let t = SigmaSpacing.timestep(forSigma: $0, logSigmas: logSigmas)
-                return Int(cosine ? t : t.rounded(.toNearestOrEven))
-            }
-        } else {
-            sig = SigmaSpacing.interpolate(train, at: ts.map(Double.init))
-        }
-        integerTimesteps = ts
-        timesteps = ts.map(Double.init)
-        sigmas = sig.map { Float($0) } + [finalType == .zero ? 0 : train[0]]
+        (integerTimesteps, sigmas) = s.multistepSchedule(finalSigma: finalType, roundCosineKarras: false)
+        timesteps = integerTimesteps.map(Double.init)
     }
 
     /// (α_t, σ_t, λ_t) of a σ-space noise level.
-    private static func vp(_ sigma: Float) -> (alpha: Double, sigma: Double, lambda: Double) {
+    static func vp(_ sigma: Float) -> (alpha: Double, sigma: Double, lambda: Double) {
         let s = Double(sigma)
         let alpha = 1 / (s * s + 1).squareRoot()
         return (alpha, s * alpha, log(alpha) - log(s * alpha))

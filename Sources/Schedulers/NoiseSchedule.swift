@@ -57,7 +57,7 @@ public struct NoiseSchedule: Sendable, Equatable {
         try self.init(numTrainTimesteps: config.numTrainTimesteps ?? 1000,
                       betaStart: config.betaStart ?? defaults.betaStart,
                       betaEnd: config.betaEnd ?? defaults.betaEnd,
-                      schedule: config.betaSchedule ?? .linear,
+                      schedule: config.betaSchedule ?? defaults.betaSchedule,
                       trainedBetas: config.trainedBetas)
     }
 
@@ -157,6 +157,8 @@ public struct SchedulerDefaults: Sendable, Equatable {
     public var timestepSpacing: TimestepSpacing
     public var clipSample: Bool
     public var setAlphaToOne: Bool
+    /// `beta_schedule` when absent (linear for all but LCM's class, which defaults to scaled_linear).
+    public var betaSchedule: BetaSchedule = .linear
 
     /// The defaults shared by most diffusers schedulers (linear 1e-4 → 0.02, leading spacing).
     public static let diffusers = SchedulerDefaults(betaStart: 0.0001, betaEnd: 0.02, timestepSpacing: .leading,

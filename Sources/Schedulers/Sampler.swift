@@ -166,9 +166,11 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
     case lms
     case dpmpp2m = "dpm++2m"
     case dpmpp2mSDE = "dpm++2m_sde"
+    case unipc
+    case lcm
 
     /// Parses a user-typed name: the raw values, case-insensitive, plus common spellings from other
-    /// tools (`euler_ancestral`, `k_euler_a`, `dpmpp_2m`, `dpmpp_2m_sde`, `plms`, …).
+    /// tools (`euler_ancestral`, `k_euler_a`, `dpmpp_2m`, `dpmpp_2m_sde`, `plms`, `uni_pc`, …).
     public init?(userName: String) {
         let key = userName.trimmingCharacters(in: .whitespaces).lowercased()
             .replacingOccurrences(of: "-", with: "_").replacingOccurrences(of: " ", with: "_")
@@ -177,6 +179,7 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
             "euler_ancestral": .eulerAncestral, "plms": .pndm,
             "dpmpp_2m": .dpmpp2m, "dpmpp2m": .dpmpp2m, "dpm++_2m": .dpmpp2m,
             "dpmpp_2m_sde": .dpmpp2mSDE, "dpmpp2m_sde": .dpmpp2mSDE, "dpm++_2m_sde": .dpmpp2mSDE,
+            "uni_pc": .unipc,
         ]
         guard let kind = SamplerKind(rawValue: stripped) ?? aliases[stripped] else { return nil }
         self = kind
@@ -194,14 +197,16 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
         case .lms: return "LMS"
         case .dpmpp2m: return "DPM++ 2M"
         case .dpmpp2mSDE: return "DPM++ 2M SDE"
+        case .unipc: return "UniPC"
+        case .lcm: return "LCM"
         }
     }
 
     /// Whether the sampler supports Karras σ spacing.
     public var supportsKarras: Bool {
         switch self {
-        case .euler, .eulerAncestral, .heun, .lms, .dpmpp2m, .dpmpp2mSDE: return true
-        case .ddpm, .ddim, .pndm: return false
+        case .euler, .eulerAncestral, .heun, .lms, .dpmpp2m, .dpmpp2mSDE, .unipc: return true
+        case .ddpm, .ddim, .pndm, .lcm: return false
         }
     }
 
@@ -211,7 +216,9 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .ddpm, .ddim: break
         case .pndm: d.setAlphaToOne = false
-        case .euler, .eulerAncestral, .lms, .dpmpp2m, .dpmpp2mSDE: d.timestepSpacing = .linspace
+        case .euler, .eulerAncestral, .lms, .dpmpp2m, .dpmpp2mSDE, .unipc: d.timestepSpacing = .linspace
+        case .lcm:
+            (d.betaStart, d.betaEnd, d.betaSchedule, d.clipSample) = (0.00085, 0.012, .scaledLinear, false)
         case .heun:
             d.timestepSpacing = .linspace
             (d.betaStart, d.betaEnd, d.clipSample) = (0.00085, 0.012, false)
@@ -240,6 +247,8 @@ public enum SamplerKind: String, CaseIterable, Sendable, Codable {
         case .lms: return try LMSSampler(setup)
         case .dpmpp2m: return try DPMSolverMultistepSampler(setup, stochastic: false)
         case .dpmpp2mSDE: return try DPMSolverMultistepSampler(setup, stochastic: true)
+        case .unipc: return try UniPCSampler(setup)
+        case .lcm: return try LCMSampler(setup)
         }
     }
 }

@@ -90,6 +90,10 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     public var finalSigmasType: FinalSigmaType?
     public var lowerOrderFinal: Bool?
     public var rescaleBetasZeroSnr: Bool?
+    /// LCM: steps of the distillation schedule the inference timesteps are picked from (diffusers default 50).
+    public var originalInferenceSteps: Int?
+    /// LCM: factor on t in the boundary conditions c_skip, c_out (diffusers default 10).
+    public var timestepScaling: Double?
 
     enum CodingKeys: String, CodingKey {
         case className = "_class_name"
@@ -110,6 +114,8 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         case finalSigmasType = "final_sigmas_type"
         case lowerOrderFinal = "lower_order_final"
         case rescaleBetasZeroSnr = "rescale_betas_zero_snr"
+        case originalInferenceSteps = "original_inference_steps"
+        case timestepScaling = "timestep_scaling"
     }
 
     public init(className: String? = nil, numTrainTimesteps: Int? = nil, betaStart: Double? = nil,
@@ -118,7 +124,8 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
                 stepsOffset: Int? = nil, setAlphaToOne: Bool? = nil, clipSample: Bool? = nil,
                 clipSampleRange: Double? = nil, skipPrkSteps: Bool? = nil, useKarrasSigmas: Bool? = nil,
                 varianceType: DDPMVarianceType? = nil, finalSigmasType: FinalSigmaType? = nil,
-                lowerOrderFinal: Bool? = nil, rescaleBetasZeroSnr: Bool? = nil) {
+                lowerOrderFinal: Bool? = nil, rescaleBetasZeroSnr: Bool? = nil, originalInferenceSteps: Int? = nil,
+                timestepScaling: Double? = nil) {
         self.className = className
         self.numTrainTimesteps = numTrainTimesteps
         self.betaStart = betaStart
@@ -137,6 +144,8 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         self.finalSigmasType = finalSigmasType
         self.lowerOrderFinal = lowerOrderFinal
         self.rescaleBetasZeroSnr = rescaleBetasZeroSnr
+        self.originalInferenceSteps = originalInferenceSteps
+        self.timestepScaling = timestepScaling
     }
 
     /// Stable Diffusion 1.x's `scheduler_config.json` (1000 steps, scaled_linear 0.00085→0.012, epsilon,

@@ -1,8 +1,8 @@
 // Timestep and sigma spacing: which training timesteps (or noise levels) a run of n steps visits.
 //
 // Ports the `set_timesteps` arithmetic of diffusers 0.42: integer timesteps for DDPM/DDIM/PNDM and
-// DPM-Solver, float timesteps for the Euler family, linear interpolation of σ over t, Karras et al.
-// (2022) σ spacing (ρ = 7) and the inverse map σ → t by interpolation in log σ (`_sigma_to_t`).
+// DPM-Solver (and UniPC), float timesteps for the Euler family, LCM's pick from its distillation schedule,
+// linear interpolation of σ over t, Karras et al. (2022) σ spacing (ρ = 7) and the inverse map σ → t by interpolation in log σ (`_sigma_to_t`).
 
 import Foundation
 
@@ -46,6 +46,24 @@ extension TimestepSpacing {
         }
     }
 
+    /// LCM's schedule (`LCMScheduler.set_timesteps`): the distillation timesteps k·i − 1 (i = 1 … original steps,
+    /// skipping step k = N / original steps), reversed, then `steps` of them at indices ⌊linspace(0, count, steps)⌋.
+    public static func lcm(steps: Int, trainSteps: Int, originalSteps: Int) throws -> [Int] {
+        guard originalSteps >= 1, originalSteps <= trainSteps else {
+            throw SchedulerError.invalidConfig("original_inference_steps must be in 1...\(trainSteps), got \(originalSteps)")
+        }
+        guard steps <= originalSteps else {
+            throw SchedulerError.invalidStep("lcm: steps \(steps) cannot exceed original_inference_steps \(originalSteps)")
+        }
+        // k = self.config.num_train_timesteps // original_steps
+        // lcm_origin_timesteps = np.asarray(list(range(1, int(original_steps * strength) + 1))) * k - 1
+        let k = trainSteps / originalSteps
+        let origin = (1...originalSteps).reversed().map { $0 * k - 1 }
+        // inference_indices = np.floor(np.linspace(0, len(lcm_origin_timesteps), num=num_inference_steps, endpoint=False))
+        let stride = Double(origin.count) / Double(steps)       // numpy: arange(num) * step
+        return (0..<steps).map { i in origin[Int((Double(i) * stride).rounded(.down))] }
+    }
+
     /// `np.round(np.arange(N, 0, -N / steps))`.
     static func trailing(steps: Int, trainSteps: Int) -> [Int] {
         let ratio = Double(trainSteps) / Double(steps)
@@ -76,7 +94,7 @@ public enum SigmaSpacing {
         }
     }
 
-    /// Karras et al. σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
+    /// LCM's selection from its distillation schedule, Karras et al. σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
     public static func karras(sigmaMin: Double, sigmaMax: Double, steps: Int) -> [Double] {
         let rho = 7.0
         let lo = pow(sigmaMin, 1 / rho), hi = pow(sigmaMax, 1 / rho)

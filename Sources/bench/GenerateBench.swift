@@ -12,8 +12,9 @@ import Pipeline
 import Schedulers
 import TensorCore
 
-/// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--size PIXELS] [--threads N]
-/// [--lora rank=R --batch N --rounds K]`.
+/// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--cfg G] [--taesd] [--size PIXELS] [--threads N]
+/// [--lora rank=R --batch N --rounds K]` (`--cfg 1`: no unconditional pass; `--taesd`: decode with a random-weight
+/// TAESD of madebyollin/taesd's shape instead of the VAE; `--sampler lcm --steps 4 --cfg 1 --taesd` is `generate --fast`).
 func runGenerateBench(_ a: BenchArguments) throws { try runModelBench(a, generateBench) }
 
 private func generateBench(_ a: BenchArguments) throws {
@@ -48,11 +49,17 @@ private func generateBench(_ a: BenchArguments) throws {
         return try perImageAdapterBench(model: model, spec: spec, steps: steps, sampler: sampler, size: size,
                                         batch: try a.int("--batch") ?? 4, rounds: try a.int("--rounds") ?? 3)
     }
-    let pipeline = TextToImage(model: model)
+    var pipeline = TextToImage(model: model)
+    if a.has("--taesd") {
+        let taesd = AutoencoderTiny(config: AutoencoderTinyConfig())
+        randomize(taesd, seed: 4)
+        pipeline.tinyDecoder = taesd
+    }
+    let cfg = try a.double("--cfg") ?? 7.5
     let parameters = try pipeline.resolve(GenerationParameters(prompt: "a photo of an astronaut riding a horse on mars",
-                                                               steps: steps, guidanceScale: 7.5, sampler: sampler,
+                                                               steps: steps, guidanceScale: cfg, sampler: sampler,
                                                                seed: 0, width: size, height: size))
-    let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: true) }
+    let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: cfg > 1) }
     var stepEnds: [Double] = []
     var latents: Tensor!
     let denoise = try timeThrowingGenerate {
@@ -60,7 +67,8 @@ private func generateBench(_ a: BenchArguments) throws {
     }
     let decode = try timeThrowingGenerate { _ = try pipeline.decode(latents) }
     let stepTimes = zip(stepEnds, [0] + stepEnds).map { $0 - $1 }
-    print("generate \(name) \(size)×\(size), \(sampler.displayName), \(steps) steps, CFG (UNet batch 2)")
+    print("generate \(name) \(size)×\(size), \(sampler.displayName), \(steps) steps, "
+        + (cfg > 1 ? "CFG \(cfg) (UNet batch 2)" : "no guidance (UNet batch 1)") + (a.has("--taesd") ? ", TAESD decode" : ""))
     print(String(format: "  text encoder %.3f s (×2 prompts)", text))
     print(String(format: "  per step %.3f s median (min %.3f, max %.3f)", median(stepTimes),
                  stepTimes.min() ?? 0, stepTimes.max() ?? 0))

@@ -14,7 +14,8 @@ import TensorCore
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ a: BenchArguments) throws { try runModelBench(a, unetBench) }
 
-/// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--count]`.
+/// `bench vae [--config sd15|tiny] [--batch N] [--size h] [--repeat N] [--threads N] [--encode] [--tiled] [--count]`
+/// (`--tiled`: the tiled decode of `--vae-tiling`; run it and the plain decode as separate processes to compare peak RSS).
 func runVAEBench(_ a: BenchArguments) throws { try runModelBench(a, vaeBench) }
 
 func runModelBench(_ a: BenchArguments, _ body: (BenchArguments) throws -> Void) throws {
@@ -27,6 +28,7 @@ struct BenchArguments {
     private func name(_ flag: String) -> String { String(flag.drop(while: { $0 == "-" })) }
     func string(_ flag: String) -> String? { parsed.string(name(flag)) }
     func int(_ flag: String) throws -> Int? { try parsed.int(name(flag)) }
+    func double(_ flag: String) throws -> Double? { try parsed.double(name(flag)) }
     func has(_ flag: String) -> Bool { parsed.has(name(flag)) }
 }
 
@@ -100,12 +102,29 @@ private func vaeBench(_ a: BenchArguments) throws {
                flops: FLOPCount.vaeEncoder(config, batch: batch, size: size * f), times: times)
     } else {
         let latent = Variable(random.normal(shape: [batch, size, size, config.latentChannels]))
+        let tiled = a.has("--tiled")
         let times = try (0..<repeats).map { _ in
-            try timeThrowing { _ = try withNoGrad { try vae.decode(latent) } }
+            try timeThrowing { _ = try withNoGrad { tiled ? Variable(try vae.tiledDecode(latent.value)) : try vae.decode(latent) } }
         }
-        report("vae \(name) decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
-               flops: FLOPCount.vaeDecoder(config, batch: batch, size: size), times: times)
+        report("vae \(name) \(tiled ? "tiled " : "")decode batch \(batch) \(size)×\(size)×\(config.latentChannels) → \(size * f)×\(size * f)",
+               flops: tiled ? tiledDecoderFLOPs(vae, batch: batch, size: size) : FLOPCount.vaeDecoder(config, batch: batch, size: size),
+               times: times)
     }
+}
+
+/// FLOPs of `tiledDecode` on size×size latents: per tile, the full tile's count scaled by its area (convolutions,
+/// linear layers) and by its area squared (the mid-block's attention).
+private func tiledDecoderFLOPs(_ vae: AutoencoderKL, batch: Int, size: Int) -> FLOPCount {
+    let g = vae.tileGeometry
+    let full = FLOPCount.vaeDecoder(vae.config, batch: batch, size: g.tileLatent)
+    let sides = stride(from: 0, to: size, by: g.latentStride).map { Double(min(g.tileLatent, size - $0)) / Double(g.tileLatent) }
+    var f = FLOPCount()
+    for a in sides { for b in sides {
+        f.conv += full.conv * a * b
+        f.linear += full.linear * a * b
+        f.attention += full.attention * a * a * b * b
+    } }
+    return f
 }
 
 enum ModelBenchError: Error, CustomStringConvertible {

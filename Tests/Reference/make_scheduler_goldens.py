@@ -114,7 +114,7 @@ def run(name, sampler, config, karras, steps, eta):
         kwargs = {}
         if sampler == "ddim":
             kwargs["eta"] = eta
-        if sampler in ("ddpm", "ddim", "euler", "euler_a", "dpm++2m_sde"):
+        if sampler in ("ddpm", "ddim", "euler", "euler_a", "dpm++2m_sde", "lcm"):
             kwargs["generator"] = g
         latents = sched.step(out, t, latents, **kwargs).prev_sample
         rec["inputs"].append(flat(x_in))

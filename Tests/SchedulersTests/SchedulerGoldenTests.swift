@@ -21,18 +21,27 @@ final class SchedulerGoldenTests: XCTestCase {
     }
 
     static let golden: Result<Golden, Error> = Result { try Fixture.load(Golden.self, "scheduler_goldens.json") }
+    /// LCM and UniPC: Tests/Reference/make_fewstep_goldens.py, same loop and format.
+    static let fewStep: Result<Golden, Error> = Result { try Fixture.load(Golden.self, "fewstep_scheduler_goldens.json") }
 
     func testEverySamplerMatchesDiffusers() throws {
-        let g = try Self.golden.get()
-        XCTAssertEqual(Set(g.cases.map(\.sampler)), Set(SamplerKind.allCases.map(\.rawValue)))
+        let g = try Self.golden.get(), f = try Self.fewStep.get()
+        XCTAssertEqual(Set((g.cases + f.cases).map(\.sampler)), Set(SamplerKind.allCases.map(\.rawValue)))
         XCTAssertGreaterThan(g.cases.count, 40)
         for c in g.cases { try check(c, shape: g.shape, base: g.base) }
+    }
+
+    func testFewStepSamplersMatchDiffusers() throws {
+        let f = try Self.fewStep.get()
+        XCTAssertEqual(Set(f.cases.map(\.sampler)), [SamplerKind.lcm.rawValue, SamplerKind.unipc.rawValue])
+        XCTAssertGreaterThan(f.cases.count, 15)
+        for c in f.cases { try check(c, shape: f.shape, base: f.base) }
     }
 
     private func check(_ c: Golden.Case, shape: [Int], base: [Float]) throws {
         let kind = try XCTUnwrap(SamplerKind(rawValue: c.sampler), c.name)
         var sampler = try kind.make(config: c.config, steps: c.steps, karras: c.karras, eta: c.eta)
-        if c.karras && kind != .dpmpp2m && kind != .dpmpp2mSDE {
+        if c.karras && kind != .dpmpp2m && kind != .dpmpp2mSDE && kind != .unipc {
             // fractional timesteps from the σ → t map: float32 values, compared to 1e-4
             assertClose(sampler.timesteps.map { Float($0) }, c.timesteps.map { Float($0) }, tol: 1e-7, "\(c.name) timesteps")
         } else {

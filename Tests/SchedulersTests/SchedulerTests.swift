@@ -44,6 +44,10 @@ final class SchedulerConfigTests: XCTestCase {
         var prk = sd1
         prk.skipPrkSteps = nil
         XCTAssertEqual(try SamplerKind.pndm.make(config: prk, steps: 10).timesteps.count, 19)
+        // LCM ignores the spacing keys: ⌊linspace⌋ picks from the 50-step distillation schedule 999, 979, …, 19;
+        // UniPC spaces like DPM-Solver (linspace when absent)
+        XCTAssertEqual(try SamplerKind.lcm.make(config: sd1, steps: 4).timesteps, [999, 759, 499, 259])
+        XCTAssertEqual(try SamplerKind.unipc.make(config: sd1, steps: 10).timesteps.prefix(2), [999, 899])
     }
 }
 
@@ -56,6 +60,10 @@ final class SamplerBehaviourTests: XCTestCase {
         XCTAssertThrowsError(try SamplerKind.euler.make(config: c, steps: 0))
         XCTAssertThrowsError(try SamplerKind.euler.make(config: c, steps: 1001))
         XCTAssertThrowsError(try SamplerKind.ddim.make(config: c, steps: 10, eta: -1))
+        XCTAssertThrowsError(try SamplerKind.lcm.make(config: c, steps: 51)) {   // more than original_inference_steps
+            XCTAssertTrue("\($0)".contains("original_inference_steps"), "\($0)")
+        }
+        XCTAssertThrowsError(try SamplerKind.lcm.make(config: c, steps: 4, karras: true))
         XCTAssertThrowsError(try SamplerKind.pndm.make(config: c.with { $0.skipPrkSteps = false }, steps: 3))
         var s = try SamplerKind.euler.make(config: c, steps: 4)
         var rng = TorchGenerator(seed: 0)
@@ -123,6 +131,8 @@ final class SamplerBehaviourTests: XCTestCase {
         XCTAssertEqual(SamplerKind(userName: "k_euler_a"), .eulerAncestral)
         XCTAssertEqual(SamplerKind(userName: "DPMPP_2M_SDE"), .dpmpp2mSDE)
         XCTAssertEqual(SamplerKind(userName: "plms"), .pndm)
+        XCTAssertEqual(SamplerKind(userName: "uni_pc"), .unipc)
+        XCTAssertEqual([SamplerKind.lcm, .unipc].map(\.displayName), ["LCM", "UniPC"])
         XCTAssertNil(SamplerKind(userName: "dpm++3m"))
     }
 
