@@ -63,7 +63,12 @@ struct DPMSolverMultistepSampler: Sampler {
     ///                                                  (diffusers DPMSolverMultistepScheduler.add_noise)
     func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
         try validateNoise(sample, noise, step)
-        let v = Self.vp(sigmas[step])
+        return Self.addNoise(to: sample, noise: noise, sigma: sigmas[step])
+    }
+
+    /// α·x + σ·n for the variance-preserving pair of `sigma` (UniPC's add_noise is the same line).
+    static func addNoise(to sample: Tensor, noise: Tensor, sigma: Float) -> Tensor {
+        let v = vp(sigma)
         return combine([(v.alpha, sample), (v.sigma, noise)])
     }
 

@@ -34,8 +34,7 @@ struct UniPCSampler: Sampler {
     /// img2img start: diffusers' `UniPCMultistepScheduler.add_noise`, α_t·x + σ_t·n from the step's sigma.
     func addNoise(to sample: Tensor, noise: Tensor, step: Int) throws -> Tensor {
         try validateNoise(sample, noise, step)
-        let v = DPMSolverMultistepSampler.vp(sigmas[step])
-        return combine([(v.alpha, sample), (v.sigma, noise)])
+        return DPMSolverMultistepSampler.addNoise(to: sample, noise: noise, sigma: sigmas[step])
     }
 
     mutating func step<N: NoiseSource>(modelOutput: Tensor, step i: Int, sample: Tensor, noise: inout N) throws -> Tensor {
