@@ -4,7 +4,7 @@ import Foundation
 /// Runs `body` with file descriptor 2 sent to a scratch file and returns what was written there.
 public func capturingStandardError(_ body: () throws -> Void) rethrows -> String {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString).txt")
-    FileManager.default.createFile(atPath: file.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: file.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: file) }
     let target = open(file.path, O_WRONLY | O_APPEND)
     let saved = dup(STDERR_FILENO)
