@@ -32,9 +32,10 @@ public enum GenerateCommand {
       --vae-tiling        decode the VAE in overlapping tiles of its sample_size, blended (diffusers' enable_tiling):
                           bounded memory for large pictures (default: only above 1024x1024 pixels)
       --taesd DIR         decode with the tiny autoencoder TAESD (a diffusers AutoencoderTiny folder): drafts in a
-                          fraction of the VAE's time
+                          fraction of the VAE's time; --vae DIR takes such a folder too
       --fast              the few-step preset for LCM models and LCM-LoRAs: --sampler lcm --steps 4 --cfg 1 (no
-                          unconditional pass); add --taesd DIR for a fast decode too
+                          unconditional pass); decodes with the model folder's taesd/ (an AutoencoderTiny folder)
+                          when it has one, or with --taesd DIR
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
@@ -126,11 +127,20 @@ public enum GenerateCommand {
         let outOption = args.string("out") ?? "outputs"
         let namedFile = outOption.lowercased().hasSuffix(".png") ? URL(fileURLWithPath: outOption) : nil
         let out = try OutputFolder(path: namedFile?.deletingLastPathComponent().path ?? outOption)
-        let model = try ModelOptions(args).load(path: pipelinePath, program: "generate")
+        // `--vae DIR` naming a diffusers AutoencoderTiny folder is `--taesd DIR`; `--fast` takes the model folder's
+        // `taesd/` when it has one and no tiny autoencoder is given.
+        var modelOptions = try ModelOptions(args)
+        var taesdPath = args.string("taesd")
+        if let vae = modelOptions.vae, ModelSource.isTinyAutoencoderFolder(vae) {
+            guard taesdPath == nil else { throw CommandLineError.usage("--vae \(vae) is a tiny autoencoder: give it or --taesd, not both") }
+            (taesdPath, modelOptions.vae) = (vae, nil)
+        }
+        if taesdPath == nil, args.has("fast") { taesdPath = ModelSource.bundledTinyAutoencoderFolder(modelPath: pipelinePath) }
+        let model = try modelOptions.load(path: pipelinePath, program: "generate")
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         var pipeline = TextToImage(model: model, adapters: adapters.set)
         if args.has("vae-tiling") { pipeline.vaeTiling = .on }
-        if let dir = args.string("taesd") { pipeline.tinyDecoder = try ModelSource.loadTinyAutoencoder(dir) }
+        if let dir = taesdPath { pipeline.tinyDecoder = try ModelSource.loadTinyAutoencoder(dir) }
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters, initImage: $0.initImage), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {

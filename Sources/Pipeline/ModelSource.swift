@@ -82,6 +82,22 @@ public struct ModelSource: Sendable {
 
     /// A standalone VAE: a diffusers `vae/` folder, or an LDM-layout file (`encoder.*`, `decoder.*`, `quant_conv.*`,
     /// `post_quant_conv.*`, also under `first_stage_model.`).
+    /// Whether `path` is a diffusers `AutoencoderTiny` folder: its `config.json` says `"_class_name": "AutoencoderTiny"`
+    /// (so `--vae DIR` takes a TAESD folder as `--taesd DIR` does).
+    public static func isTinyAutoencoderFolder(_ path: String) -> Bool {
+        let config = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: config),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+        return object["_class_name"] as? String == "AutoencoderTiny"
+    }
+
+    /// The tiny autoencoder a diffusers model folder provides for `generate --fast`: its `taesd/` subfolder, when that
+    /// holds an `AutoencoderTiny` config; nil otherwise (and for single files).
+    public static func bundledTinyAutoencoderFolder(modelPath: String) -> String? {
+        let dir = URL(fileURLWithPath: modelPath, isDirectory: true).appendingPathComponent("taesd").path
+        return isTinyAutoencoderFolder(dir) ? dir : nil
+    }
+
     /// A diffusers `AutoencoderTiny` folder (TAESD: `config.json` + `diffusion_pytorch_model.safetensors`), for
     /// `--taesd DIR`; only its decoder is loaded.
     public static func loadTinyAutoencoder(_ path: String) throws -> AutoencoderTiny {

@@ -34,4 +34,40 @@ final class FewStepOptionsTests: XCTestCase {
         XCTAssertTrue(texts.contains { $0.contains("Steps: 3, Sampler: UniPC, ") }, "\(texts)")
         XCTAssertNotEqual(GenerateCommand.main(base + ["--taesd", out.path, "a dog"]), 0)   // no config.json there
     }
+
+    /// `--vae DIR` with a diffusers AutoencoderTiny folder decodes as `--taesd DIR`; `--fast` picks up the model
+    /// folder's `taesd/` subfolder (the same pixels as `--fast --taesd` with it), and plain runs ignore it.
+    func testVAEOptionTakesATinyAutoencoderAndFastUsesTheModelFoldersTAESD() throws {
+        let fm = FileManager.default
+        let root = fm.temporaryDirectory.appendingPathComponent("fewstep-taesd-\(UUID().uuidString)")
+        defer { try? fm.removeItem(at: root) }
+        let model = root.appendingPathComponent("model"), out = root.appendingPathComponent("out")
+        try fm.createDirectory(at: model, withIntermediateDirectories: true)
+        let tinySD = TestPaths.pipelineFixture("tiny-sd"), taesd = TestPaths.pipelineFixture("tiny-taesd")
+        for entry in try fm.contentsOfDirectory(atPath: tinySD) {
+            try fm.createSymbolicLink(atPath: model.appendingPathComponent(entry).path, withDestinationPath: tinySD + "/" + entry)
+        }
+        try fm.createSymbolicLink(atPath: model.appendingPathComponent("taesd").path, withDestinationPath: taesd)
+        XCTAssertTrue(ModelSource.isTinyAutoencoderFolder(taesd))
+        XCTAssertFalse(ModelSource.isTinyAutoencoderFolder(tinySD + "/vae"))
+        XCTAssertNil(ModelSource.bundledTinyAutoencoderFolder(modelPath: tinySD))
+        XCTAssertNotNil(ModelSource.bundledTinyAutoencoderFolder(modelPath: model.path))
+        func render(_ pipeline: String, _ extra: [String], _ name: String) throws -> Image {
+            let file = out.appendingPathComponent(name + ".png").path
+            XCTAssertEqual(GenerateCommand.main(["--pipeline", pipeline, "--out", file, "--width", "32", "--height", "32",
+                                                 "--seed", "5", "--steps", "2"] + extra + ["a dog"]), 0)
+            return try PNG.read(path: file).image
+        }
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        let explicit = try render(tinySD, ["--fast", "--taesd", taesd], "explicit")
+        let viaVAE = try render(tinySD, ["--fast", "--vae", taesd], "via-vae")
+        let bundled = try render(model.path, ["--fast"], "bundled")
+        let fullVAE = try render(tinySD, ["--fast"], "full-vae")
+        let plain = try render(model.path, ["--sampler", "lcm", "--cfg", "1"], "plain")
+        XCTAssertEqual(viaVAE, explicit)
+        XCTAssertEqual(bundled, explicit)
+        XCTAssertNotEqual(fullVAE, explicit)
+        XCTAssertEqual(plain, fullVAE)   // without --fast the folder's taesd/ is not used
+        XCTAssertNotEqual(GenerateCommand.main(["--pipeline", tinySD, "--out", out.path, "--vae", taesd, "--taesd", taesd, "a dog"]), 0)
+    }
 }
