@@ -140,7 +140,7 @@ public enum GenerateCommand {
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         var pipeline = TextToImage(model: model, adapters: adapters.set)
         if args.has("vae-tiling") { pipeline.vaeTiling = .on }
-        if let dir = taesdPath { pipeline.tinyDecoder = try ModelSource.loadTinyAutoencoder(dir) }
+        if let dir = taesdPath { pipeline.tinyAutoencoder = try ModelSource.loadTinyAutoencoder(dir) }
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters, initImage: $0.initImage), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {

@@ -1,9 +1,10 @@
 // Port of diffusers 0.42 `models/autoencoders/autoencoder_tiny.py` `AutoencoderTiny` (TAESD, Bohan 2023) —
-// the decoder: `models/autoencoders/vae.py` `DecoderTiny` and `unets/unet_2d_blocks.py` `AutoencoderTinyBlock`.
+// `models/autoencoders/vae.py` `EncoderTiny` and `DecoderTiny`, `unets/unet_2d_blocks.py` `AutoencoderTinyBlock`.
 // A few plain 3×3 convolutions with ReLU at each resolution and nearest ×2 up-sampling between them: about
 // 1.2 M parameters for SD's latents, a small fraction of AutoencoderKL's decoder cost, for previews and drafts.
-// Property names are the checkpoint's keys (`decoder.layers.<i>.conv.<j>.weight`), NHWC inside.
-// The encoder (`encoder.*` in a taesd file) is not ported yet: `load(stateDict:)` takes the decoder's tensors.
+// Property names are the checkpoint's keys (`decoder.layers.<i>.conv.<j>.weight`, `encoder.layers.…`), NHWC inside.
+// The encoder returns the latents themselves (no posterior to sample); `latent_magnitude`/`latent_shift` only
+// serve diffusers' uint8 `scale_latents` helpers, which its pipelines do not call.
 import Autograd
 import Foundation
 import NN
@@ -17,6 +18,10 @@ public struct AutoencoderTinyConfig: Equatable, Sendable {
     /// `AutoencoderTinyBlock`s at each resolution of the decoder.
     public var numDecoderBlocks: [Int]
     public var upsamplingScalingFactor: Int
+    public var inChannels: Int
+    public var encoderBlockOutChannels: [Int]
+    /// Per encoder level: a conv (stride 2 after the first level) then this many `AutoencoderTinyBlock`s.
+    public var numEncoderBlocks: [Int]
     /// TAESD's own latent range (`latent_magnitude`, `latent_shift`), used by its scale/unscale helpers.
     public var latentMagnitude: Double
     public var latentShift: Double
@@ -25,7 +30,11 @@ public struct AutoencoderTinyConfig: Equatable, Sendable {
 
     public init(latentChannels: Int = 4, outChannels: Int = 3, decoderBlockOutChannels: [Int] = [64, 64, 64, 64],
                 numDecoderBlocks: [Int] = [3, 3, 3, 1], upsamplingScalingFactor: Int = 2, latentMagnitude: Double = 3,
-                latentShift: Double = 0.5, scalingFactor: Float = 1) {
+                latentShift: Double = 0.5, scalingFactor: Float = 1, inChannels: Int = 3,
+                encoderBlockOutChannels: [Int] = [64, 64, 64, 64], numEncoderBlocks: [Int] = [1, 3, 3, 3]) {
+        self.inChannels = inChannels
+        self.encoderBlockOutChannels = encoderBlockOutChannels
+        self.numEncoderBlocks = numEncoderBlocks
         self.latentChannels = latentChannels
         self.outChannels = outChannels
         self.decoderBlockOutChannels = decoderBlockOutChannels
@@ -63,10 +72,18 @@ extension AutoencoderTinyConfig: Decodable {
                   numDecoderBlocks: try r.value("num_decoder_blocks", [3, 3, 3, 1]),
                   upsamplingScalingFactor: 2,
                   latentMagnitude: try r.value("latent_magnitude", 3.0), latentShift: try r.value("latent_shift", 0.5),
-                  scalingFactor: try r.value("scaling_factor", Float(1)))
+                  scalingFactor: try r.value("scaling_factor", Float(1)), inChannels: try r.value("in_channels", 3),
+                  encoderBlockOutChannels: try r.value("encoder_block_out_channels", [64, 64, 64, 64]),
+                  numEncoderBlocks: try r.value("num_encoder_blocks", [1, 3, 3, 3]))
         guard !decoderBlockOutChannels.isEmpty, decoderBlockOutChannels.count == numDecoderBlocks.count else {
             throw ConfigurationError.invalid(option: "num_decoder_blocks", reason: "\(numDecoderBlocks.count) entries for "
                 + "\(decoderBlockOutChannels.count) decoder_block_out_channels", file: r.file)
+        }
+        // EncoderTiny's strided convs map block_out_channels[i] to itself: the levels must agree.
+        guard !encoderBlockOutChannels.isEmpty, encoderBlockOutChannels.count == numEncoderBlocks.count,
+              Set(encoderBlockOutChannels).count == 1 else {
+            throw ConfigurationError.invalid(option: "encoder_block_out_channels", reason: "\(encoderBlockOutChannels) for "
+                + "num_encoder_blocks \(numEncoderBlocks) (one width per level, all equal)", file: r.file)
         }
     }
 }
@@ -147,15 +164,76 @@ public final class DecoderTiny: Module {
     }
 }
 
-/// TAESD as diffusers' `AutoencoderTiny` (decoder only).
+/// `EncoderTiny`: image [−1, 1] → (x + 1) / 2, then per level a conv (3×3; stride 2 without bias after the
+/// first level) and `num_encoder_blocks[i]` blocks, and a final conv (with bias) to the latent channels.
+public final class EncoderTiny: Module {
+    enum Layer { case conv(Conv2d), block(AutoencoderTinyBlock) }
+    let sequence: [Layer]
+
+    public init(config: AutoencoderTinyConfig) {
+        let ch = config.encoderBlockOutChannels
+        var layers: [Layer] = []
+        for (i, count) in config.numEncoderBlocks.enumerated() {
+            layers.append(.conv(i == 0 ? Conv2d(inChannels: config.inChannels, outChannels: ch[0], kernelSize: 3, padding: 1)
+                : Conv2d(inChannels: ch[i], outChannels: ch[i], kernelSize: 3, stride: 2, padding: 1, bias: false)))
+            layers += (0..<count).map { _ in .block(AutoencoderTinyBlock(channels: ch[i])) }
+        }
+        layers.append(.conv(Conv2d(inChannels: ch[ch.count - 1], outChannels: config.latentChannels, kernelSize: 3, padding: 1)))
+        sequence = layers
+        super.init()
+    }
+
+    public override func namedChildren() -> [(String, Module)] {
+        let modules: [(Int, Module)] = sequence.enumerated().map { i, layer in
+            switch layer {
+            case .conv(let c): return (i, c)
+            case .block(let b): return (i, b)
+            }
+        }
+        return [("layers", SparseModules(modules))]
+    }
+
+    /// Image [N, H, W, inChannels] in about [−1, 1] → latents [N, H/f, W/f, latentChannels].
+    public func callAsFunction(_ image: Variable) throws -> Variable {
+        // self.layers(x.add(1).div(2))
+        var x = map(image) { ($0 + 1) / 2 }
+        for layer in sequence {
+            switch layer {
+            case .conv(let c): x = try c(x)
+            case .block(let b): x = try b(x)
+            }
+        }
+        return x
+    }
+}
+
+/// TAESD as diffusers' `AutoencoderTiny`: encoder and decoder.
 public final class AutoencoderTiny: Module {
     public let config: AutoencoderTinyConfig
     public let decoder: DecoderTiny
+    public let encoder: EncoderTiny
 
     public init(config: AutoencoderTinyConfig) {
         self.config = config
         decoder = DecoderTiny(config: config)
+        encoder = EncoderTiny(config: config)
         super.init()
+    }
+
+    public override func namedChildren() -> [(String, Module)] { [("decoder", decoder), ("encoder", encoder)] }
+
+    /// Spatial down-sampling factor of the encoder.
+    public var downsamplingFactor: Int { 1 << max(config.encoderBlockOutChannels.count - 1, 0) }
+
+    /// Image [N, H, W, inChannels] in [−1, 1] → the UNet's latents: scaling_factor · encode(image).latents, as
+    /// diffusers' img2img pipelines take them from an `AutoencoderTinyOutput` (no sampling, no generator draw).
+    public func unetLatents(fromImage image: Tensor) throws -> Tensor {
+        let f = downsamplingFactor
+        guard image.shape.count == 4, image.shape[3] == config.inChannels, image.shape[1] % f == 0, image.shape[2] % f == 0 else {
+            throw AutogradError.invalidInput("AutoencoderTiny: images must be NHWC [N, H, W, \(config.inChannels)] with H and W "
+                + "multiples of \(f), got \(image.shape)")
+        }
+        return Elementwise.scale(try withNoGrad { try encoder(Variable(image)) }.value, by: config.scalingFactor)
     }
 
     /// The UNet's latents [N, h, w, C] → image [N, h·f, w·f, outChannels]: decode(latents / scaling_factor), as
@@ -168,13 +246,17 @@ public final class AutoencoderTiny: Module {
         return try withNoGrad { try decoder(Variable(z)) }.value
     }
 
-    /// Loads the decoder's tensors (`decoder.*`) strictly; a taesd file's `encoder.*` tensors are left aside.
+    /// Loads only the decoder's tensors (`decoder.*`) strictly, leaving any `encoder.*` aside (the encoder keeps
+    /// its initial weights); `load(stateDict:)` loads both strictly.
     public func loadDecoder(stateDict: [String: Tensor]) throws {
-        try load(stateDict: stateDict.filter { $0.key.hasPrefix("decoder.") })
+        // Keys relative to the decoder (an error names `layers.…`).
+        try decoder.load(stateDict: Dictionary(uniqueKeysWithValues: stateDict.compactMap { key, value in
+            key.hasPrefix("decoder.") ? (String(key.dropFirst("decoder.".count)), value) : nil
+        }))
     }
 }
 
-/// ReLU without gradient (the tiny decoder is inference-only).
+/// ReLU without gradient (the tiny autoencoder is inference-only).
 private func relu(_ x: Variable) -> Variable { map(x) { max($0, 0) } }
 
 private func map(_ x: Variable, _ f: (Float) -> Float) -> Variable {

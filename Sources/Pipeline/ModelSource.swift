@@ -99,7 +99,7 @@ public struct ModelSource: Sendable {
     }
 
     /// A diffusers `AutoencoderTiny` folder (TAESD: `config.json` + `diffusion_pytorch_model.safetensors`), for
-    /// `--taesd DIR`; only its decoder is loaded.
+    /// `--taesd DIR`; encoder and decoder are loaded strictly.
     public static func loadTinyAutoencoder(_ path: String) throws -> AutoencoderTiny {
         try refusePickle(path)
         let dir = URL(fileURLWithPath: path, isDirectory: true)
@@ -114,7 +114,7 @@ public struct ModelSource: Sendable {
                                                       file: "diffusion_pytorch_model.safetensors") }()
         do {
             let model = AutoencoderTiny(config: try AutoencoderTinyConfig(contentsOf: config))
-            try model.loadDecoder(stateDict: try SafeTensorsFile(path: weights.path).loadAll())
+            try model.load(stateDict: try SafeTensorsFile(path: weights.path).loadAll())
             return model
         } catch {
             throw PipelineError.componentLoad(component: "taesd", path: weights.path, underlying: error)

@@ -13,6 +13,7 @@
 //
 //     image = resize(picture, width, height) (Pillow Lanczos, as VaeImageProcessor) in [−1, 1]
 //     x₀ = scaling_factor · (vae.encode(image).mean + σ · randn(generator))    (pixel models: image itself)
+//        = scaling_factor · taesd.encode(image).latents                       (with the tiny autoencoder: no draw)
 //     first = (steps − min(int(steps · strength), steps)) · scheduler.order
 //     x = scheduler.add_noise(x₀, randn(generator), timesteps[first]); run the loop from `first`
 //
@@ -63,8 +64,9 @@ public struct TextToImage {
     public let adapters: AdapterSet?
     /// When the VAE decodes in tiles (`--vae-tiling`): by default only pictures above 1024² pixels.
     public var vaeTiling: VAETiling = .automatic
-    /// A tiny autoencoder (TAESD, `--taesd DIR`) that decodes the final latents instead of the model's VAE.
-    public var tinyDecoder: AutoencoderTiny?
+    /// A tiny autoencoder (TAESD, `--taesd DIR`) that decodes the final latents, and encodes img2img init images,
+    /// instead of the model's VAE.
+    public var tinyAutoencoder: AutoencoderTiny?
 
     public init(model: StableDiffusionModel, adapters: AdapterSet? = nil) {
         self.model = model
@@ -260,7 +262,13 @@ public struct TextToImage {
             let sized = try picture.fitted(width: w, height: h, mode: r.parameters.initImage?.resize ?? .stretch)
             let pixels = try sized.tensorHWC().reshaped([1, h, w, 3])
             var x0 = pixels
-            if let vae = model.vae {
+            if let tiny = tinyAutoencoder, model.vae != nil {
+                guard tiny.downsamplingFactor == model.spatialFactor else {
+                    throw PipelineError.invalidRequest("the tiny autoencoder downsamples by \(tiny.downsamplingFactor), "
+                        + "the model's VAE by \(model.spatialFactor)")
+                }
+                x0 = try tiny.unetLatents(fromImage: pixels)
+            } else if let vae = model.vae {
                 x0 = try vae.unetLatents(fromImage: pixels, noise: noise.sources[b].normal(one))
             } else if pixels.shape != one {
                 throw PipelineError.invalidRequest("a pixel model with \(one[3]) channels cannot start from an RGB image")
@@ -341,12 +349,12 @@ public struct TextToImage {
                 }
             }
             guard let vae = model.vae else { return try Image(tensorHWC: one) }
-            if let tinyDecoder {
-                guard tinyDecoder.config.upsamplingFactor == model.spatialFactor else {
-                    throw PipelineError.invalidRequest("the tiny autoencoder upsamples by \(tinyDecoder.config.upsamplingFactor), "
+            if let tinyAutoencoder {
+                guard tinyAutoencoder.config.upsamplingFactor == model.spatialFactor else {
+                    throw PipelineError.invalidRequest("the tiny autoencoder upsamples by \(tinyAutoencoder.config.upsamplingFactor), "
                         + "the model's VAE by \(model.spatialFactor)")
                 }
-                return try Image(tensorHWC: tinyDecoder.image(fromUNetLatents: one))
+                return try Image(tensorHWC: tinyAutoencoder.image(fromUNetLatents: one))
             }
             return try Image(tensorHWC: vae.image(fromUNetLatents: one, tiling: vaeTiling))
         }

@@ -53,7 +53,7 @@ private func generateBench(_ a: BenchArguments) throws {
     if a.has("--taesd") {
         let taesd = AutoencoderTiny(config: AutoencoderTinyConfig())
         randomize(taesd, seed: 4)
-        pipeline.tinyDecoder = taesd
+        pipeline.tinyAutoencoder = taesd
     }
     let cfg = try a.double("--cfg") ?? 7.5
     let parameters = try pipeline.resolve(GenerationParameters(prompt: "a photo of an astronaut riding a horse on mars",

@@ -19,9 +19,16 @@ Two files:
       8-pixel blends) with `enable_tiling()`, decoding z = torch.randn([1, 4, 64, 50],
       generator=torch.Generator("cpu").manual_seed(5)) (4x the tile size high, a partial last column of tiles).
   Tests/PipelineTests/Fixtures/tiny-taesd/ and taesd_goldens.safetensors
-      a random-weight AutoencoderTiny (TAESD layout: decoder 16/16 channels with 2 + 1 blocks, an encoder that the
-      Swift side leaves aside) saved in F16 with save_pretrained and loaded back in F32; decoded [1, 3, 32, 24] = vae.decode(z) for
-      z = torch.randn([1, 4, 16, 12], generator=torch.Generator("cpu").manual_seed(9)) * 2.
+      a random-weight AutoencoderTiny (TAESD layout: decoder 16/16 channels with 2 + 1 blocks, encoder 16/16 with
+      1 + 2) saved in F16 with save_pretrained and loaded back in F32; decoded [1, 3, 32, 24] = vae.decode(z) for
+      z = torch.randn([1, 4, 16, 12], generator=torch.Generator("cpu").manual_seed(9)) * 2;
+      encoded [1, 4, 16, 12] = vae.encode(x).latents for x = image [1, 3, 32, 24] = torch.rand(…,
+      generator=torch.Generator("cpu").manual_seed(11)) * 2 - 1;
+      img2img.<name> [1, 32, 32, 3] in [0, 1]: StableDiffusionImg2ImgPipeline on tiny-sd with vae=the AutoencoderTiny
+      (its encode gives the latents: no posterior draw from the generator), init picture img2img_init.png
+      (make_img2img_goldens.py) by preprocess(…, 32, 32), seed 1234, the prompt / negative of that script:
+        lcm4_5       LCM, 4 steps, strength 0.5, guidance 1.0
+        euler_a8     Euler a, 10 steps, strength 0.8, guidance 7.5 with the negative prompt
 
 Run from the repository root: /root/refenv/bin/python Tests/Reference/make_fewstep_goldens.py
 (torch 2.13 cpu, diffusers 0.42.1, transformers 5.23.0).
@@ -32,7 +39,9 @@ import sys
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, LCMScheduler, StableDiffusionPipeline, UniPCMultistepScheduler
+from diffusers import (AutoencoderKL, AutoencoderTiny, EulerAncestralDiscreteScheduler, LCMScheduler,
+                       StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, UniPCMultistepScheduler)
+from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -137,8 +146,27 @@ def taesd_goldens():
     with torch.no_grad():
         decoded = vae.decode(z).sample
     print(f"taesd decoded: mean {decoded.mean():.4f} std {decoded.std():.4f}")
+    image = torch.rand([1, 3, 32, 24], generator=torch.Generator("cpu").manual_seed(11)) * 2 - 1
+    with torch.no_grad():
+        encoded = vae.encode(image).latents
+    print(f"taesd encoded: mean {encoded.mean():.4f} std {encoded.std():.4f}")
+    goldens = {"decoded": decoded.contiguous(), "image": image.contiguous(), "encoded": encoded.contiguous()}
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(os.path.join(PIPE_DIR, "tiny-sd"), vae=vae,
+                                                          torch_dtype=torch.float32, safety_checker=None,
+                                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    picture = Image.open(os.path.join(PIPE_DIR, "img2img_init.png")).convert("RGB")
+    init = pipe.image_processor.preprocess(picture, height=32, width=32)
+    for name, cls, steps, strength, guidance in [("lcm4_5", LCMScheduler, 4, 0.5, 1.0),
+                                                 ("euler_a8", EulerAncestralDiscreteScheduler, 10, 0.8, 7.5)]:
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+        out = pipe("a photo of sks dog in the snow", image=init, strength=strength,
+                   negative_prompt="blurry, low quality" if guidance > 1 else None, num_inference_steps=steps,
+                   guidance_scale=guidance, output_type="np", generator=torch.Generator("cpu").manual_seed(1234)).images
+        goldens["img2img." + name] = torch.from_numpy(np.ascontiguousarray(out)).float()
+        print(f"taesd img2img {name}: mean {out.mean():.4f}")
     path = os.path.join(PIPE_DIR, "taesd_goldens.safetensors")
-    save_file({"decoded": decoded.contiguous()}, path)
+    save_file(goldens, path)
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
