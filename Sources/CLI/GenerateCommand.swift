@@ -1,6 +1,7 @@
 // `generate`: text to PNG images with a diffusers pipeline folder.
 
 import Adapters
+import DiffusionModels
 import Foundation
 import PNGImage
 import Pipeline
@@ -36,6 +37,10 @@ public enum GenerateCommand {
       --fast              the few-step preset for LCM models and LCM-LoRAs: --sampler lcm --steps 4 --cfg 1 (no
                           unconditional pass); decodes with the model folder's taesd/ (an AutoencoderTiny folder)
                           when it has one, or with --taesd DIR
+      --preview taesd     while denoising, write OUT/preview.png (the batch's first image) decoded with TAESD
+                          (--taesd/--vae DIR, else the model folder's taesd/); the final picture keeps the VAE
+                          unless --taesd is given
+      --preview-every N   refresh the preview every N steps (default 2) and after the last
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
@@ -82,7 +87,8 @@ public enum GenerateCommand {
 
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
-                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd"])
+                                       "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd", "preview",
+                                       "preview-every"])
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
@@ -141,6 +147,9 @@ public enum GenerateCommand {
         var pipeline = TextToImage(model: model, adapters: adapters.set)
         if args.has("vae-tiling") { pipeline.vaeTiling = .on }
         if let dir = taesdPath { pipeline.tinyAutoencoder = try ModelSource.loadTinyAutoencoder(dir) }
+        let preview = try Preview(args, model: model, tiny: pipeline.tinyAutoencoder,
+                                  bundled: ModelSource.bundledTinyAutoencoderFolder(modelPath: pipelinePath),
+                                  file: out.url.appendingPathComponent("preview.png").path)
         let resolved = try zip(jobs, adapterRequests).map { (try pipeline.resolve($0.parameters, initImage: $0.initImage), $0.keep, $1) }
         for job in jobs {
             if let expected = job.modelHash, let actual = try model.modelHash(), expected != actual {
@@ -165,6 +174,7 @@ public enum GenerateCommand {
             let reporter = ProgressReporter(label: label)
             let results = try pipeline.generate(batch: Array(batch[range])) {
                 reporter.update(step: $0.step, total: $0.total, elapsed: $0.elapsed)
+                preview?.update($0)
             }
             for (index, images) in zip(range, results) {
                 let keep = resolved[index].1
@@ -380,5 +390,52 @@ public enum GenerateCommand {
                 "rng": p.rng.rawValue, "width": p.width ?? 0, "height": p.height ?? 0, "clip_skip": p.clipSkip,
                 "batch_position": info.batchPosition, "parameters": info.text]
             .merging(InitImages.summary(p)) { a, _ in a }
+    }
+}
+
+/// `--preview taesd`: the batch's first image decoded with a tiny autoencoder every N steps (and after the last),
+/// written over one PNG. A failed write is reported once and does not stop the run.
+final class Preview {
+    let decoder: AutoencoderTiny
+    let every: Int
+    let file: String
+    private var failed = false
+
+    init?(_ args: ParsedArguments, model: StableDiffusionModel, tiny: AutoencoderTiny?, bundled: String?, file: String) throws {
+        let every = try args.int("preview-every", in: 1...10_000)
+        guard let mode = args.string("preview") else {
+            if every != nil { throw CommandLineError.usage("--preview-every needs --preview taesd") }
+            return nil
+        }
+        guard mode == "taesd" else { throw CommandLineError.usage("--preview must be taesd, got \"\(mode)\"") }
+        guard model.vae != nil else { throw CommandLineError.usage("--preview taesd needs a latent model (one with a VAE)") }
+        if let tiny {
+            decoder = tiny
+        } else if let bundled {
+            decoder = try ModelSource.loadTinyAutoencoder(bundled)
+        } else {
+            throw CommandLineError.usage("--preview taesd needs a tiny autoencoder: --taesd DIR, --vae DIR or the model folder's taesd/")
+        }
+        guard decoder.config.upsamplingFactor == model.spatialFactor else {
+            throw CommandLineError.usage("--preview: the tiny autoencoder upsamples by \(decoder.config.upsamplingFactor), "
+                + "the model's VAE by \(model.spatialFactor)")
+        }
+        self.every = every ?? 2
+        self.file = file
+    }
+
+    func update(_ progress: StepProgress) {
+        guard !failed, progress.step % every == 0 || progress.step == progress.total else { return }
+        let latents = progress.latents
+        let perImage = latents.count / max(latents.shape[0], 1)
+        let first = latents.withUnsafeBufferPointer { src in
+            Tensor(shape: [1] + Array(latents.shape.dropFirst())) { $0.baseAddress!.update(from: src.baseAddress!, count: perImage) }
+        }
+        do {
+            try PNG.write(try Image(tensorHWC: decoder.image(fromUNetLatents: first)), to: file)
+        } catch {
+            failed = true
+            printError("generate: warning: preview not written (\(error))")
+        }
     }
 }

@@ -70,4 +70,23 @@ final class FewStepOptionsTests: XCTestCase {
         XCTAssertEqual(plain, fullVAE)   // without --fast the folder's taesd/ is not used
         XCTAssertNotEqual(GenerateCommand.main(["--pipeline", tinySD, "--out", out.path, "--vae", taesd, "--taesd", taesd, "a dog"]), 0)
     }
+
+    /// `--preview taesd`: OUT/preview.png is refreshed during the run; after the last step it is the final latents
+    /// decoded by TAESD, so with `--taesd` it equals the written picture. Without a tiny autoencoder it is refused.
+    func testPreviewWritesTheTinyAutoencodersPicture() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("fewstep-preview-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let base = ["--pipeline", TestPaths.pipelineFixture("tiny-sd"), "--out", out.path, "--width", "32", "--height", "32",
+                    "--seed", "5", "--steps", "3"]
+        let taesd = TestPaths.pipelineFixture("tiny-taesd")
+        XCTAssertEqual(GenerateCommand.main(base + ["--taesd", taesd, "--preview", "taesd", "--preview-every", "2", "a dog"]), 0)
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".png") }.sorted()
+        XCTAssertEqual(files.count, 2, "\(files)")
+        let preview = try PNG.read(path: out.appendingPathComponent("preview.png").path).image
+        let final = try PNG.read(path: out.appendingPathComponent(try XCTUnwrap(files.first { $0 != "preview.png" })).path).image
+        XCTAssertEqual(preview, final)
+        XCTAssertNotEqual(GenerateCommand.main(base + ["--preview", "taesd", "a dog"]), 0)              // no TAESD
+        XCTAssertNotEqual(GenerateCommand.main(base + ["--taesd", taesd, "--preview", "vae", "a dog"]), 0)  // unknown kind
+        XCTAssertNotEqual(GenerateCommand.main(base + ["--preview-every", "2", "a dog"]), 0)
+    }
 }
