@@ -15,7 +15,7 @@ struct ModelOptions {
                           (v1-5-pruned-emaonly.safetensors, v2-1_768-ema-pruned.safetensors, fine-tunes);
                           also -m PATH, --model PATH (default: the embedded pipelines/toy)
       --vae PATH          use this VAE instead of the model's: a .safetensors VAE (vae-ft-mse-840000-ema-pruned)
-                          or checkpoint, or a diffusers vae/ folder
+                          or checkpoint, or a diffusers vae/ folder (generate: an AutoencoderTiny folder is --taesd)
       --prediction v|epsilon  the model's prediction type (single files: else MODEL.yaml beside the file, else
                           v for SD-2.x and epsilon for SD-1.x)
       --tokenizer DIR     vocab.json + merges.txt for a single file instead of the embedded CLIP vocabulary

@@ -133,6 +133,10 @@ public struct ModelSource: Sendable {
             guard FileManager.default.fileExists(atPath: config.path) else {
                 throw PipelineError.missingComponent(component: "vae", folder: dir.path, file: "config.json")
             }
+            guard !isTinyAutoencoderFolder(path) else {
+                throw PipelineError.invalidFile(path: path, reason: "a tiny autoencoder (AutoencoderTiny): generate takes it "
+                    + "with --taesd or --vae; the model needs a full VAE here")
+            }
             let weights = try ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
                 .map { dir.appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0.path) }

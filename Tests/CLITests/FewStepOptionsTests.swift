@@ -52,6 +52,10 @@ final class FewStepOptionsTests: XCTestCase {
         XCTAssertFalse(ModelSource.isTinyAutoencoderFolder(tinySD + "/vae"))
         XCTAssertNil(ModelSource.bundledTinyAutoencoderFolder(modelPath: tinySD))
         XCTAssertNotNil(ModelSource.bundledTinyAutoencoderFolder(modelPath: model.path))
+        // where a full VAE is needed (ModelSource, as train-style loads), a TAESD folder is refused by name
+        XCTAssertThrowsError(try ModelSource(path: tinySD, vae: taesd).load()) {
+            XCTAssertTrue("\($0)".contains("tiny autoencoder"), "\($0)")
+        }
         func render(_ pipeline: String, _ extra: [String], _ name: String) throws -> Image {
             let file = out.appendingPathComponent(name + ".png").path
             XCTAssertEqual(GenerateCommand.main(["--pipeline", pipeline, "--out", file, "--width", "32", "--height", "32",
