@@ -30,7 +30,7 @@ public enum Kernels {
     /// Names of every level compiled into this binary, whether or not this CPU can run it.
     public static var compiled: [String] {
 #if arch(x86_64)
-        return ["avx512", "avx2", KernelsPortable.kernelSet.name]
+        return [KernelsAVX512.kernelSet.name, KernelsAVX2.kernelSet.name, KernelsPortable.kernelSet.name]
 #else
         return [KernelsPortable.kernelSet.name]
 #endif

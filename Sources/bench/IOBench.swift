@@ -21,7 +21,8 @@ func runIOBench(_ a: BenchArguments) throws {
     try benchSafeTensors(f32Bytes: Int(gigabytes * 1e9), cold: a.has("--cold"), keep: a.string("--keep"), repeats: repeats)
 }
 
-private func now() -> Double {
+/// Seconds on the monotonic clock.
+func now() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9

@@ -13,13 +13,10 @@ func runLoadBench(_ a: BenchArguments) throws {
         throw CommandLineError.usage("usage: bench load PATH [--vae PATH] [--tokenizer DIR]   (PATH: a diffusers folder or a .safetensors file)")
     }
     let before = Int(peakRSSBytes())
-    var t0 = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t0)
+    let start = now()
     do {
         let (model, note) = try ModelSource(path: path, vae: a.string("--vae"), tokenizer: a.string("--tokenizer")).load()
-        var t1 = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t1)
-        let seconds = Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+        let seconds = now() - start
         var modules: [Module] = [model.unet, model.textEncoder]
         if let vae = model.vae { modules.append(vae) }
         let f32 = modules.reduce(0) { sum, m in sum + m.namedParameters().reduce(0) { $0 + $1.1.value.count * 4 } }
