@@ -65,14 +65,7 @@ def kernel_sub(name, mr, nv16, amode, doc, isa):
 def kernel(name, mr, nv, amode, doc):
     # amode 'T': A(r,k) = a[k*lda + r]; 'R32': a[r*32 + k]
     L = []
-    args = "_ k: Int, _ a: UnsafePointer<Float>, "
-    if amode == 'T': args += "_ lda: Int, "
-    if name.startswith('scoreKernel') or name.startswith('valueKernel'):
-        args += "_ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>"
-        ldb, ldc = "32", "32"
-    else:
-        args += "_ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int"
-        ldb, ldc = "ldb", "ldc"
+    args, ldb, ldc = signature(name, amode)
     L.append(f"/// {doc}")
     L.append(f"@inline(never) func {name}({args}) {{")
     for r in range(mr):

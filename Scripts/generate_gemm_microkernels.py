@@ -24,6 +24,36 @@ SHAPES = [(12, 32), (6, 64), (8, 48)]
 UNROLL = 4
 
 
+def k_step_emitters(w, direct, mr, rows, r0, nv, vt, lanes, fma, bases):
+    """`step(indent, u)` writes one k step of `rows` rows (from row r0 of the tile) times `nv` vectors of B;
+    `advance(steps)` is the pointer update after `steps` k steps. Shared by the full-tile and sub-block kernels."""
+    def aload(i, u):
+        if direct:
+            j, r = divmod(i, 3)
+            off = {0: f"{4 * u}", 1: f"rsb &+ {4 * u}", 2: f"2 &* rsb &+ {4 * u}"}[r]
+            return f"p{j}.load(fromByteOffset: {off}, as: Float.self)"
+        return f"pa.load(fromByteOffset: {4 * (u * mr + r0 + i)}, as: Float.self)"
+
+    def step(indent, u):
+        s = " " * indent
+        for v in range(nv):
+            off = f"{u} &* ldbb &+ {v * lanes * 4}" if u else f"{v * lanes * 4}"
+            w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {off}, as: {vt}.self)")
+        for i in range(rows):
+            w(f"{s}do {{")
+            w(f"{s}    let av = {vt}(repeating: {aload(i, u)})")
+            for v in range(nv):
+                w(f"{s}    c{i}_{v} = " + fma.format(c=f"c{i}_{v}", a="av", b=f"b{v}"))
+            w(f"{s}}}")
+
+    def advance(steps):
+        if direct:
+            return "; ".join(f"p{j} += {4 * steps}" for j in range(bases))
+        return f"pa += {4 * steps * mr}"
+
+    return step, advance
+
+
 def kernel(mr, nr, direct):
     nv = nr // 16
     name = f"microkernel{mr}x{nr}{'Direct' if direct else 'Packed'}"
@@ -50,29 +80,7 @@ def kernel(mr, nr, direct):
     w("    var pb = UnsafeRawPointer(b)")
     w("    let ldbb = ldb &* 4")
 
-    def aload(i, u):
-        if direct:
-            j, r = divmod(i, 3)
-            off = {0: f"{4 * u}", 1: f"rsb &+ {4 * u}", 2: f"2 &* rsb &+ {4 * u}"}[r]
-            return f"p{j}.load(fromByteOffset: {off}, as: Float.self)"
-        return f"pa.load(fromByteOffset: {4 * (u * mr + i)}, as: Float.self)"
-
-    def step(indent, u):
-        s = " " * indent
-        for v in range(nv):
-            off = f"{u} &* ldbb &+ {v * 64}" if u else f"{v * 64}"
-            w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {off}, as: SIMD16<Float>.self)")
-        for i in range(mr):
-            w(f"{s}do {{")
-            w(f"{s}    let av = SIMD16<Float>(repeating: {aload(i, u)})")
-            for v in range(nv):
-                w(f"{s}    c{i}_{v} = c{i}_{v}.addingProduct(av, b{v})")
-            w(f"{s}}}")
-
-    def advance(steps):
-        if direct:
-            return "; ".join(f"p{j} += {4 * steps}" for j in range(bases))
-        return f"pa += {4 * steps * mr}"
+    step, advance = k_step_emitters(w, direct, mr, mr, 0, nv, "SIMD16<Float>", 16, "{c}.addingProduct({a}, {b})", bases)
 
     w("    var k = 0")
     w(f"    while k &+ {UNROLL} <= kc {{")
@@ -158,29 +166,7 @@ def kernel_sub(mr, nr, direct, isa):
                 w("        var pa = UnsafeRawPointer(a)")
             w(f"        var pb = UnsafeRawPointer(b + {c0})")
 
-            def aload(i, u):
-                if direct:
-                    j, r = divmod(i, 3)
-                    off = {0: f"{4 * u}", 1: f"rsb &+ {4 * u}", 2: f"2 &* rsb &+ {4 * u}"}[r]
-                    return f"p{j}.load(fromByteOffset: {off}, as: Float.self)"
-                return f"pa.load(fromByteOffset: {4 * (u * mr + r0 + i)}, as: Float.self)"
-
-            def step(indent, u):
-                s = " " * indent
-                for v in range(nv):
-                    off = f"{u} &* ldbb &+ {v * lanes * 4}" if u else f"{v * lanes * 4}"
-                    w(f"{s}let b{v} = pb.loadUnaligned(fromByteOffset: {off}, as: {vt}.self)")
-                for i in range(smr):
-                    w(f"{s}do {{")
-                    w(f"{s}    let av = {vt}(repeating: {aload(i, u)})")
-                    for v in range(nv):
-                        w(f"{s}    c{i}_{v} = " + fma.format(c=f"c{i}_{v}", a="av", b=f"b{v}"))
-                    w(f"{s}}}")
-
-            def advance(steps):
-                if direct:
-                    return "; ".join(f"p{j} += {4 * steps}" for j in range(bases))
-                return f"pa += {4 * steps * mr}"
+            step, advance = k_step_emitters(w, direct, mr, smr, r0, nv, vt, lanes, fma, bases)
 
             w("        var k = 0")
             if unroll > 1:
