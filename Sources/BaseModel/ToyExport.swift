@@ -50,7 +50,19 @@ public enum ToyExport {
             "attention_dropout": 0.0, "dropout": 0.0, "initializer_factor": 1.0, "initializer_range": 0.02,
             "torch_dtype": "float16",
         ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return Data(Self.writingFloats(of: ["initializer_factor"], in: String(decoding: data, as: UTF8.self)).utf8)
+    }
+
+    /// JSONSerialization writes a whole Double as an integer ("1"); transformers (5.x) validates some config
+    /// fields as float and refuses an integer there, so those keys get their ".0" back.
+    static func writingFloats(of keys: [String], in json: String) -> String {
+        var text = json
+        for key in keys {
+            guard let range = text.range(of: #""\#(key)" : -?[0-9]+(?=[,\n}])"#, options: .regularExpression) else { continue }
+            text.replaceSubrange(range, with: text[range] + ".0")
+        }
+        return text
     }
 
     /// Images for `prompts` (one per prompt, seed `seed + i`) from the folder at `path`, through `TextToImage`.

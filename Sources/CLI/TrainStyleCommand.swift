@@ -36,7 +36,7 @@ public struct TrainStyleArguments {
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
-        "report", "judge", "report-count",
+        "report", "judge", "report-count", "preview", "taesd",
     ])
     static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]
@@ -72,6 +72,8 @@ public struct TrainStyleArguments {
                                    --tokenizer DIR as in `generate`
           --out DIR, -o DIR        outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
+          --preview taesd          decode the sample grids with the tiny autoencoder TAESD instead of the VAE (latent
+                                   models): --taesd DIR (a diffusers AutoencoderTiny folder) or the model folder's taesd/
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
         fidelity report (picture-world models, when the judge weights exist)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
@@ -85,6 +87,18 @@ public struct TrainStyleArguments {
 
         example: train-style images/ --token sks --class dog --steps 400
         """
+
+    /// `--preview taesd [--taesd DIR]` (or `--taesd DIR` alone): the tiny autoencoder folder that decodes the
+    /// sample grids; `--preview taesd` without `--taesd` takes the model folder's `taesd/`.
+    static func previewTinyAutoencoder(_ a: ParsedArguments, pipeline: String) throws -> String? {
+        if let mode = a.string("preview"), mode != "taesd" { throw CommandLineError.usage("--preview must be taesd, got \"\(mode)\"") }
+        if let dir = a.string("taesd") { return dir }
+        guard a.string("preview") != nil else { return nil }
+        guard let bundled = ModelSource.bundledTinyAutoencoderFolder(modelPath: pipeline) else {
+            throw CommandLineError.usage("--preview taesd needs a tiny autoencoder: --taesd DIR or the model folder's taesd/")
+        }
+        return bundled
+    }
 
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
@@ -154,6 +168,7 @@ public struct TrainStyleArguments {
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
         c.loop.saveEvery = try a.int("save-every", in: 0...Int.max) ?? 100
         c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? preset.sampleEvery
+        c.previewTinyAutoencoder = try Self.previewTinyAutoencoder(a, pipeline: c.pipeline).map(absolute)
         c.rank = try a.int("rank", in: 1...1024) ?? preset.rank
         c.alpha = try a.double("alpha").map(Float.init)
         if let t = a.string("targets") {

@@ -54,6 +54,9 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var captionDropout: Double?
     public var gradientCheckpointing = false
     public var validationPrompts: [String] = []
+    /// A tiny autoencoder folder (TAESD, a diffusers `AutoencoderTiny`) that decodes the sample grids of a
+    /// latent model instead of its VAE (`train-style --preview taesd`); nil: the VAE decodes them.
+    public var previewTinyAutoencoder: String?
 
     public init(imagesDirectory: String, pipeline: String, prompt: InstancePrompt) {
         self.imagesDirectory = imagesDirectory
@@ -73,6 +76,8 @@ public final class StyleTrainer {
     public let classes: DreamBoothDataset?
     public let loop: TrainingLoop
     public let resolution: Int
+    /// Decodes the sample grids when `config.previewTinyAutoencoder` names one.
+    let previewDecoder: AutoencoderTiny?
     /// The adapter's name: the trigger token.
     public var adapterName: String { config.prompt.token }
 
@@ -87,6 +92,17 @@ public final class StyleTrainer {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
         }
         self.resolution = resolution
+        previewDecoder = try config.previewTinyAutoencoder.map { path in
+            guard model.vae != nil else {
+                throw TrainingError.invalidSettings("--preview taesd needs a latent model (one with a VAE); \(model.name) works on pixels")
+            }
+            let tiny = try ModelSource.loadTinyAutoencoder(path)
+            guard tiny.config.upsamplingFactor == model.spatialFactor else {
+                throw TrainingError.invalidSettings("--preview taesd: the tiny autoencoder at \(path) upsamples by "
+                    + "\(tiny.config.upsamplingFactor), the model's VAE by \(model.spatialFactor)")
+            }
+            return tiny
+        }
         let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
         instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
                                           resolution: resolution, caption: rule)
@@ -166,9 +182,11 @@ public final class StyleTrainer {
         try LoRAWriter.write(modules, to: path, format: .kohya, info: info)
     }
 
-    /// A grid of the validation prompts, one row per prompt, seeds 0…3, with the adapter active.
+    /// A grid of the validation prompts, one row per prompt, seeds 0…3, with the adapter active (decoded with
+    /// the tiny autoencoder when the run has one).
     public func writePreview(to url: URL, prompts: [String]) throws {
-        let pipeline = TextToImage(model: model)
+        var pipeline = TextToImage(model: model)
+        pipeline.tinyAutoencoder = previewDecoder
         var images: [Image] = []
         for prompt in prompts {
             for seed in 0..<4 {

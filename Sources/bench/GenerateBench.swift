@@ -12,26 +12,31 @@ import Pipeline
 import Schedulers
 import TensorCore
 
-/// `bench generate [--config sd15|tiny] [--steps N] [--sampler NAME] [--cfg G] [--taesd] [--size PIXELS] [--threads N]
+/// `bench generate [--config sd15|tiny | --pipeline DIR] [--steps N] [--sampler NAME] [--cfg G] [--taesd] [--size PIXELS] [--threads N]
 /// [--lora rank=R --batch N --rounds K]` (`--cfg 1`: no unconditional pass; `--taesd`: decode with a random-weight
-/// TAESD of madebyollin/taesd's shape instead of the VAE; `--sampler lcm --steps 4 --cfg 1 --taesd` is `generate --fast`).
+/// TAESD of madebyollin/taesd's shape instead of the VAE; `--sampler lcm --steps 4 --cfg 1 --taesd` is `generate --fast`;
+/// `--pipeline DIR`: a model folder's own weights, e.g. the embedded `pipelines/toy`, instead of a random model).
 func runGenerateBench(_ a: BenchArguments) throws { try runModelBench(a, generateBench) }
 
 private func generateBench(_ a: BenchArguments) throws {
-    let name = a.string("--config") ?? "sd15"
+    let name = a.string("--pipeline").map { URL(fileURLWithPath: $0).lastPathComponent } ?? a.string("--config") ?? "sd15"
     let configs: [String: (UNet2DConditionConfig, AutoencoderKLConfig, CLIPTextConfig)] = [
         "sd15": (.sd15, .sd15, .clipL),
         "tiny": (.tiny, .tiny, CLIPTextConfig(vocabSize: 1000, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2,
                                               numAttentionHeads: 4)),
     ]
-    guard let (unetConfig, vaeConfig, textConfig) = configs[name] else {
-        throw ModelBenchError.unknownConfig(name, configs.keys.sorted())
-    }
     let steps = try a.int("--steps") ?? 20
     let samplerName = a.string("--sampler") ?? "dpm++2m"
     guard let sampler = SamplerKind(userName: samplerName) else { throw ModelBenchError.unknownConfig(samplerName, []) }
     var model: StableDiffusionModel!
     let setup = try timeThrowingGenerate {
+        if let folder = a.string("--pipeline") {
+            model = try ModelSource(path: folder).load().model
+            return
+        }
+        guard let (unetConfig, vaeConfig, textConfig) = configs[name] else {
+            throw ModelBenchError.unknownConfig(name, configs.keys.sorted())
+        }
         let unet = UNet2DConditionModel(config: unetConfig)
         let vae = AutoencoderKL(config: vaeConfig)
         let text = try CLIPTextModel(config: textConfig)
@@ -44,7 +49,7 @@ private func generateBench(_ a: BenchArguments) throws {
                                          unet: unet, vae: vae)
     }
     let size = try a.int("--size") ?? model.defaultSize
-    print(String(format: "setup (build + random weights) %.1f s", setup))
+    print(String(format: a.has("--pipeline") ? "setup (load) %.1f s" : "setup (build + random weights) %.1f s", setup))
     if let spec = a.string("--lora") {
         return try perImageAdapterBench(model: model, spec: spec, steps: steps, sampler: sampler, size: size,
                                         batch: try a.int("--batch") ?? 4, rounds: try a.int("--rounds") ?? 3)

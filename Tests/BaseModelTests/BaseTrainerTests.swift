@@ -101,6 +101,11 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/model_index.json")),
                        try Data(contentsOf: URL(fileURLWithPath: TestPaths.repository("pipelines/toy/model_index.json"))),
                        "the exported model_index.json is the committed one, byte for byte")
+        // transformers 5.x validates initializer_factor as a float: "1" is refused, "1.0" loads.
+        for path in [dir + "/text_encoder/config.json", TestPaths.repository("pipelines/toy/text_encoder/config.json")] {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            XCTAssertTrue(text.contains(#""initializer_factor" : 1.0,"#), "\(path): initializer_factor written as a float")
+        }
 
         let prompt = "a photo of sks dog in the snow"
         let ids = model.tokenizer.encode(prompt).ids

@@ -93,4 +93,18 @@ final class FewStepOptionsTests: XCTestCase {
         XCTAssertNotEqual(GenerateCommand.main(base + ["--taesd", taesd, "--preview", "vae", "a dog"]), 0)  // unknown kind
         XCTAssertNotEqual(GenerateCommand.main(base + ["--preview-every", "2", "a dog"]), 0)
     }
+
+    /// train-style `--preview taesd`: the sample grids' decoder is `--taesd DIR` or the model folder's `taesd/`.
+    func testTrainStylePreviewTakesTheTinyAutoencoder() throws {
+        let images = TestPaths.repository("images"), tinySD = TestPaths.pipelineFixture("tiny-sd")
+        let taesd = TestPaths.pipelineFixture("tiny-taesd")
+        let base = [images, "--token", "sks", "--pipeline", tinySD]
+        XCTAssertNil(try TrainStyleArguments(base).config.previewTinyAutoencoder)
+        let given = try TrainStyleArguments(base + ["--preview", "taesd", "--taesd", taesd]).config.previewTinyAutoencoder
+        XCTAssertEqual(given, URL(fileURLWithPath: taesd).standardizedFileURL.path)
+        XCTAssertThrowsError(try TrainStyleArguments(base + ["--preview", "taesd"])) {
+            XCTAssertTrue("\($0)".contains("--taesd DIR or the model folder's taesd/"), "\($0)")
+        }
+        XCTAssertThrowsError(try TrainStyleArguments(base + ["--preview", "vae"])) { XCTAssertTrue("\($0)".contains("taesd"), "\($0)") }
+    }
 }

@@ -1,6 +1,7 @@
 import Adapters
 import Autograd
 import Foundation
+import PNGImage
 import Pipeline
 import SafeTensors
 import TensorCore
@@ -49,6 +50,32 @@ final class TrainerTests: XCTestCase {
             total += try withNoGrad { try t.loop.microBatchLoss(&random) }.value.withUnsafeBufferPointer { $0[0] }
         }
         return total / 16
+    }
+
+    /// `--preview taesd`: the sample grid of a latent model decoded with the tiny autoencoder — each tile is the
+    /// picture TextToImage gives with that decoder, not the VAE's; a pixel-space model refuses it.
+    func testSampleGridsDecodeWithTheTinyAutoencoder() throws {
+        let tinySD = TestPaths.pipelineFixture("tiny-sd"), taesd = TestPaths.pipelineFixture("tiny-taesd")
+        var c = config(steps: 1)
+        c.pipeline = tinySD
+        c.previewTinyAutoencoder = taesd
+        let model = try StableDiffusionModel(path: tinySD)
+        let t = try StyleTrainer(config: c, model: model, runDirectory: scratch.appendingPathComponent("taesd"), classImages: nil)
+        let grid = scratch.appendingPathComponent("grid.png")
+        try t.writePreview(to: grid, prompts: ["a photo of sks dog"])
+        var tiny = TextToImage(model: model)
+        tiny.tinyAutoencoder = try ModelSource.loadTinyAutoencoder(taesd)
+        let vae = TextToImage(model: model)
+        let p = GenerationParameters(prompt: "a photo of sks dog", steps: 20, seed: 0, width: t.resolution, height: t.resolution)
+        let (withTiny, withVAE) = try withNoGrad { (try tiny.generate(p)[0].image, try vae.generate(p)[0].image) }
+        // The grid's first tile sits after its 2-pixel outer gap.
+        let tile = try PNG.read(path: grid.path).image.cropped(x: 2, y: 2, width: t.resolution, height: t.resolution)
+        XCTAssertTrue(tile == withTiny, "the first tile is the picture decoded with the tiny autoencoder")
+        XCTAssertFalse(tile == withVAE, "… not the VAE's")
+
+        var pixel = config(steps: 1)
+        pixel.previewTinyAutoencoder = taesd
+        XCTAssertThrowsError(try trainer(pixel, run: "pixel")) { XCTAssertTrue("\($0)".contains("latent model"), "\($0)") }
     }
 
     func testThirtyStepsLowerTheLoss() throws {
