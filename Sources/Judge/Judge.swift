@@ -59,23 +59,42 @@ public final class Judge {
 
     /// Judges images of any size (resized to 64×64 with a bilinear filter first).
     public func evaluate(_ images: [Image]) throws -> [Verdict] {
+        var verdicts: [Verdict] = []
+        try forBatches(of: images) { x in
+            let logits = try withNoGrad { try network(Variable(x)).value }
+            verdicts += (0..<x.shape[0]).map { verdict(logits, row: $0) }
+        }
+        return verdicts
+    }
+
+    /// Each image's features (the penultimate layer, 128 values), for comparing pictures.
+    public func features(_ images: [Image]) throws -> [[Float]] {
+        var rows: [[Float]] = []
+        try forBatches(of: images) { x in
+            let f = try withNoGrad { try network.features(Variable(x)).value }
+            let width = f.shape[1]
+            f.withUnsafeBufferPointer { p in
+                rows += (0..<f.shape[0]).map { Array(p[($0 * width)..<(($0 + 1) * width)]) }
+            }
+        }
+        return rows
+    }
+
+    /// The images resized to 64×64 (bilinear) as [n, 64, 64, 3] tensors of at most 64 images.
+    private func forBatches(of images: [Image], _ body: (Tensor) throws -> Void) throws {
         let side = JudgeNetwork.inputSize
         let inputs = try images.map { $0.width == side && $0.height == side ? $0 : try $0.resized(width: side, height: side, filter: .bilinear) }
-        var verdicts: [Verdict] = []
         for start in stride(from: 0, to: inputs.count, by: 64) {
             let chunk = Array(inputs[start..<min(start + 64, inputs.count)])
-            let x = Tensor(shape: [chunk.count, side, side, 3]) { out in
+            try body(Tensor(shape: [chunk.count, side, side, 3]) { out in
                 for (n, image) in chunk.enumerated() {
                     let t = image.tensorHWC()
                     t.withUnsafeBufferPointer { p in
                         for i in 0..<p.count { out[n * p.count + i] = p[i] }
                     }
                 }
-            }
-            let logits = try withNoGrad { try network(Variable(x)).value }
-            verdicts += (0..<chunk.count).map { verdict(logits, row: $0) }
+            })
         }
-        return verdicts
     }
 
     /// Judges one image.

@@ -53,6 +53,12 @@ public final class JudgeNetwork: Module {
 
     /// x [N, 64, 64, 3] → logits [N, 32].
     public func callAsFunction(_ x: Variable) throws -> Variable {
+        try heads(try features(x))
+    }
+
+    /// x [N, 64, 64, 3] → the penultimate layer [N, 128] that the heads read: the judge's feature space, in
+    /// which reports compare pictures (the role DINO and CLIP image embeddings play in the DreamBooth paper).
+    public func features(_ x: Variable) throws -> Variable {
         guard x.shape.count == 4, x.shape[1] == Self.inputSize, x.shape[2] == Self.inputSize, x.shape[3] == 3 else {
             throw JudgeError.invalidInput("the judge takes [N, 64, 64, 3] images, got \(x.shape)")
         }
@@ -62,7 +68,7 @@ public final class JudgeNetwork: Module {
         h = silu(try norm4(try conv4(h)))
         h = silu(try norm5(try conv5(h)))                                   // [N, 4, 4, 64]
         h = try reshape(h, [x.shape[0], 4 * 4 * 64])
-        return try heads(silu(try fc(h)))
+        return silu(try fc(h))
     }
 }
 
