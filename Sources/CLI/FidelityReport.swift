@@ -1,7 +1,10 @@
 // The judge's fidelity report on a subject adapter: fixed seeds, the same prompts with the adapter off
 // (weight 0, "before") and on (weight 1, "after"), in batches whose images carry their own adapter weights,
 // so the base runs once per batch. Measures subject fidelity and background fidelity on `a photo of sks dog
-// …` prompts and prior drift (the subject's coat on `a photo of a dog …`); writes report.json and a grid.
+// …` prompts and prior drift (the subject's coat on `a photo of a dog …`), and, as the DreamBooth paper
+// measures (in the judge's feature space): similarity to the instance pictures (judge-I, DINO's role), prior
+// preservation (feature cosine and pixel SSIM of the class pictures before vs after; PRES) and diversity
+// (DIV); writes report.json and a grid with labelled rows.
 import Adapters
 import Foundation
 import Judge
@@ -52,6 +55,19 @@ public struct FidelityReport: Codable, Equatable, Sendable {
     public var priorDrift: Measure
     /// `a photo of a dog …` images showing a dog (any coat): whether the class itself survives the adapter.
     public var priorObject: Measure
+    /// judge-I: mean feature cosine of the `a photo of sks dog …` pictures with the instance pictures (nil when
+    /// the report had no instance pictures). DreamBooth's DINO / CLIP-I role: higher is closer to the subject.
+    public var subjectSimilarity: Measure?
+    /// PRES: mean feature cosine of the `a photo of a dog …` pictures with the instance pictures; the class
+    /// collapsing onto the subject raises it after training (lower is better preserved).
+    public var pres: Measure?
+    /// Prior preservation, class prompts, same seed before and after: mean feature cosine and mean pixel SSIM
+    /// (1 = untouched).
+    public var priorFeatureCosine: Double
+    public var priorSSIM: Double
+    /// DIV: mean feature distance (1 − cosine) between pictures of one prompt, subject and class prompts.
+    public var subjectDiversity: Measure
+    public var priorDiversity: Measure
     public var seconds: Double
 
     /// The report's images: each set's `count` images before, then after.
@@ -65,25 +81,39 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             name.padding(toLength: 22, withPad: " ", startingAt: 0)
                 + String(format: "%6.1f%%  %6.1f%%", 100 * m.before, 100 * m.after) + note
         }
+        func value(_ name: String, _ m: Measure?, _ note: String = "") -> String? {
+            m.map { name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%7.3f  %7.3f", $0.before, $0.after) + note }
+        }
+        func single(_ name: String, _ v: Double, _ note: String) -> String {
+            name.padding(toLength: 22, withPad: " ", startingAt: 0) + "         " + String(format: "%7.3f", v) + note
+        }
         let prior = priorPreservation.map { $0 ? "  (with prior preservation)" : "  (without prior preservation)" } ?? ""
-        return """
-            fidelity report: \(adapter) ("\(token) \(className)"), \(settings.count) seeds, \(settings.sampler.rawValue) \
-            \(settings.steps) steps, CFG \(settings.guidanceScale), \(String(format: "%.0f", seconds)) s
-            \("measure".padding(toLength: 22, withPad: " ", startingAt: 0))  before    after
-            \(row("subject fidelity", subjectFidelity))
-            \(row("  shows a \(className)", subjectObject))
-            \(row("  shows the coat", subjectCoat))
-            \(row("background fidelity", backgroundFidelity))
-            \(row("prior drift", priorDrift, prior))
-            \(row("  prior shows a \(className)", priorObject))
-            """
+        let lines: [String?] = [
+            "fidelity report: \(adapter) (\"\(token) \(className)\"), \(settings.count) seeds, \(settings.sampler.rawValue) "
+                + "\(settings.steps) steps, CFG \(settings.guidanceScale), \(String(format: "%.0f", seconds)) s",
+            "measure".padding(toLength: 22, withPad: " ", startingAt: 0) + "  before    after   goal",
+            row("subject fidelity", subjectFidelity, "   ≥ 95 % after, ≤ 5 % before"),
+            row("  shows a \(className)", subjectObject),
+            row("  shows the coat", subjectCoat),
+            row("background fidelity", backgroundFidelity, "   ≥ 95 % after (is the prompt's place kept?)"),
+            value("judge-I (subject)", subjectSimilarity, "   higher: closer to the instance pictures"),
+            row("prior drift", priorDrift, prior),
+            row("  prior shows a \(className)", priorObject, "   ≥ 95 % after"),
+            single("prior feature cosine", priorFeatureCosine, "   ≥ 0.95 (class prompts, same seeds, before vs after)"),
+            single("prior SSIM", priorSSIM, "   ≥ 0.80"),
+            value("PRES", pres, "   lower: the class keeps its own look"),
+            value("DIV (subject)", subjectDiversity, "   higher: more varied pictures per prompt"),
+            value("DIV (prior)", priorDiversity),
+        ]
+        return lines.compactMap { $0 }.joined(separator: "\n")
     }
 
     /// Runs the report for the adapter file at `adapterPath` on `model` (adapters are loaded into `model`:
     /// pass a model no other adapters act on). `token` and `className` default to the adapter's metadata.
+    /// `instances` are the subject's own pictures (the training images) for judge-I and PRES (empty: left out).
     public static func run(model: StableDiffusionModel, adapterPath: String, judge: Judge,
                            settings: FidelityReportSettings = FidelityReportSettings(), token: String? = nil,
-                           className: String? = nil, priorPreservation: Bool? = nil,
+                           className: String? = nil, priorPreservation: Bool? = nil, instances: [Image] = [],
                            progress: ((String) -> Void)? = nil) throws -> (report: FidelityReport, images: Images) {
         let clock = Date()
         let file = try LoRAFile(contentsOf: adapterPath)
@@ -132,6 +162,18 @@ public struct FidelityReport: Codable, Equatable, Sendable {
         }
         let object = Caption.parse(subjectPrompts[0]).object
         let priorVerdicts = (before: try judge.evaluate(parts.priorBefore), after: try judge.evaluate(parts.priorAfter))
+        let features = (subjectBefore: try judge.features(parts.subjectBefore), subjectAfter: try judge.features(parts.subjectAfter),
+                        priorBefore: try judge.features(parts.priorBefore), priorAfter: try judge.features(parts.priorAfter))
+        let instanceFeatures = try judge.features(instances)
+        func similarity(_ before: [[Float]], _ after: [[Float]]) -> Measure? {
+            instances.isEmpty ? nil : Measure(before: PictureMeasures.meanCrossCosine(before, instanceFeatures),
+                                              after: PictureMeasures.meanCrossCosine(after, instanceFeatures))
+        }
+        func diversity(_ before: [[Float]], _ after: [[Float]], _ prompts: [String]) -> Measure {
+            let groups = (0..<n).map { prompts[$0 % prompts.count] }
+            return Measure(before: PictureMeasures.diversity(before, groups: groups),
+                           after: PictureMeasures.diversity(after, groups: groups))
+        }
         let report = FidelityReport(
             adapter: adapterPath, token: token, className: className, priorPreservation: prior, settings: settings,
             subjectPrompts: subjectPrompts, priorPrompts: priorPrompts,
@@ -142,18 +184,28 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             priorDrift: Measure(before: try judge.priorDrift(parts.priorBefore), after: try judge.priorDrift(parts.priorAfter)),
             priorObject: Measure(before: Fidelity.rate(priorVerdicts.before) { $0.object == object },
                                  after: Fidelity.rate(priorVerdicts.after) { $0.object == object }),
+            subjectSimilarity: similarity(features.subjectBefore, features.subjectAfter),
+            pres: similarity(features.priorBefore, features.priorAfter),
+            priorFeatureCosine: PictureMeasures.meanPairedCosine(features.priorBefore, features.priorAfter),
+            priorSSIM: try PictureMeasures.meanSSIM(parts.priorBefore, parts.priorAfter),
+            subjectDiversity: diversity(features.subjectBefore, features.subjectAfter, subjectPrompts),
+            priorDiversity: diversity(features.priorBefore, features.priorAfter, priorPrompts),
             seconds: Date().timeIntervalSince(clock))
         return (report, parts)
     }
 
-    /// Writes `report.json` and `report.png` (rows: subject before, subject after, prior before, prior
-    /// after; one column per seed) into `folder`.
+    /// Writes `report.json` and `report.png` (rows, labelled: subject before, subject after, prior before,
+    /// prior after; one column per seed, prompt i with seed i) into `folder`.
     public func write(to folder: URL, images: Images) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(self).write(to: folder.appendingPathComponent("report.json"), options: .atomic)
         let all = images.subjectBefore + images.subjectAfter + images.priorBefore + images.priorAfter
-        try PNG.write(try Image.grid(all, columns: settings.count, gap: 2), to: folder.appendingPathComponent("report.png").path)
+        let subject = "\(token) \(className)", prior = "a \(className)"
+        let labels = ["\(subject) before", "\(subject) after", "\(prior) before", "\(prior) after"]
+        let title = "a photo of \(token) \(className) ... / a photo of a \(className) ...: seeds 0-\(settings.count - 1)"
+        try PNG.write(try Image.grid(all, columns: settings.count, gap: 2, rowLabels: labels, title: title),
+                      to: folder.appendingPathComponent("report.png").path)
     }
 }

@@ -78,8 +78,9 @@ public struct TrainStyleArguments {
         fidelity report (picture-world models, when the judge weights exist)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
-          train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
-                                   the report alone, into OUT/reports/<adapter name>/
+          train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
+                                   the report alone, into OUT/reports/<adapter name>/ (IMAGES_DIR: the subject's
+                                   pictures, for judge-I and PRES)
 
         diffusers' trainer names work as well: --instance_data_dir, --max_train_steps, --learning_rate,
         --train_batch_size, --output_dir, --pretrained_model_name_or_path, --prior_loss_weight, --lr_scheduler,
@@ -320,7 +321,8 @@ public enum TrainStyleCommand {
                 console.note("no fidelity report: \(obstacle)")
             } else {
                 try report.run(pipeline: c.pipeline, adapter: adapterPath, folder: runDir, token: c.prompt.token,
-                               className: c.prompt.className, priorPreservation: c.usesPrior, console: console)
+                               className: c.prompt.className, priorPreservation: c.usesPrior,
+                               instances: trainer.instances.examples.map(\.image), console: console)
             }
         }
         return 0

@@ -2,7 +2,9 @@
 // picture-world base: pixel space, as the embedded model), and `train-style --report ADAPTER` alone.
 import Foundation
 import Judge
+import PNGImage
 import Pipeline
+import Training
 
 /// The report options of a `train-style` command line.
 public struct ReportOptions: Equatable {
@@ -26,13 +28,14 @@ public struct ReportOptions: Equatable {
     }
 
     /// Runs the report on a fresh copy of the model at `pipeline`, prints its table and writes it into `folder`.
+    /// `instances`: the subject's pictures, for the measures that compare with them (judge-I, PRES).
     func run(pipeline: String, adapter: String, folder: URL, token: String? = nil, className: String? = nil,
-             priorPreservation: Bool? = nil, console: TrainingConsole) throws {
+             priorPreservation: Bool? = nil, instances: [Image] = [], console: TrainingConsole) throws {
         let model = try StableDiffusionModel(path: pipeline)
         let judge = try Judge(contentsOf: judge)
         let (report, images) = try FidelityReport.run(model: model, adapterPath: adapter, judge: judge, settings: settings,
-                                                      token: token, className: className,
-                                                      priorPreservation: priorPreservation) { console.note($0) }
+                                                      token: token, className: className, priorPreservation: priorPreservation,
+                                                      instances: instances) { console.note($0) }
         try report.write(to: folder, images: images)
         print(report.table)
         console.note("report written to \(folder.appendingPathComponent("report.json").path) and report.png")
@@ -40,12 +43,16 @@ public struct ReportOptions: Equatable {
 }
 
 extension TrainStyleCommand {
-    /// `train-style --report ADAPTER [--pipeline DIR] [--judge FILE] [--report-count N] [--token W] [--class N] [--out DIR]`.
+    /// `train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--token W]
+    /// [--class N] [--out DIR]`; IMAGES_DIR (the subject's pictures) adds the measures that compare with them.
     static func runReport(_ arguments: [String]) throws -> Int32 {
         let a = try ParsedArguments(arguments, options: TrainStyleArguments.options, flagNames: TrainStyleArguments.flags)
-        guard let adapter = a.string("report"), a.positionals.isEmpty else {
-            throw CommandLineError.usage("train-style --report ADAPTER takes no IMAGES_DIR (see --help)")
+        guard let adapter = a.string("report"), a.positionals.count <= 1 else {
+            throw CommandLineError.usage("train-style --report ADAPTER takes at most one IMAGES_DIR (see --help)")
         }
+        let instances = try a.positionals.first.map {
+            try DreamBoothDataset(directory: URL(fileURLWithPath: $0), prompt: "", resolution: JudgeNetwork.inputSize).examples.map(\.image)
+        } ?? []
         guard FileManager.default.fileExists(atPath: adapter) else { throw CommandLineError.failure("adapter \(adapter) does not exist") }
         let options = try ReportOptions(a)
         let pipeline = a.string("pipeline") ?? "pipelines/toy"
@@ -58,7 +65,7 @@ extension TrainStyleCommand {
         let name = ((adapter as NSString).lastPathComponent as NSString).deletingPathExtension
         let folder = URL(fileURLWithPath: a.string("out") ?? "outputs").appendingPathComponent("reports/\(name)")
         try options.run(pipeline: pipeline, adapter: adapter, folder: folder, token: a.string("token"),
-                        className: a.string("class"), console: TrainingConsole())
+                        className: a.string("class"), instances: instances, console: TrainingConsole())
         return 0
     }
 }

@@ -42,8 +42,10 @@ final class FidelityReportTests: XCTestCase {
         settings.size = 16
         settings.batchSize = 4   // batches mix adapter weights 0 and 1
         let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
+        let instances = try (0..<2).map { try Image(width: 16, height: 16, color: (UInt8(100 * $0), 200, 50)) }
         let (report, images) = try FidelityReport.run(model: model, adapterPath: adapterPath,
-                                                      judge: Judge(contentsOf: judgePath), settings: settings)
+                                                      judge: Judge(contentsOf: judgePath), settings: settings,
+                                                      instances: instances)
         XCTAssertEqual(report.token, "sks")
         XCTAssertEqual(report.className, "dog")
         XCTAssertEqual(report.priorPreservation, true)
@@ -62,6 +64,24 @@ final class FidelityReportTests: XCTestCase {
             XCTAssertEqual(Double(try judge.evaluate(set).filter { $0.object == .dog }.count) / 3, value, accuracy: 1e-12)
         }
 
+        // The feature measures are the judge's features compared as PictureMeasures defines it.
+        let f = (sb: try judge.features(images.subjectBefore), sa: try judge.features(images.subjectAfter),
+                 pb: try judge.features(images.priorBefore), pa: try judge.features(images.priorAfter),
+                 i: try judge.features(instances))
+        XCTAssertEqual(report.subjectSimilarity, .init(before: PictureMeasures.meanCrossCosine(f.sb, f.i),
+                                                       after: PictureMeasures.meanCrossCosine(f.sa, f.i)))
+        XCTAssertEqual(report.pres, .init(before: PictureMeasures.meanCrossCosine(f.pb, f.i), after: PictureMeasures.meanCrossCosine(f.pa, f.i)))
+        XCTAssertEqual(report.priorFeatureCosine, PictureMeasures.meanPairedCosine(f.pb, f.pa), accuracy: 1e-12)
+        XCTAssertEqual(report.priorSSIM, try PictureMeasures.meanSSIM(images.priorBefore, images.priorAfter), accuracy: 1e-12)
+        XCTAssertLessThan(report.priorSSIM, 1, "the adapter changes the class pictures")
+        // 3 seeds over 6 subject prompts: every prompt has one picture, so there is no pair to be diverse
+        XCTAssertEqual(report.subjectDiversity, .init(before: 0, after: 0))
+        let without = try FidelityReport.run(model: try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel")),
+                                             adapterPath: adapterPath, judge: judge, settings: settings).report
+        XCTAssertNil(without.subjectSimilarity)
+        XCTAssertNil(without.pres)
+        XCTAssertFalse(without.table.contains("judge-I"))
+
         // Before is the base model alone (no adapter loaded) for prompt i and seed i; after differs.
         let base = TextToImage(model: try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel")))
         for (prompts, before, after) in [(report.subjectPrompts, images.subjectBefore, images.subjectAfter),
@@ -77,11 +97,16 @@ final class FidelityReportTests: XCTestCase {
         try report.write(to: root, images: images)
         let decoded = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: root.appendingPathComponent("report.json")))
         XCTAssertEqual(decoded, report)
+        // The grid of the four rows, right of their labels ("sks dog before" is the longest) and below the title.
         let grid = try PNG.read(path: root.appendingPathComponent("report.png").path).image
-        XCTAssertEqual(grid.width, 3 * 16 + 4 * 2)
-        XCTAssertEqual(grid.height, 4 * 16 + 5 * 2)
-        XCTAssertTrue(report.table.contains("prior drift") && report.table.contains("with prior preservation")
-                      && report.table.contains("prior shows a dog"))
+        let plain = try Image.grid(images.subjectBefore + images.subjectAfter + images.priorBefore + images.priorAfter,
+                                   columns: 3, gap: 2)
+        let (left, top) = (PixelFont.width(of: "sks dog before") + 8, PixelFont.height() + 8)
+        XCTAssertEqual([grid.width, grid.height], [plain.width + left, plain.height + top])
+        XCTAssertTrue(try grid.cropped(x: left, y: top, width: plain.width, height: plain.height) == plain)
+        for row in ["prior drift", "with prior preservation", "prior shows a dog", "judge-I", "prior SSIM", "PRES", "DIV (subject)"] {
+            XCTAssertTrue(report.table.contains(row), "\(row) in\n\(report.table)")
+        }
     }
 
     func testReportCommandWritesTheReportFolder() throws {
