@@ -54,6 +54,9 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var captionDropout: Double?
     public var gradientCheckpointing = false
     public var validationPrompts: [String] = []
+    /// kohya's folder layout, buckets, captions and latent caching (nil: a plain folder, square crops, as
+    /// runs saved before these options).
+    public var dataset: DatasetSettings?
 
     public init(imagesDirectory: String, pipeline: String, prompt: InstancePrompt) {
         self.imagesDirectory = imagesDirectory
@@ -62,7 +65,7 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     }
 
     /// Prior preservation is on when a class is given and not switched off.
-    public var usesPrior: Bool { prior && prompt.classPrompt != nil }
+    public var usesPrior: Bool { prior && (prompt.classPrompt != nil || dataset?.regDirectory != nil) }
 }
 
 public final class StyleTrainer {
@@ -87,10 +90,21 @@ public final class StyleTrainer {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
         }
         self.resolution = resolution
-        let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
-        instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
-                                          resolution: resolution, caption: rule)
-        classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
+        if let dataset = config.dataset {
+            let stride = bucketStride(unetLevels: model.unet.config.blockOutChannels.count, vaeFactor: model.spatialFactor)
+            let (read, readClasses) = try Self.readDataset(config: config, settings: dataset, resolution: resolution, stride: stride,
+                                                           classImages: classImages)
+            if dataset.cacheLatentsToDisk, model.isLatent {
+                read.latentCacheDirectory = runDirectory.appendingPathComponent("latents")
+                readClasses?.latentCacheDirectory = runDirectory.appendingPathComponent("latents")
+            }
+            (instances, classes) = (read, readClasses)
+        } else {
+            let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
+            instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
+                                              resolution: resolution, caption: rule)
+            classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
+        }
 
         model.unet.freeze()
         model.textEncoder.freeze()
@@ -111,6 +125,7 @@ public final class StyleTrainer {
                                            snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
         let configJSON = try canonicalJSON(config)
         let (instances, classes) = (instances, classes)
+        let sampler = BatchSampler(instances: instances, classes: classes)
         var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
         func conditioning(_ prompts: [String]) throws -> Conditioning {
             if config.trainTextEncoder { return try model.encode(prompts: prompts) }
@@ -121,14 +136,14 @@ public final class StyleTrainer {
         }
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in
-            let rows = PriorPreservation.composeBatch(batch: config.batch, instanceCount: instances.examples.count,
-                                                      classCount: classes?.examples.count ?? 0,
-                                                      priorWeight: config.priorWeight, random: &random)
+            let rows = sampler.rows(batch: config.batch, priorWeight: config.priorWeight, random: &random)
             var samples: [Tensor] = [], prompts: [String] = []
             for row in rows {
                 let set = row.isClass ? classes! : instances
-                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random))
+                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random,
+                                              bucket: row.bucket))
                 var prompt = set.examples[row.index].prompt
+                if let d = config.dataset, d.shuffleCaption { prompt = shuffledCaption(prompt, keepTokens: d.keepTokens, random: &random) }
                 if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
                 prompts.append(prompt)
             }
@@ -160,6 +175,7 @@ public final class StyleTrainer {
                      "ss_learning_rate": String(config.loop.learningRate), "ss_base_model": model.name]
         if let c = config.prompt.className { extra["ss_class"] = c }
         if let p = config.prompt.classPrompt, config.usesPrior { extra["ss_class_prompt"] = p }
+        extra.merge(datasetMetadata) { $1 }
         let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
                                     : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
                                 steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)

@@ -1,0 +1,74 @@
+// `train-style … --preview-dataset`: every training image as the trainer prepares it (resized to cover its
+// bucket and centre-cropped to it) written as `dataset/<concept folder>/<name>.png`, plus a contact sheet
+// `dataset.png` with each image's prompt under it, in the 3×5 pixel font of the loss curve (letters added).
+import Foundation
+import PNGImage
+
+public enum DatasetPreview {
+    /// Writes the prepared images of `instances` and `classes` and the sheet into `runDirectory`; returns how
+    /// many images were written.
+    @discardableResult
+    public static func write(instances: DreamBoothDataset, classes: DreamBoothDataset?, to runDirectory: URL) throws -> Int {
+        let root = runDirectory.appendingPathComponent("dataset")
+        var cells: [(Image, String)] = []
+        for set in [instances, classes].compactMap({ $0 }) {
+            for i in set.examples.indices {
+                let example = set.examples[i], size = set.size(of: i)
+                let image = try example.image.centerCropped(width: size.width, height: size.height)
+                let concept = set.concepts[example.concept]
+                let folder = root.appendingPathComponent(concept.isRegularization ? "reg-" + concept.folderName : concept.folderName)
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let stem = ((example.file as NSString).lastPathComponent as NSString).deletingPathExtension
+                try PNG.write(image, to: folder.appendingPathComponent(stem + ".png").path)
+                cells.append((image, "\(size.width)x\(size.height) \(example.prompt)"))
+            }
+        }
+        try PNG.write(try contactSheet(cells), to: runDirectory.appendingPathComponent("dataset.png").path)
+        return cells.count
+    }
+
+    /// Images scaled to fit 192 px, in rows of up to 6 cells, each with its label wrapped below it (3 lines).
+    public static func contactSheet(_ cells: [(Image, String)], cell: Int = 192) throws -> Image {
+        let columns = min(6, max(1, cells.count)), rows = (cells.count + columns - 1) / columns
+        let lineHeight = 12, textLines = 3, gap = 8
+        let cellWidth = max(cell, 8 * 12), cellHeight = cell + textLines * lineHeight + 4
+        var canvas = LossCurve.Canvas(width: columns * (cellWidth + gap) + gap, height: rows * (cellHeight + gap) + gap)
+        for (k, (image, label)) in cells.enumerated() {
+            let scale = min(1, Double(cell) / Double(max(image.width, image.height)))
+            let w = max(1, Int(Double(image.width) * scale)), h = max(1, Int(Double(image.height) * scale))
+            let shown = (w, h) == (image.width, image.height) ? image : try image.resized(width: w, height: h)
+            let x0 = gap + (k % columns) * (cellWidth + gap), y0 = gap + (k / columns) * (cellHeight + gap)
+            canvas.paste(shown, x: x0 + (cellWidth - w) / 2, y: y0 + (cell - h) / 2)
+            let perLine = cellWidth / 8
+            var text = Substring(label)
+            for line in 0..<textLines where !text.isEmpty {
+                canvas.text(String(text.prefix(perLine)), x: x0, y: y0 + cell + 4 + line * lineHeight)
+                text = text.dropFirst(perLine)
+            }
+        }
+        return try canvas.image()
+    }
+}
+
+extension LossCurve.Canvas {
+    /// Copies `image` with its top-left corner at (x, y), clipped to the canvas.
+    mutating func paste(_ image: Image, x: Int, y: Int) {
+        for row in 0..<image.height {
+            for col in 0..<image.width {
+                let i = 3 * (row * image.width + col)
+                set(x + col, y + row, (image.pixels[i], image.pixels[i + 1], image.pixels[i + 2]))
+            }
+        }
+    }
+
+    /// 3×5 capital letters and punctuation beside the digits (`text` draws lowercase as capitals).
+    static let letters: [Character: [UInt8]] = [
+        "A": [2, 5, 7, 5, 5], "B": [6, 5, 6, 5, 6], "C": [3, 4, 4, 4, 3], "D": [6, 5, 5, 5, 6], "E": [7, 4, 6, 4, 7],
+        "F": [7, 4, 6, 4, 4], "G": [3, 4, 5, 5, 3], "H": [5, 5, 7, 5, 5], "I": [7, 2, 2, 2, 7], "J": [1, 1, 1, 5, 2],
+        "K": [5, 5, 6, 5, 5], "L": [4, 4, 4, 4, 7], "M": [5, 7, 7, 5, 5], "N": [6, 5, 5, 5, 5], "O": [2, 5, 5, 5, 2],
+        "P": [6, 5, 6, 4, 4], "Q": [2, 5, 5, 6, 3], "R": [6, 5, 6, 5, 5], "S": [3, 4, 2, 1, 6], "T": [7, 2, 2, 2, 2],
+        "U": [5, 5, 5, 5, 7], "V": [5, 5, 5, 5, 2], "W": [5, 5, 7, 7, 5], "X": [5, 5, 2, 5, 5], "Y": [5, 5, 2, 2, 2],
+        "Z": [7, 1, 2, 4, 7], ",": [0, 0, 0, 2, 4], ":": [0, 2, 0, 2, 0], "'": [2, 2, 0, 0, 0], "(": [1, 2, 2, 2, 1],
+        ")": [4, 2, 2, 2, 4], "/": [1, 1, 2, 4, 4], "_": [0, 0, 0, 0, 7], "!": [2, 2, 2, 0, 2], "?": [6, 1, 2, 0, 2],
+    ]
+}
