@@ -7,10 +7,10 @@ import Training
 enum DatasetArguments {
     static let options: Set<String> = ["reg", "caption-extension", "keep-tokens", "min-bucket", "max-bucket"]
     static let flags: Set<String> = ["shuffle-caption", "no-buckets", "buckets", "bucket-no-upscale", "cache-latents-to-disk",
-                                     "preview-dataset"]
+                                     "preview-dataset", "cache-latents"]
     /// kohya's sd-scripts spellings.
     static let aliases = ["reg-data-dir": "reg", "min-bucket-reso": "min-bucket", "max-bucket-reso": "max-bucket",
-                          "enable-bucket": "buckets", "cache-latents": "cache-latents-to-disk"]
+                          "enable-bucket": "buckets"]
 
     static let usage = """
           IMAGES_DIR in kohya's layout: folders N_token class/ (10_sks dog/), each a concept with its own trigger
@@ -21,7 +21,8 @@ enum DatasetArguments {
           --no-buckets             square crops (default: aspect-ratio buckets when the images' aspect ratios differ;
                                    --buckets forces them)  --min-bucket N --max-bucket N (resolution/2, resolution×2)
           --bucket-no-upscale      buckets from the images' own sizes, never enlarging them
-          --cache-latents-to-disk  keep VAE latents under the run folder (reused on --resume); always cached in memory
+          --cache-latents-to-disk  keep VAE latents under the run folder (reused on --resume); they are always cached in
+                                   memory (--cache-latents is accepted and changes nothing)
           --preview-dataset        write every prepared image to runs/<run>/dataset/ and a contact sheet, then exit
         """
 
