@@ -5,8 +5,8 @@
 // with `--shuffle-caption` the comma-separated tags after the first `--keep-tokens` are shuffled per step.
 //
 // Where this reader differs from kohya's, on purpose: an image without a caption trains on this project's
-// prompt for the concept (`a photo of sks dog`, `a picture in the style of pxl`) rather than the bare folder
-// words, and a caption that does not name the concept's trigger word gets it attached (InstancePrompt).
+// prompt for the concept (`a photo of sks dog`; `a picture in the style of pxl` for `3_pxl style`) rather than
+// the bare folder words, and a caption that does not name the concept's trigger word gets it attached (InstancePrompt).
 import Foundation
 import PNGImage
 import TensorCore
@@ -305,7 +305,9 @@ extension StyleTrainer {
                                words: [base.token, base.className].compactMap { $0 }.joined(separator: " "), isRegularization: false)]
         let kohya = concepts.count > 1 || concepts.first?.path != root.path
         func prompts(_ c: DatasetConcept) -> ConceptPrompt {
-            let p = kohya ? InstancePrompt(token: c.token, className: c.className, style: base.style, override: base.override) : base
+            // a `N_token style` folder is a style concept (`a picture in the style of token`)
+            let p = kohya ? InstancePrompt(token: c.token, className: c.className == "style" ? nil : c.className,
+                                           style: base.style || c.className == "style", override: base.override) : base
             return ConceptPrompt(prompt: p.text, rule: p.override == nil ? p.prompt(forCaption:) : { $0 })
         }
         let table = { try BucketTable(resolution: resolution, stride: stride, settings: settings.bucketSettings) }

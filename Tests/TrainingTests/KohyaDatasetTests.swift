@@ -64,7 +64,7 @@ final class KohyaDatasetTests: XCTestCase {
         let (data, classes) = try StyleTrainer.readDataset(config: config(root), settings: DatasetSettings(), resolution: 16,
                                                            stride: 2, classImages: nil)
         XCTAssertNil(classes)
-        XCTAssertEqual(data.examples.map(\.prompt), ["sks dog, on grass, red collar", "a dog on a sofa, sks", "a photo of pxl style"])
+        XCTAssertEqual(data.examples.map(\.prompt), ["sks dog, on grass, red collar", "a dog on a sofa, sks", "a picture in the style of pxl"])
         XCTAssertEqual(data.examples.map(\.concept), [0, 0, 1])
         XCTAssertEqual(data.drawTable().count, 10 * 2 + 3)
         XCTAssertTrue(data.warnings.contains("skipped 1 file that are not images"), "\(data.warnings)")
