@@ -284,7 +284,7 @@ public enum TrainStyleCommand {
             try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
         }
         console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
-            + "prompt \"\(c.prompt.text)\"" + (classFolder != nil ? ", \(c.numClassImages) class images, λ \(c.priorWeight)" : ""))
+            + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight)" } ?? ""))
         console.note(trainer.parameterReport)
         console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,

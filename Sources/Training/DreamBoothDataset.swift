@@ -142,7 +142,7 @@ public final class DreamBoothDataset {
         self.examples = examples
         self.resolution = resolution
         self.warnings = warnings
-        concepts = [DatasetConcept(folderName: directory.lastPathComponent, path: directory.path, repeats: 1, words: prompt,
+        concepts = [DatasetConcept(folderName: directory.lastPathComponent, path: directory.path, repeats: 1, words: "",
                                    isRegularization: false)]
         buckets = nil
     }

@@ -92,6 +92,20 @@ public enum TrainingImageFiles {
         imageExtensions.contains((name as NSString).pathExtension.lowercased())
     }
 
+    /// Decodes a training image (PNG; other formats are named in the error).
+    public static func decode(path: String) throws -> Image {
+        let name = (path as NSString).lastPathComponent
+        guard (name as NSString).pathExtension.lowercased() == "png" else {
+            throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
+                + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
+        }
+        do {
+            return try PNG.read(path: path).image
+        } catch {
+            throw TrainingError.invalidData("cannot read image \(path): \(error)")
+        }
+    }
+
     /// The caption of image `path`: the first existing `STEM + extension` (first line, trimmed), nil when none
     /// exists or it is empty.
     public static func caption(forImage path: String, extensions: [String]) throws -> String? {
@@ -148,6 +162,43 @@ extension DreamBoothDataset {
     public convenience init(concepts: [DatasetConcept], prompts: (DatasetConcept) -> ConceptPrompt, resolution: Int,
                             table: () throws -> BucketTable, useBuckets: Bool?, captionExtensions: [String]) throws {
         guard resolution > 0 else { throw TrainingError.invalidSettings("--resolution must be positive") }
+        var (decoded, warnings) = try Self.readImages(concepts: concepts, prompts: prompts, captionExtensions: captionExtensions)
+        let aspects = Set(decoded.map { BucketSize(width: $0.image.width / gcd($0.image.width, $0.image.height),
+                                                   height: $0.image.height / gcd($0.image.width, $0.image.height)) })
+        let bucketTable = (useBuckets ?? (aspects.count > 1)) ? try table() : nil
+        var examples: [DreamBoothExample] = []
+        for d in decoded {
+            let (w, h) = (d.image.width, d.image.height)
+            let target: BucketSize, bucket: BucketSize?
+            if let bucketTable {
+                let choice = bucketTable.select(width: w, height: h)
+                guard choice.bucket.width > 0, choice.bucket.height > 0 else {
+                    throw TrainingError.invalidData("\(d.file) is \(w)×\(h), smaller than the bucket stride \(bucketTable.stride): "
+                        + "it cannot be trained with --bucket-no-upscale")
+                }
+                (target, bucket) = (choice.resized, choice.bucket)
+            } else {   // the plain reader's square-crop resize: the shorter side becomes the resolution
+                let scale = Double(resolution) / Double(min(w, h))
+                target = BucketSize(width: max(resolution, Int((Double(w) * scale).rounded())),
+                                    height: max(resolution, Int((Double(h) * scale).rounded())))
+                bucket = nil
+            }
+            if target.width > w || target.height > h {
+                warnings.append("\(d.file) is \(w)×\(h), smaller than its training size \((bucket ?? target).description): it is "
+                    + "upscaled \(String(format: "%.1f", Double(target.width) / Double(w)))× and will look blurred")
+            }
+            let resized = (target.width, target.height) == (w, h) ? d.image : try d.image.resized(width: target.width, height: target.height)
+            examples.append(DreamBoothExample(file: d.file, image: resized, prompt: d.prompt, bucket: bucket, concept: d.concept,
+                                              originalSize: BucketSize(width: w, height: h)))
+        }
+        self.init(examples: examples, resolution: resolution, warnings: warnings, concepts: concepts, buckets: bucketTable)
+    }
+
+    /// Every image of every concept folder (sorted by name) with its prompt; warnings for empty folders and
+    /// one line counting the files that are neither images nor captions.
+    private static func readImages(concepts: [DatasetConcept], prompts: (DatasetConcept) -> ConceptPrompt,
+                                   captionExtensions: [String])
+        throws -> ([(file: String, image: Image, concept: Int, prompt: String)], [String]) {
         let fm = FileManager.default
         var decoded: [(file: String, image: Image, concept: Int, prompt: String)] = []
         var warnings: [String] = [], skipped = 0
@@ -165,19 +216,9 @@ extension DreamBoothDataset {
                 let path = folder.appendingPathComponent(name).path
                 var isFolder: ObjCBool = false
                 _ = fm.fileExists(atPath: path, isDirectory: &isFolder)
-                let ext = (name as NSString).pathExtension.lowercased()
-                if isFolder.boolValue || captionExts.contains(ext) { continue }
+                if isFolder.boolValue || captionExts.contains((name as NSString).pathExtension.lowercased()) { continue }
                 guard TrainingImageFiles.isImage(name) else { skipped += 1; continue }
-                guard ext == "png" else {
-                    throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
-                        + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
-                }
-                let image: Image
-                do {
-                    image = try PNG.read(path: path).image
-                } catch {
-                    throw TrainingError.invalidData("cannot read image \(path): \(error)")
-                }
+                let image = try TrainingImageFiles.decode(path: path)
                 let caption = try TrainingImageFiles.caption(forImage: path, extensions: captionExtensions)
                 decoded.append((path, image, c, caption.map(shaping.rule) ?? shaping.prompt))
                 count += 1
@@ -188,35 +229,7 @@ extension DreamBoothDataset {
         guard !decoded.isEmpty else {
             throw TrainingError.invalidData("\(concepts.map(\.path).joined(separator: ", ")) has no PNG images")
         }
-        let aspects = Set(decoded.map { BucketSize(width: $0.image.width / gcd($0.image.width, $0.image.height),
-                                                   height: $0.image.height / gcd($0.image.width, $0.image.height)) })
-        let bucketTable = (useBuckets ?? (aspects.count > 1)) ? try table() : nil
-        var examples: [DreamBoothExample] = []
-        for d in decoded {
-            let (w, h) = (d.image.width, d.image.height)
-            let target: BucketSize, bucket: BucketSize?
-            if let bucketTable {
-                let choice = bucketTable.select(width: w, height: h)
-                guard choice.bucket.width > 0, choice.bucket.height > 0 else {
-                    throw TrainingError.invalidData("\(d.file) is \(w)×\(h), smaller than the bucket stride \(bucketTable.stride): "
-                        + "it cannot be trained with --bucket-no-upscale")
-                }
-                (target, bucket) = (choice.resized, choice.bucket)
-            } else {
-                let scale = Double(resolution) / Double(min(w, h))
-                target = BucketSize(width: max(resolution, Int((Double(w) * scale).rounded())),
-                                    height: max(resolution, Int((Double(h) * scale).rounded())))
-                bucket = nil
-            }
-            if target.width > w || target.height > h {
-                warnings.append("\(d.file) is \(w)×\(h), smaller than its training size \((bucket ?? target).description): it is "
-                    + "upscaled \(String(format: "%.1f", Double(target.width) / Double(w)))× and will look blurred")
-            }
-            let resized = (target.width, target.height) == (w, h) ? d.image : try d.image.resized(width: target.width, height: target.height)
-            examples.append(DreamBoothExample(file: d.file, image: resized, prompt: d.prompt, bucket: bucket, concept: d.concept,
-                                              originalSize: BucketSize(width: w, height: h)))
-        }
-        self.init(examples: examples, resolution: resolution, warnings: warnings, concepts: concepts, buckets: bucketTable)
+        return (decoded, warnings)
     }
 
     /// Example indices, each repeated as often as its concept's repeats (a uniform draw from it is kohya's

@@ -129,6 +129,7 @@ public final class StyleTrainer {
         var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
         func conditioning(_ prompts: [String]) throws -> Conditioning {
             if config.trainTextEncoder { return try model.encode(prompts: prompts) }
+            if contexts.count > 512 { contexts.removeAll(keepingCapacity: true) }   // shuffled captions: bounded
             for p in prompts where contexts[p] == nil {
                 contexts[p] = try withNoGrad { try model.encode(prompts: [p]) }.context.value
             }

@@ -237,4 +237,31 @@ final class KohyaDatasetTests: XCTestCase {
         XCTAssertEqual(again.scalars, first.scalars)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache.path).count, 1)
     }
+
+    func testResumedLatentRunReusesTheLatentsOnDisk() throws {
+        let folder = try temporaryDirectory("latent-run")
+        try png(folder, "a.png", 40, 32)
+        try png(folder, "b.png", 32, 40, shade: 80)
+        var settings = DatasetSettings()
+        settings.cacheLatentsToDisk = true
+        var c = config(folder, settings: settings)
+        c.pipeline = TestPaths.pipelineFixture("tiny-sd")
+        c.resolution = 32
+        c.loop.saveEvery = 2
+        let run = try temporaryDirectory("latent-run-out")
+        let first = try StyleTrainer(config: c, model: try StableDiffusionModel(path: c.pipeline), runDirectory: run, classImages: nil)
+        XCTAssertNotNil(first.instances.buckets)
+        XCTAssertEqual(try first.loop.run(), .finished)
+        let latents = run.appendingPathComponent("latents")
+        let files = try FileManager.default.contentsOfDirectory(atPath: latents.path).sorted()
+        XCTAssertFalse(files.isEmpty)
+        let dates = try files.map { try FileManager.default.attributesOfItem(atPath: latents.appendingPathComponent($0).path)[.modificationDate] as? Date }
+        c.loop.steps = 6
+        let resumed = try StyleTrainer(config: c, model: try StableDiffusionModel(path: c.pipeline), runDirectory: run, classImages: nil)
+        try resumed.resume()
+        XCTAssertEqual(try resumed.loop.run(), .finished)
+        let after = try FileManager.default.contentsOfDirectory(atPath: latents.path).sorted()
+        XCTAssertEqual(after, files, "center crops without flips: the same two latents, read back")
+        XCTAssertEqual(try after.map { try FileManager.default.attributesOfItem(atPath: latents.appendingPathComponent($0).path)[.modificationDate] as? Date }, dates)
+    }
 }
