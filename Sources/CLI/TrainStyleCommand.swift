@@ -17,6 +17,8 @@ public struct TrainStyleArguments {
     var modelOptions: ModelOptions
     /// With --resume: the step the run's checkpoint has reached.
     public var resumeStep: Int?
+    /// --preview-dataset: write the prepared images and exit.
+    public var previewDataset = false
 
     /// diffusers' train_dreambooth_lora.py names (their snake_case spellings of our own names work too, e.g.
     /// --num_class_images) and the names the other commands use for the same setting.
@@ -25,7 +27,7 @@ public struct TrainStyleArguments {
                           "lr-scheduler": "lr-schedule", "lr-warmup-steps": "warmup",
                           "gradient-accumulation-steps": "gradient-accumulation", "checkpointing-steps": "save-every",
                           "checkpoint-every": "save-every", "random-flip": "flip", "resume-from-checkpoint": "resume",
-                          "model": "pipeline"]
+                          "model": "pipeline"].merging(DatasetArguments.aliases) { a, _ in a }
 
     /// Options that a resumed run accepts (everything else is the run's saved setting; a single-file base
     /// model's --vae, --prediction and --tokenizer are not saved and are given again).
@@ -37,9 +39,9 @@ public struct TrainStyleArguments {
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count", "preview", "taesd",
-    ])
-    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
-                                     "help", "no-report"]
+    ]).union(DatasetArguments.options)
+    static let flags: Set<String> = Set(["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
+                                     "help", "no-report"]).union(DatasetArguments.flags)
 
     public static let usage = """
         usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
@@ -48,12 +50,13 @@ public struct TrainStyleArguments {
         Learns a subject (or, with --style, a style) from a folder of PNG images and writes a LoRA adapter.
 
         data
-          --token WORD             trigger word (required), e.g. sks
+          --token WORD             trigger word (required for a plain folder), e.g. sks
           --class NOUN             the subject's class, e.g. dog: prompt "a photo of sks dog", prior preservation on
           --style                  learn a style: prompts "a picture in the style of sks"
           --instance-prompt TEXT   replaces the generated instance prompt (NAME.txt beside an image wins)
           --resolution N           training size (default: the model's, unet sample_size × VAE factor)
           --crop center|random     (default center)    --flip   random horizontal flips
+        \(DatasetArguments.usage)
         prior preservation
           --no-prior               train without class images
           --num-class-images N     (default 100)       --prior-weight X   λ (default 1.0)
@@ -136,10 +139,13 @@ public struct TrainStyleArguments {
             throw CommandLineError.usage(folders.isEmpty ? "missing IMAGES_DIR (see --help)"
                                          : "one IMAGES_DIR expected, got \(folders.joined(separator: " "))")
         }
-        guard let token = a.string("token"), !token.isEmpty else { throw CommandLineError.usage("--token is required (e.g. --token sks)") }
+        let firstConcept = try? KohyaLayout.concepts(in: URL(fileURLWithPath: folders[0]))?.concepts.first
+        guard let token = a.string("token") ?? firstConcept?.token, !token.isEmpty else {
+            throw CommandLineError.usage("--token is required (e.g. --token sks)")
+        }
         try Self.checkToken(token)
-        let prompt = InstancePrompt(token: token, className: a.string("class"), style: a.has("style"),
-                                    override: a.string("instance-prompt"))
+        let prompt = InstancePrompt(token: token, className: a.string("class") ?? (a.has("token") ? nil : firstConcept?.className),
+                                    style: a.has("style"), override: a.string("instance-prompt"))
         // Absolute paths, so that `--resume` works from any working folder.
         func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
         var c = StyleTrainingConfig(imagesDirectory: absolute(folders[0]),
@@ -187,6 +193,8 @@ public struct TrainStyleArguments {
         guard (0...1).contains(dropout) else { throw CommandLineError.usage("--caption-dropout must be in 0...1, got \(dropout)") }
         c.captionDropout = dropout > 0 ? dropout : nil
         c.gradientCheckpointing = a.has("gradient-checkpointing")
+        c.dataset = try DatasetArguments.settings(a, absolute: absolute)
+        previewDataset = a.has("preview-dataset")
         let promptsFile = a.string("validation-prompts") ?? "prompts/validation.txt"
         if FileManager.default.fileExists(atPath: promptsFile) {
             let lines = try String(contentsOfFile: promptsFile, encoding: .utf8).split(whereSeparator: \.isNewline)
@@ -270,8 +278,9 @@ public enum TrainStyleCommand {
         let start = Date()
         let model = try args.modelOptions.load(path: c.pipeline, program: "train-style")
         let runDir = args.resume ?? args.out.appendingPathComponent("runs/\(timestamp())-\(c.prompt.token)")
+        if args.previewDataset { return try DatasetArguments.preview(c, model: model, runDirectory: runDir, console: console) }
         var classFolder: URL?
-        if c.usesPrior, let classPrompt = c.prompt.classPrompt {
+        if c.usesPrior, c.dataset?.regDirectory == nil, let classPrompt = c.prompt.classPrompt {
             let key = ClassImageKey(modelHash: try model.modelHash() ?? model.name, prompt: classPrompt, seed: c.classSeed,
                                     resolution: c.resolution ?? model.defaultSize)
             classFolder = try PriorPreservation.classImages(model: model, key: key, count: c.numClassImages,
@@ -280,7 +289,8 @@ public enum TrainStyleCommand {
             }
         }
         let trainer = try StyleTrainer(config: c, model: model, runDirectory: runDir, classImages: classFolder)
-        for warning in trainer.instances.warnings { console.note("warning: " + warning) }
+        for warning in trainer.instances.warnings + (trainer.classes?.warnings ?? []) { console.note("warning: " + warning) }
+        DatasetArguments.report(trainer.instances, classes: trainer.classes, console: console)
         if args.resume != nil {
             try trainer.resume()
             console.note("resuming \(runDir.path) from step \(trainer.loop.state.step) of \(c.loop.steps)")
@@ -290,7 +300,7 @@ public enum TrainStyleCommand {
             try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
         }
         console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
-            + "prompt \"\(c.prompt.text)\"" + (classFolder != nil ? ", \(c.numClassImages) class images, λ \(c.priorWeight)" : ""))
+            + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight)" } ?? ""))
         console.note(trainer.parameterReport)
         console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,

@@ -22,7 +22,7 @@ public enum PixelFont {
     ]
 
     /// The glyph drawn for `character` (lower case as upper case; nil: blank).
-    static func glyph(_ character: Character) -> [UInt8]? {
+    public static func glyph(_ character: Character) -> [UInt8]? {
         glyphs[character] ?? character.uppercased().first.flatMap { glyphs[$0] }
     }
 

@@ -56,9 +56,15 @@ public struct InstancePrompt: Codable, Equatable, Sendable {
 
 public struct DreamBoothExample: Sendable {
     public let file: String
-    /// Resized so that the shorter side equals the resolution (not yet cropped).
+    /// Resized so that it covers its bucket (without buckets: the shorter side equals the resolution), not yet cropped.
     public let image: Image
     public let prompt: String
+    /// The size it is cropped to (nil: resolution × resolution).
+    public var bucket: BucketSize? = nil
+    /// Index of its folder in the dataset's `concepts`.
+    public var concept: Int = 0
+    /// Its size as read, before any resize.
+    public var originalSize: BucketSize? = nil
 }
 
 public final class DreamBoothDataset {
@@ -66,7 +72,23 @@ public final class DreamBoothDataset {
     public let resolution: Int
     /// What the reader left out or changed that a user would want to know: skipped files, upscaled images.
     public let warnings: [String]
-    private var latentCache: [String: Tensor] = [:]
+    /// The folders the examples come from (one for a plain folder; kohya's `N_words` folders).
+    public let concepts: [DatasetConcept]
+    /// The bucket table when buckets are on.
+    public let buckets: BucketTable?
+    var latentCache: [String: Tensor] = [:]
+    var fitted: [String: Image] = [:]
+    /// Where latents are also kept on disk (`--cache-latents-to-disk`), nil: memory only.
+    public var latentCacheDirectory: URL?
+
+    /// A dataset of prepared examples (see `init(concepts:…)`).
+    init(examples: [DreamBoothExample], resolution: Int, warnings: [String], concepts: [DatasetConcept], buckets: BucketTable?) {
+        self.examples = examples
+        self.resolution = resolution
+        self.warnings = warnings
+        self.concepts = concepts
+        self.buckets = buckets
+    }
 
     /// Reads every image of `directory`; `prompt` is used for images without a caption file, and
     /// `caption` turns a caption file's text into the image's prompt (default: as it is).
@@ -120,6 +142,9 @@ public final class DreamBoothDataset {
         self.examples = examples
         self.resolution = resolution
         self.warnings = warnings
+        concepts = [DatasetConcept(folderName: directory.lastPathComponent, path: directory.path, repeats: 1, words: "",
+                                   isRegularization: false)]
+        buckets = nil
     }
 
     /// Image formats other than PNG: an error (convert them), not a stray file to skip.
@@ -127,22 +152,44 @@ public final class DreamBoothDataset {
 
     /// Example `index` cropped (and maybe flipped), as the model's input x₀ [h, w, C]: pixels in [-1, 1]
     /// for pixel models, cached VAE latents for latent models.
+    /// `bucket` (default: the example's own) is the size to crop to; an example of another size is first resized
+    /// to cover it.
     public func sample(_ index: Int, crop: CropMode, flip: Bool, vae: AutoencoderKL?,
-                       random: inout PhiloxRandom) throws -> Tensor {
-        let image = examples[index].image, r = resolution
-        let x = crop == .center ? (image.width - r) / 2 : Int(random.next() % UInt64(image.width - r + 1))
-        let y = crop == .center ? (image.height - r) / 2 : Int(random.next() % UInt64(image.height - r + 1))
+                       random: inout PhiloxRandom, bucket: BucketSize? = nil) throws -> Tensor {
+        let size = bucket ?? self.size(of: index)
+        let image = try image(index, fittedTo: size), (w, h) = (size.width, size.height)
+        let x = crop == .center ? (image.width - w) / 2 : Int(random.next() % UInt64(image.width - w + 1))
+        let y = crop == .center ? (image.height - h) / 2 : Int(random.next() % UInt64(image.height - h + 1))
         let mirrored = flip && random.next() % 2 == 1
-        let key = "\(index) \(x) \(y) \(mirrored)"
+        let key = "\(index) \(w)x\(h) \(x) \(y) \(mirrored)"
         if let cached = latentCache[key] { return cached }
-        var cropped = try image.cropped(x: x, y: y, width: r, height: r)
+        if let vae, let stored = try cachedLatent(key: key, index: index) { latentCache[key] = stored; return stored }
+        var cropped = try image.cropped(x: x, y: y, width: w, height: h)
         if mirrored { cropped = cropped.flippedHorizontally() }
         var value = cropped.tensorHWC()
         if let vae {
-            value = try vae.unetLatents(fromImage: try value.reshaped([1, r, r, 3]))
+            value = try vae.unetLatents(fromImage: try value.reshaped([1, h, w, 3]))
             value = try value.reshaped(Array(value.shape.dropFirst()))
             latentCache[key] = value
+            try storeLatent(value, key: key, index: index)
         }
         return value
+    }
+
+    /// The crop size of example `index`.
+    public func size(of index: Int) -> BucketSize {
+        examples[index].bucket ?? BucketSize(width: resolution, height: resolution)
+    }
+
+    /// Example `index`'s image, resized to cover `size` when that is not its own crop size (kept).
+    func image(_ index: Int, fittedTo size: BucketSize) throws -> Image {
+        let image = examples[index].image
+        if size == self.size(of: index) { return image }
+        let key = "\(index) \(size.width)x\(size.height)"
+        if let done = fitted[key] { return done }
+        let cover = BucketTable.coverSize(width: image.width, height: image.height, bucket: size)
+        let result = try image.resized(width: cover.width, height: cover.height)
+        fitted[key] = result
+        return result
     }
 }

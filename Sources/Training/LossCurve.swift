@@ -92,7 +92,7 @@ public enum LossCurve {
         /// Draws `string` in black with its top-left corner at (x, y), 8 pixels per character.
         mutating func text(_ string: String, x: Int, y: Int) {
             for (k, ch) in string.enumerated() {
-                guard let rows = Self.glyphs[ch] else { continue }
+                guard let rows = Self.glyphs[ch] ?? PixelFont.glyph(ch) else { continue }
                 for (r, bits) in rows.enumerated() {
                     for c in 0..<3 where bits & (4 >> c) != 0 {
                         for dy in 0..<2 { for dx in 0..<2 { set(x + 8 * k + 2 * c + dx, y + 2 * r + dy, (0, 0, 0)) } }

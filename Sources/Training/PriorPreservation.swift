@@ -100,4 +100,6 @@ public struct BatchRow: Equatable, Sendable {
     public var isClass: Bool
     public var index: Int
     public var weight: Float
+    /// The size the row is cropped to (nil: the example's own).
+    public var bucket: BucketSize? = nil
 }

@@ -57,6 +57,9 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     /// A tiny autoencoder folder (TAESD, a diffusers `AutoencoderTiny`) that decodes the sample grids of a
     /// latent model instead of its VAE (`train-style --preview taesd`); nil: the VAE decodes them.
     public var previewTinyAutoencoder: String?
+    /// kohya's folder layout, buckets, captions and latent caching (nil: a plain folder, square crops, as
+    /// runs saved before these options).
+    public var dataset: DatasetSettings?
 
     public init(imagesDirectory: String, pipeline: String, prompt: InstancePrompt) {
         self.imagesDirectory = imagesDirectory
@@ -65,7 +68,7 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     }
 
     /// Prior preservation is on when a class is given and not switched off.
-    public var usesPrior: Bool { prior && prompt.classPrompt != nil }
+    public var usesPrior: Bool { prior && (prompt.classPrompt != nil || dataset?.regDirectory != nil) }
 }
 
 public final class StyleTrainer {
@@ -103,10 +106,21 @@ public final class StyleTrainer {
             }
             return tiny
         }
-        let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
-        instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
-                                          resolution: resolution, caption: rule)
-        classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
+        if let dataset = config.dataset {
+            let stride = bucketStride(unetLevels: model.unet.config.blockOutChannels.count, vaeFactor: model.spatialFactor)
+            let (read, readClasses) = try Self.readDataset(config: config, settings: dataset, resolution: resolution, stride: stride,
+                                                           classImages: classImages)
+            if dataset.cacheLatentsToDisk, model.isLatent {
+                read.latentCacheDirectory = runDirectory.appendingPathComponent("latents")
+                readClasses?.latentCacheDirectory = runDirectory.appendingPathComponent("latents")
+            }
+            (instances, classes) = (read, readClasses)
+        } else {
+            let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
+            instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
+                                              resolution: resolution, caption: rule)
+            classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
+        }
 
         model.unet.freeze()
         model.textEncoder.freeze()
@@ -127,9 +141,11 @@ public final class StyleTrainer {
                                            snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
         let configJSON = try canonicalJSON(config)
         let (instances, classes) = (instances, classes)
+        let sampler = BatchSampler(instances: instances, classes: classes)
         var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
         func conditioning(_ prompts: [String]) throws -> Conditioning {
             if config.trainTextEncoder { return try model.encode(prompts: prompts) }
+            if contexts.count > 512 { contexts.removeAll(keepingCapacity: true) }   // shuffled captions: bounded
             for p in prompts where contexts[p] == nil {
                 contexts[p] = try withNoGrad { try model.encode(prompts: [p]) }.context.value
             }
@@ -137,14 +153,14 @@ public final class StyleTrainer {
         }
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in
-            let rows = PriorPreservation.composeBatch(batch: config.batch, instanceCount: instances.examples.count,
-                                                      classCount: classes?.examples.count ?? 0,
-                                                      priorWeight: config.priorWeight, random: &random)
+            let rows = sampler.rows(batch: config.batch, priorWeight: config.priorWeight, random: &random)
             var samples: [Tensor] = [], prompts: [String] = []
             for row in rows {
                 let set = row.isClass ? classes! : instances
-                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random))
+                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random,
+                                              bucket: row.bucket))
                 var prompt = set.examples[row.index].prompt
+                if let d = config.dataset, d.shuffleCaption { prompt = shuffledCaption(prompt, keepTokens: d.keepTokens, random: &random) }
                 if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
                 prompts.append(prompt)
             }
@@ -176,6 +192,7 @@ public final class StyleTrainer {
                      "ss_learning_rate": String(config.loop.learningRate), "ss_base_model": model.name]
         if let c = config.prompt.className { extra["ss_class"] = c }
         if let p = config.prompt.classPrompt, config.usesPrior { extra["ss_class_prompt"] = p }
+        extra.merge(datasetMetadata) { $1 }
         let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
                                     : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
                                 steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)
