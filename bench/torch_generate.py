@@ -89,6 +89,7 @@ def main():
     text = time.perf_counter() - t0
 
     ends = []
+    cpu_start = time.process_time()
     start = time.perf_counter()
 
     def on_step(_pipe, _i, _t, kwargs):
@@ -110,13 +111,15 @@ def main():
         else:
             pipe.vae.decode(latents / pipe.vae.config.scaling_factor)
     decode = time.perf_counter() - t0
+    cpu = time.process_time() - cpu_start
     steps = sorted(e - s for e, s in zip(ends, [0.0] + ends))
     print(f"torch generate {os.path.basename(os.path.normpath(a.pipeline)) if a.pipeline else a.config} {size}x{size}, {scheduler_name}, {a.steps} steps, "
           + (f"CFG {a.cfg} (UNet batch 2)" if guided else "no guidance (UNet batch 1)")
           + (", TAESD decode" if taesd is not None else ""))
     print(f"  text encoder {text:.3f} s (x{2 if guided else 1} prompts)")
     print(f"  per step {steps[(len(steps) - 1) // 2]:.3f} s median (min {steps[0]:.3f}, max {steps[-1]:.3f})")
-    print(f"  denoise {denoise:.1f} s (includes text encoding), VAE decode {decode:.1f} s, total {denoise + decode:.1f} s")
+    print(f"  denoise {denoise:.1f} s (includes text encoding), VAE decode {decode:.1f} s, "
+          f"total {denoise + decode:.1f} s (CPU time {cpu:.1f} s)")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB, {a.threads} threads")
 
 

@@ -65,20 +65,22 @@ private func generateBench(_ a: BenchArguments) throws {
                                                                steps: steps, guidanceScale: cfg, sampler: sampler,
                                                                seed: 0, width: size, height: size))
     let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: cfg > 1) }
+    let cpuStart = cpuSeconds()
     var stepEnds: [Double] = []
     var latents: Tensor!
     let denoise = try timeThrowingGenerate {
         latents = try pipeline.denoise(parameters) { stepEnds.append($0.elapsed) }
     }
     let decode = try timeThrowingGenerate { _ = try pipeline.decode(latents) }
+    let cpu = cpuSeconds() - cpuStart
     let stepTimes = zip(stepEnds, [0] + stepEnds).map { $0 - $1 }
     print("generate \(name) \(size)×\(size), \(sampler.displayName), \(steps) steps, "
         + (cfg > 1 ? "CFG \(cfg) (UNet batch 2)" : "no guidance (UNet batch 1)") + (a.has("--taesd") ? ", TAESD decode" : ""))
     print(String(format: "  text encoder %.3f s (×2 prompts)", text))
     print(String(format: "  per step %.3f s median (min %.3f, max %.3f)", median(stepTimes),
                  stepTimes.min() ?? 0, stepTimes.max() ?? 0))
-    print(String(format: "  denoise %.1f s (includes text encoding), VAE decode %.1f s, total %.1f s",
-                 denoise, decode, denoise + decode))
+    print(String(format: "  denoise %.1f s (includes text encoding), VAE decode %.1f s, total %.1f s (CPU time %.1f s)",
+                 denoise, decode, denoise + decode, cpu))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
 }
 

@@ -29,7 +29,7 @@ func now() -> Double {
 }
 
 /// User + system CPU seconds of this process so far.
-private func cpuSeconds() -> Double {
+func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     let t = [usage.ru_utime, usage.ru_stime]
