@@ -230,6 +230,28 @@ final class ImageFormatTests: XCTestCase {
         }
     }
 
+    /// examples/kohya (Scripts/make_kohya_example.py): the sideways-stored JPEG reads upright, the WebP and the
+    /// two crops read at their sizes.
+    func testKohyaExamplePicturesReadUpright() throws {
+        try requireLibrary(.jpeg)
+        try requireLibrary(.webp)
+        let folder = TestPaths.repository("examples/kohya/img/10_sks dog")
+        let listing = try ImageFolder.scan(folder)
+        XCTAssertEqual(listing.images, ["dog_beach.webp", "dog_city_landscape.png", "dog_meadow.jpg", "dog_room_portrait.png"])
+        XCTAssertEqual(listing.captions, ["dog_beach.caption"])
+        XCTAssertEqual(listing.skipped, [])
+        let meadow = try ImageFile.read(path: folder + "/dog_meadow.jpg")
+        XCTAssertEqual(meadow.orientation, 6)
+        let source = try PNG.read(path: TestPaths.repository("images/sks_dog_0.png")).image
+        let distance = zip(meadow.image.pixels, source.pixels).map { abs(Int($0) - Int($1)) }.reduce(0, +)
+        XCTAssertLessThan(Double(distance) / Double(source.pixels.count), 8, "upright, within the JPEG's error")
+        let sizes = try listing.images.map { name -> [Int] in
+            let image = try ImageFile.read(path: folder + "/" + name).image
+            return [image.width, image.height]
+        }
+        XCTAssertEqual(sizes, [[128, 128], [128, 80], [128, 128], [88, 128]])
+    }
+
     // MARK: - Folders
 
     func testFolderListsPicturesByContentAndCountsTheRest() throws {
