@@ -47,29 +47,24 @@ case "$target" in
     swiftc "${flags[@]}" -I "$out" -L "$out" -lSafeTensors "${core_libs[@]}" Fuzz/SafeTensorsHeader/main.swift -o "$out/fuzz"
     seeds=(Tests/SafeTensorsTests/Fixtures)
     ;;
-  png)
+  png|image)
+    # PNGImage with its two C targets: CLibPNG (libpng) and CImageCodecs (libjpeg / libwebp loaded at run time).
+    objects=()
     clang -O1 -g -fsanitize=fuzzer-no-link,address $(pkg-config --cflags libpng) -ISources/CLibPNG/include \
       -c Sources/CLibPNG/CLibPNG.c -o "$out/CLibPNG.o"
-    module PNGImage "$out" -Xcc -ISources/CLibPNG/include -Xcc -fmodule-map-file=Sources/CLibPNG/include/module.modulemap \
-      Sources/PNGImage/*.swift
-    swiftc "${flags[@]}" -I "$out" -Xcc -fmodule-map-file=Sources/CLibPNG/include/module.modulemap -L "$out" \
-      -lPNGImage "${core_libs[@]}" "$out/CLibPNG.o" $(pkg-config --libs libpng) Fuzz/PNGDecode/main.swift -o "$out/fuzz"
-    seeds=(Tests/PNGImageTests/Fixtures)
-    ;;
-  image)
-    clang -O1 -g -fsanitize=fuzzer-no-link,address $(pkg-config --cflags libpng) -ISources/CLibPNG/include \
-      -c Sources/CLibPNG/CLibPNG.c -o "$out/CLibPNG.o"
-    codecs=()
+    objects+=("$out/CLibPNG.o")
     for c in Sources/CImageCodecs/*.c; do
       clang -O1 -g -fsanitize=fuzzer-no-link,address -ISources/CImageCodecs/include -c "$c" -o "$out/$(basename "$c" .c).o"
-      codecs+=("$out/$(basename "$c" .c).o")
+      objects+=("$out/$(basename "$c" .c).o")
     done
     maps=(-Xcc -fmodule-map-file=Sources/CLibPNG/include/module.modulemap
           -Xcc -fmodule-map-file=Sources/CImageCodecs/include/module.modulemap)
     module PNGImage "$out" -Xcc -ISources/CLibPNG/include -Xcc -ISources/CImageCodecs/include "${maps[@]}" \
       Sources/PNGImage/*.swift
-    swiftc "${flags[@]}" -I "$out" "${maps[@]}" -L "$out" -lPNGImage "${core_libs[@]}" "$out/CLibPNG.o" "${codecs[@]}" \
-      $(pkg-config --libs libpng) -ldl Fuzz/ImageDecode/main.swift -o "$out/fuzz"
+    main=Fuzz/PNGDecode/main.swift
+    [ "$target" = image ] && main=Fuzz/ImageDecode/main.swift
+    swiftc "${flags[@]}" -I "$out" "${maps[@]}" -L "$out" -lPNGImage "${core_libs[@]}" "${objects[@]}" \
+      $(pkg-config --libs libpng) -ldl "$main" -o "$out/fuzz"
     seeds=(Tests/PNGImageTests/Fixtures)
     ;;
   *) echo "unknown target $target" >&2; exit 2 ;;

@@ -65,17 +65,24 @@ typedef struct {
 } progress_manager;
 
 /// Sets `code` and the message unless an earlier failure already did, and returns to the setjmp.
-static void fail(sd_j_decompress_ptr cinfo, int code, const char *message) {
+__attribute__((noreturn)) static void fail(sd_j_decompress_ptr cinfo, int code, const char *message) {
     error_manager *err = (error_manager *)cinfo->err;
     if (err->status->code == SD_CODEC_OK) sd_codec_set_status(err->status, code, "%s", message);
     longjmp(err->jump, 1);
 }
 
+/// libjpeg's error, as the message it formats: "Insufficient memory …" is out of memory, "Unsupported JPEG …" (a
+/// 12-bit or lossless file, which libjpeg.so.62 does not read) a kind of file not read, anything else corrupt data.
 static void on_error(sd_j_common_ptr cinfo) {
     char text[SD_JMSG_LENGTH_MAX] = {0};
     cinfo->err->format_message(cinfo, text);
-    fail(cinfo, strncmp(text, "Insufficient memory", 19) == 0 ? SD_CODEC_ERROR_OUT_OF_MEMORY : SD_CODEC_ERROR_CORRUPT,
-         text);
+    if (strncmp(text, "Insufficient memory", 19) == 0) fail(cinfo, SD_CODEC_ERROR_OUT_OF_MEMORY, text);
+    if (strncmp(text, "Unsupported JPEG", 16) == 0) {
+        char line[SD_JMSG_LENGTH_MAX + 64];
+        snprintf(line, sizeof line, "a JPEG that libjpeg does not read (%s); convert it to an 8-bit baseline JPEG or PNG", text);
+        fail(cinfo, SD_CODEC_ERROR_UNSUPPORTED, line);
+    }
+    fail(cinfo, SD_CODEC_ERROR_CORRUPT, text);
 }
 
 /// Warnings (level < 0) are counted and the first kept; trace messages are dropped. Never prints.

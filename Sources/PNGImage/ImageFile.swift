@@ -129,7 +129,8 @@ public enum ImageFile {
         case .webp: guard sd_webp_library_status(&status) != SD_CODEC_OK else { return nil }
         default: return nil
         }
-        return ImageFileError.libraryMissing(source: format.rawValue, format: format, detail: message(&status)).description
+        let line = ImageFileError.libraryMissing(source: "", format: format, detail: message(&status)).description
+        return String(line.dropFirst(2))
         #endif
     }
 

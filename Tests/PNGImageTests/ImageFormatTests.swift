@@ -148,7 +148,7 @@ final class ImageFormatTests: XCTestCase {
         try requireLibrary(.jpeg)
         try requireLibrary(.webp)
         let expected = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: try formats("hostile.json")))
-        XCTAssertEqual(expected.count, 17)
+        XCTAssertEqual(expected.count, 18)
         for (name, kind) in expected.sorted(by: { $0.key < $1.key }) {
             let path = try formats("hostile/" + name).path
             XCTAssertThrowsError(try ImageFile.read(path: path), name) { error in

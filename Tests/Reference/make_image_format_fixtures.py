@@ -226,6 +226,9 @@ write_hostile("jpeg_zero_width.jpg", bytes(zero), "corrupt")
 two = bytearray(jpeg)
 two[sof + 9] = 2                           # two components claimed
 write_hostile("jpeg_two_components.jpg", bytes(two), "corrupt")
+twelve = bytearray(jpeg)
+twelve[sof + 4] = 12                       # 12-bit samples: libjpeg.so.62 reads 8-bit JPEGs only
+write_hostile("jpeg_12bit.jpg", bytes(twelve), "unsupported")
 # A progressive file whose first scan repeats 600 times: libjpeg only warns about the bogus progression, so
 # without a limit every scan would be decoded.
 sos = prog.index(b"\xff\xda")
