@@ -67,7 +67,9 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: language + fastFlags),
         .systemLibrary(name: "SystemLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "CLibPNG", dependencies: ["SystemLibPNG"]),
-        .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG"], swiftSettings: language + fastFlags),
+        // JPEG and WebP through the system's libjpeg-turbo / libwebp, loaded at run time (dlopen): no link-time dependency.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        .target(name: "PNGImage", dependencies: ["TensorCore", "CLibPNG", "CImageCodecs"], swiftSettings: language + fastFlags),
 
         // MARK: - Models and sampling
         .target(name: "Schedulers", dependencies: ["TensorCore"], exclude: ["README.md"], swiftSettings: language + cpuFlags),

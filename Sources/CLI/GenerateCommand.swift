@@ -51,8 +51,9 @@ public enum GenerateCommand {
                           the image (FILE-2.png, … for more)
       --from-png FILE     re-render the image whose parameters chunk FILE carries (same pixels); other
                           options given explicitly override the chunk's values
-      --init-image PNG|DIR  image to image: start from this picture (a folder: each of its PNGs, one output
-                          each), resized to --width/--height (default: its own size, rounded down to a multiple of 8)
+      --init-image FILE|DIR  image to image: start from this picture, PNG, JPEG or WebP (a folder: each of its
+                          pictures, one output each), upright by its EXIF orientation, resized to --width/--height
+                          (default: its own size, rounded down to a multiple of 8)
       --strength S        img2img denoising strength in (0, 1]: the share of the steps run (default 0.8)
       --resize stretch|crop   fit the init image by stretching (default) or by scaling and centre-cropping
       --lora FILE[:W]     apply a LoRA adapter at weight W (default 1); FILE:unet=0.8,te=0.3 weights the UNet

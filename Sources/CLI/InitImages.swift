@@ -1,5 +1,7 @@
-// `generate --init-image PHOTO.png|DIR --strength S`: image-to-image jobs, and the init image of a
-// `--from-png` re-render. Everything is read and checked before any model is loaded.
+// `generate --init-image PHOTO|DIR --strength S`: image-to-image jobs, and the init image of a
+// `--from-png` re-render. Pictures are PNG, JPEG or WebP told by content and stood upright by their EXIF
+// orientation (PNGImage's ImageFile, as the trainer reads them). Everything is read and checked before any
+// model is loaded.
 
 import Foundation
 import PNGImage
@@ -9,8 +11,8 @@ enum InitImages {
     /// diffusers' `StableDiffusionImg2ImgPipeline` default strength.
     static let defaultStrength = 0.8
 
-    /// `jobs` with the command line's init images applied: each job once per PNG of `--init-image` (a file,
-    /// or every `.png` of a folder in name order); a `--from-png` job gets the init image its chunk names.
+    /// `jobs` with the command line's init images applied: each job once per picture of `--init-image` (a file,
+    /// or every picture of a folder in name order); a `--from-png` job gets the init image its chunk names.
     static func apply(_ jobs: [GenerateCommand.Job], _ args: ParsedArguments) throws -> [GenerateCommand.Job] {
         let strength = try args.double("strength")
         if let s = strength, !(s > 0 && s <= 1) {
@@ -46,25 +48,33 @@ enum InitImages {
         }
     }
 
-    /// The PNG files `option` names: itself, or every `.png` in the folder (sorted by name).
+    /// The pictures `option` names: itself, or every picture in the folder (sorted by name); the folder's other
+    /// files are skipped with one note on standard error.
     static func pictures(_ option: String) throws -> [String] {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: option, isDirectory: &isFolder) else {
             throw CommandLineError.failure("--init-image \(option): no such file or folder")
         }
         guard isFolder.boolValue else { return [option] }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: option)) ?? []
-        let pngs = names.filter { $0.lowercased().hasSuffix(".png") }.sorted()
-        guard !pngs.isEmpty else { throw CommandLineError.failure("--init-image \(option): the folder holds no .png file") }
-        return pngs.map { URL(fileURLWithPath: option).appendingPathComponent($0).path }
+        let folder: ImageFolder
+        do {
+            folder = try ImageFolder.scan(option, captionExtensions: [])
+        } catch {
+            throw CommandLineError.failure("--init-image \(error)")
+        }
+        guard !folder.images.isEmpty else {
+            throw CommandLineError.failure("--init-image \(option): the folder holds no picture (PNG, JPEG or WebP)")
+        }
+        if let skipped = folder.skippedSummary() { printError("generate: note: --init-image " + skipped) }
+        return folder.images.map { URL(fileURLWithPath: option).appendingPathComponent($0).path }
     }
 
-    /// The picture of a PNG file, or a one-line error naming it.
+    /// The upright picture of an image file, or a one-line error naming it.
     static func read(_ path: String) throws -> Image {
         do {
-            return try PNG.read(path: path).image
+            return try ImageFile.read(path: path).image
         } catch {
-            throw CommandLineError.failure("--init-image \(path): not a readable PNG (\(error))")
+            throw CommandLineError.failure("--init-image \(error)")
         }
     }
 

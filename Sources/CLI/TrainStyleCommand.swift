@@ -47,7 +47,7 @@ public struct TrainStyleArguments {
         usage: train-style IMAGES_DIR --token WORD [--class NOUN] [--style] [options]
                (the embedded base model is trained by the separate `train-base` command)
 
-        Learns a subject (or, with --style, a style) from a folder of PNG images and writes a LoRA adapter.
+        Learns a subject (or, with --style, a style) from a folder of pictures (PNG, JPEG, WebP) and writes a LoRA adapter.
 
         data
           --token WORD             trigger word (required for a plain folder), e.g. sks

@@ -1,5 +1,6 @@
-// The instance images of a DreamBooth run: every PNG in a folder (anything else is an error that says to
-// convert it), each with its prompt (`NAME.txt` beside the image, or the run's instance prompt), resized
+// The instance images of a DreamBooth run: every picture in a folder (PNG, JPEG or WebP told by content, upright
+// after the EXIF orientation: PNGImage's ImageFolder and ImageFile; files that are not pictures are skipped and
+// counted in one warning), each with its prompt (`NAME.txt` beside the image, or the run's instance prompt), resized
 // so the shorter side is the training resolution (Lanczos, antialiased as Pillow), then cropped (centre or
 // random) and optionally flipped per step. For latent models the VAE encodes each distinct crop once and
 // the latents are cached; the cached value is the posterior mean × scaling factor (deterministic, so a
@@ -99,28 +100,22 @@ public final class DreamBoothDataset {
         guard fm.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw TrainingError.invalidData("image folder \(directory.path) does not exist or is not a folder")
         }
-        let names = try fm.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
+        let folder: ImageFolder
+        do {
+            folder = try ImageFolder.scan(directory.path, captionExtensions: ["txt"])
+        } catch {
+            throw TrainingError.invalidData("cannot list the image folder: \(error)")
+        }
         var examples: [DreamBoothExample] = []
-        var warnings: [String] = []
-        for name in names {
-            let ext = (name as NSString).pathExtension.lowercased()
-            if ext == "txt" { continue }
+        var warnings = folder.subfolders.map { "skipping \(directory.appendingPathComponent($0).path): a folder" }
+        if let skipped = folder.skippedSummary() { warnings.append(skipped) }
+        for name in folder.images {
             let path = directory.appendingPathComponent(name).path
-            var isFolder: ObjCBool = false
-            _ = fm.fileExists(atPath: path, isDirectory: &isFolder)
-            guard !isFolder.boolValue, ext == "png" || Self.imageExtensions.contains(ext) else {
-                warnings.append("skipping \(path): " + (isFolder.boolValue ? "a folder" : "not a PNG image"))
-                continue
-            }
-            guard ext == "png" else {
-                throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
-                    + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
-            }
             let decoded: Image
             do {
-                decoded = try PNG.read(path: path).image
+                decoded = try ImageFile.read(path: path).image
             } catch {
-                throw TrainingError.invalidData("cannot read image \(path): \(error)")
+                throw TrainingError.invalidData("cannot read image \(error)")
             }
             let captionPath = directory.appendingPathComponent((name as NSString).deletingPathExtension + ".txt").path
             let caption = (try? String(contentsOfFile: captionPath, encoding: .utf8))?
@@ -137,7 +132,7 @@ public final class DreamBoothDataset {
                                               prompt: caption.flatMap { $0.isEmpty ? nil : rule($0) } ?? prompt))
         }
         guard !examples.isEmpty else {
-            throw TrainingError.invalidData("\(directory.path) has no PNG images (the folder is empty)")
+            throw TrainingError.invalidData("\(directory.path) has no images (PNG, JPEG or WebP)")
         }
         self.examples = examples
         self.resolution = resolution
@@ -146,9 +141,6 @@ public final class DreamBoothDataset {
                                    isRegularization: false)]
         buckets = nil
     }
-
-    /// Image formats other than PNG: an error (convert them), not a stray file to skip.
-    static let imageExtensions: Set<String> = ["jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "heic", "avif"]
 
     /// Example `index` cropped (and maybe flipped), as the model's input x₀ [h, w, C]: pixels in [-1, 1]
     /// for pixel models, cached VAE latents for latent models.

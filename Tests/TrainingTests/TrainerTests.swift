@@ -177,11 +177,12 @@ final class TrainerTests: XCTestCase {
         let folder = scratch.appendingPathComponent("imgs")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         XCTAssertThrowsError(try DreamBoothDataset(directory: folder, prompt: "p", resolution: 16)) { error in
-            XCTAssertTrue("\(error)".contains("no PNG images"), "\(error)")
+            XCTAssertTrue("\(error)".contains("has no images"), "\(error)")
         }
-        try Data([0xFF, 0xD8, 0xFF]).write(to: folder.appendingPathComponent("dog.jpg"))
+        try Data([0x00, 0x00, 0x00, 0x18] + Array("ftypheic".utf8)).write(to: folder.appendingPathComponent("dog.jpg"))
         XCTAssertThrowsError(try DreamBoothDataset(directory: folder, prompt: "p", resolution: 16)) { error in
-            XCTAssertTrue("\(error)".contains("dog.jpg") && "\(error)".contains("convert it to PNG"), "\(error)")
+            XCTAssertTrue("\(error)".contains("dog.jpg: a HEIC/HEIF picture") && "\(error)".contains("convert it to PNG"),
+                          "\(error)")
         }
         try FileManager.default.removeItem(at: folder.appendingPathComponent("dog.jpg"))
         try Data([1, 2, 3]).write(to: folder.appendingPathComponent("broken.png"))
