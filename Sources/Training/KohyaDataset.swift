@@ -65,7 +65,7 @@ public enum KohyaLayout {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDir) else { continue }
             guard isDir.boolValue else {
-                if TrainingImageFiles.isImage(name) { hasImages = true }
+                if ImageFolder.isPicture(name: name, path: path) { hasImages = true }
                 continue
             }
             guard let parsed = parseFolderName(name) else { skipped.append(path); continue }
@@ -83,24 +83,14 @@ public enum KohyaLayout {
     }
 }
 
-/// Which files of a folder are training images, and their captions.
+/// Training images and their captions (pictures are told by content: PNGImage's ImageFolder and ImageFile).
 public enum TrainingImageFiles {
-    /// The extensions read as images (PNG decodes today; the others are named in the error).
-    public static let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "heic", "avif"]
-
-    public static func isImage(_ name: String) -> Bool {
-        imageExtensions.contains((name as NSString).pathExtension.lowercased())
-    }
-
-    /// Decodes a training image (PNG; other formats are named in the error).
+    /// Decodes a training image (PNG, JPEG or WebP, EXIF orientation applied).
     public static func decode(path: String) throws -> Image {
-        let name = (path as NSString).lastPathComponent
-        guard (name as NSString).pathExtension.lowercased() == "png" else {
-            throw TrainingError.invalidData("\(path) is not a PNG image; convert it to PNG (e.g. `convert \(name) "
-                + "\((name as NSString).deletingPathExtension).png`) or move it out of the folder")
-        }
         do {
-            return try PNG.read(path: path).image
+            return try ImageFile.read(path: path).image
+        } catch let error as ImageFileError {
+            throw TrainingError.invalidData("\(error)")
         } catch {
             throw TrainingError.invalidData("cannot read image \(path): \(error)")
         }
@@ -199,25 +189,20 @@ extension DreamBoothDataset {
     private static func readImages(concepts: [DatasetConcept], prompts: (DatasetConcept) -> ConceptPrompt,
                                    captionExtensions: [String])
         throws -> ([(file: String, image: Image, concept: Int, prompt: String)], [String]) {
-        let fm = FileManager.default
         var decoded: [(file: String, image: Image, concept: Int, prompt: String)] = []
-        var warnings: [String] = [], skipped = 0
-        let captionExts = Set(captionExtensions.map { String($0.drop { $0 == "." }).lowercased() } + ["txt", "caption"])
+        var warnings: [String] = []
+        let captionExts = captionExtensions.map { String($0.drop { $0 == "." }) } + ImageFolder.defaultCaptionExtensions
         for (c, concept) in concepts.enumerated() {
             guard concept.repeats >= 1 else {
                 warnings.append("skipping \(concept.path): \(concept.repeats) repeats")
                 continue
             }
-            let folder = URL(fileURLWithPath: concept.path)
-            let names = try fm.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
+            let folder = try ImageFolder.scan(concept.path, captionExtensions: captionExts)
+            if let line = folder.skippedSummary() { warnings.append(line) }
             let shaping = prompts(concept)
             var count = 0
-            for name in names {
-                let path = folder.appendingPathComponent(name).path
-                var isFolder: ObjCBool = false
-                _ = fm.fileExists(atPath: path, isDirectory: &isFolder)
-                if isFolder.boolValue || captionExts.contains((name as NSString).pathExtension.lowercased()) { continue }
-                guard TrainingImageFiles.isImage(name) else { skipped += 1; continue }
+            for name in folder.images {
+                let path = (concept.path as NSString).appendingPathComponent(name)
                 let image = try TrainingImageFiles.decode(path: path)
                 let caption = try TrainingImageFiles.caption(forImage: path, extensions: captionExtensions)
                 decoded.append((path, image, c, caption.map(shaping.rule) ?? shaping.prompt))
@@ -225,9 +210,8 @@ extension DreamBoothDataset {
             }
             if count == 0 { warnings.append("\(concept.path) has no images") }
         }
-        if skipped > 0 { warnings.append("skipped \(skipped) file\(skipped == 1 ? "" : "s") that are not images") }
         guard !decoded.isEmpty else {
-            throw TrainingError.invalidData("\(concepts.map(\.path).joined(separator: ", ")) has no PNG images")
+            throw TrainingError.invalidData("\(concepts.map(\.path).joined(separator: ", ")) has no images (PNG, JPEG or WebP)")
         }
         return (decoded, warnings)
     }
