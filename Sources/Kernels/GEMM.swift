@@ -80,8 +80,8 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// each element is summed exactly as the direct path sums it: ((βC + K block 1) + K block 2) + ….
 func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
-    defer { ct.deallocate() }
+    let ctBuffer = ScratchBuffer<Float>(count: n * m), ct = ctBuffer.pointer
+    defer { ctBuffer.release() }
     if beta != 0 {
         for i in 0..<m {
             let row = c + i * ldc
