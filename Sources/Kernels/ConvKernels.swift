@@ -415,7 +415,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
                                     height: hp, width: wp, top: 0, left: 0, dilation: 1, slackPixels: 0)
         defer { grid.deallocate() }
-        for tap in 0..<(kh * kw) {
+        forEachTap(g, k: g.batch * hp * wp) { _, tap in
             let offset = ((tap / kw) * wp + tap % kw) * cin
             sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * hp * wp, alpha: 1,
                   a: xpad.pointer + offset, lda: cin, b: grid.pointer, ldb: cout, beta: 0,
@@ -423,14 +423,45 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         }
         return
     }
-    // Strided or narrow: gather each tap's input rows (no junk grid positions in K).
+    // Strided or narrow: gather each tap's input rows (no junk grid positions in K), one buffer per worker.
     let rows = g.batch * ho * wo
-    let gatheredBuffer = ScratchBuffer<Float>(count: rows * cin), gathered = gatheredBuffer.pointer
+    let gatheredBuffer = ScratchBuffer<Float>(count: rows * cin * tapWorkers(g, k: rows))
     defer { gatheredBuffer.release() }
-    for tap in 0..<(kh * kw) {
+    forEachTap(g, k: rows) { worker, tap in
+        let gathered = gatheredBuffer.pointer + worker * rows * cin
         gatherTapRows(xpad.pointer, batch: g.batch, height: ho, width: wo, paddedHeight: hp, paddedWidth: wp,
                       channels: cin, dy: tap / kw, dx: tap % kw, stride: s, into: gathered)
         sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
               b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
+    }
+}
+
+/// Largest Cin·Cout for which the weight gradient runs its taps side by side, one single-threaded GEMM each.
+/// Such a GEMM (C of Cin x Cout, K = pixels) has too few C tiles to split (the GEMM driver leaves it on one
+/// thread: measured 25–38 GFLOP/s per call on the toy model's 32–128-channel convs), while the taps are
+/// independent and write disjoint slices of dW, so every element is summed exactly as before.
+let convWeightTapParallelMaxC = 128 * 128
+
+/// Threads for the taps of a weight gradient whose per-tap GEMMs have `k` rows (1: taps one after another,
+/// each GEMM choosing its own threads).
+func tapWorkers(_ g: Conv2DShape, k: Int) -> Int {
+    let taps = g.kernelHeight * g.kernelWidth
+    guard g.inChannels * g.outChannels <= convWeightTapParallelMaxC else { return 1 }
+    return min(taps, Parallel.workers(for: 2 * taps * g.inChannels * g.outChannels * k,
+                                      minWorkPerThread: gemmMinFlopsPerThread))
+}
+
+/// Calls `body(worker, tap)` for every tap: in parallel with single-threaded GEMMs inside when `tapWorkers`
+/// says so, else in order on the calling thread.
+func forEachTap(_ g: Conv2DShape, k: Int, _ body: (Int, Int) -> Void) {
+    let taps = g.kernelHeight * g.kernelWidth, workers = tapWorkers(g, k: k)
+    if workers == 1 {
+        for tap in 0..<taps { body(0, tap) }
+        return
+    }
+    Parallel.forChunks(count: taps, workers: workers, chunksPerWorker: taps) { w, range in
+        Parallel.$maxThreads.withValue(1) {
+            for tap in range { body(w, tap) }
+        }
     }
 }
