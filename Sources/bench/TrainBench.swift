@@ -56,19 +56,28 @@ private func trainBench(_ a: BenchArguments) throws {
     let profile = a.has("--profile") ? KernelProfile() : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var steps: [StepCost] = []
+    var phases: [[Double]] = []     // forward, backward, clip + AdamW + zeroGrad
     for _ in 0..<repeats {
         var failure: Error?
+        var phase = [Double](repeating: 0, count: 3)
         steps.append(StepCost.measure {
             do {
                 try Kernels.$override.withValue(kernels) {
-                    let out = try unet(sample, timesteps: timesteps, conditioning: Conditioning(context: context))
-                    try mseLoss(out, target).backward()
-                    clipGradientNorm(parameters.map(\.1), maxNorm: 1)
-                    optimizer.update(learningRate: 1e-4)
-                    unet.zeroGrad()
+                    var loss: Variable?
+                    phase[0] = try timeOnceThrowing {
+                        let out = try unet(sample, timesteps: timesteps, conditioning: Conditioning(context: context))
+                        loss = try mseLoss(out, target)
+                    }
+                    phase[1] = try timeOnceThrowing { try loss!.backward() }
+                    phase[2] = timeOnce {
+                        clipGradientNorm(parameters.map(\.1), maxNorm: 1)
+                        optimizer.update(learningRate: 1e-4)
+                        unet.zeroGrad()
+                    }
                 }
             } catch { failure = error }
         })
+        phases.append(phase)
         if let failure { throw failure }
     }
     let counts = unet.parameterCounts()
@@ -78,8 +87,17 @@ private func trainBench(_ a: BenchArguments) throws {
     print("  \(counts.report)")
     StepCost.printTable(steps)
     let times = steps.map(\.wall)
+    print(String(format: "  phases (median): forward %.1f ms, backward %.1f ms, clip + AdamW + zero grads %.1f ms",
+                 median(phases.map { $0[0] }) * 1e3, median(phases.map { $0[1] }) * 1e3, median(phases.map { $0[2] }) * 1e3))
     print(String(format: "  step %.3f s (median of %d: %@)", median(times), times.count,
                  times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
     if let profile { profile.printTable(steps: repeats, stepSeconds: times.reduce(0, +)) }
+}
+
+private func timeOnceThrowing(_ body: () throws -> Void) throws -> Double {
+    var failure: Error?
+    let t = timeOnce { do { try body() } catch { failure = error } }
+    if let failure { throw failure }
+    return t
 }
