@@ -7,7 +7,8 @@
 //
 // `--config toy` is the embedded model's UNet (pipelines/toy) as the main job trains it: batch 2 (instance +
 // class image, prior preservation), 64×64 pixels, rank-16 adapters on attention, transformer projections,
-// ResNet and sampler convolutions. `--profile` times every kernel call by entry point (KernelProfile).
+// ResNet and sampler convolutions. `--profile` times every kernel call by entry point (KernelProfile) over
+// the steps after the first.
 import Adapters
 import Autograd
 import DiffusionModels
@@ -79,6 +80,7 @@ private func trainBench(_ a: BenchArguments) throws {
         })
         phases.append(phase)
         if let failure { throw failure }
+        if steps.count == 1 && repeats > 1 { profile?.reset() }   // profile the warm steps only
     }
     let counts = unet.parameterCounts()
     print("train \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), rank-\(rank) "
@@ -92,7 +94,11 @@ private func trainBench(_ a: BenchArguments) throws {
     print(String(format: "  step %.3f s (median of %d: %@)", median(times), times.count,
                  times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
-    if let profile { profile.printTable(steps: repeats, stepSeconds: times.reduce(0, +)) }
+    if let profile {
+        let warm = repeats > 1 ? Array(steps.dropFirst()) : steps
+        profile.printTable(steps: warm.count, stepSeconds: warm.map(\.wall).reduce(0, +),
+                           stepCPUSeconds: warm.map(\.cpu).reduce(0, +))
+    }
 }
 
 private func timeOnceThrowing(_ body: () throws -> Void) throws -> Double {
