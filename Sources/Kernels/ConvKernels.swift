@@ -409,12 +409,9 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                                 slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
     defer { xpad.deallocate() }
     let hp = xpad.height, wp = xpad.width
-    let onGrid = s == 1 && g.width >= convGridMinWidth, kRows = onGrid ? g.batch * hp * wp : g.batch * ho * wo
-    if cout <= convWeightColumnsMaxCout && kRows * kh * kw * cin <= convWeightColumnsMaxFloats {
-        conv2dBackwardWeightByColumns(g, xpad: xpad, gradOutput: gradOutput, onGrid: onGrid, gradWeight: gradWeight)
-        return
-    }
-    if onGrid {
+    // With few output channels (a LoRA down convolution) each tap's Xᵀ·dY runs as (dYᵀ·X)ᵀ inside sgemm, so the
+    // large X is read in place and only the small dY is packed.
+    if s == 1 && g.width >= convGridMinWidth {
         // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
         // A rows are the padded input shifted by the tap's offset.
         let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
@@ -439,50 +436,6 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
               b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
     }
-}
-
-/// Most output channels (a LoRA down convolution's rank) and most im2col floats (32 MB) for which the weight
-/// gradient is one GEMM over all taps (`conv2dBackwardWeightByColumns`).
-let convWeightColumnsMaxCout = 32
-let convWeightColumnsMaxFloats = 8 << 20
-
-/// Weight gradient with few output channels as one GEMM: `dWᵀ (Cout x taps·Cin) = dYᵀ · Cols`, where row p of
-/// Cols holds the taps·Cin inputs that output position p reads (im2col; on the padded grid when `onGrid`,
-/// whose junk positions have zero dY). Per tap, a Cin x Cout GEMM with so few columns is all packing (its
-/// A operand, K x Cin, is repacked for 16 output columns); here the small dY is the packed operand and Cols
-/// is read in place. Each element is the same sum over the same positions in the same order as the per-tap
-/// GEMMs (sgemm sums every element over K in one order fixed by K), so results do not change.
-func conv2dBackwardWeightByColumns(_ g: Conv2DShape, xpad: PaddedActivation, gradOutput: UnsafePointer<Float>,
-                                   onGrid: Bool, gradWeight: UnsafeMutablePointer<Float>) {
-    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels, taps = kh * kw
-    let hp = xpad.height, wp = xpad.width, width = taps * cin
-    let rows = onGrid ? g.batch * hp * wp : g.batch * g.outHeight * g.outWidth
-    let columns = ScratchBuffer<Float>(count: rows * width), transposed = ScratchBuffer<Float>(count: cout * width)
-    defer { columns.release(); transposed.release() }
-    var grid: PaddedActivation?
-    if onGrid {
-        grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth, channels: cout,
-                                height: hp, width: wp, top: 0, left: 0, dilation: 1, slackPixels: 0)
-        let src = xpad.pointer, dst = columns.pointer
-        Parallel.forChunks(count: rows, workers: Parallel.workers(for: rows * width, minWorkPerThread: 1 << 18)) { _, range in
-            for p in range {
-                for tap in 0..<taps {
-                    let offset = (tap / kw) * wp + tap % kw
-                    (dst + p * width + tap * cin).update(from: src + (p + offset) * cin, count: cin)
-                }
-            }
-        }
-    } else {
-        for tap in 0..<taps {
-            gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth, paddedHeight: hp,
-                          paddedWidth: wp, channels: cin, dy: tap / kw, dx: tap % kw, stride: g.stride,
-                          into: columns.pointer + tap * cin, rowStride: width)
-        }
-    }
-    defer { grid?.deallocate() }
-    sgemm(transA: true, transB: false, m: cout, n: width, k: rows, alpha: 1, a: grid.map { UnsafePointer($0.pointer) } ?? gradOutput, lda: cout,
-          b: columns.pointer, ldb: width, beta: 0, c: transposed.pointer, ldc: width)
-    transposeMatrix(transposed.pointer, rows: cout, cols: width, into: gradWeight)
 }
 
 /// Largest Cin·Cout for which the weight gradient runs its taps side by side, one single-threaded GEMM each.

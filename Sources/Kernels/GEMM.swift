@@ -69,7 +69,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
                           beta: beta, c: c, ldc: ldc)
         return
     }
-    if transA && !transB && alpha == 1 && n < gemmTransposedAMaxN && m >= 4 * n {
+    if transA && !transB && alpha == 1 && n < gemmTransposedAMaxN && m >= 2 * n {
         transposedProduct(transA: true, transB: false, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                           beta: beta, c: c, ldc: ldc)
         return
@@ -87,7 +87,8 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// alpha 1 (which the direct path would fold into B, this one into A). The old C (times beta) seeds Cᵀ, so
 /// each element is summed exactly as the direct path sums it: ((βC + K block 1) + K block 2) + ….
 ///
-/// Also `C = Aᵀ * B` with few columns (n < 32, e.g. a LoRA down weight's gradient, Xᵀ · dH with rank columns):
+/// Also `C = Aᵀ * B` with few columns (n < 32, m ≥ 2n; e.g. a LoRA down weight's gradient, Xᵀ · dH with rank
+/// columns, or a LoRA down convolution's per-tap weight gradient):
 /// the driver would pack all of Aᵀ (K x m) for a product that reuses each packed value only n times and fill
 /// half of every 32-wide tile; as `Cᵀ = Bᵀ * A`, A (K x m) is read in place and only the small B is packed.
 func transposedProduct(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>,

@@ -1,6 +1,6 @@
 // The convolution weight gradient runs its taps side by side for small channel counts (one single-threaded
-// GEMM per tap), and with few output channels as one GEMM over all taps (im2col): every element must come
-// out bit for bit as with one thread, and as the per-tap GEMMs sum it, on both of its paths.
+// GEMM per tap), and with few output channels each tap's GEMM runs transposed inside sgemm: every element
+// must come out bit for bit as with one thread, and as plain per-tap GEMMs sum it, on both of its paths.
 import TensorCore
 import XCTest
 

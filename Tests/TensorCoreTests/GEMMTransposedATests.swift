@@ -34,7 +34,7 @@ final class GEMMTransposedATests: XCTestCase {
             var full = seed
             sgemm(transA: true, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: m, b: b, ldb: n,
                   beta: beta, c: &full, ldc: n)
-            for i0 in stride(from: 0, to: m, by: 37) {           // 3 rows < 4·n: the blocked driver's path
+            for i0 in stride(from: 0, to: m, by: 37) {           // 3 rows < 2·n: the blocked driver's path
                 let rows = min(3, m - i0)
                 var part = Array(seed[(i0 * n)..<((i0 + rows) * n)])
                 a.withUnsafeBufferPointer { pa in
