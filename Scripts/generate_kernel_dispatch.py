@@ -106,6 +106,46 @@ def closure_type(params, throws, result):
     return f"({args}) {'throws ' if throws else ''}-> {result}"
 
 
+# Floating-point operations of one call, as a Swift expression over the entry point's parameter names
+# (multiply-adds count 2; the longer ones live in Sources/TensorBase/KernelFlops.swift); entry points not
+# listed count none.
+FLOPS = {
+    "sgemm": "2 * Double(m) * Double(n) * Double(k)",
+    "batchedSGEMM": "2 * Double(batch) * Double(m) * Double(n) * Double(k)",
+    "matmul": "2 * Double(a.count) * Double(b.rank < 2 ? 1 : b.shape[b.rank - (transposeB ? 2 : 1)])",
+    "conv2d": "KernelFlops.conv2d(input: input, weight: weight, stride: stride, padding: padding)",
+    "conv2dBackwardInput": "2 * Double(gradOutput.count) * Double(weight.count / max(1, weight.shape.last ?? 1))",
+    "conv2dBackwardWeight": "2 * Double(gradOutput.count) * Double(kernelHeight * kernelWidth * (input.shape.last ?? 0))",
+    "attentionScaledDotProduct": "KernelFlops.attention(q: q, k: k, layout: layout, backward: false)",
+    "attentionScaledDotProductBackward": "KernelFlops.attention(q: q, k: k, layout: layout, backward: true)",
+}
+
+
+def instrumented(rows):
+    """`KernelProbe` and `KernelSet.instrumented(by:)`: the same kernels, each call timed by a probe."""
+    out = ["/// Times kernel calls (`KernelSet.instrumented(by:)`); `flops` is the call's floating-point operation count",
+           "/// where the entry point has one (GEMM, convolution, attention), else 0.",
+           "public protocol KernelProbe: AnyObject, Sendable {",
+           "    func measure<R>(_ field: String, flops: Double, _ body: () throws -> R) rethrows -> R",
+           "}", "",
+           "extension KernelSet {",
+           "    /// The same kernels, each call reported to `probe` under its field name (profiling).",
+           "    public func instrumented(by probe: KernelProbe) -> KernelSet {",
+           "        let kernels = self"]
+    for f, ns, n, ps, th, r, d in rows:
+        names = [p["name"] for p in ps]
+        args = ", ".join(names)
+        t = "try " if th else ""
+        out.append(f"        let {f}: {closure_type(ps, th, r)} = {{ {args} in")
+        out.append(f"            let flops: Double = {FLOPS.get(f, '0')}")
+        out.append(f"            return {t}probe.measure(\"{f}\", flops: flops) {{ {t}kernels.{f}({args}) }}")
+        out.append("        }")
+    out.append("        return KernelSet(name: name,")
+    out.append(",\n".join(f"                         {f}: {f}" for f, *_ in rows) + ")")
+    out += ["    }", "}", ""]
+    return out
+
+
 def main():
     eps = entry_points()
     taken = set()
@@ -124,6 +164,7 @@ def main():
     for f, *_ in rows:
         table.append(f"        self.{f} = {f}")
     table += ["    }", "}", ""]
+    table += instrumented(rows)
     (ROOT / "Sources/TensorBase/KernelSet.swift").write_text("\n".join(table))
 
     export = [GENERATED, "import TensorBase", "",

@@ -6,6 +6,7 @@ import TensorBase
 struct PaddedActivation {
     let pointer: UnsafeMutablePointer<Float>
     let height: Int, width: Int, channels: Int, batch: Int
+    private let count: Int
 
     /// `dst[n, y, x] = src[n, (y - top) / dilation, (x - left) / dilation]` where that is a whole in-range
     /// index, else 0. `dst` is `[batch, height, width, channels]` plus `slackPixels` zero pixels.
@@ -13,8 +14,8 @@ struct PaddedActivation {
          height: Int, width: Int, top: Int, left: Int, dilation: Int, slackPixels: Int) {
         self.height = height; self.width = width; self.channels = channels; self.batch = batch
         let count = (batch * height * width + slackPixels) * channels
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: count)
+        self.count = count
+        pointer = TensorMemory.shared.allocateFloats(count)
         let dst = pointer
         Parallel.forEach(count: batch * height, workers: Parallel.workers(for: count, minWorkPerThread: 1 << 20)) { row in
             let n = row / height, y = row % height
@@ -37,7 +38,7 @@ struct PaddedActivation {
         (pointer + batch * height * width * channels).update(repeating: 0, count: slackPixels * channels)
     }
 
-    func deallocate() { UnsafeMutableRawPointer(pointer).deallocate() }
+    func deallocate() { TensorMemory.shared.deallocateFloats(pointer, count: count) }
 }
 
 /// Output channels per packed weight block, and the most floats a packed block may take (8 MB).
@@ -241,8 +242,8 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
         // overhead, so gather the taps x Cin window of every output pixel into one row (im2col) and run a
         // single GEMM with K = taps * Cin; the [kh, kw, Cin, Cout] weight already is that K x Cout matrix.
         let pixels = g.batch * g.outHeight * g.outWidth
-        let columns = UnsafeMutablePointer<Float>.allocate(capacity: pixels * taps * cin)
-        defer { columns.deallocate() }
+        let columnsBuffer = ScratchBuffer<Float>(count: pixels * taps * cin), columns = columnsBuffer.pointer
+        defer { columnsBuffer.release() }
         for tap in 0..<taps {
             gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth,
                           paddedHeight: xpad.height, paddedWidth: xpad.width, channels: cin,
@@ -282,9 +283,9 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
         // Few pixels, many channels: dXᵀ (Cin x pixels) = Σ_tap W[flipped tap] (Cin x Cout, read in place) ·
         // dY_tapᵀ, where row p of dY_tap is the padded gradient pixel that tap reads for input pixel p.
         // Only the small gradient gets gathered and transposed, never the large weight.
-        let dxT = UnsafeMutablePointer<Float>.allocate(capacity: cin * pixels)
-        let rows = UnsafeMutablePointer<Float>.allocate(capacity: pixels * cout)
-        defer { dxT.deallocate(); rows.deallocate() }
+        let dxTBuffer = ScratchBuffer<Float>(count: cin * pixels), dxT = dxTBuffer.pointer
+        let rowsBuffer = ScratchBuffer<Float>(count: pixels * cout), rows = rowsBuffer.pointer
+        defer { dxTBuffer.release(); rowsBuffer.release() }
         for tap in 0..<(kh * kw) {
             let dy = tap / kw, dx = tap % kw
             gatherTapRows(padded.pointer, batch: g.batch, height: g.height, width: g.width, paddedHeight: hp,
@@ -296,8 +297,8 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
         transposeMatrix(dxT, rows: cin, cols: pixels, into: gradInput)
         return
     }
-    let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * cin * cout)
-    defer { flipped.deallocate() }
+    let flippedBuffer = ScratchBuffer<Float>(count: kh * kw * cin * cout), flipped = flippedBuffer.pointer
+    defer { flippedBuffer.release() }
     for dy in 0..<kh {
         for dx in 0..<kw {
             let src = weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout
@@ -329,14 +330,14 @@ func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Flo
             let (th, y0, hy) = phase(ry, kernel: g.kernelHeight, size: g.height)
             let (tw, x0, wx) = phase(rx, kernel: g.kernelWidth, size: g.width)
             if hy == 0 || wx == 0 { continue }
-            let out = UnsafeMutablePointer<Float>.allocate(capacity: g.batch * hy * wx * cin)
-            defer { out.deallocate() }
+            let outBuffer = ScratchBuffer<Float>(count: g.batch * hy * wx * cin), out = outBuffer.pointer
+            defer { outBuffer.release() }
             if th == 0 || tw == 0 {
                 out.update(repeating: 0, count: g.batch * hy * wx * cin)
             } else {
                 // Flipped, transposed sub-kernel: w'[j', i'] = w[ry + s*(th-1-j'), rx + s*(tw-1-i')]ᵀ (Cout x Cin).
-                let sub = UnsafeMutablePointer<Float>.allocate(capacity: th * tw * cout * cin)
-                defer { sub.deallocate() }
+                let subBuffer = ScratchBuffer<Float>(count: th * tw * cout * cin), sub = subBuffer.pointer
+                defer { subBuffer.release() }
                 for j in 0..<th {
                     for i in 0..<tw {
                         let dy = ry + s * (th - 1 - j), dx = rx + s * (tw - 1 - i)
@@ -408,13 +409,15 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                                 slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
     defer { xpad.deallocate() }
     let hp = xpad.height, wp = xpad.width
+    // With few output channels (a LoRA down convolution) each tap's Xᵀ·dY runs as (dYᵀ·X)ᵀ inside sgemm, so the
+    // large X is read in place and only the small dY is packed.
     if s == 1 && g.width >= convGridMinWidth {
         // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
         // A rows are the padded input shifted by the tap's offset.
         let grid = PaddedActivation(gradOutput, batch: g.batch, srcHeight: ho, srcWidth: wo, channels: cout,
                                     height: hp, width: wp, top: 0, left: 0, dilation: 1, slackPixels: 0)
         defer { grid.deallocate() }
-        for tap in 0..<(kh * kw) {
+        forEachTap(g, k: g.batch * hp * wp) { _, tap in
             let offset = ((tap / kw) * wp + tap % kw) * cin
             sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * hp * wp, alpha: 1,
                   a: xpad.pointer + offset, lda: cin, b: grid.pointer, ldb: cout, beta: 0,
@@ -422,14 +425,45 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
         }
         return
     }
-    // Strided or narrow: gather each tap's input rows (no junk grid positions in K).
+    // Strided or narrow: gather each tap's input rows (no junk grid positions in K), one buffer per worker.
     let rows = g.batch * ho * wo
-    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: rows * cin)
-    defer { gathered.deallocate() }
-    for tap in 0..<(kh * kw) {
+    let gatheredBuffer = ScratchBuffer<Float>(count: rows * cin * tapWorkers(g, k: rows))
+    defer { gatheredBuffer.release() }
+    forEachTap(g, k: rows) { worker, tap in
+        let gathered = gatheredBuffer.pointer + worker * rows * cin
         gatherTapRows(xpad.pointer, batch: g.batch, height: ho, width: wo, paddedHeight: hp, paddedWidth: wp,
                       channels: cin, dy: tap / kw, dx: tap % kw, stride: s, into: gathered)
         sgemm(transA: true, transB: false, m: cin, n: cout, k: rows, alpha: 1, a: gathered, lda: cin,
               b: gradOutput, ldb: cout, beta: 0, c: gradWeight + tap * cin * cout, ldc: cout)
+    }
+}
+
+/// Largest Cin·Cout for which the weight gradient runs its taps side by side, one single-threaded GEMM each.
+/// Such a GEMM (C of Cin x Cout, K = pixels) has too few C tiles to split (the GEMM driver leaves it on one
+/// thread: measured 25–38 GFLOP/s per call on the toy model's 32–128-channel convs), while the taps are
+/// independent and write disjoint slices of dW, so every element is summed exactly as before.
+let convWeightTapParallelMaxC = 128 * 128
+
+/// Threads for the taps of a weight gradient whose per-tap GEMMs have `k` rows (1: taps one after another,
+/// each GEMM choosing its own threads).
+func tapWorkers(_ g: Conv2DShape, k: Int) -> Int {
+    let taps = g.kernelHeight * g.kernelWidth
+    guard g.inChannels * g.outChannels <= convWeightTapParallelMaxC else { return 1 }
+    return min(taps, Parallel.workers(for: 2 * taps * g.inChannels * g.outChannels * k,
+                                      minWorkPerThread: gemmMinFlopsPerThread))
+}
+
+/// Calls `body(worker, tap)` for every tap: in parallel with single-threaded GEMMs inside when `tapWorkers`
+/// says so, else in order on the calling thread.
+func forEachTap(_ g: Conv2DShape, k: Int, _ body: (Int, Int) -> Void) {
+    let taps = g.kernelHeight * g.kernelWidth, workers = tapWorkers(g, k: k)
+    if workers == 1 {
+        for tap in 0..<taps { body(0, tap) }
+        return
+    }
+    Parallel.forChunks(count: taps, workers: workers, chunksPerWorker: taps) { w, range in
+        Parallel.$maxThreads.withValue(1) {
+            for tap in range { body(w, tap) }
+        }
     }
 }

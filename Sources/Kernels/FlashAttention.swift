@@ -78,8 +78,8 @@ enum FlashAttention {
         let lkPad = roundUp(g.lk, 24), heads = g.batch * g.heads
         // Kᵀ and V of every head, packed once (O(H·Lk·D) memory), then (head, query block) items in parallel.
         let headSize = d * lkPad + lkPad * dp
-        let packed = UnsafeMutablePointer<Float>.allocate(capacity: heads * headSize)
-        defer { packed.deallocate() }
+        let packedBuffer = ScratchBuffer<Float>(count: heads * headSize), packed = packedBuffer.pointer
+        defer { packedBuffer.release() }
         Parallel.forEachChunked(count: heads, workers: Parallel.workers(for: heads * g.lk * d, minWorkPerThread: 1 << 16)) { bh in
             let kt = packed + bh * headSize
             packTransposed(k + g.base(bh, g.lk), rows: g.lk, d: d, rs: rs, ld: lkPad, scale: 1, kt)
@@ -105,18 +105,19 @@ enum FlashAttention {
     /// Per-worker buffers of the forward: Qᵀ [D][32], Sᵀ [key block][32], Oᵀ [Dv][32], m, l [32].
     struct ForwardScratch {
         let base: UnsafeMutablePointer<Float>
-        let stride: Int, d: Int, dp: Int
+        let stride: Int, d: Int, dp: Int, workers: Int
         init(workers: Int, d: Int, dp: Int) {
             self.d = d; self.dp = dp
             stride = roundUp(d * 32 + forwardKeyBlock * 32 + 32 * dp + 64, 16)
-            base = .allocate(capacity: stride * workers)
+            base = TensorMemory.shared.allocateFloats(stride * workers)
+            self.workers = workers
         }
         func worker(_ w: Int) -> (qt: UnsafeMutablePointer<Float>, st: UnsafeMutablePointer<Float>,
                                   o: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>) {
             let p = base + w * stride
             return (p, p + d * 32, p + d * 32 + forwardKeyBlock * 32, p + d * 32 + forwardKeyBlock * 32 + 32 * dp)
         }
-        func deallocate() { base.deallocate() }
+        func deallocate() { TensorMemory.shared.deallocateFloats(base, count: stride * workers) }
     }
 
     static func forwardBlock(_ g: AttentionGeometry, q0: Int, _ q: UnsafePointer<Float>, _ kt: UnsafePointer<Float>,

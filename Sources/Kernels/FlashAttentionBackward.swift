@@ -8,7 +8,7 @@ import TensorBase
 extension FlashAttention {
     /// Per-head packed operands and accumulators of the backward.
     struct BackwardHead {
-        let d, dp, vw, lkPad, lqPad: Int
+        let d, dp, vw, lkPad, lqPad, count: Int
         let base: UnsafeMutablePointer<Float>
         var kt: UnsafeMutablePointer<Float> { base }                              // [D][lkPad]
         var vt: UnsafeMutablePointer<Float> { kt + d * lkPad }                   // [D][lkPad]
@@ -29,7 +29,8 @@ extension FlashAttention {
             self.d = d; dp = roundUp(d, 16); vw = valueWidth(d); lkPad = roundUp(lk, 24); lqPad = roundUp(lq, 32)
             let keys: Int = 2 * d * lkPad + lkPad * vw
             let queries: Int = 2 * d * lqPad + 2 * lqPad * dp + lqPad * vw + 2 * lqPad
-            base = .allocate(capacity: keys + queries + 2 * backwardKeyBlock * (dp + 32))
+            count = keys + queries + 2 * backwardKeyBlock * (dp + 32)
+            base = TensorMemory.shared.allocateFloats(count)
         }
     }
 
@@ -41,7 +42,7 @@ extension FlashAttention {
         let heads = g.batch * g.heads
         let workers = Parallel.workers(for: heads * g.lq * g.lk * g.d, minWorkPerThread: 1 << 18)
         let scratch = (0..<max(1, min(workers, heads))).map { _ in BackwardHead(d: g.d, lq: g.lq, lk: g.lk) }
-        defer { for s in scratch { s.base.deallocate() } }
+        defer { for s in scratch { TensorMemory.shared.deallocateFloats(s.base, count: s.count) } }
         Parallel.forChunks(count: heads, workers: workers) { w, range in
             for bh in range { backwardHead(g, bh, q, k, v, out, lse, dOut, dq, dk, dv, scratch[w]) }
         }

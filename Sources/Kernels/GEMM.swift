@@ -39,6 +39,8 @@ struct GEMMTile {
 let gemmMinFlopsPerThread = 4_000_000
 /// Floats in one packed B block (1 MB; 512 KB measured no better on a 1 MB-L2 machine).
 let gemmPackedBlockFloats = 262_144
+/// Below this many columns, `Aᵀ * B` runs as `(Bᵀ * A)ᵀ` (`transposedProduct`).
+let gemmTransposedAMaxN = 32
 /// Largest K block.
 let gemmMaxKC = 384
 /// Up to this many row tiles, a row-major B (with alpha 1) is read in place instead of packed: with so few
@@ -63,7 +65,13 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         return
     }
     if transB && !transA && alpha == 1 && 2 * m * (k + n) <= n * k {
-        transposedProduct(m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        transposedProduct(transA: false, transB: true, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                          beta: beta, c: c, ldc: ldc)
+        return
+    }
+    if transA && !transB && alpha == 1 && n < gemmTransposedAMaxN && m >= 2 * n {
+        transposedProduct(transA: true, transB: false, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                          beta: beta, c: c, ldc: ldc)
         return
     }
     if beta != 0 && beta != 1 { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: beta) }
@@ -78,17 +86,23 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 /// on 64 tokens). Used when that extra traffic, m*(k + n), is at most half of B's n*k, and only with
 /// alpha 1 (which the direct path would fold into B, this one into A). The old C (times beta) seeds Cᵀ, so
 /// each element is summed exactly as the direct path sums it: ((βC + K block 1) + K block 2) + ….
-func transposedProduct(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    let ct = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
-    defer { ct.deallocate() }
+///
+/// Also `C = Aᵀ * B` with few columns (n < 32, m ≥ 2n; e.g. a LoRA down weight's gradient, Xᵀ · dH with rank
+/// columns, or a LoRA down convolution's per-tap weight gradient):
+/// the driver would pack all of Aᵀ (K x m) for a product that reuses each packed value only n times and fill
+/// half of every 32-wide tile; as `Cᵀ = Bᵀ * A`, A (K x m) is read in place and only the small B is packed.
+func transposedProduct(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>,
+                       lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let ctBuffer = ScratchBuffer<Float>(count: n * m), ct = ctBuffer.pointer
+    defer { ctBuffer.release() }
     if beta != 0 {
         for i in 0..<m {
             let row = c + i * ldc
             for j in 0..<n { ct[j * m + i] = beta == 1 ? row[j] : beta * row[j] }
         }
     }
-    sgemm(transA: false, transB: true, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+    // Cᵀ = op(B)ᵀ · op(A)ᵀ: each operand read as stored, with the other transpose flag.
+    sgemm(transA: !transB, transB: !transA, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
           beta: beta == 0 ? 0 : 1, c: ct, ldc: m)
     for i in 0..<m {
         let row = c + i * ldc

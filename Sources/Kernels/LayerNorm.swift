@@ -46,9 +46,9 @@ extension Normalization {
         let dx = Tensor(uninitializedShape: x.shape)
         let pdx = dx.storage.pointer
         let chunks = (rows + rowChunk - 1) / rowChunk
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * chunks * d))
+        let partialBuffer = ScratchBuffer<Float>(count: max(1, 2 * chunks * d)), partial = partialBuffer.pointer
         partial.initialize(repeating: 0, count: max(1, 2 * chunks * d))
-        defer { partial.deallocate() }
+        defer { partialBuffer.release() }
         Parallel.forEachChunked(count: chunks, workers: Parallel.workers(for: x.count, minWorkPerThread: 1 << 15)) { ch in
             let dg = partial + 2 * ch * d, db = dg + d
             for r in ch * rowChunk..<min(rows, (ch + 1) * rowChunk) {

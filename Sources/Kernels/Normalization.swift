@@ -17,8 +17,8 @@ public enum Normalization {
         let cg = c / groups, chunks = (p + pixelChunk - 1) / pixelChunk
         let px = x.storage.pointer
         // One pass per chunk: per-channel shift (the chunk's first pixel), Σ(x − shift), Σ(x − shift)².
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 3 * n * chunks * c))
-        defer { partial.deallocate() }
+        let partialBuffer = ScratchBuffer<Float>(count: max(1, 3 * n * chunks * c)), partial = partialBuffer.pointer
+        defer { partialBuffer.release() }
         forChunks(n: n, p: p, c: c) { b, ch, lo, hi in
             let shift = partial + 3 * (b * chunks + ch) * c, s1 = shift + c, s2 = s1 + c
             let first = px + (b * p + lo) * c
@@ -100,8 +100,8 @@ public enum Normalization {
         defer { mc.deallocate(); ca.deallocate(); cb.deallocate() }
         // Per chunk and channel: Σ dz and Σ dz·(x − mean), dz the gradient at the normalised output
         // (before the activation); x̂ = (x − mean)·rstd.
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * n * chunks * c))
-        defer { partial.deallocate() }
+        let partialBuffer = ScratchBuffer<Float>(count: max(1, 2 * n * chunks * c)), partial = partialBuffer.pointer
+        defer { partialBuffer.release() }
         switch activation {
         case .none: backwardSums(px, pd, mc, ca, cb, partial, n: n, p: p, c: c) { dy, _, _, _ in dy }
         case .silu: backwardSums(px, pd, mc, ca, cb, partial, n: n, p: p, c: c) { dy, x, a, b in dy * siluGradv(x * a + b) }

@@ -125,8 +125,9 @@ struct MappedLoader {
     }
 }
 
-/// glibc's `malloc_trim(0)`: returns the free pages inside the heap to the system (large freed blocks stay
-/// in the heap once glibc's dynamic mmap threshold has grown). Looked up at run time; a no-op elsewhere.
+/// Hands the tensor cache's blocks back (`TensorMemory.trim`), then glibc's `malloc_trim(0)`: returns the free
+/// pages inside the heap to the system (large freed blocks stay in the heap once glibc's dynamic mmap threshold
+/// has grown). Looked up at run time; a no-op elsewhere.
 enum HeapTrim {
     static let interval = 64 << 20
 
@@ -135,5 +136,8 @@ enum HeapTrim {
         return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
     }()
 
-    static func releaseFreePages() { _ = trim?(0) }
+    static func releaseFreePages() {
+        TensorMemory.shared.trim()
+        _ = trim?(0)
+    }
 }

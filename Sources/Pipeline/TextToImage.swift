@@ -340,6 +340,9 @@ public struct TextToImage {
     /// Decodes final latents [N, h, w, C] to images: the VAE for latent models (one image at a time),
     /// the samples themselves for pixel models.
     public func decode(_ latents: Tensor) throws -> [Image] {
+        // The denoising loop's cached tensor blocks do not fit the decoder's sizes: hand them back first so
+        // that peak memory is the larger of the two phases, not their sum.
+        if model.vae != nil { TensorMemory.shared.trim() }
         let n = latents.shape[0]
         let perImage = latents.count / n
         return try (0..<n).map { i in

@@ -19,25 +19,28 @@ package final class KernelWorkspace {
     }
 
     deinit {
-        UnsafeMutableRawPointer(shared).deallocate()
-        UnsafeMutableRawPointer(perWorker).deallocate()
+        KernelWorkspace.deallocate(shared, sharedCapacity)
+        KernelWorkspace.deallocate(perWorker, perWorkerCapacity)
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(count, 16) * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 16))
+        TensorMemory.shared.allocateFloats(max(count, 16))
+    }
+
+    private static func deallocate(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+        TensorMemory.shared.deallocateFloats(pointer, count: max(count, 16))
     }
 
     /// Makes room for `sharedCount` shared floats and `workers` private buffers of `perWorkerCount` floats.
     package func reserve(sharedCount: Int, workers: Int, perWorkerCount: Int) {
         if sharedCount > sharedCapacity {
-            UnsafeMutableRawPointer(shared).deallocate()
+            KernelWorkspace.deallocate(shared, sharedCapacity)
             shared = KernelWorkspace.allocate(sharedCount)
             sharedCapacity = sharedCount
         }
         let stride = (perWorkerCount + 15) / 16 * 16
         if stride * workers > perWorkerCapacity {
-            UnsafeMutableRawPointer(perWorker).deallocate()
+            KernelWorkspace.deallocate(perWorker, perWorkerCapacity)
             perWorker = KernelWorkspace.allocate(stride * workers)
             perWorkerCapacity = stride * workers
         }

@@ -11,7 +11,8 @@
 
 import Foundation
 
-/// Raw, 64-byte aligned Float32 storage. Owned by `Tensor`; never shared mutably.
+/// Raw, 64-byte aligned Float32 storage. Owned by `Tensor`; never shared mutably. The memory comes from
+/// `TensorMemory.shared`, which reuses freed blocks instead of faulting fresh pages in.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -20,12 +21,10 @@ public final class TensorStorage: @unchecked Sendable {
     public init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative element count")
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = TensorMemory.shared.allocateFloats(count)
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { TensorMemory.shared.deallocateFloats(pointer, count: count) }
 }
 
 public enum TensorError: Error, CustomStringConvertible, Equatable {

@@ -262,7 +262,9 @@ func benchTensor(_ shape: [Int], seed: UInt64) -> Tensor {
 func gemmBenchCases() -> [BenchCase] {
     let shapes = [(4096, 320, 320, false), (4096, 320, 960, false), (4096, 2880, 320, false),
                   (1024, 5760, 640, false), (256, 11520, 1280, false), (64, 1280, 1280, false),
-                  (4096, 320, 320, true), (64, 1280, 1280, true)]
+                  (4096, 320, 320, true), (64, 1280, 1280, true),
+                  // the embedded model's step (bench train --config toy --profile): 64-channel projections
+                  (2048, 64, 64, false), (2048, 64, 64, true), (512, 128, 128, false), (512, 128, 128, true)]
     return shapes.map { m, k, n, transB in
         BenchCase(name: "sgemm \(m)x\(k)x\(n)\(transB ? " Bt" : "")", flops: 2 * Double(m * n * k)) {
             let a = benchBuffer(m * k, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)

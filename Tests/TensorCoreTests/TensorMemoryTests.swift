@@ -1,0 +1,112 @@
+// TensorMemory: freed blocks are reused by size class, the cache is bounded and trimmed on request, memory
+// handed out is never assumed zero (Tensor(zeros:) writes its zeros), and concurrent use keeps the counts.
+import Dispatch
+import TensorCore
+import XCTest
+
+final class TensorMemoryTests: XCTestCase {
+    func testSizeClassesRoundUpByAtMostAQuarter() {
+        var previous = 0
+        for bytes in [0, 1, 64, 65, 80, 81, 100, 128, 129, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
+            let (index, block) = TensorMemory.sizeClass(byteCount: bytes)
+            XCTAssertGreaterThanOrEqual(block, max(bytes, 64), "\(bytes) bytes")
+            XCTAssertLessThanOrEqual(Double(block), max(64, Double(bytes) * 1.25), "\(bytes) bytes")
+            XCTAssertGreaterThanOrEqual(index, previous, "classes grow with the size")
+            XCTAssertEqual(TensorMemory.sizeClass(byteCount: block).blockBytes, block, "a block size is its own class")
+            previous = index
+        }
+        XCTAssertEqual(TensorMemory.sizeClass(byteCount: 81).blockBytes, 96)
+        XCTAssertEqual(TensorMemory.sizeClass(byteCount: 4097).blockBytes, 5120)
+    }
+
+    func testFreedBlockIsReusedForTheSameClass() {
+        let memory = TensorMemory()
+        let a = memory.allocate(byteCount: 1000)
+        XCTAssertEqual(Int(bitPattern: a) % 64, 0, "64-byte aligned")
+        memory.deallocate(a, byteCount: 1000)
+        let b = memory.allocate(byteCount: 990)            // same class (1024)
+        XCTAssertEqual(a, b, "the cached block comes back")
+        let c = memory.allocate(byteCount: 3000)           // another class: new memory
+        let s = memory.statistics
+        XCTAssertEqual(s.requests, 3)
+        XCTAssertEqual(s.systemAllocations, 2)
+        XCTAssertEqual(s.liveBytes, 1024 + 3072)
+        XCTAssertEqual(s.cachedBytes, 0)
+        memory.deallocate(b, byteCount: 990)
+        memory.deallocate(c, byteCount: 3000)
+        XCTAssertEqual(memory.statistics.cachedBytes, 1024 + 3072)
+        XCTAssertEqual(memory.statistics.peakLiveBytes, 1024 + 3072)
+    }
+
+    func testSteadyLoopAllocatesNothingNewAfterTheFirstRound() {
+        let memory = TensorMemory()
+        let sizes = [4096, 123_456, 64, 1 << 20, 777, 123_456]
+        func round() {
+            let blocks = sizes.map { memory.allocate(byteCount: $0) }
+            for (p, n) in zip(blocks, sizes).reversed() { memory.deallocate(p, byteCount: n) }
+        }
+        round()
+        memory.resetCounters()
+        for _ in 0..<5 { round() }
+        XCTAssertEqual(memory.statistics.requests, 5 * sizes.count)
+        XCTAssertEqual(memory.statistics.systemAllocations, 0)
+        XCTAssertEqual(memory.statistics.systemReleases, 0)
+    }
+
+    func testCacheIsBoundedByItsLimitAndTrimmed() {
+        let memory = TensorMemory(cacheLimitBytes: 5000)
+        let a = memory.allocate(byteCount: 4096), b = memory.allocate(byteCount: 4096)
+        memory.deallocate(a, byteCount: 4096)
+        memory.deallocate(b, byteCount: 4096)              // over the limit: handed back
+        XCTAssertEqual(memory.statistics.cachedBytes, 4096)
+        XCTAssertEqual(memory.statistics.systemReleases, 1)
+        memory.trim()
+        XCTAssertEqual(memory.statistics.cachedBytes, 0)
+        XCTAssertEqual(memory.statistics.systemReleases, 2)
+        XCTAssertEqual(memory.statistics.liveBytes, 0)
+    }
+
+    func testEachClassHoldsAtMostItsOwnHighWaterMark() {
+        let memory = TensorMemory()
+        let a = (0..<3).map { _ in memory.allocate(byteCount: 4096) }
+        for p in a { memory.deallocate(p, byteCount: 4096) }
+        for _ in 0..<10 {                                  // one at a time: the cached blocks serve
+            let p = memory.allocate(byteCount: 4096)
+            memory.deallocate(p, byteCount: 4096)
+        }
+        XCTAssertEqual(memory.statistics.systemAllocations, 3)
+        XCTAssertEqual(memory.statistics.cachedBytes, 3 * 4096)
+        memory.cacheLimitBytes = 4096                      // lowering the limit trims at once
+        XCTAssertEqual(memory.statistics.cachedBytes, 4096)
+        memory.cacheLimitBytes = nil
+    }
+
+    func testZeroedTensorsAreZeroOnReusedMemory() {
+        // Dirty a block of the class a [257] tensor takes, free it, and take the class again.
+        let bytes = 257 * MemoryLayout<Float>.stride
+        let dirty = TensorMemory.shared.allocate(byteCount: bytes)
+        dirty.initializeMemory(as: Float.self, repeating: .nan, count: 257)
+        TensorMemory.shared.deallocate(dirty, byteCount: bytes)
+        let zeros = Tensor(zeros: [257])
+        XCTAssertTrue(zeros.scalars.allSatisfy { $0 == 0 })
+        let filled = Tensor(shape: [3, 5], repeating: 2)
+        XCTAssertEqual(filled.scalars, Array(repeating: 2, count: 15))
+    }
+
+    func testConcurrentUseKeepsCountsConsistent() {
+        let memory = TensorMemory()
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for i in 0..<2000 {
+                let n = 64 << ((i + worker) % 12)
+                let p = memory.allocate(byteCount: n)
+                p.storeBytes(of: UInt64(i), as: UInt64.self)   // touch it
+                XCTAssertEqual(p.load(as: UInt64.self), UInt64(i))
+                memory.deallocate(p, byteCount: n)
+            }
+        }
+        let s = memory.statistics
+        XCTAssertEqual(s.requests, 16_000)
+        XCTAssertEqual(s.liveBytes, 0)
+        XCTAssertLessThanOrEqual(s.systemAllocations, 8 * 12, "at most one block per class and worker")
+    }
+}
