@@ -37,7 +37,7 @@ public struct TrainStyleArguments {
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
-    ])
+    ]).union(kohyaOptions)
     static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]
 
@@ -62,7 +62,7 @@ public struct TrainStyleArguments {
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
-          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine (constant)  --gradient-accumulation N (1)
+          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (constant, see below)  --gradient-accumulation N (1)
           --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
                                    prediction that guidance subtracts in place
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
@@ -73,6 +73,7 @@ public struct TrainStyleArguments {
           --out DIR, -o DIR        outputs root (default outputs/): runs/<time>-<token>/, adapters/<token>.safetensors
           --save-every N (100)  --sample-every N (500 | 0 = never): a grid of the instance prompt and three validation prompts  --validation-prompts FILE (default prompts/validation.txt)
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
+        \(kohyaUsage)
         fidelity report (picture-world models, when the judge weights exist)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
@@ -88,7 +89,8 @@ public struct TrainStyleArguments {
 
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
-                                    shortNames: ["-o": "out", "-m": "pipeline"], aliases: Self.aliases)
+                                    shortNames: ["-o": "out", "-m": "pipeline"],
+                                    aliases: Self.aliases.merging(Self.kohyaAliases) { $1 })
         modelOptions = try ModelOptions(a)
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
@@ -148,7 +150,9 @@ public struct TrainStyleArguments {
         c.loop.learningRate = Float(try a.double("lr") ?? preset.learningRate)
         c.loop.warmupSteps = try a.int("warmup", in: 0...10_000_000) ?? 0
         if let s = a.string("lr-schedule") {
-            guard let decay = LearningRateDecay(rawValue: s) else { throw CommandLineError.usage("--lr-schedule must be constant or cosine") }
+            guard let decay = LearningRateDecay(rawValue: s) else {
+                throw CommandLineError.usage("--lr-schedule must be one of \(LearningRateDecay.allCases.map(\.rawValue).joined(separator: ", ")), got \(s)")
+            }
             c.loop.decay = decay
         }
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
@@ -178,6 +182,7 @@ public struct TrainStyleArguments {
         } else if a.has("validation-prompts") {
             throw CommandLineError.failure("validation prompts file \(promptsFile) does not exist")
         }
+        try Self.applyKohyaOptions(a, to: &c)
         config = c
     }
 }
@@ -284,7 +289,8 @@ public enum TrainStyleCommand {
         trainer.loop.shouldStop = { StopRequest.isRequested }
         trainer.loop.onEvent = console.handle
         let outcome = try trainer.loop.run()
-        try LossCurve.write(trainer.loop.state.lossHistory, to: runDir.appendingPathComponent("loss.png"))
+        try LossCurve.write(trainer.loop.state.lossHistory, validation: trainer.loop.state.validationLosses ?? [],
+                            to: runDir.appendingPathComponent("loss.png"))
         if case .interrupted(let step) = outcome {
             console.note("stopped at step \(step); continue with: train-style --resume \(runDir.path)")
             return 130

@@ -9,6 +9,17 @@ import NN
 import SafeTensors
 import TensorCore
 
+/// The loss on the held-out validation images at fixed noise and timesteps, after `step` updates.
+public struct ValidationLoss: Codable, Equatable, Sendable {
+    public var step: Int
+    public var loss: Float
+
+    public init(step: Int, loss: Float) {
+        self.step = step
+        self.loss = loss
+    }
+}
+
 /// Where the loop stands: everything besides tensors that a resumed run needs to continue bit for bit.
 public struct LoopState: Codable, Equatable, Sendable {
     /// Optimiser updates done.
@@ -19,6 +30,8 @@ public struct LoopState: Codable, Equatable, Sendable {
     public var lossHistory: [Float]
     /// Seconds spent training before this point (over all sessions).
     public var elapsed: Double
+    /// Validation losses so far (nil: the run has no validation set).
+    public var validationLosses: [ValidationLoss]?
 
     public init(step: Int, random: PhiloxRandom, lossHistory: [Float] = [], elapsed: Double = 0) {
         self.step = step

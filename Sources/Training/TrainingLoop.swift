@@ -29,6 +29,8 @@ public struct LoopSettings: Codable, Equatable, Sendable {
     public var saveEvery: Int = 100
     /// Call the task's preview every this many steps (0: never).
     public var sampleEvery: Int = 0
+    /// Measure the validation loss every this many steps (nil: 20 times over the run), when the task has one.
+    public var validateEvery: Int?
 
     public init(steps: Int) { self.steps = steps }
 
@@ -65,6 +67,7 @@ public enum TrainingEvent {
     case step(StepReport)
     case checkpoint(path: String, step: Int)
     case preview(step: Int)
+    case validation(ValidationLoss)
 }
 
 public enum LoopOutcome: Equatable, Sendable {
@@ -84,6 +87,9 @@ public final class TrainingLoop {
     public var microBatchLoss: (inout PhiloxRandom) throws -> Variable
     /// Writes previews for a step (validation grids).
     public var preview: ((Int) throws -> Void)?
+    /// The loss on held-out images at fixed noise and timesteps (nil: no validation); measured before the first
+    /// update, every `validateEvery` steps and at the end.
+    public var validationLoss: (() throws -> Float)?
     /// Checked between updates; true → checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
     public var onEvent: (TrainingEvent) -> Void = { _ in }
@@ -139,6 +145,10 @@ public final class TrainingLoop {
         let start = Date(), startStep = state.step, previousElapsed = state.elapsed
         var ema = emaOf(state.lossHistory)
         var wroteCheckpoint = FileManager.default.fileExists(atPath: checkpointPath)
+        if validationLoss != nil, state.validationLosses == nil {
+            state.validationLosses = []
+            try validate()
+        }
         while state.step < settings.steps {
             if shouldStop() {
                 try saveCheckpoint(elapsed: previousElapsed + Date().timeIntervalSince(start))
@@ -156,6 +166,8 @@ public final class TrainingLoop {
             onEvent(.step(StepReport(step: state.step, total: settings.steps, loss: loss, lossEMA: ema.value / ema.weight,
                                      learningRate: lr, secondsPerStep: perStep,
                                      eta: perStep * Double(settings.steps - state.step))))
+            let every = settings.validateEvery ?? max(1, settings.steps / 20)
+            if validationLoss != nil, state.step % every == 0 || state.step == settings.steps { try validate() }
             if settings.saveEvery > 0, state.step % settings.saveEvery == 0 || state.step == settings.steps {
                 try saveCheckpoint(elapsed: previousElapsed + session)
                 wroteCheckpoint = true
@@ -198,6 +210,14 @@ public final class TrainingLoop {
             try (n == 1 ? loss : scale(loss, by: 1 / Float(n))).backward()
         }
         return total / Float(n)
+    }
+
+    /// Measures and records the validation loss of the current step.
+    private func validate() throws {
+        guard let validationLoss else { return }
+        let point = ValidationLoss(step: state.step, loss: try withNoGrad { try validationLoss() })
+        state.validationLosses = (state.validationLosses ?? []) + [point]
+        onEvent(.validation(point))
     }
 
     /// Writes the checkpoint for the current step atomically.
