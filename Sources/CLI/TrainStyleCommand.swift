@@ -285,6 +285,7 @@ public enum TrainStyleCommand {
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
                             c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
+        for line in TrainStyleArguments.kohyaNotes(c, trainer: trainer) { console.note(line) }
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }
         trainer.loop.onEvent = console.handle

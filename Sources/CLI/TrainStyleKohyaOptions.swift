@@ -32,6 +32,24 @@ extension TrainStyleArguments {
                                    is logged and drawn in loss.png  --validate-every N (steps/20)
         """
 
+    /// What a run does differently from the defaults because of kohya's options, one line each.
+    static func kohyaNotes(_ c: StyleTrainingConfig, trainer: StyleTrainer) -> [String] {
+        var lines: [String] = []
+        if c.loop.optimizer != nil || c.loop.decay != .constant {
+            lines.append("optimizer \(c.loop.optimizerDescription), lr schedule \(c.loop.decay.rawValue)")
+        }
+        if case .adafactor(let a) = c.loop.optimizer, a.relativeStep {
+            lines.append("Adafactor takes relative steps: --lr and --lr-schedule are not used (optimizer args relative_step=False to use them)")
+        }
+        if let path = c.initLora { lines.append("the adapter starts from \(path)") }
+        if !trainer.validationIndices.isEmpty {
+            let names = trainer.validationIndices.map { (trainer.instances.examples[$0].file as NSString).lastPathComponent }
+            lines.append("validation: \(names.count) of \(trainer.instances.examples.count) images held out (\(names.joined(separator: ", ")))")
+        }
+        lines.append("adapter file precision \((c.savePrecision ?? .fp16).rawValue)")
+        return lines
+    }
+
     /// Applies kohya's options to `c` (after the other options, whose defaults some of them change).
     static func applyKohyaOptions(_ a: ParsedArguments, to c: inout StyleTrainingConfig) throws {
         let optimizerArgs = a.values["optimizer-args"] ?? []

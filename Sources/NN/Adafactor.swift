@@ -168,6 +168,13 @@ public final class Adafactor: Optimizer {
         step += 1
     }
 
+    /// With relative steps, ρ of the last update (before the parameter scale); otherwise the scheduled rate.
+    public func effectiveLearningRate(_ learningRate: Float) -> Float {
+        guard settings.relativeStep else { return learningRate }
+        let t = Double(max(step, 1))
+        return Float(min(settings.warmupInit ? 1e-6 * t : 1e-2, 1 / t.squareRoot()))
+    }
+
     /// Tensors `adafactor.{exp_avg,exp_avg_sq_row,exp_avg_sq_col,exp_avg_sq}.<name>` and scalars
     /// `adafactor.step.<name>` of the parameters that have had a gradient.
     public func savedState() -> OptimizerState {

@@ -31,6 +31,13 @@ public protocol Optimizer: AnyObject {
     /// Restores what `savedState()` returned (extra entries are ignored); a missing or misshapen entry throws
     /// `OptimizerError.stateMismatch` and leaves the optimiser as it was.
     func restore(_ state: OptimizerState) throws
+    /// The step size the last update took at base rate `learningRate`, as kohya logs it (Prodigy: d·lr; Adafactor
+    /// with relative steps: its own rate; otherwise the rate itself).
+    func effectiveLearningRate(_ learningRate: Float) -> Float
+}
+
+extension Optimizer {
+    public func effectiveLearningRate(_ learningRate: Float) -> Float { learningRate }
 }
 
 /// Which optimiser, with its settings (AdamW is the default and keeps its settings apart).

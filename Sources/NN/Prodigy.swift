@@ -168,6 +168,9 @@ public final class Prodigy: Optimizer {
         step += 1
     }
 
+    /// d · lr.
+    public func effectiveLearningRate(_ learningRate: Float) -> Float { Float(d * Double(learningRate)) }
+
     /// Tensors `prodigy.{p0,s,exp_avg,exp_avg_sq}.<name>` of the parameters that have had a gradient; scalars
     /// `prodigy.d`, `prodigy.d_max`, `prodigy.d_numerator`.
     public func savedState() -> OptimizerState {

@@ -117,7 +117,8 @@ public final class StyleTrainer {
             groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
                                          learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
         }
-        if let path = config.initLora {
+        // A run folder with a checkpoint is being resumed: the checkpoint holds the weights, not the file.
+        if let path = config.initLora, !FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path) {
             try adapters.initializeTrainable(config.prompt.token, from: try LoRAFile(contentsOf: path))
         }
         let schedule = try NoiseSchedule(config: model.schedulerConfig)

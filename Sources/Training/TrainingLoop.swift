@@ -164,7 +164,7 @@ public final class TrainingLoop {
             let session = Date().timeIntervalSince(start)
             let perStep = session / Double(state.step - startStep)
             onEvent(.step(StepReport(step: state.step, total: settings.steps, loss: loss, lossEMA: ema.value / ema.weight,
-                                     learningRate: lr, secondsPerStep: perStep,
+                                     learningRate: optimizer.effectiveLearningRate(lr), secondsPerStep: perStep,
                                      eta: perStep * Double(settings.steps - state.step))))
             let every = settings.validateEvery ?? max(1, settings.steps / 20)
             if validationLoss != nil, state.step % every == 0 || state.step == settings.steps { try validate() }

@@ -74,12 +74,15 @@ final class OptimizerParityTests: XCTestCase {
     private func replay(_ golden: Golden, make: ([ParameterGroup]) throws -> Optimizer) throws {
         let (groups, all) = try golden.parameters()
         let optimizer = try make(groups)
+        var worst: Float = 0
+        defer { print(String(format: "%@: %d steps, max |error| / parameter scale %.2e", golden.name, golden.steps.count, worst)) }
         for (t, step) in golden.steps.enumerated() {
             for (name, g) in step.grads { all[name]!.grad = try Tensor(shape: all[name]!.shape, scalars: g) }
             optimizer.update(learningRate: Float(step.lr ?? 0))
             for (name, expected) in step.params {
                 let got = all[name]!.value.scalars
                 let scale = max(expected.map { abs($0) }.max() ?? 0, 1e-3)
+                for (a, e) in zip(got, expected) { worst = max(worst, abs(a - e) / scale) }
                 for (i, (a, e)) in zip(got, expected).enumerated() where abs(a - e) > 2e-4 * scale {
                     XCTFail("\(golden.name) step \(t + 1) \(name)[\(i)]: \(a), expected \(e)")
                     return
