@@ -96,6 +96,13 @@ public final class StyleTrainer {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
         }
         self.resolution = resolution
+        for s in config.samplePrompts ?? [] {
+            for (name, side) in [("--w", s.width), ("--h", s.height)] {
+                if let side, side % model.sizeMultiple != 0 {
+                    throw TrainingError.invalidSettings("sample prompt \"\(s.prompt)\": \(name) \(side) must be a multiple of \(model.sizeMultiple) for this model")
+                }
+            }
+        }
         let rule = config.prompt.override == nil ? config.prompt.prompt(forCaption:) : { $0 }
         instances = try DreamBoothDataset(directory: URL(fileURLWithPath: config.imagesDirectory), prompt: config.prompt.text,
                                           resolution: resolution, caption: rule)

@@ -69,7 +69,7 @@ final class OptimizerParityTests: XCTestCase {
         return a
     }
 
-    /// Feeds the golden gradients; checks every parameter after every step (relative 2e-4 of the parameter's
+    /// Feeds the golden gradients; checks every parameter after every step (relative 1e-5 of the parameter's
     /// largest magnitude, over the whole run), and Prodigy's d.
     private func replay(_ golden: Golden, make: ([ParameterGroup]) throws -> Optimizer) throws {
         let (groups, all) = try golden.parameters()
@@ -83,13 +83,13 @@ final class OptimizerParityTests: XCTestCase {
                 let got = all[name]!.value.scalars
                 let scale = max(expected.map { abs($0) }.max() ?? 0, 1e-3)
                 for (a, e) in zip(got, expected) { worst = max(worst, abs(a - e) / scale) }
-                for (i, (a, e)) in zip(got, expected).enumerated() where abs(a - e) > 2e-4 * scale {
+                for (i, (a, e)) in zip(got, expected).enumerated() where abs(a - e) > 1e-5 * scale {
                     XCTFail("\(golden.name) step \(t + 1) \(name)[\(i)]: \(a), expected \(e)")
                     return
                 }
             }
             if let d = step.d, let prodigy = optimizer as? Prodigy {
-                XCTAssertEqual(prodigy.d, d, accuracy: 1e-4 * d, "\(golden.name) step \(t + 1): d")
+                XCTAssertEqual(prodigy.d, d, accuracy: 1e-5 * d, "\(golden.name) step \(t + 1): d")
             }
         }
     }

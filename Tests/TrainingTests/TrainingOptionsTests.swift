@@ -230,6 +230,17 @@ final class TrainingOptionsTests: XCTestCase {
         let sheet = try PNG.read(path: grid.path).image
         XCTAssertGreaterThanOrEqual(sheet.width, 2 * t.resolution, "two columns")
         XCTAssertLessThan(sheet.height, 2 * t.resolution, "one row")
+
+        // A latent model draws sizes in multiples of its VAE factor: a sample size that is not one is refused up front.
+        var latent = config(steps: 1)
+        latent.pipeline = TestPaths.pipelineFixture("tiny-sd")
+        var odd = SamplePrompt(prompt: "sks dog")
+        odd.width = 13
+        latent.samplePrompts = [odd]
+        XCTAssertThrowsError(try StyleTrainer(config: latent, model: try StableDiffusionModel(path: latent.pipeline),
+                                              runDirectory: dir.appendingPathComponent("latent"), classImages: nil)) {
+            XCTAssertTrue("\($0)".contains("--w 13 must be a multiple of"), "\($0)")
+        }
     }
 
     /// --validation-split: held-out images never train; their loss at fixed draws is recorded before training,
