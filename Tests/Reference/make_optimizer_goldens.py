@@ -50,7 +50,8 @@ def gradient(p, target, step, c):
 
 
 def flat(t):
-    return [float(x) for x in t.detach().flatten().tolist()]
+    # float32 values: 9 significant digits give back the same float32
+    return [float(f"{x:.9g}") for x in t.detach().flatten().tolist()]
 
 
 def run_case(name, make, lrs, groups=None, coefficient=1.0):
