@@ -30,9 +30,10 @@ public struct LoRAFileInfo: Sendable, Equatable {
 
 public enum LoRAWriter {
     /// The safetensors tensors and metadata of `modules` in `format`. Module names are dotted key paths
-    /// (text encoders with `text_model.`); kohya-underscored names can only be written as kohya.
+    /// (text encoders with `text_model.`); kohya-underscored names can only be written as kohya. `precision`:
+    /// F32, F16 or BF16 for every tensor (kohya's --save_precision converts the `.alpha` scalars too).
     public static func encode(_ modules: [LoRAModuleWeights], format: LoRAFormat, info: LoRAFileInfo = LoRAFileInfo(),
-                              carrying metadata: [String: String] = [:]) throws -> SafeTensorsWriter {
+                              carrying metadata: [String: String] = [:], precision: DType = .f32) throws -> SafeTensorsWriter {
         guard !modules.isEmpty else { throw AdaptersError.invalidRequest("nothing to write: the adapter has no modules") }
         var meta = metadata.filter { !$0.key.hasPrefix("ss_network") && $0.key != "lora_adapter_metadata" }
         meta["format"] = "pt"
@@ -54,9 +55,9 @@ public enum LoRAWriter {
             }
             for m in modules {
                 let key = m.component.kohyaPrefix + m.name.replacingOccurrences(of: ".", with: "_")
-                try writer.add(key + ".lora_down.weight", m.down)
-                try writer.add(key + ".lora_up.weight", m.up)
-                try writer.add(key + ".alpha", Tensor(scalar: m.effectiveAlpha))
+                try writer.add(key + ".lora_down.weight", m.down, as: precision)
+                try writer.add(key + ".lora_up.weight", m.up, as: precision)
+                try writer.add(key + ".alpha", Tensor(scalar: m.effectiveAlpha), as: precision)
             }
         case .peft, .diffusersLegacy:
             var config: [String: Any] = [:]
@@ -74,8 +75,8 @@ public enum LoRAWriter {
                 config[p + "alpha_pattern"] = Dictionary(uniqueKeysWithValues:
                     mine.filter { $0.effectiveAlpha != first.effectiveAlpha }.map { ($0.name, Double($0.effectiveAlpha)) })
                 for m in mine {
-                    try writer.add(p + m.name + ".lora_A.weight", m.down)
-                    try writer.add(p + m.name + ".lora_B.weight", m.up)
+                    try writer.add(p + m.name + ".lora_A.weight", m.down, as: precision)
+                    try writer.add(p + m.name + ".lora_B.weight", m.up, as: precision)
                 }
             }
             let json = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
@@ -87,8 +88,9 @@ public enum LoRAWriter {
 
     /// Writes `modules` to `path` atomically (temporary file + rename).
     public static func write(_ modules: [LoRAModuleWeights], to path: String, format: LoRAFormat = .kohya,
-                             info: LoRAFileInfo = LoRAFileInfo(), carrying metadata: [String: String] = [:]) throws {
-        try encode(modules, format: format, info: info, carrying: metadata).write(to: path)
+                             info: LoRAFileInfo = LoRAFileInfo(), carrying metadata: [String: String] = [:],
+                             precision: DType = .f32) throws {
+        try encode(modules, format: format, info: info, carrying: metadata, precision: precision).write(to: path)
     }
 
     /// `4` for whole numbers, `0.5` otherwise (how kohya writes dims and alphas).

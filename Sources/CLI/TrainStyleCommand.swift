@@ -39,7 +39,7 @@ public struct TrainStyleArguments {
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count", "preview", "taesd",
-    ]).union(DatasetArguments.options)
+    ]).union(DatasetArguments.options).union(kohyaOptions)
     static let flags: Set<String> = Set(["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]).union(DatasetArguments.flags)
 
@@ -65,7 +65,7 @@ public struct TrainStyleArguments {
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
-          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine (constant)  --gradient-accumulation N (1)
+          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (constant, see below)  --gradient-accumulation N (1)
           --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
                                    prediction that guidance subtracts in place
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
@@ -78,6 +78,7 @@ public struct TrainStyleArguments {
           --preview taesd          decode the sample grids with the tiny autoencoder TAESD instead of the VAE (latent
                                    models): --taesd DIR (a diffusers AutoencoderTiny folder) or the model folder's taesd/
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
+        \(kohyaUsage)
         fidelity report (picture-world models, when the judge weights exist)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
@@ -106,7 +107,8 @@ public struct TrainStyleArguments {
 
     public init(_ arguments: [String]) throws {
         let a = try ParsedArguments(arguments, options: Self.options.union(["instance-data-dir"]), flagNames: Self.flags,
-                                    shortNames: ["-o": "out", "-m": "pipeline"], aliases: Self.aliases)
+                                    shortNames: ["-o": "out", "-m": "pipeline"],
+                                    aliases: Self.aliases.merging(Self.kohyaAliases) { $1 })
         modelOptions = try ModelOptions(a)
         report = a.has("no-report") ? nil : try ReportOptions(a)
         if let resume = a.string("resume") {
@@ -169,7 +171,9 @@ public struct TrainStyleArguments {
         c.loop.learningRate = Float(try a.double("lr") ?? preset.learningRate)
         c.loop.warmupSteps = try a.int("warmup", in: 0...10_000_000) ?? 0
         if let s = a.string("lr-schedule") {
-            guard let decay = LearningRateDecay(rawValue: s) else { throw CommandLineError.usage("--lr-schedule must be constant or cosine") }
+            guard let decay = LearningRateDecay(rawValue: s) else {
+                throw CommandLineError.usage("--lr-schedule must be one of \(LearningRateDecay.allCases.map(\.rawValue).joined(separator: ", ")), got \(s)")
+            }
             c.loop.decay = decay
         }
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
@@ -202,6 +206,7 @@ public struct TrainStyleArguments {
         } else if a.has("validation-prompts") {
             throw CommandLineError.failure("validation prompts file \(promptsFile) does not exist")
         }
+        try Self.applyKohyaOptions(a, to: &c)
         config = c
     }
 }
@@ -306,11 +311,13 @@ public enum TrainStyleCommand {
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
                             c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
+        for line in TrainStyleArguments.kohyaNotes(c, trainer: trainer) { console.note(line) }
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }
         trainer.loop.onEvent = console.handle
         let outcome = try trainer.loop.run()
-        try LossCurve.write(trainer.loop.state.lossHistory, to: runDir.appendingPathComponent("loss.png"))
+        try LossCurve.write(trainer.loop.state.lossHistory, validation: trainer.loop.state.validationLosses ?? [],
+                            to: runDir.appendingPathComponent("loss.png"))
         if case .interrupted(let step) = outcome {
             console.note("stopped at step \(step); continue with: train-style --resume \(runDir.path)")
             return 130

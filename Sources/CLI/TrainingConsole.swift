@@ -64,6 +64,8 @@ public final class TrainingConsole {
             note("checkpoint step \(step) → \(path)")
         case .preview(let step):
             note("samples for step \(step) written")
+        case .validation(let v):
+            note(String(format: "validation loss %.4f at step %d", v.loss, v.step))
         }
     }
 

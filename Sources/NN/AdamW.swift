@@ -18,10 +18,13 @@ import TensorCore
 public enum OptimizerError: Error, CustomStringConvertible, Equatable {
     /// A saved moment is missing or has the wrong shape for the named parameter.
     case stateMismatch(key: String, reason: String)
+    /// An optimiser option out of its range (the message names it).
+    case invalidSetting(String)
 
     public var description: String {
         switch self {
         case .stateMismatch(let key, let reason): return "optimiser state for \(key): \(reason)"
+        case .invalidSetting(let message): return message
         }
     }
 }

@@ -257,11 +257,16 @@ public struct BatchSampler {
     let classDraw: [Int]
     let classPools: [BucketSize: [Int]]
 
-    public init(instances: DreamBoothDataset, classes: DreamBoothDataset?) {
-        sizes = instances.examples.indices.map(instances.size(of:))
-        instanceDraw = instances.drawTable()
+    /// `trainingIndices`: the instance examples to draw from (nil: all; a validation split holds some out).
+    public init(instances: DreamBoothDataset, classes: DreamBoothDataset?, trainingIndices: [Int]? = nil) {
+        let sizes = instances.examples.indices.map(instances.size(of:))
+        self.sizes = sizes
+        let allowed = trainingIndices.map(Set.init)
+        let kept = { (table: [Int]) -> [Int] in allowed.map { a in table.filter(a.contains) } ?? table }
+        let draw = kept(instances.drawTable())
+        instanceDraw = draw
         var pools: [BucketSize: [Int]] = [:]
-        for size in Set(sizes) { pools[size] = instances.drawTable(bucket: size) }
+        for size in Set(draw.map { sizes[$0] }) { pools[size] = kept(instances.drawTable(bucket: size)) }
         instancePools = pools
         classDraw = classes?.drawTable() ?? []
         var classPools: [BucketSize: [Int]] = [:]

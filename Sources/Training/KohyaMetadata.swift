@@ -100,16 +100,6 @@ public enum KohyaMetadata {
         return set.examples.reduce(0) { $0 + max(1, set.concepts[$1.concept].repeats) }
     }
 
-    /// kohya's ss_optimizer: the optimizer's module and class, with its non-default arguments.
-    public static func optimizerName(_ s: AdamWSettings) -> String {
-        let d = AdamWSettings()
-        var args: [String] = []
-        if s.weightDecay != d.weightDecay { args.append("weight_decay=\(s.weightDecay)") }
-        if s.beta1 != d.beta1 || s.beta2 != d.beta2 { args.append("betas=(\(s.beta1), \(s.beta2))") }
-        if s.eps != d.eps { args.append("eps=\(s.eps)") }
-        return "torch.optim.adamw.AdamW" + (args.isEmpty ? "" : "(" + args.joined(separator: ",") + ")")
-    }
-
     static func python(_ b: Bool) -> String { b ? "True" : "False" }
 }
 
@@ -126,7 +116,6 @@ extension StyleTrainer {
             "ss_bucket_info": KohyaMetadata.bucketInfo(instances, classes: regFromFolder).text,
             "ss_num_train_images": String(KohyaMetadata.imageCount(instances)),
             "ss_num_reg_images": String(config.usesPrior ? KohyaMetadata.imageCount(classes) : 0),
-            "ss_optimizer": KohyaMetadata.optimizerName(config.loop.adamW),
             "ss_caption_extension": d.captionExtension ?? ".caption",
             "ss_enable_bucket": KohyaMetadata.python(bucketed != nil),
             "ss_bucket_no_upscale": KohyaMetadata.python(bucketed?.noUpscale ?? false),

@@ -1,18 +1,20 @@
 // The loss-curve PNG at the end of a run: axes with labelled ticks (loss on y, step on x), the per-step
 // loss (light) and its exponential moving average (dark), y from 0 to the 98th percentile of the losses
-// (outliers clipped). Labels use a built-in 3×5 pixel font drawn at 2× scale.
+// (outliers clipped), and the validation losses (green line with dots, when the run holds images out). Labels use a
+// built-in 3×5 pixel font drawn at 2× scale.
 import Foundation
 import PNGImage
 
 public enum LossCurve {
     /// Draws `losses` (one per step) into a `width`×`height` image.
-    public static func image(_ losses: [Float], width: Int = 640, height: Int = 320) throws -> Image {
+    public static func image(_ losses: [Float], validation: [ValidationLoss] = [], width: Int = 640, height: Int = 320) throws -> Image {
         var canvas = Canvas(width: width, height: height)
         let (left, right, top, bottom) = (52, width - 16, 12, height - 28)
         canvas.line(left, top, left, bottom, (0, 0, 0))
         canvas.line(left, bottom, right, bottom, (0, 0, 0))
         let finite = losses.filter(\.isFinite).sorted()
-        let top98 = finite.isEmpty ? 0 : finite[min(finite.count - 1, finite.count * 98 / 100)]
+        var top98 = finite.isEmpty ? 0 : finite[min(finite.count - 1, finite.count * 98 / 100)]
+        if let highest = validation.map(\.loss).filter(\.isFinite).max() { top98 = max(top98, highest) }
         for i in 0...4 {
             let y = bottom - (bottom - top) * i / 4, x = left + (right - left) * i / 4
             canvas.line(left - 5, y, left, y, (0, 0, 0))
@@ -41,12 +43,17 @@ public enum LossCurve {
                 canvas.line(a.0, a.1, b.0, b.1, color)
             }
         }
+        // Validation after `step` updates sits at the x of that step's training loss (step 0 at the left axis).
+        let green: (UInt8, UInt8, UInt8) = (20, 140, 60)
+        let marks = validation.filter { $0.loss.isFinite }.map { point(min(max($0.step - 1, 0), losses.count - 1), $0.loss) }
+        for (a, b) in zip(marks, marks.dropFirst()) { canvas.line(a.0, a.1, b.0, b.1, green) }
+        for (x, y) in marks { for dy in -2...2 { canvas.line(x - 2, y + dy, x + 2, y + dy, green) } }
         return try canvas.image()
     }
 
     /// Writes the curve PNG to `url`.
-    public static func write(_ losses: [Float], to url: URL) throws {
-        try PNG.write(try image(losses), to: url.path)
+    public static func write(_ losses: [Float], validation: [ValidationLoss] = [], to url: URL) throws {
+        try PNG.write(try image(losses, validation: validation), to: url.path)
     }
 
     /// An RGB pixel buffer with line drawing.

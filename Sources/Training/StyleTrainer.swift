@@ -60,6 +60,13 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     /// kohya's folder layout, buckets, captions and latent caching (nil: a plain folder, square crops, as
     /// runs saved before these options).
     public var dataset: DatasetSettings?
+    // kohya's options (optional, so that configurations saved before them still read): the adapter file the
+    // trainable pairs start from (--init-lora), the adapter file's precision (nil: fp16), the sample-prompts file's
+    // lines for the sample grids, the share of instance images held out for the validation loss.
+    public var initLora: String?
+    public var savePrecision: SavePrecision?
+    public var samplePrompts: [SamplePrompt]?
+    public var validationSplit: Double?
 
     public init(imagesDirectory: String, pipeline: String, prompt: InstancePrompt) {
         self.imagesDirectory = imagesDirectory
@@ -81,6 +88,8 @@ public final class StyleTrainer {
     public let resolution: Int
     /// Decodes the sample grids when `config.previewTinyAutoencoder` names one.
     let previewDecoder: AutoencoderTiny?
+    /// Instance images trained on and held out for the validation loss (none without --validation-split).
+    public let trainingIndices: [Int], validationIndices: [Int]
     /// The adapter's name: the trigger token.
     public var adapterName: String { config.prompt.token }
 
@@ -121,6 +130,15 @@ public final class StyleTrainer {
                                               resolution: resolution, caption: rule)
             classes = try classImages.map { try DreamBoothDataset(directory: $0, prompt: config.prompt.classPrompt ?? "", resolution: resolution) }
         }
+        for s in config.samplePrompts ?? [] {
+            for (name, side) in [("--w", s.width), ("--h", s.height)] {
+                if let side, side % model.sizeMultiple != 0 {
+                    throw TrainingError.invalidSettings("sample prompt \"\(s.prompt)\": \(name) \(side) must be a multiple of \(model.sizeMultiple) for this model")
+                }
+            }
+        }
+        (trainingIndices, validationIndices) = try Self.split(count: instances.examples.count, share: config.validationSplit,
+                                                              seed: config.seed)
 
         model.unet.freeze()
         model.textEncoder.freeze()
@@ -136,12 +154,16 @@ public final class StyleTrainer {
             groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
                                          learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
         }
+        // A run folder with a checkpoint is being resumed: the checkpoint holds the weights, not the file.
+        if let path = config.initLora, !FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path) {
+            try adapters.initializeTrainable(config.prompt.token, from: try LoRAFile(contentsOf: path))
+        }
         let schedule = try NoiseSchedule(config: model.schedulerConfig)
         let objective = DiffusionObjective(schedule: schedule, prediction: model.schedulerConfig.predictionType ?? .epsilon,
                                            snrGamma: config.snrGamma, noiseOffset: config.noiseOffset)
         let configJSON = try canonicalJSON(config)
-        let (instances, classes) = (instances, classes)
-        let sampler = BatchSampler(instances: instances, classes: classes)
+        let (instances, classes, trainingIndices) = (instances, classes, trainingIndices)
+        let sampler = BatchSampler(instances: instances, classes: classes, trainingIndices: trainingIndices)
         var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
         func conditioning(_ prompts: [String]) throws -> Conditioning {
             if config.trainTextEncoder { return try model.encode(prompts: prompts) }
@@ -167,6 +189,39 @@ public final class StyleTrainer {
             return try objective.loss(unet: model.unet, x0: try stackBatch(samples), conditioning: try conditioning(prompts),
                                       rowWeights: rows.map(\.weight), random: &random)
         }
+        if !validationIndices.isEmpty {
+            let held = validationIndices
+            loop.validationLoss = {
+                // The same stream every time: each held-out image meets the same timesteps and noise.
+                var random = PhiloxRandom(seed: config.seed ^ 0x7A11_DA7E)
+                var total: Float = 0
+                for index in held {
+                    let x0 = try stackBatch([try instances.sample(index, crop: .center, flip: false, vae: model.vae, random: &random)])
+                    let c = try conditioning([instances.examples[index].prompt])
+                    for _ in 0..<Self.validationDraws {
+                        total += try objective.loss(unet: model.unet, x0: x0, conditioning: c, rowWeights: [1], random: &random).value.item
+                    }
+                }
+                return total / Float(held.count * Self.validationDraws)
+            }
+        }
+    }
+
+    /// (timestep, noise) draws per held-out image in the validation loss.
+    static let validationDraws = 4
+
+    /// Instance indices to train on and to hold out: round(share · count) images (at least one, and one left to
+    /// train on), picked by a seeded shuffle; no split without a share.
+    static func split(count: Int, share: Double?, seed: UInt64) throws -> (training: [Int], validation: [Int]) {
+        guard let share else { return (Array(0..<count), []) }
+        guard share > 0, share < 1 else { throw TrainingError.invalidSettings("--validation-split must be between 0 and 1, got \(share)") }
+        guard count >= 2 else {
+            throw TrainingError.invalidSettings("--validation-split needs at least 2 instance images (one to train on, one to validate), got \(count)")
+        }
+        let held = min(count - 1, max(1, Int((share * Double(count)).rounded())))
+        var order = Array(0..<count), random = PhiloxRandom(seed: seed ^ 0x5B11_7000)
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(random.next() % UInt64(i + 1))) }
+        return (order[held...].sorted(), order[..<held].sorted())
     }
 
     /// Restores the run from its checkpoint (the run folder's `checkpoint.safetensors`).
@@ -188,6 +243,7 @@ public final class StyleTrainer {
             modules += try stack.export(adapterName)
         }
         var extra = ["ss_training_comment": "train-style DreamBooth LoRA", "ss_prompt": config.prompt.text,
+                     "ss_optimizer": config.loop.optimizerDescription, "ss_lr_scheduler": config.loop.decay.rawValue,
                      "ss_resolution": "(\(resolution), \(resolution))", "ss_seed": String(config.seed),
                      "ss_learning_rate": String(config.loop.learningRate), "ss_base_model": model.name]
         if let c = config.prompt.className { extra["ss_class"] = c }
@@ -196,12 +252,14 @@ public final class StyleTrainer {
         let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
                                     : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
                                 steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)
-        try LoRAWriter.write(modules, to: path, format: .kohya, info: info)
+        try LoRAWriter.write(modules, to: path, format: .kohya, info: info, precision: (config.savePrecision ?? .fp16).dtype)
     }
 
     /// A grid of the validation prompts, one row per prompt, seeds 0…3, with the adapter active (decoded with
-    /// the tiny autoencoder when the run has one).
+    /// the tiny autoencoder when the run has one). With sample prompts (--sample-prompts), those instead: see
+    /// `writeSamples`.
     public func writePreview(to url: URL, prompts: [String]) throws {
+        if let samples = config.samplePrompts { return try writeSamples(samples, to: url) }
         var pipeline = TextToImage(model: model)
         pipeline.tinyAutoencoder = previewDecoder
         var images: [Image] = []
@@ -212,5 +270,30 @@ public final class StyleTrainer {
             }
         }
         try PNG.write(try Image.grid(images, columns: 4, gap: 2), to: url.path)
+    }
+}
+
+extension StyleTrainer {
+    /// One picture per sample prompt (kohya's per-line options; defaults: the training size, 20 steps, CFG 7.5, the
+    /// line's number as its seed), in a grid of up to 4 columns at `url` when they share one size, otherwise as
+    /// `<name>-NN.png` beside it.
+    public func writeSamples(_ samples: [SamplePrompt], to url: URL) throws {
+        var pipeline = TextToImage(model: model)
+        pipeline.tinyAutoencoder = previewDecoder
+        var images: [Image] = []
+        for (k, s) in samples.enumerated() {
+            var p = GenerationParameters(prompt: s.prompt, negativePrompt: s.negativePrompt, steps: s.steps ?? 20,
+                                         seed: s.seed ?? UInt64(k), width: s.width ?? resolution, height: s.height ?? resolution)
+            if let cfg = s.guidanceScale { p.guidanceScale = cfg }
+            images += try withNoGrad { try pipeline.generate(p) }.map(\.image)
+        }
+        if Set(images.map { "\($0.width)x\($0.height)" }).count == 1 {
+            try PNG.write(try Image.grid(images, columns: min(4, images.count), gap: 2), to: url.path)
+        } else {
+            let stem = url.deletingPathExtension().lastPathComponent
+            for (k, image) in images.enumerated() {
+                try PNG.write(image, to: url.deletingLastPathComponent().appendingPathComponent(String(format: "%@-%02d.png", stem, k)).path)
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 // The optimisation loop shared by LoRA training (`train-style`) and base training (`train-base`):
-// micro-batch losses from the task, gradient accumulation, grad-norm clipping, AdamW with a learning-rate
-// schedule, atomic checkpoints, stop requests between steps, NaN/Inf detection, previews and progress.
+// micro-batch losses from the task, gradient accumulation, grad-norm clipping, an optimiser (AdamW, Prodigy or
+// Adafactor) with a learning-rate schedule, atomic checkpoints, stop requests between steps, NaN/Inf detection, previews and progress.
 //
 // Every random draw of a run comes from one `PhiloxRandom` that the checkpoint saves, and the trained
 // parameters and optimiser moments are saved exactly, so a resumed run continues bit for bit.
@@ -20,16 +20,23 @@ public struct LoopSettings: Codable, Equatable, Sendable {
     /// Share of the peak rate the cosine decay ends at (nil: 0, diffusers' `cosine`).
     public var cosineFloor: Float?
     public var adamW = AdamWSettings()
+    /// Another optimiser than AdamW (nil: AdamW with `adamW`).
+    public var optimizer: OptimizerChoice?
+    /// Hard restarts of `cosine_with_restarts` (nil: 1) and the power of `polynomial` (nil: 1).
+    public var lrCycles: Int?
+    public var lrPower: Double?
     /// Write a checkpoint every this many steps (0: only at the end and on a stop request).
     public var saveEvery: Int = 100
     /// Call the task's preview every this many steps (0: never).
     public var sampleEvery: Int = 0
+    /// Measure the validation loss every this many steps (nil: 20 times over the run), when the task has one.
+    public var validateEvery: Int?
 
     public init(steps: Int) { self.steps = steps }
 
     public var schedule: LearningRateSchedule {
         LearningRateSchedule(peak: learningRate, warmupSteps: warmupSteps, decay: decay, totalSteps: steps,
-                             floor: cosineFloor ?? 0)
+                             floor: cosineFloor ?? 0, cycles: lrCycles ?? 1, power: lrPower ?? 1)
     }
 
     func validate() throws {
@@ -39,6 +46,7 @@ public struct LoopSettings: Codable, Equatable, Sendable {
         guard saveEvery >= 0, sampleEvery >= 0, warmupSteps >= 0 else {
             throw TrainingError.invalidSettings("--save-every, --sample-every and --warmup must be ≥ 0")
         }
+        try schedule.validate()
     }
 }
 
@@ -59,6 +67,7 @@ public enum TrainingEvent {
     case step(StepReport)
     case checkpoint(path: String, step: Int)
     case preview(step: Int)
+    case validation(ValidationLoss)
 }
 
 public enum LoopOutcome: Equatable, Sendable {
@@ -69,7 +78,7 @@ public enum LoopOutcome: Equatable, Sendable {
 
 public final class TrainingLoop {
     public let settings: LoopSettings
-    public let optimizer: AdamW
+    public let optimizer: any Optimizer
     public let runDirectory: URL
     /// The run configuration stored in every checkpoint (JSON).
     public let configuration: String
@@ -78,6 +87,9 @@ public final class TrainingLoop {
     public var microBatchLoss: (inout PhiloxRandom) throws -> Variable
     /// Writes previews for a step (validation grids).
     public var preview: ((Int) throws -> Void)?
+    /// The loss on held-out images at fixed noise and timesteps (nil: no validation); measured before the first
+    /// update, every `validateEvery` steps and at the end.
+    public var validationLoss: (() throws -> Float)?
     /// Checked between updates; true → checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
     public var onEvent: (TrainingEvent) -> Void = { _ in }
@@ -91,7 +103,15 @@ public final class TrainingLoop {
                 microBatchLoss: @escaping (inout PhiloxRandom) throws -> Variable) throws {
         try settings.validate()
         self.settings = settings
-        optimizer = AdamW(groups: groups, settings: settings.adamW)
+        do {
+            switch settings.optimizer {
+            case nil: optimizer = AdamW(groups: groups, settings: settings.adamW)
+            case .prodigy(let s): optimizer = try Prodigy(groups: groups, settings: s)
+            case .adafactor(let s): optimizer = try Adafactor(groups: groups, settings: s)
+            }
+        } catch let error as OptimizerError {
+            throw TrainingError.invalidSettings(error.description)
+        }
         self.runDirectory = runDirectory
         self.configuration = configuration
         self.microBatchLoss = microBatchLoss
@@ -109,7 +129,8 @@ public final class TrainingLoop {
             }
         }
         do {
-            try optimizer.restore(tensors: checkpoint.tensors, step: checkpoint.optimizerStep, keys: TrainingCheckpoint.momentKeys)
+            try optimizer.restore(OptimizerState(tensors: checkpoint.tensors, scalars: checkpoint.optimizerScalars,
+                                                 step: checkpoint.optimizerStep))
         } catch let error as OptimizerError {
             throw TrainingError.invalidCheckpoint(error.description)
         }
@@ -124,6 +145,10 @@ public final class TrainingLoop {
         let start = Date(), startStep = state.step, previousElapsed = state.elapsed
         var ema = emaOf(state.lossHistory)
         var wroteCheckpoint = FileManager.default.fileExists(atPath: checkpointPath)
+        if validationLoss != nil, state.validationLosses == nil {
+            state.validationLosses = []
+            try validate()
+        }
         while state.step < settings.steps {
             if shouldStop() {
                 try saveCheckpoint(elapsed: previousElapsed + Date().timeIntervalSince(start))
@@ -139,8 +164,10 @@ public final class TrainingLoop {
             let session = Date().timeIntervalSince(start)
             let perStep = session / Double(state.step - startStep)
             onEvent(.step(StepReport(step: state.step, total: settings.steps, loss: loss, lossEMA: ema.value / ema.weight,
-                                     learningRate: lr, secondsPerStep: perStep,
+                                     learningRate: optimizer.effectiveLearningRate(lr), secondsPerStep: perStep,
                                      eta: perStep * Double(settings.steps - state.step))))
+            let every = settings.validateEvery ?? max(1, settings.steps / 20)
+            if validationLoss != nil, state.step % every == 0 || state.step == settings.steps { try validate() }
             if settings.saveEvery > 0, state.step % settings.saveEvery == 0 || state.step == settings.steps {
                 try saveCheckpoint(elapsed: previousElapsed + session)
                 wroteCheckpoint = true
@@ -155,7 +182,7 @@ public final class TrainingLoop {
         return .finished
     }
 
-    /// One optimiser update: the micro-batches' summed gradients, grad-norm clipping, AdamW at the scheduled
+    /// One optimiser update: the micro-batches' summed gradients, grad-norm clipping, the optimiser at the scheduled
     /// rate; the step count and loss history advance. Returns the mean loss; a NaN/Inf loss is returned
     /// before anything is updated (the step does not advance).
     public func trainStep() throws -> Float {
@@ -185,6 +212,14 @@ public final class TrainingLoop {
         return total / Float(n)
     }
 
+    /// Measures and records the validation loss of the current step.
+    private func validate() throws {
+        guard let validationLoss else { return }
+        let point = ValidationLoss(step: state.step, loss: try withNoGrad { try validationLoss() })
+        state.validationLosses = (state.validationLosses ?? []) + [point]
+        onEvent(.validation(point))
+    }
+
     /// Writes the checkpoint for the current step atomically.
     public func saveCheckpoint(elapsed: Double) throws {
         state.elapsed = elapsed
@@ -194,10 +229,11 @@ public final class TrainingLoop {
 
     /// The checkpoint of the current step: parameters, moments, loop state, configuration and `extra` metadata.
     public func checkpoint(extra: [String: String] = [:]) -> TrainingCheckpoint {
-        var tensors = optimizer.state(keys: TrainingCheckpoint.momentKeys).tensors
+        let saved = optimizer.savedState()
+        var tensors = saved.tensors
         for (key, p) in parameters { tensors["param." + key] = p.value }
         return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
-                                  optimizerStep: optimizer.step, extra: extra)
+                                  optimizerStep: saved.step, optimizerScalars: saved.scalars, extra: extra)
     }
 
     private func emaOf(_ history: [Float]) -> (value: Float, weight: Float) {

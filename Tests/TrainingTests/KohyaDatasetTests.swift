@@ -182,7 +182,7 @@ final class KohyaDatasetTests: XCTestCase {
         XCTAssertEqual(meta["ss_reg_dataset_dirs"], #"{"1_dog": {"n_repeats": 1, "img_count": 2}}"#)
         XCTAssertEqual(meta["ss_num_train_images"], "33")
         XCTAssertEqual(meta["ss_num_reg_images"], "2")
-        XCTAssertEqual(meta["ss_optimizer"], "torch.optim.adamw.AdamW")
+        XCTAssertTrue(meta["ss_optimizer"]?.hasPrefix("torch.optim.adamw.AdamW") ?? false, "\(meta)")
         XCTAssertEqual(meta["ss_caption_extension"], ".caption")
         XCTAssertEqual(meta["ss_enable_bucket"], "True")
         XCTAssertEqual(meta["ss_shuffle_caption"], "True")
