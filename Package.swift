@@ -160,5 +160,8 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "DiffusionModels", "Pipeline", "PictureWorld", "BaseModel",
                                    "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "QuantizationTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "TestSupport"],
+                    exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
     ]
 )
