@@ -161,7 +161,8 @@ let package = Package(
                                    "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "QuantizationTests",
-                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "TestSupport"],
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "Schedulers", "Pipeline",
+                                   "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
     ]
 )
