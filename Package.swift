@@ -83,7 +83,7 @@ let package = Package(
                                "DiffusionModels", "Adapters"],
                 exclude: ["README.md"], resources: [.copy("Resources/clip-merges-48894.txt.gz")],
                 swiftSettings: language + fastFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "DiffusionModels", "Pipeline", "Adapters", "Training",
+        .target(name: "CLI", dependencies: ["TensorCore", "NN", "PNGImage", "Schedulers", "DiffusionModels", "Pipeline", "Adapters", "Training",
                                            "PictureWorld", "Judge"],
                 swiftSettings: language + cpuFlags),
 

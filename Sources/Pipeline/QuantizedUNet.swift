@@ -198,3 +198,40 @@ public enum QuantizedCheckpoint {
         try json.write(to: dir.appendingPathComponent("config.json"), options: .atomic)
     }
 }
+
+extension QuantizedCheckpoint {
+    /// Writes a diffusers pipeline folder at `destination` whose UNet is `model`'s 4-bit UNet: every other
+    /// component is copied from the source folder `source`, unet/ is written by `saveUNet`. The folder appears
+    /// complete or not at all (written beside it, then renamed); an existing `destination` is refused.
+    public static func savePipeline(_ model: StableDiffusionModel, source: String, to destination: String) throws {
+        let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: source, isDirectory: &isFolder), isFolder.boolValue,
+              fm.fileExists(atPath: source + "/unet/config.json") else {
+            throw QuantizationError.invalid("--save-quantized needs a diffusers folder as the model; \(source) is not one")
+        }
+        guard !fm.fileExists(atPath: destination) else {
+            throw QuantizationError.invalid("--save-quantized \(destination): already exists")
+        }
+        guard let first = model.unet.quantizedLinearLayers().first?.1.quantizedWeight else {
+            throw QuantizationError.invalid("--save-quantized needs a 4-bit UNet: add --quantize nf4|fp4")
+        }
+        let nested: Bool
+        if case .nested = first.absmax { nested = true } else { nested = false }
+        let target = URL(fileURLWithPath: destination)
+        let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString)")
+        do {
+            try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
+            for item in try fm.contentsOfDirectory(atPath: source) where item != "unet" {
+                try fm.copyItem(atPath: source + "/" + item, toPath: temporary.appendingPathComponent(item).path)
+            }
+            try saveUNet(model.unet, configPath: source + "/unet/config.json",
+                         quantization: UNetQuantization(type: first.type, doubleQuantization: nested),
+                         to: temporary.appendingPathComponent("unet"))
+            try fm.moveItem(at: temporary, to: target)
+        } catch {
+            try? fm.removeItem(at: temporary)
+            throw error
+        }
+    }
+}
