@@ -23,6 +23,7 @@ private func trainBench(_ a: BenchArguments) throws {
     let size = try a.int("--size") ?? config.sampleSize ?? 64, rank = try a.int("--rank") ?? 4, repeats = try a.int("--repeat") ?? 1
     let unet = UNet2DConditionModel(config: config)
     randomize(unet, seed: 1)
+    try applyBenchQuantization(unet, a)        // QuantizedBench.swift
     unet.freeze()
     unet.gradientCheckpointing = a.has("--checkpointing")
     let stack = AdapterStack(root: unet, component: .unet)
@@ -35,6 +36,8 @@ private func trainBench(_ a: BenchArguments) throws {
     let context = Variable(random.normal(shape: [1, 77, config.crossAttentionDim[0]]))
     let target = Variable(random.normal(shape: [1, size, size, config.outChannels]))
     var times: [Double] = []
+    resetPeakRSS()
+    let cpuStart = processCPUSeconds()
     for _ in 0..<repeats {
         var failure: Error?
         times.append(timeOnce {
@@ -55,4 +58,5 @@ private func trainBench(_ a: BenchArguments) throws {
     print(String(format: "  step %.3f s (median of %d: %@)", median(times), times.count,
                  times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
+    printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
 }
