@@ -91,7 +91,7 @@ public enum GenerateCommand {
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd", "preview",
                                        "preview-every", "save-quantized"])
-    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast"]
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast", "quantize-convs"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
     static let shortNames = ["-p": "prompt", "-n": "negative", "-s": "seed", "-W": "width", "-H": "height", "-o": "out",

@@ -23,6 +23,8 @@ struct ModelOptions {
       --tokenizer DIR     vocab.json + merges.txt for a single file instead of the embedded CLIP vocabulary
       --quantize nf4|fp4  hold the UNet's Linear layers in 4-bit (QLoRA; bitsandbytes' format, blocks of 64):
                           ~1/7 of their F32 memory; a 4-bit folder diffusers + bitsandbytes saved loads as it is
+      --quantize-convs    with --quantize: the UNet's convolutions in 4-bit too (beyond bitsandbytes; each is
+                          decoded while it runs)
     """
 
     var vae: String?
@@ -30,6 +32,8 @@ struct ModelOptions {
     var tokenizer: String?
     /// `--quantize`: the 4-bit type for the UNet's Linear layers.
     var quantize: FourBitType?
+    /// `--quantize-convs`: the convolutions too.
+    var quantizeConvolutions = false
 
     init(_ args: ParsedArguments) throws {
         vae = args.string("vae")
@@ -39,6 +43,10 @@ struct ModelOptions {
                 throw CommandLineError.usage("--quantize must be nf4 or fp4, got \"\(name)\"")
             }
             quantize = type
+        }
+        quantizeConvolutions = args.has("quantize-convs")
+        if quantizeConvolutions, quantize == nil {
+            throw CommandLineError.usage("--quantize-convs needs --quantize nf4|fp4")
         }
         switch args.string("prediction") {
         case nil: prediction = nil
@@ -53,7 +61,8 @@ struct ModelOptions {
         let (model, note) = try ModelSource(path: path, vae: vae, prediction: prediction, tokenizer: tokenizer).load()
         if let note { printError("\(program): \(model.name): \(note)") }
         if let quantize {
-            try model.unet.quantize(UNetQuantization(type: quantize, doubleQuantization: false))
+            try model.unet.quantize(UNetQuantization(type: quantize, doubleQuantization: false),
+                                    convolutions: quantizeConvolutions)
         }
         let summary = model.unet.quantizedSummary()
         if summary.layers > 0 {

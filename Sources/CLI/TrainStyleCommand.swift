@@ -38,7 +38,7 @@ public struct TrainStyleArguments {
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
     ])
-    static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
+    static let flags: Set<String> = ["quantize-convs", "style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]
 
     public static let usage = """

@@ -39,6 +39,23 @@ extension Linear {
     }
 }
 
+extension Conv2d {
+    /// Whether the weight is held in 4-bit storage.
+    public var isQuantized: Bool { quantizedWeight != nil }
+
+    /// Replaces the F32 weight by its 4-bit form, quantized in the kernel's HWIO order (blocks of 64 along
+    /// Cout, then Cin, …): beyond bitsandbytes, which leaves convolutions in full precision.
+    public func quantize(_ type: FourBitType, blockSize: Int = 64, compressStatistics: Bool = true) throws {
+        if quantizedWeight != nil { return }
+        if unbakedWeight != nil { throw QuantizedLayerError.fusingIntoQuantized("a Conv2d layer with a fused adapter") }
+        quantizedWeight = try FourBitTensor.quantize(weight.value, type: type, blockSize: blockSize,
+                                                     compressStatistics: compressStatistics)
+        weight.value = Tensor(zeros: [0])
+        weight.requiresGrad = false
+        weight.zeroGrad()
+    }
+}
+
 /// What the 4-bit layers of a tree hold.
 public struct QuantizedSummary: Equatable, Sendable {
     /// Quantized layers and the weights they hold.
@@ -76,11 +93,18 @@ extension Module {
         }
     }
 
-    /// Counts of the tree's 4-bit layers.
+    /// Every 4-bit Conv2d of the tree with its key path.
+    public func quantizedConvLayers() -> [(String, Conv2d)] {
+        namedModules().compactMap { path, m in
+            (m as? Conv2d).flatMap { $0.isQuantized ? (path, $0) : nil }
+        }
+    }
+
+    /// Counts of the tree's 4-bit layers (Linear and Conv2d).
     public func quantizedSummary() -> QuantizedSummary {
         var s = QuantizedSummary()
-        for (_, l) in quantizedLinearLayers() {
-            guard let q = l.quantizedWeight else { continue }
+        let weights = quantizedLinearLayers().compactMap(\.1.quantizedWeight) + quantizedConvLayers().compactMap(\.1.quantizedWeight)
+        for q in weights {
             s.layers += 1
             s.weights += q.count
             s.bytes += q.storageBytes

@@ -57,14 +57,19 @@ public struct UNetQuantization: Equatable, Sendable {
 
 extension UNet2DConditionModel {
     /// Quantizes every Linear layer as diffusers' bitsandbytes quantizer does (no module of the UNet is
-    /// skipped by default); returns how many.
+    /// skipped by default) and, with `convolutions`, every Conv2d too (beyond bitsandbytes; such a UNet has no
+    /// diffusers format to save in); returns how many layers.
     @discardableResult
-    public func quantize(_ q: UNetQuantization) throws -> Int {
+    public func quantize(_ q: UNetQuantization, convolutions: Bool = false) throws -> Int {
         var count = 0
         for (_, m) in namedModules() {
-            guard let linear = m as? Linear, !linear.isQuantized else { continue }
-            try linear.quantize(q.type, compressStatistics: q.doubleQuantization)
-            count += 1
+            if let linear = m as? Linear, !linear.isQuantized {
+                try linear.quantize(q.type, compressStatistics: q.doubleQuantization)
+                count += 1
+            } else if convolutions, let conv = m as? Conv2d, !conv.isQuantized {
+                try conv.quantize(q.type, compressStatistics: q.doubleQuantization)
+                count += 1
+            }
         }
         return count
     }
@@ -212,6 +217,10 @@ extension QuantizedCheckpoint {
         }
         guard !fm.fileExists(atPath: destination) else {
             throw QuantizationError.invalid("--save-quantized \(destination): already exists")
+        }
+        guard model.unet.quantizedConvLayers().isEmpty else {
+            throw QuantizationError.invalid("--save-quantized: 4-bit convolutions have no diffusers + bitsandbytes format; "
+                + "save without --quantize-convs")
         }
         guard let first = model.unet.quantizedLinearLayers().first?.1.quantizedWeight else {
             throw QuantizationError.invalid("--save-quantized needs a 4-bit UNet: add --quantize nf4|fp4")

@@ -16,7 +16,9 @@ func applyBenchQuantization(_ unet: UNet2DConditionModel, _ a: BenchArguments) t
     guard let type = FourBitType(rawValue: name) else {
         throw ModelBenchError.unknownConfig(name, FourBitType.allCases.map(\.rawValue))
     }
-    let seconds = timeOnce { _ = try? unet.quantize(UNetQuantization(type: type, doubleQuantization: false)) }
+    let seconds = timeOnce {
+        _ = try? unet.quantize(UNetQuantization(type: type, doubleQuantization: false), convolutions: a.has("--quantize-convs"))
+    }
     releaseFreedMemory()
     var weightBytes = 0
     for (_, p) in unet.namedParameters() { weightBytes += 4 * p.value.count }

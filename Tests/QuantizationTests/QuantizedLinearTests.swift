@@ -54,3 +54,29 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 }
+
+final class QuantizedConvTests: XCTestCase {
+    /// A 4-bit Conv2d equals the F32 convolution with the dequantized weight, forward and input gradient.
+    func testForwardAndInputGradientEqualTheDequantizedWeight() throws {
+        for (cin, cout, k, stride, pad) in [(8, 16, 3, 1, 1), (16, 40, 3, 2, 1), (24, 8, 1, 1, 0)] {
+            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: stride, padding: pad)
+            c.weight.value = uniformTensor([k, k, cin, cout], seed: UInt64(cin * 100 + cout))
+            c.bias!.value = uniformTensor([cout], seed: 5)
+            try c.quantize(.nf4)
+            XCTAssertEqual([c.inChannels, c.outChannels, c.kernelSize], [cin, cout, k])
+            let w = c.quantizedWeight!.dequantized()
+            let x = Variable(uniformTensor([2, 9, 9, cin], seed: 6), requiresGrad: true)
+            let y = try c(x)
+            let xr = Variable(x.value, requiresGrad: true)
+            let yr = try conv2d(xr, weight: Variable(w), bias: Variable(c.bias!.value), stride: stride, padding: pad)
+            try assertClose(y.value, yr.value, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv forward \(cin)→\(cout) k\(k)")
+            let g = uniformTensor(y.shape, seed: 8)
+            try y.backward(g)
+            try yr.backward(g)
+            try assertClose(x.grad!, xr.grad!, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv dX \(cin)→\(cout) k\(k)")
+            XCTAssertNil(c.weight.grad)
+            XCTAssertEqual(c.stateDict().keys.sorted(), ["bias"])
+            XCTAssertThrowsError(try c.bakeWeightDelta(Tensor(zeros: [cout, cin, k, k])))
+        }
+    }
+}
