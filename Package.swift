@@ -85,7 +85,7 @@ let package = Package(
                                "DiffusionModels", "Adapters"],
                 exclude: ["README.md"], resources: [.copy("Resources/clip-merges-48894.txt.gz")],
                 swiftSettings: language + fastFlags),
-        .target(name: "CLI", dependencies: ["TensorCore", "PNGImage", "Schedulers", "DiffusionModels", "Pipeline", "Adapters", "Training",
+        .target(name: "CLI", dependencies: ["TensorCore", "NN", "PNGImage", "Schedulers", "DiffusionModels", "Pipeline", "Adapters", "Training",
                                            "PictureWorld", "Judge"],
                 swiftSettings: language + cpuFlags),
 
@@ -163,5 +163,9 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "DiffusionModels", "Pipeline", "PictureWorld", "BaseModel",
                                    "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
+        .testTarget(name: "QuantizationTests",
+                    dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "Schedulers", "Pipeline",
+                                   "TestSupport"],
+                    exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
     ]
 )

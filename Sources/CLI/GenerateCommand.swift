@@ -68,6 +68,8 @@ public enum GenerateCommand {
       --grid FILE         also write all images of the run into one grid PNG, in prompt order (its parameters
                           chunk lists every image's parameters)
       --grid-columns N    images per grid row (default: --num-images when above 1, else the prompt count up to 8)
+      --save-quantized DIR  with --quantize nf4|fp4: write the model as a diffusers folder with a bitsandbytes 4-bit
+                          UNet (the format diffusers + bitsandbytes save) and exit; --pipeline DIR loads it back
       --json              print a JSON summary on stdout
       --verbose           also print which CPU kernels run (STYLEDIFFUSION_ISA=avx512|avx2|sse2|neon forces one)
       --help              this text
@@ -89,8 +91,8 @@ public enum GenerateCommand {
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd", "preview",
-                                       "preview-every"])
-    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast"]
+                                       "preview-every", "save-quantized"])
+    static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast", "quantize-convs"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
     static let shortNames = ["-p": "prompt", "-n": "negative", "-s": "seed", "-W": "width", "-H": "height", "-o": "out",
@@ -114,6 +116,9 @@ public enum GenerateCommand {
         }
         if args.has("verbose") {
             printError("generate: \(Kernels.summary), CPU \(Kernels.cpuName.isEmpty ? "unnamed" : Kernels.cpuName)")
+        }
+        if let destination = args.string("save-quantized") {     // QuantizeCommand.swift: save the 4-bit model and exit
+            return try saveQuantized(args, to: destination)
         }
         let jobs = try InitImages.apply(try requests(args), args)
         guard !jobs.isEmpty else { return }     // a --shard beyond the prompts

@@ -3,12 +3,14 @@
 // `--vae`, `--prediction` and `--tokenizer`.
 
 import Foundation
+import NN
 import Pipeline
+import TensorCore
 import Schedulers
 
 struct ModelOptions {
     /// Options taking a value, besides `pipeline` itself.
-    static let names: Set<String> = ["vae", "prediction", "tokenizer"]
+    static let names: Set<String> = ["vae", "prediction", "tokenizer", "quantize"]
 
     static let help = """
       --pipeline PATH     the model: a diffusers folder, or one .safetensors checkpoint in the original layout
@@ -19,15 +21,33 @@ struct ModelOptions {
       --prediction v|epsilon  the model's prediction type (single files: else MODEL.yaml beside the file, else
                           v for SD-2.x and epsilon for SD-1.x)
       --tokenizer DIR     vocab.json + merges.txt for a single file instead of the embedded CLIP vocabulary
+      --quantize nf4|fp4  hold the UNet's Linear layers in 4-bit (QLoRA; bitsandbytes' format, blocks of 64):
+                          ~1/7 of their F32 memory; a 4-bit folder diffusers + bitsandbytes saved loads as it is
+      --quantize-convs    with --quantize: the UNet's convolutions in 4-bit too (beyond bitsandbytes; each is
+                          decoded while it runs)
     """
 
     var vae: String?
     var prediction: PredictionType?
     var tokenizer: String?
+    /// `--quantize`: the 4-bit type for the UNet's Linear layers.
+    var quantize: FourBitType?
+    /// `--quantize-convs`: the convolutions too.
+    var quantizeConvolutions = false
 
     init(_ args: ParsedArguments) throws {
         vae = args.string("vae")
         tokenizer = args.string("tokenizer")
+        if let name = args.string("quantize") {
+            guard let type = FourBitType(rawValue: name.lowercased()) else {
+                throw CommandLineError.usage("--quantize must be nf4 or fp4, got \"\(name)\"")
+            }
+            quantize = type
+        }
+        quantizeConvolutions = args.has("quantize-convs")
+        if quantizeConvolutions, quantize == nil {
+            throw CommandLineError.usage("--quantize-convs needs --quantize nf4|fp4")
+        }
         switch args.string("prediction") {
         case nil: prediction = nil
         case "v", "v_prediction", "v-prediction": prediction = .vPrediction
@@ -40,6 +60,15 @@ struct ModelOptions {
     func load(path: String, program: String) throws -> StableDiffusionModel {
         let (model, note) = try ModelSource(path: path, vae: vae, prediction: prediction, tokenizer: tokenizer).load()
         if let note { printError("\(program): \(model.name): \(note)") }
+        if let quantize {
+            try model.unet.quantize(UNetQuantization(type: quantize, doubleQuantization: false),
+                                    convolutions: quantizeConvolutions)
+        }
+        let summary = model.unet.quantizedSummary()
+        if summary.layers > 0 {
+            let type = model.unet.quantizedLinearLayers().first?.1.quantizedWeight?.type.rawValue ?? "4-bit"
+            printError("\(program): UNet \(summary.line(type: type))")
+        }
         return model
     }
 }

@@ -40,7 +40,7 @@ public struct TrainStyleArguments {
         "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count", "preview", "taesd",
     ]).union(DatasetArguments.options).union(kohyaOptions)
-    static let flags: Set<String> = Set(["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
+    static let flags: Set<String> = Set(["quantize-convs", "style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]).union(DatasetArguments.flags)
 
     public static let usage = """

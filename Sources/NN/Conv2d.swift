@@ -15,10 +15,12 @@ public final class Conv2d: Module {
     public var adapters: [any LayerAdapter] = []
     /// The weight (HWIO) as it was before `bakeWeightDelta` (nil when nothing is baked).
     public private(set) var unbakedWeight: Tensor?
+    /// The frozen weight in 4-bit storage, HWIO order (Linear+Quantization.swift); `weight` is then empty.
+    public internal(set) var quantizedWeight: FourBitTensor?
 
-    public var inChannels: Int { weight.shape[2] }
-    public var outChannels: Int { weight.shape[3] }
-    public var kernelSize: Int { weight.shape[0] }
+    public var inChannels: Int { (quantizedWeight?.shape ?? weight.shape)[2] }
+    public var outChannels: Int { (quantizedWeight?.shape ?? weight.shape)[3] }
+    public var kernelSize: Int { (quantizedWeight?.shape ?? weight.shape)[0] }
 
     /// Zero-initialised parameters (set them by `load(stateDict:)` or an initialiser).
     public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -31,7 +33,8 @@ public final class Conv2d: Module {
 
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
-        var y = try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
+            ?? conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }
@@ -45,6 +48,12 @@ public final class Conv2d: Module {
 
     public override func namedAdapterParameters() -> [(String, Variable)] {
         adapters.flatMap(\.adapterParameters)
+    }
+
+    /// A quantized layer's state-dict parameters are its bias only.
+    public override func namedDirectParameters() -> [(String, Variable)] {
+        guard quantizedWeight != nil else { return super.namedDirectParameters() }
+        return bias.map { [("bias", $0)] } ?? []
     }
 
     // MARK: Checkpoint layout (OIHW) at the boundary
@@ -80,6 +89,7 @@ public final class Conv2d: Module {
     /// W += scale · ΔW with ΔW in checkpoint layout [Cout, Cin, kh, kw]; the original weight is kept on
     /// the first bake.
     public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
+        if quantizedWeight != nil { throw QuantizedLayerError.fusingIntoQuantized("a Conv2d layer") }
         let expected = [outChannels, inChannels, kernelSize, kernelSize]
         guard delta.shape == expected else {
             throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for conv weight \(expected) (OIHW)")

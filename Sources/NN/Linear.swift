@@ -26,9 +26,11 @@ public final class Linear: Module {
     public var adapters: [any LayerAdapter] = []
     /// The weight as it was before `bakeWeightDelta` (nil when nothing is baked).
     public private(set) var unbakedWeight: Tensor?
+    /// The frozen weight in 4-bit storage (Linear+Quantization.swift); `weight` is then empty.
+    public internal(set) var quantizedWeight: FourBitTensor?
 
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { quantizedWeight?.shape[1] ?? weight.shape[1] }
+    public var outFeatures: Int { quantizedWeight?.shape[0] ?? weight.shape[0] }
 
     /// Zero-initialised parameters of the given size (set them by `load(stateDict:)` or an initialiser).
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) {
@@ -39,7 +41,8 @@ public final class Linear: Module {
 
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
-        var y = try linear(x, weight: weight, bias: bias)
+        var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
+            ?? linear(x, weight: weight, bias: bias)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }
@@ -55,8 +58,15 @@ public final class Linear: Module {
         adapters.flatMap(\.adapterParameters)
     }
 
+    /// A quantized layer's state-dict parameters are its bias only (the 4-bit weight is saved by its own writer).
+    public override func namedDirectParameters() -> [(String, Variable)] {
+        guard quantizedWeight != nil else { return super.namedDirectParameters() }
+        return bias.map { [("bias", $0)] } ?? []
+    }
+
     /// W += scale · ΔW (ΔW [out, in]), remembering the original weight on the first bake.
     public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
+        if quantizedWeight != nil { throw QuantizedLayerError.fusingIntoQuantized("a Linear layer") }
         guard delta.shape == weight.shape else {
             throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for weight \(weight.shape)")
         }

@@ -22,9 +22,10 @@ public struct ParameterCounts: Equatable, Sendable {
 }
 
 extension Module {
-    /// Trainable and total scalar counts over checkpoint and adapter parameters.
+    /// Trainable and total scalar counts over checkpoint and adapter parameters; 4-bit weights count with
+    /// their element count, as PEFT counts bitsandbytes' Params4bit.
     public func parameterCounts() -> ParameterCounts {
-        var counts = ParameterCounts(trainable: 0, all: 0)
+        var counts = ParameterCounts(trainable: 0, all: quantizedSummary().weights)
         for (_, p) in allParameters() {
             counts.all += p.value.count
             if p.requiresGrad { counts.trainable += p.value.count }

@@ -59,7 +59,12 @@ public final class StableDiffusionModel {
         self.unetWeights = unetWeights
         unet = try Self.component("unet", unetWeights.path) {
             let model = UNet2DConditionModel(config: try UNet2DConditionConfig(contentsOf: unetConfig))
-            try model.load(stateDict: try SafeTensorsFile(path: unetWeights.path).loadAll())
+            let file = try SafeTensorsFile(path: unetWeights.path)
+            if try UNetQuantization.read(configPath: unetConfig.path) != nil {   // a bitsandbytes 4-bit UNet
+                try QuantizedCheckpoint.load(model, from: file, path: "unet/" + unetWeights.lastPathComponent)
+            } else {
+                try model.load(stateDict: try file.loadAll())
+            }
             return model
         }
 

@@ -49,6 +49,8 @@ public struct KernelSet: @unchecked Sendable {
     public let batchedSGEMM: (Int, Bool, Bool, Int, Int, Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void
     public let normalizationGroupNorm: (Tensor, Int, Tensor?, Tensor?, Float, NormalizationActivation) throws -> NormalizationResult
     public let normalizationGroupNormBackward: (Tensor, Tensor, Tensor, Tensor, Int, Tensor?, Tensor?, NormalizationActivation) throws -> NormalizationGradients
+    public let dequantizingSGEMM: (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void
+    public let dequantizeFourBit: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void
     public let reductionSum: (Tensor) -> Float
     public let reductionMean: (Tensor) -> Float
     public let reductionSumOfSquares: (Tensor) -> Float
@@ -107,6 +109,8 @@ public struct KernelSet: @unchecked Sendable {
                 batchedSGEMM: @escaping (Int, Bool, Bool, Int, Int, Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void,
                 normalizationGroupNorm: @escaping (Tensor, Int, Tensor?, Tensor?, Float, NormalizationActivation) throws -> NormalizationResult,
                 normalizationGroupNormBackward: @escaping (Tensor, Tensor, Tensor, Tensor, Int, Tensor?, Tensor?, NormalizationActivation) throws -> NormalizationGradients,
+                dequantizingSGEMM: @escaping (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void,
+                dequantizeFourBit: @escaping (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void,
                 reductionSum: @escaping (Tensor) -> Float,
                 reductionMean: @escaping (Tensor) -> Float,
                 reductionSumOfSquares: @escaping (Tensor) -> Float,
@@ -164,6 +168,8 @@ public struct KernelSet: @unchecked Sendable {
         self.batchedSGEMM = batchedSGEMM
         self.normalizationGroupNorm = normalizationGroupNorm
         self.normalizationGroupNormBackward = normalizationGroupNormBackward
+        self.dequantizingSGEMM = dequantizingSGEMM
+        self.dequantizeFourBit = dequantizeFourBit
         self.reductionSum = reductionSum
         self.reductionMean = reductionMean
         self.reductionSumOfSquares = reductionSumOfSquares
@@ -365,6 +371,14 @@ extension KernelSet {
             let flops: Double = 0
             return try probe.measure("normalizationGroupNormBackward", flops: flops) { try kernels.normalizationGroupNormBackward(dOut, x, mean, rstd, groups, gamma, beta, activation) }
         }
+        let dequantizingSGEMM: (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void = { m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate in
+            let flops: Double = 0
+            return probe.measure("dequantizingSGEMM", flops: flops) { kernels.dequantizingSGEMM(m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate) }
+        }
+        let dequantizeFourBit: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void = { packed, scales, code, blockSize, count, out in
+            let flops: Double = 0
+            return probe.measure("dequantizeFourBit", flops: flops) { kernels.dequantizeFourBit(packed, scales, code, blockSize, count, out) }
+        }
         let reductionSum: (Tensor) -> Float = { x in
             let flops: Double = 0
             return probe.measure("reductionSum", flops: flops) { kernels.reductionSum(x) }
@@ -458,6 +472,8 @@ extension KernelSet {
                          batchedSGEMM: batchedSGEMM,
                          normalizationGroupNorm: normalizationGroupNorm,
                          normalizationGroupNormBackward: normalizationGroupNormBackward,
+                         dequantizingSGEMM: dequantizingSGEMM,
+                         dequantizeFourBit: dequantizeFourBit,
                          reductionSum: reductionSum,
                          reductionMean: reductionMean,
                          reductionSumOfSquares: reductionSumOfSquares,

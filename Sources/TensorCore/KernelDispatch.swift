@@ -86,6 +86,21 @@ public func batchedSGEMM(batch: Int, transA: Bool, transB: Bool, m: Int, n: Int,
     Kernels.active.batchedSGEMM(batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC)
 }
 
+/// `C[m x n] = A[m x k] · op(W)` (or `+=` with `accumulate`), where W is a 4-bit blockwise-quantized matrix.
+///
+/// With `transposedWeight`, W is stored `[n, k]` and op(W) = Wᵀ (a Linear layer's `x · Wᵀ`); otherwise W is
+/// stored `[k, n]` (the input gradient `g · W`). `packed` holds the codes (weight i in the high nibble of
+/// byte i/2 when i is even, the low nibble when odd), `scales` one F32 absmax per block of `blockSize`
+/// weights, `code` the 16 code-book values. A is row-major with leading dimension `lda`; C with `ldc`.
+public func dequantizingSGEMM(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packed: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, code: UnsafePointer<Float>, blockSize: Int, transposedWeight: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    Kernels.active.dequantizingSGEMM(m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate)
+}
+
+/// bitsandbytes' dequantize_4bit: `out[i] = code[nibble(i)] * scales[i / blockSize]` for `count` weights.
+public func dequantizeFourBit(packed: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, code: UnsafePointer<Float>, blockSize: Int, count: Int, out: UnsafeMutablePointer<Float>) {
+    Kernels.active.dequantizeFourBit(packed, scales, code, blockSize, count, out)
+}
+
 public func multiplyAddChains(iterations: Int, seed: Float) -> (checksum: Float, flops: Double) {
     Kernels.active.multiplyAddChains(iterations, seed)
 }

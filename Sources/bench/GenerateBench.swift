@@ -65,14 +65,14 @@ private func generateBench(_ a: BenchArguments) throws {
                                                                steps: steps, guidanceScale: cfg, sampler: sampler,
                                                                seed: 0, width: size, height: size))
     let text = try timeThrowingGenerate { _ = try pipeline.conditioning(parameters, guided: cfg > 1) }
-    let cpuStart = cpuSeconds()
+    let cpuStart = processCPUSeconds()
     var stepEnds: [Double] = []
     var latents: Tensor!
     let denoise = try timeThrowingGenerate {
         latents = try pipeline.denoise(parameters) { stepEnds.append($0.elapsed) }
     }
     let decode = try timeThrowingGenerate { _ = try pipeline.decode(latents) }
-    let cpu = cpuSeconds() - cpuStart
+    let cpu = processCPUSeconds() - cpuStart
     let stepTimes = zip(stepEnds, [0] + stepEnds).map { $0 - $1 }
     print("generate \(name) \(size)×\(size), \(sampler.displayName), \(steps) steps, "
         + (cfg > 1 ? "CFG \(cfg) (UNet batch 2)" : "no guidance (UNet batch 1)") + (a.has("--taesd") ? ", TAESD decode" : ""))

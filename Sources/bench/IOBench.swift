@@ -28,14 +28,6 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-/// User + system CPU seconds of this process so far.
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    let t = [usage.ru_utime, usage.ru_stime]
-    return t.reduce(0) { $0 + Double($1.tv_sec) + Double($1.tv_usec) * 1e-6 }
-}
-
 /// Peak resident set size of this process so far, in bytes (VmHWM).
 private func peakRSS() -> Int {
     var usage = rusage()
@@ -59,7 +51,7 @@ private func benchPNG(runs: Int) throws {
     }
     let png = try PNG.encode(try Image(width: side, height: side, pixels: pixels))
     var decode: [Double] = [], resize: [Double] = [], total: [Double] = []
-    let cpuStart = cpuSeconds()
+    let cpuStart = processCPUSeconds()
     for _ in 0..<runs {
         let t0 = now()
         let image = try PNG.decode(png).image
@@ -71,7 +63,7 @@ private func benchPNG(runs: Int) throws {
         resize.append(t2 - t1)
         total.append(t2 - t0)
     }
-    let cpuPerRun = (cpuSeconds() - cpuStart) / Double(max(runs, 1))
+    let cpuPerRun = (processCPUSeconds() - cpuStart) / Double(max(runs, 1))
     print(String(format: "png: decode %dx%d (%.1f MB PNG) median %.1f ms; Lanczos resize to 512x512 median %.1f ms; decode + resize median %.1f ms (best %.1f, %d runs, %d threads; goal <= 50 ms); %.1f CPU-ms per decode + resize",
                  side, side, Double(png.count) / 1e6, median(decode) * 1e3, median(resize) * 1e3,
                  median(total) * 1e3, total.min()! * 1e3, runs, Parallel.maxThreads, cpuPerRun * 1e3))
@@ -143,10 +135,10 @@ private func benchSafeTensors(f32Bytes: Int, cold: Bool, keep: String?, repeats:
     }
     let rssBefore = peakRSS()
     for round in 1...repeats {
-        let t1 = now(), c1 = cpuSeconds()
+        let t1 = now(), c1 = processCPUSeconds()
         let file = try SafeTensorsFile(path: path)
         let tensors = try file.loadAll()
-        let seconds = now() - t1, cpu = cpuSeconds() - c1
+        let seconds = now() - t1, cpu = processCPUSeconds() - c1
         let outBytes = tensors.values.reduce(0) { $0 + $1.count * 4 }
         let peak = peakRSS()
         print(String(format: "safetensors: load %d: %d tensors F16 -> F32, %.2f GB of F32 in %.2f s = %.2f GB/s (%@ page cache, %d threads; goal >= 1 GB/s); %.2f CPU-s",

@@ -47,6 +47,9 @@ private func unetBench(_ a: BenchArguments) throws {
         unet.eval()
     }
     print(String(format: "setup (build + random weights) %.1f s", setup))
+    try applyBenchQuantization(unet, a)        // QuantizedBench.swift
+    resetPeakRSS()
+    let cpuStart = processCPUSeconds()
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
@@ -76,6 +79,7 @@ private func unetBench(_ a: BenchArguments) throws {
         try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
     }
     report(label, flops: flops, times: times)
+    printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
 }
 
 private func vaeBench(_ a: BenchArguments) throws {

@@ -41,6 +41,7 @@ private func trainBench(_ a: BenchArguments) throws {
     let repeats = try a.int("--repeat") ?? (toy ? 10 : 1), tokens = toy ? 32 : 77
     let unet = UNet2DConditionModel(config: config)
     randomize(unet, seed: 1)
+    try applyBenchQuantization(unet, a)        // QuantizedBench.swift
     unet.freeze()
     unet.gradientCheckpointing = a.has("--checkpointing")
     let stack = AdapterStack(root: unet, component: .unet)
@@ -58,6 +59,8 @@ private func trainBench(_ a: BenchArguments) throws {
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var steps: [StepCost] = []
     var phases: [[Double]] = []     // forward, backward, clip + AdamW + zeroGrad
+    resetPeakRSS()
+    let cpuStart = processCPUSeconds()
     for _ in 0..<repeats {
         var failure: Error?
         var phase = [Double](repeating: 0, count: 3)
@@ -99,6 +102,7 @@ private func trainBench(_ a: BenchArguments) throws {
         profile.printTable(steps: warm.count, stepSeconds: warm.map(\.wall).reduce(0, +),
                            stepCPUSeconds: warm.map(\.cpu).reduce(0, +))
     }
+    printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
 }
 
 private func timeOnceThrowing(_ body: () throws -> Void) throws -> Double {

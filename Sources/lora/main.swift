@@ -117,6 +117,10 @@ func merge(_ args: Arguments) throws {
     }
     if let base = args.option("into-base") {
         let folder = try DiffusersFolder(path: base)
+        if try UNetQuantization.read(configPath: folder.url.appendingPathComponent("unet/config.json").path) != nil {
+            throw CommandLineError.failure("--into-base \(base): its UNet is 4-bit quantized (bitsandbytes); fusing an adapter "
+                + "into a quantized base is refused: merge into the unquantized model")
+        }
         let indexes = try folder.moduleIndexes()
         var resolved: [(ResolvedLoRA, Float)] = []
         for (spec, (file, w)) in zip(args.positional, inputs) {

@@ -1,0 +1,73 @@
+// `--quantize nf4|fp4` for the unet and train suites: the UNet's Linear layers in 4-bit (as generate/train-style
+// --quantize), the F32 copies returned to the system, and memory read from /proc so that the peak covers the
+// measured work only (the random F32 weights are built before quantizing).
+import DiffusionModels
+import Foundation
+import NN
+import Pipeline
+import TensorCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Quantizes `unet` when `--quantize` is given; prints the quantized base and the resident memory after it.
+func applyBenchQuantization(_ unet: UNet2DConditionModel, _ a: BenchArguments) throws {
+    guard let name = a.string("--quantize") else { return }
+    guard let type = FourBitType(rawValue: name) else {
+        throw ModelBenchError.unknownConfig(name, FourBitType.allCases.map(\.rawValue))
+    }
+    let seconds = timeOnce {
+        _ = try? unet.quantize(UNetQuantization(type: type, doubleQuantization: false), convolutions: a.has("--quantize-convs"))
+    }
+    releaseFreedMemory()
+    var weightBytes = 0
+    for (_, p) in unet.namedParameters() { weightBytes += 4 * p.value.count }
+    let summary = unet.quantizedSummary()
+    print(String(format: "quantized in %.1f s: %@", seconds, summary.line(type: name)))
+    print(String(format: "  weights resident: %.3f GB (4-bit %.3f GB + F32 rest %.3f GB); process RSS %.2f GB",
+                 Double(summary.bytes + weightBytes) / 1e9, Double(summary.bytes) / 1e9, Double(weightBytes) / 1e9,
+                 procStatus("VmRSS") / 1e9))
+}
+
+/// glibc's `malloc_trim(0)` (looked up at run time; the Glibc module does not export it): the freed F32 weights
+/// go back to the system instead of staying in the heap.
+func releaseFreedMemory() {
+    #if os(Linux)
+    typealias Trim = @convention(c) (Int) -> Int32
+    if let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "malloc_trim") {
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+    }
+    #endif
+}
+
+/// Forgets the process's peak resident set (Linux `clear_refs` 5), so VmHWM measures what follows.
+func resetPeakRSS() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+}
+
+/// A `/proc/self/status` memory line (`VmRSS`, `VmHWM`) in bytes; 0 where unavailable.
+func procStatus(_ key: String) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}
+
+/// User + system CPU seconds of the process so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// The memory and CPU line printed after a measured run.
+func printMemoryAndCPU(cpuSeconds: Double, runs: Int) {
+    print(String(format: "  peak RSS during the runs %.2f GB (VmHWM after reset), RSS now %.2f GB; CPU %.2f s per run",
+                 procStatus("VmHWM") / 1e9, procStatus("VmRSS") / 1e9, cpuSeconds / Double(max(runs, 1))))
+}

@@ -1,0 +1,82 @@
+// The 4-bit Linear layer: the decoding GEMM equals the F32 GEMM on the dequantized weight, forward and
+// input gradient, on shapes with partial row tiles, partial B slivers and blocks straddling rows; the
+// weight gets no gradient, adapters on top do; fusing into a 4-bit layer is refused.
+import Autograd
+import NN
+import TensorCore
+import TestSupport
+import XCTest
+
+final class QuantizedLinearTests: XCTestCase {
+    func layer(in inFeatures: Int, out outFeatures: Int, type: FourBitType, seed: UInt64) throws -> (Linear, Tensor) {
+        let l = Linear(inFeatures: inFeatures, outFeatures: outFeatures)
+        l.weight.value = uniformTensor([outFeatures, inFeatures], seed: seed)
+        l.bias!.value = uniformTensor([outFeatures], seed: seed + 1)
+        try l.quantize(type)
+        return (l, l.quantizedWeight!.dequantized())
+    }
+
+    func testForwardAndInputGradientEqualTheDequantizedWeight() throws {
+        for (rows, inF, outF, type) in [(5, 70, 33, FourBitType.nf4), (37, 128, 96, .fp4), (200, 320, 640, .nf4),
+                                        (3, 1280, 1280, .nf4), (64, 40, 77, .nf4)] {
+            let (l, w) = try layer(in: inF, out: outF, type: type, seed: UInt64(rows * 1000 + inF))
+            XCTAssertEqual(l.weight.value.count, 0)
+            XCTAssertEqual([l.outFeatures, l.inFeatures], [outF, inF])
+            let x = Variable(uniformTensor([rows, inF], seed: 7), requiresGrad: true)
+            let y = try l(x)
+            let expected = try linear(Variable(x.value), weight: Variable(w), bias: Variable(l.bias!.value)).value
+            try assertClose(y.value, expected, tolerance: 1e-6, "forward \(rows)x\(inF)x\(outF)")
+            let g = uniformTensor([rows, outF], seed: 9)
+            try y.backward(g)
+            let dx = try TensorCore.matmul(g, w)
+            try assertClose(x.grad!, dx, tolerance: 1e-6, "dX \(rows)x\(inF)x\(outF)")
+            XCTAssertNil(l.weight.grad)
+        }
+    }
+
+    func testBatchedInputAndStateDict() throws {
+        let (l, w) = try layer(in: 64, out: 48, type: .nf4, seed: 3)
+        let x = uniformTensor([2, 7, 64], seed: 4)
+        let y = try l(Variable(x)).value
+        XCTAssertEqual(y.shape, [2, 7, 48])
+        let expected = try linear(Variable(x), weight: Variable(w), bias: Variable(l.bias!.value)).value
+        try assertClose(y, expected, tolerance: 1e-6, "batched")
+        XCTAssertEqual(l.stateDict().keys.sorted(), ["bias"])
+        XCTAssertEqual(l.quantizedSummary().weights, 64 * 48)
+        XCTAssertEqual(l.parameterCounts().all, 64 * 48 + 48)
+    }
+
+    func testFusingIntoAQuantizedLayerIsRefused() throws {
+        let (l, _) = try layer(in: 64, out: 32, type: .nf4, seed: 5)
+        XCTAssertThrowsError(try l.bakeWeightDelta(Tensor(zeros: [32, 64]))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("cannot fuse an adapter into a Linear layer whose weight is 4-bit quantized"),
+                          "\(error)")
+        }
+    }
+}
+
+final class QuantizedConvTests: XCTestCase {
+    /// A 4-bit Conv2d equals the F32 convolution with the dequantized weight, forward and input gradient.
+    func testForwardAndInputGradientEqualTheDequantizedWeight() throws {
+        for (cin, cout, k, stride, pad) in [(8, 16, 3, 1, 1), (16, 40, 3, 2, 1), (24, 8, 1, 1, 0)] {
+            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: stride, padding: pad)
+            c.weight.value = uniformTensor([k, k, cin, cout], seed: UInt64(cin * 100 + cout))
+            c.bias!.value = uniformTensor([cout], seed: 5)
+            try c.quantize(.nf4)
+            XCTAssertEqual([c.inChannels, c.outChannels, c.kernelSize], [cin, cout, k])
+            let w = c.quantizedWeight!.dequantized()
+            let x = Variable(uniformTensor([2, 9, 9, cin], seed: 6), requiresGrad: true)
+            let y = try c(x)
+            let xr = Variable(x.value, requiresGrad: true)
+            let yr = try conv2d(xr, weight: Variable(w), bias: Variable(c.bias!.value), stride: stride, padding: pad)
+            try assertClose(y.value, yr.value, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv forward \(cin)→\(cout) k\(k)")
+            let g = uniformTensor(y.shape, seed: 8)
+            try y.backward(g)
+            try yr.backward(g)
+            try assertClose(x.grad!, xr.grad!, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv dX \(cin)→\(cout) k\(k)")
+            XCTAssertNil(c.weight.grad)
+            XCTAssertEqual(c.stateDict().keys.sorted(), ["bias"])
+            XCTAssertThrowsError(try c.bakeWeightDelta(Tensor(zeros: [cout, cin, k, k])))
+        }
+    }
+}
