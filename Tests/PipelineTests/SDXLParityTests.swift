@@ -2,6 +2,7 @@
 // both tokenizers and text encoders, the UNet with "text_time" added conditioning, final latents with
 // injected noise and `--rng torch` images.
 // Goldens: Tests/Reference/make_sdxl_goldens.py (run with /root/refenv/bin/python).
+import Adapters
 import Autograd
 import CLIPText
 import DiffusionModels
@@ -133,4 +134,62 @@ enum SDXLGolden {
     static var unetT: Float { Float(info["unet_t"] as? Double ?? 0) }
     static var promptIDs: [Int] { info["prompt_ids"] as? [Int] ?? [] }
     static var promptIDs2: [Int] { info["prompt_ids_2"] as? [Int] ?? [] }
+}
+
+/// SDXL LoRA files (diffusers/PEFT keys with `text_encoder_2.`, kohya `lora_unet_`/`lora_te1_`/`lora_te2_`)
+/// against diffusers' `load_lora_weights` + `set_adapters`. Goldens: Tests/Reference/make_sdxl_lora_goldens.py.
+final class SDXLAdapterParityTests: XCTestCase {
+    func file(_ name: String) -> String { TestPaths.pipelineFixture("sdxl-lora/\(name).safetensors") }
+
+    /// A fresh model (adapters attach to its layers) with `adapters` loaded as (file, name, weight).
+    func denoise(_ adapters: [(String, String, Float)]) throws -> (Tensor, [KeyAccounting]) {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sdxl"))
+        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2)
+        let accounting = try adapters.map { f, name, w in
+            try set.load(LoRAFile(contentsOf: file(f)), name: name, unetWeight: w, textEncoderWeight: w)
+        }
+        let g = try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_goldens.safetensors"))
+        let initial = try FeatureLayout.nhwc(fromNCHW: g.tensor("init_latents"))
+        let p = GenerationParameters(prompt: SDXLGolden.prompt, negativePrompt: SDXLGolden.negative, steps: 10,
+                                     guidanceScale: 5, sampler: .euler, width: 32, height: 32)
+        return (try TextToImage(model: model, adapters: set).denoise(p, initialNoise: initial), accounting)
+    }
+
+    func goldens() throws -> SafeTensorsFile { try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_lora_goldens.safetensors")) }
+
+    func testDiffusersAndKohyaFilesMatchDiffusers() throws {
+        let expected = try goldens().tensor("latents.a")
+        for f in ["a.diffusers", "a.kohya"] {
+            let (latents, accounting) = try denoise([(f, "a", 1)])
+            XCTAssertEqual(accounting[0].unmatched, [], f)
+            XCTAssertEqual(accounting[0].modulesWithoutAdapter, [], f)
+            // UNet: 4 transformers (down 1, mid 1, up 2) of 2 blocks, each block 10 layers (to_q, to_k, to_v,
+            // to_out.0 of attn1 and attn2, ff × 2), each transformer proj_in/out; text encoders: 6 per layer, 2 + 3 layers.
+            XCTAssertEqual(accounting[0].matchedModules, 8 * 10 + 4 * 2 + 6 * 2 + 6 * 3, f)
+            try assertClose(latents, expected, "\(f) latents")
+        }
+    }
+
+    func testTwoAdaptersAtOnceMatchSetAdapters() throws {
+        let (latents, _) = try denoise([("a.kohya", "a", 0.8), ("b.diffusers", "b", 0.5)])
+        try assertClose(latents, try goldens().tensor("latents.a08_b05"), "a 0.8 + b 0.5")
+    }
+
+    /// The kohya file's trigger phrase and `<lora:a.kohya:1>` in a prompt resolve through the adapter session.
+    func testPromptTagLoadsTheKohyaFile() throws {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sdxl"))
+        var lines: [String] = []
+        let session = AdapterSession(model: model) { lines.append($0) }
+        let p = GenerationParameters(prompt: SDXLGolden.prompt + " <lora:a.kohya:1>", negativePrompt: SDXLGolden.negative,
+                                     steps: 10, guidanceScale: 5, sampler: .euler, width: 32, height: 32)
+        let tags = try AdapterRequest.extractTags(from: p.prompt)
+        let requests = tags.requests.map { ($0, file($0.name)) }
+        let request = try session.request(requests, for: p)
+        XCTAssertEqual(request.adapterWeights?["a.kohya"]?.unet, 1)
+        XCTAssertTrue(lines.contains { $0.contains("unmatched 0") }, "\(lines)")
+        let g = try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_goldens.safetensors"))
+        let latents = try TextToImage(model: model, adapters: session.set)
+            .denoise(batch: [request], initialNoise: try FeatureLayout.nhwc(fromNCHW: g.tensor("init_latents")))
+        try assertClose(latents, try goldens().tensor("latents.a"), "<lora:a.kohya:1>")
+    }
 }
