@@ -25,7 +25,8 @@ public enum CLIPTextError: Error, CustomStringConvertible {
 }
 
 /// Hyper-parameters of `CLIPTextModel`. Keys and defaults are transformers' `CLIPTextConfig`
-/// (`projection_dim` is used by `CLIPTextModelWithProjection`; the dropout/initialiser fields are unused here).
+/// (`projection_dim` and the dropout/initialiser fields are read by transformers but unused here;
+/// `CLIPTextModelWithProjection` takes its projection width apart, from `projectionDim(contentsOf:)`).
 public struct CLIPTextConfig: Codable, Equatable, Sendable {
     public var vocabSize: Int = 49408
     public var hiddenSize: Int = 512
@@ -38,8 +39,6 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     /// 2 in configs written before transformers PR #24773 (SD-1.x): the pooled output is then taken at the
     /// largest id of each row; otherwise at the first occurrence of this id.
     public var eosTokenID: Int = 49407
-    /// Output width of `text_projection` (`CLIPTextModelWithProjection`: 1280 for SDXL's OpenCLIP bigG).
-    public var projectionDim: Int = 512
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size"
@@ -51,12 +50,11 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         case hiddenAct = "hidden_act"
         case layerNormEps = "layer_norm_eps"
         case eosTokenID = "eos_token_id"
-        case projectionDim = "projection_dim"
     }
 
     public init(vocabSize: Int = 49408, hiddenSize: Int = 512, intermediateSize: Int = 2048, numHiddenLayers: Int = 12,
                 numAttentionHeads: Int = 8, maxPositionEmbeddings: Int = 77, hiddenAct: CLIPActivation = .quickGELU,
-                layerNormEps: Float = 1e-5, eosTokenID: Int = 49407, projectionDim: Int = 512) {
+                layerNormEps: Float = 1e-5, eosTokenID: Int = 49407) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -66,7 +64,6 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         self.hiddenAct = hiddenAct
         self.layerNormEps = layerNormEps
         self.eosTokenID = eosTokenID
-        self.projectionDim = projectionDim
     }
 
     public init(from decoder: Decoder) throws {
@@ -80,7 +77,6 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
         hiddenAct = try c.decodeIfPresent(CLIPActivation.self, forKey: .hiddenAct) ?? d.hiddenAct
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
-        projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim) ?? d.projectionDim
         // transformers allows a list of eos ids; the first one decides the pooling position.
         if let list = try? c.decodeIfPresent([Int].self, forKey: .eosTokenID), let first = list.first {
             eosTokenID = first
@@ -113,8 +109,7 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     public func validate(path: String = "config") throws {
         for (name, value) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize),
                               ("intermediate_size", intermediateSize), ("num_attention_heads", numAttentionHeads),
-                              ("max_position_embeddings", maxPositionEmbeddings),
-                              ("projection_dim", projectionDim)] where value <= 0 {
+                              ("max_position_embeddings", maxPositionEmbeddings)] where value <= 0 {
             throw CLIPTextError.invalidConfig(path: path, reason: "\(name) must be positive, is \(value)")
         }
         guard numHiddenLayers >= 0 else {
@@ -134,9 +129,9 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     public static let clipL = CLIPTextConfig(hiddenSize: 768, intermediateSize: 3072, numHiddenLayers: 12,
                                              numAttentionHeads: 12, eosTokenID: 2)
 
-    /// OpenCLIP ViT-bigG/14's text tower (SDXL's `text_encoder_2`, `CLIPTextModelWithProjection`).
+    /// OpenCLIP ViT-bigG/14's text tower (SDXL's `text_encoder_2`, `CLIPTextModelWithProjection` with projection 1280).
     public static let bigG = CLIPTextConfig(hiddenSize: 1280, intermediateSize: 5120, numHiddenLayers: 32,
-                                            numAttentionHeads: 20, hiddenAct: .gelu, eosTokenID: 2, projectionDim: 1280)
+                                            numAttentionHeads: 20, hiddenAct: .gelu, eosTokenID: 2)
 
     private static func describe(_ context: DecodingError.Context) -> String {
         let key = context.codingPath.map(\.stringValue).joined(separator: ".")

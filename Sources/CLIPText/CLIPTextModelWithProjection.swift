@@ -7,6 +7,7 @@
 // transformers 5 saves them.
 
 import Autograd
+import Foundation
 import NN
 import TensorCore
 
@@ -22,12 +23,31 @@ public final class CLIPTextModelWithProjection: Module {
     public let text_model: CLIPTextModel
     public let text_projection: Linear          // [P, C], no bias
     public var config: CLIPTextConfig { text_model.config }
+    /// Width of `text_embeds` (`projection_dim`).
+    public let projectionDim: Int
 
     /// A model with zero weights; set them with `loadCheckpoint`.
-    public init(config: CLIPTextConfig) throws {
+    public init(config: CLIPTextConfig, projectionDim: Int) throws {
+        guard projectionDim > 0 else {
+            throw CLIPTextError.invalidConfig(path: "config", reason: "projection_dim must be positive, is \(projectionDim)")
+        }
         text_model = try CLIPTextModel(config: config)
-        text_projection = Linear(inFeatures: config.hiddenSize, outFeatures: config.projectionDim, bias: false)
+        text_projection = Linear(inFeatures: config.hiddenSize, outFeatures: projectionDim, bias: false)
+        self.projectionDim = projectionDim
         super.init()
+    }
+
+    /// `projection_dim` of a `config.json` (transformers' default 512 when absent).
+    public static func projectionDim(contentsOf url: URL) throws -> Int {
+        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: url))
+        guard let dict = object as? [String: Any] else {
+            throw CLIPTextError.invalidConfig(path: url.path, reason: "not a JSON object")
+        }
+        guard let value = dict["projection_dim"] else { return 512 }
+        guard let dim = value as? Int else {
+            throw CLIPTextError.invalidConfig(path: url.path, reason: "projection_dim: expected an integer, found \(value)")
+        }
+        return dim
     }
 
     /// Runs the whole model (no padding mask, as Stable Diffusion calls it).
@@ -52,7 +72,7 @@ public final class CLIPTextModelWithProjection: Module {
         var text = stateDict
         guard let projection = text.removeValue(forKey: "text_projection.weight") else {
             throw StateDictError.missingParameter(key: "text_projection.weight",
-                                                  expectedShape: [config.projectionDim, config.hiddenSize])
+                                                  expectedShape: [projectionDim, config.hiddenSize])
         }
         try text_projection.load(stateDict: ["weight": projection])
         try text_model.loadCheckpoint(text)

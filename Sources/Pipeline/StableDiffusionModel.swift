@@ -73,7 +73,8 @@ public final class StableDiffusionModel {
             let config2 = try folder.file("text_encoder_2", "config.json")
             let weights2 = try folder.weights("text_encoder_2")
             textEncoder2 = try Self.component("text_encoder_2", weights2.path) {
-                let model = try CLIPTextModelWithProjection(config: CLIPTextConfig(contentsOf: config2))
+                let model = try CLIPTextModelWithProjection(config: CLIPTextConfig(contentsOf: config2),
+                                                            projectionDim: CLIPTextModelWithProjection.projectionDim(contentsOf: config2))
                 try model.loadCheckpoint(try SafeTensorsFile(path: weights2.path).loadAll())
                 return model
             }
@@ -171,10 +172,10 @@ public final class StableDiffusionModel {
                 throw PipelineError.invalidFile(path: unetConfigPath, reason: "an SDXL UNet (addition_embed_type "
                     + "\"text_time\") needs text_encoder_2 and tokenizer_2")
             }
-            guard textTime.textEmbedDim == textEncoder2.config.projectionDim else {
+            guard textTime.textEmbedDim == textEncoder2.projectionDim else {
                 throw PipelineError.invalidFile(path: unetConfigPath, reason: "projection_class_embeddings_input_dim "
                     + "\(textTime.inputDim) − 6 × addition_time_embed_dim \(textTime.timeEmbedDim) does not match "
-                    + "text_encoder_2's projection_dim \(textEncoder2.config.projectionDim)")
+                    + "text_encoder_2's projection_dim \(textEncoder2.projectionDim)")
             }
         }
         guard unet.config.crossAttentionDim.allSatisfy({ $0 == context }) else {

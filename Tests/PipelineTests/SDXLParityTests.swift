@@ -157,6 +157,11 @@ final class SDXLAdapterParityTests: XCTestCase {
 
     func goldens() throws -> SafeTensorsFile { try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_lora_goldens.safetensors")) }
 
+    /// Final latents within 1e-3 of the golden's scale. Measured: 1.3e-4 with adapter a at weight 1 (its UNet
+    /// scale α/r = 2 on B ~ 0.3·N(0, 1) makes the 10 CFG-5 steps amplify float rounding), 1.7e-5 for a 0.8 + b 0.5;
+    /// a wrong key or alpha moves them by whole units.
+    let tolerance: Float = 1e-3
+
     func testDiffusersAndKohyaFilesMatchDiffusers() throws {
         let expected = try goldens().tensor("latents.a")
         for f in ["a.diffusers", "a.kohya"] {
@@ -166,13 +171,13 @@ final class SDXLAdapterParityTests: XCTestCase {
             // UNet: 4 transformers (down 1, mid 1, up 2) of 2 blocks, each block 10 layers (to_q, to_k, to_v,
             // to_out.0 of attn1 and attn2, ff × 2), each transformer proj_in/out; text encoders: 6 per layer, 2 + 3 layers.
             XCTAssertEqual(accounting[0].matchedModules, 8 * 10 + 4 * 2 + 6 * 2 + 6 * 3, f)
-            try assertClose(latents, expected, "\(f) latents")
+            try assertClose(latents, expected, tolerance: tolerance, "\(f) latents")
         }
     }
 
     func testTwoAdaptersAtOnceMatchSetAdapters() throws {
         let (latents, _) = try denoise([("a.kohya", "a", 0.8), ("b.diffusers", "b", 0.5)])
-        try assertClose(latents, try goldens().tensor("latents.a08_b05"), "a 0.8 + b 0.5")
+        try assertClose(latents, try goldens().tensor("latents.a08_b05"), tolerance: tolerance, "a 0.8 + b 0.5")
     }
 
     /// The kohya file's trigger phrase and `<lora:a.kohya:1>` in a prompt resolve through the adapter session.
@@ -190,6 +195,6 @@ final class SDXLAdapterParityTests: XCTestCase {
         let g = try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_goldens.safetensors"))
         let latents = try TextToImage(model: model, adapters: session.set)
             .denoise(batch: [request], initialNoise: try FeatureLayout.nhwc(fromNCHW: g.tensor("init_latents")))
-        try assertClose(latents, try goldens().tensor("latents.a"), "<lora:a.kohya:1>")
+        try assertClose(latents, try goldens().tensor("latents.a"), tolerance: tolerance, "<lora:a.kohya:1>")
     }
 }
