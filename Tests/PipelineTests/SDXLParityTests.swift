@@ -106,6 +106,25 @@ final class SDXLParityTests: XCTestCase {
         }
     }
 
+    /// A batch of requests with their own negative prompts (one empty: zeros) and size conditioning gives each
+    /// request's latents as it gives them alone.
+    func testBatchEqualsEachRequestAlone() throws {
+        let pipeline = TextToImage(model: try tinySDXL())
+        let sizes = SizeConditioning(originalSize: [48, 64], cropTopLeft: [4, 2], targetSize: [40, 32])
+        let requests = [
+            GenerationParameters(prompt: SDXLGolden.prompt, negativePrompt: SDXLGolden.negative, steps: 4, guidanceScale: 5,
+                                 sampler: .euler, seed: 1, width: 32, height: 32, sizeConditioning: sizes),
+            GenerationParameters(prompt: "a red car", negativePrompt: "", steps: 4, guidanceScale: 5, sampler: .euler,
+                                 seed: 2, width: 32, height: 32, numImages: 2),
+        ]
+        let batch = try pipeline.denoise(batch: requests.map { BatchRequest(parameters: $0) })
+        let alone = try requests.map { try pipeline.denoise($0) }
+        XCTAssertEqual(batch.shape[0], 3)
+        let perImage = batch.count / 3, all = batch.scalars
+        XCTAssertEqual(Array(all[0..<perImage]), alone[0].scalars, "request 1")
+        XCTAssertEqual(Array(all[perImage...]), alone[1].scalars, "request 2")
+    }
+
     /// The config round-trips through diffusers' keys, and a text_time UNet without its dimensions is refused.
     func testConfigRoundTripAndRefusal() throws {
         let config = try UNet2DConditionConfig(contentsOf: URL(fileURLWithPath: TestPaths.pipelineFixture("tiny-sdxl/unet/config.json")))
@@ -178,6 +197,20 @@ final class SDXLAdapterParityTests: XCTestCase {
     func testTwoAdaptersAtOnceMatchSetAdapters() throws {
         let (latents, _) = try denoise([("a.kohya", "a", 0.8), ("b.diffusers", "b", 0.5)])
         try assertClose(latents, try goldens().tensor("latents.a08_b05"), tolerance: tolerance, "a 0.8 + b 0.5")
+    }
+
+    /// The diffusers file written with kohya keys names the encoders lora_te1_ / lora_te2_ (sd-scripts' SDXL
+    /// names) and gives diffusers' latents.
+    func testConvertedToKohyaKeepsSDXLNames() throws {
+        let dir = try temporaryDirectory("sdxl-lora")
+        let out = dir.appendingPathComponent("a-kohya.safetensors").path
+        try LoRAWriter.write(try LoRAFile(contentsOf: file("a.diffusers")).modules, to: out, format: .kohya)
+        let keys = try SafeTensorsFile(path: out).tensors.map(\.name)
+        XCTAssertTrue(keys.contains { $0.hasPrefix("lora_te1_text_model_encoder_layers_0_") }, "\(keys.prefix(5))")
+        XCTAssertTrue(keys.contains { $0.hasPrefix("lora_te2_text_model_encoder_layers_2_") })
+        XCTAssertFalse(keys.contains { $0.hasPrefix("lora_te_") })
+        let expected = try SafeTensorsFile(path: file("a.kohya")).tensors.map(\.name).sorted()
+        XCTAssertEqual(keys.sorted(), expected)
     }
 
     /// The kohya file's trigger phrase and `<lora:a.kohya:1>` in a prompt resolve through the adapter session.
