@@ -194,6 +194,24 @@ final class SDXLAdapterParityTests: XCTestCase {
         }
     }
 
+    /// Fused into all three models (UNet and both text encoders) the adapter gives diffusers' latents; unfused,
+    /// the base model's.
+    func testFuseAndUnfuseAcrossBothTextEncoders() throws {
+        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-sdxl"))
+        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2)
+        try set.load(LoRAFile(contentsOf: file("a.kohya")), name: "a")
+        try set.fuse()
+        let g = try SafeTensorsFile(path: TestPaths.pipelineFixture("sdxl_goldens.safetensors"))
+        let initial = try FeatureLayout.nhwc(fromNCHW: g.tensor("init_latents"))
+        let p = GenerationParameters(prompt: SDXLGolden.prompt, negativePrompt: SDXLGolden.negative, steps: 10,
+                                     guidanceScale: 5, sampler: .euler, width: 32, height: 32)
+        let pipeline = TextToImage(model: model)
+        try assertClose(try pipeline.denoise(p, initialNoise: initial), try goldens().tensor("latents.a"), tolerance: tolerance, "fused")
+        set.unfuse()
+        try set.remove("a")
+        try assertClose(try pipeline.denoise(p, initialNoise: initial), g.tensor("latents.euler"), "unfused and removed")
+    }
+
     func testTwoAdaptersAtOnceMatchSetAdapters() throws {
         let (latents, _) = try denoise([("a.kohya", "a", 0.8), ("b.diffusers", "b", 0.5)])
         try assertClose(latents, try goldens().tensor("latents.a08_b05"), tolerance: tolerance, "a 0.8 + b 0.5")
