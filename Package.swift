@@ -139,7 +139,7 @@ let package = Package(
                     dependencies: ["TensorCore", "Autograd", "NN", "SafeTensors", "DiffusionModels", "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "PipelineTests",
-                    dependencies: ["TensorCore", "Autograd", "PNGImage", "SafeTensors", "Schedulers", "DiffusionModels", "Pipeline",
+                    dependencies: ["TensorCore", "Autograd", "CLIPText", "PNGImage", "SafeTensors", "Schedulers", "DiffusionModels", "Pipeline",
                                    "Adapters", "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
         .testTarget(name: "CLITests",

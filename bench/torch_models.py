@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of `bench unet` / `bench vae`: the same shapes through diffusers (CPU, float32, no grad).
 
-    /root/refenv/bin/python bench/torch_models.py unet --config sd15 --batch 2 [--repeat 3] [--threads 2]
+    /root/refenv/bin/python bench/torch_models.py unet --config sd15|sd21|sdxl --batch 2 [--repeat 3] [--threads 2]
     /root/refenv/bin/python bench/torch_models.py vae --config sd15 [--size 64] [--encode]
 
 Models use diffusers' own random initialisation (weights do not change the timing). Prints the median
@@ -19,6 +19,13 @@ UNETS = {
     "sd15": dict(sample_size=64, cross_attention_dim=768),
     "sd21": dict(sample_size=96, cross_attention_dim=1024, attention_head_dim=[5, 10, 20, 20],
                  use_linear_projection=True, upcast_attention=True),
+    # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json
+    "sdxl": dict(sample_size=128, block_out_channels=(320, 640, 1280),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 attention_head_dim=[5, 10, 20], cross_attention_dim=2048, transformer_layers_per_block=[1, 2, 10],
+                 use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816),
     "tiny": dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=8,
@@ -62,8 +69,13 @@ def main():
         x = torch.randn(batch, model.config.in_channels, size, size)
         ctx = torch.randn(batch, a.tokens, model.config.cross_attention_dim)
         t = torch.tensor(500)
+        added = None
+        if model.config.addition_embed_type == "text_time":
+            pooled = model.config.projection_class_embeddings_input_dim - 6 * model.config.addition_time_embed_dim
+            added = {"text_embeds": torch.randn(batch, pooled),
+                     "time_ids": torch.tensor([[size * 8.0, size * 8.0, 0.0, 0.0, size * 8.0, size * 8.0]] * batch)}
         label = f"torch unet {a.config} batch {batch} {size}x{size}"
-        times = timed(lambda: model(x, t, encoder_hidden_states=ctx), a.repeat)
+        times = timed(lambda: model(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added), a.repeat)
     else:
         model = AutoencoderKL(**VAES[a.config]).eval()
         batch, size = a.batch or 1, a.size or 64

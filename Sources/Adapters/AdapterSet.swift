@@ -1,4 +1,4 @@
-// AdapterSet: the adapters of a whole pipeline (UNet and text encoder), loaded from files with separate
+// AdapterSet: the adapters of a whole pipeline (UNet and text encoders), loaded from files with separate
 // UNet / text-encoder weights, given per-image weights with a call (`rowWeights`), fused and unfused together.
 import NN
 import TensorCore
@@ -9,10 +9,13 @@ public final class AdapterSet {
     /// Adapter name → the file it came from (for `Lora hashes` and messages).
     public private(set) var sources: [String: String] = [:]
 
-    public init(unet: Module?, textEncoder: Module?, seed: UInt64 = 0) {
+    /// `textEncoder2`: SDXL's second text encoder (files' `text_encoder_2.` / `lora_te2_` keys); it takes the
+    /// text-encoder weight.
+    public init(unet: Module?, textEncoder: Module?, textEncoder2: Module? = nil, seed: UInt64 = 0) {
         var s: [ModelComponent: AdapterStack] = [:]
         if let unet { s[.unet] = AdapterStack(root: unet, component: .unet, seed: seed) }
         if let textEncoder { s[.textEncoder] = AdapterStack(root: textEncoder, component: .textEncoder, seed: seed &+ 1) }
+        if let textEncoder2 { s[.textEncoder2] = AdapterStack(root: textEncoder2, component: .textEncoder2, seed: seed &+ 2) }
         stacks = s
     }
 

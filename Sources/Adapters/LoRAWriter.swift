@@ -53,8 +53,13 @@ public enum LoRAWriter {
             if let c = convs.first {
                 meta["ss_network_args"] = #"{"conv_dim": "\#(c.rank)", "conv_alpha": "\#(number(c.effectiveAlpha))"}"#
             }
+            // SDXL files (a second text encoder) name the first one lora_te1_, as sd-scripts' sdxl networks do.
+            let sdxl = modules.contains { $0.component == .textEncoder2 }
             for m in modules {
-                let key = m.component.kohyaPrefix + m.name.replacingOccurrences(of: ".", with: "_")
+                let prefix = sdxl && m.component == .textEncoder ? "lora_te1_" : m.component.kohyaPrefix
+                // kohya names text-encoder modules from `text_model.` (transformers 5's diffusers files drop it)
+                let kohyaTextModel = m.component != .unet && m.name.hasPrefix("encoder.")
+                let key = prefix + (kohyaTextModel ? "text_model." + m.name : m.name).replacingOccurrences(of: ".", with: "_")
                 try writer.add(key + ".lora_down.weight", m.down, as: precision)
                 try writer.add(key + ".lora_up.weight", m.up, as: precision)
                 try writer.add(key + ".alpha", Tensor(scalar: m.effectiveAlpha), as: precision)

@@ -42,6 +42,7 @@ public enum GenerateCommand {
                           unless --taesd is given
       --preview-every N   refresh the preview every N steps (default 2) and after the last
       --clip-skip N       skip the last N text-encoder layers (diffusers' clip_skip; A1111's "Clip skip" − 1)
+    \(SizeConditioningOptions.help)
       --num-images N      images per prompt, drawn together from one seed (default 1)
       --prompts FILE      one prompt per line; blank lines and lines starting with # are skipped
       --batch-size N      images denoised together (default 4): consecutive prompts run in one batch, each
@@ -91,7 +92,7 @@ public enum GenerateCommand {
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd", "preview",
-                                       "preview-every", "save-quantized"])
+                                       "preview-every", "save-quantized"]).union(SizeConditioningOptions.names)
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast", "quantize-convs"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
@@ -318,6 +319,7 @@ public enum GenerateCommand {
         if let v = try args.int("width", in: 1...16384) { p.width = v }
         if let v = try args.int("height", in: 1...16384) { p.height = v }
         if let v = try args.int("clip-skip", in: 0...64) { p.clipSkip = v }
+        if let v = try SizeConditioningOptions.parse(args) { p.sizeConditioning = v }
         if let v = try args.int("num-images", in: 1...64) { p.numImages = v }
         return p
     }

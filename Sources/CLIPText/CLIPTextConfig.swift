@@ -25,7 +25,8 @@ public enum CLIPTextError: Error, CustomStringConvertible {
 }
 
 /// Hyper-parameters of `CLIPTextModel`. Keys and defaults are transformers' `CLIPTextConfig`
-/// (`projection_dim` and the dropout/initialiser fields are read by transformers but unused here).
+/// (`projection_dim` and the dropout/initialiser fields are read by transformers but unused here;
+/// `CLIPTextModelWithProjection` takes its projection width apart, from `projectionDim(contentsOf:)`).
 public struct CLIPTextConfig: Codable, Equatable, Sendable {
     public var vocabSize: Int = 49408
     public var hiddenSize: Int = 512
@@ -127,6 +128,10 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     /// CLIP ViT-L/14's text encoder (SD-1.x).
     public static let clipL = CLIPTextConfig(hiddenSize: 768, intermediateSize: 3072, numHiddenLayers: 12,
                                              numAttentionHeads: 12, eosTokenID: 2)
+
+    /// OpenCLIP ViT-bigG/14's text tower (SDXL's `text_encoder_2`, `CLIPTextModelWithProjection` with projection 1280).
+    public static let bigG = CLIPTextConfig(hiddenSize: 1280, intermediateSize: 5120, numHiddenLayers: 32,
+                                            numAttentionHeads: 20, hiddenAct: .gelu, eosTokenID: 2)
 
     private static func describe(_ context: DecodingError.Context) -> String {
         let key = context.codingPath.map(\.stringValue).joined(separator: ".")

@@ -157,13 +157,20 @@ public final class CLIPTextModel: Module {
     /// layer `numHiddenLayers − clipSkip` (clipSkip 0 = `lastHiddenState`; 1 = the penultimate layer).
     /// Layers after that one are not run. ids [N][L] → [N, L, C].
     public func encode(_ ids: [[Int]], clipSkip: Int = 0) throws -> Variable {
-        guard (0...config.numHiddenLayers).contains(clipSkip) else {
-            throw CLIPTextError.invalidInput("clip skip \(clipSkip) is outside 0...\(config.numHiddenLayers)")
+        try final_layer_norm(hiddenState(ids, skippingLast: clipSkip))
+    }
+
+    /// transformers' `hidden_states[-(skip + 1)]`: the output of layer `numHiddenLayers − skip`, without the
+    /// final layer norm (SDXL conditions on `hidden_states[-2]`, skip 1). Later layers are not run.
+    /// ids [N][L] → [N, L, C].
+    public func hiddenState(_ ids: [[Int]], skippingLast skip: Int) throws -> Variable {
+        guard (0...config.numHiddenLayers).contains(skip) else {
+            throw CLIPTextError.invalidInput("clip skip \(skip) is outside 0...\(config.numHiddenLayers)")
         }
         let (batch, length) = try checkShape(ids)
         var h = try embeddings(ids.flatMap { $0 }, batch: batch, length: length)   // [N, L, C]
-        for layer in encoder.layers.prefix(config.numHiddenLayers - clipSkip) { h = try layer(h) }
-        return try final_layer_norm(h)
+        for layer in encoder.layers.prefix(config.numHiddenLayers - skip) { h = try layer(h) }
+        return h
     }
 
     /// Per row, the position the pooled output is read at. Configs with `eos_token_id` 2 (written before
@@ -210,7 +217,7 @@ public final class CLIPTextModel: Module {
     }
 
     /// Rows `positions[n]` of x [N, L, C] → [N, C].
-    private func pooled(_ x: Tensor, at positions: [Int]) -> Tensor {
+    func pooled(_ x: Tensor, at positions: [Int]) -> Tensor {
         let (length, c) = (x.shape[1], x.shape[2])
         return x.withUnsafeBufferPointer { src in
             Tensor(shape: [positions.count, c]) { out in

@@ -20,7 +20,25 @@ public enum UNetMidBlockType: String, Codable, Sendable {
     case unetMidBlock2DCrossAttn = "UNetMidBlock2DCrossAttn"
 }
 
-/// `UNet2DConditionModel` hyper-parameters (SD-1.x / SD-2.x subset). Per-level options are stored
+/// The UNet's added conditioning (`addition_embed_type`): SDXL's "text_time" adds an embedding of the pooled
+/// text embeds and the six size/crop time ids to the time embedding.
+public struct UNetTextTimeEmbedding: Equatable, Sendable {
+    /// Sinusoidal width of each time id (`addition_time_embed_dim`, 256 for SDXL).
+    public var timeEmbedDim: Int
+    /// Input width of `add_embedding` (`projection_class_embeddings_input_dim`): pooled width + 6 × timeEmbedDim.
+    public var inputDim: Int
+    /// Number of time ids: original size (h, w), crop top-left (y, x), target size (h, w).
+    public static let timeIdCount = 6
+    /// Width of the pooled text embeds this UNet expects.
+    public var textEmbedDim: Int { inputDim - Self.timeIdCount * timeEmbedDim }
+
+    public init(timeEmbedDim: Int, inputDim: Int) {
+        self.timeEmbedDim = timeEmbedDim
+        self.inputDim = inputDim
+    }
+}
+
+/// `UNet2DConditionModel` hyper-parameters (SD-1.x / SD-2.x / SDXL subset). Per-level options are stored
 /// resolved to one entry per down block (diffusers accepts an int for all or a list).
 public struct UNet2DConditionConfig: Equatable, Sendable {
     public var sampleSize: Int?
@@ -52,6 +70,8 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     public var upcastAttention: Bool
     public var convInKernel: Int
     public var convOutKernel: Int
+    /// SDXL's added conditioning (`addition_embed_type: "text_time"`); nil for SD-1.x/2.x.
+    public var textTime: UNetTextTimeEmbedding?
 
     /// Time embedding width: 4 × the first block's channels.
     public var timeEmbedDim: Int { blockOutChannels[0] * 4 }
@@ -68,7 +88,7 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
                 downsamplePadding: Int = 1, midBlockScaleFactor: Float = 1, normNumGroups: Int = 32,
                 normEps: Float = 1e-5, crossAttentionDim: [Int]? = nil, transformerLayersPerBlock: [Int]? = nil,
                 attentionHeads: [Int]? = nil, useLinearProjection: Bool = false, upcastAttention: Bool = false,
-                convInKernel: Int = 3, convOutKernel: Int = 3) {
+                convInKernel: Int = 3, convOutKernel: Int = 3, textTime: UNetTextTimeEmbedding? = nil) {
         let n = downBlockTypes.count
         self.sampleSize = sampleSize
         self.inChannels = inChannels
@@ -93,6 +113,7 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
         self.upcastAttention = upcastAttention
         self.convInKernel = convInKernel
         self.convOutKernel = convOutKernel
+        self.textTime = textTime
     }
 
     /// Stable Diffusion 1.x (`runwayml/stable-diffusion-v1-5` `unet/config.json`).
@@ -102,6 +123,13 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
     public static let sd21 = UNet2DConditionConfig(
         sampleSize: 96, crossAttentionDim: [1024, 1024, 1024, 1024], attentionHeads: [5, 10, 20, 20],
         useLinearProjection: true, upcastAttention: true)
+
+    /// Stable Diffusion XL base 1.0 (`stabilityai/stable-diffusion-xl-base-1.0` `unet/config.json`).
+    public static let sdxl = UNet2DConditionConfig(
+        sampleSize: 128, downBlockTypes: [.downBlock2D, .crossAttnDownBlock2D, .crossAttnDownBlock2D],
+        upBlockTypes: [.crossAttnUpBlock2D, .crossAttnUpBlock2D, .upBlock2D], blockOutChannels: [320, 640, 1280],
+        crossAttentionDim: [2048, 2048, 2048], transformerLayersPerBlock: [1, 2, 10], attentionHeads: [5, 10, 20],
+        useLinearProjection: true, textTime: UNetTextTimeEmbedding(timeEmbedDim: 256, inputDim: 2816))
 
     /// A small SD-1-like UNet for tests and benchmarks (32/64 channels, 4 heads, context width 32).
     public static let tiny = UNet2DConditionConfig(
@@ -134,6 +162,13 @@ public struct UNet2DConditionConfig: Equatable, Sendable {
         guard layersPerBlock.allSatisfy({ $0 > 0 }) else { throw bad("layers_per_block", "must be positive") }
         guard transformerLayersPerBlock.allSatisfy({ $0 > 0 }) else { throw bad("transformer_layers_per_block", "must be positive") }
         guard convInKernel % 2 == 1, convOutKernel % 2 == 1 else { throw bad("conv_in_kernel", "kernels must be odd") }
+        if let textTime {
+            guard textTime.timeEmbedDim > 0 else { throw bad("addition_time_embed_dim", "must be positive") }
+            guard textTime.textEmbedDim > 0 else {
+                throw bad("projection_class_embeddings_input_dim", "\(textTime.inputDim) leaves no room for pooled text embeds "
+                          + "beside 6 × addition_time_embed_dim \(textTime.timeEmbedDim)")
+            }
+        }
     }
 }
 
@@ -141,11 +176,22 @@ extension UNet2DConditionConfig: Decodable {
     public init(from decoder: Swift.Decoder) throws {
         let r = try ConfigReader(decoder)
         // Options that change the architecture in ways this port does not implement.
-        for key in ["class_embed_type", "addition_embed_type", "addition_time_embed_dim", "num_class_embeds",
+        for key in ["class_embed_type", "num_class_embeds",
                     "encoder_hid_dim", "encoder_hid_dim_type", "time_embedding_dim", "time_embedding_act_fn",
-                    "timestep_post_act", "time_cond_proj_dim", "projection_class_embeddings_input_dim",
+                    "timestep_post_act", "time_cond_proj_dim",
                     "reverse_transformer_layers_per_block", "cross_attention_norm"] {
             try r.requireNull(key)
+        }
+        try r.require("addition_embed_type", in: [.string("text_time")])
+        var textTime: UNetTextTimeEmbedding?
+        if try r.raw("addition_embed_type") == .string("text_time") {
+            let dim: Int? = try r.value("addition_time_embed_dim", nil as Int?)
+            let input: Int? = try r.value("projection_class_embeddings_input_dim", nil as Int?)
+            guard let dim, let input else {
+                throw r.invalid(dim == nil ? "addition_time_embed_dim" : "projection_class_embeddings_input_dim",
+                                "required with addition_embed_type \"text_time\"")
+            }
+            textTime = UNetTextTimeEmbedding(timeEmbedDim: dim, inputDim: input)
         }
         try r.require("act_fn", in: [.string("silu")])
         try r.require("time_embedding_type", in: [.string("positional")])
@@ -217,7 +263,8 @@ extension UNet2DConditionConfig: Decodable {
             useLinearProjection: try r.value("use_linear_projection", false),
             upcastAttention: try r.value("upcast_attention", false),
             convInKernel: try r.value("conv_in_kernel", 3),
-            convOutKernel: try r.value("conv_out_kernel", 3))
+            convOutKernel: try r.value("conv_out_kernel", 3),
+            textTime: textTime)
         try validate(file: r.file)
     }
 }
@@ -251,6 +298,11 @@ extension UNet2DConditionConfig: Encodable {
         try w.put("upcast_attention", upcastAttention)
         try w.put("conv_in_kernel", convInKernel)
         try w.put("conv_out_kernel", convOutKernel)
+        if let textTime {
+            try w.put("addition_embed_type", "text_time")
+            try w.put("addition_time_embed_dim", textTime.timeEmbedDim)
+            try w.put("projection_class_embeddings_input_dim", textTime.inputDim)
+        }
     }
 
     /// The config as diffusers' `unet/config.json`.

@@ -1,5 +1,6 @@
-// Port of diffusers 0.42 `models/unets/unet_2d_condition.py` `UNet2DConditionModel` for SD-1.x/2.x
-// configs (positional time embedding, cross-attention down/mid/up blocks). Property names are the
+// Port of diffusers 0.42 `models/unets/unet_2d_condition.py` `UNet2DConditionModel` for SD-1.x/2.x and
+// SDXL configs (positional time embedding, cross-attention down/mid/up blocks, SDXL's "text_time" added
+// embedding). Property names are the
 // checkpoint's keys, so `load(stateDict:)` takes `unet/diffusion_pytorch_model.safetensors` unchanged.
 import Autograd
 import NN
@@ -12,6 +13,10 @@ public final class UNet2DConditionModel: Module {
     public let conv_in: Conv2d
     public let time_proj: Timesteps
     public let time_embedding: TimestepEmbedding
+    /// SDXL ("text_time"): sinusoidal features of each time id (no parameters) …
+    public let add_time_proj: Timesteps?
+    /// … and the MLP over [text_embeds, time features] whose output is added to the time embedding.
+    public let add_embedding: TimestepEmbedding?
     public let down_blocks: ModuleList<DownBlock>
     public let mid_block: UNetMidBlock2DCrossAttn?
     public let up_blocks: ModuleList<UpBlock>
@@ -39,6 +44,10 @@ public final class UNet2DConditionModel: Module {
         time_proj = Timesteps(numChannels: channels[0], flipSinToCos: config.flipSinToCos,
                               downscaleFreqShift: config.freqShift)
         time_embedding = TimestepEmbedding(inChannels: channels[0], timeEmbedDim: temb)
+        add_time_proj = config.textTime.map {
+            Timesteps(numChannels: $0.timeEmbedDim, flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift)
+        }
+        add_embedding = config.textTime.map { TimestepEmbedding(inChannels: $0.inputDim, timeEmbedDim: temb) }
 
         func options(_ level: Int, onlyCross: Bool) -> UNetLevelOptions {
             UNetLevelOptions(tembChannels: temb, groups: config.normNumGroups, eps: config.normEps,
@@ -74,14 +83,16 @@ public final class UNet2DConditionModel: Module {
     /// - Parameters:
     ///   - sample: x_t, NHWC [N, H, W, inChannels].
     ///   - timesteps: one value for the whole batch or one per sample (fractional values allowed).
-    ///   - conditioning: `context`, the encoder hidden states [N, S, crossAttentionDim] (`Conditioning.swift`).
+    ///   - conditioning: `context`, the encoder hidden states [N, S, crossAttentionDim]; for SDXL also
+    ///     `textEmbeds` [N, P] and `timeIds` [N, 6] (`Conditioning.swift`).
     /// - Returns: [N, H, W, outChannels].
     public func callAsFunction(_ sample: Variable, timesteps: [Float], conditioning: Conditioning) throws -> Variable {
         let context = conditioning.context
         try checkInputs(sample, timesteps, context)
         let n = sample.shape[0]
         let t = timesteps.count == 1 ? Array(repeating: timesteps[0], count: n) : timesteps
-        let temb = try time_embedding(time_proj(t))                         // [N, 4·C0]
+        var temb = try time_embedding(time_proj(t))                         // [N, 4·C0]
+        if let add = try addedEmbedding(conditioning, batch: n) { temb = try temb + add }
 
         var h = config.centerInputSample ? try scale(sample, by: 2) + Variable(Tensor(shape: [1], repeating: -1))
                                          : sample
@@ -100,6 +111,23 @@ public final class UNet2DConditionModel: Module {
             h = try block(h, skips: taken, temb: temb, context: context, upsampleSize: size)
         }
         return try conv_out(silu(conv_norm_out(h)))
+    }
+
+    /// SDXL's "text_time" embedding: add_embedding(cat([text_embeds, add_time_proj(time_ids).reshape(N, 6·D)]))
+    /// [N, 4·C0]; nil for UNets without added conditioning.
+    private func addedEmbedding(_ c: Conditioning, batch n: Int) throws -> Variable? {
+        guard let textTime = config.textTime, let add_time_proj, let add_embedding else { return nil }
+        guard let textEmbeds = c.textEmbeds, let timeIds = c.timeIds else {
+            throw AutogradError.invalidInput("UNet2DConditionModel: addition_embed_type \"text_time\" needs text_embeds "
+                + "[\(n), \(textTime.textEmbedDim)] and time_ids [\(n), 6] in the conditioning (an SDXL UNet)")
+        }
+        guard textEmbeds.shape == [n, textTime.textEmbedDim], timeIds.shape == [n, UNetTextTimeEmbedding.timeIdCount] else {
+            throw AutogradError.invalidInput("UNet2DConditionModel: text_embeds must be [\(n), \(textTime.textEmbedDim)] and "
+                + "time_ids [\(n), 6], got \(textEmbeds.shape) and \(timeIds.shape)")
+        }
+        let features = add_time_proj(timeIds.withUnsafeBufferPointer { Array($0) })   // [N·6, D]
+        let timeEmbeds = try reshape(features, [n, UNetTextTimeEmbedding.timeIdCount * textTime.timeEmbedDim])
+        return try add_embedding(concatChannels([textEmbeds, timeEmbeds]))           // [N, 4·C0]
     }
 
     private func checkInputs(_ sample: Variable, _ timesteps: [Float], _ context: Variable) throws {

@@ -5,6 +5,7 @@
 //     text_encoder/config.json + model.safetensors
 //     tokenizer/vocab.json + merges.txt (+ tokenizer_config.json, special_tokens_map.json), or only
 //               tokenizer.json (what transformers 5 saves)
+//     text_encoder_2/, tokenizer_2/           SDXL's second text encoder (CLIPTextModelWithProjection) and tokenizer
 //     unet/config.json + diffusion_pytorch_model.safetensors
 //     vae/config.json + diffusion_pytorch_model.safetensors   (absent: a pixel-space model)
 //
@@ -160,15 +161,21 @@ public struct DiffusersFolder: Sendable {
         component == "scheduler" ? "scheduler_config.json" : "config.json"
     }
 
-    /// The CLIP tokenizer of `tokenizer/`: from `vocab.json` + `merges.txt`, or else from the `model`
-    /// (BPE vocabulary and merges) of `tokenizer.json`.
-    public func tokenizer() throws -> BPETokenizer {
-        let dir = try folder("tokenizer")
+    /// A boolean entry of `model_index.json` (e.g. SDXL's `force_zeros_for_empty_prompt`); nil when absent.
+    public func flag(_ key: String) -> Bool? {
+        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("model_index.json")))
+        return (object as? [String: Any])?[key] as? Bool
+    }
+
+    /// The CLIP tokenizer of `tokenizer/` (SDXL's second: `tokenizer_2/`): from `vocab.json` + `merges.txt`,
+    /// or else from the `model` (BPE vocabulary and merges) of `tokenizer.json`.
+    public func tokenizer(_ component: String = "tokenizer") throws -> BPETokenizer {
+        let dir = try folder(component)
         let fm = FileManager.default
         if fm.fileExists(atPath: dir.appendingPathComponent("vocab.json").path)
             || !fm.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) {
-            _ = try file("tokenizer", "vocab.json")
-            _ = try file("tokenizer", "merges.txt")
+            _ = try file(component, "vocab.json")
+            _ = try file(component, "merges.txt")
             return try BPETokenizer(directory: dir)
         }
         let json = dir.appendingPathComponent("tokenizer.json")

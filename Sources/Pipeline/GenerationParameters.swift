@@ -60,6 +60,31 @@ public struct InitImageReference: Equatable, Codable, Sendable {
     }
 }
 
+/// SDXL's micro-conditioning (diffusers' `original_size`, `crops_coords_top_left`, `target_size`), in pixels.
+/// A nil field takes diffusers' default: the picture's own size for both sizes, (0, 0) for the crop.
+public struct SizeConditioning: Equatable, Codable, Sendable {
+    /// (width, height) of the picture the model should pretend it saw before resizing.
+    public var originalSize: [Int]?
+    /// (top, left) of the crop the picture should look taken from.
+    public var cropTopLeft: [Int]?
+    /// (width, height) the picture is meant for.
+    public var targetSize: [Int]?
+
+    public init(originalSize: [Int]? = nil, cropTopLeft: [Int]? = nil, targetSize: [Int]? = nil) {
+        self.originalSize = originalSize
+        self.cropTopLeft = cropTopLeft
+        self.targetSize = targetSize
+    }
+
+    /// diffusers' `add_time_ids` for a width × height picture:
+    /// `list(original_size + crops_coords_top_left + target_size)` with sizes as (height, width).
+    public func timeIds(width: Int, height: Int) -> [Float] {
+        let original = originalSize ?? [width, height], target = targetSize ?? [width, height]
+        let crop = cropTopLeft ?? [0, 0]
+        return [original[1], original[0], crop[0], crop[1], target[1], target[0]].map(Float.init)
+    }
+}
+
 /// Parameters of one text-to-image run (image-to-image with `initImage`). Defaults are documented per field; `nil` means "from the model".
 public struct GenerationParameters: Equatable, Codable, Sendable {
     public var prompt: String
@@ -91,11 +116,14 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     /// Image-to-image: the run starts from this picture (passed with the request) noised to `strength`;
     /// nil: text-to-image from noise.
     public var initImage: InitImageReference?
+    /// SDXL's size and crop conditioning; nil: diffusers' defaults. Ignored by SD-1.x/2.x models.
+    public var sizeConditioning: SizeConditioning?
 
     public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = 7.5,
                 sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
                 width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
-                adapters: [AdapterReference] = [], initImage: InitImageReference? = nil) {
+                adapters: [AdapterReference] = [], initImage: InitImageReference? = nil,
+                sizeConditioning: SizeConditioning? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.steps = steps
@@ -111,6 +139,7 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
         self.eta = eta
         self.adapters = adapters
         self.initImage = initImage
+        self.sizeConditioning = sizeConditioning
     }
 }
 

@@ -10,10 +10,10 @@ extension DiffusersFolder {
     /// The folder's component for an adapter component (`unet`, `text_encoder`, `text_encoder_2`).
     static func name(_ component: ModelComponent) -> String { component.rawValue }
 
-    /// Module indexes of the UNet and text encoder, built from their weight files' headers (no tensor data is
+    /// Module indexes of the UNet and text encoder(s), built from their weight files' headers (no tensor data is
     /// read). A folder with neither is an error; one with only one gives its index alone.
     public func moduleIndexes() throws -> [ModuleIndex] {
-        let files = try [ModelComponent.unet, .textEncoder].compactMap { c in try weightsIfPresent(Self.name(c)).map { (c, $0) } }
+        let files = try [ModelComponent.unet, .textEncoder, .textEncoder2].compactMap { c in try weightsIfPresent(Self.name(c)).map { (c, $0) } }
         guard !files.isEmpty else {
             throw PipelineError.missingComponent(component: "unet", folder: url.path,
                                                  file: "unet/ or text_encoder/ safetensors weights")
@@ -34,7 +34,7 @@ extension DiffusersFolder {
         try? fm.removeItem(atPath: staging)
         do {
             try fm.copyItem(atPath: url.path, toPath: staging)
-            for c in [ModelComponent.unet, .textEncoder] {
+            for c in [ModelComponent.unet, .textEncoder, .textEncoder2] {
                 guard let file = try weightsIfPresent(Self.name(c)),
                       adapters.contains(where: { $0.0.modules.contains { $0.component == c } }) else { continue }
                 let st = try SafeTensorsFile(path: file.path)

@@ -1,9 +1,12 @@
 // StableDiffusionModel: the loaded components of a diffusers pipeline folder — tokenizer, CLIP text
-// encoder, UNet, optional VAE (absent: a pixel-space model) and the scheduler configuration.
+// encoder, UNet, optional VAE (absent: a pixel-space model) and the scheduler configuration. An SDXL folder
+// (`StableDiffusionXLPipeline`: a UNet with `addition_embed_type: "text_time"`) also has `tokenizer_2/` and
+// `text_encoder_2/` (`CLIPTextModelWithProjection`); see `encode(prompts:clipSkip:)`.
 //
 // Each component is loaded strictly from its safetensors file (F16/BF16/F32 converted to F32); a failure
 // names the component, the file and, for weights, the key path and shapes.
 
+import Autograd
 import CLIPText
 import DiffusionModels
 import Foundation
@@ -17,6 +20,12 @@ public final class StableDiffusionModel {
     public let name: String
     public let tokenizer: BPETokenizer
     public let textEncoder: CLIPTextModel
+    /// SDXL's second tokenizer and text encoder (OpenCLIP bigG; pads with "!"); nil for SD-1.x/2.x.
+    public let tokenizer2: BPETokenizer?
+    public let textEncoder2: CLIPTextModelWithProjection?
+    /// SDXL (`model_index.json` `force_zeros_for_empty_prompt`, default true): an empty negative prompt is
+    /// zero embeddings instead of `encode("")`.
+    public let forceZerosForEmptyPrompt: Bool
     public let unet: UNet2DConditionModel
     /// nil for a pixel-space model (the UNet denoises images directly).
     public let vae: AutoencoderKL?
@@ -29,10 +38,15 @@ public final class StableDiffusionModel {
     /// A model from components built in memory (e.g. with random weights for benchmarks), or loaded from
     /// `hashedFile` (the file `modelHash` digests: a single-file checkpoint, or a folder's UNet weights).
     public init(name: String, tokenizer: BPETokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
-                vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1, hashedFile: URL? = nil) throws {
+                vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1, hashedFile: URL? = nil,
+                tokenizer2: BPETokenizer? = nil, textEncoder2: CLIPTextModelWithProjection? = nil,
+                forceZerosForEmptyPrompt: Bool = true) throws {
         self.name = name
         self.tokenizer = tokenizer
         self.textEncoder = textEncoder
+        self.tokenizer2 = tokenizer2
+        self.textEncoder2 = textEncoder2
+        self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         self.unet = unet
         self.vae = vae
         self.schedulerConfig = schedulerConfig
@@ -53,6 +67,22 @@ public final class StableDiffusionModel {
             try model.loadCheckpoint(try SafeTensorsFile(path: textWeights.path).loadAll())
             return model
         }
+
+        if folder.names("text_encoder_2") {
+            tokenizer2 = try Self.component("tokenizer_2", folder.folder("tokenizer_2").path) { try folder.tokenizer("tokenizer_2") }
+            let config2 = try folder.file("text_encoder_2", "config.json")
+            let weights2 = try folder.weights("text_encoder_2")
+            textEncoder2 = try Self.component("text_encoder_2", weights2.path) {
+                let model = try CLIPTextModelWithProjection(config: CLIPTextConfig(contentsOf: config2),
+                                                            projectionDim: CLIPTextModelWithProjection.projectionDim(contentsOf: config2))
+                try model.loadCheckpoint(try SafeTensorsFile(path: weights2.path).loadAll())
+                return model
+            }
+        } else {
+            tokenizer2 = nil
+            textEncoder2 = nil
+        }
+        forceZerosForEmptyPrompt = folder.flag("force_zeros_for_empty_prompt") ?? true
 
         let unetConfig = try folder.file("unet", "config.json")
         let unetWeights = try folder.weights("unet")
@@ -93,8 +123,27 @@ public final class StableDiffusionModel {
     /// The one prompt → conditioning path: tokenizes `prompts` and runs the text encoder, skipping the last
     /// `clipSkip` layers (diffusers' `clip_skip`); [N, 77, C] context. Gradients are recorded as the caller's
     /// grad mode says (training the text encoder records them).
+    ///
+    /// SDXL (diffusers' `StableDiffusionXLPipeline.encode_prompt`): each encoder's `hidden_states[-(clipSkip + 2)]`
+    /// (no final layer norm), concatenated on the channel axis [N, 77, C1 + C2], and the second encoder's
+    /// projected pooled output as `textEmbeds` [N, P]. `timeIds` are left to the caller (they depend on the
+    /// picture's sizes: `withTimeIds`).
     public func encode(prompts: [String], clipSkip: Int = 0) throws -> Conditioning {
-        Conditioning(context: try textEncoder.encode(prompts.map { tokenizer.encode($0).ids }, clipSkip: clipSkip))
+        guard let tokenizer2, let textEncoder2 else {
+            return Conditioning(context: try textEncoder.encode(prompts.map { tokenizer.encode($0).ids }, clipSkip: clipSkip))
+        }
+        let first = try textEncoder.hiddenState(prompts.map { tokenizer.encode($0).ids }, skippingLast: clipSkip + 1)
+        let second = try textEncoder2.encode(prompts.map { tokenizer2.encode($0).ids }, skippingLast: clipSkip + 1)
+        return Conditioning(context: try concatChannels([first, second.hidden]), textEmbeds: second.textEmbeds)
+    }
+
+    /// Whether the UNet takes SDXL's added conditioning (pooled text embeds and size/crop time ids).
+    public var isSDXL: Bool { unet.config.textTime != nil }
+
+    /// The deepest clip skip the text encoders allow.
+    public var maxClipSkip: Int {
+        let layers = min(textEncoder.config.numHiddenLayers, textEncoder2?.config.numHiddenLayers ?? Int.max)
+        return isSDXL ? layers - 2 : layers - 1
     }
 
     /// Whether the UNet works on VAE latents.
@@ -122,12 +171,23 @@ public final class StableDiffusionModel {
 
     /// Channel counts that must agree between the components.
     private func checkCompatibility(unetConfigPath: String) throws {
-        let context = textEncoder.config.hiddenSize
+        let context = textEncoder.config.hiddenSize + (textEncoder2?.config.hiddenSize ?? 0)
+        if let textTime = unet.config.textTime {
+            guard let textEncoder2 else {
+                throw PipelineError.invalidFile(path: unetConfigPath, reason: "an SDXL UNet (addition_embed_type "
+                    + "\"text_time\") needs text_encoder_2 and tokenizer_2")
+            }
+            guard textTime.textEmbedDim == textEncoder2.projectionDim else {
+                throw PipelineError.invalidFile(path: unetConfigPath, reason: "projection_class_embeddings_input_dim "
+                    + "\(textTime.inputDim) − 6 × addition_time_embed_dim \(textTime.timeEmbedDim) does not match "
+                    + "text_encoder_2's projection_dim \(textEncoder2.projectionDim)")
+            }
+        }
         guard unet.config.crossAttentionDim.allSatisfy({ $0 == context }) else {
             throw PipelineError.invalidFile(
                 path: unetConfigPath,
                 reason: "cross_attention_dim \(unet.config.crossAttentionDim) does not match the text encoder's "
-                    + "hidden_size \(context)")
+                    + "hidden_size \(context)" + (textEncoder2 == nil ? "" : " (both encoders together)"))
         }
         if let vae, vae.config.latentChannels != unet.config.inChannels {
             throw PipelineError.invalidFile(

@@ -89,8 +89,14 @@ public struct TextToImage {
         guard p.steps >= 1 else { throw PipelineError.invalidRequest("steps must be ≥ 1, got \(p.steps)") }
         guard p.numImages >= 1 else { throw PipelineError.invalidRequest("number of images must be ≥ 1, got \(p.numImages)") }
         guard p.guidanceScale.isFinite else { throw PipelineError.invalidRequest("CFG scale must be finite") }
-        guard (0...model.textEncoder.config.numHiddenLayers - 1).contains(p.clipSkip) else {
-            throw PipelineError.invalidRequest("clip skip \(p.clipSkip) must be in 0...\(model.textEncoder.config.numHiddenLayers - 1)")
+        guard (0...model.maxClipSkip).contains(p.clipSkip) else {
+            throw PipelineError.invalidRequest("clip skip \(p.clipSkip) must be in 0...\(model.maxClipSkip)")
+        }
+        for (name, pair) in [("original size", p.sizeConditioning?.originalSize), ("crop coords", p.sizeConditioning?.cropTopLeft),
+                             ("target size", p.sizeConditioning?.targetSize)] {
+            if let pair, pair.count != 2 || pair.contains(where: { $0 < 0 }) {
+                throw PipelineError.invalidRequest("\(name) must be two non-negative numbers, got \(pair)")
+            }
         }
         if let initImage = p.initImage {
             do {
@@ -295,46 +301,62 @@ public struct TextToImage {
     /// Conditioning of a batch, rows `[uncond of every image, cond of every image]` ([2N, L, C]; [N, L, C]
     /// without guidance): each request encoded alone, under its own text-encoder adapter weights.
     func conditioning(batch: [BatchRequest], guided: Bool) throws -> Conditioning {
-        let parts = try batch.map { r -> Tensor in
+        let parts = try batch.map { r -> Conditioning in
             try AdapterRowWeights.$current.withValue(rowWeights([r.adapterWeights?.mapValues(\.textEncoder)],
                                                                 copies: guided ? 2 : 1)) {
-                try conditioning(r.parameters, guided: guided).context.value      // [k·n, L, C]
+                try conditioning(r.parameters, guided: guided)                  // [k·n, …]
             }
         }
-        if parts.count == 1 { return Conditioning(context: Variable(parts[0])) }
+        if parts.count == 1 { return parts[0] }
         let halves = guided ? 2 : 1
-        let rowSize = parts[0].count / parts[0].shape[0]
-        let total = parts.reduce(0) { $0 + $1.shape[0] }
-        return Conditioning(context: Variable(Tensor(shape: [total] + Array(parts[0].shape.dropFirst())) { out in
-            var row = 0
-            for half in 0..<halves {
-                for part in parts {
-                    let n = part.shape[0] / halves
-                    part.withUnsafeBufferPointer { src in
-                        (out.baseAddress! + row * rowSize).update(from: src.baseAddress! + half * n * rowSize, count: n * rowSize)
-                    }
-                    row += n
-                }
-            }
-        }))
+        // [uncond₁, cond₁], [uncond₂, cond₂], … → [uncond₁, uncond₂, …, cond₁, cond₂, …]
+        return Conditioning.concatRows((0..<halves).flatMap { half in
+            parts.map { part in part.mapRows { Self.rows($0, half * part.count / halves, part.count / halves) } }
+        })
     }
 
     /// Conditioning [2N, L, C] (`[negative × N, prompt × N]`) or [N, L, C] without guidance; `<lora:…>`
-    /// tags are taken out of the prompts first.
+    /// tags are taken out of the prompts first. SDXL (`StableDiffusionXLPipeline`): an empty negative prompt
+    /// is zeros when the model says `force_zeros_for_empty_prompt` (diffusers' `negative_prompt=None`), and
+    /// every row gets the request's `add_time_ids` (the negative rows the same ones: `negative_original_size`
+    /// and its siblings are not offered).
     public func conditioning(_ p: GenerationParameters, guided: Bool) throws -> Conditioning {
         let rows = try (guided ? [p.negativePrompt, p.prompt] : [p.prompt]).map { try AdapterRequest.extractTags(from: $0).prompt }
-        let encoded = try withNoGrad { try model.encode(prompts: rows, clipSkip: p.clipSkip) }.context.value  // [rows, L, C]
-        let rowSize = encoded.count / rows.count
+        var encoded = try withNoGrad { try model.encode(prompts: rows, clipSkip: p.clipSkip) }   // [rows, …]
+        if model.isSDXL {
+            let zeroNegative = guided && model.forceZerosForEmptyPrompt
+                && rows[0].trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            if zeroNegative { encoded = encoded.mapRows { Self.zeroingFirstRow($0) } }
+            let ids = (p.sizeConditioning ?? SizeConditioning()).timeIds(width: p.width ?? model.defaultSize,
+                                                                         height: p.height ?? model.defaultSize)
+            encoded.timeIds = try Tensor(shape: [rows.count, ids.count], scalars: Array((0..<rows.count).map { _ in ids }.joined()))
+        }
         let n = p.numImages
-        return Conditioning(context: Variable(Tensor(shape: [rows.count * n] + Array(encoded.shape.dropFirst())) { out in
-            encoded.withUnsafeBufferPointer { src in
-                for r in 0..<rows.count {
-                    for i in 0..<n {
-                        (out.baseAddress! + (r * n + i) * rowSize).update(from: src.baseAddress! + r * rowSize, count: rowSize)
-                    }
-                }
-            }
-        }))
+        return encoded.mapRows { t in
+            Self.concat((0..<rows.count).flatMap { r in Array(repeating: Self.rows(t, r, 1), count: n) })
+        }
+    }
+
+    /// Rows `first..<first + count` of x [R, …].
+    static func rows(_ x: Tensor, _ first: Int, _ count: Int) -> Tensor {
+        let rowSize = x.count / x.shape[0]
+        return Tensor(shape: [count] + Array(x.shape.dropFirst())) { out in
+            x.withUnsafeBufferPointer { out.baseAddress!.update(from: $0.baseAddress! + first * rowSize, count: count * rowSize) }
+        }
+    }
+
+    /// Tensors of equal trailing shape concatenated along the first axis.
+    static func concat(_ parts: [Tensor]) -> Tensor {
+        Conditioning.concatRows(parts.map { Conditioning(context: Variable($0)) }).context.value
+    }
+
+    /// x [R, …] with row 0 set to zeros.
+    static func zeroingFirstRow(_ x: Tensor) -> Tensor {
+        let rowSize = x.count / x.shape[0]
+        return Tensor(shape: x.shape) { out in
+            x.withUnsafeBufferPointer { out.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
+            out.baseAddress!.update(repeating: 0, count: rowSize)
+        }
     }
 
     /// Decodes final latents [N, h, w, C] to images: the VAE for latent models (one image at a time),

@@ -99,6 +99,10 @@ public final class StyleTrainer {
         self.config = config
         self.model = model
         guard config.batch >= 1, config.rank >= 1 else { throw TrainingError.invalidSettings("--batch and --rank must be ≥ 1") }
+        guard !model.isSDXL else {
+            throw TrainingError.invalidSettings("\(model.name) is an SDXL model: training on SDXL is not supported yet "
+                + "(generate and SDXL LoRA files are)")
+        }
         let resolution = config.resolution ?? model.defaultSize
         guard resolution % model.sizeMultiple == 0 else {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")

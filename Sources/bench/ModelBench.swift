@@ -9,7 +9,7 @@ import Foundation
 import NN
 import TensorCore
 
-/// `bench unet [--config sd15|sd21|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
+/// `bench unet [--config sd15|sd21|sdxl|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
 /// [--backward [--checkpointing]]`.
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ a: BenchArguments) throws { try runModelBench(a, unetBench) }
@@ -34,7 +34,7 @@ struct BenchArguments {
 
 private func unetBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
-    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "tiny": .tiny]
+    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "sdxl": .sdxl, "tiny": .tiny]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
     let batch = try a.int("--batch") ?? 2, size = try a.int("--size") ?? config.sampleSize ?? 64
     let tokens = try a.int("--tokens") ?? 77, repeats = try a.int("--repeat") ?? 1
@@ -53,6 +53,7 @@ private func unetBench(_ a: BenchArguments) throws {
     var random = PhiloxRandom(seed: 2)
     let sample = Variable(random.normal(shape: [batch, size, size, config.inChannels]))
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
+    let conditioning = benchConditioning(config, context: context, size: size, random: &random)
     if let spec = a.string("--lora") {
         return try loraUNetBench(unet, spec: spec, sample: sample, context: context, rounds: repeats,
                                  cpuTime: a.has("--cpu-time"))
@@ -65,7 +66,7 @@ private func unetBench(_ a: BenchArguments) throws {
         let times = try (0..<repeats).map { _ in
             try timeThrowing {
                 let x = Variable(sample.value, requiresGrad: true)
-                let out = try unet(x, timesteps: [500], conditioning: Conditioning(context: context))
+                let out = try unet(x, timesteps: [500], conditioning: conditioning)
                 try mean(mul(out, out)).backward()
             }
         }
@@ -76,10 +77,22 @@ private func unetBench(_ a: BenchArguments) throws {
         return
     }
     let times = try (0..<repeats).map { _ in
-        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: Conditioning(context: context)) } }
+        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: conditioning) } }
     }
     report(label, flops: flops, times: times)
     printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
+}
+
+/// The benchmark's conditioning: `context`, and for an SDXL UNet random pooled embeds and the time ids of a
+/// square picture of `size` latents (8 pixels each), as bench/torch_models.py passes them.
+func benchConditioning(_ config: UNet2DConditionConfig, context: Variable, size: Int,
+                       random: inout PhiloxRandom) -> Conditioning {
+    guard let textTime = config.textTime else { return Conditioning(context: context) }
+    let n = context.shape[0], pixels = Float(size * 8)
+    return Conditioning(context: context, textEmbeds: Variable(random.normal(shape: [n, textTime.textEmbedDim])),
+                        timeIds: Tensor(shape: [n, 6]) { out in
+                            for r in 0..<n { for (i, v) in [pixels, pixels, 0, 0, pixels, pixels].enumerated() { out[r * 6 + i] = v } }
+                        })
 }
 
 private func vaeBench(_ a: BenchArguments) throws {

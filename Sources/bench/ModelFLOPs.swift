@@ -55,6 +55,7 @@ struct FLOPCount {
         let ch = config.blockOutChannels, levels = ch.count, temb = config.timeEmbedDim
         f.conv(n, size, size, config.inChannels, ch[0], config.convInKernel)
         f.linear(n, ch[0], temb); f.linear(n, temb, temb)
+        if let textTime = config.textTime { f.linear(n, textTime.inputDim, temb); f.linear(n, temb, temb) }
         func block(_ level: Int, _ h: Int, _ c: Int) -> FLOPCount {
             var t = FLOPCount()
             t.transformer(n, h, c, tokens: tokens, contextDim: config.crossAttentionDim[level],

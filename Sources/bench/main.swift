@@ -16,7 +16,7 @@ let suites: [Suite] = [
     Suite(name: "kernels", summary: "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside; --isa all|LEVEL",
           options: ["threads", "filter", "rounds", "python", "script", "isa"],
           flags: ["json", "torch", "skip-peak", "cpu-time"], run: runKernelBench),
-    Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|tiny --batch N --size H --repeat N; --lora rank=R; --quantize nf4|fp4",
+    Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|sdxl|tiny --batch N --size H --repeat N; --lora rank=R; --quantize nf4|fp4",
           options: ["config", "batch", "size", "tokens", "repeat", "threads", "lora", "quantize"],
           flags: ["count", "cpu-time", "backward", "checkpointing", "quantize-convs"], run: runUNetBench),
     Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py",

@@ -78,7 +78,7 @@ final class ConfigurationTests: XCTestCase {
 
     func testUnsupportedOptionsAreRefused() {
         let cases: [(String, String)] = [
-            (#"{"addition_embed_type": "text_time"}"#, "addition_embed_type"),
+            (#"{"addition_embed_type": "text_image"}"#, "addition_embed_type"),   // "text_time" (SDXL) is supported
             (#"{"class_embed_type": "timestep"}"#, "class_embed_type"),
             (#"{"resnet_time_scale_shift": "scale_shift"}"#, "resnet_time_scale_shift"),
             (#"{"act_fn": "gelu"}"#, "act_fn"),
