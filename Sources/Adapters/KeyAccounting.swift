@@ -57,7 +57,11 @@ extension LoRAFile {
                 unmatched += m.keys
                 continue
             }
-            if loraMisfit(base: base, down: m.down.shape, up: m.up.shape) != nil {
+            if let reason = m.misfit(base: base) {
+                guard m.kind == .lora else {
+                    throw AdaptersError.incompleteModule(file: self.path, module: path,
+                                                         reason: "\(m.kind.rawValue) does not fit the model: \(reason); is the adapter for another architecture?")
+                }
                 throw AdaptersError.shapeMismatch(file: self.path, module: path, keys: Array(m.keys.prefix(2)),
                                                   base: base, down: m.down.shape, up: m.up.shape)
             }

@@ -89,9 +89,18 @@ public enum LoRAAlgebra {
                     throw AdaptersError.invalidRequest("the base has no tensor '\(key)'")
                 }
                 let mw = m.weights
-                let r = mw.rank, inner = mw.down.count / r
-                var delta = try TensorCore.matmul(mw.up.reshapedUnchecked([mw.up.shape[0], r]), mw.down.reshapedUnchecked([r, inner]))
-                delta = Elementwise.scale(delta, by: w * mw.effectiveAlpha / Float(r)).reshapedUnchecked(base.shape)
+                var delta: Tensor
+                if mw.kind == .lora {
+                    let r = mw.rank, inner = mw.down.count / r
+                    delta = try TensorCore.matmul(mw.up.reshapedUnchecked([mw.up.shape[0], r]), mw.down.reshapedUnchecked([r, inner]))
+                    delta = Elementwise.scale(delta, by: w * mw.effectiveAlpha / Float(r)).reshapedUnchecked(base.shape)
+                } else {
+                    do {
+                        delta = Elementwise.scale(try mw.factors.weightDelta(base: base.shape), by: w)
+                    } catch let error as AdapterFactorsError {
+                        throw AdaptersError.incompleteModule(file: adapter.file.path, module: m.path, reason: error.description)
+                    }
+                }
                 let sum = try Elementwise.add(base, delta)
                 guard allFinite(sum) else { throw AdaptersError.nonFinite(adapter: adapter.file.path, module: m.path) }
                 updated[key] = sum

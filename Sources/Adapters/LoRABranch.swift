@@ -19,30 +19,21 @@ public enum LoRAInit: String, Sendable, CaseIterable {
     case gaussian
 }
 
-/// One adapter's low-rank pair on one layer, with its weight and state.
-public final class LoRAPair {
-    /// The adapter this pair belongs to.
+/// One adapter of any kind on one layer: its name, weight and state (`LoRAPair`, `WeightDeltaPair`).
+public class LayerAdapterEntry {
+    /// The adapter this entry belongs to.
     public let name: String
-    public let down: Variable    // Linear [r, in]; convolution [k, k, in, r] (HWIO)
-    public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
-    public let alpha: Float
     /// The adapter's weight w (the multiplier of A1111's `<lora:name:w>`, diffusers' `set_adapters`).
     /// Per-image weights do not change it: they come with the call (`AdapterRowWeights`).
     public var weight: Float = 1
     public var isEnabled = true
-    /// Whether the pair is baked into the base weight (it then adds nothing at run time).
+    /// Whether the entry is baked into the base weight (it then adds nothing at run time).
     public internal(set) var isFused = false
 
-    public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
-    /// α / r.
-    public var scaling: Float { alpha / Float(rank) }
+    init(name: String) { self.name = name }
 
-    init(name: String, down: Variable, up: Variable, alpha: Float) {
-        self.name = name
-        self.down = down
-        self.up = up
-        self.alpha = alpha
-    }
+    /// The adapter kind.
+    public var kind: AdapterKind { .lora }
 
     /// The per-batch-row weights of the current call (`AdapterRowWeights.current`), nil when the call
     /// gives none for this adapter (then `weight` applies to every row).
@@ -59,10 +50,49 @@ public final class LoRAPair {
     }
 }
 
+/// One adapter's low-rank pair on one layer, with its weight and state.
+public final class LoRAPair: LayerAdapterEntry {
+    public let down: Variable    // Linear [r, in]; convolution [k, k, in, r] (HWIO)
+    public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
+    public let alpha: Float
+
+    public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
+    /// α / r.
+    public var scaling: Float { alpha / Float(rank) }
+
+    init(name: String, down: Variable, up: Variable, alpha: Float) {
+        self.down = down
+        self.up = up
+        self.alpha = alpha
+        super.init(name: name)
+    }
+}
+
+/// An adapter of another kind (LoHa, LoKr) on one layer, applied through its weight delta: the layer adds
+/// w · ΔW·x (a linear map or a convolution with the base's stride and padding). ΔW is frozen.
+public final class WeightDeltaPair: LayerAdapterEntry {
+    /// The module's tensors as the file gave them (for fusing and export).
+    public let factors: any AdapterFactors
+    /// ΔW in the layer's layout: Linear [out, in]; convolution [k, k, in, out] (HWIO).
+    public let delta: Variable
+
+    init(name: String, factors: any AdapterFactors, delta: Variable) {
+        self.factors = factors
+        self.delta = delta
+        super.init(name: name)
+    }
+
+    public override var kind: AdapterKind { type(of: factors).kind }
+}
+
 /// The adapters of one layer: shared logic of `LoRALinear` and `LoRAConv`, which override the
 /// layer-specific hooks (host, base shape, down/up maps, checkpoint layout, attachment).
 public class LoRABranch: LayerAdapter {
     public private(set) var pairs: [LoRAPair] = []
+    /// Adapters of other kinds, applied through their weight deltas.
+    public private(set) var deltaPairs: [WeightDeltaPair] = []
+    /// Every adapter on the layer (LoRA pairs, then the others).
+    public var entries: [LayerAdapterEntry] { pairs + deltaPairs }
     /// Dropout probability on the branch input while the host layer is in training mode.
     public var dropout: Float = 0
     /// Random source for dropout (explicit and seeded, like every random value).
@@ -82,6 +112,9 @@ public class LoRABranch: LayerAdapter {
     func makePair(name: String, down: Tensor, up: Tensor, alpha: Float) -> LoRAPair {
         LoRAPair(name: name, down: Variable(down), up: Variable(up), alpha: alpha)
     }
+    /// x → x·ΔW for a weight delta in the layer's layout; a checkpoint-layout ΔW in that layout.
+    func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable { x }
+    func layerLayout(_ checkpointDelta: Tensor) -> Tensor { checkpointDelta }
     var isAttached: Bool { false }
     func setAttached(_ attached: Bool) {}
 
@@ -106,8 +139,23 @@ public class LoRABranch: LayerAdapter {
             let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: h.shape.count - 1), scalars: scales))
             parts.append((rows.count == batch ? nil : rows, try applyUp(mul(h, perRow), pair)))
         }
-        if parts.isEmpty, let pair = pairs.first {   // nothing active: an exact zero of the output's shape
-            return scale(try applyUp(applyDown(input, pair), pair), by: 0)
+        for pair in deltaPairs where pair.isActive {
+            guard let rowWeights = pair.rowWeights else {
+                parts.append((nil, scale(try applyFull(input, pair.delta), by: pair.weight)))
+                continue
+            }
+            guard rowWeights.count == batch else {
+                throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+            }
+            let rows = rowWeights.indices.filter { rowWeights[$0] != 0 }
+            let d = try applyFull(rows.count == batch ? input : selectRows(input, rows), pair.delta)
+            let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: d.shape.count - 1),
+                                             scalars: rows.map { rowWeights[$0] }))
+            parts.append((rows.count == batch ? nil : rows, try mul(d, perRow)))
+        }
+        if parts.isEmpty {   // nothing active: an exact zero of the output's shape
+            if let pair = pairs.first { return scale(try applyUp(applyDown(input, pair), pair), by: 0) }
+            if let pair = deltaPairs.first { return scale(try applyFull(input, pair.delta), by: 0) }
         }
         return try combineRows(parts, batch: batch)
     }
@@ -118,10 +166,11 @@ public class LoRABranch: LayerAdapter {
     /// whatever rows share its GEMM (for few rows sgemm computes (B·Aᵀ)ᵀ and would fold α into the other
     /// operand): per-image adapters in a batch then equal each image alone bit for bit.
     public func added(to y: Variable, input x: Variable) throws -> Variable {
-        let active = pairs.filter(\.isActive)
-        if active.isEmpty { return y }          // nothing to add in this call (e.g. every row at weight 0)
+        let active = pairs.filter(\.isActive), activeDeltas = deltaPairs.filter(\.isActive)
+        if active.isEmpty && activeDeltas.isEmpty { return y }   // nothing to add in this call (e.g. every row at weight 0)
         let training = dropout > 0 && (host?.isTraining ?? false)
-        guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] }), let width = y.shape.last,
+        guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] } + activeDeltas.map(\.delta)),
+              let width = y.shape.last,
               y.value.count > 0 else {
             return try add(y, delta(x))
         }
@@ -159,6 +208,27 @@ public class LoRABranch: LayerAdapter {
                                   beta: 1, c: o.baseAddress! + items[j] * perItem * width, ldc: width)
                             j = k
                         }
+                    }
+                }
+            }
+        }
+        for pair in activeDeltas {
+            // Each row gets w·(ΔW·x) for its own row of the product (the GEMM at α = 1, as for LoRA above).
+            var items = Array(0..<batch), weights = Array(repeating: pair.weight, count: batch)
+            if let rowWeights = pair.rowWeights {
+                guard rowWeights.count == batch else {
+                    throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+                }
+                items = items.filter { rowWeights[$0] != 0 }
+                weights = rowWeights
+            }
+            let d = try applyFull(items.count == batch ? x : selectRows(x, items), pair.delta).value   // [n, …, out]
+            let span = perItem * width
+            out.withUnsafeMutableBufferPointer { o in
+                d.withUnsafeBufferPointer { dp in
+                    for (j, item) in items.enumerated() {
+                        let s = weights[item], src = dp.baseAddress! + j * span, dst = o.baseAddress! + item * span
+                        for q in 0..<span { dst[q] += s * src[q] }
                     }
                 }
             }
@@ -208,16 +278,35 @@ public class LoRABranch: LayerAdapter {
         syncAttachment()
     }
 
+    /// Adds an adapter of another kind from its checkpoint-layout factors (fit checked before).
+    func addDeltaPair(name: String, factors: any AdapterFactors, weight: Float) throws {
+        let pair = WeightDeltaPair(name: name, factors: factors, delta: Variable(layerLayout(try factors.weightDelta(base: baseShape))))
+        pair.weight = weight
+        deltaPairs.append(pair)
+        syncAttachment()
+    }
+
+    /// The entry of adapter `name` on this layer, of any kind.
+    public func entry(named name: String) -> LayerAdapterEntry? { entries.first { $0.name == name } }
+
     func removePair(named name: String) {
         pairs.removeAll { $0.name == name }
+        deltaPairs.removeAll { $0.name == name }
         syncAttachment()
     }
 
     /// Attaches the branch to its layer while some pair is enabled and not fused (a call may give it weight),
     /// and detaches it otherwise, so a layer without adapters pays nothing.
     func syncAttachment() {
-        let live = pairs.contains { $0.isLive }
+        let live = entries.contains { $0.isLive }
         if live != isAttached { setAttached(live) }
+    }
+
+    /// w · ΔW of an entry of any kind in checkpoint layout ([out, in] or [out, in, k, k]).
+    public func weightDelta(of entry: LayerAdapterEntry, weight: Float) throws -> Tensor {
+        if let pair = entry as? LoRAPair { return try weightDelta(pair, weight: weight) }
+        guard let other = entry as? WeightDeltaPair else { throw AdaptersError.invalidRequest("unknown adapter entry") }
+        return Elementwise.scale(try other.factors.weightDelta(base: baseShape), by: weight)
     }
 
     /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).
@@ -247,6 +336,10 @@ public final class LoRALinear: LoRABranch {
 
     override func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable {
         try linear(h, weight: pair.up, bias: nil)                   // [..., r] → [..., out]
+    }
+
+    override func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable {
+        try linear(x, weight: delta, bias: nil)                     // [..., in] → [..., out]
     }
 
     override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
@@ -283,6 +376,13 @@ public final class LoRAConv: LoRABranch {
     }
 
     override var upIsTransposed: Bool { false }
+
+    override func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable {
+        guard let layer else { throw AdaptersError.invalidRequest("the convolution of this branch no longer exists") }
+        return try conv2d(x, weight: delta, bias: nil, stride: layer.stride, padding: layer.padding)   // [N, Ho, Wo, out]
+    }
+
+    override func layerLayout(_ checkpointDelta: Tensor) -> Tensor { Conv2d.hwio(fromOIHW: checkpointDelta) }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
         (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))
