@@ -15,6 +15,8 @@ public enum AdapterKind: String, Sendable, CaseIterable {
     case loha
     /// LyCORIS LoKr: Kronecker product of two (optionally low-rank) factors.
     case lokr
+    /// DoRA: a LoRA pair and a magnitude per output channel (weight-decomposed LoRA).
+    case dora
 
     /// The conforming type of each kind read by key suffix (LoRA is read by `LoRAKey`'s own table).
     static let types: [any AdapterFactors.Type] = [LoHaFactors.self, LoKrFactors.self]
@@ -39,6 +41,15 @@ public protocol AdapterFactors: Sendable {
     func weightDelta(base: [Int]) throws -> Tensor
     /// The tensors to write, by suffix (`.alpha` is written beside them by the writer).
     var fileTensors: [(suffix: String, tensor: Tensor)] { get }
+    /// Whether ΔW depends on the base weight (DoRA); then `weightDelta(baseWeight:)` gives it.
+    var needsBaseWeight: Bool { get }
+    /// ΔW for the base weight itself (checkpoint layout); kinds whose ΔW does not depend on it use its shape.
+    func weightDelta(baseWeight: Tensor) throws -> Tensor
+}
+
+extension AdapterFactors {
+    public var needsBaseWeight: Bool { false }
+    public func weightDelta(baseWeight: Tensor) throws -> Tensor { try weightDelta(base: baseWeight.shape) }
 }
 
 /// A reason an adapter module cannot be read or applied (turned into an `AdaptersError` with file and module).

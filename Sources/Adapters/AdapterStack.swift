@@ -76,9 +76,10 @@ public final class AdapterStack {
                 }
                 added.append(b)
             }
-        } catch let error as AdapterFactorsError {
+        } catch {
             for b in added { b.removePair(named: name) }
-            throw AdaptersError.invalidRequest("\(name): \(error.description)")
+            if let error = error as? AdapterFactorsError { throw AdaptersError.invalidRequest("\(name): \(error.description)") }
+            throw error
         }
         adapterNames.append(name)
     }

@@ -10,6 +10,10 @@ public enum LoRAAlgebra {
         var order: [String] = []
         var groups: [String: [(LoRAModuleWeights, Float)]] = [:]
         for (file, w) in inputs {
+            if let other = file.modules.first(where: { $0.kind != .lora }) {
+                throw AdaptersError.invalidRequest("\(file.path): '\(other.name)' is a \(other.kind.rawValue) module; an exact merge "
+                    + "concatenates LoRA pairs only (give --rank R to merge weight deltas by SVD)")
+            }
             for m in file.modules {
                 let id = m.component.rawValue + ":" + m.name.replacingOccurrences(of: ".", with: "_")
                 if groups[id] == nil { order.append(id) }
@@ -96,7 +100,9 @@ public enum LoRAAlgebra {
                     delta = Elementwise.scale(delta, by: w * mw.effectiveAlpha / Float(r)).reshapedUnchecked(base.shape)
                 } else {
                     do {
-                        delta = Elementwise.scale(try mw.factors.weightDelta(base: base.shape), by: w)
+                        // DoRA's ΔW is relative to the base weight itself, not to what earlier adapters made of it.
+                        let original = stateDict[key] ?? base
+                        delta = Elementwise.scale(try mw.factors.weightDelta(baseWeight: original), by: w)
                     } catch let error as AdapterFactorsError {
                         throw AdaptersError.incompleteModule(file: adapter.file.path, module: m.path, reason: error.description)
                     }

@@ -115,6 +115,15 @@ public class LoRABranch: LayerAdapter {
     /// x → x·ΔW for a weight delta in the layer's layout; a checkpoint-layout ΔW in that layout.
     func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable { x }
     func layerLayout(_ checkpointDelta: Tensor) -> Tensor { checkpointDelta }
+    /// The host's weight in checkpoint layout as it is without baked adapters (DoRA's ΔW depends on it).
+    var baseWeight: Tensor? { nil }
+
+    /// ΔW of other-kind factors for this layer, checkpoint layout.
+    func otherDelta(_ factors: any AdapterFactors) throws -> Tensor {
+        guard factors.needsBaseWeight else { return try factors.weightDelta(base: baseShape) }
+        guard let w = baseWeight else { throw AdaptersError.invalidRequest("the layer of this branch no longer exists") }
+        return try factors.weightDelta(baseWeight: w)
+    }
     var isAttached: Bool { false }
     func setAttached(_ attached: Bool) {}
 
@@ -280,7 +289,7 @@ public class LoRABranch: LayerAdapter {
 
     /// Adds an adapter of another kind from its checkpoint-layout factors (fit checked before).
     func addDeltaPair(name: String, factors: any AdapterFactors, weight: Float) throws {
-        let pair = WeightDeltaPair(name: name, factors: factors, delta: Variable(layerLayout(try factors.weightDelta(base: baseShape))))
+        let pair = WeightDeltaPair(name: name, factors: factors, delta: Variable(layerLayout(try otherDelta(factors))))
         pair.weight = weight
         deltaPairs.append(pair)
         syncAttachment()
@@ -306,7 +315,7 @@ public class LoRABranch: LayerAdapter {
     public func weightDelta(of entry: LayerAdapterEntry, weight: Float) throws -> Tensor {
         if let pair = entry as? LoRAPair { return try weightDelta(pair, weight: weight) }
         guard let other = entry as? WeightDeltaPair else { throw AdaptersError.invalidRequest("unknown adapter entry") }
-        return Elementwise.scale(try other.factors.weightDelta(base: baseShape), by: weight)
+        return Elementwise.scale(try otherDelta(other.factors), by: weight)
     }
 
     /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).
@@ -341,6 +350,8 @@ public final class LoRALinear: LoRABranch {
     override func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable {
         try linear(x, weight: delta, bias: nil)                     // [..., in] → [..., out]
     }
+
+    override var baseWeight: Tensor? { layer.map { $0.unbakedWeight ?? $0.weight.value } }
 
     override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
 
@@ -383,6 +394,8 @@ public final class LoRAConv: LoRABranch {
     }
 
     override func layerLayout(_ checkpointDelta: Tensor) -> Tensor { Conv2d.hwio(fromOIHW: checkpointDelta) }
+
+    override var baseWeight: Tensor? { layer.map { Conv2d.oihw(fromHWIO: $0.unbakedWeight ?? $0.weight.value) } }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
         (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))

@@ -86,24 +86,20 @@ public struct LoRAFile: Sendable {
         self.path = path
         self.metadata = metadata
         var parts: [String: (component: ModelComponent, down: (String, Tensor)?, up: (String, Tensor)?, alpha: (String, Tensor)?,
-                             factors: [String: (String, Tensor)])] = [:]
+                             factors: [String: (String, Tensor)], magnitude: (String, Tensor)?)] = [:]
         var unknown: [String] = []
         var formats = Set<LoRAFormat>()
         for key in tensors.keys.sorted() {
             guard let parsed = LoRAKey(key) else { unknown.append(key); continue }
-            if parsed.role == .magnitude {
-                throw AdaptersError.incompleteModule(file: path, module: parsed.module,
-                                                     reason: "DoRA magnitude '\(key)' is not supported")
-            }
             formats.insert(parsed.format)
             let id = parsed.component.rawValue + ":" + parsed.module
-            var entry = parts[id] ?? (parsed.component, nil, nil, nil, [:])
+            var entry = parts[id] ?? (parsed.component, nil, nil, nil, [:], nil)
             switch parsed.role {
             case .down: entry.down = (key, tensors[key]!)
             case .up: entry.up = (key, tensors[key]!)
             case .alpha: entry.alpha = (key, tensors[key]!)
             case .factor(let suffix): entry.factors[suffix] = (key, tensors[key]!)
-            case .magnitude: break
+            case .magnitude: entry.magnitude = (key, tensors[key]!)
             }
             parts[id] = entry
         }
@@ -120,7 +116,10 @@ public struct LoRAFile: Sendable {
                 continue
             }
             guard let down = entry.down, let up = entry.up else {
-                if entry.down == nil && entry.up == nil, let a = entry.alpha { unknown.append(a.0); continue }
+                if entry.down == nil && entry.up == nil, entry.magnitude == nil, let a = entry.alpha { unknown.append(a.0); continue }
+                if entry.down == nil && entry.up == nil, let m = entry.magnitude {
+                    throw AdaptersError.incompleteModule(file: path, module: name, reason: "DoRA magnitude '\(m.0)' without a LoRA pair")
+                }
                 throw AdaptersError.incompleteModule(file: path, module: name,
                                                      reason: entry.down == nil ? "up tensor without a down tensor" : "down tensor without an up tensor")
             }
@@ -131,8 +130,13 @@ public struct LoRAFile: Sendable {
                 }
                 alpha = a.1.scalars[0]
             }
-            modules.append(LoRAModuleWeights(component: entry.component, name: name, down: down.1, up: up.1, alpha: alpha,
-                                             keys: [down.0, up.0] + (entry.alpha.map { [$0.0] } ?? [])))
+            let keys = [down.0, up.0] + (entry.alpha.map { [$0.0] } ?? [])
+            if let m = entry.magnitude {
+                let dora = DoRAFactors(lora: LoRAFactors(down: down.1, up: up.1, alpha: alpha), magnitude: m.1)
+                modules.append(LoRAModuleWeights(component: entry.component, name: name, factors: dora, keys: keys + [m.0]))
+                continue
+            }
+            modules.append(LoRAModuleWeights(component: entry.component, name: name, down: down.1, up: up.1, alpha: alpha, keys: keys))
         }
         self.format = format
         self.modules = modules
@@ -187,7 +191,8 @@ struct LoRAKey {
         (".lora.down.weight", .down, .diffusersLegacy), (".lora.up.weight", .up, .diffusersLegacy),
         ("_lora.down.weight", .down, .diffusersLegacy), ("_lora.up.weight", .up, .diffusersLegacy),
         (".lora_A.weight", .down, .peft), (".lora_B.weight", .up, .peft),
-        (".lora_magnitude_vector", .magnitude, .peft), (".dora_scale", .magnitude, .kohya),
+        (".lora_magnitude_vector.weight", .magnitude, .peft), (".lora_magnitude_vector", .magnitude, .peft),
+        (".dora_scale", .magnitude, .kohya),
         (".alpha", .alpha, .kohya),
     ] + AdapterKind.types.flatMap { $0.suffixes }.sorted { $0.count > $1.count }.map { ("." + $0, .factor($0), .kohya) }
 
