@@ -9,9 +9,11 @@ public final class AdapterSet {
     /// Adapter name → the file it came from (for `Lora hashes` and messages).
     public private(set) var sources: [String: String] = [:]
 
-    public init(unet: Module?, textEncoder: Module?, seed: UInt64 = 0) {
+    /// `unetAliases`: other names of the UNet's modules that files may use (the original LDM checkpoint's,
+    /// foreign name → our path; Pipeline's `StableDiffusionModel.unetLDMModuleNames`).
+    public init(unet: Module?, textEncoder: Module?, seed: UInt64 = 0, unetAliases: [String: String] = [:]) {
         var s: [ModelComponent: AdapterStack] = [:]
-        if let unet { s[.unet] = AdapterStack(root: unet, component: .unet, seed: seed) }
+        if let unet { s[.unet] = AdapterStack(root: unet, component: .unet, seed: seed, aliases: unetAliases) }
         if let textEncoder { s[.textEncoder] = AdapterStack(root: textEncoder, component: .textEncoder, seed: seed &+ 1) }
         stacks = s
     }

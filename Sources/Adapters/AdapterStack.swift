@@ -15,9 +15,10 @@ public final class AdapterStack {
     /// Seed for the branches' dropout streams.
     private let seed: UInt64
 
-    public init(root: Module, component: ModelComponent, seed: UInt64 = 0) {
+    /// `aliases`: other names of the model's modules that adapter files may use (foreign name → our path).
+    public init(root: Module, component: ModelComponent, seed: UInt64 = 0, aliases: [String: String] = [:]) {
         self.root = root
-        self.index = ModuleIndex(component: component, root: root)
+        self.index = ModuleIndex(component: component, root: root, aliases: aliases)
         self.seed = seed
     }
 

@@ -163,6 +163,16 @@ public struct LoRAFile: Sendable {
         }
     }
 
+    /// How the file names UNet modules: `diffusers` (`down_blocks_1_attentions_0_…`), `ldm` (the original
+    /// checkpoint's `input_blocks_4_1_…`, `middle_block_…`, `output_blocks_…`), `mixed`, or nil without UNet modules.
+    public var unetNaming: String? {
+        let names = modules.filter { $0.component == .unet }.map(\.name)
+        guard !names.isEmpty else { return nil }
+        let ldmPrefixes = ["input_blocks", "middle_block", "output_blocks", "time_embed", "out_2", "out.2", "label_emb"]
+        let ldm = names.filter { n in ldmPrefixes.contains { n.hasPrefix($0) } }.count
+        return ldm == 0 ? "diffusers" : ldm == names.count ? "ldm" : "mixed"
+    }
+
     /// The kinds of module the file holds, in `AdapterKind` order.
     public var kinds: [AdapterKind] { AdapterKind.allCases.filter { k in modules.contains { $0.kind == k } } }
 

@@ -27,7 +27,7 @@ public final class AdapterSession {
     }
 
     public init(model: StableDiffusionModel, log: @escaping (String) -> Void = { _ in }) {
-        set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+        set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, unetAliases: model.unetLDMModuleNames)
         self.log = log
     }
 

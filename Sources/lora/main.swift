@@ -44,6 +44,10 @@ func info(_ args: Arguments) throws {
     let ranks = Set(file.modules.map(\.rank)).sorted(), alphas = Set(file.modules.map(\.effectiveAlpha)).sorted()
     print("file:      \(file.path)")
     print("format:    \(file.format.rawValue)")
+    print("kind:      \(file.kinds.map(\.rawValue).joined(separator: ", "))")
+    if let naming = file.unetNaming {
+        print("naming:    \(naming == "ldm" ? "ldm (original checkpoint UNet names: input_blocks / middle_block / output_blocks)" : naming)")
+    }
     print("hash:      \(try LoRAHash.shortHash(ofFile: file.path)) (A1111 Lora hashes)")
     for c in ModelComponent.allCases {
         let mine = file.modules.filter { $0.component == c }
