@@ -53,6 +53,10 @@ public enum LoRAAlgebra {
     /// down = √Σ_r·V_rᵀ, α = rank (so the scale is 1). Modules already at or below `rank` keep their rank.
     public static func resize(_ file: LoRAFile, rank: Int) throws -> Resized {
         guard rank > 0 else { throw AdaptersError.invalidRequest("the new rank must be positive, got \(rank)") }
+        if let other = file.modules.first(where: { $0.kind != .lora }) {
+            throw AdaptersError.invalidRequest("\(file.path): '\(other.name)' is a \(other.kind.rawValue) module; resizing it "
+                + "needs its layer's shape (resize(_:rank:baseShapes:))")
+        }
         var out: [LoRAModuleWeights] = []
         var kept = 0.0, total = 0.0
         var worst = (name: "", energy: 1.0)
