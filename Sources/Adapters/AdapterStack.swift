@@ -89,7 +89,7 @@ public final class AdapterStack {
     /// `random`, up zero: the model's output is unchanged bit for bit). Returns the number of layers.
     @discardableResult
     public func addTrainable(name: String, rank: Int, alpha: Float? = nil, targets: LoRATargets,
-                             initialization: LoRAInit = .kaimingUniform, dropout: Float = 0,
+                             initialization: LoRAInit = .kaimingUniform, dropout: Float = 0, dora: Bool = false,
                              random: inout PhiloxRandom) throws -> Int {
         guard !adapterNames.contains(name) else { throw AdaptersError.duplicateAdapter(name) }
         guard rank > 0 else { throw AdaptersError.invalidRequest("LoRA rank must be positive, got \(rank)") }
@@ -100,7 +100,8 @@ public final class AdapterStack {
         for path in paths {
             guard let b = branch(at: path) else { continue }
             b.dropout = dropout
-            b.addTrainablePair(name: name, rank: rank, alpha: alpha ?? Float(rank), initialization: initialization, random: &random)
+            b.addTrainablePair(name: name, rank: rank, alpha: alpha ?? Float(rank), initialization: initialization, dora: dora,
+                               random: &random)
         }
         adapterNames.append(name)
         return paths.count
@@ -186,6 +187,10 @@ public final class AdapterStack {
             }
             let p = e as! LoRAPair
             let (down, up) = b.checkpointTensors(p)
+            if let m = p.magnitude {
+                return LoRAModuleWeights(component: component, name: index.fileName(path),
+                                         factors: DoRAFactors(lora: LoRAFactors(down: down, up: up, alpha: p.alpha), magnitude: m.value))
+            }
             return LoRAModuleWeights(component: component, name: index.fileName(path), down: down, up: up, alpha: p.alpha)
         }
     }

@@ -56,9 +56,15 @@ public final class LoRAPair: LayerAdapterEntry {
     public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
     public let alpha: Float
 
+    /// DoRA's magnitude m [out] when the pair is trained as DoRA (nil: plain LoRA). The layer then gives
+    /// bias + m/‖W + s·B·A‖ ⊙ (W·x + s·B·A·x) at weight 1, the norm per output channel and detached
+    /// (peft `DoraLinearLayer` / `DoraConv2dLayer`); a weight w scales what it adds to the base output.
+    public internal(set) var magnitude: Variable?
+
     public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
     /// α / r.
     public var scaling: Float { alpha / Float(rank) }
+    public override var kind: AdapterKind { magnitude == nil ? .lora : .dora }
 
     init(name: String, down: Variable, up: Variable, alpha: Float) {
         self.down = down
@@ -129,12 +135,13 @@ public class LoRABranch: LayerAdapter {
 
     // MARK: Forward
 
-    /// Σ over active pairs of w · (α/r) · up(down(dropout(x))), each pair only on the rows it applies to.
+    /// Σ over active pairs of w · (α/r) · up(down(dropout(x))), each pair only on the rows it applies to, and
+    /// the other kinds' w · ΔW·x. DoRA pairs in training need the base output: `added(to:input:)` adds them.
     public func delta(_ x: Variable) throws -> Variable {
         let input = try dropped(x)
         let batch = x.shape[0]
         var parts: [(rows: [Int]?, value: Variable)] = []
-        for pair in pairs where pair.isActive {
+        for pair in pairs where pair.isActive && pair.magnitude == nil {
             guard let rowWeights = pair.rowWeights else {
                 parts.append((nil, try applyUp(scale(applyDown(input, pair), by: pair.weight * pair.scaling), pair)))
                 continue
@@ -177,6 +184,7 @@ public class LoRABranch: LayerAdapter {
     public func added(to y: Variable, input x: Variable) throws -> Variable {
         let active = pairs.filter(\.isActive), activeDeltas = deltaPairs.filter(\.isActive)
         if active.isEmpty && activeDeltas.isEmpty { return y }   // nothing to add in this call (e.g. every row at weight 0)
+        if active.contains(where: { $0.magnitude != nil }) { return try addedWithDoRA(to: y, input: x) }
         let training = dropout > 0 && (host?.isTraining ?? false)
         guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] } + activeDeltas.map(\.delta)),
               let width = y.shape.last,
@@ -245,17 +253,54 @@ public class LoRABranch: LayerAdapter {
         return Variable(out)
     }
 
+    /// y plus every active entry, DoRA pairs computed from the base output (peft's forward, with gradients).
+    private func addedWithDoRA(to y: Variable, input x: Variable) throws -> Variable {
+        let dora = pairs.filter { $0.isActive && $0.magnitude != nil }
+        var out = y
+        if pairs.contains(where: { $0.isActive && $0.magnitude == nil }) || deltaPairs.contains(where: \.isActive) {
+            out = try add(out, delta(x))
+        }
+        guard let base = baseWeight else { throw AdaptersError.invalidRequest("the layer of this branch no longer exists") }
+        let biasFree = try hostBias.map { try sub(y, $0) } ?? y                      // W·x [..., out]
+        let input = try dropped(x)
+        for pair in dora {
+            guard pair.rowWeights == nil else {
+                throw AdaptersError.invalidRequest("adapter '\(pair.name)' is a DoRA adapter in training; per-image weights need it saved and loaded")
+            }
+            let m = pair.magnitude!
+            // ‖W + s·B·A‖ per output channel, without gradient (peft detaches it).
+            let adapted = try Elementwise.add(base, weightDelta(pair, weight: 1)).scalars
+            let rows = base.shape[0], inner = base.count / max(rows, 1)
+            let inverse = try Tensor(shape: [rows], scalars: (0..<rows).map { o in
+                var sum = 0.0
+                for j in 0..<inner { let v = Double(adapted[o * inner + j]); sum += v * v }
+                return Float(1 / sum.squareRoot())
+            })
+            let factor = try mul(m, Variable(inverse))                                   // m / ‖W + s·B·A‖ [out]
+            let lora = try applyUp(scale(applyDown(input, pair), by: pair.scaling), pair) // s·B·A·x
+            let rescaled = try sub(mul(add(biasFree, lora), factor), biasFree)            // f ⊙ (W·x + s·B·A·x) − W·x
+            out = try add(out, pair.weight == 1 ? rescaled : scale(rescaled, by: pair.weight))
+        }
+        return out
+    }
+
+    /// The host's bias, if any.
+    var hostBias: Variable? { nil }
+
     /// Whether `up` is stored [out, r] (Linear) rather than [r, out] (a 1×1 convolution's HWIO).
     var upIsTransposed: Bool { true }
 
-    private func dropped(_ x: Variable) throws -> Variable {
+    func dropped(_ x: Variable) throws -> Variable {
         guard dropout > 0, let host, host.isTraining else { return x }
         let layer = Dropout(p: dropout)          // in training mode as made
         return try layer(x, random: &random)
     }
 
     public var adapterParameters: [(String, Variable)] {
-        pairs.flatMap { [("lora_A.\($0.name).weight", $0.down), ("lora_B.\($0.name).weight", $0.up)] }
+        pairs.flatMap { p in
+            [("lora_A.\(p.name).weight", p.down), ("lora_B.\(p.name).weight", p.up)]
+                + (p.magnitude.map { [("lora_magnitude_vector.\(p.name).weight", $0)] } ?? [])
+        }
     }
 
     // MARK: Pairs
@@ -271,8 +316,10 @@ public class LoRABranch: LayerAdapter {
         syncAttachment()
     }
 
-    /// Adds a freshly initialised, trainable pair of rank `rank`.
-    func addTrainablePair(name: String, rank: Int, alpha: Float, initialization: LoRAInit, random: inout PhiloxRandom) {
+    /// Adds a freshly initialised, trainable pair of rank `rank` (DoRA: with m = ‖W‖ per output channel, so the
+    /// output is unchanged as for LoRA).
+    func addTrainablePair(name: String, rank: Int, alpha: Float, initialization: LoRAInit, dora: Bool = false,
+                          random: inout PhiloxRandom) {
         let base = baseShape
         let fanIn = base.dropFirst().reduce(1, *)
         let downShape = [rank] + base.dropFirst()
@@ -283,6 +330,11 @@ public class LoRABranch: LayerAdapter {
         let pair = makePair(name: name, down: down, up: up, alpha: alpha)
         pair.down.requiresGrad = true
         pair.up.requiresGrad = true
+        if dora, let w = baseWeight {
+            let rows = w.shape[0], inner = w.count / max(rows, 1), v = w.scalars
+            let norms = (0..<rows).map { o in Float((0..<inner).reduce(0.0) { $0 + Double(v[o * inner + $1]) * Double(v[o * inner + $1]) }.squareRoot()) }
+            pair.magnitude = Variable(try! Tensor(shape: [rows], scalars: norms), requiresGrad: true)
+        }
         pairs.append(pair)
         syncAttachment()
     }
@@ -313,6 +365,11 @@ public class LoRABranch: LayerAdapter {
 
     /// w · ΔW of an entry of any kind in checkpoint layout ([out, in] or [out, in, k, k]).
     public func weightDelta(of entry: LayerAdapterEntry, weight: Float) throws -> Tensor {
+        if let pair = entry as? LoRAPair, let m = pair.magnitude {
+            let (down, up) = checkpointTensors(pair)
+            let dora = DoRAFactors(lora: LoRAFactors(down: down, up: up, alpha: pair.alpha), magnitude: m.value)
+            return Elementwise.scale(try otherDelta(dora), by: weight)
+        }
         if let pair = entry as? LoRAPair { return try weightDelta(pair, weight: weight) }
         guard let other = entry as? WeightDeltaPair else { throw AdaptersError.invalidRequest("unknown adapter entry") }
         return Elementwise.scale(try otherDelta(other.factors), by: weight)
@@ -352,6 +409,7 @@ public final class LoRALinear: LoRABranch {
     }
 
     override var baseWeight: Tensor? { layer.map { $0.unbakedWeight ?? $0.weight.value } }
+    override var hostBias: Variable? { layer?.bias }
 
     override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
 
@@ -396,6 +454,7 @@ public final class LoRAConv: LoRABranch {
     override func layerLayout(_ checkpointDelta: Tensor) -> Tensor { Conv2d.hwio(fromOIHW: checkpointDelta) }
 
     override var baseWeight: Tensor? { layer.map { Conv2d.oihw(fromHWIO: $0.unbakedWeight ?? $0.weight.value) } }
+    override var hostBias: Variable? { layer?.bias }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
         (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))

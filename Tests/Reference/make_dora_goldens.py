@@ -12,7 +12,10 @@ Writes, under Tests/AdaptersTests/Fixtures/:
     dora.kohya.safetensors      the same adapter with kohya / LyCORIS keys: lora_down / lora_up, `.alpha`, and
                                 `dora_scale` [out, 1(, 1, 1)] (the magnitude on the output axis)
     dora_goldens.safetensors    unet_dora: the UNet with the adapter at 1.0 (peft forward), on the
-                                make_lora_goldens.py inputs (unet_sample, unet_context, t = 500)
+                                make_lora_goldens.py inputs (unet_sample, unet_context, t = 500);
+                                a training step's gradients: train_target [2,4,16,16] (N(0, 1), seed 501),
+                                train_loss = mean((unet_dora − train_target)²), and for every adapted module
+                                grad.<path>.lora_A / .lora_B / .magnitude (peft's, the norm detached)
 """
 import os
 import sys
@@ -43,8 +46,18 @@ def main():
         for key, p in sorted(unet.named_parameters()):
             if ".lora_magnitude_vector.dora" in key:
                 p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
-    with torch.no_grad():
-        out = unet(inputs["unet_sample"], 500, encoder_hidden_states=inputs["unet_context"]).sample
+    out = unet(inputs["unet_sample"], 500, encoder_hidden_states=inputs["unet_context"]).sample
+    target = torch.randn(out.shape, generator=torch.Generator().manual_seed(501))
+    loss = ((out - target) ** 2).mean()
+    loss.backward()
+    grads = {"train_target": target, "train_loss": loss.detach().reshape(1)}
+    for key, p in unet.named_parameters():
+        for part, name in [(".lora_A.dora.weight", "lora_A"), (".lora_B.dora.weight", "lora_B"),
+                           (".lora_magnitude_vector.dora.weight", "magnitude")]:
+            if key.endswith(part):
+                grads[f"grad.{key[: -len(part)]}.{name}"] = p.grad.detach().clone()
+    out = out.detach()
+    print(f"  loss {loss.item():.5f}, {len(grads) - 2} gradients")
     change = (out - inputs["unet_base"]).abs().max().item()
     print(f"  unet_dora max|Δ| vs base {change:.4f}")
     if change < 1e-2:
@@ -68,7 +81,8 @@ def main():
                 kohya[f"{name}.{theirs}"] = value.contiguous()
                 kohya[f"{name}.alpha"] = torch.tensor(float(CONFIG.lora_alpha))
     save_file(kohya, os.path.join(OUT, "dora.kohya.safetensors"), metadata={"ss_network_module": "networks.lora"})
-    save_file({"unet_dora": out.contiguous()}, os.path.join(OUT, "dora_goldens.safetensors"))
+    save_file({"unet_dora": out.contiguous(), **{k: v.contiguous() for k, v in grads.items()}},
+              os.path.join(OUT, "dora_goldens.safetensors"))
 
 
 if __name__ == "__main__":
