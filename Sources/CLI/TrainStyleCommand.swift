@@ -35,7 +35,7 @@ public struct TrainStyleArguments {
     static let options: Set<String> = ModelOptions.names.union([
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
-        "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
+        "adapter", "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count",
     ])
     static let flags: Set<String> = ["style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
@@ -61,6 +61,7 @@ public struct TrainStyleArguments {
         optimisation (defaults per base model: pixel-space picture-world models such as the embedded
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
+          --adapter lora|dora (lora; dora: a magnitude per output channel is trained too, saved as a DoRA file)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
           --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine (constant)  --gradient-accumulation N (1)
           --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
@@ -156,6 +157,10 @@ public struct TrainStyleArguments {
         c.loop.sampleEvery = try a.int("sample-every", in: 0...Int.max) ?? preset.sampleEvery
         c.rank = try a.int("rank", in: 1...1024) ?? preset.rank
         c.alpha = try a.double("alpha").map(Float.init)
+        if let k = a.string("adapter") {
+            guard let kind = TrainedAdapterKind(rawValue: k) else { throw CommandLineError.usage("--adapter must be lora or dora") }
+            c.adapter = kind == .lora ? nil : kind
+        }
         if let t = a.string("targets") {
             guard let targets = AdapterTargets(rawValue: t) else { throw CommandLineError.usage("--targets must be attention or conv") }
             c.targets = targets

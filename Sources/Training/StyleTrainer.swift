@@ -27,6 +27,14 @@ public enum AdapterTargets: String, Codable, Sendable, CaseIterable {
     }
 }
 
+/// The kind of adapter a run trains.
+public enum TrainedAdapterKind: String, Codable, Sendable, CaseIterable {
+    /// Low-rank pairs (LoRA, LoCon on convolutions).
+    case lora
+    /// LoRA pairs with a trained magnitude per output channel (peft `use_dora=True`); saved as a DoRA file.
+    case dora
+}
+
 /// Everything that defines a LoRA run (stored in its checkpoints; `--resume` reads it back).
 public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var imagesDirectory: String
@@ -44,6 +52,8 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var rank = 4
     public var alpha: Float?
     public var targets: AdapterTargets = .attention
+    /// The adapter kind (nil: LoRA; runs saved before the option read back as LoRA).
+    public var adapter: TrainedAdapterKind?
     public var trainTextEncoder = false
     public var textEncoderLearningRate: Float = 5e-5
     public var seed: UInt64 = 0
@@ -97,12 +107,15 @@ public final class StyleTrainer {
         model.unet.gradientCheckpointing = config.gradientCheckpointing
         adapters = AdapterSet(unet: model.unet, textEncoder: config.trainTextEncoder ? model.textEncoder : nil, seed: config.seed)
         var initRandom = PhiloxRandom(seed: config.seed ^ 0x10BA_AD5E)
+        let dora = config.adapter == .dora
         try adapters.stacks[.unet]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
-                                                 targets: config.targets.patterns, initialization: .gaussian, random: &initRandom)
+                                                 targets: config.targets.patterns, initialization: .gaussian, dora: dora,
+                                                 random: &initRandom)
         var groups = [ParameterGroup(parameters: model.unet.trainableParameters().map { ("unet." + $0.0, $0.1) })]
         if config.trainTextEncoder {
             try adapters.stacks[.textEncoder]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
-                                                            targets: .textEncoder, initialization: .gaussian, random: &initRandom)
+                                                            targets: .textEncoder, initialization: .gaussian, dora: dora,
+                                                            random: &initRandom)
             groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
                                          learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
         }
