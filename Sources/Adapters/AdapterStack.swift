@@ -107,6 +107,9 @@ public final class AdapterStack {
         return paths.count
     }
 
+    /// Records a trainable adapter added layer by layer (AdaLoRA).
+    func registerTrainable(_ name: String) { adapterNames.append(name) }
+
     /// Removes adapter `name` (unfusing first if it is fused).
     public func remove(_ name: String) throws {
         let found = try checked(name)

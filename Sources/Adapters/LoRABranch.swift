@@ -60,10 +60,13 @@ public final class LoRAPair: LayerAdapterEntry {
     /// bias + m/‖W + s·B·A‖ ⊙ (W·x + s·B·A·x) at weight 1, the norm per output channel and detached
     /// (peft `DoraLinearLayer` / `DoraConv2dLayer`); a weight w scales what it adds to the base output.
     public internal(set) var magnitude: Variable?
+    /// AdaLoRA's singular values E [r] when the pair is trained as AdaLoRA (peft `SVDLinear`): the layer adds
+    /// (α / (r + 1e-5)) · B·((A·x) ⊙ E); the rank allocator masks entries of E to zero.
+    public internal(set) var singularValues: Variable?
 
     public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
-    /// α / r.
-    public var scaling: Float { alpha / Float(rank) }
+    /// α / r (AdaLoRA: α / (r + 1e-5), as peft).
+    public var scaling: Float { singularValues == nil ? alpha / Float(rank) : alpha / (Float(rank) + 1e-5) }
     public override var kind: AdapterKind { magnitude == nil ? .lora : .dora }
 
     init(name: String, down: Variable, up: Variable, alpha: Float) {
@@ -143,14 +146,14 @@ public class LoRABranch: LayerAdapter {
         var parts: [(rows: [Int]?, value: Variable)] = []
         for pair in pairs where pair.isActive && pair.magnitude == nil {
             guard let rowWeights = pair.rowWeights else {
-                parts.append((nil, try applyUp(scale(applyDown(input, pair), by: pair.weight * pair.scaling), pair)))
+                parts.append((nil, try applyUp(scale(projectDown(input, pair), by: pair.weight * pair.scaling), pair)))
                 continue
             }
             guard rowWeights.count == batch else {
                 throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
             }
             let rows = rowWeights.indices.filter { rowWeights[$0] != 0 }
-            let h = try applyDown(rows.count == batch ? input : selectRows(input, rows), pair)      // [n, ..., r]
+            let h = try projectDown(rows.count == batch ? input : selectRows(input, rows), pair)    // [n, ..., r]
             let scales = rows.map { rowWeights[$0] * pair.scaling }
             let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: h.shape.count - 1), scalars: scales))
             parts.append((rows.count == batch ? nil : rows, try applyUp(mul(h, perRow), pair)))
@@ -185,6 +188,7 @@ public class LoRABranch: LayerAdapter {
         let active = pairs.filter(\.isActive), activeDeltas = deltaPairs.filter(\.isActive)
         if active.isEmpty && activeDeltas.isEmpty { return y }   // nothing to add in this call (e.g. every row at weight 0)
         if active.contains(where: { $0.magnitude != nil }) { return try addedWithDoRA(to: y, input: x) }
+        if active.contains(where: { $0.singularValues != nil }) { return try add(y, delta(x)) }
         let training = dropout > 0 && (host?.isTraining ?? false)
         guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] } + activeDeltas.map(\.delta)),
               let width = y.shape.last,
@@ -284,6 +288,13 @@ public class LoRABranch: LayerAdapter {
         return out
     }
 
+    /// down(x), times AdaLoRA's singular values when the pair has them.
+    func projectDown(_ x: Variable, _ pair: LoRAPair) throws -> Variable {
+        let h = try applyDown(x, pair)
+        guard let e = pair.singularValues else { return h }
+        return try mul(h, e)                                                            // [..., r] ⊙ E [r]
+    }
+
     /// The host's bias, if any.
     var hostBias: Variable? { nil }
 
@@ -300,6 +311,7 @@ public class LoRABranch: LayerAdapter {
         pairs.flatMap { p in
             [("lora_A.\(p.name).weight", p.down), ("lora_B.\(p.name).weight", p.up)]
                 + (p.magnitude.map { [("lora_magnitude_vector.\(p.name).weight", $0)] } ?? [])
+                + (p.singularValues.map { [("lora_E.\(p.name)", $0)] } ?? [])
         }
     }
 
@@ -333,8 +345,20 @@ public class LoRABranch: LayerAdapter {
         if dora, let w = baseWeight {
             let rows = w.shape[0], inner = w.count / max(rows, 1), v = w.scalars
             let norms = (0..<rows).map { o in Float((0..<inner).reduce(0.0) { $0 + Double(v[o * inner + $1]) * Double(v[o * inner + $1]) }.squareRoot()) }
-            pair.magnitude = Variable(try! Tensor(shape: [rows], scalars: norms), requiresGrad: true)
+            pair.magnitude = Variable(Tensor(shape: [rows]) { $0.baseAddress!.update(from: norms, count: rows) }, requiresGrad: true)
         }
+        pairs.append(pair)
+        syncAttachment()
+    }
+
+    /// Adds a trainable AdaLoRA triplet of rank `rank` (peft's init: A, B ~ N(0, 0.02²), E = 0).
+    func addTrainableSVDPair(name: String, rank: Int, alpha: Float, random: inout PhiloxRandom) {
+        let base = baseShape
+        let pair = makePair(name: name, down: random.normal(shape: [rank, base[1]], std: 0.02),
+                            up: random.normal(shape: [base[0], rank], std: 0.02), alpha: alpha)
+        pair.down.requiresGrad = true
+        pair.up.requiresGrad = true
+        pair.singularValues = Variable(Tensor(zeros: [rank]), requiresGrad: true)
         pairs.append(pair)
         syncAttachment()
     }
@@ -375,9 +399,10 @@ public class LoRABranch: LayerAdapter {
         return Elementwise.scale(try otherDelta(other.factors), by: weight)
     }
 
-    /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).
+    /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]); AdaLoRA: up·(E ⊙ down).
     public func weightDelta(_ pair: LoRAPair, weight: Float) throws -> Tensor {
-        let (down, up) = checkpointTensors(pair)
+        var (down, up) = checkpointTensors(pair)
+        if let e = pair.singularValues { down = try Elementwise.mul(down.rowMatrix, e.value.reshapedUnchecked([e.shape[0], 1])).reshapedUnchecked(down.shape) }
         let r = pair.rank, outFeatures = up.shape[0], inner = down.count / r
         let product = try TensorCore.matmul(up.reshapedUnchecked([outFeatures, r]), down.reshapedUnchecked([r, inner]))
         return Elementwise.scale(product, by: weight * pair.scaling).reshapedUnchecked(baseShape)
