@@ -209,18 +209,17 @@ public final class AdaLoRAAllocator {
 
 extension AdapterStack {
     /// Adds a trainable AdaLoRA adapter (rank `rank` triplets, peft's init) on every Linear layer matching
-    /// `targets`; convolutions are refused (peft's AdaLoRA adapts linear layers). Returns the number of layers.
+    /// `targets` (peft's AdaLoRA adapts linear layers; matching convolutions are left out, and targets with
+    /// no linear layer are refused). Returns the number of layers.
     @discardableResult
     public func addTrainableAdaLoRA(name: String, rank: Int, alpha: Float, targets: LoRATargets,
                                     random: inout PhiloxRandom) throws -> Int {
         guard !adapterNames.contains(name) else { throw AdaptersError.duplicateAdapter(name) }
         guard rank > 0 else { throw AdaptersError.invalidRequest("AdaLoRA rank must be positive, got \(rank)") }
-        let paths = index.shapes.keys.filter(targets.matches).sorted()
+        let paths = index.shapes.keys.filter { targets.matches($0) && index.shapes[$0]!.count == 2 }.sorted()
         guard !paths.isEmpty else {
-            throw AdaptersError.invalidRequest("no \(component.rawValue) layer matches the targets \(targets.patterns.joined(separator: ", "))")
-        }
-        if let conv = paths.first(where: { index.shapes[$0]!.count == 4 }) {
-            throw AdaptersError.invalidRequest("AdaLoRA adapts linear layers only; '\(conv)' is a convolution (use attention targets)")
+            throw AdaptersError.invalidRequest("no linear \(component.rawValue) layer matches the targets "
+                + "\(targets.patterns.joined(separator: ", ")) (AdaLoRA adapts linear layers only)")
         }
         for path in paths { branch(at: path)?.addTrainableSVDPair(name: name, rank: rank, alpha: alpha, random: &random) }
         registerTrainable(name)

@@ -22,7 +22,8 @@ final class AdaLoRAParityTests: XCTestCase {
         let stack = AdapterStack(root: unet, component: .unet)
         var random = PhiloxRandom(seed: 0)
         let layers = try stack.addTrainableAdaLoRA(name: "ada", rank: 4, alpha: 8, targets: .unetAttention, random: &random)
-        XCTAssertThrowsError(try stack.addTrainableAdaLoRA(name: "conv", rank: 4, alpha: 8, targets: .unetResnet, random: &random))
+        XCTAssertThrowsError(try stack.addTrainableAdaLoRA(name: "conv", rank: 4, alpha: 8, targets: LoRATargets(["conv1", "conv2"]), random: &random),
+                             "convolutions only: nothing AdaLoRA adapts")
         for (path, _, pair) in stack.pairs(of: "ada") {
             pair.down.value = try goldens.tensor("init.\(path).lora_A")
             pair.up.value = try goldens.tensor("init.\(path).lora_B")
