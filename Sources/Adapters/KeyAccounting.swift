@@ -32,6 +32,12 @@ public struct ResolvedModule: Sendable {
     /// Our key path.
     public var path: String
     public var weights: LoRAModuleWeights
+
+    public init(component: ModelComponent, path: String, weights: LoRAModuleWeights) {
+        self.component = component
+        self.path = path
+        self.weights = weights
+    }
 }
 
 /// An adapter file matched against a model's module indexes.
