@@ -18,7 +18,8 @@ Writes, under Tests/AdaptersTests/Fixtures/:
     lokr_tucker.safetensors  LoKr r=2, alpha=2 with use_effective_conv2d and decompose_both (lokr_w1_a/b,
                          lokr_t2) on conv2 and ff.net.2
     lycoris_goldens.safetensors
-        delta.<adapter>.<module path>   peft's get_delta_weight of every module (checkpoint layout)
+        delta.<adapter>.<module path>   peft's get_delta_weight (checkpoint layout) of the modules in down_blocks.0
+                                        and mid_block (every layer type: linear, 1x1, 3x3, stride-2 3x3)
         unet_<adapter>                  the UNet with that adapter alone at 1.0 (peft forward), on the
                                         make_lora_goldens.py inputs (unet_sample, unet_context, t = 500)
         unet_mix                        base with 0.6·loha + 0.5·loha_tucker + 0.4·lokr + 0.3·lokr_tucker +
@@ -154,7 +155,8 @@ def main():
         tensors, deltas = make_adapter(unet, name, config, seed, 0.3 if name.startswith("loha") else 0.2)
         save_file(tensors, os.path.join(OUT, f"{name}.safetensors"), metadata={"ss_network_module": "lycoris.kohya"})
         for path, d in deltas.items():
-            goldens[f"delta.{name}.{path}"] = d
+            if path.startswith("down_blocks.0.") or path.startswith("mid_block."):
+                goldens[f"delta.{name}.{path}"] = d
         goldens["unet_" + name] = run(unet, inputs)
         all_deltas[name] = (deltas, weight)
         change = (goldens["unet_" + name] - lora_goldens["unet_base"]).abs().max().item()
