@@ -60,7 +60,9 @@ func info(_ args: Arguments) throws {
         guard !mine.isEmpty else { continue }
         let kinds = Set(mine.map { kind($0.name) }).sorted()
         let convs = mine.filter { m in m.factors.fileTensors.contains { $0.tensor.rank == 4 && $0.tensor.shape[2] > 1 } }.count
-        print("\(c.rawValue): \(mine.count) modules (\(convs) k×k convolutions); targets \(kinds.joined(separator: ", "))")
+        let told = mine.allSatisfy { $0.kind == .lora || $0.kind == .dora }
+        print("\(c.rawValue): \(mine.count) modules (\(convs) k×k convolutions\(told ? "" : " in the factors' shapes; flattened ones need --pipeline")); "
+              + "targets \(kinds.joined(separator: ", "))")
     }
     print("rank:      \(ranks.map(String.init).joined(separator: ", "))")
     print("alpha:     \(alphas.map { String($0) }.joined(separator: ", "))")
@@ -103,7 +105,14 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
 /// kinds whose factors do not give it (LoHa, LoKr).
 func baseShapes(_ files: [LoRAFile], pipeline: String?) throws -> LoRAAlgebra.BaseShapes {
     guard files.contains(where: { $0.kinds.contains { $0 != .lora } }) else { return { _ in nil } }
-    let indexes = try DiffusersFolder(path: AdapterBase.pipeline(given: pipeline, metadata: files[0].metadata)).moduleIndexes()
+    let folder: String
+    do {
+        folder = try AdapterBase.pipeline(given: pipeline, metadata: files[0].metadata)
+    } catch is CommandLineError {
+        throw CommandLineError.usage("LoHa / LoKr factors do not tell a 3×3 convolution from a linear layer; give --pipeline DIR, "
+            + "the base model the adapter was trained on")
+    }
+    let indexes = try DiffusersFolder(path: folder).moduleIndexes()
     return { m in
         indexes.first { $0.component == m.component }.flatMap { index in index.resolve(m.name).flatMap { index.shapes[$0] } }
     }
