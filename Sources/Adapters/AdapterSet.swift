@@ -10,10 +10,12 @@ public final class AdapterSet {
     public private(set) var sources: [String: String] = [:]
 
     /// `textEncoder2`: SDXL's second text encoder (files' `text_encoder_2.` / `lora_te2_` keys); it takes the
-    /// text-encoder weight.
-    public init(unet: Module?, textEncoder: Module?, textEncoder2: Module? = nil, seed: UInt64 = 0) {
+    /// text-encoder weight. `unetAliases`: other names of the UNet's modules that files may use (the original LDM
+    /// checkpoint's, foreign name → our path; Pipeline's `StableDiffusionModel.unetLDMModuleNames`).
+    public init(unet: Module?, textEncoder: Module?, textEncoder2: Module? = nil, seed: UInt64 = 0,
+                unetAliases: [String: String] = [:]) {
         var s: [ModelComponent: AdapterStack] = [:]
-        if let unet { s[.unet] = AdapterStack(root: unet, component: .unet, seed: seed) }
+        if let unet { s[.unet] = AdapterStack(root: unet, component: .unet, seed: seed, aliases: unetAliases) }
         if let textEncoder { s[.textEncoder] = AdapterStack(root: textEncoder, component: .textEncoder, seed: seed &+ 1) }
         if let textEncoder2 { s[.textEncoder2] = AdapterStack(root: textEncoder2, component: .textEncoder2, seed: seed &+ 2) }
         stacks = s

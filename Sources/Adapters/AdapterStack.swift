@@ -15,9 +15,10 @@ public final class AdapterStack {
     /// Seed for the branches' dropout streams.
     private let seed: UInt64
 
-    public init(root: Module, component: ModelComponent, seed: UInt64 = 0) {
+    /// `aliases`: other names of the model's modules that adapter files may use (foreign name → our path).
+    public init(root: Module, component: ModelComponent, seed: UInt64 = 0, aliases: [String: String] = [:]) {
         self.root = root
-        self.index = ModuleIndex(component: component, root: root)
+        self.index = ModuleIndex(component: component, root: root, aliases: aliases)
         self.seed = seed
     }
 
@@ -33,7 +34,14 @@ public final class AdapterStack {
         return made
     }
 
-    /// Every branch that holds a pair of adapter `name`, with that pair, in path order.
+    /// Every branch that holds an entry of adapter `name` (any kind), with that entry, in path order.
+    public func entries(of name: String) -> [(path: String, branch: LoRABranch, entry: LayerAdapterEntry)] {
+        branches.keys.sorted().compactMap { path in
+            branches[path]!.entry(named: name).map { (path, branches[path]!, $0) }
+        }
+    }
+
+    /// Every branch that holds a LoRA pair of adapter `name`, with that pair, in path order.
     public func pairs(of name: String) -> [(path: String, branch: LoRABranch, pair: LoRAPair)] {
         branches.keys.sorted().compactMap { path in
             branches[path]!.pair(named: name).map { (path, branches[path]!, $0) }
@@ -50,14 +58,29 @@ public final class AdapterStack {
         var targets: [(LoRABranch, ResolvedModule)] = []
         for m in mine {
             guard let b = branch(at: m.path) else { throw AdaptersError.invalidRequest("'\(m.path)' is not a Linear or Conv2d layer") }
-            guard loraMisfit(base: b.baseShape, down: m.weights.down.shape, up: m.weights.up.shape) == nil else {
+            if let reason = m.weights.misfit(base: b.baseShape) {
+                guard m.weights.kind == .lora else {
+                    throw AdaptersError.incompleteModule(file: name, module: m.path, reason: reason)
+                }
                 throw AdaptersError.shapeMismatch(file: name, module: m.path, keys: m.weights.keys, base: b.baseShape,
                                                   down: m.weights.down.shape, up: m.weights.up.shape)
             }
             targets.append((b, m))
         }
-        for (b, m) in targets {
-            b.addPair(name: name, down: m.weights.down, up: m.weights.up, alpha: m.weights.effectiveAlpha, weight: weight)
+        var added: [LoRABranch] = []
+        do {
+            for (b, m) in targets {
+                if m.weights.kind == .lora {
+                    b.addPair(name: name, down: m.weights.down, up: m.weights.up, alpha: m.weights.effectiveAlpha, weight: weight)
+                } else {
+                    try b.addDeltaPair(name: name, factors: m.weights.factors, weight: weight)
+                }
+                added.append(b)
+            }
+        } catch {
+            for b in added { b.removePair(named: name) }
+            if let error = error as? AdapterFactorsError { throw AdaptersError.invalidRequest("\(name): \(error.description)") }
+            throw error
         }
         adapterNames.append(name)
     }
@@ -66,7 +89,7 @@ public final class AdapterStack {
     /// `random`, up zero: the model's output is unchanged bit for bit). Returns the number of layers.
     @discardableResult
     public func addTrainable(name: String, rank: Int, alpha: Float? = nil, targets: LoRATargets,
-                             initialization: LoRAInit = .kaimingUniform, dropout: Float = 0,
+                             initialization: LoRAInit = .kaimingUniform, dropout: Float = 0, dora: Bool = false,
                              random: inout PhiloxRandom) throws -> Int {
         guard !adapterNames.contains(name) else { throw AdaptersError.duplicateAdapter(name) }
         guard rank > 0 else { throw AdaptersError.invalidRequest("LoRA rank must be positive, got \(rank)") }
@@ -77,16 +100,20 @@ public final class AdapterStack {
         for path in paths {
             guard let b = branch(at: path) else { continue }
             b.dropout = dropout
-            b.addTrainablePair(name: name, rank: rank, alpha: alpha ?? Float(rank), initialization: initialization, random: &random)
+            b.addTrainablePair(name: name, rank: rank, alpha: alpha ?? Float(rank), initialization: initialization, dora: dora,
+                               random: &random)
         }
         adapterNames.append(name)
         return paths.count
     }
 
+    /// Records a trainable adapter added layer by layer (AdaLoRA).
+    func registerTrainable(_ name: String) { adapterNames.append(name) }
+
     /// Removes adapter `name` (unfusing first if it is fused).
     public func remove(_ name: String) throws {
         let found = try checked(name)
-        if found.contains(where: { $0.pair.isFused }) { unfuse() }
+        if found.contains(where: { $0.entry.isFused }) { unfuse() }
         for (_, b, _) in found { b.removePair(named: name) }
         adapterNames.removeAll { $0 == name }
     }
@@ -95,23 +122,23 @@ public final class AdapterStack {
 
     /// Sets adapter `name`'s weight (w in w·α/r) on every layer.
     public func setWeight(_ weight: Float, for name: String) throws {
-        for (_, b, p) in try checked(name) { p.weight = weight; b.syncAttachment() }
+        for (_, b, e) in try checked(name) { e.weight = weight; b.syncAttachment() }
     }
 
     /// Turns adapter `name` off or on without forgetting it.
     public func setEnabled(_ enabled: Bool, for name: String) throws {
-        for (_, b, p) in try checked(name) { p.isEnabled = enabled; b.syncAttachment() }
+        for (_, b, e) in try checked(name) { e.isEnabled = enabled; b.syncAttachment() }
     }
 
-    private func checked(_ name: String) throws -> [(path: String, branch: LoRABranch, pair: LoRAPair)] {
+    private func checked(_ name: String) throws -> [(path: String, branch: LoRABranch, entry: LayerAdapterEntry)] {
         guard adapterNames.contains(name) else { throw AdaptersError.unknownAdapter(name) }
-        return pairs(of: name)
+        return entries(of: name)
     }
 
     // MARK: Fusing
 
     /// Whether some adapter is baked into the base weights.
-    public var isFused: Bool { branches.values.contains { $0.pairs.contains(where: \.isFused) } }
+    public var isFused: Bool { branches.values.contains { $0.entries.contains(where: \.isFused) } }
 
     /// Bakes Σ w·(α/r)·B·A of the enabled adapters (`names`, default all) into the base weights; they then
     /// cost nothing per step. Refuses NaN/Inf, and per-row weights (inside `AdapterRowWeights.apply`), before
@@ -119,17 +146,17 @@ public final class AdapterStack {
     public func fuse(_ names: [String]? = nil) throws {
         let selected = names ?? adapterNames
         for n in selected where !adapterNames.contains(n) { throw AdaptersError.unknownAdapter(n) }
-        var plan: [(String, LoRABranch, [LoRAPair], Tensor)] = []
+        var plan: [(String, LoRABranch, [LayerAdapterEntry], Tensor)] = []
         for path in branches.keys.sorted() {
             let b = branches[path]!
-            let chosen = b.pairs.filter { selected.contains($0.name) && $0.isEnabled && !$0.isFused }
+            let chosen = b.entries.filter { selected.contains($0.name) && $0.isEnabled && !$0.isFused }
             guard !chosen.isEmpty else { continue }
             var total: Tensor?
             for p in chosen {
                 guard p.rowWeights == nil else {
                     throw AdaptersError.invalidRequest("adapter '\(p.name)' has per-image weights in this call and cannot be fused")
                 }
-                let d = try b.weightDelta(p, weight: p.weight)
+                let d = try b.weightDelta(of: p, weight: p.weight)
                 guard allFinite(d) else { throw AdaptersError.nonFinite(adapter: p.name, module: path) }
                 total = try total.map { try Elementwise.add($0, d) } ?? d
             }
@@ -145,10 +172,10 @@ public final class AdapterStack {
 
     /// Restores every fused base weight exactly and makes the fused adapters run as branches again.
     public func unfuse() {
-        for (path, b) in branches where b.pairs.contains(where: \.isFused) {
+        for (path, b) in branches where b.entries.contains(where: \.isFused) {
             (root.module(at: path) as? Linear)?.restoreBakedWeight()
             (root.module(at: path) as? Conv2d)?.restoreBakedWeight()
-            for p in b.pairs { p.isFused = false }
+            for p in b.entries { p.isFused = false }
             b.syncAttachment()
         }
     }
@@ -157,8 +184,16 @@ public final class AdapterStack {
 
     /// Adapter `name` as file modules (checkpoint layout, file names), e.g. to save a trained adapter.
     public func export(_ name: String) throws -> [LoRAModuleWeights] {
-        try checked(name).map { path, b, p in
+        try checked(name).map { path, b, e in
+            if let other = e as? WeightDeltaPair {
+                return LoRAModuleWeights(component: component, name: index.fileName(path), factors: other.factors)
+            }
+            let p = e as! LoRAPair
             let (down, up) = b.checkpointTensors(p)
+            if let m = p.magnitude {
+                return LoRAModuleWeights(component: component, name: index.fileName(path),
+                                         factors: DoRAFactors(lora: LoRAFactors(down: down, up: up, alpha: p.alpha), magnitude: m.value))
+            }
             return LoRAModuleWeights(component: component, name: index.fileName(path), down: down, up: up, alpha: p.alpha)
         }
     }

@@ -32,6 +32,12 @@ public struct ResolvedModule: Sendable {
     /// Our key path.
     public var path: String
     public var weights: LoRAModuleWeights
+
+    public init(component: ModelComponent, path: String, weights: LoRAModuleWeights) {
+        self.component = component
+        self.path = path
+        self.weights = weights
+    }
 }
 
 /// An adapter file matched against a model's module indexes.
@@ -57,7 +63,11 @@ extension LoRAFile {
                 unmatched += m.keys
                 continue
             }
-            if loraMisfit(base: base, down: m.down.shape, up: m.up.shape) != nil {
+            if let reason = m.misfit(base: base) {
+                guard m.kind == .lora else {
+                    throw AdaptersError.incompleteModule(file: self.path, module: path,
+                                                         reason: "\(m.kind.rawValue) does not fit the model: \(reason); is the adapter for another architecture?")
+                }
                 throw AdaptersError.shapeMismatch(file: self.path, module: path, keys: Array(m.keys.prefix(2)),
                                                   base: base, down: m.down.shape, up: m.up.shape)
             }

@@ -10,6 +10,10 @@ public enum LoRAAlgebra {
         var order: [String] = []
         var groups: [String: [(LoRAModuleWeights, Float)]] = [:]
         for (file, w) in inputs {
+            if let other = file.modules.first(where: { $0.kind != .lora }) {
+                throw AdaptersError.invalidRequest("\(file.path): '\(other.name)' is a \(other.kind.rawValue) module; an exact merge "
+                    + "concatenates LoRA pairs only (give --rank R to merge weight deltas by SVD)")
+            }
             for m in file.modules {
                 let id = m.component.rawValue + ":" + m.name.replacingOccurrences(of: ".", with: "_")
                 if groups[id] == nil { order.append(id) }
@@ -49,6 +53,10 @@ public enum LoRAAlgebra {
     /// down = √Σ_r·V_rᵀ, α = rank (so the scale is 1). Modules already at or below `rank` keep their rank.
     public static func resize(_ file: LoRAFile, rank: Int) throws -> Resized {
         guard rank > 0 else { throw AdaptersError.invalidRequest("the new rank must be positive, got \(rank)") }
+        if let other = file.modules.first(where: { $0.kind != .lora }) {
+            throw AdaptersError.invalidRequest("\(file.path): '\(other.name)' is a \(other.kind.rawValue) module; resizing it "
+                + "needs its layer's shape (resize(_:rank:baseShapes:))")
+        }
         var out: [LoRAModuleWeights] = []
         var kept = 0.0, total = 0.0
         var worst = (name: "", energy: 1.0)
@@ -89,9 +97,20 @@ public enum LoRAAlgebra {
                     throw AdaptersError.invalidRequest("the base has no tensor '\(key)'")
                 }
                 let mw = m.weights
-                let r = mw.rank, inner = mw.down.count / r
-                var delta = try TensorCore.matmul(mw.up.reshapedUnchecked([mw.up.shape[0], r]), mw.down.reshapedUnchecked([r, inner]))
-                delta = Elementwise.scale(delta, by: w * mw.effectiveAlpha / Float(r)).reshapedUnchecked(base.shape)
+                var delta: Tensor
+                if mw.kind == .lora {
+                    let r = mw.rank, inner = mw.down.count / r
+                    delta = try TensorCore.matmul(mw.up.reshapedUnchecked([mw.up.shape[0], r]), mw.down.reshapedUnchecked([r, inner]))
+                    delta = Elementwise.scale(delta, by: w * mw.effectiveAlpha / Float(r)).reshapedUnchecked(base.shape)
+                } else {
+                    do {
+                        // DoRA's ΔW is relative to the base weight itself, not to what earlier adapters made of it.
+                        let original = stateDict[key] ?? base
+                        delta = Elementwise.scale(try mw.factors.weightDelta(baseWeight: original), by: w)
+                    } catch let error as AdapterFactorsError {
+                        throw AdaptersError.incompleteModule(file: adapter.file.path, module: m.path, reason: error.description)
+                    }
+                }
                 let sum = try Elementwise.add(base, delta)
                 guard allFinite(sum) else { throw AdaptersError.nonFinite(adapter: adapter.file.path, module: m.path) }
                 updated[key] = sum

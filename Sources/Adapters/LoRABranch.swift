@@ -19,30 +19,21 @@ public enum LoRAInit: String, Sendable, CaseIterable {
     case gaussian
 }
 
-/// One adapter's low-rank pair on one layer, with its weight and state.
-public final class LoRAPair {
-    /// The adapter this pair belongs to.
+/// One adapter of any kind on one layer: its name, weight and state (`LoRAPair`, `WeightDeltaPair`).
+public class LayerAdapterEntry {
+    /// The adapter this entry belongs to.
     public let name: String
-    public let down: Variable    // Linear [r, in]; convolution [k, k, in, r] (HWIO)
-    public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
-    public let alpha: Float
     /// The adapter's weight w (the multiplier of A1111's `<lora:name:w>`, diffusers' `set_adapters`).
     /// Per-image weights do not change it: they come with the call (`AdapterRowWeights`).
     public var weight: Float = 1
     public var isEnabled = true
-    /// Whether the pair is baked into the base weight (it then adds nothing at run time).
+    /// Whether the entry is baked into the base weight (it then adds nothing at run time).
     public internal(set) var isFused = false
 
-    public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
-    /// α / r.
-    public var scaling: Float { alpha / Float(rank) }
+    init(name: String) { self.name = name }
 
-    init(name: String, down: Variable, up: Variable, alpha: Float) {
-        self.name = name
-        self.down = down
-        self.up = up
-        self.alpha = alpha
-    }
+    /// The adapter kind.
+    public var kind: AdapterKind { .lora }
 
     /// The per-batch-row weights of the current call (`AdapterRowWeights.current`), nil when the call
     /// gives none for this adapter (then `weight` applies to every row).
@@ -59,10 +50,58 @@ public final class LoRAPair {
     }
 }
 
+/// One adapter's low-rank pair on one layer, with its weight and state.
+public final class LoRAPair: LayerAdapterEntry {
+    public let down: Variable    // Linear [r, in]; convolution [k, k, in, r] (HWIO)
+    public let up: Variable      // Linear [out, r]; convolution [1, 1, r, out] (HWIO)
+    public let alpha: Float
+
+    /// DoRA's magnitude m [out] when the pair is trained as DoRA (nil: plain LoRA). The layer then gives
+    /// bias + m/‖W + s·B·A‖ ⊙ (W·x + s·B·A·x) at weight 1, the norm per output channel and detached
+    /// (peft `DoraLinearLayer` / `DoraConv2dLayer`); a weight w scales what it adds to the base output.
+    public internal(set) var magnitude: Variable?
+    /// AdaLoRA's singular values E [r] when the pair is trained as AdaLoRA (peft `SVDLinear`): the layer adds
+    /// (α / (r + 1e-5)) · B·((A·x) ⊙ E); the rank allocator masks entries of E to zero.
+    public internal(set) var singularValues: Variable?
+
+    public var rank: Int { up.shape.count == 2 ? up.shape[1] : up.shape[2] }
+    /// α / r (AdaLoRA: α / (r + 1e-5), as peft).
+    public var scaling: Float { singularValues == nil ? alpha / Float(rank) : alpha / (Float(rank) + 1e-5) }
+    public override var kind: AdapterKind { magnitude == nil ? .lora : .dora }
+
+    init(name: String, down: Variable, up: Variable, alpha: Float) {
+        self.down = down
+        self.up = up
+        self.alpha = alpha
+        super.init(name: name)
+    }
+}
+
+/// An adapter of another kind (LoHa, LoKr) on one layer, applied through its weight delta: the layer adds
+/// w · ΔW·x (a linear map or a convolution with the base's stride and padding). ΔW is frozen.
+public final class WeightDeltaPair: LayerAdapterEntry {
+    /// The module's tensors as the file gave them (for fusing and export).
+    public let factors: any AdapterFactors
+    /// ΔW in the layer's layout: Linear [out, in]; convolution [k, k, in, out] (HWIO).
+    public let delta: Variable
+
+    init(name: String, factors: any AdapterFactors, delta: Variable) {
+        self.factors = factors
+        self.delta = delta
+        super.init(name: name)
+    }
+
+    public override var kind: AdapterKind { type(of: factors).kind }
+}
+
 /// The adapters of one layer: shared logic of `LoRALinear` and `LoRAConv`, which override the
 /// layer-specific hooks (host, base shape, down/up maps, checkpoint layout, attachment).
 public class LoRABranch: LayerAdapter {
     public private(set) var pairs: [LoRAPair] = []
+    /// Adapters of other kinds, applied through their weight deltas.
+    public private(set) var deltaPairs: [WeightDeltaPair] = []
+    /// Every adapter on the layer (LoRA pairs, then the others).
+    public var entries: [LayerAdapterEntry] { pairs + deltaPairs }
     /// Dropout probability on the branch input while the host layer is in training mode.
     public var dropout: Float = 0
     /// Random source for dropout (explicit and seeded, like every random value).
@@ -82,32 +121,60 @@ public class LoRABranch: LayerAdapter {
     func makePair(name: String, down: Tensor, up: Tensor, alpha: Float) -> LoRAPair {
         LoRAPair(name: name, down: Variable(down), up: Variable(up), alpha: alpha)
     }
+    /// x → x·ΔW for a weight delta in the layer's layout; a checkpoint-layout ΔW in that layout.
+    func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable { x }
+    func layerLayout(_ checkpointDelta: Tensor) -> Tensor { checkpointDelta }
+    /// The host's weight in checkpoint layout as it is without baked adapters (DoRA's ΔW depends on it).
+    var baseWeight: Tensor? { nil }
+
+    /// ΔW of other-kind factors for this layer, checkpoint layout.
+    func otherDelta(_ factors: any AdapterFactors) throws -> Tensor {
+        guard factors.needsBaseWeight else { return try factors.weightDelta(base: baseShape) }
+        guard let w = baseWeight else { throw AdaptersError.invalidRequest("the layer of this branch no longer exists") }
+        return try factors.weightDelta(baseWeight: w)
+    }
     var isAttached: Bool { false }
     func setAttached(_ attached: Bool) {}
 
     // MARK: Forward
 
-    /// Σ over active pairs of w · (α/r) · up(down(dropout(x))), each pair only on the rows it applies to.
+    /// Σ over active pairs of w · (α/r) · up(down(dropout(x))), each pair only on the rows it applies to, and
+    /// the other kinds' w · ΔW·x. DoRA pairs in training need the base output: `added(to:input:)` adds them.
     public func delta(_ x: Variable) throws -> Variable {
         let input = try dropped(x)
         let batch = x.shape[0]
         var parts: [(rows: [Int]?, value: Variable)] = []
-        for pair in pairs where pair.isActive {
+        for pair in pairs where pair.isActive && pair.magnitude == nil {
             guard let rowWeights = pair.rowWeights else {
-                parts.append((nil, try applyUp(scale(applyDown(input, pair), by: pair.weight * pair.scaling), pair)))
+                parts.append((nil, try applyUp(scale(projectDown(input, pair), by: pair.weight * pair.scaling), pair)))
                 continue
             }
             guard rowWeights.count == batch else {
                 throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
             }
             let rows = rowWeights.indices.filter { rowWeights[$0] != 0 }
-            let h = try applyDown(rows.count == batch ? input : selectRows(input, rows), pair)      // [n, ..., r]
+            let h = try projectDown(rows.count == batch ? input : selectRows(input, rows), pair)    // [n, ..., r]
             let scales = rows.map { rowWeights[$0] * pair.scaling }
             let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: h.shape.count - 1), scalars: scales))
             parts.append((rows.count == batch ? nil : rows, try applyUp(mul(h, perRow), pair)))
         }
-        if parts.isEmpty, let pair = pairs.first {   // nothing active: an exact zero of the output's shape
-            return scale(try applyUp(applyDown(input, pair), pair), by: 0)
+        for pair in deltaPairs where pair.isActive {
+            guard let rowWeights = pair.rowWeights else {
+                parts.append((nil, scale(try applyFull(input, pair.delta), by: pair.weight)))
+                continue
+            }
+            guard rowWeights.count == batch else {
+                throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+            }
+            let rows = rowWeights.indices.filter { rowWeights[$0] != 0 }
+            let d = try applyFull(rows.count == batch ? input : selectRows(input, rows), pair.delta)
+            let perRow = Variable(try Tensor(shape: [rows.count] + Array(repeating: 1, count: d.shape.count - 1),
+                                             scalars: rows.map { rowWeights[$0] }))
+            parts.append((rows.count == batch ? nil : rows, try mul(d, perRow)))
+        }
+        if parts.isEmpty {   // nothing active: an exact zero of the output's shape
+            if let pair = pairs.first { return scale(try applyUp(applyDown(input, pair), pair), by: 0) }
+            if let pair = deltaPairs.first { return scale(try applyFull(input, pair.delta), by: 0) }
         }
         return try combineRows(parts, batch: batch)
     }
@@ -118,10 +185,13 @@ public class LoRABranch: LayerAdapter {
     /// whatever rows share its GEMM (for few rows sgemm computes (B·Aᵀ)ᵀ and would fold α into the other
     /// operand): per-image adapters in a batch then equal each image alone bit for bit.
     public func added(to y: Variable, input x: Variable) throws -> Variable {
-        let active = pairs.filter(\.isActive)
-        if active.isEmpty { return y }          // nothing to add in this call (e.g. every row at weight 0)
+        let active = pairs.filter(\.isActive), activeDeltas = deltaPairs.filter(\.isActive)
+        if active.isEmpty && activeDeltas.isEmpty { return y }   // nothing to add in this call (e.g. every row at weight 0)
+        if active.contains(where: { $0.magnitude != nil }) { return try addedWithDoRA(to: y, input: x) }
+        if active.contains(where: { $0.singularValues != nil }) { return try add(y, delta(x)) }
         let training = dropout > 0 && (host?.isTraining ?? false)
-        guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] }), let width = y.shape.last,
+        guard !training, !GradMode.shouldRecord([x, y] + active.flatMap { [$0.down, $0.up] } + activeDeltas.map(\.delta)),
+              let width = y.shape.last,
               y.value.count > 0 else {
             return try add(y, delta(x))
         }
@@ -163,20 +233,86 @@ public class LoRABranch: LayerAdapter {
                 }
             }
         }
+        for pair in activeDeltas {
+            // Each row gets w·(ΔW·x) for its own row of the product (the GEMM at α = 1, as for LoRA above).
+            var items = Array(0..<batch), weights = Array(repeating: pair.weight, count: batch)
+            if let rowWeights = pair.rowWeights {
+                guard rowWeights.count == batch else {
+                    throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+                }
+                items = items.filter { rowWeights[$0] != 0 }
+                weights = rowWeights
+            }
+            let d = try applyFull(items.count == batch ? x : selectRows(x, items), pair.delta).value   // [n, …, out]
+            let span = perItem * width
+            out.withUnsafeMutableBufferPointer { o in
+                d.withUnsafeBufferPointer { dp in
+                    for (j, item) in items.enumerated() {
+                        let s = weights[item], src = dp.baseAddress! + j * span, dst = o.baseAddress! + item * span
+                        for q in 0..<span { dst[q] += s * src[q] }
+                    }
+                }
+            }
+        }
         return Variable(out)
     }
+
+    /// y plus every active entry, DoRA pairs computed from the base output (peft's forward, with gradients).
+    private func addedWithDoRA(to y: Variable, input x: Variable) throws -> Variable {
+        let dora = pairs.filter { $0.isActive && $0.magnitude != nil }
+        var out = y
+        if pairs.contains(where: { $0.isActive && $0.magnitude == nil }) || deltaPairs.contains(where: \.isActive) {
+            out = try add(out, delta(x))
+        }
+        guard let base = baseWeight else { throw AdaptersError.invalidRequest("the layer of this branch no longer exists") }
+        let biasFree = try hostBias.map { try sub(y, $0) } ?? y                      // W·x [..., out]
+        let input = try dropped(x)
+        for pair in dora {
+            guard pair.rowWeights == nil else {
+                throw AdaptersError.invalidRequest("adapter '\(pair.name)' is a DoRA adapter in training; per-image weights need it saved and loaded")
+            }
+            let m = pair.magnitude!
+            // ‖W + s·B·A‖ per output channel, without gradient (peft detaches it).
+            let adapted = try Elementwise.add(base, weightDelta(pair, weight: 1)).scalars
+            let rows = base.shape[0], inner = base.count / max(rows, 1)
+            let inverse = try Tensor(shape: [rows], scalars: (0..<rows).map { o in
+                var sum = 0.0
+                for j in 0..<inner { let v = Double(adapted[o * inner + j]); sum += v * v }
+                return Float(1 / sum.squareRoot())
+            })
+            let factor = try mul(m, Variable(inverse))                                   // m / ‖W + s·B·A‖ [out]
+            let lora = try applyUp(scale(applyDown(input, pair), by: pair.scaling), pair) // s·B·A·x
+            let rescaled = try sub(mul(add(biasFree, lora), factor), biasFree)            // f ⊙ (W·x + s·B·A·x) − W·x
+            out = try add(out, pair.weight == 1 ? rescaled : scale(rescaled, by: pair.weight))
+        }
+        return out
+    }
+
+    /// down(x), times AdaLoRA's singular values when the pair has them.
+    func projectDown(_ x: Variable, _ pair: LoRAPair) throws -> Variable {
+        let h = try applyDown(x, pair)
+        guard let e = pair.singularValues else { return h }
+        return try mul(h, e)                                                            // [..., r] ⊙ E [r]
+    }
+
+    /// The host's bias, if any.
+    var hostBias: Variable? { nil }
 
     /// Whether `up` is stored [out, r] (Linear) rather than [r, out] (a 1×1 convolution's HWIO).
     var upIsTransposed: Bool { true }
 
-    private func dropped(_ x: Variable) throws -> Variable {
+    func dropped(_ x: Variable) throws -> Variable {
         guard dropout > 0, let host, host.isTraining else { return x }
         let layer = Dropout(p: dropout)          // in training mode as made
         return try layer(x, random: &random)
     }
 
     public var adapterParameters: [(String, Variable)] {
-        pairs.flatMap { [("lora_A.\($0.name).weight", $0.down), ("lora_B.\($0.name).weight", $0.up)] }
+        pairs.flatMap { p in
+            [("lora_A.\(p.name).weight", p.down), ("lora_B.\(p.name).weight", p.up)]
+                + (p.magnitude.map { [("lora_magnitude_vector.\(p.name).weight", $0)] } ?? [])
+                + (p.singularValues.map { [("lora_E.\(p.name)", $0)] } ?? [])
+        }
     }
 
     // MARK: Pairs
@@ -192,8 +328,10 @@ public class LoRABranch: LayerAdapter {
         syncAttachment()
     }
 
-    /// Adds a freshly initialised, trainable pair of rank `rank`.
-    func addTrainablePair(name: String, rank: Int, alpha: Float, initialization: LoRAInit, random: inout PhiloxRandom) {
+    /// Adds a freshly initialised, trainable pair of rank `rank` (DoRA: with m = ‖W‖ per output channel, so the
+    /// output is unchanged as for LoRA).
+    func addTrainablePair(name: String, rank: Int, alpha: Float, initialization: LoRAInit, dora: Bool = false,
+                          random: inout PhiloxRandom) {
         let base = baseShape
         let fanIn = base.dropFirst().reduce(1, *)
         let downShape = [rank] + base.dropFirst()
@@ -204,25 +342,67 @@ public class LoRABranch: LayerAdapter {
         let pair = makePair(name: name, down: down, up: up, alpha: alpha)
         pair.down.requiresGrad = true
         pair.up.requiresGrad = true
+        if dora, let w = baseWeight {
+            let rows = w.shape[0], inner = w.count / max(rows, 1), v = w.scalars
+            let norms = (0..<rows).map { o in Float((0..<inner).reduce(0.0) { $0 + Double(v[o * inner + $1]) * Double(v[o * inner + $1]) }.squareRoot()) }
+            pair.magnitude = Variable(Tensor(shape: [rows]) { $0.baseAddress!.update(from: norms, count: rows) }, requiresGrad: true)
+        }
         pairs.append(pair)
         syncAttachment()
     }
 
+    /// Adds a trainable AdaLoRA triplet of rank `rank` (peft's init: A, B ~ N(0, 0.02²), E = 0).
+    func addTrainableSVDPair(name: String, rank: Int, alpha: Float, random: inout PhiloxRandom) {
+        let base = baseShape
+        let pair = makePair(name: name, down: random.normal(shape: [rank, base[1]], std: 0.02),
+                            up: random.normal(shape: [base[0], rank], std: 0.02), alpha: alpha)
+        pair.down.requiresGrad = true
+        pair.up.requiresGrad = true
+        pair.singularValues = Variable(Tensor(zeros: [rank]), requiresGrad: true)
+        pairs.append(pair)
+        syncAttachment()
+    }
+
+    /// Adds an adapter of another kind from its checkpoint-layout factors (fit checked before).
+    func addDeltaPair(name: String, factors: any AdapterFactors, weight: Float) throws {
+        let pair = WeightDeltaPair(name: name, factors: factors, delta: Variable(layerLayout(try otherDelta(factors))))
+        pair.weight = weight
+        deltaPairs.append(pair)
+        syncAttachment()
+    }
+
+    /// The entry of adapter `name` on this layer, of any kind.
+    public func entry(named name: String) -> LayerAdapterEntry? { entries.first { $0.name == name } }
+
     func removePair(named name: String) {
         pairs.removeAll { $0.name == name }
+        deltaPairs.removeAll { $0.name == name }
         syncAttachment()
     }
 
     /// Attaches the branch to its layer while some pair is enabled and not fused (a call may give it weight),
     /// and detaches it otherwise, so a layer without adapters pays nothing.
     func syncAttachment() {
-        let live = pairs.contains { $0.isLive }
+        let live = entries.contains { $0.isLive }
         if live != isAttached { setAttached(live) }
     }
 
-    /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]).
+    /// w · ΔW of an entry of any kind in checkpoint layout ([out, in] or [out, in, k, k]).
+    public func weightDelta(of entry: LayerAdapterEntry, weight: Float) throws -> Tensor {
+        if let pair = entry as? LoRAPair, let m = pair.magnitude {
+            let (down, up) = checkpointTensors(pair)
+            let dora = DoRAFactors(lora: LoRAFactors(down: down, up: up, alpha: pair.alpha), magnitude: m.value)
+            return Elementwise.scale(try otherDelta(dora), by: weight)
+        }
+        if let pair = entry as? LoRAPair { return try weightDelta(pair, weight: weight) }
+        guard let other = entry as? WeightDeltaPair else { throw AdaptersError.invalidRequest("unknown adapter entry") }
+        return Elementwise.scale(try otherDelta(other.factors), by: weight)
+    }
+
+    /// w · (α/r) · up·down in checkpoint layout ([out, in] or [out, in, k, k]); AdaLoRA: up·(E ⊙ down).
     public func weightDelta(_ pair: LoRAPair, weight: Float) throws -> Tensor {
-        let (down, up) = checkpointTensors(pair)
+        var (down, up) = checkpointTensors(pair)
+        if let e = pair.singularValues { down = try Elementwise.mul(down.rowMatrix, e.value.reshapedUnchecked([e.shape[0], 1])).reshapedUnchecked(down.shape) }
         let r = pair.rank, outFeatures = up.shape[0], inner = down.count / r
         let product = try TensorCore.matmul(up.reshapedUnchecked([outFeatures, r]), down.reshapedUnchecked([r, inner]))
         return Elementwise.scale(product, by: weight * pair.scaling).reshapedUnchecked(baseShape)
@@ -248,6 +428,13 @@ public final class LoRALinear: LoRABranch {
     override func applyUp(_ h: Variable, _ pair: LoRAPair) throws -> Variable {
         try linear(h, weight: pair.up, bias: nil)                   // [..., r] → [..., out]
     }
+
+    override func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable {
+        try linear(x, weight: delta, bias: nil)                     // [..., in] → [..., out]
+    }
+
+    override var baseWeight: Tensor? { layer.map { $0.unbakedWeight ?? $0.weight.value } }
+    override var hostBias: Variable? { layer?.bias }
 
     override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
 
@@ -283,6 +470,16 @@ public final class LoRAConv: LoRABranch {
     }
 
     override var upIsTransposed: Bool { false }
+
+    override func applyFull(_ x: Variable, _ delta: Variable) throws -> Variable {
+        guard let layer else { throw AdaptersError.invalidRequest("the convolution of this branch no longer exists") }
+        return try conv2d(x, weight: delta, bias: nil, stride: layer.stride, padding: layer.padding)   // [N, Ho, Wo, out]
+    }
+
+    override func layerLayout(_ checkpointDelta: Tensor) -> Tensor { Conv2d.hwio(fromOIHW: checkpointDelta) }
+
+    override var baseWeight: Tensor? { layer.map { Conv2d.oihw(fromHWIO: $0.unbakedWeight ?? $0.weight.value) } }
+    override var hostBias: Variable? { layer?.bias }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {
         (Conv2d.oihw(fromHWIO: pair.down.value), Conv2d.oihw(fromHWIO: pair.up.value))

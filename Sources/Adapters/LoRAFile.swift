@@ -21,7 +21,8 @@ public enum LoRAFormat: String, Sendable, CaseIterable {
     case diffusersLegacy = "diffusers-legacy"
 }
 
-/// One module's low-rank pair as a file stores it (checkpoint layout).
+/// One module of an adapter file as it stores it (checkpoint layout): a LoRA pair (`down`, `up`), or the
+/// factors of another kind (`factors`; `down` and `up` are then empty).
 public struct LoRAModuleWeights: Sendable {
     public var component: ModelComponent
     /// The module name as the file spells it (dotted path or kohya-underscored).
@@ -32,9 +33,14 @@ public struct LoRAModuleWeights: Sendable {
     public var alpha: Float?
     /// The tensor names this module was read from.
     public var keys: [String]
+    /// A module of a kind other than LoRA (LoHa, LoKr), nil for a LoRA pair.
+    public private(set) var otherKind: (any AdapterFactors)?
 
-    public var rank: Int { down.shape.first ?? 0 }
+    public var rank: Int { otherKind?.rank ?? down.shape.first ?? 0 }
     public var effectiveAlpha: Float { alpha ?? Float(rank) }
+    public var kind: AdapterKind { otherKind.map { type(of: $0).kind } ?? .lora }
+    /// The module's tensors as its kind.
+    public var factors: any AdapterFactors { otherKind ?? LoRAFactors(down: down, up: up, alpha: alpha) }
 
     public init(component: ModelComponent, name: String, down: Tensor, up: Tensor, alpha: Float?, keys: [String] = []) {
         self.component = component
@@ -44,6 +50,19 @@ public struct LoRAModuleWeights: Sendable {
         self.alpha = alpha
         self.keys = keys
     }
+
+    /// A module of any kind (a `LoRAFactors` gives the plain LoRA pair).
+    public init(component: ModelComponent, name: String, factors: any AdapterFactors, keys: [String] = []) {
+        if let lora = factors as? LoRAFactors {
+            self.init(component: component, name: name, down: lora.down, up: lora.up, alpha: lora.alpha, keys: keys)
+        } else {
+            self.init(component: component, name: name, down: Tensor(zeros: [0]), up: Tensor(zeros: [0]), alpha: factors.alpha, keys: keys)
+            otherKind = factors
+        }
+    }
+
+    /// Why the module does not fit a base weight of checkpoint shape `base`, or nil.
+    public func misfit(base: [Int]) -> String? { factors.misfit(base: base) }
 }
 
 /// A LoRA file read into modules.
@@ -66,23 +85,21 @@ public struct LoRAFile: Sendable {
     public init(tensors: [String: Tensor], metadata: [String: String] = [:], path: String = "<memory>") throws {
         self.path = path
         self.metadata = metadata
-        var parts: [String: (component: ModelComponent, down: (String, Tensor)?, up: (String, Tensor)?, alpha: (String, Tensor)?)] = [:]
+        var parts: [String: (component: ModelComponent, down: (String, Tensor)?, up: (String, Tensor)?, alpha: (String, Tensor)?,
+                             factors: [String: (String, Tensor)], magnitude: (String, Tensor)?)] = [:]
         var unknown: [String] = []
         var formats = Set<LoRAFormat>()
         for key in tensors.keys.sorted() {
             guard let parsed = LoRAKey(key) else { unknown.append(key); continue }
-            if parsed.role == .magnitude {
-                throw AdaptersError.incompleteModule(file: path, module: parsed.module,
-                                                     reason: "DoRA magnitude '\(key)' is not supported")
-            }
             formats.insert(parsed.format)
             let id = parsed.component.rawValue + ":" + parsed.module
-            var entry = parts[id] ?? (parsed.component, nil, nil, nil)
+            var entry = parts[id] ?? (parsed.component, nil, nil, nil, [:], nil)
             switch parsed.role {
             case .down: entry.down = (key, tensors[key]!)
             case .up: entry.up = (key, tensors[key]!)
             case .alpha: entry.alpha = (key, tensors[key]!)
-            case .magnitude: break
+            case .factor(let suffix): entry.factors[suffix] = (key, tensors[key]!)
+            case .magnitude: entry.magnitude = (key, tensors[key]!)
             }
             parts[id] = entry
         }
@@ -93,8 +110,16 @@ public struct LoRAFile: Sendable {
         var modules: [LoRAModuleWeights] = []
         for (id, entry) in parts.sorted(by: { $0.key < $1.key }) {
             let name = String(id.split(separator: ":", maxSplits: 1)[1])
+            if !entry.factors.isEmpty {
+                modules.append(try Self.otherKindModule(file: path, name: name, component: entry.component, factors: entry.factors,
+                                                        lora: [entry.down, entry.up].compactMap { $0?.0 }, alpha: entry.alpha))
+                continue
+            }
             guard let down = entry.down, let up = entry.up else {
-                if entry.down == nil && entry.up == nil, let a = entry.alpha { unknown.append(a.0); continue }
+                if entry.down == nil && entry.up == nil, entry.magnitude == nil, let a = entry.alpha { unknown.append(a.0); continue }
+                if entry.down == nil && entry.up == nil, let m = entry.magnitude {
+                    throw AdaptersError.incompleteModule(file: path, module: name, reason: "DoRA magnitude '\(m.0)' without a LoRA pair")
+                }
                 throw AdaptersError.incompleteModule(file: path, module: name,
                                                      reason: entry.down == nil ? "up tensor without a down tensor" : "down tensor without an up tensor")
             }
@@ -105,13 +130,51 @@ public struct LoRAFile: Sendable {
                 }
                 alpha = a.1.scalars[0]
             }
-            modules.append(LoRAModuleWeights(component: entry.component, name: name, down: down.1, up: up.1, alpha: alpha,
-                                             keys: [down.0, up.0] + (entry.alpha.map { [$0.0] } ?? [])))
+            let keys = [down.0, up.0] + (entry.alpha.map { [$0.0] } ?? [])
+            if let m = entry.magnitude {
+                let dora = DoRAFactors(lora: LoRAFactors(down: down.1, up: up.1, alpha: alpha), magnitude: m.1)
+                modules.append(LoRAModuleWeights(component: entry.component, name: name, factors: dora, keys: keys + [m.0]))
+                continue
+            }
+            modules.append(LoRAModuleWeights(component: entry.component, name: name, down: down.1, up: up.1, alpha: alpha, keys: keys))
         }
         self.format = format
         self.modules = modules
         self.unknownKeys = unknown
     }
+
+    /// A LoHa / LoKr module from its tensors by suffix (every suffix of one kind; no LoRA pair beside them).
+    static func otherKindModule(file: String, name: String, component: ModelComponent, factors: [String: (String, Tensor)],
+                                lora: [String], alpha: (String, Tensor)?) throws -> LoRAModuleWeights {
+        let suffixes = Set(factors.keys)
+        guard lora.isEmpty, let type = AdapterKind.types.first(where: { suffixes.isSubset(of: $0.suffixes) }) else {
+            throw AdaptersError.incompleteModule(file: file, module: name,
+                                                 reason: "tensors of several adapter kinds: \((lora + factors.values.map(\.0)).sorted().joined(separator: ", "))")
+        }
+        if let a = alpha, a.1.count != 1 {
+            throw AdaptersError.incompleteModule(file: file, module: name, reason: "alpha '\(a.0)' has shape \(a.1.shape)")
+        }
+        do {
+            let made = try type.init(tensors: factors.mapValues(\.1), alpha: alpha.map { $0.1.scalars[0] })
+            return LoRAModuleWeights(component: component, name: name, factors: made,
+                                     keys: factors.values.map(\.0).sorted() + (alpha.map { [$0.0] } ?? []))
+        } catch let error as AdapterFactorsError {
+            throw AdaptersError.incompleteModule(file: file, module: name, reason: error.description)
+        }
+    }
+
+    /// How the file names UNet modules: `diffusers` (`down_blocks_1_attentions_0_…`), `ldm` (the original
+    /// checkpoint's `input_blocks_4_1_…`, `middle_block_…`, `output_blocks_…`), `mixed`, or nil without UNet modules.
+    public var unetNaming: String? {
+        let names = modules.filter { $0.component == .unet }.map(\.name)
+        guard !names.isEmpty else { return nil }
+        let ldmPrefixes = ["input_blocks", "middle_block", "output_blocks", "time_embed", "out_2", "out.2", "label_emb"]
+        let ldm = names.filter { n in ldmPrefixes.contains { n.hasPrefix($0) } }.count
+        return ldm == 0 ? "diffusers" : ldm == names.count ? "ldm" : "mixed"
+    }
+
+    /// The kinds of module the file holds, in `AdapterKind` order.
+    public var kinds: [AdapterKind] { AdapterKind.allCases.filter { k in modules.contains { $0.kind == k } } }
 
     /// The rank shared by every module, or nil when ranks differ.
     public var rank: Int? { Set(modules.map(\.rank)).count == 1 ? modules.first?.rank : nil }
@@ -125,7 +188,7 @@ public struct LoRAFile: Sendable {
 
 /// One tensor name split into component, module name and role.
 struct LoRAKey {
-    enum Role { case down, up, alpha, magnitude }
+    enum Role: Equatable { case down, up, alpha, magnitude, factor(String) }
     let component: ModelComponent
     let module: String
     let role: Role
@@ -138,9 +201,10 @@ struct LoRAKey {
         (".lora.down.weight", .down, .diffusersLegacy), (".lora.up.weight", .up, .diffusersLegacy),
         ("_lora.down.weight", .down, .diffusersLegacy), ("_lora.up.weight", .up, .diffusersLegacy),
         (".lora_A.weight", .down, .peft), (".lora_B.weight", .up, .peft),
-        (".lora_magnitude_vector", .magnitude, .peft), (".dora_scale", .magnitude, .kohya),
+        (".lora_magnitude_vector.weight", .magnitude, .peft), (".lora_magnitude_vector", .magnitude, .peft),
+        (".dora_scale", .magnitude, .kohya),
         (".alpha", .alpha, .kohya),
-    ]
+    ] + AdapterKind.types.flatMap { $0.suffixes }.sorted { $0.count > $1.count }.map { ("." + $0, .factor($0), .kohya) }
 
     /// Old attention-processor names (`to_q_lora`) → module names, for the UNet and the text encoder.
     private static let processorNames: [String: (unet: String, textEncoder: String)] = [
@@ -177,6 +241,7 @@ struct LoRAKey {
                 component = .textEncoder
             }
             if role == .alpha { format = suffixFormat == .kohya ? .diffusersLegacy : format }
+            if case .factor = role { format = .peft }       // peft's LoHa / LoKr keys: dotted path + LyCORIS suffix
         }
         if suffix.hasPrefix("_lora") || module.hasSuffix("_lora") {   // attention-processor form
             if module.hasSuffix("_lora") { module.removeLast(5) }

@@ -61,9 +61,13 @@ public struct ModuleIndex: Sendable {
     /// Key path → base weight shape ([out, in] or [out, in, k, k]).
     public let shapes: [String: [Int]]
     private let lookup: [String: String]
+    /// The other names given at creation (foreign module name → our path).
+    public let aliases: [String: String]
 
-    /// From key paths and checkpoint weight shapes.
-    public init(component: ModelComponent, shapes: [String: [Int]]) {
+    /// From key paths and checkpoint weight shapes, and other names of those paths (`aliases`: foreign module
+    /// name → our path, e.g. the original LDM checkpoint's `input_blocks.4.1.transformer_blocks.0.attn1.to_q`),
+    /// each accepted dotted and kohya-underscored.
+    public init(component: ModelComponent, shapes: [String: [Int]], aliases: [String: String] = [:]) {
         self.component = component
         self.shapes = shapes
         var table: [String: String] = [:]
@@ -77,26 +81,30 @@ public struct ModuleIndex: Sendable {
                 table[s.replacingOccurrences(of: ".", with: "_")] = path
             }
         }
+        for (alias, path) in aliases where shapes[path] != nil {
+            for s in [alias, alias.replacingOccurrences(of: ".", with: "_")] where table[s] == nil { table[s] = path }
+        }
+        self.aliases = aliases
         lookup = table
     }
 
     /// The Linear and Conv2d layers of a module tree.
-    public init(component: ModelComponent, root: Module) {
+    public init(component: ModelComponent, root: Module, aliases: [String: String] = [:]) {
         var shapes: [String: [Int]] = [:]
         for (path, m) in root.namedModules() {
             if let l = m as? Linear { shapes[path] = [l.outFeatures, l.inFeatures] }
             if let c = m as? Conv2d { shapes[path] = [c.outChannels, c.inChannels, c.kernelSize, c.kernelSize] }
         }
-        self.init(component: component, shapes: shapes)
+        self.init(component: component, shapes: shapes, aliases: aliases)
     }
 
     /// The layers of a state dict given by its tensor shapes: every `<path>.weight` of rank 2 or 4.
-    public init(component: ModelComponent, stateDictShapes: [String: [Int]]) {
+    public init(component: ModelComponent, stateDictShapes: [String: [Int]], aliases: [String: String] = [:]) {
         var shapes: [String: [Int]] = [:]
         for (key, shape) in stateDictShapes where key.hasSuffix(".weight") && (shape.count == 2 || shape.count == 4) {
             shapes[String(key.dropLast(7))] = shape
         }
-        self.init(component: component, shapes: shapes)
+        self.init(component: component, shapes: shapes, aliases: aliases)
     }
 
     /// Our key path for a module name as a file spells it (dotted or kohya-underscored), or nil.

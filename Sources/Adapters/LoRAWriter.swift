@@ -46,11 +46,14 @@ public enum LoRAWriter {
         var writer = SafeTensorsWriter()
         switch format {
         case .kohya:
-            meta["ss_network_module"] = "networks.lora"
+            let kinds = AdapterKind.allCases.filter { k in modules.contains { $0.kind == k } }
+            meta["ss_network_module"] = kinds == [.lora] ? "networks.lora" : "lycoris.kohya"
             meta["ss_network_dim"] = String(ranks.max()!)
             meta["ss_network_alpha"] = number(alphas.max()!)
             let convs = modules.filter { $0.down.rank == 4 && ($0.down.shape[2] > 1 || $0.down.shape[3] > 1) }
-            if let c = convs.first {
+            if kinds.count == 1, let kind = kinds.first, kind != .lora {
+                meta["ss_network_args"] = #"{"algo": "\#(kind.rawValue)"}"#
+            } else if let c = convs.first {
                 meta["ss_network_args"] = #"{"conv_dim": "\#(c.rank)", "conv_alpha": "\#(number(c.effectiveAlpha))"}"#
             }
             // SDXL files (a second text encoder) name the first one lora_te1_, as sd-scripts' sdxl networks do.
@@ -60,8 +63,7 @@ public enum LoRAWriter {
                 // kohya names text-encoder modules from `text_model.` (transformers 5's diffusers files drop it)
                 let kohyaTextModel = m.component != .unet && m.name.hasPrefix("encoder.")
                 let key = prefix + (kohyaTextModel ? "text_model." + m.name : m.name).replacingOccurrences(of: ".", with: "_")
-                try writer.add(key + ".lora_down.weight", m.down, as: precision)
-                try writer.add(key + ".lora_up.weight", m.up, as: precision)
+                for (suffix, tensor) in m.factors.fileTensors { try writer.add(key + "." + suffix, tensor, as: precision) }
                 try writer.add(key + ".alpha", Tensor(scalar: m.effectiveAlpha), as: precision)
             }
         case .peft, .diffusersLegacy:
@@ -70,6 +72,10 @@ public enum LoRAWriter {
                 let mine = modules.filter { $0.component == component }
                 guard let first = mine.first else { continue }
                 let p = component.diffusersPrefix
+                for m in mine where m.kind != .lora {
+                    throw AdaptersError.invalidRequest("'\(m.name)' is a \(m.kind.rawValue) module: diffusers keys hold LoRA pairs only; "
+                        + "write it with kohya / LyCORIS keys (--to kohya) or turn it into a LoRA first (lora resize --rank R)")
+                }
                 for m in mine where m.name.contains("_") && !m.name.contains(".") {
                     throw AdaptersError.invalidRequest("'\(m.name)' is a kohya name; resolve it against a model before writing diffusers keys")
                 }

@@ -33,6 +33,9 @@ extension AdapterSet {
                     throw refuse("it has no weights for \(stack.component.rawValue) layer \(path), which this run trains "
                         + "(\(fromFile.count) of \(trained.count) layers present; its layers differ from --targets)")
                 }
+                guard m.weights.kind == .lora else {
+                    throw refuse("\(path) is a \(m.weights.kind.rawValue) module; a run continues from a plain LoRA file")
+                }
                 guard m.weights.rank == pair.rank else {
                     throw refuse("rank \(m.weights.rank) at \(path), this run's --rank is \(pair.rank)")
                 }

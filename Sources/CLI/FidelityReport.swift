@@ -129,7 +129,7 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             throw CommandLineError.usage("the report needs at least one seed and a batch of at least one")
         }
         let name = "report"
-        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder)
+        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, unetAliases: model.unetLDMModuleNames)
         try set.load(file, name: name, unetWeight: 0, textEncoderWeight: 0)
         let pipeline = TextToImage(model: model, adapters: set)
         let subjectPrompts = PromptSets.subject(token: token, className: className)

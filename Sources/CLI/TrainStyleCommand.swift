@@ -1,6 +1,7 @@
 // `train-style IMAGES_DIR --token sks [--class dog] [--style] ...`: DreamBooth-LoRA training of a subject
 // or style; writes the run folder (checkpoints, sample grids, loss curve) and the adapter file, and ends
 // with the judge's fidelity report on picture-world models. `train-style --report ADAPTER` runs the report alone.
+import Adapters
 import Foundation
 import Judge
 import Pipeline
@@ -37,7 +38,7 @@ public struct TrainStyleArguments {
     static let options: Set<String> = ModelOptions.names.union([
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
-        "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
+        "adapter", "target-rank", "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count", "preview", "taesd",
     ]).union(DatasetArguments.options).union(kohyaOptions)
     static let flags: Set<String> = Set(["quantize-convs", "style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
@@ -64,6 +65,10 @@ public struct TrainStyleArguments {
         optimisation (defaults per base model: pixel-space picture-world models such as the embedded
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
+          --adapter lora|dora|adalora (lora; dora: a magnitude per output channel is trained too, saved as a DoRA
+                                   file; adalora: --rank is the initial rank of SVD-form triplets on the targets'
+                                   linear layers, cut to --target-rank per layer on average (rank / 3) between 10 %
+                                   and 80 % of the steps, saved as a LoRA with a rank per module)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
           --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (constant, see below)  --gradient-accumulation N (1)
           --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
@@ -182,6 +187,19 @@ public struct TrainStyleArguments {
         c.previewTinyAutoencoder = try Self.previewTinyAutoencoder(a, pipeline: c.pipeline).map(absolute)
         c.rank = try a.int("rank", in: 1...1024) ?? preset.rank
         c.alpha = try a.double("alpha").map(Float.init)
+        if let k = a.string("adapter") {
+            guard let kind = TrainedAdapterKind(rawValue: k) else { throw CommandLineError.usage("--adapter must be lora or dora") }
+            c.adapter = kind == .lora ? nil : kind
+        }
+        if c.adapter == .adalora {
+            let target = try a.int("target-rank", in: 1...c.rank) ?? max(1, c.rank / 3)
+            let steps = c.loop.steps
+            c.adaLoRA = AdaLoRASettings(initialRank: c.rank, targetRank: target, tinit: steps / 10, tfinal: steps / 5,
+                                        deltaT: max(1, steps / 100), totalSteps: steps)
+            if let problem = c.adaLoRA?.problem { throw CommandLineError.usage(problem) }
+        } else if a.string("target-rank") != nil {
+            throw CommandLineError.usage("--target-rank is for --adapter adalora")
+        }
         if let t = a.string("targets") {
             guard let targets = AdapterTargets(rawValue: t) else { throw CommandLineError.usage("--targets must be attention or conv") }
             c.targets = targets
@@ -327,6 +345,7 @@ public enum TrainStyleCommand {
             console.note("an adapter \(c.prompt.token).safetensors was already there: kept it as \(kept)")
         }
         try trainer.writeAdapter(to: adapterPath)
+        if let ranks = trainer.adaLoRARankReport { print(ranks) }
         let example = c.prompt.style ? "a house in the style of \(c.prompt.token)"
             : "a photo of \(c.prompt.token)\(c.prompt.className.map { " " + $0 } ?? "") in the snow"
         console.note(String(format: "done: %d steps; wall time %.0f s (training %.0f s over all sessions); adapter %@; loss curve %@",

@@ -27,7 +27,8 @@ public final class AdapterSession {
     }
 
     public init(model: StableDiffusionModel, log: @escaping (String) -> Void = { _ in }) {
-        set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2)
+        set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2,
+                         unetAliases: model.unetLDMModuleNames)
         self.log = log
     }
 

@@ -2,6 +2,7 @@
 // UNet and text-encoder weight headers (for key accounting and kohya name resolution), and a copy of the
 // folder with adapters baked into those weights (`lora merge --into-base`).
 import Adapters
+import DiffusionModels
 import Foundation
 import SafeTensors
 import TensorCore
@@ -20,7 +21,14 @@ extension DiffusersFolder {
         }
         return try files.map { c, file in
             let st = try SafeTensorsFile(path: file.path)
-            return ModuleIndex(component: c, stateDictShapes: Dictionary(uniqueKeysWithValues: st.tensors.map { ($0.name, $0.shape) }))
+            let shapes = Dictionary(uniqueKeysWithValues: st.tensors.map { ($0.name, $0.shape) })
+            var aliases: [String: String] = [:]
+            // UNet modules by their original LDM names too (kohya files from A1111-era and SGM trainers).
+            if c == .unet, let config = try? UNet2DConditionConfig(contentsOf: self.file("unet", "config.json")) {
+                aliases = LDMKeyNames.unetModuleAliases(shapes.keys.filter { $0.hasSuffix(".weight") }.map { String($0.dropLast(7)) },
+                                                        config: config)
+            }
+            return ModuleIndex(component: c, stateDictShapes: shapes, aliases: aliases)
         }
     }
 

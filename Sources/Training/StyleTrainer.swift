@@ -27,6 +27,17 @@ public enum AdapterTargets: String, Codable, Sendable, CaseIterable {
     }
 }
 
+/// The kind of adapter a run trains.
+public enum TrainedAdapterKind: String, Codable, Sendable, CaseIterable {
+    /// Low-rank pairs (LoRA, LoCon on convolutions).
+    case lora
+    /// LoRA pairs with a trained magnitude per output channel (peft `use_dora=True`); saved as a DoRA file.
+    case dora
+    /// SVD-form triplets whose ranks a budget allocator moves between layers (peft `AdaLoraConfig`) on the
+    /// targets' linear layers; saved as a plain LoRA with a rank per module.
+    case adalora
+}
+
 /// Everything that defines a LoRA run (stored in its checkpoints; `--resume` reads it back).
 public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var imagesDirectory: String
@@ -44,6 +55,10 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var rank = 4
     public var alpha: Float?
     public var targets: AdapterTargets = .attention
+    /// The adapter kind (nil: LoRA; runs saved before the option read back as LoRA).
+    public var adapter: TrainedAdapterKind?
+    /// AdaLoRA's schedule (`rank` is its initial rank); nil unless `adapter` is `.adalora`.
+    public var adaLoRA: AdaLoRASettings?
     public var trainTextEncoder = false
     public var textEncoderLearningRate: Float = 5e-5
     public var seed: UInt64 = 0
@@ -149,12 +164,20 @@ public final class StyleTrainer {
         model.unet.gradientCheckpointing = config.gradientCheckpointing
         adapters = AdapterSet(unet: model.unet, textEncoder: config.trainTextEncoder ? model.textEncoder : nil, seed: config.seed)
         var initRandom = PhiloxRandom(seed: config.seed ^ 0x10BA_AD5E)
-        try adapters.stacks[.unet]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
-                                                 targets: config.targets.patterns, initialization: .gaussian, random: &initRandom)
+        let dora = config.adapter == .dora
+        func add(_ stack: AdapterStack, _ targets: LoRATargets) throws {
+            if config.adapter == .adalora {
+                try stack.addTrainableAdaLoRA(name: config.prompt.token, rank: config.rank, alpha: config.alpha ?? Float(config.rank),
+                                              targets: targets, random: &initRandom)
+            } else {
+                try stack.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha, targets: targets,
+                                       initialization: .gaussian, dora: dora, random: &initRandom)
+            }
+        }
+        try add(adapters.stacks[.unet]!, config.targets.patterns)
         var groups = [ParameterGroup(parameters: model.unet.trainableParameters().map { ("unet." + $0.0, $0.1) })]
         if config.trainTextEncoder {
-            try adapters.stacks[.textEncoder]!.addTrainable(name: config.prompt.token, rank: config.rank, alpha: config.alpha,
-                                                            targets: .textEncoder, initialization: .gaussian, random: &initRandom)
+            try add(adapters.stacks[.textEncoder]!, .textEncoder)
             groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
                                          learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
         }
@@ -209,6 +232,15 @@ public final class StyleTrainer {
                 return total / Float(held.count * Self.validationDraws)
             }
         }
+        if config.adapter == .adalora {
+            guard let settings = config.adaLoRA else { throw TrainingError.invalidSettings("an AdaLoRA run needs its schedule") }
+            allocators = try adapters.stacks.keys.sorted { $0.rawValue < $1.rawValue }.map { c in
+                try AdaLoRAAllocator(stack: adapters.stacks[c]!, name: config.prompt.token, settings: settings)
+            }
+            let allocators = allocators
+            loop.afterBackward = { try allocators.reduce(0) { $0 + (try $1.orthogonalRegularization()) } }
+            loop.afterUpdate = { step in for a in allocators { try a.update(step: step) } }
+        }
     }
 
     /// (timestep, noise) draws per held-out image in the validation loss.
@@ -228,8 +260,37 @@ public final class StyleTrainer {
         return (order[held...].sorted(), order[..<held].sorted())
     }
 
+    /// The AdaLoRA rank allocators (UNet, then text encoder), empty for other kinds.
+    public private(set) var allocators: [AdaLoRAAllocator] = []
+
+    /// Where an AdaLoRA run's budget went: kept rank per block (`down_blocks.1`, `mid_block`, …, `text_encoder`).
+    public var adaLoRARankReport: String? {
+        guard !allocators.isEmpty else { return nil }
+        var rows: [(String, Int, Int)] = []
+        for (stack, a) in zip(adapters.stacks.keys.sorted { $0.rawValue < $1.rawValue }, allocators) {
+            for (path, rank) in a.ranks {
+                let parts = path.split(separator: ".")
+                let block = stack == .unet ? (parts.first == "mid_block" ? "mid_block" : parts.prefix(2).joined(separator: ".")) : stack.rawValue
+                if let i = rows.firstIndex(where: { $0.0 == block }) {
+                    rows[i].1 += rank
+                    rows[i].2 += config.rank
+                } else {
+                    rows.append((block, rank, config.rank))
+                }
+            }
+        }
+        let width = rows.map(\.0.count).max() ?? 0
+        return (["AdaLoRA ranks kept per block (of \(config.rank) per layer at start):"] + rows.map { name, kept, start in
+            let bar = String(repeating: "█", count: Int((20 * Double(kept) / Double(max(start, 1))).rounded()))
+            return "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(kept) / \(start)  " + bar
+        }).joined(separator: "\n")
+    }
+
     /// Restores the run from its checkpoint (the run folder's `checkpoint.safetensors`).
     public func resume() throws {
+        guard allocators.isEmpty else {
+            throw TrainingError.invalidSettings("an AdaLoRA run cannot be resumed: its importance averages are not in the checkpoint")
+        }
         let saved = try TrainingCheckpoint.read(path: loop.checkpointPath)
         try loop.restore(saved)
     }
@@ -243,8 +304,9 @@ public final class StyleTrainer {
     /// Writes the adapter as a kohya-format file with the run's metadata.
     public func writeAdapter(to path: String) throws {
         var modules: [LoRAModuleWeights] = []
-        for stack in adapters.stacks.values.sorted(by: { $0.component.rawValue < $1.component.rawValue }) {
-            modules += try stack.export(adapterName)
+        for (i, stack) in adapters.stacks.values.sorted(by: { $0.component.rawValue < $1.component.rawValue }).enumerated() {
+            modules += allocators.isEmpty ? try stack.export(adapterName)
+                : allocators[i].export(component: stack.component, index: stack.index)   // a LoRA with a rank per module
         }
         var extra = ["ss_training_comment": "train-style DreamBooth LoRA", "ss_prompt": config.prompt.text,
                      "ss_optimizer": config.loop.optimizerDescription, "ss_lr_scheduler": config.loop.decay.rawValue,

@@ -93,6 +93,12 @@ public final class TrainingLoop {
     /// Checked between updates; true → checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
     public var onEvent: (TrainingEvent) -> Void = { _ in }
+    /// Runs after the micro-batches' backward passes, before clipping: adds gradients of a loss term computed
+    /// outside the graph (AdaLoRA's orthogonal regularisation) and returns that term's value.
+    public var afterBackward: (() throws -> Float)?
+    /// Runs after each optimiser update with the 0-based index of that step, gradients still present
+    /// (AdaLoRA's rank allocator).
+    public var afterUpdate: ((Int) throws -> Void)?
     /// Metadata written into every checkpoint besides the loop's own (e.g. train-base's run description).
     public var checkpointMetadata: () -> [String: String] = { [:] }
 
@@ -187,10 +193,12 @@ public final class TrainingLoop {
     /// before anything is updated (the step does not advance).
     public func trainStep() throws -> Float {
         let lr = settings.schedule.rate(at: state.step)
-        let loss = try accumulateGradients()
+        var loss = try accumulateGradients()
         guard loss.isFinite else { return loss }
+        if let afterBackward { loss += try afterBackward() }
         clipGradientNorm(parameters.map(\.1), maxNorm: settings.maxGradNorm)
         optimizer.update(learningRate: lr)
+        try afterUpdate?(state.step)
         for (_, p) in parameters { p.zeroGrad() }
         state.step += 1
         state.lossHistory.append(loss)

@@ -77,6 +77,20 @@ func loraLayerBench(rank: Int, rows: Int, features: Int, repeats: Int, cpuTime: 
     }
     print(String(format: "Linear %d→%d on %d rows: %.2f ms, with a rank-%d adapter %.2f ms (%.3f×)", features, features, rows,
                  1e3 * median(base), rank, 1e3 * median(adapted), median(adapted) / median(base)))
+    // A LoHa of the same rank runs through its full weight delta (one more GEMM of the layer's size).
+    let loha = try LoHaFactors(tensors: ["hada_w1_a": random.normal(shape: [features, rank], std: 0.1),
+                                         "hada_w1_b": random.normal(shape: [rank, features], std: 0.1),
+                                         "hada_w2_a": random.normal(shape: [features, rank], std: 0.1),
+                                         "hada_w2_b": random.normal(shape: [rank, features], std: 0.1)], alpha: Float(rank))
+    try stack.setEnabled(false, for: "a")
+    try stack.load([ResolvedModule(component: .unet, path: "", weights: LoRAModuleWeights(component: .unet, name: "", factors: loha))],
+                   name: "h")
+    var withLoHa: [Double] = []
+    for _ in 0..<repeats {
+        withLoHa.append(try timeThrowingLoRA(cpuTime: cpuTime) { _ = try withNoGrad { try layer(x) } })
+    }
+    print(String(format: "  with a rank-%d LoHa instead %.2f ms (%.3f× the bare layer)", rank, 1e3 * median(withLoHa),
+                 median(withLoHa) / median(base)))
 }
 
 private func timeThrowingLoRA(cpuTime: Bool, _ body: () throws -> Void) throws -> Double {

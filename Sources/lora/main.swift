@@ -1,10 +1,14 @@
 // lora: inspect, convert, merge, fuse and resize LoRA adapter files.
 //
 //   lora info FILE [--pipeline DIR]
-//   lora convert IN OUT --to kohya|diffusers [--pipeline DIR]
-//   lora merge A.safetensors:0.5 B.safetensors:0.5 -o C.safetensors [--to kohya|diffusers]
+//   lora convert IN OUT --to kohya|diffusers [--rank R] [--pipeline DIR]
+//   lora merge A.safetensors:0.5 B.safetensors:0.5 -o C.safetensors [--to kohya|diffusers] [--rank R --pipeline DIR]
 //   lora merge A.safetensors:0.8 … --into-base DIR -o OUTDIR
-//   lora resize IN --rank R -o OUT [--to kohya|diffusers]
+//   lora resize IN --rank R -o OUT [--to kohya|diffusers] [--pipeline DIR]
+//
+// Every kind (LoRA, LoHa, LoKr, DoRA) is read. LoHa / LoKr become LoRA by SVD of their weight delta where a
+// LoRA is asked for (resize; merge and convert --to diffusers with --rank), the kept energy printed; their layer
+// shapes come from --pipeline. DoRA has no LoRA form (its delta depends on the base): only --into-base takes it.
 //
 // Arguments go through CLI's parser; errors are one line on stderr; exit 1 for failures, 2 for usage mistakes.
 import Adapters
@@ -15,11 +19,13 @@ import TensorCore
 
 let usage = """
     usage: lora info FILE [--pipeline DIR]
-           lora convert IN OUT --to kohya|diffusers [--pipeline DIR]    (OUT also as -o OUT; --pipeline: the
-                                 base model, needed for kohya → diffusers unless the adapter names the embedded one)
-           lora merge FILE[:w] FILE[:w] … -o OUT [--to kohya|diffusers]
+           lora convert IN OUT --to kohya|diffusers [--rank R] [--pipeline DIR]    (OUT also as -o OUT; --pipeline:
+                                 the base model, needed for kohya → diffusers unless the adapter names the embedded
+                                 one; --rank R: LoHa / LoKr as LoRA by SVD, needed for --to diffusers)
+           lora merge FILE[:w] FILE[:w] … -o OUT [--to kohya|diffusers] [--rank R]    (--rank: merge weight deltas by
+                                 SVD, needed when a file is LoHa / LoKr)
            lora merge FILE[:w] … --into-base DIR -o OUTDIR
-           lora resize IN --rank R -o OUT [--to kohya|diffusers]
+           lora resize IN --rank R -o OUT [--to kohya|diffusers] [--pipeline DIR]    (LoHa / LoKr become LoRA)
     """
 
 /// The subcommand's arguments (the subcommand name dropped from the positionals).
@@ -44,13 +50,19 @@ func info(_ args: Arguments) throws {
     let ranks = Set(file.modules.map(\.rank)).sorted(), alphas = Set(file.modules.map(\.effectiveAlpha)).sorted()
     print("file:      \(file.path)")
     print("format:    \(file.format.rawValue)")
+    print("kind:      \(file.kinds.map(\.rawValue).joined(separator: ", "))")
+    if let naming = file.unetNaming {
+        print("naming:    \(naming == "ldm" ? "ldm (original checkpoint UNet names: input_blocks / middle_block / output_blocks)" : naming)")
+    }
     print("hash:      \(try LoRAHash.shortHash(ofFile: file.path)) (A1111 Lora hashes)")
     for c in ModelComponent.allCases {
         let mine = file.modules.filter { $0.component == c }
         guard !mine.isEmpty else { continue }
         let kinds = Set(mine.map { kind($0.name) }).sorted()
-        let convs = mine.filter { $0.down.rank == 4 && $0.down.shape[2] > 1 }.count
-        print("\(c.rawValue): \(mine.count) modules (\(convs) k×k convolutions); targets \(kinds.joined(separator: ", "))")
+        let convs = mine.filter { m in m.factors.fileTensors.contains { $0.tensor.rank == 4 && $0.tensor.shape[2] > 1 } }.count
+        let told = mine.allSatisfy { $0.kind == .lora || $0.kind == .dora }
+        print("\(c.rawValue): \(mine.count) modules (\(convs) k×k convolutions\(told ? "" : " in the factors' shapes; flattened ones need --pipeline")); "
+              + "targets \(kinds.joined(separator: ", "))")
     }
     print("rank:      \(ranks.map(String.init).joined(separator: ", "))")
     print("alpha:     \(alphas.map { String($0) }.joined(separator: ", "))")
@@ -89,12 +101,43 @@ func dotted(_ file: LoRAFile, pipeline: String?) throws -> [LoRAModuleWeights] {
     }
 }
 
+/// The layer shape of each module from the base model (`--pipeline`, or the one the metadata names), for
+/// kinds whose factors do not give it (LoHa, LoKr).
+func baseShapes(_ files: [LoRAFile], pipeline: String?) throws -> LoRAAlgebra.BaseShapes {
+    guard files.contains(where: { $0.kinds.contains { $0 != .lora } }) else { return { _ in nil } }
+    let folder: String
+    do {
+        folder = try AdapterBase.pipeline(given: pipeline, metadata: files[0].metadata)
+    } catch is CommandLineError {
+        throw CommandLineError.usage("LoHa / LoKr factors do not tell a 3×3 convolution from a linear layer; give --pipeline DIR, "
+            + "the base model the adapter was trained on")
+    }
+    let indexes = try DiffusersFolder(path: folder).moduleIndexes()
+    return { m in
+        indexes.first { $0.component == m.component }.flatMap { index in index.resolve(m.name).flatMap { index.shapes[$0] } }
+    }
+}
+
+func printEnergy(_ result: LoRAAlgebra.Resized) {
+    print(String(format: "kept energy %.4f%% overall (Σσ² of the kept directions); worst module %@ %.4f%%",
+                 100 * result.keptEnergy, result.worstModule.name, 100 * result.worstModule.energy))
+}
+
 func convert(_ args: Arguments) throws {
     // OUT as a positional or, as merge and resize spell it, -o/--out.
     let paths = args.positional + (args.option("out").map { [$0] } ?? [])
     guard paths.count == 2 else { throw CommandLineError.usage("lora convert takes IN and OUT (or -o OUT)") }
     let format = try args.format()
-    let file = try LoRAFile(contentsOf: paths[0])
+    var file = try LoRAFile(contentsOf: paths[0])
+    if let r = args.option("rank") {
+        guard let rank = Int(r), rank > 0 else { throw CommandLineError.usage("--rank takes a positive integer") }
+        let result = try LoRAAlgebra.resize(file, rank: rank, baseShapes: baseShapes([file], pipeline: args.option("pipeline")))
+        printEnergy(result)
+        file = try LoRAFile(tensors: kohyaTensors(result.modules), metadata: file.metadata, path: file.path)
+    } else if format != .kohya, let other = file.modules.first(where: { $0.kind != .lora }) {
+        throw AdaptersError.invalidRequest("\(file.path): '\(other.name)' is a \(other.kind.rawValue) module and diffusers keys hold "
+            + "LoRA pairs only; give --rank R to convert it to LoRA by SVD (DoRA has no LoRA form)")
+    }
     let modules = format == .kohya ? file.modules : try dotted(file, pipeline: args.option("pipeline"))
     try LoRAWriter.write(modules, to: paths[1], format: format, carrying: file.metadata)
     print("wrote \(paths[1]) (\(format.rawValue), \(modules.count) modules)")
@@ -136,7 +179,16 @@ func merge(_ args: Arguments) throws {
         print("wrote \(output) (fused pipeline)")
         return
     }
-    let merged = try LoRAAlgebra.merge(inputs.map { (file: $0.0, weight: $0.1) })
+    let merged: [LoRAModuleWeights]
+    if let r = args.option("rank") {
+        guard let rank = Int(r), rank > 0 else { throw CommandLineError.usage("--rank takes a positive integer") }
+        let result = try LoRAAlgebra.merge(inputs.map { (file: $0.0, weight: $0.1) }, rank: rank,
+                                           baseShapes: baseShapes(inputs.map(\.0), pipeline: args.option("pipeline")))
+        printEnergy(result)
+        merged = result.modules
+    } else {
+        merged = try LoRAAlgebra.merge(inputs.map { (file: $0.0, weight: $0.1) })
+    }
     let format = try args.format()
     let modules = format == .kohya || merged.allSatisfy({ $0.name.contains(".") }) ? merged
         : try dotted(LoRAFile(tensors: kohyaTensors(merged), path: output), pipeline: args.option("pipeline"))
@@ -149,8 +201,7 @@ func kohyaTensors(_ modules: [LoRAModuleWeights]) throws -> [String: Tensor] {
     var out: [String: Tensor] = [:]
     for m in modules {
         let key = m.component.kohyaPrefix + m.name.replacingOccurrences(of: ".", with: "_")
-        out[key + ".lora_down.weight"] = m.down
-        out[key + ".lora_up.weight"] = m.up
+        for (suffix, tensor) in m.factors.fileTensors { out[key + "." + suffix] = tensor }
         out[key + ".alpha"] = Tensor(scalar: m.effectiveAlpha)
     }
     return out
@@ -163,13 +214,13 @@ func resize(_ args: Arguments) throws {
         throw CommandLineError.usage("lora resize needs --rank R (a positive integer)")
     }
     let file = try LoRAFile(contentsOf: args.positional[0])
-    let result = try LoRAAlgebra.resize(file, rank: rank)
+    let result = file.kinds == [.lora] ? try LoRAAlgebra.resize(file, rank: rank)
+        : try LoRAAlgebra.resize(file, rank: rank, baseShapes: baseShapes([file], pipeline: args.option("pipeline")))
     let format = try args.format()
     let modules = format == .kohya || file.format != .kohya ? result.modules
         : try dotted(LoRAFile(tensors: kohyaTensors(result.modules), path: file.path), pipeline: args.option("pipeline"))
     try LoRAWriter.write(modules, to: output, format: format, carrying: file.metadata)
-    print(String(format: "kept energy %.4f%% overall (Σσ² of the kept directions); worst module %@ %.4f%%",
-                 100 * result.keptEnergy, result.worstModule.name, 100 * result.worstModule.energy))
+    printEnergy(result)
     print("wrote \(output) (rank \(rank), \(modules.count) modules)")
 }
 
