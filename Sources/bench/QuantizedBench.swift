@@ -56,15 +56,7 @@ func procStatus(_ key: String) -> Double {
 }
 
 /// User + system CPU seconds of the process so far.
-func processCPUSeconds() -> Double {
-    var usage = rusage()
-    #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    #else
-    getrusage(RUSAGE_SELF, &usage)
-    #endif
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}
+func processCPUSeconds() -> Double { ProcessUsage.now().cpuSeconds }
 
 /// The memory and CPU line printed after a measured run.
 func printMemoryAndCPU(cpuSeconds: Double, runs: Int) {
