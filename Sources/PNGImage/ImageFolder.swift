@@ -72,7 +72,9 @@ public struct ImageFolder: Sendable {
 
     /// "skipped 3 files that are not images in DIR: .DS_Store, Thumbs.db, notes.npz" (at most `listing` names,
     /// then "and N more"); nil when nothing was skipped.
-    public func skippedSummary(listing: Int = 8) -> String? {
+    /// `ignoring`: file names the caller keeps beside its pictures on purpose (not reported).
+    public func skippedSummary(listing: Int = 8, ignoring: Set<String> = []) -> String? {
+        let skipped = self.skipped.filter { !ignoring.contains($0) }
         guard !skipped.isEmpty else { return nil }
         let shown = skipped.prefix(listing).joined(separator: ", ")
         let more = skipped.count > listing ? " and \(skipped.count - listing) more" : ""

@@ -108,7 +108,7 @@ public final class DreamBoothDataset {
         }
         var examples: [DreamBoothExample] = []
         var warnings = folder.subfolders.map { "skipping \(directory.appendingPathComponent($0).path): a folder" }
-        if let skipped = folder.skippedSummary() { warnings.append(skipped) }
+        if let skipped = folder.skippedSummary(ignoring: [PriorPreservation.cacheKeyFileName]) { warnings.append(skipped) }
         for name in folder.images {
             let path = directory.appendingPathComponent(name).path
             let decoded: Image

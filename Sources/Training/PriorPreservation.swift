@@ -39,6 +39,9 @@ public struct ClassImageKey: Codable, Equatable, Sendable {
 }
 
 public enum PriorPreservation {
+    /// The class-image folder's record of what made its images (read by nobody but a person; not a caption).
+    public static let cacheKeyFileName = "cache-key.txt"
+
     /// Makes sure `count` class images exist in `root/<key folder>/` (generating only the missing ones
     /// with seeds key.seed + i) and returns the folder. `progress(done, total)` follows generation. Images are
     /// denoised `batchSize` at a time; each is bitwise the image it would be alone.
@@ -51,7 +54,7 @@ public enum PriorPreservation {
         let folder = root.appendingPathComponent(key.folderName)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try Data((try canonicalJSON(key) + "\n").utf8)
-            .write(to: folder.appendingPathComponent("cache-key.txt"), options: .atomic)
+            .write(to: folder.appendingPathComponent(cacheKeyFileName), options: .atomic)
         let pipeline = TextToImage(model: model)
         let missing = (0..<count).filter {
             !FileManager.default.fileExists(atPath: folder.appendingPathComponent(imageName($0)).path)

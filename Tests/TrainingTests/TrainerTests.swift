@@ -170,6 +170,7 @@ final class TrainerTests: XCTestCase {
         let t = try StyleTrainer(config: c, model: model, runDirectory: scratch.appendingPathComponent("prior"), classImages: folder)
         XCTAssertEqual(t.classes?.examples.count, 2)
         XCTAssertEqual(t.classes?.examples.first?.prompt, "a photo of a dog")
+        XCTAssertEqual(t.classes?.warnings, [], "the folder's cache-key.txt is not reported as a stray file")
         XCTAssertEqual(try t.loop.run(), .finished)
     }
 
