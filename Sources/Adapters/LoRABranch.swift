@@ -35,6 +35,16 @@ public class LayerAdapterEntry {
     /// The adapter kind.
     public var kind: AdapterKind { .lora }
 
+    /// The batch items this entry adds to in the current call (those whose row weight is not 0) and every
+    /// item's weight: `rowWeights` when the call gives them, else `weight` for all.
+    func rows(batch: Int) throws -> (items: [Int], weights: [Float]) {
+        guard let rowWeights else { return (Array(0..<batch), Array(repeating: weight, count: batch)) }
+        guard rowWeights.count == batch else {
+            throw AdaptersError.invalidRequest("adapter '\(name)' has \(rowWeights.count) row weights for a batch of \(batch)")
+        }
+        return ((0..<batch).filter { rowWeights[$0] != 0 }, rowWeights)
+    }
+
     /// The per-batch-row weights of the current call (`AdapterRowWeights.current`), nil when the call
     /// gives none for this adapter (then `weight` applies to every row).
     var rowWeights: [Float]? { AdapterRowWeights.current?.rows[name] }
@@ -199,14 +209,7 @@ public class LoRABranch: LayerAdapter {
         var out = y.value
         y.value = Tensor(zeros: [0])            // the layer hands `y` over: `out` becomes the storage's only owner
         for pair in active {
-            var items = Array(0..<batch), weights = Array(repeating: pair.weight, count: batch)
-            if let rowWeights = pair.rowWeights {
-                guard rowWeights.count == batch else {
-                    throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
-                }
-                items = items.filter { rowWeights[$0] != 0 }
-                weights = rowWeights
-            }
+            let (items, weights) = try pair.rows(batch: batch)
             var h = try applyDown(items.count == batch ? x : selectRows(x, items), pair).value   // [n, …, r]
             let r = pair.rank
             h.withUnsafeMutableBufferPointer { hp in
@@ -235,14 +238,7 @@ public class LoRABranch: LayerAdapter {
         }
         for pair in activeDeltas {
             // Each row gets w·(ΔW·x) for its own row of the product (the GEMM at α = 1, as for LoRA above).
-            var items = Array(0..<batch), weights = Array(repeating: pair.weight, count: batch)
-            if let rowWeights = pair.rowWeights {
-                guard rowWeights.count == batch else {
-                    throw AdaptersError.invalidRequest("adapter '\(pair.name)' has \(rowWeights.count) row weights for a batch of \(batch)")
-                }
-                items = items.filter { rowWeights[$0] != 0 }
-                weights = rowWeights
-            }
+            let (items, weights) = try pair.rows(batch: batch)
             let d = try applyFull(items.count == batch ? x : selectRows(x, items), pair.delta).value   // [n, …, out]
             let span = perItem * width
             out.withUnsafeMutableBufferPointer { o in

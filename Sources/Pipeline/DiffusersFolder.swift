@@ -111,21 +111,27 @@ public struct DiffusersFolder: Sendable {
     /// The component's safetensors weights: full precision first, then the `.fp16` variant. A folder
     /// with only pickled weights is refused; one with none names the file it expected.
     public func weights(_ component: String) throws -> URL {
-        let dir = try folder(component)
-        for name in Self.weightNames {
+        try Self.componentWeights(in: try folder(component)) {
+            PipelineError.missingComponent(component: component, folder: url.path, file: "\(component)/\(Self.weightsFileName(component))")
+        }
+    }
+
+    /// The weight file of the component folder `dir` (the first of `weightNames` present); pickled-only or sharded
+    /// weights are refused; `missing` is the error when there are none.
+    static func componentWeights(in dir: URL, missing: () -> PipelineError) throws -> URL {
+        for name in weightNames {
             let u = dir.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: u.path) { return u }
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        if let pickle = entries.sorted().first(where: { Self.pickleExtensions.contains(($0 as NSString).pathExtension) }) {
+        if let pickle = entries.sorted().first(where: { pickleExtensions.contains(($0 as NSString).pathExtension) }) {
             throw PipelineError.pickleRefused(path: dir.appendingPathComponent(pickle).path)
         }
         if let index = entries.first(where: { $0.hasSuffix(".safetensors.index.json") }) {
             throw PipelineError.invalidFile(path: dir.appendingPathComponent(index).path,
                                             reason: "sharded weights are not supported; merge the shards into one file")
         }
-        throw PipelineError.missingComponent(component: component, folder: url.path,
-                                             file: "\(component)/\(Self.weightsFileName(component))")
+        throw missing()
     }
 
     /// The component's weights, or nil when it has none (no folder or no weight file); pickles are still refused.

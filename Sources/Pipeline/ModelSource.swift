@@ -107,11 +107,9 @@ public struct ModelSource: Sendable {
         guard FileManager.default.fileExists(atPath: config.path) else {
             throw PipelineError.invalidFile(path: dir.path, reason: "--taesd: no config.json (expected a diffusers AutoencoderTiny folder)")
         }
-        let weights = try ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
-            .map { dir.appendingPathComponent($0) }
-            .first { FileManager.default.fileExists(atPath: $0.path) }
-            ?? { throw PipelineError.missingComponent(component: "taesd", folder: dir.path,
-                                                      file: "diffusion_pytorch_model.safetensors") }()
+        let weights = try DiffusersFolder.componentWeights(in: dir) {
+            PipelineError.missingComponent(component: "taesd", folder: dir.path, file: "diffusion_pytorch_model.safetensors")
+        }
         do {
             let model = AutoencoderTiny(config: try AutoencoderTinyConfig(contentsOf: config))
             try model.load(stateDict: try SafeTensorsFile(path: weights.path).loadAll())
@@ -137,11 +135,9 @@ public struct ModelSource: Sendable {
                 throw PipelineError.invalidFile(path: path, reason: "a tiny autoencoder (AutoencoderTiny): generate takes it "
                     + "with --taesd or --vae; the model needs a full VAE here")
             }
-            let weights = try ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
-                .map { dir.appendingPathComponent($0) }
-                .first { FileManager.default.fileExists(atPath: $0.path) }
-                ?? { throw PipelineError.missingComponent(component: "vae", folder: dir.path,
-                                                          file: "diffusion_pytorch_model.safetensors") }()
+            let weights = try DiffusersFolder.componentWeights(in: dir) {
+                PipelineError.missingComponent(component: "vae", folder: dir.path, file: "diffusion_pytorch_model.safetensors")
+            }
             do {
                 let model = AutoencoderKL(config: try AutoencoderKLConfig(contentsOf: config))
                 try model.load(stateDict: try SafeTensorsFile(path: weights.path).loadAll())
