@@ -89,12 +89,8 @@ public enum LossCurve {
 
         func image() throws -> Image { try Image(width: width, height: height, pixels: pixels) }
 
-        /// 3×5 glyphs, one row of three bits per entry (top row first).
-        static let glyphs: [Character: [UInt8]] = [
-            "0": [7, 5, 5, 5, 7], "1": [2, 6, 2, 2, 7], "2": [7, 1, 7, 4, 7], "3": [7, 1, 7, 1, 7], "4": [5, 5, 7, 1, 1],
-            "5": [7, 4, 7, 1, 7], "6": [7, 4, 7, 5, 7], "7": [7, 1, 1, 1, 1], "8": [7, 5, 7, 5, 7], "9": [7, 5, 7, 1, 7],
-            ".": [0, 0, 0, 0, 2], "-": [0, 0, 7, 0, 0], "e": [0, 7, 7, 4, 7], "+": [0, 2, 7, 2, 0],
-        ]
+        /// The exponent's small "e" of numbers such as 1e-3; every other character is PixelFont's.
+        static let glyphs: [Character: [UInt8]] = ["e": [0, 7, 7, 4, 7]]
 
         /// Draws `string` in black with its top-left corner at (x, y), 8 pixels per character.
         mutating func text(_ string: String, x: Int, y: Int) {
