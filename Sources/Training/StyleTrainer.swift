@@ -332,7 +332,8 @@ public final class StyleTrainer {
         if let c = config.prompt.className { extra["ss_class"] = c }
         if let p = config.prompt.classPrompt, config.usesPrior { extra["ss_class_prompt"] = p }
         extra.merge(datasetMetadata) { $1 }
-        let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
+        if model.isSDXL { extra["modelspec.architecture"] = "stable-diffusion-xl-v1-base/lora" }   // as sd-scripts' sdxl_train_network
+        let info = LoRAFileInfo(baseModelVersion: model.isSDXL ? "sdxl_base_v1-0" : nil, triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
                                     : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
                                 steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)
         try LoRAWriter.write(modules, to: path, format: .kohya, info: info, precision: (config.savePrecision ?? .fp16).dtype)

@@ -59,13 +59,16 @@ final class SDXLTrainerTests: XCTestCase {
 
     func testTrainingStepsMatchDiffusers() throws {
         for te in [false, true] { try trainingStepsMatch(trainTextEncoder: te) }
+        try trainingStepsMatch(trainTextEncoder: false, checkpointing: true)
     }
 
-    func trainingStepsMatch(trainTextEncoder te: Bool) throws {
+    func trainingStepsMatch(trainTextEncoder te: Bool, checkpointing: Bool = false) throws {
         let case_ = te ? "te" : "unet"
         let g = try SafeTensorsFile(path: Self.fixture("goldens.safetensors"))
         let model = try StableDiffusionModel(path: Self.model)
-        let trainer = try StyleTrainer(config: config(images: try imageFolder(), trainTextEncoder: te), model: model,
+        var c = config(images: try imageFolder(), trainTextEncoder: te)
+        c.gradientCheckpointing = checkpointing
+        let trainer = try StyleTrainer(config: c, model: model,
                                        runDirectory: try temporaryDirectory("sdxl-run"), classImages: nil)
         XCTAssertEqual(trainer.resolution, 32, "the model's default size: sample_size 16 × VAE factor 2")
         let x0 = try FeatureLayout.nhwc(fromNCHW: g.tensor("x0"))
@@ -120,6 +123,36 @@ final class SDXLTrainerTests: XCTestCase {
             }
         }
         XCTAssertEqual(compared, g.names.filter { $0.hasPrefix("\(case_).final.") }.count, "every trained matrix compared")
-        print("SDXL training (\(case_)): losses \(losses), \(compared) matrices, worst relative update error \(worst) (\(worstName))")
+        print("SDXL training (\(case_)\(checkpointing ? ", gradient checkpointing" : "")): losses \(losses), \(compared) matrices, worst relative update error \(worst) (\(worstName))")
+    }
+
+    /// The adapter a run writes has the keys and shapes diffusers' load_lora_weights accepted in full
+    /// (Tests/Reference/check_sdxl_trained_adapter.py on the committed trained.kohya.safetensors, written by
+    /// train-style with these settings: rank 4 attention, both text encoders trained).
+    func testWrittenAdapterHasTheKeysDiffusersAccepted() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.fixture("trained.accepted.json")))
+        let verdict = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(verdict["verdict"] as? String, "accepted")
+        let accepted = try XCTUnwrap(verdict["tensors"] as? [String: [Int]])
+        var c = config(images: try imageFolder(), trainTextEncoder: true)
+        c.initLora = nil
+        c.loop.steps = 1
+        let model = try StableDiffusionModel(path: Self.model)
+        let trainer = try StyleTrainer(config: c, model: model, runDirectory: try temporaryDirectory("sdxl-run"), classImages: nil)
+        _ = try trainer.loop.trainStep()
+        let path = try temporaryDirectory("sdxl-adapter").appendingPathComponent("sks.safetensors").path
+        try trainer.writeAdapter(to: path)
+        let written = try SafeTensorsFile(path: path)
+        let shapes = Dictionary(uniqueKeysWithValues: written.tensors.map { ($0.name, $0.shape) })
+        XCTAssertEqual(Set(shapes.keys).subtracting(accepted.keys).sorted(), [], "keys diffusers was not shown")
+        XCTAssertEqual(Set(accepted.keys).subtracting(shapes.keys).sorted(), [], "accepted keys this run does not write")
+        for (key, shape) in accepted { XCTAssertEqual(shapes[key], shape, key) }
+        XCTAssertEqual(written.metadata["ss_base_model"], model.name)
+        XCTAssertEqual(written.metadata["ss_base_model_version"], "sdxl_base_v1-0")
+        XCTAssertEqual(written.metadata["modelspec.architecture"], "stable-diffusion-xl-v1-base/lora")
+        // The committed file itself loads here with nothing unmatched.
+        let committed = try LoRAFile(contentsOf: Self.fixture("trained.kohya.safetensors"))
+        let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2)
+        XCTAssertEqual(try set.load(committed, name: "sks").unmatched, [])
     }
 }
