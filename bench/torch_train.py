@@ -62,9 +62,9 @@ def main():
         added = {"text_embeds": torch.randn(1, pooled), "time_ids": torch.tensor([[size * 8.0, size * 8.0, 0.0, 0.0, size * 8.0, size * 8.0]])}
     target = torch.randn(1, unet.config.out_channels, size, size)
     t = torch.tensor([500])
-    times = []
+    times, cpu = [], []
     for _ in range(a.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = unet(x, t, ctx, added_cond_kwargs=added).sample
         loss = torch.nn.functional.mse_loss(out, target)
         loss.backward()
@@ -72,11 +72,13 @@ def main():
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
     trainable = sum(q.numel() for q in params)
     print(f"torch train {a.config} batch 1 {size}x{size}, rank-{a.rank} attention LoRA ({trainable} trainable)"
           + (", checkpointing" if a.checkpointing else ""))
-    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)})")
+    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)}), "
+          f"CPU {sorted(cpu)[len(cpu) // 2]:.3f} s per step")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB, {a.threads} threads")
 
 
