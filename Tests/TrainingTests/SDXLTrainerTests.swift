@@ -155,4 +155,14 @@ final class SDXLTrainerTests: XCTestCase {
         let set = AdapterSet(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.textEncoder2)
         XCTAssertEqual(try set.load(committed, name: "sks").unmatched, [])
     }
+
+    /// --init-lora with text-encoder layers on a UNet-only run: one error naming the encoder and the option.
+    func testInitLoRAWithTextEncoderLayersNeedsTextEncoderTraining() throws {
+        var c = config(images: try imageFolder(), trainTextEncoder: false)
+        c.initLora = Self.fixture("init.te.diffusers.safetensors")
+        let model = try StableDiffusionModel(path: Self.model)
+        XCTAssertThrowsError(try StyleTrainer(config: c, model: model, runDirectory: try temporaryDirectory("sdxl-run"), classImages: nil)) {
+            XCTAssertTrue("\($0)".contains("text_encoder layers") && "\($0)".contains("--train-text-encoder"), "\($0)")
+        }
+    }
 }
