@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of `bench train`: one DreamBooth-LoRA step with diffusers + peft (CPU, float32).
 
-    /root/refenv/bin/python bench/torch_train.py [--config sd15|tiny] [--size 64] [--rank 4] [--repeat 1]
+    /root/refenv/bin/python bench/torch_train.py [--config sd15|sdxl|tiny] [--size 64] [--rank 4] [--repeat 1]
                                                  [--threads 2] [--checkpointing]
 
 The UNet has diffusers' random initialisation (weights do not change the timing), frozen; rank-R LoRA on
@@ -12,11 +12,18 @@ import argparse
 import resource
 import time
 
+import os
+import sys
+
 import torch
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import UNETS as MODEL_UNETS  # noqa: E402
+
 UNETS = {
+    "sdxl": MODEL_UNETS["sdxl"],   # SDXL base; time ids of a square picture at the training size, random pooled embeds
     "sd15": dict(sample_size=64, cross_attention_dim=768),
     "tiny": dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -49,23 +56,29 @@ def main():
     size = a.size or cfg["sample_size"]
     x = torch.randn(1, unet.config.in_channels, size, size)
     ctx = torch.randn(1, 77, cfg["cross_attention_dim"])
+    added = None
+    if unet.config.addition_embed_type == "text_time":
+        pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+        added = {"text_embeds": torch.randn(1, pooled), "time_ids": torch.tensor([[size * 8.0, size * 8.0, 0.0, 0.0, size * 8.0, size * 8.0]])}
     target = torch.randn(1, unet.config.out_channels, size, size)
     t = torch.tensor([500])
-    times = []
+    times, cpu = [], []
     for _ in range(a.repeat):
-        t0 = time.perf_counter()
-        out = unet(x, t, ctx).sample
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = unet(x, t, ctx, added_cond_kwargs=added).sample
         loss = torch.nn.functional.mse_loss(out, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
     trainable = sum(q.numel() for q in params)
     print(f"torch train {a.config} batch 1 {size}x{size}, rank-{a.rank} attention LoRA ({trainable} trainable)"
           + (", checkpointing" if a.checkpointing else ""))
-    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)})")
+    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)}), "
+          f"CPU {sorted(cpu)[len(cpu) // 2]:.3f} s per step")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB, {a.threads} threads")
 
 

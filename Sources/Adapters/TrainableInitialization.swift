@@ -9,8 +9,9 @@ extension AdapterSet {
     /// Sets the pairs of trainable adapter `name` (made by `addTrainable`) to the weights of `file`.
     public func initializeTrainable(_ name: String, from file: LoRAFile) throws {
         func refuse(_ why: String) -> AdaptersError { .invalidRequest("--init-lora \(file.path): \(why)") }
-        if file.modules.contains(where: { $0.component == .textEncoder }), stacks[.textEncoder]?.adapterNames.contains(name) != true {
-            throw refuse("it has text-encoder layers but this run trains the UNet only (add --train-text-encoder)")
+        for encoder in [ModelComponent.textEncoder, .textEncoder2]
+        where file.modules.contains(where: { $0.component == encoder }) && stacks[encoder]?.adapterNames.contains(name) != true {
+            throw refuse("it has \(encoder.rawValue) layers but this run trains the UNet only (add --train-text-encoder)")
         }
         let resolved: ResolvedLoRA
         do { resolved = try file.resolve(against: stacks.values.map(\.index)) } catch { throw refuse("\(error)") }

@@ -117,8 +117,9 @@ public struct CLIPTextOutput {
     /// numHiddenLayers + 1 tensors [N, L, C]: the embeddings, then each layer's output (no final norm),
     /// as transformers' `output_hidden_states=True`.
     public var hiddenStates: [Variable]
-    /// [N, C]: `lastHiddenState` at each row's EOS position (see `CLIPTextModel.eosPositions`).
-    public var pooledOutput: Tensor
+    /// [N, C]: `lastHiddenState` at each row's EOS position (see `CLIPTextModel.eosPositions`); gradients flow
+    /// back into those rows (SDXL's pooled text embeds when the text encoders train).
+    public var pooledOutput: Variable
 }
 
 /// CLIP's text encoder (transformers' CLIPTextModel without projection).
@@ -150,7 +151,7 @@ public final class CLIPTextModel: Module {
         }
         let last = try final_layer_norm(h)
         return CLIPTextOutput(lastHiddenState: last, hiddenStates: hiddenStates,
-                              pooledOutput: pooled(last.value, at: eosPositions(ids)))
+                              pooledOutput: try pooled(last, at: eosPositions(ids)))
     }
 
     /// The text conditioning of diffusers' `encode_prompt`: the final layer norm applied to the output of
@@ -216,15 +217,10 @@ public final class CLIPTextModel: Module {
         return (ids.count, length)
     }
 
-    /// Rows `positions[n]` of x [N, L, C] → [N, C].
-    func pooled(_ x: Tensor, at positions: [Int]) -> Tensor {
+    /// Rows `positions[n]` of x [N, L, C] → [N, C] (a row gather: the embedding op on the [N·L, C] rows).
+    func pooled(_ x: Variable, at positions: [Int]) throws -> Variable {
         let (length, c) = (x.shape[1], x.shape[2])
-        return x.withUnsafeBufferPointer { src in
-            Tensor(shape: [positions.count, c]) { out in
-                for (n, p) in positions.enumerated() {
-                    (out.baseAddress! + n * c).update(from: src.baseAddress! + (n * length + p) * c, count: c)
-                }
-            }
-        }
+        return try embedding(positions.enumerated().map { $0.offset * length + $0.element },
+                             table: try reshape(x, [positions.count * length, c]))
     }
 }

@@ -53,7 +53,7 @@ public final class CLIPTextModelWithProjection: Module {
     /// Runs the whole model (no padding mask, as Stable Diffusion calls it).
     public func callAsFunction(_ ids: [[Int]]) throws -> CLIPTextWithProjectionOutput {
         let text = try text_model(ids)
-        return CLIPTextWithProjectionOutput(text: text, textEmbeds: try text_projection(Variable(text.pooledOutput)))
+        return CLIPTextWithProjectionOutput(text: text, textEmbeds: try text_projection(text.pooledOutput))
     }
 
     /// SDXL's use of the encoder: `hidden_states[-(skip + 1)]` (no final norm) and the projected pooled output

@@ -106,7 +106,9 @@ public final class AdamW {
         update()
     }
 
-    /// Applies one update at `learningRate` from the parameters' current gradients.
+    /// Applies one update at `learningRate` from the parameters' current gradients. As torch's AdamW, a parameter
+    /// without a gradient (one the loss does not reach, e.g. LoRA on a text-encoder layer after the one SDXL reads)
+    /// is left as it is: no weight decay, no moment update.
     public func update() {
         step += 1
         let s = settings
@@ -116,7 +118,7 @@ public final class AdamW {
             let lr = learningRate * group.learningRateScale
             let decay = 1 - lr * s.weightDecay, stepSize = lr / c1
             for (pi, (_, p)) in group.parameters.enumerated() {
-                let grad = p.grad ?? Tensor(zeros: p.shape)
+                guard let grad = p.grad else { continue }
                 grad.withUnsafeBufferPointer { g in
                     m[gi][pi].withUnsafeMutableBufferPointer { mm in
                         v[gi][pi].withUnsafeMutableBufferPointer { vv in

@@ -50,7 +50,9 @@ enum LDMKeyNames {
         let parts = key.split(separator: ".").map(String.init)
         func rest(_ from: Int) -> String { parts[from...].joined(separator: ".") }
         for (ours, theirs) in [("time_embedding.linear_1", "time_embed.0"), ("time_embedding.linear_2", "time_embed.2"),
-                               ("conv_in", "input_blocks.0.0"), ("conv_norm_out", "out.0"), ("conv_out", "out.2")]
+                               ("conv_in", "input_blocks.0.0"), ("conv_norm_out", "out.0"), ("conv_out", "out.2"),
+                               // SDXL's text_time embedding: SGM's `label_emb.0` sequential (linear, SiLU, linear).
+                               ("add_embedding.linear_1", "label_emb.0.0"), ("add_embedding.linear_2", "label_emb.0.2")]
         where key.hasPrefix(ours + ".") {
             return theirs + key.dropFirst(ours.count)
         }

@@ -11,7 +11,8 @@
 // written only when they differ from the default: Negative prompt, Clip skip (A1111 numbering: 1 + skipped
 // layers), Eta, Batch size / Batch pos, Lora hashes; for image-to-image `Denoising strength: 0.6` (A1111's
 // img2img field), `Init image hash` (10 hex digits of the file's SHA-256), `Init image` (its path) and, when cropped,
-// `Resize mode: Crop and resize`.
+// `Resize mode: Crop and resize`; for SDXL the size conditioning given (`Original size: 2048x2048`,
+// `Crop coords: "64,0"` as top,left, `Target size: 1024x1024`; absent fields are diffusers' defaults).
 
 import Adapters
 import Foundation
@@ -48,6 +49,7 @@ public struct ParametersText: Equatable, Sendable {
             ("CFG scale", "\(p.guidanceScale)"), ("Seed", "\(p.seed)"),
         ]
         if let w = p.width, let h = p.height { fields.append(("Size", "\(w)x\(h)")) }
+        fields += Self.sizeConditioningFields(p.sizeConditioning)
         if let modelHash { fields.append(("Model hash", modelHash)) }
         if let modelName { fields.append(("Model", modelName)) }
         if let initImage = p.initImage {
@@ -113,6 +115,7 @@ public struct ParametersText: Equatable, Sendable {
             }
             (p.width, p.height) = (w, h)
         }
+        p.sizeConditioning = try Self.sizeConditioning(fields)
         if let v = fields["Clip skip"] { p.clipSkip = max(0, try number("Clip skip", v) as Int - 1) }
         if let v = fields["Eta"] { p.eta = try number("Eta", v) }
         if let v = fields["Denoising strength"] {
@@ -198,5 +201,32 @@ public struct ParametersText: Equatable, Sendable {
             out[key] = value
         }
         return out
+    }
+}
+
+extension ParametersText {
+    /// The set fields of SDXL's size conditioning, spelled as `generate`'s options take them.
+    static func sizeConditioningFields(_ c: SizeConditioning?) -> [(String, String)] {
+        guard let c else { return [] }
+        var out: [(String, String)] = []
+        if let o = c.originalSize, o.count == 2 { out.append(("Original size", "\(o[0])x\(o[1])")) }
+        if let t = c.cropTopLeft, t.count == 2 { out.append(("Crop coords", "\(t[0]),\(t[1])")) }
+        if let t = c.targetSize, t.count == 2 { out.append(("Target size", "\(t[0])x\(t[1])")) }
+        return out
+    }
+
+    /// The size conditioning of a chunk's fields (nil when it has none of them).
+    static func sizeConditioning(_ fields: [String: String]) throws -> SizeConditioning? {
+        func pair(_ key: String, _ separator: Character) throws -> [Int]? {
+            guard let v = fields[key] else { return nil }
+            let parts = v.split(separator: separator).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 2, let a = parts[0], let b = parts[1], a >= 0, b >= 0 else {
+                throw PipelineError.invalidParameters("\(key): \"\(v)\" is not \(separator == "x" ? "WIDTHxHEIGHT" : "TOP,LEFT")")
+            }
+            return [a, b]
+        }
+        let c = SizeConditioning(originalSize: try pair("Original size", "x"), cropTopLeft: try pair("Crop coords", ","),
+                                 targetSize: try pair("Target size", "x"))
+        return c == SizeConditioning() ? nil : c
     }
 }

@@ -38,6 +38,17 @@ public struct DiffusionObjective {
             let offset = random.normal(shape: [n, 1, 1, channels])
             noise = try Elementwise.add(noise, Elementwise.scale(offset, by: noiseOffset))
         }
+        return try loss(unet: unet, x0: x0, noise: noise, timesteps: timesteps, conditioning: conditioning, rowWeights: rowWeights)
+    }
+
+    /// The weighted loss at given noise [N, H, W, C] and timesteps [N] (the draws of `loss(…random:)`).
+    public func loss(unet: UNet2DConditionModel, x0: Tensor, noise: Tensor, timesteps: [Int], conditioning: Conditioning,
+                     rowWeights: [Float]) throws -> Variable {
+        let n = x0.shape[0]
+        guard noise.shape == x0.shape, timesteps.count == n, rowWeights.count == n, conditioning.count == n else {
+            throw TrainingError.invalidSettings("loss: samples \(x0.shape), noise \(noise.shape), \(timesteps.count) timesteps, "
+                + "\(rowWeights.count) weights, conditioning \(conditioning.context.shape)")
+        }
         let xt = try schedule.addNoise(x0, noise: noise, timesteps: timesteps)
         let target = try schedule.trainingTarget(prediction, x0: x0, noise: noise, timesteps: timesteps)
         let output = try unet(Variable(xt), timesteps: timesteps.map(Float.init), conditioning: conditioning)

@@ -68,6 +68,19 @@ public struct DreamBoothExample: Sendable {
     public var originalSize: BucketSize? = nil
 }
 
+/// Where a training crop came from, as SDXL's micro-conditioning reads it (diffusers' train_dreambooth_lora_sdxl.py:
+/// the picture's size as read, the crop's top-left corner in the resized (and flipped) picture, the crop's size).
+public struct SampleCrop: Equatable, Sendable {
+    public var originalSize: BucketSize
+    public var top: Int, left: Int
+    public var targetSize: BucketSize
+
+    /// `add_time_ids`: original (h, w), crop top-left (y, x), target (h, w).
+    public var timeIds: [Float] {
+        [originalSize.height, originalSize.width, top, left, targetSize.height, targetSize.width].map(Float.init)
+    }
+}
+
 public final class DreamBoothDataset {
     public let examples: [DreamBoothExample]
     public let resolution: Int
@@ -129,7 +142,8 @@ public final class DreamBoothDataset {
             }
             let resized = (w, h) == (decoded.width, decoded.height) ? decoded : try decoded.resized(width: w, height: h)
             examples.append(DreamBoothExample(file: path, image: resized,
-                                              prompt: caption.flatMap { $0.isEmpty ? nil : rule($0) } ?? prompt))
+                                              prompt: caption.flatMap { $0.isEmpty ? nil : rule($0) } ?? prompt,
+                                              originalSize: BucketSize(width: decoded.width, height: decoded.height)))
         }
         guard !examples.isEmpty else {
             throw TrainingError.invalidData("\(directory.path) has no images (PNG, JPEG or WebP)")
@@ -148,11 +162,25 @@ public final class DreamBoothDataset {
     /// to cover it.
     public func sample(_ index: Int, crop: CropMode, flip: Bool, vae: AutoencoderKL?,
                        random: inout PhiloxRandom, bucket: BucketSize? = nil) throws -> Tensor {
+        try croppedSample(index, crop: crop, flip: flip, vae: vae, random: &random, bucket: bucket).value
+    }
+
+    /// `sample`, with where the crop came from: SDXL's size conditioning of the example.
+    public func croppedSample(_ index: Int, crop: CropMode, flip: Bool, vae: AutoencoderKL?,
+                              random: inout PhiloxRandom, bucket: BucketSize? = nil) throws -> (value: Tensor, crop: SampleCrop) {
         let size = bucket ?? self.size(of: index)
         let image = try image(index, fittedTo: size), (w, h) = (size.width, size.height)
         let x = crop == .center ? (image.width - w) / 2 : Int(random.next() % UInt64(image.width - w + 1))
         let y = crop == .center ? (image.height - h) / 2 : Int(random.next() % UInt64(image.height - h + 1))
         let mirrored = flip && random.next() % 2 == 1
+        let record = SampleCrop(originalSize: examples[index].originalSize ?? BucketSize(width: image.width, height: image.height),
+                                top: y, left: mirrored ? image.width - w - x : x, targetSize: size)
+        return (try croppedValue(index, image: image, x: x, y: y, size: size, mirrored: mirrored, vae: vae), record)
+    }
+
+    private func croppedValue(_ index: Int, image: Image, x: Int, y: Int, size: BucketSize, mirrored: Bool,
+                              vae: AutoencoderKL?) throws -> Tensor {
+        let (w, h) = (size.width, size.height)
         let key = "\(index) \(w)x\(h) \(x) \(y) \(mirrored)"
         if let cached = latentCache[key] { return cached }
         if let vae, let stored = try cachedLatent(key: key, index: index) { latentCache[key] = stored; return stored }

@@ -105,6 +105,9 @@ public final class StyleTrainer {
     let previewDecoder: AutoencoderTiny?
     /// Instance images trained on and held out for the validation loss (none without --validation-split).
     public let trainingIndices: [Int], validationIndices: [Int]
+    /// The conditioning of a micro-batch's rows: their prompts through the text encoder(s) (each prompt encoded once
+    /// while the encoders are frozen) and, for SDXL, each row's size/crop time ids.
+    let rowConditioning: ([String], [SampleCrop]) throws -> Conditioning
     /// The adapter's name: the trigger token.
     public var adapterName: String { config.prompt.token }
 
@@ -114,10 +117,6 @@ public final class StyleTrainer {
         self.config = config
         self.model = model
         guard config.batch >= 1, config.rank >= 1 else { throw TrainingError.invalidSettings("--batch and --rank must be ≥ 1") }
-        guard !model.isSDXL else {
-            throw TrainingError.invalidSettings("\(model.name) is an SDXL model: training on SDXL is not supported yet "
-                + "(generate and SDXL LoRA files are)")
-        }
         let resolution = config.resolution ?? model.defaultSize
         guard resolution % model.sizeMultiple == 0 else {
             throw TrainingError.invalidSettings("--resolution \(resolution) must be a multiple of \(model.sizeMultiple) for this model")
@@ -161,8 +160,10 @@ public final class StyleTrainer {
 
         model.unet.freeze()
         model.textEncoder.freeze()
+        model.textEncoder2?.freeze()
         model.unet.gradientCheckpointing = config.gradientCheckpointing
-        adapters = AdapterSet(unet: model.unet, textEncoder: config.trainTextEncoder ? model.textEncoder : nil, seed: config.seed)
+        adapters = AdapterSet(unet: model.unet, textEncoder: config.trainTextEncoder ? model.textEncoder : nil,
+                              textEncoder2: config.trainTextEncoder ? model.textEncoder2 : nil, seed: config.seed)
         var initRandom = PhiloxRandom(seed: config.seed ^ 0x10BA_AD5E)
         let dora = config.adapter == .dora
         func add(_ stack: AdapterStack, _ targets: LoRATargets) throws {
@@ -180,6 +181,11 @@ public final class StyleTrainer {
             try add(adapters.stacks[.textEncoder]!, .textEncoder)
             groups.append(ParameterGroup(parameters: model.textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) },
                                          learningRateScale: config.textEncoderLearningRate / config.loop.learningRate))
+            // SDXL: both text encoders (diffusers' train_dreambooth_lora_sdxl.py --train_text_encoder), one learning rate.
+            if let second = model.textEncoder2, let stack = adapters.stacks[.textEncoder2] {
+                try add(stack, .textEncoder)
+                groups[1].parameters += second.trainableParameters().map { ("text_encoder_2." + $0.0, $0.1) }
+            }
         }
         // A run folder with a checkpoint is being resumed: the checkpoint holds the weights, not the file.
         if let path = config.initLora, !FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path) {
@@ -191,29 +197,39 @@ public final class StyleTrainer {
         let configJSON = try canonicalJSON(config)
         let (instances, classes, trainingIndices) = (instances, classes, trainingIndices)
         let sampler = BatchSampler(instances: instances, classes: classes, trainingIndices: trainingIndices)
-        var contexts: [String: Tensor] = [:]      // a frozen text encoder encodes each prompt once
-        func conditioning(_ prompts: [String]) throws -> Conditioning {
-            if config.trainTextEncoder { return try model.encode(prompts: prompts) }
-            if contexts.count > 512 { contexts.removeAll(keepingCapacity: true) }   // shuffled captions: bounded
-            for p in prompts where contexts[p] == nil {
-                contexts[p] = try withNoGrad { try model.encode(prompts: [p]) }.context.value
+        var encoded: [String: Conditioning] = [:]      // frozen text encoders encode each prompt once
+        // The rows' conditioning; SDXL adds each row's size/crop time ids (`crops`, one per prompt).
+        func conditioning(_ prompts: [String], _ crops: [SampleCrop]) throws -> Conditioning {
+            var c: Conditioning
+            if config.trainTextEncoder {
+                c = try model.encode(prompts: prompts)
+            } else {
+                if encoded.count > 512 { encoded.removeAll(keepingCapacity: true) }   // shuffled captions: bounded
+                for p in prompts where encoded[p] == nil {
+                    encoded[p] = try withNoGrad { try model.encode(prompts: [p]) }
+                }
+                c = Conditioning.concatRows(prompts.map { encoded[$0]! })
             }
-            return Conditioning(context: Variable(try concatBatch(prompts.map { contexts[$0]! })))
+            if model.isSDXL { c.timeIds = try Tensor(shape: [crops.count, 6], scalars: crops.flatMap(\.timeIds)) }
+            return c
         }
+        rowConditioning = conditioning
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in
             let rows = sampler.rows(batch: config.batch, priorWeight: config.priorWeight, random: &random)
-            var samples: [Tensor] = [], prompts: [String] = []
+            var samples: [Tensor] = [], prompts: [String] = [], crops: [SampleCrop] = []
             for row in rows {
                 let set = row.isClass ? classes! : instances
-                samples.append(try set.sample(row.index, crop: config.crop, flip: config.flip, vae: model.vae, random: &random,
-                                              bucket: row.bucket))
+                let (value, crop) = try set.croppedSample(row.index, crop: config.crop, flip: config.flip, vae: model.vae,
+                                                          random: &random, bucket: row.bucket)
+                samples.append(value)
+                crops.append(crop)
                 var prompt = set.examples[row.index].prompt
                 if let d = config.dataset, d.shuffleCaption { prompt = shuffledCaption(prompt, keepTokens: d.keepTokens, random: &random) }
                 if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
                 prompts.append(prompt)
             }
-            return try objective.loss(unet: model.unet, x0: try stackBatch(samples), conditioning: try conditioning(prompts),
+            return try objective.loss(unet: model.unet, x0: try stackBatch(samples), conditioning: try conditioning(prompts, crops),
                                       rowWeights: rows.map(\.weight), random: &random)
         }
         if !validationIndices.isEmpty {
@@ -223,8 +239,9 @@ public final class StyleTrainer {
                 var random = PhiloxRandom(seed: config.seed ^ 0x7A11_DA7E)
                 var total: Float = 0
                 for index in held {
-                    let x0 = try stackBatch([try instances.sample(index, crop: .center, flip: false, vae: model.vae, random: &random)])
-                    let c = try conditioning([instances.examples[index].prompt])
+                    let (value, crop) = try instances.croppedSample(index, crop: .center, flip: false, vae: model.vae, random: &random)
+                    let x0 = try stackBatch([value])
+                    let c = try conditioning([instances.examples[index].prompt], [crop])
                     for _ in 0..<Self.validationDraws {
                         total += try objective.loss(unet: model.unet, x0: x0, conditioning: c, rowWeights: [1], random: &random).value.item
                     }
@@ -297,8 +314,8 @@ public final class StyleTrainer {
 
     /// The trainable-parameter line (PEFT's format) over the UNet and text encoder.
     public var parameterReport: String {
-        let u = model.unet.parameterCounts(), t = model.textEncoder.parameterCounts()
-        return ParameterCounts(trainable: u.trainable + t.trainable, all: u.all + t.all).report
+        let counts = [model.unet.parameterCounts(), model.textEncoder.parameterCounts()] + (model.textEncoder2.map { [$0.parameterCounts()] } ?? [])
+        return ParameterCounts(trainable: counts.reduce(0) { $0 + $1.trainable }, all: counts.reduce(0) { $0 + $1.all }).report
     }
 
     /// Writes the adapter as a kohya-format file with the run's metadata.
@@ -315,7 +332,8 @@ public final class StyleTrainer {
         if let c = config.prompt.className { extra["ss_class"] = c }
         if let p = config.prompt.classPrompt, config.usesPrior { extra["ss_class_prompt"] = p }
         extra.merge(datasetMetadata) { $1 }
-        let info = LoRAFileInfo(triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
+        if model.isSDXL { extra["modelspec.architecture"] = "stable-diffusion-xl-v1-base/lora" }   // as sd-scripts' sdxl_train_network
+        let info = LoRAFileInfo(baseModelVersion: model.isSDXL ? "sdxl_base_v1-0" : nil, triggerPhrase: config.prompt.style ? "in the style of \(config.prompt.token)"
                                     : [config.prompt.token, config.prompt.className].compactMap { $0 }.joined(separator: " "),
                                 steps: loop.state.step, baseModelHash: try model.modelHash(), extra: extra)
         try LoRAWriter.write(modules, to: path, format: .kohya, info: info, precision: (config.savePrecision ?? .fp16).dtype)

@@ -17,7 +17,7 @@ import NN
 import TensorCore
 import Training
 
-/// `bench train [--config sd15|tiny|toy] [--size H] [--batch N] [--rank R] [--repeat N] [--threads N]
+/// `bench train [--config sd15|sdxl|tiny|toy] [--size H] [--batch N] [--rank R] [--repeat N] [--threads N]
 /// [--checkpointing] [--profile]`.
 func runTrainBench(_ a: BenchArguments) throws {
     try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) { try trainBench(a) }
@@ -33,7 +33,7 @@ let toyUNetConfig = UNet2DConditionConfig(
 
 private func trainBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
-    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "tiny": .tiny, "toy": toyUNetConfig]
+    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sdxl": .sdxl, "tiny": .tiny, "toy": toyUNetConfig]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
     let toy = name == "toy"
     let size = try a.int("--size") ?? config.sampleSize ?? 64
@@ -55,6 +55,7 @@ private func trainBench(_ a: BenchArguments) throws {
     let context = Variable(random.normal(shape: [batch, tokens, config.crossAttentionDim[0]]))
     let target = Variable(random.normal(shape: [batch, size, size, config.outChannels]))
     let timesteps = (0..<batch).map { Float(500 + 100 * $0) }
+    let conditioning = benchConditioning(config, context: context, size: size, random: &random)   // + SDXL's text_time inputs
     let profile = a.has("--profile") ? KernelProfile() : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var steps: [StepCost] = []
@@ -69,7 +70,7 @@ private func trainBench(_ a: BenchArguments) throws {
                 try Kernels.$override.withValue(kernels) {
                     var loss: Variable?
                     phase[0] = try timeOnceThrowing {
-                        let out = try unet(sample, timesteps: timesteps, conditioning: Conditioning(context: context))
+                        let out = try unet(sample, timesteps: timesteps, conditioning: conditioning)
                         loss = try mseLoss(out, target)
                     }
                     phase[1] = try timeOnceThrowing { try loss!.backward() }

@@ -21,7 +21,7 @@ let suites: [Suite] = [
           flags: ["count", "cpu-time", "backward", "checkpointing", "quantize-convs"], run: runUNetBench),
     Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; bench/torch_models.py",
           options: ["config", "batch", "size", "repeat", "threads"], flags: ["count", "encode", "tiled"], run: runVAEBench),
-    Suite(name: "train", summary: "LoRA training steps (AdamW): --config sd15|tiny|toy --size H --batch N --repeat N; --quantize nf4|fp4 [--quantize-convs]; faults and allocations per step; --profile: time per kernel; bench/torch_train.py",
+    Suite(name: "train", summary: "LoRA training steps (AdamW): --config sd15|sdxl|tiny|toy --size H --batch N --repeat N; --quantize nf4|fp4 [--quantize-convs]; faults and allocations per step; --profile: time per kernel; bench/torch_train.py",
           options: ["config", "size", "rank", "repeat", "threads", "batch", "quantize"], flags: ["checkpointing", "profile", "quantize-convs"], run: runTrainBench),
     Suite(name: "text", summary: "CLIP text encoder forward (--config clip-l|clip-h|tiny, --rounds N); --torch runs bench/torch_text.py",
           options: ["config", "rounds", "python", "script", "weights"], flags: ["torch"], run: runTextBench),

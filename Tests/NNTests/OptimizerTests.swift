@@ -87,11 +87,15 @@ final class OptimizerTests: XCTestCase {
         XCTAssertNotEqual(a.value.scalars, reference.value.scalars)
     }
 
-    /// A parameter without gradient is updated as with a zero gradient (torch): only the weight decay moves
-    /// it on the first step.
+    /// A parameter without gradient (the loss does not reach it) is left as it is, as torch's AdamW skips
+    /// `p.grad is None`: no weight decay, no moments; a zero gradient still decays.
     func testParameterWithoutGradient() throws {
         let p = Variable(Tensor(shape: [3], repeating: 1), requiresGrad: true)
-        AdamW(parameters: [("w", p)], learningRate: 0.1, weightDecay: 0.5).update()
+        let adam = AdamW(parameters: [("w", p)], learningRate: 0.1, weightDecay: 0.5)
+        adam.update()
+        XCTAssertEqual(p.value.scalars, [Float](repeating: 1, count: 3))
+        p.grad = Tensor(zeros: [3])
+        adam.update()
         XCTAssertEqual(p.value.scalars, [Float](repeating: 1 - 0.1 * 0.5, count: 3))
     }
 
