@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes GEMMMicrokernels.swift of each kernel module: the register-blocked SGEMM microkernels.
 
-Every instruction-set level gets the same MR x NR tiles (12x32, 6x64, 8x48), so the GEMM drivers are shared
-and every element of C is summed over k in the same order on every level:
+Every instruction-set level gets the same MR x NR tiles (12x32, 6x64, 8x48, 24x16, 8x32), so the GEMM drivers
+are shared and every element of C is summed over k in the same order on every level:
 - KernelsAVX512: one SIMD16<Float> accumulator per zmm register, the whole tile at once (below);
 - KernelsAVX2: the tile in sub-blocks of at most 6 rows x 16 columns (12 SIMD8 accumulators of the 16 ymm
   registers), each over the whole k range;
@@ -20,7 +20,7 @@ Run from the package root: python3 Scripts/generate_gemm_microkernels.py
 """
 import pathlib
 
-SHAPES = [(12, 32), (6, 64), (8, 48)]
+SHAPES = [(12, 32), (6, 64), (8, 48), (24, 16), (8, 32)]
 UNROLL = 4
 
 

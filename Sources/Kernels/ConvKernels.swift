@@ -26,6 +26,15 @@ struct PaddedActivation {
                 return
             }
             let srcRow = src + ((n * srcHeight + sy / dilation) * srcWidth) * channels
+            if dilation == 1 {
+                // The source row is contiguous: zero border, one copy of the covered pixels, zero border
+                // (a library copy per pixel of 32–128 floats cost more in calls than in bytes).
+                let x0 = min(width, max(0, left)), x1 = max(x0, min(width, left + srcWidth))
+                out.update(repeating: 0, count: x0 * channels)
+                (out + x0 * channels).update(from: srcRow + (x0 - left) * channels, count: (x1 - x0) * channels)
+                (out + x1 * channels).update(repeating: 0, count: (width - x1) * channels)
+                return
+            }
             for x in 0..<width {
                 let sx = x - left
                 if sx >= 0, sx % dilation == 0, sx / dilation < srcWidth {
@@ -112,7 +121,8 @@ final class ConvPlan {
         let packed: UnsafeMutablePointer<Float>
     }
 
-    let tile = GEMMTile.t12x32
+    /// 24x16 for at most 16 output channels (a LoRA down convolution, an RGB output), else 12x32.
+    let tile: GEMMTile
     let x: UnsafePointer<Float>
     let kh: Int, kw: Int, s: Int, ho: Int, wo: Int, hp: Int, wp: Int, cin: Int, cout: Int, taps: Int
     let kc: Int, nc: Int, sliverFloats: Int, lda: Int
@@ -124,6 +134,7 @@ final class ConvPlan {
 
     init(_ xpad: PaddedActivation, kernelHeight: Int, kernelWidth: Int, stride: Int, outHeight: Int, outWidth: Int,
          weight: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        tile = outChannels <= 16 ? GEMMTile.t24x16 : GEMMTile.t12x32
         let mr = tile.mr, nr = tile.nr
         x = UnsafePointer(xpad.pointer); hp = xpad.height; wp = xpad.width; cin = xpad.channels
         kh = kernelHeight; kw = kernelWidth; s = stride; ho = outHeight; wo = outWidth; cout = outChannels
@@ -235,7 +246,7 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
     let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
                                 height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
                                 top: g.padding, left: g.padding, dilation: 1,
-                                slackPixels: (GEMMTile.t12x32.mr + 1) * g.stride + g.kernelWidth)
+                                slackPixels: (GEMMTile.maxMR + 1) * g.stride + g.kernelWidth)
     defer { xpad.deallocate() }
     if taps * cin <= convColumnsMaxK {
         // Few input channels (an RGB image, a 4-channel latent): per-tap K steps of cin would be all
@@ -276,7 +287,7 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
     let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
                                   channels: cout, height: hp, width: wp,
                                   top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
-                                  slackPixels: max(GEMMTile.t12x32.mr + 1 + kw, (kh - 1) * wp + kw))
+                                  slackPixels: max(GEMMTile.maxMR + 1 + kw, (kh - 1) * wp + kw))
     defer { padded.deallocate() }
     let pixels = g.batch * g.height * g.width
     if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
@@ -349,7 +360,7 @@ func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Flo
                 let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
                                               channels: cout, height: hp, width: wp, top: th - 1 - y0,
                                               left: tw - 1 - x0, dilation: 1,
-                                              slackPixels: GEMMTile.t12x32.mr + 1 + tw)
+                                              slackPixels: GEMMTile.maxMR + 1 + tw)
                 defer { padded.deallocate() }
                 convImplicitGEMM(padded, kernelHeight: th, kernelWidth: tw, stride: 1, outHeight: hy, outWidth: wx,
                                  weight: sub, outChannels: cin, bias: nil, output: out)

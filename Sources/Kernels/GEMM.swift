@@ -25,11 +25,20 @@ struct GEMMTile {
     static let t12x32 = GEMMTile(mr: 12, nr: 32, direct: microkernel12x32Direct, packed: microkernel12x32Packed)
     static let t6x64 = GEMMTile(mr: 6, nr: 64, direct: microkernel6x64Direct, packed: microkernel6x64Packed)
     static let t8x48 = GEMMTile(mr: 8, nr: 48, direct: microkernel8x48Direct, packed: microkernel8x48Packed)
+    static let t24x16 = GEMMTile(mr: 24, nr: 16, direct: microkernel24x16Direct, packed: microkernel24x16Packed)
+    static let t8x32 = GEMMTile(mr: 8, nr: 32, direct: microkernel8x32Direct, packed: microkernel8x32Packed)
 
-    /// The tile that wastes least for an m x n result: 8x48 for n in 33...48 (head dim 40), 6x64 for few
-    /// rows and wide n, 12x32 otherwise.
+    /// The most rows of any tile: how far a tile may read past the last row of an activation it walks.
+    static let maxMR = 24
+
+    /// The tile that wastes least for an m x n result: 8x48 for n in 33...48 (head dim 40), 24x16 for at
+    /// most 16 columns (a LoRA down projection of rank ≤ 16), 8x32 for up to 8 or 13–16 rows (a rank-16 LoRA
+    /// weight's gradient, computed transposed: 16 rows instead of 24), 6x64 for few rows and wide n, 12x32
+    /// otherwise. Every tile sums each element over k in the same order, so the choice never changes results.
     static func choose(m: Int, n: Int) -> GEMMTile {
         if n > 32 && n <= 48 { return t8x48 }
+        if n <= 16 { return t24x16 }
+        if (m <= 8 || (13...16).contains(m)) && n < 1024 { return t8x32 }
         if m <= 256 && n >= 1024 { return t6x64 }
         return t12x32
     }

@@ -2109,3 +2109,1740 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
     pc.storeBytes(of: c7_1, toByteOffset: 7 &* ldcb &+ 64, as: SIMD16<Float>.self)
     pc.storeBytes(of: c7_2, toByteOffset: 7 &* ldcb &+ 128, as: SIMD16<Float>.self)
 }
+
+/// C[0..<24, 0..<16] (+)= A[24 x kc] * B[kc x 16], A row-major with leading dimension `lda`,
+/// B row k at `b + k*ldb` (16 floats; `ldb = 16` for a packed sliver). `accumulate` adds the old C.
+@inline(never)
+func microkernel24x16Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    var c0_0 = SIMD16<Float>();
+    var c1_0 = SIMD16<Float>();
+    var c2_0 = SIMD16<Float>();
+    var c3_0 = SIMD16<Float>();
+    var c4_0 = SIMD16<Float>();
+    var c5_0 = SIMD16<Float>();
+    var c6_0 = SIMD16<Float>();
+    var c7_0 = SIMD16<Float>();
+    var c8_0 = SIMD16<Float>();
+    var c9_0 = SIMD16<Float>();
+    var c10_0 = SIMD16<Float>();
+    var c11_0 = SIMD16<Float>();
+    var c12_0 = SIMD16<Float>();
+    var c13_0 = SIMD16<Float>();
+    var c14_0 = SIMD16<Float>();
+    var c15_0 = SIMD16<Float>();
+    var c16_0 = SIMD16<Float>();
+    var c17_0 = SIMD16<Float>();
+    var c18_0 = SIMD16<Float>();
+    var c19_0 = SIMD16<Float>();
+    var c20_0 = SIMD16<Float>();
+    var c21_0 = SIMD16<Float>();
+    var c22_0 = SIMD16<Float>();
+    var c23_0 = SIMD16<Float>();
+    let rsb = lda &* 4
+    var p0 = UnsafeRawPointer(a)
+    var p1 = UnsafeRawPointer(a + 3 &* lda)
+    var p2 = UnsafeRawPointer(a + 6 &* lda)
+    var p3 = UnsafeRawPointer(a + 9 &* lda)
+    var p4 = UnsafeRawPointer(a + 12 &* lda)
+    var p5 = UnsafeRawPointer(a + 15 &* lda)
+    var p6 = UnsafeRawPointer(a + 18 &* lda)
+    var p7 = UnsafeRawPointer(a + 21 &* lda)
+    var pb = UnsafeRawPointer(b)
+    let ldbb = ldb &* 4
+    var k = 0
+    while k &+ 4 <= kc {
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 0, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 0, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 0, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 0, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 0, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 0, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 4, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 4, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 4, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 4, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 4, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 4, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 8, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 8, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 8, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 8, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 8, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 8, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 12, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 12, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 12, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 12, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 12, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 12, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        p0 += 16; p1 += 16; p2 += 16; p3 += 16; p4 += 16; p5 += 16; p6 += 16; p7 += 16; pb += 4 &* ldbb; k &+= 4
+    }
+    while k < kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+            c0_0 = c0_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c1_0 = c1_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c2_0 = c2_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+            c3_0 = c3_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c4_0 = c4_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c5_0 = c5_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 0, as: Float.self))
+            c6_0 = c6_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c7_0 = c7_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c8_0 = c8_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 0, as: Float.self))
+            c9_0 = c9_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c10_0 = c10_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p3.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c11_0 = c11_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 0, as: Float.self))
+            c12_0 = c12_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c13_0 = c13_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p4.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c14_0 = c14_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 0, as: Float.self))
+            c15_0 = c15_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c16_0 = c16_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p5.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c17_0 = c17_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 0, as: Float.self))
+            c18_0 = c18_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c19_0 = c19_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p6.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c20_0 = c20_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 0, as: Float.self))
+            c21_0 = c21_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c22_0 = c22_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p7.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c23_0 = c23_0.addingProduct(av, b0)
+        }
+        p0 += 4; p1 += 4; p2 += 4; p3 += 4; p4 += 4; p5 += 4; p6 += 4; p7 += 4; pb += ldbb; k &+= 1
+    }
+    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    if accumulate {
+        c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c6_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c7_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c8_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c9_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c10_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c11_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c12_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c13_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c14_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c15_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c16_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c17_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c18_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c19_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c20_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c21_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c22_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c23_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    }
+    pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c8_0, toByteOffset: 8 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c9_0, toByteOffset: 9 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c10_0, toByteOffset: 10 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c11_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c12_0, toByteOffset: 12 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c13_0, toByteOffset: 13 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c14_0, toByteOffset: 14 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c15_0, toByteOffset: 15 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c16_0, toByteOffset: 16 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c17_0, toByteOffset: 17 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c18_0, toByteOffset: 18 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c19_0, toByteOffset: 19 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c20_0, toByteOffset: 20 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c21_0, toByteOffset: 21 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c22_0, toByteOffset: 22 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c23_0, toByteOffset: 23 &* ldcb &+ 0, as: SIMD16<Float>.self)
+}
+
+/// C[0..<24, 0..<16] (+)= A[24 x kc] * B[kc x 16], A a packed sliver `[kc][24]` (`lda` unused),
+/// B row k at `b + k*ldb` (16 floats; `ldb = 16` for a packed sliver). `accumulate` adds the old C.
+@inline(never)
+func microkernel24x16Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    var c0_0 = SIMD16<Float>();
+    var c1_0 = SIMD16<Float>();
+    var c2_0 = SIMD16<Float>();
+    var c3_0 = SIMD16<Float>();
+    var c4_0 = SIMD16<Float>();
+    var c5_0 = SIMD16<Float>();
+    var c6_0 = SIMD16<Float>();
+    var c7_0 = SIMD16<Float>();
+    var c8_0 = SIMD16<Float>();
+    var c9_0 = SIMD16<Float>();
+    var c10_0 = SIMD16<Float>();
+    var c11_0 = SIMD16<Float>();
+    var c12_0 = SIMD16<Float>();
+    var c13_0 = SIMD16<Float>();
+    var c14_0 = SIMD16<Float>();
+    var c15_0 = SIMD16<Float>();
+    var c16_0 = SIMD16<Float>();
+    var c17_0 = SIMD16<Float>();
+    var c18_0 = SIMD16<Float>();
+    var c19_0 = SIMD16<Float>();
+    var c20_0 = SIMD16<Float>();
+    var c21_0 = SIMD16<Float>();
+    var c22_0 = SIMD16<Float>();
+    var c23_0 = SIMD16<Float>();
+    var pa = UnsafeRawPointer(a)
+    var pb = UnsafeRawPointer(b)
+    let ldbb = ldb &* 4
+    var k = 0
+    while k &+ 4 <= kc {
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 80, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 84, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 88, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 92, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 112, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 116, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 120, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 124, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 128, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 132, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 136, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 140, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 144, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 148, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 152, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 156, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 160, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 164, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 168, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 172, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 176, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 180, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 184, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 188, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 192, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 196, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 200, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 204, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 208, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 212, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 216, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 220, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 224, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 228, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 232, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 236, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 240, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 244, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 248, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 252, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 256, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 260, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 264, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 268, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 272, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 276, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 280, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 284, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 288, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 292, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 296, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 300, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 304, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 308, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 312, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 316, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 320, as: Float.self))
+                c8_0 = c8_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 324, as: Float.self))
+                c9_0 = c9_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 328, as: Float.self))
+                c10_0 = c10_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 332, as: Float.self))
+                c11_0 = c11_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 336, as: Float.self))
+                c12_0 = c12_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 340, as: Float.self))
+                c13_0 = c13_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 344, as: Float.self))
+                c14_0 = c14_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 348, as: Float.self))
+                c15_0 = c15_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 352, as: Float.self))
+                c16_0 = c16_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 356, as: Float.self))
+                c17_0 = c17_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 360, as: Float.self))
+                c18_0 = c18_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 364, as: Float.self))
+                c19_0 = c19_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 368, as: Float.self))
+                c20_0 = c20_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 372, as: Float.self))
+                c21_0 = c21_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 376, as: Float.self))
+                c22_0 = c22_0.addingProduct(av, b0)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 380, as: Float.self))
+                c23_0 = c23_0.addingProduct(av, b0)
+            }
+        }
+        pa += 384; pb += 4 &* ldbb; k &+= 4
+    }
+    while k < kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+            c0_0 = c0_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+            c1_0 = c1_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+            c2_0 = c2_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+            c3_0 = c3_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+            c4_0 = c4_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+            c5_0 = c5_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+            c6_0 = c6_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+            c7_0 = c7_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+            c8_0 = c8_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+            c9_0 = c9_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+            c10_0 = c10_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+            c11_0 = c11_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+            c12_0 = c12_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+            c13_0 = c13_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+            c14_0 = c14_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+            c15_0 = c15_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+            c16_0 = c16_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+            c17_0 = c17_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+            c18_0 = c18_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+            c19_0 = c19_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 80, as: Float.self))
+            c20_0 = c20_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 84, as: Float.self))
+            c21_0 = c21_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 88, as: Float.self))
+            c22_0 = c22_0.addingProduct(av, b0)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 92, as: Float.self))
+            c23_0 = c23_0.addingProduct(av, b0)
+        }
+        pa += 96; pb += ldbb; k &+= 1
+    }
+    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    if accumulate {
+        c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c6_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c7_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c8_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c9_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c10_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c11_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c12_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c13_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c14_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c15_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c16_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c17_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c18_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c19_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c20_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c21_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c22_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c23_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    }
+    pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c8_0, toByteOffset: 8 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c9_0, toByteOffset: 9 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c10_0, toByteOffset: 10 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c11_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c12_0, toByteOffset: 12 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c13_0, toByteOffset: 13 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c14_0, toByteOffset: 14 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c15_0, toByteOffset: 15 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c16_0, toByteOffset: 16 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c17_0, toByteOffset: 17 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c18_0, toByteOffset: 18 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c19_0, toByteOffset: 19 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c20_0, toByteOffset: 20 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c21_0, toByteOffset: 21 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c22_0, toByteOffset: 22 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c23_0, toByteOffset: 23 &* ldcb &+ 0, as: SIMD16<Float>.self)
+}
+
+/// C[0..<8, 0..<32] (+)= A[8 x kc] * B[kc x 32], A row-major with leading dimension `lda`,
+/// B row k at `b + k*ldb` (32 floats; `ldb = 32` for a packed sliver). `accumulate` adds the old C.
+@inline(never)
+func microkernel8x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    var c0_0 = SIMD16<Float>(); var c0_1 = SIMD16<Float>();
+    var c1_0 = SIMD16<Float>(); var c1_1 = SIMD16<Float>();
+    var c2_0 = SIMD16<Float>(); var c2_1 = SIMD16<Float>();
+    var c3_0 = SIMD16<Float>(); var c3_1 = SIMD16<Float>();
+    var c4_0 = SIMD16<Float>(); var c4_1 = SIMD16<Float>();
+    var c5_0 = SIMD16<Float>(); var c5_1 = SIMD16<Float>();
+    var c6_0 = SIMD16<Float>(); var c6_1 = SIMD16<Float>();
+    var c7_0 = SIMD16<Float>(); var c7_1 = SIMD16<Float>();
+    let rsb = lda &* 4
+    var p0 = UnsafeRawPointer(a)
+    var p1 = UnsafeRawPointer(a + 3 &* lda)
+    var p2 = UnsafeRawPointer(a + 6 &* lda)
+    var pb = UnsafeRawPointer(b)
+    let ldbb = ldb &* 4
+    var k = 0
+    while k &+ 4 <= kc {
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 0, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 4, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 4, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 4, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 4, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 4, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 8, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 8, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 8, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 8, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 8, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 12, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 12, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 12, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 12, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        p0 += 16; p1 += 16; p2 += 16; pb += 4 &* ldbb; k &+= 4
+    }
+    while k < kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        let b1 = pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+            c0_0 = c0_0.addingProduct(av, b0)
+            c0_1 = c0_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c1_0 = c1_0.addingProduct(av, b0)
+            c1_1 = c1_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c2_0 = c2_0.addingProduct(av, b0)
+            c2_1 = c2_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+            c3_0 = c3_0.addingProduct(av, b0)
+            c3_1 = c3_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c4_0 = c4_0.addingProduct(av, b0)
+            c4_1 = c4_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p1.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+            c5_0 = c5_0.addingProduct(av, b0)
+            c5_1 = c5_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: 0, as: Float.self))
+            c6_0 = c6_0.addingProduct(av, b0)
+            c6_1 = c6_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: p2.load(fromByteOffset: rsb &+ 0, as: Float.self))
+            c7_0 = c7_0.addingProduct(av, b0)
+            c7_1 = c7_1.addingProduct(av, b1)
+        }
+        p0 += 4; p1 += 4; p2 += 4; pb += ldbb; k &+= 1
+    }
+    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    if accumulate {
+        c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c6_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c6_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c7_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c7_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    }
+    pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_1, toByteOffset: 6 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_1, toByteOffset: 7 &* ldcb &+ 64, as: SIMD16<Float>.self)
+}
+
+/// C[0..<8, 0..<32] (+)= A[8 x kc] * B[kc x 32], A a packed sliver `[kc][8]` (`lda` unused),
+/// B row k at `b + k*ldb` (32 floats; `ldb = 32` for a packed sliver). `accumulate` adds the old C.
+@inline(never)
+func microkernel8x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    var c0_0 = SIMD16<Float>(); var c0_1 = SIMD16<Float>();
+    var c1_0 = SIMD16<Float>(); var c1_1 = SIMD16<Float>();
+    var c2_0 = SIMD16<Float>(); var c2_1 = SIMD16<Float>();
+    var c3_0 = SIMD16<Float>(); var c3_1 = SIMD16<Float>();
+    var c4_0 = SIMD16<Float>(); var c4_1 = SIMD16<Float>();
+    var c5_0 = SIMD16<Float>(); var c5_1 = SIMD16<Float>();
+    var c6_0 = SIMD16<Float>(); var c6_1 = SIMD16<Float>();
+    var c7_0 = SIMD16<Float>(); var c7_1 = SIMD16<Float>();
+    var pa = UnsafeRawPointer(a)
+    var pb = UnsafeRawPointer(b)
+    let ldbb = ldb &* 4
+    var k = 0
+    while k &+ 4 <= kc {
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 1 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 2 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 80, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 84, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 88, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 92, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        do {
+            let b0 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 0, as: SIMD16<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 3 &* ldbb &+ 64, as: SIMD16<Float>.self)
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 96, as: Float.self))
+                c0_0 = c0_0.addingProduct(av, b0)
+                c0_1 = c0_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 100, as: Float.self))
+                c1_0 = c1_0.addingProduct(av, b0)
+                c1_1 = c1_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 104, as: Float.self))
+                c2_0 = c2_0.addingProduct(av, b0)
+                c2_1 = c2_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 108, as: Float.self))
+                c3_0 = c3_0.addingProduct(av, b0)
+                c3_1 = c3_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 112, as: Float.self))
+                c4_0 = c4_0.addingProduct(av, b0)
+                c4_1 = c4_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 116, as: Float.self))
+                c5_0 = c5_0.addingProduct(av, b0)
+                c5_1 = c5_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 120, as: Float.self))
+                c6_0 = c6_0.addingProduct(av, b0)
+                c6_1 = c6_1.addingProduct(av, b1)
+            }
+            do {
+                let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 124, as: Float.self))
+                c7_0 = c7_0.addingProduct(av, b0)
+                c7_1 = c7_1.addingProduct(av, b1)
+            }
+        }
+        pa += 128; pb += 4 &* ldbb; k &+= 4
+    }
+    while k < kc {
+        let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        let b1 = pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+            c0_0 = c0_0.addingProduct(av, b0)
+            c0_1 = c0_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+            c1_0 = c1_0.addingProduct(av, b0)
+            c1_1 = c1_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+            c2_0 = c2_0.addingProduct(av, b0)
+            c2_1 = c2_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+            c3_0 = c3_0.addingProduct(av, b0)
+            c3_1 = c3_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+            c4_0 = c4_0.addingProduct(av, b0)
+            c4_1 = c4_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+            c5_0 = c5_0.addingProduct(av, b0)
+            c5_1 = c5_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+            c6_0 = c6_0.addingProduct(av, b0)
+            c6_1 = c6_1.addingProduct(av, b1)
+        }
+        do {
+            let av = SIMD16<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+            c7_0 = c7_0.addingProduct(av, b0)
+            c7_1 = c7_1.addingProduct(av, b1)
+        }
+        pa += 32; pb += ldbb; k &+= 1
+    }
+    let pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    if accumulate {
+        c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c4_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c4_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c5_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c5_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c6_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c6_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD16<Float>.self)
+        c7_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+        c7_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    }
+    pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c4_1, toByteOffset: 4 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c5_1, toByteOffset: 5 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c6_1, toByteOffset: 6 &* ldcb &+ 64, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD16<Float>.self)
+    pc.storeBytes(of: c7_1, toByteOffset: 7 &* ldcb &+ 64, as: SIMD16<Float>.self)
+}

@@ -3935,3 +3935,2141 @@ func microkernel8x48Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b
         pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 176, as: SIMD4<Float>.self)
     }
 }
+
+/// C[0..<24, 0..<16] (+)= A[24 x kc] * B[kc x 16], A row-major with leading dimension `lda`,
+/// B row k at `b + k*ldb` (16 floats; `ldb = 16` for a packed sliver). `accumulate` adds the old C.
+/// Computed in 4 x 8 sub-blocks.
+@inline(never)
+func microkernel24x16Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    let ldbb = ldb &* 4, pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    let rsb = lda &* 4
+    do { // rows 0..<4, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 8..<12, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 8 &* lda)
+        var p1 = UnsafeRawPointer(a + 11 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 8 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 8 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 9 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 9 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 10 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 12..<16, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 12 &* lda)
+        var p1 = UnsafeRawPointer(a + 15 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 12 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 12 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 13 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 13 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 14 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 14 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 15 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 15 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 16..<20, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 16 &* lda)
+        var p1 = UnsafeRawPointer(a + 19 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 16 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 16 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 17 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 17 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 18 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 18 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 19 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 19 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 20..<24, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 20 &* lda)
+        var p1 = UnsafeRawPointer(a + 23 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 20 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 20 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 21 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 21 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 22 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 22 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 23 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 23 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 8..<12, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 8 &* lda)
+        var p1 = UnsafeRawPointer(a + 11 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 8 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 8 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 9 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 9 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 10 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 12..<16, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 12 &* lda)
+        var p1 = UnsafeRawPointer(a + 15 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 12 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 12 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 13 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 13 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 14 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 14 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 15 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 15 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 16..<20, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 16 &* lda)
+        var p1 = UnsafeRawPointer(a + 19 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 16 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 16 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 17 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 17 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 18 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 18 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 19 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 19 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 20..<24, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 20 &* lda)
+        var p1 = UnsafeRawPointer(a + 23 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 20 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 20 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 21 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 21 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 22 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 22 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 23 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 23 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+}
+
+/// C[0..<24, 0..<16] (+)= A[24 x kc] * B[kc x 16], A a packed sliver `[kc][24]` (`lda` unused),
+/// B row k at `b + k*ldb` (16 floats; `ldb = 16` for a packed sliver). `accumulate` adds the old C.
+/// Computed in 4 x 8 sub-blocks.
+@inline(never)
+func microkernel24x16Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    let ldbb = ldb &* 4, pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    do { // rows 0..<4, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 8..<12, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 8 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 8 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 9 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 9 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 10 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 12..<16, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 12 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 12 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 13 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 13 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 14 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 14 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 15 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 15 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 16..<20, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 16 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 16 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 17 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 17 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 18 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 18 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 19 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 19 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 20..<24, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 80, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 84, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 88, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 92, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 20 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 20 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 21 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 21 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 22 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 22 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 23 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 23 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 8..<12, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 32, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 36, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 40, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 44, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 8 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 9 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 10 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 8 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 8 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 9 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 9 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 10 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 10 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 11 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 11 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 12..<16, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 48, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 52, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 56, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 60, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 12 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 13 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 14 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 15 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 12 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 12 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 13 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 13 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 14 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 14 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 15 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 15 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 16..<20, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 64, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 68, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 72, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 76, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 16 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 17 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 18 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 19 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 16 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 16 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 17 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 17 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 18 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 18 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 19 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 19 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 20..<24, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 80, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 84, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 88, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 92, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 96; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 20 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 21 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 22 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 23 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 20 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 20 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 21 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 21 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 22 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 22 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 23 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 23 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+}
+
+/// C[0..<8, 0..<32] (+)= A[8 x kc] * B[kc x 32], A row-major with leading dimension `lda`,
+/// B row k at `b + k*ldb` (32 floats; `ldb = 32` for a packed sliver). `accumulate` adds the old C.
+/// Computed in 4 x 8 sub-blocks.
+@inline(never)
+func microkernel8x32Direct(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    let ldbb = ldb &* 4, pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    let rsb = lda &* 4
+    do { // rows 0..<4, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 0 &* lda)
+        var p1 = UnsafeRawPointer(a + 3 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var p0 = UnsafeRawPointer(a + 4 &* lda)
+        var p1 = UnsafeRawPointer(a + 7 &* lda)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: rsb &+ 0, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p0.load(fromByteOffset: 2 &* rsb &+ 0, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: p1.load(fromByteOffset: 0, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            p0 += 4; p1 += 4; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+}
+
+/// C[0..<8, 0..<32] (+)= A[8 x kc] * B[kc x 32], A a packed sliver `[kc][8]` (`lda` unused),
+/// B row k at `b + k*ldb` (32 floats; `ldb = 32` for a packed sliver). `accumulate` adds the old C.
+/// Computed in 4 x 8 sub-blocks.
+@inline(never)
+func microkernel8x32Packed(_ kc: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
+    let ldbb = ldb &* 4, pc = UnsafeMutableRawPointer(c), ldcb = ldc &* 4
+    do { // rows 0..<4, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 0..<8
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 0)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 16, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 0, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 16, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 8..<16
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 8)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 48, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 32, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 48, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 16..<24
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 16)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 80, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 64, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 80, as: SIMD4<Float>.self)
+    }
+    do { // rows 0..<4, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 0, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 4, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 8, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 12, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 0 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 0 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 1 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 1 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 2 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 2 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 3 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 3 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+    do { // rows 4..<8, columns 24..<32
+        var c0_0 = SIMD4<Float>(); var c0_1 = SIMD4<Float>();
+        var c1_0 = SIMD4<Float>(); var c1_1 = SIMD4<Float>();
+        var c2_0 = SIMD4<Float>(); var c2_1 = SIMD4<Float>();
+        var c3_0 = SIMD4<Float>(); var c3_1 = SIMD4<Float>();
+        var pa = UnsafeRawPointer(a)
+        var pb = UnsafeRawPointer(b + 24)
+        var k = 0
+        while k < kc {
+            let b0 = pb.loadUnaligned(fromByteOffset: 0, as: SIMD4<Float>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self)
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 16, as: Float.self))
+                c0_0 = madd(c0_0, av, b0)
+                c0_1 = madd(c0_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 20, as: Float.self))
+                c1_0 = madd(c1_0, av, b0)
+                c1_1 = madd(c1_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 24, as: Float.self))
+                c2_0 = madd(c2_0, av, b0)
+                c2_1 = madd(c2_1, av, b1)
+            }
+            do {
+                let av = SIMD4<Float>(repeating: pa.load(fromByteOffset: 28, as: Float.self))
+                c3_0 = madd(c3_0, av, b0)
+                c3_1 = madd(c3_1, av, b1)
+            }
+            pa += 32; pb += ldbb; k &+= 1
+        }
+        if accumulate {
+            c0_0 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c0_1 += pc.loadUnaligned(fromByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c1_0 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c1_1 += pc.loadUnaligned(fromByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c2_0 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c2_1 += pc.loadUnaligned(fromByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+            c3_0 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+            c3_1 += pc.loadUnaligned(fromByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        }
+        pc.storeBytes(of: c0_0, toByteOffset: 4 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c0_1, toByteOffset: 4 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_0, toByteOffset: 5 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c1_1, toByteOffset: 5 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_0, toByteOffset: 6 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c2_1, toByteOffset: 6 &* ldcb &+ 112, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_0, toByteOffset: 7 &* ldcb &+ 96, as: SIMD4<Float>.self)
+        pc.storeBytes(of: c3_1, toByteOffset: 7 &* ldcb &+ 112, as: SIMD4<Float>.self)
+    }
+}

@@ -48,8 +48,10 @@ final class KernelLevelTests: XCTestCase {
     }
 
     func testGEMMEveryTileAndEdge() {
-        // (m, n, k): 12x32 tiles with edges, 8x48 (n = 40), 6x64 (few rows, wide), transposed operands.
-        for (m, n, k) in [(37, 45, 70), (50, 40, 64), (20, 1100, 33), (7, 5, 3), (130, 96, 400)] {
+        // (m, n, k): 12x32 tiles with edges, 8x48 (n = 40), 6x64 (few rows, wide), 24x16 (n ≤ 16), 8x32
+        // (m ≤ 16), transposed operands.
+        for (m, n, k) in [(37, 45, 70), (50, 40, 64), (20, 1100, 33), (7, 5, 3), (130, 96, 400), (50, 16, 70),
+                          (16, 100, 70), (15, 9, 40)] {
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
                 assertLevelsAgree("sgemm \(m)x\(n)x\(k) tA \(ta) tB \(tb)", fused: true) {
                     let a = randomTensor(ta ? [k, m] : [m, k], seed: 1), b = randomTensor(tb ? [n, k] : [k, n], seed: 2)
@@ -68,14 +70,18 @@ final class KernelLevelTests: XCTestCase {
     func testConvolutionForwardAndBackward() throws {
         for (stride, padding, size) in [(1, 1, 3), (2, 1, 3), (1, 0, 1)] {
             try assertLevelsAgree("conv \(size)x\(size) stride \(stride)", fused: true) {
-                let x = randomTensor([2, 9, 11, 24], seed: 4), w = randomTensor([size, size, 24, 40], seed: 5, scale: 0.2)
-                let bias = randomTensor([40], seed: 6)
-                let y = try conv2d(x, weight: w, bias: bias, stride: stride, padding: padding)
-                let dy = randomTensor(y.shape, seed: 7)
-                let dx = try conv2dBackwardInput(dy, weight: w, inputShape: x.shape, stride: stride, padding: padding)
-                let dw = try conv2dBackwardWeight(dy, input: x, kernelHeight: size, kernelWidth: size, stride: stride,
-                                                  padding: padding)
-                return [y, dx, dw]
+                var outputs: [Tensor] = []
+                for cout in [40, 16] {   // 16 output channels: the 24x16 tile
+                    let x = randomTensor([2, 9, 11, 24], seed: 4), w = randomTensor([size, size, 24, cout], seed: 5, scale: 0.2)
+                    let bias = randomTensor([cout], seed: 6)
+                    let y = try conv2d(x, weight: w, bias: bias, stride: stride, padding: padding)
+                    let dy = randomTensor(y.shape, seed: 7)
+                    let dx = try conv2dBackwardInput(dy, weight: w, inputShape: x.shape, stride: stride, padding: padding)
+                    let dw = try conv2dBackwardWeight(dy, input: x, kernelHeight: size, kernelWidth: size, stride: stride,
+                                                      padding: padding)
+                    outputs += [y, dx, dw]
+                }
+                return outputs
             }
         }
     }
