@@ -6,7 +6,8 @@
 
 The UNet has diffusers' random initialisation (weights do not change the timing), frozen; rank-R LoRA on
 to_q/to_k/to_v/to_out.0 as diffusers' train_dreambooth_lora.py adds it; MSE against a random target,
-backward, clip_grad_norm_(1.0), AdamW step. Prints the median step time and the peak RSS of this process.
+backward, clip_grad_norm_(1.0), AdamW step. Prints the median step time, its CPU time and the peak RSS of this
+process.
 With --quantize (bitsandbytes >= 0.48, `pip install --no-deps bitsandbytes`), QLoRA as diffusers'
 BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32) sets a UNet up: every nn.Linear
 becomes a bnb Linear4bit (blocks of 64; no double quantization, diffusers' default), quantized on the CPU,
@@ -76,9 +77,9 @@ def main():
     ctx = torch.randn(1, 77, cfg["cross_attention_dim"])
     target = torch.randn(1, unet.config.out_channels, size, size)
     t = torch.tensor([500])
-    times = []
+    times, cpu = [], []
     for _ in range(a.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = unet(x, t, ctx).sample
         loss = torch.nn.functional.mse_loss(out, target)
         loss.backward()
@@ -86,11 +87,14 @@ def main():
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     trainable = sum(q.numel() for q in params)
     print(f"torch train {a.config} batch 1 {size}x{size}, rank-{a.rank} attention LoRA ({trainable} trainable)"
           + (", checkpointing" if a.checkpointing else "") + (f", {a.quantize} Linear layers" if a.quantize else ""))
     print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)})")
+    print(f"  CPU {cpu[len(cpu) // 2]:.3f} s per step (median; user + system of all threads)")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB, {a.threads} threads")
 
 
