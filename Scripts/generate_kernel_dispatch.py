@@ -116,6 +116,9 @@ FLOPS = {
     "conv2d": "KernelFlops.conv2d(input: input, weight: weight, stride: stride, padding: padding)",
     "conv2dBackwardInput": "2 * Double(gradOutput.count) * Double(weight.count / max(1, weight.shape.last ?? 1))",
     "conv2dBackwardWeight": "2 * Double(gradOutput.count) * Double(kernelHeight * kernelWidth * (input.shape.last ?? 0))",
+    "dequantizingSGEMM": "2 * Double(m) * Double(n) * Double(k)",
+    "quantizedConv2d": "KernelFlops.conv2d(input: input, weightShape: weightShape, stride: stride, padding: padding)",
+    "quantizedConv2dBackwardInput": "2 * Double(gradOutput.count) * Double(weightShape.dropLast().reduce(1, *))",
     "attentionScaledDotProduct": "KernelFlops.attention(q: q, k: k, layout: layout, backward: false)",
     "attentionScaledDotProductBackward": "KernelFlops.attention(q: q, k: k, layout: layout, backward: true)",
 }

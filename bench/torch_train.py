@@ -2,11 +2,17 @@
 """PyTorch side of `bench train`: one DreamBooth-LoRA step with diffusers + peft (CPU, float32).
 
     /root/refenv/bin/python bench/torch_train.py [--config sd15|sdxl|tiny] [--size 64] [--rank 4] [--repeat 1]
-                                                 [--threads 2] [--checkpointing]
+                                                 [--threads 2] [--checkpointing] [--quantize nf4|fp4]
 
 The UNet has diffusers' random initialisation (weights do not change the timing), frozen; rank-R LoRA on
 to_q/to_k/to_v/to_out.0 as diffusers' train_dreambooth_lora.py adds it; MSE against a random target,
-backward, clip_grad_norm_(1.0), AdamW step. Prints the median step time and the peak RSS of this process.
+backward, clip_grad_norm_(1.0), AdamW step. Prints the median step time, its CPU time and the peak RSS of this
+process.
+With --quantize (bitsandbytes >= 0.48, `pip install --no-deps bitsandbytes`), QLoRA as diffusers'
+BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32) sets a UNet up: every nn.Linear
+becomes a bnb Linear4bit (blocks of 64; no double quantization, diffusers' default), quantized on the CPU,
+and peft puts its bnb LoRA layers on top; convolutions stay F32. This is bitsandbytes' own CPU path
+(dequantize_4bit, then an F32 matmul, forward and backward).
 """
 import argparse
 import resource
@@ -32,6 +38,23 @@ UNETS = {
 }
 
 
+def quantize_linear_layers(module, quant_type):
+    """Every nn.Linear below `module` replaced by a bnb Linear4bit holding its weight quantized (as diffusers'
+    bitsandbytes quantizer converts them)."""
+    import bitsandbytes as bnb
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.Linear):
+            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                  compute_dtype=torch.float32, compress_statistics=False, quant_type=quant_type)
+            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=False,
+                                         quant_type=quant_type)
+            if child.bias is not None:
+                q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(module, name, q.to("cpu"))
+        else:
+            quantize_linear_layers(child, quant_type)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="sd15")
@@ -40,12 +63,15 @@ def main():
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--quantize", choices=["nf4", "fp4"])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = UNETS[a.config]
     unet = UNet2DConditionModel(**cfg)
     unet.requires_grad_(False)
+    if a.quantize:
+        quantize_linear_layers(unet, a.quantize)
     unet.add_adapter(LoraConfig(r=a.rank, lora_alpha=a.rank, init_lora_weights="gaussian",
                                 target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
     if a.checkpointing:
@@ -74,11 +100,12 @@ def main():
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     trainable = sum(q.numel() for q in params)
     print(f"torch train {a.config} batch 1 {size}x{size}, rank-{a.rank} attention LoRA ({trainable} trainable)"
-          + (", checkpointing" if a.checkpointing else ""))
-    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)}), "
-          f"CPU {sorted(cpu)[len(cpu) // 2]:.3f} s per step")
+          + (", checkpointing" if a.checkpointing else "") + (f", {a.quantize} Linear layers" if a.quantize else ""))
+    print(f"  step {times[len(times) // 2]:.3f} s (median of {len(times)}: {', '.join(f'{s:.3f}' for s in times)})")
+    print(f"  CPU {cpu[len(cpu) // 2]:.3f} s per step (median; user + system of all threads)")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.2f} GB, {a.threads} threads")
 
 

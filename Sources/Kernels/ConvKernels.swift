@@ -68,13 +68,18 @@ let convGridMinWidth = 20
 /// Up to this many row tiles the weights are read in place (see `gemmDirectBMaxRowTiles`).
 let convDirectWeightMaxTiles = 32
 
+/// Fills one packed weight sliver: output channels `j0..<j0+nr` as `[taps * cin][nr]`, zero-padded (what
+/// `packConvWeight` does for an F32 weight; a 4-bit weight decodes straight into the sliver).
+typealias ConvWeightPacker = (_ j0: Int, _ nr: Int, _ dst: UnsafeMutablePointer<Float>) -> Void
+
 /// `out[n, oy, ox, :] = bias + sum_{dy, dx} xpad[n, oy*s + dy, ox*s + dx, :] · w[dy, dx]` for an already padded
-/// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`.
+/// input; `w` is `[kh, kw, Cin, Cout]` and `out` is `[N, Ho, Wo, Cout]`. With `packer`, the slivers come from it
+/// (never read in place) and `weight` is not read.
 func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth kw: Int, stride s: Int,
-                      outHeight ho: Int, outWidth wo: Int, weight: UnsafePointer<Float>, outChannels cout: Int,
-                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+                      outHeight ho: Int, outWidth wo: Int, weight: UnsafePointer<Float>?, outChannels cout: Int,
+                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, packer: ConvWeightPacker? = nil) {
     let plan = ConvPlan(x, kernelHeight: kh, kernelWidth: kw, stride: s, outHeight: ho, outWidth: wo,
-                        weight: weight, outChannels: cout, bias: bias, output: output)
+                        weight: weight, outChannels: cout, bias: bias, output: output, packedOnly: packer != nil)
     let nr = plan.tile.nr, threads = plan.threads
     KernelWorkspacePool.shared.with { ws in
         ws.reserve(sharedCount: plan.nc * plan.taps * plan.cin, workers: threads,
@@ -87,8 +92,12 @@ func convImplicitGEMM(_ x: PaddedActivation, kernelHeight kh: Int, kernelWidth k
             if !plan.directWeights {
                 Parallel.forChunks(count: slivers, workers: min(threads, slivers), chunksPerWorker: 2) { _, range in
                     for sv in range {
-                        packConvWeight(weight, taps: plan.taps, cin: plan.cin, cout: cout, j0: jc + sv * nr, nr: nr,
-                                       into: packed + sv * plan.sliverFloats)
+                        if let packer {
+                            packer(jc + sv * nr, nr, packed + sv * plan.sliverFloats)
+                        } else {
+                            packConvWeight(weight!, taps: plan.taps, cin: plan.cin, cout: cout, j0: jc + sv * nr,
+                                           nr: nr, into: packed + sv * plan.sliverFloats)
+                        }
                     }
                 }
             }
@@ -130,10 +139,11 @@ final class ConvPlan {
     let threads: Int
     /// Few row tiles (small feature maps, wide channels): the weights are read in place, not packed.
     let directWeights: Bool
-    let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>
+    let weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>
 
     init(_ xpad: PaddedActivation, kernelHeight: Int, kernelWidth: Int, stride: Int, outHeight: Int, outWidth: Int,
-         weight: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+         weight: UnsafePointer<Float>?, outChannels: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+         packedOnly: Bool = false) {
         tile = outChannels <= 16 ? GEMMTile.t24x16 : GEMMTile.t12x32
         let mr = tile.mr, nr = tile.nr
         x = UnsafePointer(xpad.pointer); hp = xpad.height; wp = xpad.width; cin = xpad.channels
@@ -153,7 +163,7 @@ final class ConvPlan {
         tilesPerSuper = max(1, min(convTilesPerSuperTile, tiles / (2 * threads)))
         superPerSegment = (tilesPerSegment + tilesPerSuper - 1) / tilesPerSuper
         superTiles = segments * superPerSegment
-        directWeights = tiles <= convDirectWeightMaxTiles && cout % nr == 0
+        directWeights = !packedOnly && tiles <= convDirectWeightMaxTiles && cout % nr == 0
     }
 
     /// First tile index and tile count of super-tile `st` within its segment.
@@ -174,7 +184,7 @@ final class ConvPlan {
                 let kcur = min(kc, cin - k0)
                 for sv in svRange {
                     let b = directWeights
-                        ? weight + (tap * cin + k0) * cout + block.jc + sv * nr
+                        ? weight! + (tap * cin + k0) * cout + block.jc + sv * nr
                         : UnsafePointer(block.packed + sv * sliverFloats + (tap * cin + k0) * nr)
                     for ti in 0..<count {
                         tile.direct(kcur, aTap + (t0 + ti) * mr * lda + k0, lda, b, directWeights ? cout : nr,
@@ -325,9 +335,12 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
 /// Input pixels with `(y + p) % s == ry` and `(x + p) % s == rx` receive exactly the taps `dy = ry + s*j`,
 /// `dx = rx + s*i`, from output pixel `(Y - j, X - i)` where `y = ry - p + s*Y`. So each phase is a stride-1
 /// convolution of the re-padded gradient with the phase's flipped, transposed sub-kernel, whose result is
-/// scattered to that phase's pixels.
-func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                 gradInput: UnsafeMutablePointer<Float>) {
+/// scattered to that phase's pixels. With `transposedPacker` (a 4-bit weight), the sub-kernel's slivers come
+/// from `transposedPacker(sourceTaps)`, whose tap t is the transposed weight tap `sourceTaps[t]`, and `weight` is
+/// not read.
+func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
+                                 gradInput: UnsafeMutablePointer<Float>,
+                                 transposedPacker: ((_ sourceTaps: [Int]) -> ConvWeightPacker)? = nil) {
     let s = g.stride, p = g.padding, cin = g.inChannels, cout = g.outChannels
     /// Taps of a phase (`ceil((k - r) / s)`) and its first phase index `Y0 = ceil((p - r) / s)` with `y >= 0`.
     func phase(_ r: Int, kernel k: Int, size: Int) -> (taps: Int, first: Int, count: Int) {
@@ -347,13 +360,15 @@ func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Flo
                 out.update(repeating: 0, count: g.batch * hy * wx * cin)
             } else {
                 // Flipped, transposed sub-kernel: w'[j', i'] = w[ry + s*(th-1-j'), rx + s*(tw-1-i')]ᵀ (Cout x Cin).
-                let subBuffer = ScratchBuffer<Float>(count: th * tw * cout * cin), sub = subBuffer.pointer
+                let sources = (0..<(th * tw)).map { t in
+                    (ry + s * (th - 1 - t / tw)) * g.kernelWidth + rx + s * (tw - 1 - t % tw)
+                }
+                let subBuffer = ScratchBuffer<Float>(count: transposedPacker == nil ? th * tw * cout * cin : 0)
+                let sub = subBuffer.pointer
                 defer { subBuffer.release() }
-                for j in 0..<th {
-                    for i in 0..<tw {
-                        let dy = ry + s * (th - 1 - j), dx = rx + s * (tw - 1 - i)
-                        transposeMatrix(weight + (dy * g.kernelWidth + dx) * cin * cout, rows: cin, cols: cout,
-                                        into: sub + (j * tw + i) * cout * cin)
+                if transposedPacker == nil {
+                    for (t, source) in sources.enumerated() {
+                        transposeMatrix(weight! + source * cin * cout, rows: cin, cols: cout, into: sub + t * cout * cin)
                     }
                 }
                 let hp = hy + th - 1, wp = wx + tw - 1
@@ -363,7 +378,8 @@ func conv2dBackwardInputByPhases(_ g: Conv2DShape, gradOutput: UnsafePointer<Flo
                                               slackPixels: GEMMTile.maxMR + 1 + tw)
                 defer { padded.deallocate() }
                 convImplicitGEMM(padded, kernelHeight: th, kernelWidth: tw, stride: 1, outHeight: hy, outWidth: wx,
-                                 weight: sub, outChannels: cin, bias: nil, output: out)
+                                 weight: sub, outChannels: cin, bias: nil, output: out,
+                                 packer: transposedPacker.map { $0(sources) })
             }
             for n in 0..<g.batch {
                 for yy in 0..<hy {

@@ -19,13 +19,19 @@ public func dequantizingSGEMM(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, l
                               blockSize: Int, transposedWeight: Bool,
                               c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     precondition(m >= 0 && n >= 0 && k >= 0 && blockSize > 0, "dequantizingSGEMM: bad size m=\(m) n=\(n) k=\(k)")
+    let weight = QuantizedOperand(packed: packed, scales: scales, code: code, blockSize: blockSize,
+                                  cols: transposedWeight ? k : n, transposed: transposedWeight)
+    dequantizingProduct(m: m, n: n, k: k, a: a, lda: lda, weight: weight, c: c, ldc: ldc, accumulate: accumulate)
+}
+
+/// `C = A · op(W)` (or `+=`) for a 4-bit operand as the packer reads it (which may start inside the tensor).
+func dequantizingProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: QuantizedOperand,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     if m == 0 || n == 0 { return }
     if k == 0 {
         if !accumulate { scaleMatrix(c, rows: m, cols: n, ld: ldc, by: 0) }
         return
     }
-    let weight = QuantizedOperand(packed: packed, scales: scales, code: code, blockSize: blockSize,
-                                  cols: transposedWeight ? k : n, transposed: transposedWeight)
     let driver = DequantizingGEMM(m: m, n: n, k: k, a: a, lda: lda, weight: weight, c: c, ldc: ldc,
                                   accumulate: accumulate)
     KernelWorkspacePool.shared.with { ws in driver.run(tile: GEMMTile.choose(m: m, n: n), workspace: ws) }
@@ -38,6 +44,7 @@ public func dequantizingSGEMM(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, l
 func decodeFourBitRun(_ w: QuantizedOperand, start: Int, count: Int, into out: UnsafeMutablePointer<Float>,
                       stride: Int, table t: UnsafeMutablePointer<Float>) {
     let codes = UnsafeRawPointer(w.code).loadUnaligned(as: SIMD16<Float>.self)
+    let start = start + w.offset
     var i = 0
     while i < count {
         let flat = start + i
@@ -68,14 +75,16 @@ func allocateCodeTable() -> UnsafeMutablePointer<Float> {
     UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Float.self, capacity: 16)
 }
 
-/// A 4-bit weight matrix as the packer reads it; `cols` is the stored row length.
+/// A 4-bit weight matrix as the packer reads it; `cols` is the stored row length. The matrix starts at weight
+/// `offset` of the flat quantized tensor (one tap of a convolution weight), so blocks are counted from there.
 struct QuantizedOperand {
     let packed: UnsafePointer<UInt8>
     let scales: UnsafePointer<Float>
     let code: UnsafePointer<Float>
     let blockSize: Int
     let cols: Int
-    let transposed: Bool
+    var transposed: Bool
+    var offset = 0
 }
 
 /// The blocked driver of GEMM.swift with a decoding B packer; A is row-major (read in place for full row

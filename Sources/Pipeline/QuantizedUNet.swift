@@ -58,10 +58,13 @@ public struct UNetQuantization: Equatable, Sendable {
 extension UNet2DConditionModel {
     /// Quantizes every Linear layer as diffusers' bitsandbytes quantizer does (no module of the UNet is
     /// skipped by default) and, with `convolutions`, every Conv2d too (beyond bitsandbytes; such a UNet has no
-    /// diffusers format to save in); returns how many layers.
+    /// diffusers format to save in); returns how many layers. The freed F32 weights go back to the system
+    /// (the tensor cache would otherwise keep them resident, and the 4-bit model would need as much memory as
+    /// the F32 one).
     @discardableResult
     public func quantize(_ q: UNetQuantization, convolutions: Bool = false) throws -> Int {
         var count = 0
+        defer { if count > 0 { HeapTrim.releaseFreePages() } }
         for (_, m) in namedModules() {
             if let linear = m as? Linear, !linear.isQuantized {
                 try linear.quantize(q.type, compressStatistics: q.doubleQuantization)

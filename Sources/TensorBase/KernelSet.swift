@@ -49,6 +49,8 @@ public struct KernelSet: @unchecked Sendable {
     public let batchedSGEMM: (Int, Bool, Bool, Int, Int, Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void
     public let normalizationGroupNorm: (Tensor, Int, Tensor?, Tensor?, Float, NormalizationActivation) throws -> NormalizationResult
     public let normalizationGroupNormBackward: (Tensor, Tensor, Tensor, Tensor, Int, Tensor?, Tensor?, NormalizationActivation) throws -> NormalizationGradients
+    public let quantizedConv2d: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], Tensor?, Int, Int) throws -> Tensor
+    public let quantizedConv2dBackwardInput: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], [Int], Int, Int) throws -> Tensor
     public let dequantizingSGEMM: (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void
     public let dequantizeFourBit: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void
     public let reductionSum: (Tensor) -> Float
@@ -109,6 +111,8 @@ public struct KernelSet: @unchecked Sendable {
                 batchedSGEMM: @escaping (Int, Bool, Bool, Int, Int, Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void,
                 normalizationGroupNorm: @escaping (Tensor, Int, Tensor?, Tensor?, Float, NormalizationActivation) throws -> NormalizationResult,
                 normalizationGroupNormBackward: @escaping (Tensor, Tensor, Tensor, Tensor, Int, Tensor?, Tensor?, NormalizationActivation) throws -> NormalizationGradients,
+                quantizedConv2d: @escaping (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], Tensor?, Int, Int) throws -> Tensor,
+                quantizedConv2dBackwardInput: @escaping (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], [Int], Int, Int) throws -> Tensor,
                 dequantizingSGEMM: @escaping (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void,
                 dequantizeFourBit: @escaping (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void,
                 reductionSum: @escaping (Tensor) -> Float,
@@ -168,6 +172,8 @@ public struct KernelSet: @unchecked Sendable {
         self.batchedSGEMM = batchedSGEMM
         self.normalizationGroupNorm = normalizationGroupNorm
         self.normalizationGroupNormBackward = normalizationGroupNormBackward
+        self.quantizedConv2d = quantizedConv2d
+        self.quantizedConv2dBackwardInput = quantizedConv2dBackwardInput
         self.dequantizingSGEMM = dequantizingSGEMM
         self.dequantizeFourBit = dequantizeFourBit
         self.reductionSum = reductionSum
@@ -371,8 +377,16 @@ extension KernelSet {
             let flops: Double = 0
             return try probe.measure("normalizationGroupNormBackward", flops: flops) { try kernels.normalizationGroupNormBackward(dOut, x, mean, rstd, groups, gamma, beta, activation) }
         }
+        let quantizedConv2d: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], Tensor?, Int, Int) throws -> Tensor = { input, packed, scales, code, blockSize, weightShape, bias, stride, padding in
+            let flops: Double = KernelFlops.conv2d(input: input, weightShape: weightShape, stride: stride, padding: padding)
+            return try probe.measure("quantizedConv2d", flops: flops) { try kernels.quantizedConv2d(input, packed, scales, code, blockSize, weightShape, bias, stride, padding) }
+        }
+        let quantizedConv2dBackwardInput: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], [Int], Int, Int) throws -> Tensor = { gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding in
+            let flops: Double = 2 * Double(gradOutput.count) * Double(weightShape.dropLast().reduce(1, *))
+            return try probe.measure("quantizedConv2dBackwardInput", flops: flops) { try kernels.quantizedConv2dBackwardInput(gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding) }
+        }
         let dequantizingSGEMM: (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void = { m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate in
-            let flops: Double = 0
+            let flops: Double = 2 * Double(m) * Double(n) * Double(k)
             return probe.measure("dequantizingSGEMM", flops: flops) { kernels.dequantizingSGEMM(m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate) }
         }
         let dequantizeFourBit: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void = { packed, scales, code, blockSize, count, out in
@@ -472,6 +486,8 @@ extension KernelSet {
                          batchedSGEMM: batchedSGEMM,
                          normalizationGroupNorm: normalizationGroupNorm,
                          normalizationGroupNormBackward: normalizationGroupNormBackward,
+                         quantizedConv2d: quantizedConv2d,
+                         quantizedConv2dBackwardInput: quantizedConv2dBackwardInput,
                          dequantizingSGEMM: dequantizingSGEMM,
                          dequantizeFourBit: dequantizeFourBit,
                          reductionSum: reductionSum,

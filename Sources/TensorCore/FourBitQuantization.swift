@@ -368,6 +368,31 @@ public final class FourBitTensor: @unchecked Sendable {
         }
     }
 
+    /// This tensor as a convolution weight `[kh, kw, Cin, Cout]` (quantized in that order): `x [N, H, W, Cin]`
+    /// convolved (+ bias) → `[N, Ho, Wo, Cout]`, the weight decoded sliver by sliver inside the convolution.
+    public func conv2dForward(_ x: Tensor, bias: Tensor?, stride: Int, padding: Int) throws -> Tensor {
+        try withStorage { p, s, c in
+            try quantizedConv2d(x, packed: p, scales: s, code: c, blockSize: blockSize, weightShape: shape, bias: bias,
+                                stride: stride, padding: padding)
+        }
+    }
+
+    /// The input gradient of `conv2dForward` for the output gradient `g`; `inputShape` is x's shape.
+    public func conv2dInputGradient(_ g: Tensor, inputShape: [Int], stride: Int, padding: Int) throws -> Tensor {
+        try withStorage { p, s, c in
+            try quantizedConv2dBackwardInput(g, packed: p, scales: s, code: c, blockSize: blockSize, weightShape: shape,
+                                             inputShape: inputShape, stride: stride, padding: padding)
+        }
+    }
+
+    private func withStorage<R>(_ body: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>) throws -> R) rethrows -> R {
+        try packed.withUnsafeBufferPointer { p in
+            try scales.withUnsafeBufferPointer { s in
+                try code.withUnsafeBufferPointer { c in try body(p.baseAddress!, s.baseAddress!, c.baseAddress!) }
+            }
+        }
+    }
+
     private func product(a: UnsafePointer<Float>, m: Int, n: Int, k: Int, transposed: Bool,
                          c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         packed.withUnsafeBufferPointer { p in

@@ -86,6 +86,18 @@ public func batchedSGEMM(batch: Int, transA: Bool, transB: Bool, m: Int, n: Int,
     Kernels.active.batchedSGEMM(batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC)
 }
 
+/// 4-bit convolution forward: `[N, H, W, Cin]` * a `[kh, kw, Cin, Cout]` weight (+ bias `[Cout]`) ->
+/// `[N, Ho, Wo, Cout]`. The weight is bitsandbytes' 4-bit format over its flat HWIO order (`packed`, `scales`,
+/// `code` and `blockSize` as for `dequantizingSGEMM`); it is decoded into the packed slivers, never whole.
+public func quantizedConv2d(_ input: Tensor, packed: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, code: UnsafePointer<Float>, blockSize: Int, weightShape: [Int], bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) throws -> Tensor {
+    try Kernels.active.quantizedConv2d(input, packed, scales, code, blockSize, weightShape, bias, stride, padding)
+}
+
+/// Gradient of `quantizedConv2d` with respect to its input, given the output gradient `[N, Ho, Wo, Cout]`.
+public func quantizedConv2dBackwardInput(_ gradOutput: Tensor, packed: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, code: UnsafePointer<Float>, blockSize: Int, weightShape: [Int], inputShape: [Int], stride: Int = 1, padding: Int = 0) throws -> Tensor {
+    try Kernels.active.quantizedConv2dBackwardInput(gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding)
+}
+
 /// `C[m x n] = A[m x k] · op(W)` (or `+=` with `accumulate`), where W is a 4-bit blockwise-quantized matrix.
 ///
 /// With `transposedWeight`, W is stored `[n, k]` and op(W) = Wᵀ (a Linear layer's `x · Wᵀ`); otherwise W is

@@ -56,27 +56,60 @@ final class QuantizedLinearTests: XCTestCase {
 }
 
 final class QuantizedConvTests: XCTestCase {
-    /// A 4-bit Conv2d equals the F32 convolution with the dequantized weight, forward and input gradient.
-    func testForwardAndInputGradientEqualTheDequantizedWeight() throws {
-        for (cin, cout, k, stride, pad) in [(8, 16, 3, 1, 1), (16, 40, 3, 2, 1), (24, 8, 1, 1, 0)] {
-            let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: stride, padding: pad)
-            c.weight.value = uniformTensor([k, k, cin, cout], seed: UInt64(cin * 100 + cout))
-            c.bias!.value = uniformTensor([cout], seed: 5)
-            try c.quantize(.nf4)
-            XCTAssertEqual([c.inChannels, c.outChannels, c.kernelSize], [cin, cout, k])
-            let w = c.quantizedWeight!.dequantized()
-            let x = Variable(uniformTensor([2, 9, 9, cin], seed: 6), requiresGrad: true)
-            let y = try c(x)
-            let xr = Variable(x.value, requiresGrad: true)
-            let yr = try conv2d(xr, weight: Variable(w), bias: Variable(c.bias!.value), stride: stride, padding: pad)
-            try assertClose(y.value, yr.value, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv forward \(cin)→\(cout) k\(k)")
-            let g = uniformTensor(y.shape, seed: 8)
-            try y.backward(g)
-            try yr.backward(g)
-            try assertClose(x.grad!, xr.grad!, tolerance: 1e-6, nhwcAgainstNCHW: false, "conv dX \(cin)→\(cout) k\(k)")
-            XCTAssertNil(c.weight.grad)
-            XCTAssertEqual(c.stateDict().keys.sorted(), ["bias"])
-            XCTAssertThrowsError(try c.bakeWeightDelta(Tensor(zeros: [cout, cin, k, k])))
+    /// A 4-bit Conv2d equals the F32 convolution with the dequantized weight bit for bit, forward and input
+    /// gradient, on every path of the kernel: 1x1 GEMM, few-channel im2col, implicit GEMM with few and many
+    /// row tiles, stride 2 (input gradient by phases), the few-pixel per-tap input gradient; odd channel counts
+    /// give partial slivers and blocks of 64 that straddle taps and Cin rows.
+    func testForwardAndInputGradientEqualTheDequantizedWeightBitForBit() throws {
+        // (cin, cout, k, stride, pad, batch, size)
+        let cases = [(8, 16, 3, 1, 1, 2, 9), (16, 40, 3, 2, 1, 2, 9), (24, 8, 1, 1, 0, 2, 9), (3, 37, 3, 1, 1, 1, 11),
+                     (4, 64, 3, 1, 1, 2, 7), (33, 70, 3, 1, 1, 2, 23), (40, 96, 3, 2, 1, 1, 17), (64, 64, 3, 1, 1, 2, 4),
+                     (70, 33, 1, 1, 0, 1, 13), (19, 45, 1, 2, 0, 2, 9), (20, 35, 3, 1, 0, 1, 12), (96, 160, 3, 1, 1, 1, 6)]
+        for (cin, cout, k, stride, pad, batch, size) in cases {
+            let what = "\(cin)→\(cout) k\(k) s\(stride) p\(pad) \(batch)x\(size)x\(size)"
+            for type in [FourBitType.nf4, .fp4] {
+                let c = Conv2d(inChannels: cin, outChannels: cout, kernelSize: k, stride: stride, padding: pad)
+                c.weight.value = uniformTensor([k, k, cin, cout], seed: UInt64(cin * 100 + cout))
+                c.bias!.value = uniformTensor([cout], seed: 5)
+                try c.quantize(type)
+                XCTAssertEqual([c.inChannels, c.outChannels, c.kernelSize], [cin, cout, k])
+                let w = c.quantizedWeight!.dequantized()
+                let x = Variable(uniformTensor([batch, size, size, cin], seed: 6), requiresGrad: true)
+                let y = try c(x)
+                let xr = Variable(x.value, requiresGrad: true)
+                let yr = try conv2d(xr, weight: Variable(w), bias: Variable(c.bias!.value), stride: stride, padding: pad)
+                XCTAssertEqual(y.shape, yr.shape, what)
+                XCTAssertEqual(y.value.scalars, yr.value.scalars, "forward \(what) \(type)")
+                let g = uniformTensor(y.shape, seed: 8)
+                try y.backward(g)
+                try yr.backward(g)
+                XCTAssertEqual(x.grad!.scalars, xr.grad!.scalars, "dX \(what) \(type)")
+                XCTAssertNil(c.weight.grad)
+                XCTAssertEqual(c.stateDict().keys.sorted(), ["bias"])
+                XCTAssertThrowsError(try c.bakeWeightDelta(Tensor(zeros: [cout, cin, k, k])))
+            }
+        }
+    }
+
+    /// Without a bias, and on a batch whose rows are all zero but one: the 4-bit paths read nothing stale.
+    func testWithoutBias() throws {
+        let c = Conv2d(inChannels: 32, outChannels: 48, kernelSize: 3, padding: 1, bias: false)
+        c.weight.value = uniformTensor([3, 3, 32, 48], seed: 11)
+        try c.quantize(.nf4)
+        let x = uniformTensor([1, 15, 15, 32], seed: 12)
+        let expected = try TensorCore.conv2d(x, weight: c.quantizedWeight!.dequantized(), padding: 1)
+        XCTAssertEqual(try c(Variable(x)).value.scalars, expected.scalars)
+    }
+
+    /// Bad shapes are one-line errors, not crashes.
+    func testShapeErrors() throws {
+        let q = try FourBitTensor.quantize(uniformTensor([3, 3, 8, 16], seed: 1), type: .nf4)
+        XCTAssertThrowsError(try q.conv2dForward(uniformTensor([1, 5, 5, 7], seed: 2), bias: nil, stride: 1, padding: 1)) {
+            XCTAssertTrue("\($0)".contains("input channels 7 differ from weight Cin 8"), "\($0)")
+        }
+        XCTAssertThrowsError(try q.conv2dInputGradient(uniformTensor([1, 4, 4, 16], seed: 2), inputShape: [1, 5, 5, 8],
+                                                       stride: 1, padding: 1)) {
+            XCTAssertTrue("\($0)".contains("output gradient [1, 4, 4, 16] should be [1, 5, 5, 16]"), "\($0)")
         }
     }
 }
