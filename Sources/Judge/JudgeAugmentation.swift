@@ -1,5 +1,6 @@
 // JudgeAugmentation: the degradations the judge trains on, so that it reads the softer, noisier pictures a
-// diffusion model draws as a person would: colour jitter (small enough that every named colour stays itself),
+// diffusion model draws as a person would: colour jitter (gain ±6 %, per channel ±3 %, contrast and saturation
+// ±10 %, offset ±2 %: small enough that every named colour stays nearest itself),
 // blur (Gaussian or a 2× down-and-up resample), sensor and blotchy colour noise, and JPEG-like compression
 // (8×8 DCT blocks of YCbCr, quantised with the JPEG tables of ITU-T T.81 Annex K at a random quality, with or
 // without 4:2:0 chroma subsampling). Every function works in place on one [h, w, 3] image in [-1, 1] and
@@ -30,10 +31,10 @@ public enum JudgeAugmentation {
         let u = (0..<18).map { _ in rng.unit() }
         let noiseSeed = rng.next()
         if u[0] < probabilities.jitter {
-            let gain: Float = 0.92 + 0.16 * u[1]
-            let channel: [Float] = [(0.96 + 0.08 * u[2]) * gain, (0.96 + 0.08 * u[3]) * gain, (0.96 + 0.08 * u[4]) * gain]
-            jitterColors(p, h * w, gain: channel, contrast: 0.85 + 0.3 * u[5], saturation: 0.85 + 0.3 * u[6],
-                         offset: 0.06 * (u[7] - 0.5))
+            let gain: Float = 0.94 + 0.12 * u[1]
+            let channel: [Float] = [(0.97 + 0.06 * u[2]) * gain, (0.97 + 0.06 * u[3]) * gain, (0.97 + 0.06 * u[4]) * gain]
+            jitterColors(p, h * w, gain: channel, contrast: 0.9 + 0.2 * u[5], saturation: 0.9 + 0.2 * u[6],
+                         offset: 0.04 * (u[7] - 0.5))
         }
         if u[8] < probabilities.blur {
             if u[9] < 0.7 { gaussianBlur(p, h, w, sigma: 0.4 + 1.1 * u[10]) } else { resampleBlur(p, h, w) }

@@ -2,6 +2,7 @@
 // picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
+//                [--omit-color P] [--omit-place P]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
@@ -42,6 +43,7 @@ struct Options {
 
 let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
+                      [--omit-color P] [--omit-place P]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
 
@@ -49,12 +51,15 @@ let usage = """
                    --out pipelines/toy replaces the embedded model)
       --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
                    continued with --resume, never started over
+      --omit-color P, --omit-place P
+                   probability that a training caption leaves out the object's colour / the place (each
+                   independently; default 0): `a photo of a dog`, `a red car`, `a dog on the beach`
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
-                                                     "count", "sample-steps", "guidance"],
+                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -66,6 +71,14 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.config.learningRate = try a.float("lr") ?? o.config.learningRate
     o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
     o.config.seed = try a.uint64("seed") ?? o.config.seed
+    let omitColor = try a.double("omit-color"), omitPlace = try a.double("omit-place")
+    if omitColor != nil || omitPlace != nil {
+        do {
+            o.config.captionOmission = try CaptionOmission(color: omitColor ?? 0, place: omitPlace ?? 0)
+        } catch {
+            throw CommandLineError.usage("--omit-color and --omit-place take a probability in [0, 1]")
+        }
+    }
     o.arch = a.string("arch") ?? o.arch
     o.out = a.string("out") ?? o.out
     o.run = a.string("run") ?? o.run
@@ -149,14 +162,18 @@ func main() throws {
     func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
         let m = { (k: String) in checkpoint.extra[k] ?? "?" }
         let wall = duration(checkpoint.state.elapsed)
+        let omitted = checkpoint.extra["omit_color"] != nil || checkpoint.extra["omit_place"] != nil
+        let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
+            + "probability \(m("omit_place"))" : ""
+        let omissionFlags = omitted ? " --omit-color \(m("omit_color")) --omit-place \(m("omit_place"))" : ""
         let text = """
             # How `\(o.out)` was trained
 
             `train-base` (Sources/train-base) trained this pixel-space 64×64 model from scratch on the picture
-            world (`WorldDataset(seed: \(m("seed")))`, base options), UNet and CLIP text encoder jointly, full weights.
+            world (`WorldDataset(seed: \(m("seed")))`, base options\(omission)), UNet and CLIP text encoder jointly, full weights.
 
             - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
-            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --warmup \(m("warmup")) --seed \(m("seed")) --out \(o.out)`
+            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --warmup \(m("warmup")) --seed \(m("seed"))\(omissionFlags) --out \(o.out)`
             - architecture `\(arch.name)`: UNet block_out_channels \(arch.unet.blockOutChannels), layers_per_block 1,
               cross-attention at the lower levels and the middle block (\(counts.unet) weights); text encoder
               \(arch.text.numHiddenLayers) layers × \(arch.text.hiddenSize) (\(counts.text) weights); tokenizer learned from

@@ -1,5 +1,5 @@
-// Judge: the committed weights read held-out scenes at ≥ 95 % per attribute; the loss's gradient, the
-// optimiser step, saving/loading and the fidelity helpers.
+// Judge: the committed weights read held-out scenes at ≥ 95 % per attribute (clean), degraded ones well, noise
+// as no object, and a clean checkered coat as checkered; the loss's gradient, saving/loading and the fidelity helpers.
 import Autograd
 @testable import Judge
 import PictureWorld
@@ -17,6 +17,34 @@ final class JudgeTests: XCTestCase {
         for (name, value) in [("object", accuracy.object), ("colour", accuracy.color), ("background", accuracy.background),
                               ("pattern", accuracy.pattern), ("style", accuracy.style)] {
             XCTAssertGreaterThanOrEqual(value, 0.95, "\(name): \(accuracy)")
+        }
+        let degraded = try JudgeTraining.accuracy(of: judge, count: 200, augmented: true)
+        for (name, value) in [("object", degraded.object), ("colour", degraded.color), ("background", degraded.background),
+                              ("pattern", degraded.pattern), ("style", degraded.style)] {
+            XCTAssertGreaterThanOrEqual(value, 0.85, "degraded \(name): \(degraded)")
+        }
+    }
+
+    /// Pure noise is read as no object (≥ 95 %), and so are most blobs in noise and bare places.
+    func testCommittedJudgeReadsNoiseAsNoObject() throws {
+        let judge = try Judge(contentsOf: Self.committedWeights)
+        XCTAssertGreaterThanOrEqual(try JudgeTraining.noObjectRate(of: judge, kind: .noiseField, count: 200), 0.95)
+        XCTAssertGreaterThanOrEqual(try JudgeTraining.noObjectRate(of: judge, kind: .blob, count: 200), 0.9)
+        XCTAssertGreaterThanOrEqual(try JudgeTraining.noObjectRate(of: judge, kind: .barePlace, count: 200), 0.9)
+    }
+
+    /// A clean checkered coat on grass (the subject's, in new poses and places on the lawn) reads as checkered, not spotted.
+    func testCommittedJudgeReadsACleanCheckeredCoatOnGrass() throws {
+        let judge = try Judge(contentsOf: Self.committedWeights)
+        var rng = PhiloxRandom(seed: 0xC4EC)
+        var scenes = (0..<12).map { _ in Scene.random(Examples.subjectLabels(.grass), using: &rng) }
+        scenes.append(Examples.subjectScenes()[0])
+        for size in [64, 128] {
+            let verdicts = try judge.evaluate(try scenes.map { try $0.render(size: size) })
+            for (i, v) in verdicts.enumerated() {
+                XCTAssertEqual(v.object, .dog, "scene \(i) at \(size)")
+                XCTAssertEqual(v.pattern, .checkered, "scene \(i) at \(size): \(v.pattern) \(v.patternProbability)")
+            }
         }
     }
 
@@ -38,14 +66,15 @@ final class JudgeTests: XCTestCase {
     func testCrossEntropyGradient() throws {
         var rng = PhiloxRandom(seed: 4)
         let x = Variable(rng.normal(shape: [3, JudgeHeads.width]), requiresGrad: true)
-        let targets = [[1, 2, 3, 0, 2], [7, 10, 5, 3, 0], [0, 0, 0, 1, 1]]
+        // the third row shows no object: only its object head (class "no object") and background count
+        let targets = [[1, 2, 3, 0, 2], [7, 10, 5, 3, 0], [JudgeHeads.noObject, -1, 4, -1, -1]]
         try multiHeadCrossEntropy(x, targets: targets, heads: JudgeHeads.all).backward()
         let analytic = try XCTUnwrap(x.grad).scalars
         func loss(_ v: [Float]) throws -> Double {
             let t = try Tensor(shape: x.shape, scalars: v)
             var total = 0.0
             for row in 0..<3 {
-                for (h, r) in JudgeHeads.all.enumerated() {
+                for (h, r) in JudgeHeads.all.enumerated() where targets[row][h] != JudgeHeads.ignored {
                     let z = r.map { Double(t[flat: row * JudgeHeads.width + $0]) }
                     let m = z.max() ?? 0
                     total += m + log(z.map { exp($0 - m) }.reduce(0, +)) - z[targets[row][h]]
@@ -54,7 +83,7 @@ final class JudgeTests: XCTestCase {
             return total / 3
         }
         let base = x.value.scalars
-        for i in [0, 5, 9, 20, 31, 40, 77, 95] {
+        for i in [0, 5, 9, 20, 31, 40, 74, 77, 90, 95] {
             var plus = base, minus = base
             plus[i] += 1e-2
             minus[i] -= 1e-2
@@ -62,6 +91,10 @@ final class JudgeTests: XCTestCase {
             XCTAssertEqual(Double(analytic[i]), numeric, accuracy: 1e-4, "logit \(i)")
         }
         XCTAssertThrowsError(try multiHeadCrossEntropy(x, targets: [[0, 0, 0, 0, 0]], heads: JudgeHeads.all))
+        XCTAssertThrowsError(try multiHeadCrossEntropy(x, targets: [[0, 11, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+                                                       heads: JudgeHeads.all))
+        // the ignored heads of the third row get no gradient
+        for h in [1, 3, 4] { for j in JudgeHeads.all[h] { XCTAssertEqual(analytic[2 * JudgeHeads.width + j], 0) } }
     }
 
     func testSaveAndLoadKeepVerdicts() throws {
@@ -97,6 +130,13 @@ final class JudgeTests: XCTestCase {
         XCTAssertTrue(Fidelity.showsSubject(subject))
         XCTAssertFalse(Fidelity.showsSubject(plain))
         XCTAssertTrue(Fidelity.showsReservedCoat(subject))
+        var nothing = subject
+        nothing.object = nil
+        XCTAssertFalse(Fidelity.showsReservedCoat(nothing))
+        XCTAssertFalse(Fidelity.showsSubject(nothing))
+        XCTAssertFalse(Fidelity.matchesPrompt("a photo of a brown dog in the snow", nothing))
+        XCTAssertTrue(Fidelity.showsNoObject(nothing))
+        XCTAssertNil(nothing.labels)
         XCTAssertEqual(Fidelity.rate([plain, subject, subject, plain], Fidelity.showsSubject), 0.5)
     }
 }
