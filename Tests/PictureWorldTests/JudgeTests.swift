@@ -33,8 +33,9 @@ final class JudgeTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try JudgeTraining.noObjectRate(of: judge, kind: .barePlace, count: 200), 0.9)
     }
 
-    /// A clean checkered coat on grass (the subject's, in new poses and places on the lawn) reads as checkered, not spotted.
-    func testCommittedJudgeReadsACleanCheckeredCoatOnGrass() throws {
+    /// A clean checkered coat on grass (the subject's, in new poses and places on the lawn) reads as checkered, not
+    /// spotted; softened as a diffusion model draws it (blurred, noisy, compressed), it still does nearly always.
+    func testCommittedJudgeReadsACheckeredCoatOnGrass() throws {
         let judge = try Judge(contentsOf: Self.committedWeights)
         var rng = PhiloxRandom(seed: 0xC4EC)
         var scenes = (0..<12).map { _ in Scene.random(Examples.subjectLabels(.grass), using: &rng) }
@@ -46,20 +47,25 @@ final class JudgeTests: XCTestCase {
                 XCTAssertEqual(v.pattern, .checkered, "scene \(i) at \(size): \(v.pattern) \(v.patternProbability)")
             }
         }
-    }
-
-    func testCommittedJudgeSeesTheSubjectDog() throws {
-        let judge = try Judge(contentsOf: Self.committedWeights)
-        let subject = try Examples.subjectScenes().map { try $0.render(size: 128) }
-        XCTAssertGreaterThanOrEqual(try judge.subjectFidelity(subject), 0.8)
-        XCTAssertGreaterThanOrEqual(try judge.priorDrift(subject), 0.8)
-        let data = try WorldDataset(seed: 21)
-        let samples = try (0..<40).map { try data.sample(at: $0) }
-        XCTAssertGreaterThanOrEqual(try judge.promptFidelity(samples.map { ($0.caption, $0.image) }), 0.9)
-        XCTAssertGreaterThanOrEqual(try judge.backgroundFidelity(samples.map { ($0.caption, $0.image) }), 0.9)
-        XCTAssertLessThanOrEqual(try judge.priorDrift(samples.map(\.image)), 0.05)
-        let styled = try judge.evaluate(try Examples.styleScenes().map { try $0.render(size: 128) })
-        XCTAssertGreaterThanOrEqual(Fidelity.rate(styled) { $0.style == .unseen }, 0.8)
+        var noise = PhiloxRandom(seed: 0xC4ED)
+        for degradation in ["blur", "noise", "jpeg"] {
+            var images = Tensor(zeros: [scenes.count, 64, 64, 3])
+            try images.withUnsafeMutableBufferPointer { buf in
+                for (k, scene) in scenes.enumerated() {
+                    let p = buf.baseAddress! + k * 64 * 64 * 3
+                    let image = try scene.render(size: 64)
+                    for i in 0..<(64 * 64 * 3) { p[i] = Float(image.pixels[i]) / 127.5 - 1 }
+                    switch degradation {
+                    case "blur": JudgeAugmentation.gaussianBlur(p, 64, 64, sigma: 1)
+                    case "noise": JudgeAugmentation.addNoise(p, 64, 64, sigma: 0.1, blotchSigma: 0.1, using: &noise)
+                    default: JudgeAugmentation.compress(p, 64, 64, quality: 30, subsampleChroma: true)
+                    }
+                }
+            }
+            let verdicts = try judge.evaluate(images)
+            let checkered = verdicts.filter { $0.object == .dog && $0.pattern == .checkered }.count
+            XCTAssertGreaterThanOrEqual(checkered, scenes.count - 1, "\(degradation): \(verdicts.map(\.pattern))")
+        }
     }
 
     /// d(loss)/d(logits) of the multi-head cross-entropy against central differences in Double.
