@@ -5,7 +5,7 @@
 //                [--omit-color P] [--omit-place P]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
-//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G] [--save DIR]
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
 // N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
@@ -39,6 +39,7 @@ struct Options {
     var count = 200
     var sampleSteps = 20
     var guidance = 4.0
+    var save: String?
 }
 
 let usage = """
@@ -46,7 +47,10 @@ let usage = """
                       [--omit-color P] [--omit-place P]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+                      [--save DIR]
 
+      --save DIR   (--evaluate) also write every picture as DIR/NNN.png and each prompt with the judge's
+                   reading to DIR/verdicts.txt
       --out DIR    where the trained model goes (default: a new folder outputs/base-models/<time>;
                    --out pipelines/toy replaces the embedded model)
       --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
@@ -59,7 +63,7 @@ let usage = """
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
-                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place"],
+                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place", "save"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -92,6 +96,7 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.count = try a.int("count", in: 1...Int.max) ?? o.count
     o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
     o.guidance = try a.double("guidance") ?? o.guidance
+    o.save = a.string("save")
     return o
 }
 
@@ -125,6 +130,16 @@ func evaluate(_ o: Options, modelPath: String) throws {
         if parsed.color == v.color { color += 1 }
         if parsed.background == v.background { background += 1 }
         if Fidelity.matchesPrompt(prompt, v) { all += 1 }
+    }
+    if let dir = o.save {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var lines: [String] = []
+        for (i, ((prompt, image), v)) in zip(pairs, verdicts).enumerated() {
+            try PNG.write(image, to: dir + String(format: "/%03d.png", i))
+            lines.append(String(format: "%03d %@ | %@ %@ %@%@", i, prompt, v.object?.word ?? "no-object", v.color.word,
+                                v.background.word, Fidelity.matchesPrompt(prompt, v) ? "" : "  MISS"))
+        }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/verdicts.txt"), options: .atomic)
     }
     let n = Double(pairs.count)
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
