@@ -3,7 +3,8 @@
 // `TrainingLoop` (grad-norm clipping, AdamW, learning-rate schedule, checkpoints), the `DiffusionObjective`
 // (v-prediction with min-SNR weighting) and `StableDiffusionModel.encode` for the captions.
 //
-// Step s of a run (0-based) sees items s·B ..< (s+1)·B of `WorldDataset(seed:)`; caption dropout, timesteps
+// Step s of a run (0-based) sees items s·B ..< (s+1)·B of `WorldDataset(seed:, omission:)` (captions that
+// sometimes leave out colour or place, when the run asks for it); caption dropout, timesteps
 // and noise come from the loop's one random stream, which checkpoints save, so a resumed run is the run that
 // was never stopped. One step:
 //
@@ -43,6 +44,9 @@ public struct BaseTrainingConfig: Codable, Sendable {
     public var warmupSteps: Int = 100
     public var weightDecay: Float = 0.01
     public var captionDropout: Double = 0.1
+    /// How often captions leave out the colour and the place (`a photo of a dog`, `a red car`); nil: never
+    /// (and absent from the configuration JSON, so runs without it keep their checkpoints' configuration).
+    public var captionOmission: CaptionOmission?
     /// γ of min-SNR weighting; 0 turns the weighting off.
     public var minSNRGamma: Double = 5
     public var clipNorm: Float = 1
@@ -110,7 +114,8 @@ public final class BaseTrainer {
         objective = DiffusionObjective(schedule: try NoiseSchedule(config: ToyArchitecture.scheduler),
                                        prediction: ToyArchitecture.prediction,
                                        snrGamma: config.minSNRGamma > 0 ? config.minSNRGamma : nil)
-        data = try WorldDataset(seed: config.seed, size: architecture.unet.sampleSize ?? 64)
+        data = try WorldDataset(seed: config.seed, size: architecture.unet.sampleSize ?? 64,
+                                omission: config.captionOmission ?? .none)
         // Full-weight training: every parameter of both models is one group of the loop.
         let parameters = unet.trainableParameters().map { ("unet." + $0.0, $0.1) }
             + textEncoder.trainableParameters().map { ("text_encoder." + $0.0, $0.1) }
@@ -128,7 +133,8 @@ public final class BaseTrainer {
     public var runMetadata: [String: String] {
         ["step": String(step), "seed": String(config.seed), "batch": String(config.batchSize),
          "architecture": architecture.name, "lr": String(config.learningRate), "steps": String(config.steps),
-         "warmup": String(config.warmupSteps)]
+         "warmup": String(config.warmupSteps)].merging(config.captionOmission.map {
+            ["omit_color": String($0.color), "omit_place": String($0.place)] } ?? [:]) { a, _ in a }
     }
 
     /// Number of weights (UNet, text encoder).

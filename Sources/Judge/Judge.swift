@@ -11,9 +11,10 @@ import SafeTensors
 import TensorCore
 
 /// What the judge sees in one image: the most likely class of each attribute with its probability,
-/// and the full distributions.
+/// and the full distributions. `object` is nil when the most likely reading is "no object" (a bare place,
+/// a noise field, a shapeless blob); colour and coat then say nothing.
 public struct Verdict: Equatable, Sendable {
-    public var object: ObjectKind, objectProbability: Float
+    public var object: ObjectKind?, objectProbability: Float
     public var color: NamedColor, colorProbability: Float
     public var background: Background, backgroundProbability: Float
     public var pattern: CoatPattern, patternProbability: Float
@@ -21,9 +22,9 @@ public struct Verdict: Equatable, Sendable {
     /// Softmax of every head, in `JudgeHeads.all` order.
     public var probabilities: [[Float]]
 
-    /// The most likely labels.
-    public var labels: SceneLabels {
-        SceneLabels(object: object, color: color, background: background, pattern: pattern, style: style)
+    /// The most likely labels, nil when the judge sees no object.
+    public var labels: SceneLabels? {
+        object.map { SceneLabels(object: $0, color: color, background: background, pattern: pattern, style: style) }
     }
 }
 
@@ -65,6 +66,12 @@ public final class Judge {
             verdicts += (0..<x.shape[0]).map { verdict(logits, row: $0) }
         }
         return verdicts
+    }
+
+    /// Judges a batch given as a tensor [N, 64, 64, 3] in [-1, 1] (one forward pass).
+    public func evaluate(_ images: Tensor) throws -> [Verdict] {
+        let logits = try withNoGrad { try network(Variable(images)).value }
+        return (0..<images.shape[0]).map { verdict(logits, row: $0) }
     }
 
     /// Each image's features (the penultimate layer, 128 values), for comparing pictures.
@@ -117,7 +124,7 @@ public final class Judge {
             return (i, p[i])
         }
         let (o, po) = best(0), (c, pc) = best(1), (b, pb) = best(2), (pt, pp) = best(3), (s, ps) = best(4)
-        return Verdict(object: ObjectKind(rawValue: o) ?? .dog, objectProbability: po,
+        return Verdict(object: ObjectKind(rawValue: o), objectProbability: po,
                        color: NamedColor(rawValue: c) ?? .red, colorProbability: pc,
                        background: Background(rawValue: b) ?? .grass, backgroundProbability: pb,
                        pattern: CoatPattern(rawValue: pt) ?? .plain, patternProbability: pp,
@@ -149,9 +156,15 @@ public enum Fidelity {
         verdict.object == .dog && verdict.pattern == .reserved
     }
 
-    /// Prior drift for a prompt that names only the class: the image nevertheless shows the reserved coat.
+    /// Prior drift for a prompt that names only the class: the image nevertheless shows the reserved coat
+    /// (on some object: a picture of no object wears no coat).
     public static func showsReservedCoat(_ verdict: Verdict) -> Bool {
-        verdict.pattern == .reserved
+        verdict.object != nil && verdict.pattern == .reserved
+    }
+
+    /// The image shows no object at all (noise, a bare place, a shapeless blob).
+    public static func showsNoObject(_ verdict: Verdict) -> Bool {
+        verdict.object == nil
     }
 
     /// The fraction of `verdicts` for which `passes` holds (0 for none).

@@ -6,29 +6,50 @@
 //   conv3 32→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 16, 16, 64]
 //   conv4 64→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 8, 8, 64]
 //   conv5 64→64 3×3 /2  → GroupNorm(8) → SiLU   [N, 4, 4, 64]
-//   flatten → fc 1024→128 → SiLU → heads 128→32 [N, 32]
-// The 32 logits are the heads of `JudgeHeads` side by side (object, colour, background, pattern, style);
-// the loss is the sum of one softmax cross-entropy per head.
+//   flatten → fc 1024→128 → SiLU → heads 128→33 [N, 33]
+// The 33 logits are the heads of `JudgeHeads` side by side (object or none, colour, background, pattern,
+// style); the loss is the sum of one softmax cross-entropy per head, over the heads a picture has a label for.
 import Autograd
 import Foundation
 import NN
 import PictureWorld
 import TensorCore
 
-/// Where each attribute's logits sit in the network's output row.
+/// Where each attribute's logits sit in the network's output row. The object head has one class more than
+/// `ObjectKind`: `noObject`, for pictures that show no object (a bare place, a noise field, a shapeless blob).
 public enum JudgeHeads {
-    public static let object = 0..<ObjectKind.allCases.count
+    public static let object = 0..<(ObjectKind.allCases.count + 1)
     public static let color = object.upperBound..<(object.upperBound + NamedColor.allCases.count)
     public static let background = color.upperBound..<(color.upperBound + Background.allCases.count)
     public static let pattern = background.upperBound..<(background.upperBound + CoatPattern.allCases.count)
     public static let style = pattern.upperBound..<(pattern.upperBound + RenderStyle.allCases.count)
     public static let all = [object, color, background, pattern, style]
     public static var width: Int { style.upperBound }
+    /// The object head's class for "no object".
+    public static let noObject = ObjectKind.allCases.count
+    /// A target that leaves its head out of the loss (what a picture does not show: the colour of no object).
+    static let ignored = -1
 
     /// The class index of every head for `labels`, in `all` order.
     static func targets(_ labels: SceneLabels) -> [Int] {
         [labels.object.rawValue, labels.color.rawValue, labels.background.rawValue, labels.pattern.rawValue,
          labels.style.rawValue]
+    }
+
+    /// The targets in words (`dog brown grass plain photo`, `no-object - grass - photo`; `-`: no target).
+    public static func describe(targets: [Int]) -> String {
+        func word<T: RawRepresentable>(_ t: Int, _ make: (Int) -> T?, _ name: (T) -> String) -> String {
+            t == ignored ? "-" : make(t).map(name) ?? "?"
+        }
+        return [targets[0] == noObject ? "no-object" : word(targets[0], ObjectKind.init(rawValue:), \.word),
+                word(targets[1], NamedColor.init(rawValue:), \.word), word(targets[2], Background.init(rawValue:), \.word),
+                word(targets[3], CoatPattern.init(rawValue:), \.word), word(targets[4], RenderStyle.init(rawValue:), \.noun)]
+            .joined(separator: " ")
+    }
+
+    /// The targets of a picture without an object: its place and style where it has them, nothing else.
+    static func noObjectTargets(background: Background?, style: RenderStyle?) -> [Int] {
+        [noObject, ignored, background?.rawValue ?? ignored, ignored, style?.rawValue ?? ignored]
     }
 }
 
@@ -51,7 +72,7 @@ public final class JudgeNetwork: Module {
 
     public override init() { super.init() }
 
-    /// x [N, 64, 64, 3] → logits [N, 32].
+    /// x [N, 64, 64, 3] → logits [N, 33].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         try heads(try features(x))
     }
@@ -72,19 +93,25 @@ public final class JudgeNetwork: Module {
     }
 }
 
-/// Sum over heads of the mean softmax cross-entropy: logits [N, K], one target class per head per row.
-/// Its VJP is (softmax − one-hot)/N within each head.
+/// Sum over heads of the softmax cross-entropy, divided by the row count: logits [N, K], one target class
+/// per head per row, or `JudgeHeads.ignored` to leave that head of that row out.
+/// Its VJP is (softmax − one-hot)/N within each head that has a target.
 func multiHeadCrossEntropy(_ logits: Variable, targets: [[Int]], heads: [Range<Int>]) throws -> Variable {
     let n = logits.shape[0], k = logits.shape[1]
     guard targets.count == n, targets.allSatisfy({ $0.count == heads.count }) else {
         throw JudgeError.invalidInput("cross-entropy: \(targets.count) target rows for \(n) logit rows")
+    }
+    for (row, t) in targets.enumerated() {
+        for (h, range) in heads.enumerated() where t[h] != JudgeHeads.ignored && !(0..<range.count).contains(t[h]) {
+            throw JudgeError.invalidInput("cross-entropy: target \(t[h]) of head \(h) in row \(row) is not in 0..<\(range.count)")
+        }
     }
     var grad = Tensor(zeros: [n, k])
     var loss: Double = 0
     logits.value.withUnsafeBufferPointer { x in
         grad.withUnsafeMutableBufferPointer { g in
             for row in 0..<n {
-                for (h, range) in heads.enumerated() {
+                for (h, range) in heads.enumerated() where targets[row][h] != JudgeHeads.ignored {
                     let base = row * k
                     let m = range.map { x[base + $0] }.max() ?? 0
                     var z: Float = 0

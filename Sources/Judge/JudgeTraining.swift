@@ -1,9 +1,12 @@
 // JudgeTraining: trains the judge on freshly rendered, labelled scenes of the whole world (every coat,
 // the reserved one included, and every style), and measures its accuracy on held-out scenes.
 //
-// Batch b of a run is items b·B ..< (b+1)·B of `WorldDataset(seed:, options: .judgeTraining)`; each image is
-// perturbed (sensor noise, blur) so the judge also reads the softer pictures a diffusion model draws.
-// The learning rate warms up linearly, then follows a cosine to 5 % of its peak.
+// Batch b of a run is items b·B ..< (b+1)·B of `WorldDataset(seed:, options: .judgeTraining)`; a share of
+// them (`noObjectShare`) is replaced by a picture of no object (`NoObjectImages`: the item's scene without
+// its object, a noise field, a blob in noise), and every image is degraded at random (`JudgeAugmentation`:
+// colour jitter, blur, noise, JPEG-like compression) so the judge also reads the softer pictures a diffusion
+// model draws. Replacement and degradation draw from one stream seeded by the run's seed, so a run is
+// reproducible. The learning rate warms up linearly, then follows a cosine to 5 % of its peak.
 import Autograd
 import Foundation
 import NN
@@ -17,6 +20,9 @@ public struct JudgeTrainingConfig: Sendable {
     public var learningRate: Float = 2e-3
     public var warmupSteps: Int = 100
     public var weightDecay: Float = 1e-4
+    /// Share of the items replaced by a picture of no object.
+    public var noObjectShare: Double = 0.15
+    public var augmentation = JudgeAugmentation.Probabilities()
 
     public init(seed: UInt64, steps: Int) {
         self.seed = seed
@@ -56,18 +62,15 @@ public enum JudgeTraining {
         var initRandom = PhiloxRandom(seed: config.seed ^ 0x1A17)
         network.initializeParameters(random: &initRandom)
         network.train()
-        let data = try WorldDataset(seed: config.seed, options: .judgeTraining, size: JudgeNetwork.inputSize)
+        let data = try trainingData(config)
         let adam = AdamW(parameters: network.trainableParameters(), learningRate: config.learningRate,
                          weightDecay: config.weightDecay)
-        var augmentRandom = PhiloxRandom(seed: config.seed ^ 0xA061)
         for step in 0..<config.steps {
             adam.learningRate = learningRate(config, step: step)
-            let indices = Array((step * config.batchSize)..<((step + 1) * config.batchSize))
-            var (images, _, labels) = try data.batch(indices)
-            augment(&images, using: &augmentRandom)
+            let (images, targets) = try trainingBatch(config, step: step, data: data)
             network.zeroGrad()
             let logits = try network(Variable(images))
-            let loss = try multiHeadCrossEntropy(logits, targets: labels.map(JudgeHeads.targets), heads: JudgeHeads.all)
+            let loss = try multiHeadCrossEntropy(logits, targets: targets, heads: JudgeHeads.all)
             try loss.backward()
             adam.update()
             progress(step + 1, loss.value.item)
@@ -77,6 +80,41 @@ public enum JudgeTraining {
         return network
     }
 
+    /// The images [B, 64, 64, 3] and targets of training step `step` (0-based) of a run: items
+    /// step·B ..< (step+1)·B of `data`, some replaced by pictures of no object, all degraded at random from a
+    /// stream that depends only on the seed and the step.
+    public static func trainingBatch(_ config: JudgeTrainingConfig, step: Int, data: WorldDataset) throws -> (images: Tensor, targets: [[Int]]) {
+        let indices = Array((step * config.batchSize)..<((step + 1) * config.batchSize))
+        var (images, _, labels) = try data.batch(indices)
+        var targets = labels.map(JudgeHeads.targets)
+        var rng = PhiloxRandom(seed: (config.seed ^ 0xA061) &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15)
+        try replaceWithNoObjectPictures(&images, targets: &targets, share: config.noObjectShare,
+                                        scenes: indices.map { data.describe($0).scene }, using: &rng)
+        JudgeAugmentation.augment(&images, using: &rng, probabilities: config.augmentation)
+        return (images, targets)
+    }
+
+    /// The training data of `train`: `WorldDataset(seed:, options: .judgeTraining)` at the judge's input size.
+    public static func trainingData(_ config: JudgeTrainingConfig) throws -> WorldDataset {
+        try WorldDataset(seed: config.seed, options: .judgeTraining, size: JudgeNetwork.inputSize)
+    }
+
+    /// Replaces each image of a batch with probability `share` by a picture of no object (kinds in equal
+    /// shares; a bare place is drawn from the item's own scene) and sets its targets.
+    static func replaceWithNoObjectPictures(_ images: inout Tensor, targets: inout [[Int]], share: Double,
+                                            scenes: [Scene], using rng: inout PhiloxRandom) throws {
+        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+        try images.withUnsafeMutableBufferPointer { buf in
+            for i in 0..<n {
+                let replace = Double(rng.unit()) < share, kind = NoObjectKind.allCases[Int(rng.next() % 3)]
+                var pictureRandom = PhiloxRandom(seed: rng.next())
+                guard replace else { continue }
+                targets[i] = try NoObjectImages.draw(kind, into: buf.baseAddress! + i * h * w * 3, h, w, scene: scenes[i],
+                                                     using: &pictureRandom)
+            }
+        }
+    }
+
     /// The learning rate of step `step` (0-based).
     public static func learningRate(_ c: JudgeTrainingConfig, step: Int) -> Float {
         if step < c.warmupSteps { return c.learningRate * Float(step + 1) / Float(c.warmupSteps) }
@@ -84,49 +122,21 @@ public enum JudgeTraining {
         return c.learningRate * (0.05 + 0.95 * 0.5 * (1 + cosf(.pi * t)))
     }
 
-    /// Per image: with probability ½ Gaussian noise of σ ~ U(0, 0.12); with probability ¼ a 3×3 box blur.
-    static func augment(_ images: inout Tensor, using rng: inout PhiloxRandom) {
-        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
-        let plane = h * w * 3
-        for i in 0..<n {
-            let noisy = rng.next() & 1 == 0, blurred = rng.next() % 4 == 0
-            let sigma = Float(rng.next() >> 40) * 0x1p-24 * 0.12
-            let noise = noisy ? rng.normal(shape: [plane], std: sigma) : Tensor(zeros: [0])
-            images.withUnsafeMutableBufferPointer { buf in
-                let p = buf.baseAddress! + i * plane
-                if blurred { boxBlur(p, h, w) }
-                if noisy { noise.withUnsafeBufferPointer { z in for j in 0..<plane { p[j] += z[j] } } }
-            }
-        }
-    }
+    /// Seed of the degradations of the held-out scenes in `accuracy(of:count:seed:augmented:)`.
+    static let heldoutAugmentationSeed: UInt64 = 0xDE6A_0001
 
-    /// In-place 3×3 box blur of one [h, w, 3] image (edges clamp).
-    private static func boxBlur(_ p: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int) {
-        let source = Array(UnsafeBufferPointer(start: p, count: h * w * 3))
-        for y in 0..<h {
-            for x in 0..<w {
-                for c in 0..<3 {
-                    var s: Float = 0
-                    for dy in -1...1 {
-                        for dx in -1...1 {
-                            s += source[((min(max(y + dy, 0), h - 1)) * w + min(max(x + dx, 0), w - 1)) * 3 + c]
-                        }
-                    }
-                    p[(y * w + x) * 3 + c] = s / 9
-                }
-            }
-        }
-    }
-
-    /// Accuracy of `judge` on `count` clean held-out scenes of the whole world.
-    public static func accuracy(of judge: Judge, count: Int, seed: UInt64 = heldoutSeed) throws -> JudgeAccuracy {
+    /// Accuracy of `judge` on `count` held-out scenes of the whole world, clean or degraded as in training.
+    public static func accuracy(of judge: Judge, count: Int, seed: UInt64 = heldoutSeed,
+                                augmented: Bool = false) throws -> JudgeAccuracy {
         let data = try WorldDataset(seed: seed, options: .all, size: JudgeNetwork.inputSize)
+        var augmentRandom = PhiloxRandom(seed: seed ^ heldoutAugmentationSeed)
         var hits = [0, 0, 0, 0, 0], animals = 0, all = 0
         for start in stride(from: 0, to: count, by: 64) {
-            let samples = try (start..<min(start + 64, count)).map { try data.sample(at: $0) }
-            let verdicts = try judge.evaluate(samples.map(\.image))
-            for (s, v) in zip(samples, verdicts) {
-                let t = s.scene.labels
+            let indices = Array(start..<min(start + 64, count))
+            var (images, _, labels) = try data.batch(indices)
+            if augmented { JudgeAugmentation.augment(&images, using: &augmentRandom) }
+            let verdicts = try judge.evaluate(images)
+            for (t, v) in zip(labels, verdicts) {
                 let right = [v.object == t.object, v.color == t.color, v.background == t.background,
                              v.pattern == t.pattern, v.style == t.style]
                 for (k, r) in right.enumerated() where r && (k != 3 || t.object.hasCoat) { hits[k] += 1 }
@@ -138,5 +148,29 @@ public enum JudgeTraining {
         return JudgeAccuracy(count: count, object: Double(hits[0]) / n, color: Double(hits[1]) / n,
                              background: Double(hits[2]) / n, pattern: Double(hits[3]) / Double(max(animals, 1)),
                              style: Double(hits[4]) / n, allRight: Double(all) / n)
+    }
+
+    /// Seed of the held-out pictures of no object (never a training seed).
+    public static let heldoutNoObjectSeed: UInt64 = 0x0E7A_1D01
+
+    /// The share of `count` held-out pictures of `kind` (clean, as drawn) that the judge reads as "no object".
+    public static func noObjectRate(of judge: Judge, kind: NoObjectKind, count: Int,
+                                    seed: UInt64 = heldoutNoObjectSeed) throws -> Double {
+        let side = JudgeNetwork.inputSize
+        let data = try WorldDataset(seed: seed, options: .all, size: side)
+        var rng = PhiloxRandom(seed: seed ^ UInt64(kind.rawValue + 1))
+        var none = 0
+        for start in stride(from: 0, to: count, by: 64) {
+            let indices = Array(start..<min(start + 64, count))
+            var images = Tensor(zeros: [indices.count, side, side, 3])
+            try images.withUnsafeMutableBufferPointer { buf in
+                for (k, i) in indices.enumerated() {
+                    _ = try NoObjectImages.draw(kind, into: buf.baseAddress! + k * side * side * 3, side, side,
+                                                scene: data.describe(i).scene, using: &rng)
+                }
+            }
+            none += try judge.evaluate(images).filter(Fidelity.showsNoObject).count
+        }
+        return Double(none) / Double(max(count, 1))
     }
 }

@@ -6,6 +6,53 @@
 //   a brown dog, beach                               (phrasing 2)
 //   a picture of a brown dog by the sea              (phrasing 3)
 //   a cartoon of a brown dog in a meadow             (styles other than photo name themselves)
+//   a photo of a dog / a dog / a red car / a dog on the beach   (colour, place or both left out: `CaptionParts`)
+
+/// Which attributes a caption names. The object, its coat and a style other than photo are always named;
+/// colour and place may be left out (`a photo of a dog`, `a red car`, `a dog on the beach`).
+public struct CaptionParts: Equatable, Hashable, Sendable {
+    public var color: Bool
+    public var place: Bool
+
+    public init(color: Bool = true, place: Bool = true) {
+        self.color = color
+        self.place = place
+    }
+
+    /// Colour and place both named: every caption the world wrote before omissions existed.
+    public static let all = CaptionParts()
+    /// Every combination, `all` first.
+    public static let allCombinations = [CaptionParts(), CaptionParts(color: false), CaptionParts(place: false),
+                                         CaptionParts(color: false, place: false)]
+}
+
+/// How often a caption leaves out the colour and the place (each independently).
+public struct CaptionOmission: Equatable, Sendable, Codable {
+    /// Probability that the colour is left out.
+    public var color: Double
+    /// Probability that the place is left out.
+    public var place: Double
+
+    /// Throws unless both probabilities lie in [0, 1].
+    public init(color: Double = 0, place: Double = 0) throws {
+        guard (0...1).contains(color), (0...1).contains(place) else {
+            throw WorldError.invalidArgument("caption omission probabilities must lie in [0, 1], got colour \(color), place \(place)")
+        }
+        self.color = color
+        self.place = place
+    }
+
+    /// Never leave anything out.
+    public static let none = try! CaptionOmission()
+
+    /// The parts one caption names, drawn from `rng` (two draws; none when nothing is ever left out, so the
+    /// streams of callers without omission are untouched).
+    func parts(using rng: inout some RandomNumberGenerator) -> CaptionParts {
+        guard self != .none else { return .all }
+        let c = Double(rng.next() >> 11) * 0x1p-53, p = Double(rng.next() >> 11) * 0x1p-53
+        return CaptionParts(color: c >= color, place: p >= place)
+    }
+}
 
 /// Caption phrasings and parsing.
 public enum Caption {
@@ -13,15 +60,25 @@ public enum Caption {
     public static let phrasingCount = 4
 
     /// The caption of `labels` in phrasing `phrasing` (mod `phrasingCount`), with background phrase
-    /// variant `variant` (mod the background's phrase count). Plain coats are not named.
-    public static func make(_ labels: SceneLabels, phrasing: Int = 0, variant: Int = 0) -> String {
-        let words = [labels.color.word] + (labels.pattern == .plain ? [] : [labels.pattern.word]) + [labels.object.word]
+    /// variant `variant` (mod the background's phrase count), naming the parts `naming` asks for. Plain coats
+    /// are not named.
+    public static func make(_ labels: SceneLabels, phrasing: Int = 0, variant: Int = 0, naming: CaptionParts = .all) -> String {
+        let words = (naming.color ? [labels.color.word] : []) + (labels.pattern == .plain ? [] : [labels.pattern.word])
+            + [labels.object.word]
         let noun = words.joined(separator: " ")
         let phrases = labels.background.phrases
         let place = phrases[((variant % phrases.count) + phrases.count) % phrases.count]
         let subject = article(for: noun) + " " + noun
         let styleNoun = labels.style.noun
-        switch ((phrasing % phrasingCount) + phrasingCount) % phrasingCount {
+        let phrasing = ((phrasing % phrasingCount) + phrasingCount) % phrasingCount
+        if !naming.place {
+            switch phrasing {
+            case 0: return "\(article(for: styleNoun)) \(styleNoun) of \(subject)"
+            case 1, 2: return labels.style == .photo ? subject : "\(subject), \(styleNoun)"
+            default: return labels.style == .photo ? "a picture of \(subject)" : "\(article(for: styleNoun)) \(styleNoun) of \(subject)"
+            }
+        }
+        switch phrasing {
         case 0: return "\(article(for: styleNoun)) \(styleNoun) of \(subject) \(place)"
         case 1: return labels.style == .photo ? "\(subject) \(place)" : "\(subject) \(place), \(styleNoun)"
         case 2: return labels.style == .photo ? "\(subject), \(labels.background.word)"
@@ -31,13 +88,17 @@ public enum Caption {
         }
     }
 
-    /// A caption in a random phrasing and background variant.
-    public static func random(_ labels: SceneLabels, using rng: inout some RandomNumberGenerator) -> String {
-        make(labels, phrasing: Int(rng.next() % UInt64(phrasingCount)), variant: Int(rng.next() % 3))
+    /// A caption in a random phrasing and background variant, leaving out colour and place as often as
+    /// `omission` says (drawn after phrasing and variant, and only when `omission` is not `.none`).
+    public static func random(_ labels: SceneLabels, omitting omission: CaptionOmission = .none,
+                              using rng: inout some RandomNumberGenerator) -> String {
+        let phrasing = Int(rng.next() % UInt64(phrasingCount)), variant = Int(rng.next() % 3)
+        return make(labels, phrasing: phrasing, variant: variant, naming: omission.parts(using: &rng))
     }
 
-    /// Every caption `make` can write for labels drawn from `options`, in a fixed order (the corpus a
-    /// tokenizer vocabulary is built from).
+    /// Every caption `make` can write for labels drawn from `options` naming every part, in a fixed order
+    /// (the corpus a tokenizer vocabulary is built from). Captions that leave colour or place out use only
+    /// words of these, so a vocabulary learned from the corpus tokenizes them the same way.
     public static func corpus(_ options: WorldOptions = .base) -> [String] {
         var out: [String] = []
         for o in options.objects {

@@ -2,7 +2,9 @@
 //
 // Item i depends only on (seed, i): its scene and caption are drawn from a Philox stream keyed by a mix
 // of the two, so any item can be rendered alone, in any order, on any thread, and always gives the same
-// bytes. Images come as NHWC tensors in [-1, 1] (the diffusers convention, `Image.tensorHWC`).
+// bytes. Images come as NHWC tensors in [-1, 1] (the diffusers convention, `Image.tensorHWC`). Captions
+// leave out colour or place as often as `omission` says (the draw follows the caption's, so a dataset
+// without omission gives the captions it always gave).
 import PNGImage
 import TensorCore
 
@@ -18,13 +20,16 @@ public struct WorldDataset: Sendable {
     public let options: WorldOptions
     /// Image side in pixels.
     public let size: Int
+    /// How often captions leave out the colour and the place.
+    public let omission: CaptionOmission
 
     /// Throws when `size` is not in 1...4096.
-    public init(seed: UInt64, options: WorldOptions = .base, size: Int = 64) throws {
+    public init(seed: UInt64, options: WorldOptions = .base, size: Int = 64, omission: CaptionOmission = .none) throws {
         guard (1...4096).contains(size) else { throw WorldError.invalidArgument("image size \(size) is not in 1...4096") }
         self.seed = seed
         self.options = options
         self.size = size
+        self.omission = omission
     }
 
     /// The random stream of item `index`.
@@ -39,7 +44,7 @@ public struct WorldDataset: Sendable {
     public func describe(_ index: Int) -> (scene: Scene, caption: String) {
         var rng = stream(index)
         let scene = Scene.random(using: &rng, options: options)
-        return (scene, Caption.random(scene.labels, using: &rng))
+        return (scene, Caption.random(scene.labels, omitting: omission, using: &rng))
     }
 
     /// Item `index`, rendered.

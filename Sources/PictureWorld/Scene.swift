@@ -100,8 +100,9 @@ public struct Scene: Equatable, Sendable, Codable {
         Scene(labels: labels, layout: .random(for: labels, using: &rng))
     }
 
-    /// The picture at `size`×`size` pixels (1 ... 4096).
-    public func render(size: Int = 64) throws -> Image {
+    /// The picture at `size`×`size` pixels (1 ... 4096). With `showingObject: false` the scene is drawn
+    /// without its object and the object's shadow: only the place, in the scene's style.
+    public func render(size: Int = 64, showingObject: Bool = true) throws -> Image {
         guard (1...4096).contains(size) else { throw WorldError.invalidArgument("image size \(size) is not in 1...4096") }
         let style = labels.style
         let grid = style == .pixelArt ? min(size, 32) : size
@@ -109,11 +110,13 @@ public struct Scene: Equatable, Sendable, Codable {
         let pen = Pen(style: style)
         drawBackground(labels.background, on: &canvas, horizon: layout.horizon, textured: pen.textured,
                        seed: layout.detailSeed)
-        var drawing = ObjectDrawing(canvas: canvas, pen: pen, layout: layout,
-                                    color: labels.color.rgb, pattern: labels.pattern)
-        if style != .cartoon { drawing.shadow(for: labels.object) }
-        drawing.draw(labels.object)
-        canvas = drawing.canvas
+        if showingObject {
+            var drawing = ObjectDrawing(canvas: canvas, pen: pen, layout: layout,
+                                        color: labels.color.rgb, pattern: labels.pattern)
+            if style != .cartoon { drawing.shadow(for: labels.object) }
+            drawing.draw(labels.object)
+            canvas = drawing.canvas
+        }
         switch style {
         case .photo: addNoise(&canvas, seed: layout.detailSeed)
         case .cartoon: break

@@ -2,9 +2,10 @@
 // picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
+//                [--omit-color P] [--omit-place P]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
-//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G] [--save DIR]
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
 // N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
@@ -38,23 +39,31 @@ struct Options {
     var count = 200
     var sampleSteps = 20
     var guidance = 4.0
+    var save: String?
 }
 
 let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
+                      [--omit-color P] [--omit-place P]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+                      [--save DIR]
 
+      --save DIR   (--evaluate) also write every picture as DIR/NNN.png and each prompt with the judge's
+                   reading to DIR/verdicts.txt
       --out DIR    where the trained model goes (default: a new folder outputs/base-models/<time>;
                    --out pipelines/toy replaces the embedded model)
       --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
                    continued with --resume, never started over
+      --omit-color P, --omit-place P
+                   probability that a training caption leaves out the object's colour / the place (each
+                   independently; default 0): `a photo of a dog`, `a red car`, `a dog on the beach`
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
-                                                     "count", "sample-steps", "guidance"],
+                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place", "save"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -66,6 +75,14 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.config.learningRate = try a.float("lr") ?? o.config.learningRate
     o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
     o.config.seed = try a.uint64("seed") ?? o.config.seed
+    let omitColor = try a.double("omit-color"), omitPlace = try a.double("omit-place")
+    if omitColor != nil || omitPlace != nil {
+        do {
+            o.config.captionOmission = try CaptionOmission(color: omitColor ?? 0, place: omitPlace ?? 0)
+        } catch {
+            throw CommandLineError.usage("--omit-color and --omit-place take a probability in [0, 1]")
+        }
+    }
     o.arch = a.string("arch") ?? o.arch
     o.out = a.string("out") ?? o.out
     o.run = a.string("run") ?? o.run
@@ -79,6 +96,7 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.count = try a.int("count", in: 1...Int.max) ?? o.count
     o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
     o.guidance = try a.double("guidance") ?? o.guidance
+    o.save = a.string("save")
     return o
 }
 
@@ -112,6 +130,16 @@ func evaluate(_ o: Options, modelPath: String) throws {
         if parsed.color == v.color { color += 1 }
         if parsed.background == v.background { background += 1 }
         if Fidelity.matchesPrompt(prompt, v) { all += 1 }
+    }
+    if let dir = o.save {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var lines: [String] = []
+        for (i, ((prompt, image), v)) in zip(pairs, verdicts).enumerated() {
+            try PNG.write(image, to: dir + String(format: "/%03d.png", i))
+            lines.append(String(format: "%03d %@ | %@ %@ %@%@", i, prompt, v.object?.word ?? "no-object", v.color.word,
+                                v.background.word, Fidelity.matchesPrompt(prompt, v) ? "" : "  MISS"))
+        }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/verdicts.txt"), options: .atomic)
     }
     let n = Double(pairs.count)
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
@@ -149,14 +177,18 @@ func main() throws {
     func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
         let m = { (k: String) in checkpoint.extra[k] ?? "?" }
         let wall = duration(checkpoint.state.elapsed)
+        let omitted = checkpoint.extra["omit_color"] != nil || checkpoint.extra["omit_place"] != nil
+        let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
+            + "probability \(m("omit_place"))" : ""
+        let omissionFlags = omitted ? " --omit-color \(m("omit_color")) --omit-place \(m("omit_place"))" : ""
         let text = """
             # How `\(o.out)` was trained
 
             `train-base` (Sources/train-base) trained this pixel-space 64×64 model from scratch on the picture
-            world (`WorldDataset(seed: \(m("seed")))`, base options), UNet and CLIP text encoder jointly, full weights.
+            world (`WorldDataset(seed: \(m("seed")))`, base options\(omission)), UNet and CLIP text encoder jointly, full weights.
 
             - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
-            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --warmup \(m("warmup")) --seed \(m("seed")) --out \(o.out)`
+            --steps \(m("steps")) --batch \(m("batch")) --lr \(m("lr")) --warmup \(m("warmup")) --seed \(m("seed"))\(omissionFlags) --out \(o.out)`
             - architecture `\(arch.name)`: UNet block_out_channels \(arch.unet.blockOutChannels), layers_per_block 1,
               cross-attention at the lower levels and the middle block (\(counts.unet) weights); text encoder
               \(arch.text.numHiddenLayers) layers × \(arch.text.hiddenSize) (\(counts.text) weights); tokenizer learned from

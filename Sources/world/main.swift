@@ -4,6 +4,7 @@
 //   world examples [--root .]
 //   world train-judge --seed S --steps N --out pipelines/judge/judge.safetensors [--batch 32] [--lr 0.002]
 //   world judge-accuracy [--weights pipelines/judge/judge.safetensors] [--count 1000] [--seed S]
+//   world judge-batch --seed S [--step N] --out DIR      (one training batch of train-judge, as the judge sees it)
 //   world judge IMAGE.png ...
 import CLI
 import Foundation
@@ -17,6 +18,7 @@ usage: world render --count N --seed S --out DIR [--size 64] [--all]
        world examples [--root DIR]
        world train-judge --seed S --steps N --out FILE [--batch 32] [--lr 0.002]
        world judge-accuracy [--weights FILE] [--count 1000] [--seed S]
+       world judge-batch --seed S [--step N] --out DIR
        world judge IMAGE.png ...
 """
 
@@ -108,6 +110,7 @@ let commands: [String: (options: Set<String>, flags: Set<String>, run: (Argument
     "examples": (["root"], [], examples),
     "train-judge": (["seed", "steps", "out", "batch", "lr"], [], trainJudge),
     "judge-accuracy": (["weights", "count", "seed"], [], judgeAccuracy),
+    "judge-batch": (["seed", "step", "out"], [], judgeBatch),
     "judge": (["weights"], [], judgeImages),
 ]
 

@@ -59,6 +59,20 @@ final class BPETrainerTests: XCTestCase {
         XCTAssertGreaterThan(longest, 0)
         XCTAssertLessThanOrEqual(longest + 2 + 8, ToyTokenizer.maxLength, "room for BOS, EOS and a few words")
     }
+
+    /// Captions that leave out colour or place (train-base --omit-color/--omit-place) tokenize word by word as
+    /// the full captions do: every word is one token of the vocabulary learned from the full corpus.
+    func testCaptionsWithOmissionsAreCoveredByTheToyVocabulary() throws {
+        let vocabulary = ToyTokenizer.learn()
+        let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
+        let data = try WorldDataset(seed: 4, options: .all, omission: try CaptionOmission(color: 0.5, place: 0.5))
+        for i in 0..<300 {
+            let caption = data.describe(i).caption
+            let words = caption.lowercased().split { !$0.isLetter }.map(String.init)
+            XCTAssertEqual(tokenizer.tokenize(caption).count, words.count + caption.filter { $0 == "," }.count, caption)
+            for word in words { XCTAssertNotNil(vocabulary.vocabulary[word + "</w>"], "\(word) in \(caption)") }
+        }
+    }
 }
 
 /// The files BPETrainer writes read the same in transformers' CLIPTokenizer and in CLIPText's tokenizer.

@@ -5,6 +5,7 @@ import CLIPText
 import DiffusionModels
 import Foundation
 import NN
+import PictureWorld
 import Pipeline
 import TensorCore
 import TestSupport
@@ -12,7 +13,8 @@ import XCTest
 @testable import BaseModel
 
 final class BaseTrainerTests: XCTestCase {
-    func makeTrainer(steps: Int = 30, seed: UInt64 = 3, runDirectory: URL? = nil) throws -> BaseTrainer {
+    func makeTrainer(steps: Int = 30, seed: UInt64 = 3, runDirectory: URL? = nil,
+                     omission: CaptionOmission? = nil) throws -> BaseTrainer {
         let vocabulary = ToyTokenizer.learn()
         let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
         let arch = try XCTUnwrap(ToyArchitecture.named("micro", vocabularySize: vocabulary.vocabulary.count,
@@ -25,6 +27,7 @@ final class BaseTrainerTests: XCTestCase {
         config.warmupSteps = 2
         config.sampleEvery = 0
         config.checkpointEvery = 100
+        config.captionOmission = omission
         return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config,
                                runDirectory: runDirectory ?? FileManager.default.temporaryDirectory)
     }
@@ -37,6 +40,20 @@ final class BaseTrainerTests: XCTestCase {
         let after = try trainer.evaluationLoss(items: items, seed: 11)
         XCTAssertEqual(trainer.step, 30)
         XCTAssertLessThan(after, 0.8 * before, "loss \(before) → \(after)")
+    }
+
+    /// --omit-color/--omit-place reach the data; a run without them keeps the configuration JSON it always had.
+    func testCaptionOmissionReachesTheDataAndStaysOutOfPlainConfigurations() throws {
+        func json(_ c: BaseTrainingConfig) throws -> String { String(decoding: try JSONEncoder().encode(c), as: UTF8.self) }
+        var config = BaseTrainingConfig()
+        XCTAssertFalse(try json(config).contains("captionOmission"))
+        config.captionOmission = try CaptionOmission(color: 0.3, place: 0.2)
+        XCTAssertTrue(try json(config).contains("captionOmission"))
+        let trainer = try makeTrainer(steps: 2, omission: config.captionOmission)
+        XCTAssertEqual(trainer.data.omission, config.captionOmission)
+        XCTAssertEqual(trainer.runMetadata["omit_color"], "0.3")
+        XCTAssertEqual(try makeTrainer(steps: 2).data.omission, CaptionOmission.none)
+        XCTAssertNil(try makeTrainer(steps: 2).runMetadata["omit_color"])
     }
 
     func testCheckpointResumesTheSameRun() throws {

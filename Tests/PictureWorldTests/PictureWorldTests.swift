@@ -102,6 +102,71 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertEqual(sks.otherWords, ["sks"])
     }
 
+    /// Captions that leave out colour, place or both read back as what they name, and nothing else.
+    func testCaptionsThatLeaveOutColourOrPlace() throws {
+        let dog = SceneLabels(object: .dog, color: .brown, background: .beach), car = SceneLabels(object: .car, color: .red, background: .snow)
+        XCTAssertEqual(Caption.make(dog, naming: CaptionParts(color: false, place: false)), "a photo of a dog")
+        XCTAssertEqual(Caption.make(dog, phrasing: 1, naming: CaptionParts(color: false, place: false)), "a dog")
+        XCTAssertEqual(Caption.make(car, phrasing: 1, naming: CaptionParts(place: false)), "a red car")
+        XCTAssertEqual(Caption.make(dog, phrasing: 1, naming: CaptionParts(color: false)), "a dog on the beach")
+        XCTAssertEqual(Caption.make(dog, phrasing: 2, naming: CaptionParts(color: false)), "a dog, beach")
+        XCTAssertEqual(Caption.make(SceneLabels(object: .ball, color: .orange, background: .room, style: .cartoon), phrasing: 3,
+                                    naming: CaptionParts(place: false)), "a cartoon of an orange ball")
+        XCTAssertEqual(Caption.make(SceneLabels(object: .cat, color: .white, background: .room, pattern: .spotted), phrasing: 2,
+                                    naming: CaptionParts(color: false, place: false)), "a spotted cat")
+        let corpusWords = Set(Caption.corpus(.all).flatMap { $0.split(separator: " ") })
+        for o in ObjectKind.allCases {
+            for c in NamedColor.allCases {
+                for b in Background.allCases {
+                    for style in RenderStyle.allCases {
+                        let pattern: CoatPattern = o.hasCoat ? CoatPattern.allCases[(c.rawValue + b.rawValue) % 4] : .plain
+                        let labels = SceneLabels(object: o, color: c, background: b, pattern: pattern, style: style)
+                        for parts in CaptionParts.allCombinations {
+                            for phrasing in 0..<Caption.phrasingCount {
+                                for variant in 0..<3 {
+                                    let text = Caption.make(labels, phrasing: phrasing, variant: variant, naming: parts)
+                                    let parsed = Caption.parse(text)
+                                    XCTAssertEqual(parsed.object, o, text)
+                                    XCTAssertEqual(parsed.color, parts.color ? c : nil, text)
+                                    XCTAssertEqual(parsed.background, parts.place ? b : nil, text)
+                                    XCTAssertEqual(parsed.pattern ?? .plain, pattern, text)
+                                    XCTAssertEqual(parsed.style ?? .photo, style, text)
+                                    XCTAssertEqual(parsed.otherWords, [], text)
+                                    // only words of the full captions: the tokenizer learned from the corpus covers them
+                                    for word in text.split(separator: " ") { XCTAssertTrue(corpusWords.contains(word), "\(word) in \(text)") }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertThrowsError(try CaptionOmission(color: 1.5))
+        XCTAssertThrowsError(try CaptionOmission(place: -0.1))
+    }
+
+    /// A dataset with omission draws the same scenes and pictures; its captions leave out colour and place
+    /// about as often as asked, deterministically; without omission it writes the captions it always wrote.
+    func testDatasetCaptionOmission() throws {
+        let plain = try WorldDataset(seed: 17), omitting = try WorldDataset(seed: 17, omission: try CaptionOmission(color: 0.5, place: 0.25))
+        XCTAssertEqual(try WorldDataset(seed: 17, omission: .none).describe(3).caption, plain.describe(3).caption)
+        var noColor = 0, noPlace = 0, neither = 0
+        for i in 0..<800 {
+            let (scene, caption) = omitting.describe(i)
+            XCTAssertEqual(scene, plain.describe(i).scene)
+            XCTAssertEqual(caption, omitting.describe(i).caption)
+            let parsed = Caption.parse(caption)
+            XCTAssertEqual(parsed.object, scene.labels.object, caption)
+            if let c = parsed.color { XCTAssertEqual(c, scene.labels.color, caption) } else { noColor += 1 }
+            if let b = parsed.background { XCTAssertEqual(b, scene.labels.background, caption) } else { noPlace += 1 }
+            if parsed.color == nil && parsed.background == nil { neither += 1 }
+        }
+        XCTAssertEqual(Double(noColor) / 800, 0.5, accuracy: 0.06)
+        XCTAssertEqual(Double(noPlace) / 800, 0.25, accuracy: 0.06)
+        XCTAssertEqual(Double(neither) / 800, 0.125, accuracy: 0.05)
+        XCTAssertEqual(try omitting.sample(at: 5).image, try plain.sample(at: 5).image)
+    }
+
     func testCorpusHoldsEveryBaseCaption() throws {
         let corpus = Set(Caption.corpus())
         let data = try WorldDataset(seed: 12)
