@@ -49,8 +49,8 @@ let usage = """
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
                       [--save DIR]
 
-      --save DIR   (--evaluate) also write every picture as DIR/NNN.png and each prompt with the judge's
-                   reading to DIR/verdicts.txt
+      --save DIR   (--evaluate) also write every picture as DIR/NNN.png, each prompt with the judge's
+                   reading to DIR/verdicts.txt, and the first 25 as DIR/heldout-grid.png
       --out DIR    where the trained model goes (default: a new folder outputs/base-models/<time>;
                    --out pipelines/toy replaces the embedded model)
       --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
@@ -117,8 +117,9 @@ func evaluate(_ o: Options, modelPath: String) throws {
         let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
                                                seed: UInt64(start))
         pairs += zip(part, images).map { ($0, $1) }
-        if k == 0 {
-            try PNG.write(ToyExport.grid(images, columns: 5), to: modelPath + "/../heldout-grid.png")
+        if k == 0, let dir = o.save {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try PNG.write(ToyExport.grid(images, columns: 5), to: dir + "/heldout-grid.png")
         }
         say("evaluated \(pairs.count)/\(prompts.count) (\(duration(Date().timeIntervalSince(clock))))")
     }
