@@ -8,6 +8,7 @@
 //                   the guest never used costs a host fault per page; later loads reuse backed pages.
 // Goals (issue "Formats and images"): >= 1 GB/s of F32 output, peak RSS <= 1.1x the F32 bytes;
 // PNG decode + resize 1024x1024 -> 512x512 in <= 50 ms.
+import CLI
 import Foundation
 import PNGImage
 import SafeTensors
@@ -26,13 +27,6 @@ func now() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
-
-/// Peak resident set size of this process so far, in bytes (VmHWM).
-private func peakRSS() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_maxrss * 1024
 }
 
 private func benchPNG(runs: Int) throws {
@@ -133,14 +127,14 @@ private func benchSafeTensors(f32Bytes: Int, cold: Bool, keep: String?, repeats:
             close(fd)
         }
     }
-    let rssBefore = peakRSS()
+    let rssBefore = ProcessUsage.now().peakResidentBytes
     for round in 1...repeats {
         let t1 = now(), c1 = processCPUSeconds()
         let file = try SafeTensorsFile(path: path)
         let tensors = try file.loadAll()
         let seconds = now() - t1, cpu = processCPUSeconds() - c1
         let outBytes = tensors.values.reduce(0) { $0 + $1.count * 4 }
-        let peak = peakRSS()
+        let peak = ProcessUsage.now().peakResidentBytes
         print(String(format: "safetensors: load %d: %d tensors F16 -> F32, %.2f GB of F32 in %.2f s = %.2f GB/s (%@ page cache, %d threads; goal >= 1 GB/s); %.2f CPU-s",
                      round, tensors.count, Double(outBytes) / 1e9, seconds, Double(outBytes) / 1e9 / seconds,
                      cold && round == 1 ? "cold" : "warm", Parallel.maxThreads, cpu))

@@ -1,6 +1,7 @@
 // `--quantize nf4|fp4` for the unet and train suites: the UNet's Linear layers in 4-bit (as generate/train-style
 // --quantize), the F32 copies returned to the system, and memory read from /proc so that the peak covers the
 // measured work only (the random F32 weights are built before quantizing).
+import CLI
 import DiffusionModels
 import Foundation
 import NN

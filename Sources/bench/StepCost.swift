@@ -2,6 +2,7 @@
 // the kernel had to zero) and tensor allocations (requests to `TensorMemory`, and the misses among them
 // that went to the C library). In a steady loop the faults and misses per step should be about 0.
 import Foundation
+import CLI
 import TensorCore
 
 struct StepCost {
@@ -36,19 +37,5 @@ struct StepCost {
     }
 }
 
-/// This process's CPU time and minor page faults so far (getrusage).
-struct ProcessUsage {
-    var cpuSeconds: Double
-    var minorFaults: Int
-
-    static func now() -> ProcessUsage {
-        var usage = rusage()
-        #if os(Linux)
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        #else
-        getrusage(RUSAGE_SELF, &usage)
-        #endif
-        let cpu = [usage.ru_utime, usage.ru_stime].reduce(0.0) { $0 + Double($1.tv_sec) + Double($1.tv_usec) * 1e-6 }
-        return ProcessUsage(cpuSeconds: cpu, minorFaults: Int(usage.ru_minflt))
-    }
-}
+/// Peak resident set size of this process in bytes.
+func peakRSSBytes() -> Double { Double(ProcessUsage.now().peakResidentBytes) }

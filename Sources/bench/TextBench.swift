@@ -28,18 +28,6 @@ func textForwardFlops(_ c: CLIPTextConfig, length: Int) -> Double {
     return Double(c.numHiddenLayers) * (8 * l * d * d + 4 * l * d * i + 4 * l * l * d)
 }
 
-/// Peak resident set size of this process in bytes.
-func peakRSSBytes() -> Double {
-    var usage = rusage()
-    #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) * 1024       // kilobytes on Linux
-    #else
-    getrusage(RUSAGE_SELF, &usage)
-    return Double(usage.ru_maxrss)              // bytes on Darwin
-    #endif
-}
-
 func textBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "clip-l"
     guard let config = textBenchConfigs[name] else {

@@ -33,22 +33,11 @@ func trainJudge(_ a: Arguments) throws {
         try Judge(network: network).save(to: out, metadata: metadata.merging(["trained_steps": "\(step)"]) { $1 })
         network.train()
     })
-    print(String(format: "trained in %.0f s wall, %.0f s CPU (user + sys)", Date().timeIntervalSince(start), cpuSeconds()))
+    print(String(format: "trained in %.0f s wall, %.0f s CPU (user + sys)", Date().timeIntervalSince(start), ProcessUsage.now().cpuSeconds))
     try printAccuracy(of: Judge(network: network), count: 1000, seed: JudgeTraining.heldoutSeed)
     print("wrote \(out)")
 }
 
-/// CPU seconds (user + system) this process has used.
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    #else
-    getrusage(RUSAGE_SELF, &usage)
-    #endif
-    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
-    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
 
 /// Held-out accuracy on clean and on degraded scenes, and how often pictures of no object read as such.
 func printAccuracy(of judge: Judge, count: Int, seed: UInt64) throws {
