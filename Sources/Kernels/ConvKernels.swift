@@ -239,7 +239,7 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 /// Forward convolution on raw NHWC pointers (shapes already checked).
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let cout = g.outChannels, cin = g.inChannels, taps = g.kernelHeight * g.kernelWidth
+    let cout = g.outChannels
     /// `output = rows · weight (+ bias)` with `rows` [pixels, k] and the weight read as a [k, Cout] matrix.
     func gemmOverPixels(_ rows: UnsafePointer<Float>, k: Int) {
         let pixels = g.batch * g.outHeight * g.outWidth
@@ -249,8 +249,24 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
         sgemm(transA: false, transB: false, m: pixels, n: cout, k: k, alpha: 1, a: rows, lda: k, b: weight,
               ldb: cout, beta: bias == nil ? 0 : 1, c: output, ldc: cout)
     }
+    lowerConvForward(g, input: input, gemmOverPixels: gemmOverPixels) { xpad in
+        convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
+                         outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
+                         bias: bias, output: output)
+    }
+}
+
+/// The forward convolution lowered to GEMMs, for every weight storage (F32, 4-bit): a 1×1 convolution is one GEMM
+/// over the pixels (`gemmOverPixels(input, Cin)`); otherwise the input is padded and, with few input channels (an
+/// RGB image, a 4-channel latent: per-tap K steps of Cin would be all overhead), the taps × Cin window of every
+/// output pixel is gathered into one row (im2col) for a single GEMM with K = taps · Cin — the [kh, kw, Cin, Cout]
+/// weight already is that K × Cout matrix; else `implicitGEMM` runs over the padded input.
+func lowerConvForward(_ g: Conv2DShape, input: UnsafePointer<Float>,
+                      gemmOverPixels: (_ rows: UnsafePointer<Float>, _ k: Int) -> Void,
+                      implicitGEMM: (PaddedActivation) -> Void) {
+    let cin = g.inChannels, taps = g.kernelHeight * g.kernelWidth
     if g.isPointwise {
-        gemmOverPixels(input, k: cin)
+        gemmOverPixels(input, cin)
         return
     }
     let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
@@ -259,9 +275,6 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
                                 slackPixels: (GEMMTile.maxMR + 1) * g.stride + g.kernelWidth)
     defer { xpad.deallocate() }
     if taps * cin <= convColumnsMaxK {
-        // Few input channels (an RGB image, a 4-channel latent): per-tap K steps of cin would be all
-        // overhead, so gather the taps x Cin window of every output pixel into one row (im2col) and run a
-        // single GEMM with K = taps * Cin; the [kh, kw, Cin, Cout] weight already is that K x Cout matrix.
         let pixels = g.batch * g.outHeight * g.outWidth
         let columnsBuffer = ScratchBuffer<Float>(count: pixels * taps * cin), columns = columnsBuffer.pointer
         defer { columnsBuffer.release() }
@@ -271,12 +284,10 @@ func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: Unsafe
                           dy: tap / g.kernelWidth, dx: tap % g.kernelWidth, stride: g.stride,
                           into: columns + tap * cin, rowStride: taps * cin)
         }
-        gemmOverPixels(columns, k: taps * cin)
+        gemmOverPixels(columns, taps * cin)
         return
     }
-    convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
-                     outHeight: g.outHeight, outWidth: g.outWidth, weight: weight, outChannels: cout,
-                     bias: bias, output: output)
+    implicitGEMM(xpad)
 }
 
 /// Input gradient: a stride-1 convolution of the dilated, re-padded output gradient with the weight flipped

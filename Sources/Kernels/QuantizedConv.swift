@@ -67,32 +67,12 @@ func quantizedConvForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight 
         dequantizingProduct(m: pixels, n: cout, k: k, a: rows, lda: k, weight: w, c: output, ldc: cout,
                             accumulate: bias != nil)
     }
-    if g.isPointwise {
-        gemmOverPixels(input, k: cin)
-        return
-    }
-    let xpad = PaddedActivation(input, batch: g.batch, srcHeight: g.height, srcWidth: g.width, channels: cin,
-                                height: g.height + 2 * g.padding, width: g.width + 2 * g.padding,
-                                top: g.padding, left: g.padding, dilation: 1,
-                                slackPixels: (GEMMTile.maxMR + 1) * g.stride + g.kernelWidth)
-    defer { xpad.deallocate() }
-    if taps * cin <= convColumnsMaxK {
-        // Few input channels: one im2col GEMM with K = taps * Cin, as conv2dForward does.
-        let columnsBuffer = ScratchBuffer<Float>(count: pixels * taps * cin), columns = columnsBuffer.pointer
-        defer { columnsBuffer.release() }
-        for tap in 0..<taps {
-            gatherTapRows(xpad.pointer, batch: g.batch, height: g.outHeight, width: g.outWidth,
-                          paddedHeight: xpad.height, paddedWidth: xpad.width, channels: cin,
-                          dy: tap / g.kernelWidth, dx: tap % g.kernelWidth, stride: g.stride,
-                          into: columns + tap * cin, rowStride: taps * cin)
+    lowerConvForward(g, input: input, gemmOverPixels: gemmOverPixels) { xpad in
+        convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
+                         outHeight: g.outHeight, outWidth: g.outWidth, weight: nil, outChannels: cout,
+                         bias: bias, output: output) { j0, nr, dst in
+            decodeConvSliver(w, rows: taps * cin, j0: j0, nr: nr, into: dst)
         }
-        gemmOverPixels(columns, k: taps * cin)
-        return
-    }
-    convImplicitGEMM(xpad, kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth, stride: g.stride,
-                     outHeight: g.outHeight, outWidth: g.outWidth, weight: nil, outChannels: cout,
-                     bias: bias, output: output) { j0, nr, dst in
-        decodeConvSliver(w, rows: taps * cin, j0: j0, nr: nr, into: dst)
     }
 }
 
