@@ -290,6 +290,19 @@ func lowerConvForward(_ g: Conv2DShape, input: UnsafePointer<Float>,
     implicitGEMM(xpad)
 }
 
+/// The output gradient dilated by the stride and re-padded for the stride-1 convolution that gives the input
+/// gradient (`[batch, height + kh - 1, width + kw - 1, Cout]`), and whether that convolution should run tap by tap
+/// (few pixels, many channels: one GEMM per tap on the gathered gradient rows) rather than as one implicit GEMM.
+func paddedOutputGradient(_ g: Conv2DShape, _ gradOutput: UnsafePointer<Float>) -> (padded: PaddedActivation, byTaps: Bool) {
+    let kh = g.kernelHeight, kw = g.kernelWidth
+    let hp = g.height + kh - 1, wp = g.width + kw - 1
+    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
+                                  channels: g.outChannels, height: hp, width: wp,
+                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
+                                  slackPixels: max(GEMMTile.maxMR + 1 + kw, (kh - 1) * wp + kw))
+    return (padded, g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr)
+}
+
 /// Input gradient: a stride-1 convolution of the dilated, re-padded output gradient with the weight flipped
 /// in space and transposed in channels (`w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]`).
 func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -304,14 +317,11 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
         conv2dBackwardInputByPhases(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
         return
     }
-    let hp = g.height + kh - 1, wp = g.width + kw - 1
-    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
-                                  channels: cout, height: hp, width: wp,
-                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
-                                  slackPixels: max(GEMMTile.maxMR + 1 + kw, (kh - 1) * wp + kw))
+    let (padded, byTaps) = paddedOutputGradient(g, gradOutput)
     defer { padded.deallocate() }
+    let hp = padded.height, wp = padded.width
     let pixels = g.batch * g.height * g.width
-    if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
+    if byTaps {
         // Few pixels, many channels: dXᵀ (Cin x pixels) = Σ_tap W[flipped tap] (Cin x Cout, read in place) ·
         // dY_tapᵀ, where row p of dY_tap is the padded gradient pixel that tap reads for input pixel p.
         // Only the small gradient gets gathered and transposed, never the large weight.

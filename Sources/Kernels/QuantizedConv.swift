@@ -95,14 +95,11 @@ func quantizedConvBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Floa
                                     transposedPacker: packer)
         return
     }
-    let hp = g.height + kh - 1, wp = g.width + kw - 1
-    let padded = PaddedActivation(gradOutput, batch: g.batch, srcHeight: g.outHeight, srcWidth: g.outWidth,
-                                  channels: cout, height: hp, width: wp,
-                                  top: kh - 1 - g.padding, left: kw - 1 - g.padding, dilation: g.stride,
-                                  slackPixels: max(GEMMTile.maxMR + 1 + kw, (kh - 1) * wp + kw))
+    let (padded, byTaps) = paddedOutputGradient(g, gradOutput)
     defer { padded.deallocate() }
+    let hp = padded.height, wp = padded.width
     let sources = (0..<(kh * kw)).map { t in (kh - 1 - t / kw) * kw + (kw - 1 - t % kw) }
-    if g.batch * g.height * wp <= convDirectWeightMaxTiles * GEMMTile.t12x32.mr {
+    if byTaps {
         // Few pixels, many channels: dX = Σ_tap dY_tap · W[flipped tap]ᵀ, one dequantizing GEMM per tap that
         // decodes only that tap's [Cin, Cout] codes; row p of dY_tap is the padded gradient pixel the tap
         // reads for input pixel p.
