@@ -15,19 +15,12 @@ import XCTest
 final class AdaLoRATrainerTests: XCTestCase {
     func testAdaLoRARunEndsAtTheTargetBudgetAndWritesAPerModuleRankLoRA() throws {
         let scratch = try temporaryDirectory("adalora-training")
-        var c = StyleTrainingConfig(imagesDirectory: TestPaths.repository("images"), pipeline: TestPaths.pipelineFixture("tiny-pixel"),
-                                    prompt: InstancePrompt(token: "sks", className: "dog"))
-        c.prior = false
-        c.loop.steps = 12
-        c.loop.learningRate = 1e-2
-        c.loop.saveEvery = 0
-        c.seed = 3
+        var c = TinyTraining.config(steps: 12, lr: 1e-2)
         c.targets = .conv
         c.rank = 4
         c.adapter = .adalora
         c.adaLoRA = AdaLoRASettings(initialRank: 4, targetRank: 2, tinit: 2, tfinal: 3, deltaT: 2, totalSteps: 12)
-        let t = try StyleTrainer(config: c, model: try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel")),
-                                 runDirectory: scratch.appendingPathComponent("run"), classImages: nil)
+        let t = try TinyTraining.trainer(c, runDirectory: scratch.appendingPathComponent("run"))
         XCTAssertTrue(t.model.unet.trainableParameters().contains { $0.0.contains(".lora_E.sks") })
         XCTAssertEqual(try t.loop.run(), .finished)
         let allocator = try XCTUnwrap(t.allocators.first)

@@ -14,18 +14,11 @@ import XCTest
 final class DoRATrainerTests: XCTestCase {
     func testDoRARunTrainsMagnitudesAndWritesADoRAFile() throws {
         let scratch = try temporaryDirectory("dora-training")
-        var c = StyleTrainingConfig(imagesDirectory: TestPaths.repository("images"), pipeline: TestPaths.pipelineFixture("tiny-pixel"),
-                                    prompt: InstancePrompt(token: "sks", className: "dog"))
-        c.prior = false
-        c.loop.steps = 20
-        c.loop.learningRate = 1e-2
-        c.loop.saveEvery = 0
-        c.seed = 3
+        var c = TinyTraining.config(steps: 20, lr: 1e-2)
         c.targets = .conv
         c.adapter = .dora
         c.savePrecision = .fp32      // the file round trip is exact (fp16, the default, rounds the factors)
-        let t = try StyleTrainer(config: c, model: try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel")),
-                                 runDirectory: scratch.appendingPathComponent("run"), classImages: nil)
+        let t = try TinyTraining.trainer(c, runDirectory: scratch.appendingPathComponent("run"))
         let trainable = t.model.unet.trainableParameters()
         XCTAssertTrue(trainable.contains { $0.0.contains(".lora_magnitude_vector.sks.") }, "the magnitudes train")
         let magnitudesBefore = trainable.filter { $0.0.contains("magnitude") }.map { $0.1.value.scalars }

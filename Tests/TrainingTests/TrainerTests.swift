@@ -12,8 +12,8 @@ import XCTest
 /// LoRA training on the tiny pixel-space pipeline of PipelineTests (16 px, random weights) with the
 /// repository's `images/` dog pictures.
 final class TrainerTests: XCTestCase {
-    static let tinyPipeline = TestPaths.pipelineFixture("tiny-pixel")
-    static let images = TestPaths.repository("images")
+    static let tinyPipeline = TinyTraining.pipeline
+    static let images = TinyTraining.images
 
     private var scratch: URL!
 
@@ -26,20 +26,10 @@ final class TrainerTests: XCTestCase {
         try? FileManager.default.removeItem(at: scratch)
     }
 
-    private func config(steps: Int, lr: Float = 1e-3) -> StyleTrainingConfig {
-        var c = StyleTrainingConfig(imagesDirectory: Self.images, pipeline: Self.tinyPipeline,
-                                    prompt: InstancePrompt(token: "sks", className: "dog"))
-        c.prior = false
-        c.loop.steps = steps
-        c.loop.learningRate = lr
-        c.loop.saveEvery = 0
-        c.seed = 3
-        return c
-    }
+    private func config(steps: Int, lr: Float = 1e-3) -> StyleTrainingConfig { TinyTraining.config(steps: steps, lr: lr) }
 
     private func trainer(_ c: StyleTrainingConfig, run: String, classImages: URL? = nil) throws -> StyleTrainer {
-        try StyleTrainer(config: c, model: try StableDiffusionModel(path: Self.tinyPipeline),
-                         runDirectory: scratch.appendingPathComponent(run), classImages: classImages)
+        try TinyTraining.trainer(c, runDirectory: scratch.appendingPathComponent(run), classImages: classImages)
     }
 
     /// Mean loss over fixed draws (same timesteps, noise and images before and after training).

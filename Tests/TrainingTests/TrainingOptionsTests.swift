@@ -13,22 +13,13 @@ import XCTest
 @testable import Training
 
 final class TrainingOptionsTests: XCTestCase {
-    static let tinyPipeline = TestPaths.pipelineFixture("tiny-pixel")
-    static let images = TestPaths.repository("images")
+    static let tinyPipeline = TinyTraining.pipeline
+    static let images = TinyTraining.images
 
-    func config(steps: Int, lr: Float = 1e-3) -> StyleTrainingConfig {
-        var c = StyleTrainingConfig(imagesDirectory: Self.images, pipeline: Self.tinyPipeline,
-                                    prompt: InstancePrompt(token: "sks", className: "dog"))
-        c.prior = false
-        c.loop.steps = steps
-        c.loop.learningRate = lr
-        c.loop.saveEvery = 0
-        c.seed = 3
-        return c
-    }
+    func config(steps: Int, lr: Float = 1e-3) -> StyleTrainingConfig { TinyTraining.config(steps: steps, lr: lr) }
 
     func trainer(_ c: StyleTrainingConfig, run: URL) throws -> StyleTrainer {
-        try StyleTrainer(config: c, model: try StableDiffusionModel(path: Self.tinyPipeline), runDirectory: run, classImages: nil)
+        try TinyTraining.trainer(c, runDirectory: run)
     }
 
     private struct ScheduleGolden: Decodable {
