@@ -84,7 +84,8 @@ public struct TrainStyleArguments {
                                    models): --taesd DIR (a diffusers AutoencoderTiny folder) or the model folder's taesd/
           --resume RUN_DIR         continue an interrupted run (its saved settings are used)
         \(kohyaUsage)
-        fidelity report (picture-world models, when the judge weights exist)
+        fidelity report (picture-world models, when the judge weights exist; a --style run gets the style report:
+        held-out prompts in the style, read as the style? content kept?)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
           train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
@@ -352,7 +353,14 @@ public enum TrainStyleCommand {
                             trainer.loop.state.step, Date().timeIntervalSince(start), trainer.loop.state.elapsed, adapterPath,
                             runDir.appendingPathComponent("loss.png").path))
         print("generate \"\(example)\" --pipeline \(c.pipeline) --lora \(adapterPath)")
-        if let report = args.report, !c.prompt.style, c.prompt.className != nil {
+        if let report = args.report, c.prompt.style {
+            if let obstacle = report.obstacle(model: model), !report.judgeGiven {
+                console.note("no style report: \(obstacle)")
+            } else {
+                try report.runStyle(pipeline: c.pipeline, adapter: adapterPath, folder: runDir, token: c.prompt.token,
+                                    instances: trainer.instances.examples.map(\.image), console: console)
+            }
+        } else if let report = args.report, c.prompt.className != nil {
             if let obstacle = report.obstacle(model: model), !report.judgeGiven {
                 console.note("no fidelity report: \(obstacle)")
             } else {

@@ -1,5 +1,6 @@
 // train-style's fidelity report: its options, when it runs at the end of a run (judge weights present and a
 // picture-world base: pixel space, as the embedded model), and `train-style --report ADAPTER` alone.
+import Adapters
 import Foundation
 import Judge
 import PNGImage
@@ -40,11 +41,25 @@ public struct ReportOptions: Equatable {
         print(report.table)
         console.note("report written to \(folder.appendingPathComponent("report.json").path) and report.png")
     }
+
+    /// The style report (`StyleReport`) of a style adapter on a fresh copy of the model at `pipeline`: prints its
+    /// table and writes it into `folder`. `instances`: the style's pictures.
+    func runStyle(pipeline: String, adapter: String, folder: URL, token: String? = nil, instances: [Image],
+                  console: TrainingConsole) throws {
+        let model = try StableDiffusionModel(path: pipeline)
+        let judge = try Judge(contentsOf: judge)
+        let (report, before, after) = try StyleReport.run(model: model, adapterPath: adapter, judge: judge, instances: instances,
+                                                          settings: settings, token: token) { console.note($0) }
+        try report.write(to: folder, before: before, after: after)
+        print(report.table)
+        console.note("style report written to \(folder.appendingPathComponent("style-report.json").path) and style-report.png")
+    }
 }
 
 extension TrainStyleCommand {
     /// `train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--token W]
-    /// [--class N] [--out DIR]`; IMAGES_DIR (the subject's pictures) adds the measures that compare with them.
+    /// [--class N] [--out DIR]`; IMAGES_DIR (the subject's pictures) adds the measures that compare with them. A style
+    /// adapter (trigger phrase `in the style of W`, or --style) gets the style report, which needs IMAGES_DIR.
     static func runReport(_ arguments: [String]) throws -> Int32 {
         let a = try ParsedArguments(arguments, options: TrainStyleArguments.options, flagNames: TrainStyleArguments.flags)
         guard let adapter = a.string("report"), a.positionals.count <= 1 else {
@@ -64,6 +79,12 @@ extension TrainStyleCommand {
         }
         let name = ((adapter as NSString).lastPathComponent as NSString).deletingPathExtension
         let folder = URL(fileURLWithPath: a.string("out") ?? "outputs").appendingPathComponent("reports/\(name)")
+        let styleToken = StyleReport.styleToken(of: try LoRAFile(contentsOf: adapter))
+        if a.has("style") || styleToken != nil {
+            try options.runStyle(pipeline: pipeline, adapter: adapter, folder: folder, token: a.string("token"),
+                                 instances: instances, console: TrainingConsole())
+            return 0
+        }
         try options.run(pipeline: pipeline, adapter: adapter, folder: folder, token: a.string("token"),
                         className: a.string("class"), instances: instances, console: TrainingConsole())
         return 0

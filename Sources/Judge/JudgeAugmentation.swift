@@ -3,9 +3,11 @@
 // ±10 %, offset ±2 %: small enough that every named colour stays nearest itself),
 // blur (Gaussian or a 2× down-and-up resample), sensor and blotchy colour noise, and JPEG-like compression
 // (8×8 DCT blocks of YCbCr, quantised with the JPEG tables of ITU-T T.81 Annex K at a random quality, with or
-// without 4:2:0 chroma subsampling). Every function works in place on one [h, w, 3] image in [-1, 1] and
+// without 4:2:0 chroma subsampling); and monochrome toning (sepia, grey, cyanotype prints), which leaves the
+// colour unreadable, so the judge learns to read object, place, coat and style from luma alone. Every function works in place on one [h, w, 3] image in [-1, 1] and
 // draws its randomness from the `PhiloxRandom` passed in, so a seeded run is reproducible.
 import Foundation
+import PictureWorld
 import TensorCore
 
 public enum JudgeAugmentation {
@@ -245,6 +247,50 @@ public enum JudgeAugmentation {
             p[i * 3 + 1] = min(max(g, 0), 255) / 127.5 - 1
             p[i * 3 + 2] = min(max(b, 0), 255) / 127.5 - 1
         }
+    }
+}
+
+extension JudgeAugmentation {
+    // MARK: - Monochrome toning
+
+    /// A two-colour print of one [h, w, 3] image in [-1, 1]: luma (BT.601), contrast raised by `contrast` about
+    /// 0.5, darkened towards the corners by `vignette` (0: none), mapped onto the ramp `dark` → `light` (RGB in
+    /// [0, 1]). With `Examples.sepiaRamp`, contrast 1.35 and vignette 0.45 it is `Examples.sepia` before rounding.
+    static func tone(_ p: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, dark: (Float, Float, Float),
+                     light: (Float, Float, Float), contrast: Float, vignette: Float) {
+        for y in 0..<h {
+            for x in 0..<w {
+                let i = (y * w + x) * 3
+                let lum = (0.299 * p[i] + 0.587 * p[i + 1] + 0.114 * p[i + 2] + 1) * 0.5
+                let dx = (Float(x) + 0.5) / Float(w) * 2 - 1, dy = (Float(y) + 0.5) / Float(h) * 2 - 1
+                let t = min(max((lum - 0.5) * contrast + 0.5, 0), 1) * max(0, 1 - vignette * (dx * dx + dy * dy))
+                p[i] = (dark.0 + (light.0 - dark.0) * t) * 2 - 1
+                p[i + 1] = (dark.1 + (light.1 - dark.1) * t) * 2 - 1
+                p[i + 2] = (dark.2 + (light.2 - dark.2) * t) * 2 - 1
+            }
+        }
+    }
+
+    /// The sepia print of `Examples.sepia` on one [h, w, 3] image in [-1, 1] (not rounded to 8 bits).
+    public static func sepia(_ p: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int) {
+        let (d, l) = Examples.sepiaRamp
+        tone(p, h, w, dark: (d.0 / 255, d.1 / 255, d.2 / 255), light: (l.0 / 255, l.1 / 255, l.2 / 255),
+             contrast: 1.35, vignette: 0.45)
+    }
+
+    /// A random monochrome print (brown, grey or blue-black ramps of random depth, contrast and vignette: the
+    /// family sepia prints, greyscale photos and cyanotypes belong to). Always 8 draws from `rng`.
+    static func randomTone(_ p: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, using rng: inout PhiloxRandom) {
+        let u = (0..<8).map { _ in rng.unit() }
+        // a tint direction: warm (sepia), neutral (grey) or cool (cyanotype), of random strength
+        let tints: [(Float, Float, Float)] = [(1, 0.55, 0.05), (1, 1, 1), (0.15, 0.45, 1)]
+        let tint = tints[min(Int(u[0] * 3), 2)], strength = 0.3 + 0.7 * u[1]
+        func mix(_ level: Float, _ amount: Float) -> (Float, Float, Float) {
+            let c = (level * (1 - amount + amount * tint.0), level * (1 - amount + amount * tint.1), level * (1 - amount + amount * tint.2))
+            return (min(c.0, 1), min(c.1, 1), min(c.2, 1))
+        }
+        let dark = mix(0.05 + 0.2 * u[2], strength), light = mix(0.8 + 0.2 * u[3], strength * 0.4)
+        tone(p, h, w, dark: dark, light: light, contrast: 1 + 0.5 * u[4], vignette: u[5] < 0.5 ? 0.6 * u[6] : 0)
     }
 }
 

@@ -22,6 +22,9 @@ public struct JudgeTrainingConfig: Sendable {
     public var weightDecay: Float = 1e-4
     /// Share of the items replaced by a picture of no object.
     public var noObjectShare: Double = 0.15
+    /// Share of the pictures toned as a monochrome print (`JudgeAugmentation.randomTone`) before the
+    /// degradations; their colour is left out of the loss.
+    public var tonedShare: Double = 0.1
     public var augmentation = JudgeAugmentation.Probabilities()
 
     public init(seed: UInt64, steps: Int) {
@@ -90,6 +93,7 @@ public enum JudgeTraining {
         var rng = PhiloxRandom(seed: (config.seed ^ 0xA061) &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15)
         try replaceWithNoObjectPictures(&images, targets: &targets, share: config.noObjectShare,
                                         scenes: indices.map { data.describe($0).scene }, using: &rng)
+        tone(&images, targets: &targets, share: config.tonedShare, using: &rng)
         JudgeAugmentation.augment(&images, using: &rng, probabilities: config.augmentation)
         return (images, targets)
     }
@@ -115,6 +119,21 @@ public enum JudgeTraining {
         }
     }
 
+    /// Tones each image of a batch with probability `share` as a random monochrome print and leaves its colour
+    /// out of the loss. The same number of draws for every image.
+    static func tone(_ images: inout Tensor, targets: inout [[Int]], share: Double, using rng: inout PhiloxRandom) {
+        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+        images.withUnsafeMutableBufferPointer { buf in
+            for i in 0..<n {
+                let toned = Double(rng.unit()) < share
+                var toneRandom = PhiloxRandom(seed: rng.next())
+                guard toned else { continue }
+                JudgeAugmentation.randomTone(buf.baseAddress! + i * h * w * 3, h, w, using: &toneRandom)
+                targets[i][1] = JudgeHeads.ignored
+            }
+        }
+    }
+
     /// The learning rate of step `step` (0-based).
     public static func learningRate(_ c: JudgeTrainingConfig, step: Int) -> Float {
         if step < c.warmupSteps { return c.learningRate * Float(step + 1) / Float(c.warmupSteps) }
@@ -126,14 +145,22 @@ public enum JudgeTraining {
     static let heldoutAugmentationSeed: UInt64 = 0xDE6A_0001
 
     /// Accuracy of `judge` on `count` held-out scenes of the whole world, clean or degraded as in training.
+    /// With `sepia`, every scene is first printed in sepia (`Examples.sepia`): its colour is then not
+    /// readable, and `color` counts how often the judge still names the scene's colour.
     public static func accuracy(of judge: Judge, count: Int, seed: UInt64 = heldoutSeed,
-                                augmented: Bool = false) throws -> JudgeAccuracy {
+                                augmented: Bool = false, sepia: Bool = false) throws -> JudgeAccuracy {
         let data = try WorldDataset(seed: seed, options: .all, size: JudgeNetwork.inputSize)
         var augmentRandom = PhiloxRandom(seed: seed ^ heldoutAugmentationSeed)
         var hits = [0, 0, 0, 0, 0], animals = 0, all = 0
         for start in stride(from: 0, to: count, by: 64) {
             let indices = Array(start..<min(start + 64, count))
             var (images, _, labels) = try data.batch(indices)
+            if sepia {
+                let (h, w) = (images.shape[1], images.shape[2])
+                images.withUnsafeMutableBufferPointer { buf in
+                    for k in indices.indices { JudgeAugmentation.sepia(buf.baseAddress! + k * h * w * 3, h, w) }
+                }
+            }
             if augmented { JudgeAugmentation.augment(&images, using: &augmentRandom) }
             let verdicts = try judge.evaluate(images)
             for (t, v) in zip(labels, verdicts) {

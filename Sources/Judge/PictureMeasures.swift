@@ -4,6 +4,7 @@
 // with `gaussian_weights=True`).
 import Foundation
 import PNGImage
+import PictureWorld
 
 public enum PictureMeasures {
     /// Cosine similarity of two feature vectors (0 when either is zero).
@@ -112,5 +113,30 @@ public enum PictureMeasures {
         precondition(a.count == b.count, "paired pictures of different counts")
         guard !a.isEmpty else { return 0 }
         return try zip(a, b).reduce(0.0) { $0 + (try ssim($1.0, $1.1)) } / Double(a.count)
+    }
+
+    /// How much of `image` is toned as a sepia print: the fraction of its pixels whose colour lies within
+    /// `tolerance` (8-bit RGB distance) of the sepia ramp (`Examples.sepiaRamp`, dark brown to cream). A sepia
+    /// print scores 1; the picture world's coloured scenes score far lower (its greys lie near the ramp too, so a
+    /// picture is called sepia only above a high share: `isSepia`).
+    public static func sepiaTone(_ image: Image, tolerance: Float = 24) -> Double {
+        let (d, l) = Examples.sepiaRamp
+        let axis = (l.0 - d.0, l.1 - d.1, l.2 - d.2)
+        let length2 = axis.0 * axis.0 + axis.1 * axis.1 + axis.2 * axis.2
+        var near = 0
+        image.pixels.withUnsafeBufferPointer { p in
+            for i in stride(from: 0, to: p.count, by: 3) {
+                let v = (Float(p[i]) - d.0, Float(p[i + 1]) - d.1, Float(p[i + 2]) - d.2)
+                let t = min(max((v.0 * axis.0 + v.1 * axis.1 + v.2 * axis.2) / length2, 0), 1)
+                let e = (v.0 - t * axis.0, v.1 - t * axis.1, v.2 - t * axis.2)
+                if e.0 * e.0 + e.1 * e.1 + e.2 * e.2 <= tolerance * tolerance { near += 1 }
+            }
+        }
+        return image.pixels.isEmpty ? 0 : Double(near) / Double(image.pixels.count / 3)
+    }
+
+    /// Whether `image` reads as a sepia print: at least `share` of its pixels on the sepia ramp.
+    public static func isSepia(_ image: Image, share: Double = 0.9) -> Bool {
+        sepiaTone(image) >= share
     }
 }

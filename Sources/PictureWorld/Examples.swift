@@ -51,11 +51,14 @@ public enum Examples {
         }
     }
 
+    /// The sepia print's colour ramp (8-bit RGB): every pixel of `sepia(_:)` lies on the segment between them.
+    public static let sepiaRamp: (dark: (Float, Float, Float), light: (Float, Float, Float)) = ((44, 26, 12), (246, 226, 186))
+
     /// A sepia print: luminance mapped onto a dark-brown → cream ramp with raised contrast, darkened towards
     /// the corners (an ink vignette). Deterministic; size unchanged.
     public static func sepia(_ image: Image) throws -> Image {
         let w = image.width, h = image.height
-        let dark: (Float, Float, Float) = (44, 26, 12), light: (Float, Float, Float) = (246, 226, 186)
+        let dark = sepiaRamp.dark, light = sepiaRamp.light
         var out = [UInt8](repeating: 0, count: w * h * 3)
         for y in 0..<h {
             for x in 0..<w {

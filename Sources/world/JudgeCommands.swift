@@ -18,8 +18,8 @@ func trainJudge(_ a: Arguments) throws {
     if a.parsed.string("batch") != nil { command += " --batch \(config.batchSize)" }
     if a.parsed.string("lr") != nil { command += " --lr \(config.learningRate)" }
     let metadata = ["seed": "\(config.seed)", "steps": "\(config.steps)", "batch": "\(config.batchSize)",
-                    "learning_rate": "\(config.learningRate)", "no_object_share": "\(config.noObjectShare)",
-                    "augmentation": "jitter, blur, noise, jpeg", "command": command]
+                    "learning_rate": "\(config.learningRate)", "no_object_share": "\(config.noObjectShare)", "toned_share": "\(config.tonedShare)",
+                    "augmentation": "monochrome toning, jitter, blur, noise, jpeg", "command": command]
     let network = try JudgeTraining.train(config, progress: { step, loss in
         recent.append(loss)
         if step % 50 == 0 {
@@ -43,6 +43,8 @@ func trainJudge(_ a: Arguments) throws {
 func printAccuracy(of judge: Judge, count: Int, seed: UInt64) throws {
     print("held-out accuracy, clean:    \(try JudgeTraining.accuracy(of: judge, count: count, seed: seed))")
     print("held-out accuracy, degraded: \(try JudgeTraining.accuracy(of: judge, count: count, seed: seed, augmented: true))")
+    print("held-out accuracy, sepia (colour not readable): \(try JudgeTraining.accuracy(of: judge, count: count, seed: seed, sepia: true))")
+    print("held-out accuracy, sepia and degraded: \(try JudgeTraining.accuracy(of: judge, count: count, seed: seed, augmented: true, sepia: true))")
     let rates = try NoObjectKind.allCases.map {
         String(format: "%@ %.1f%%", $0.name, 100 * (try JudgeTraining.noObjectRate(of: judge, kind: $0, count: count)))
     }
