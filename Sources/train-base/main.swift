@@ -40,6 +40,7 @@ struct Options {
     var sampleSteps = 20
     var guidance = 4.0
     var save: String?
+    var prompt: String?
 }
 
 let usage = """
@@ -47,10 +48,13 @@ let usage = """
                       [--omit-color P] [--omit-place P]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
-                      [--save DIR]
+                      [--save DIR] [--prompt TEXT]
 
       --save DIR   (--evaluate) also write every picture as DIR/NNN.png, each prompt with the judge's
-                   reading to DIR/verdicts.txt, and the first 25 as DIR/heldout-grid.png
+                   reading to DIR/verdicts.txt, and the first 25 as DIR/heldout-grid.png (prompt-grid.png with --prompt)
+      --prompt TEXT (--evaluate) one prompt for every picture (seeds 0..<N) instead of the held-out set, e.g.
+                   "a photo of a dog": how often the judge reads what it names (attributes it leaves out are
+                   not checked) and how sure it is
       --out DIR    where the trained model goes (default: a new folder outputs/base-models/<time>;
                    --out pipelines/toy replaces the embedded model)
       --run DIR    checkpoints and samples (default runs/train-base); a run folder with a checkpoint is
@@ -63,7 +67,8 @@ let usage = """
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
-                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place", "save"],
+                                                     "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
+                                                     "prompt"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -97,6 +102,8 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
     o.guidance = try a.double("guidance") ?? o.guidance
     o.save = a.string("save")
+    o.prompt = a.string("prompt")
+    if o.prompt != nil && o.evaluate == nil { throw CommandLineError.usage("--prompt goes with --evaluate MODEL_DIR") }
     return o
 }
 
@@ -109,17 +116,17 @@ func evaluate(_ o: Options, modelPath: String) throws {
     guard let judgePath = o.judge else { throw CommandLineError.usage("--evaluate needs --judge JUDGE.safetensors") }
     let judge = try Judge(contentsOf: judgePath)
     let model = try StableDiffusionModel(path: modelPath)
-    let prompts = PromptSets.heldout(count: o.count)
+    let prompts: [String] = o.prompt.map { [String](repeating: $0, count: o.count) } ?? PromptSets.heldout(count: o.count).map(\.prompt)
     let clock = Date()
     var pairs: [(prompt: String, image: Image)] = []
     for (k, start) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
-        let part = prompts[start..<min(start + 25, prompts.count)].map(\.prompt)
+        let part = Array(prompts[start..<min(start + 25, prompts.count)])
         let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
                                                seed: UInt64(start))
         pairs += zip(part, images).map { ($0, $1) }
         if k == 0, let dir = o.save {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try PNG.write(ToyExport.grid(images, columns: 5), to: dir + "/heldout-grid.png")
+            try PNG.write(ToyExport.grid(images, columns: 5), to: dir + (o.prompt == nil ? "/heldout-grid.png" : "/prompt-grid.png"))
         }
         say("evaluated \(pairs.count)/\(prompts.count) (\(duration(Date().timeIntervalSince(clock))))")
     }
@@ -143,6 +150,19 @@ func evaluate(_ o: Options, modelPath: String) throws {
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/verdicts.txt"), options: .atomic)
     }
     let n = Double(pairs.count)
+    if let prompt = o.prompt {
+        let named = Caption.parse(prompt)
+        let sure = zip(pairs, verdicts).filter { Fidelity.matchesPrompt($0.0.prompt, $0.1) && $0.1.objectProbability >= 0.9 }.count
+        let none = verdicts.filter(Fidelity.showsNoObject).count
+        let parts = [named.object.map { String(format: "object %.1f%%", 100 * Double(object) / n) + " (\($0.word))" },
+                     named.color.map { String(format: "colour %.1f%%", 100 * Double(color) / n) + " (\($0.word))" },
+                     named.background.map { String(format: "place %.1f%%", 100 * Double(background) / n) + " (\($0.word))" }]
+        say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f): %@; all named %.1f%%, of which read with "
+            + "object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f", prompt, pairs.count,
+            o.sampleSteps, o.guidance, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
+            100 * Double(sure) / n, 100 * Double(none) / n, verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
+        return
+    }
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
         + "background %.1f%%, all three %.1f%%", pairs.count, o.sampleSteps, o.guidance, 100 * Double(object) / n,
         100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n))

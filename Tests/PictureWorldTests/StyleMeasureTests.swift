@@ -80,4 +80,13 @@ final class StyleMeasureTests: XCTestCase {
         let content = zip(verdicts, labels).filter { $0.object == $1.object && $0.color == $1.color && $0.background == $1.background }
         XCTAssertGreaterThanOrEqual(Double(content.count) / 200, 0.95)
     }
+
+    /// Sepia prints take the colour away; the judge (trained on monochrome prints) still reads object and place,
+    /// the content the style report checks for sepia.
+    func testCommittedJudgeReadsObjectAndPlaceOnSepiaPrints() throws {
+        let judge = try Judge(contentsOf: JudgeTests.committedWeights)
+        let accuracy = try JudgeTraining.accuracy(of: judge, count: 200, sepia: true)
+        XCTAssertGreaterThanOrEqual(accuracy.object, 0.9, "\(accuracy)")
+        XCTAssertGreaterThanOrEqual(accuracy.background, 0.95, "\(accuracy)")
+    }
 }
