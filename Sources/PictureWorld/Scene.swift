@@ -195,7 +195,7 @@ extension PhiloxRandom {
     }
 
     /// A uniformly chosen element (callers pass non-empty arrays: `WorldOptions` checks its lists).
-    mutating func pick<T>(_ values: [T]) -> T {
+    public mutating func pick<T>(_ values: [T]) -> T {
         values[Int(next() % UInt64(values.count))]
     }
 }

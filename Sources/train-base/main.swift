@@ -150,6 +150,17 @@ func evaluate(_ o: Options, modelPath: String) throws {
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/verdicts.txt"), options: .atomic)
     }
     let n = Double(pairs.count)
+    // improved precision / recall in the judge's feature space against rendered pictures of the same prompts
+    let reference = try o.prompt.map { try PictureMeasures.renderedReference(for: $0, count: 200) }
+        ?? pairs.enumerated().map { i, pair in try PictureMeasures.renderedReference(for: pair.prompt, count: 1, seed: 0x5EF0 &+ UInt64(i))[0] }
+    let fresh = try o.prompt.map { try PictureMeasures.renderedReference(for: $0, count: pairs.count, seed: 0xF8E5) }
+        ?? pairs.enumerated().map { i, pair in try PictureMeasures.renderedReference(for: pair.prompt, count: 1, seed: 0xF8E5 &+ UInt64(i))[0] }
+    let referenceFeatures = try judge.features(reference)
+    let pr = PictureMeasures.precisionRecall(generated: try judge.features(pairs.map(\.image)), real: referenceFeatures)
+    let calibration = PictureMeasures.precisionRecall(generated: try judge.features(fresh), real: referenceFeatures)
+    let manifold = String(format: "precision %.1f%% (pictures inside the manifold of %d renders of the same prompts, judge features, "
+        + "k = 3), recall %.1f%%; fresh renders score %.1f%% / %.1f%%", 100 * pr.precision, reference.count, 100 * pr.recall,
+        100 * calibration.precision, 100 * calibration.recall)
     if let prompt = o.prompt {
         let named = Caption.parse(prompt)
         let sure = zip(pairs, verdicts).filter { Fidelity.matchesPrompt($0.0.prompt, $0.1) && $0.1.objectProbability >= 0.9 }.count
@@ -161,11 +172,13 @@ func evaluate(_ o: Options, modelPath: String) throws {
             + "object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f", prompt, pairs.count,
             o.sampleSteps, o.guidance, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
             100 * Double(sure) / n, 100 * Double(none) / n, verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
+        say(manifold)
         return
     }
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
         + "background %.1f%%, all three %.1f%%", pairs.count, o.sampleSteps, o.guidance, 100 * Double(object) / n,
         100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n))
+    say(manifold)
 }
 
 func main() throws {

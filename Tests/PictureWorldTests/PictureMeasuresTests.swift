@@ -64,6 +64,37 @@ final class PictureMeasuresTests: XCTestCase {
         XCTAssertEqual(PictureMeasures.diversity(f, groups: ["a", "b", "c", "d", "e"]), 0)
     }
 
+    /// Improved precision and recall on points of a line, worked by hand (k = 1): real 0, 1, 2, 3, 10 have radii
+    /// 1, 1, 1, 1, 7; of the generated 0.5, 5, 20 the first two fall in a real ball (5 in 10's). Generated radii
+    /// 4.5, 4.5, 15 cover every real point (10 through 20's ball).
+    func testPrecisionRecallByHand() {
+        let real: [[Float]] = [[0], [1], [2], [3], [10]], generated: [[Float]] = [[0.5], [5], [20]]
+        let pr = PictureMeasures.precisionRecall(generated: generated, real: real, k: 1)
+        XCTAssertEqual(pr.precision, 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(pr.recall, 1, accuracy: 1e-12)
+        // k = 2: real radii 2, 1, 1, 2, 8 (10's second neighbour is 2): 20 is still out; generated radii 15, 15, 15
+        XCTAssertEqual(PictureMeasures.precisionRecall(generated: generated, real: real, k: 2).precision, 2.0 / 3, accuracy: 1e-12)
+        // too few vectors for k neighbours: 0
+        XCTAssertEqual(PictureMeasures.precisionRecall(generated: generated, real: real, k: 3).recall, 0)
+    }
+
+    /// Fresh renders of a prompt lie in the manifold of other renders of it and cover it; one picture repeated
+    /// (a generator that draws the same thing every time) is precise but covers almost nothing.
+    func testPrecisionRecallOfRendersAndACollapsedSet() throws {
+        let judge = try Judge(contentsOf: JudgeTests.committedWeights)
+        let real = try judge.features(try PictureMeasures.renderedReference(for: "a photo of a dog", count: 100))
+        let fresh = try judge.features(try PictureMeasures.renderedReference(for: "a photo of a dog", count: 50, seed: 9))
+        let pr = PictureMeasures.precisionRecall(generated: fresh, real: real)
+        XCTAssertGreaterThanOrEqual(pr.precision, 0.9)
+        XCTAssertGreaterThanOrEqual(pr.recall, 0.8)
+        let collapsed = PictureMeasures.precisionRecall(generated: [[Float]](repeating: fresh[0], count: 50), real: real)
+        XCTAssertEqual(collapsed.precision, 1)
+        XCTAssertLessThanOrEqual(collapsed.recall, 0.05)
+        // the reference shows what the prompt names
+        let verdicts = try judge.evaluate(try PictureMeasures.renderedReference(for: "a red car in the snow", count: 10))
+        XCTAssertGreaterThanOrEqual(verdicts.filter { $0.object == .car && $0.background == .snow }.count, 9)
+    }
+
     /// The judge's features of a scene lie closer to the same scene re-rendered with another seed than to a
     /// different object on another background.
     func testJudgeFeaturesTellScenesApart() throws {
