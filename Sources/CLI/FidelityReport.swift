@@ -55,6 +55,10 @@ public struct FidelityReport: Codable, Equatable, Sendable {
     public var priorDrift: Measure
     /// `a photo of a dog …` images showing a dog (any coat): whether the class itself survives the adapter.
     public var priorObject: Measure
+    /// Pictures the judge's clean head reads as clean (not blurred, noisy or compressed): the damage a reader's
+    /// "a dog" misses. `priorCleanObject`: a dog, and clean.
+    public var subjectClean: Measure
+    public var priorCleanObject: Measure
     /// judge-I: mean feature cosine of the `a photo of sks dog …` pictures with the instance pictures (nil when
     /// the report had no instance pictures). DreamBooth's DINO / CLIP-I role: higher is closer to the subject.
     public var subjectSimilarity: Measure?
@@ -99,6 +103,8 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             value("judge-I (subject)", subjectSimilarity, "   higher: closer to the instance pictures"),
             row("prior drift", priorDrift, prior),
             row("  prior shows a \(className)", priorObject, "   ≥ 95 % after"),
+            row("  a clean \(className)", priorCleanObject, "   ≥ 95 % after (the judge's clean head)"),
+            row("subject pictures clean", subjectClean),
             single("prior feature cosine", priorFeatureCosine, "   ≥ 0.95 (class prompts, same seeds, before vs after)"),
             single("prior SSIM", priorSSIM, "   ≥ 0.80"),
             value("PRES", pres, "   lower: the class keeps its own look"),
@@ -184,6 +190,9 @@ public struct FidelityReport: Codable, Equatable, Sendable {
             priorDrift: Measure(before: try judge.priorDrift(parts.priorBefore), after: try judge.priorDrift(parts.priorAfter)),
             priorObject: Measure(before: Fidelity.rate(priorVerdicts.before) { $0.object == object },
                                  after: Fidelity.rate(priorVerdicts.after) { $0.object == object }),
+            subjectClean: measure(\.clean),
+            priorCleanObject: Measure(before: Fidelity.rate(priorVerdicts.before) { $0.object == object && $0.clean },
+                                      after: Fidelity.rate(priorVerdicts.after) { $0.object == object && $0.clean }),
             subjectSimilarity: similarity(features.subjectBefore, features.subjectAfter),
             pres: similarity(features.priorBefore, features.priorAfter),
             priorFeatureCosine: PictureMeasures.meanPairedCosine(features.priorBefore, features.priorAfter),

@@ -19,6 +19,9 @@ public struct Verdict: Equatable, Sendable {
     public var background: Background, backgroundProbability: Float
     public var pattern: CoatPattern, patternProbability: Float
     public var style: RenderStyle, styleProbability: Float
+    /// The probability that the picture is clean (as rendered, not blurred, noisy or compressed); `clean` is it ≥ ½.
+    public var cleanProbability: Float = 1
+    public var clean: Bool { cleanProbability >= 0.5 }
     /// Softmax of every head, in `JudgeHeads.all` order.
     public var probabilities: [[Float]]
 
@@ -129,7 +132,7 @@ public final class Judge {
                        background: Background(rawValue: b) ?? .grass, backgroundProbability: pb,
                        pattern: CoatPattern(rawValue: pt) ?? .plain, patternProbability: pp,
                        style: RenderStyle(rawValue: s) ?? .photo, styleProbability: ps,
-                       probabilities: probabilities)
+                       cleanProbability: probabilities[5][1], probabilities: probabilities)
     }
 }
 

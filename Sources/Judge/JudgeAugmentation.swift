@@ -15,20 +15,35 @@ public enum JudgeAugmentation {
     public struct Probabilities: Sendable {
         public var jitter: Float = 0.5, blur: Float = 0.45, noise: Float = 0.5, jpeg: Float = 0.35
         public init() {}
-    }
-
-    /// Applies a random subset of the degradations to every image of a batch [N, h, w, 3].
-    public static func augment(_ images: inout Tensor, using rng: inout PhiloxRandom,
-                               probabilities: Probabilities = Probabilities()) {
-        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
-        images.withUnsafeMutableBufferPointer { buf in
-            for i in 0..<n { augment(buf.baseAddress! + i * h * w * 3, h, w, using: &rng, probabilities: probabilities) }
+        /// No degradation at all.
+        public static var none: Probabilities {
+            var p = Probabilities()
+            (p.jitter, p.blur, p.noise, p.jpeg) = (0, 0, 0, 0)
+            return p
         }
     }
 
+    /// Applies a random subset of the degradations to every image of a batch [N, h, w, 3]; per image, whether it
+    /// came out visibly degraded (`Degradation`).
+    @discardableResult
+    public static func augment(_ images: inout Tensor, using rng: inout PhiloxRandom,
+                               probabilities: Probabilities = Probabilities()) -> [Degradation] {
+        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+        return images.withUnsafeMutableBufferPointer { buf in
+            (0..<n).map { augment(buf.baseAddress! + $0 * h * w * 3, h, w, using: &rng, probabilities: probabilities) }
+        }
+    }
+
+    /// How much an image was degraded: the judge's clean head learns `none` (colour jitter alone leaves a picture
+    /// clean) against `visible`; `mild` (only a slight blur, faint noise or light compression) is left out.
+    public enum Degradation: Sendable {
+        case none, mild, visible
+    }
+
     /// Applies a random subset of the degradations to one [h, w, 3] image.
+    @discardableResult
     static func augment(_ p: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, using rng: inout PhiloxRandom,
-                        probabilities: Probabilities) {
+                        probabilities: Probabilities) -> Degradation {
         // The same number of draws for every image, whatever applies, so one image's choices never shift the next's.
         let u = (0..<18).map { _ in rng.unit() }
         let noiseSeed = rng.next()
@@ -38,17 +53,26 @@ public enum JudgeAugmentation {
             jitterColors(p, h * w, gain: channel, contrast: 0.9 + 0.2 * u[5], saturation: 0.9 + 0.2 * u[6],
                          offset: 0.04 * (u[7] - 0.5))
         }
+        var mild = false, visible = false
+        func note(_ isVisible: Bool) { if isVisible { visible = true } else { mild = true } }
         if u[8] < probabilities.blur {
-            if u[9] < 0.7 { gaussianBlur(p, h, w, sigma: 0.4 + 1.1 * u[10]) } else { resampleBlur(p, h, w) }
+            let sigma = 0.4 + 1.1 * u[10]
+            if u[9] < 0.7 { gaussianBlur(p, h, w, sigma: sigma) } else { resampleBlur(p, h, w) }
+            note(u[9] >= 0.7 || sigma >= 0.8)
         }
         if u[11] < probabilities.noise {
             var noiseRandom = PhiloxRandom(seed: noiseSeed)
-            addNoise(p, h, w, sigma: 0.2 * u[12], blotchSigma: u[13] < 0.5 ? 0.15 * u[14] : 0, using: &noiseRandom)
+            let sigma = 0.2 * u[12], blotch: Float = u[13] < 0.5 ? 0.15 * u[14] : 0
+            addNoise(p, h, w, sigma: sigma, blotchSigma: blotch, using: &noiseRandom)
             for i in 0..<(h * w * 3) { p[i] = min(max(p[i], -1), 1) }
+            note(sigma >= 0.06 || blotch >= 0.05)
         }
         if u[15] < probabilities.jpeg {
-            compress(p, h, w, quality: 10 + Int(80 * u[16]), subsampleChroma: u[17] < 0.5)
+            let quality = 10 + Int(80 * u[16])
+            compress(p, h, w, quality: quality, subsampleChroma: u[17] < 0.5)
+            note(quality <= 50)
         }
+        return visible ? .visible : mild ? .mild : .none
     }
 
     // MARK: - Colour jitter

@@ -23,17 +23,19 @@ public enum JudgeHeads {
     public static let background = color.upperBound..<(color.upperBound + Background.allCases.count)
     public static let pattern = background.upperBound..<(background.upperBound + CoatPattern.allCases.count)
     public static let style = pattern.upperBound..<(pattern.upperBound + RenderStyle.allCases.count)
-    public static let all = [object, color, background, pattern, style]
-    public static var width: Int { style.upperBound }
+    /// Whether the picture is clean, as rendered (class 1), or visibly degraded — blurred, noisy or compressed (0).
+    public static let clean = style.upperBound..<(style.upperBound + 2)
+    public static let all = [object, color, background, pattern, style, clean]
+    public static var width: Int { clean.upperBound }
     /// The object head's class for "no object".
     public static let noObject = ObjectKind.allCases.count
     /// A target that leaves its head out of the loss (what a picture does not show: the colour of no object).
     static let ignored = -1
 
-    /// The class index of every head for `labels`, in `all` order.
+    /// The class index of every head for `labels`, in `all` order (a rendered picture is clean).
     static func targets(_ labels: SceneLabels) -> [Int] {
         [labels.object.rawValue, labels.color.rawValue, labels.background.rawValue, labels.pattern.rawValue,
-         labels.style.rawValue]
+         labels.style.rawValue, 1]
     }
 
     /// The targets in words (`dog brown grass plain photo`, `no-object - grass - photo`; `-`: no target).
@@ -43,13 +45,14 @@ public enum JudgeHeads {
         }
         return [targets[0] == noObject ? "no-object" : word(targets[0], ObjectKind.init(rawValue:), \.word),
                 word(targets[1], NamedColor.init(rawValue:), \.word), word(targets[2], Background.init(rawValue:), \.word),
-                word(targets[3], CoatPattern.init(rawValue:), \.word), word(targets[4], RenderStyle.init(rawValue:), \.noun)]
+                word(targets[3], CoatPattern.init(rawValue:), \.word), word(targets[4], RenderStyle.init(rawValue:), \.noun),
+                targets[5] == ignored ? "-" : targets[5] == 1 ? "clean" : "degraded"]
             .joined(separator: " ")
     }
 
     /// The targets of a picture without an object: its place and style where it has them, nothing else.
     static func noObjectTargets(background: Background?, style: RenderStyle?) -> [Int] {
-        [noObject, ignored, background?.rawValue ?? ignored, ignored, style?.rawValue ?? ignored]
+        [noObject, ignored, background?.rawValue ?? ignored, ignored, style?.rawValue ?? ignored, ignored]
     }
 }
 
@@ -72,7 +75,7 @@ public final class JudgeNetwork: Module {
 
     public override init() { super.init() }
 
-    /// x [N, 64, 64, 3] → logits [N, 33].
+    /// x [N, 64, 64, 3] → logits [N, 35].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         try heads(try features(x))
     }

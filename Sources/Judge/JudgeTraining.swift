@@ -25,6 +25,17 @@ public struct JudgeTrainingConfig: Sendable {
     /// Share of the pictures toned as a monochrome print (`JudgeAugmentation.randomTone`) before the
     /// degradations; their colour is left out of the loss.
     public var tonedShare: Double = 0.1
+    /// Share of the pictures left undegraded (the others get `augmentation`'s random degradations): with the
+    /// pictures that draw no degradation, about half are clean for the clean head.
+    public var cleanShare: Double = 0.35
+    /// Share of the pictures overlaid with another picture of the batch (a ghosted mix of two scenes, as an
+    /// undertrained diffusion model draws the mean of several pictures): visibly degraded for the clean head,
+    /// no target for the other heads.
+    public var ghostShare: Double = 0.1
+    /// Share of the pictures of an object whose object is a patchwork of itself in other colours and coats and
+    /// slightly shifted (`modeMix`): the speckled, many-coloured, doubled shapes a diffusion model draws when it
+    /// mixes modes. Visibly degraded for the clean head, no target for the other heads.
+    public var modeMixShare: Double = 0.1
     public var augmentation = JudgeAugmentation.Probabilities()
 
     public init(seed: UInt64, steps: Int) {
@@ -39,13 +50,16 @@ public struct JudgeAccuracy: Sendable, CustomStringConvertible {
     public var object: Double, color: Double, background: Double, pattern: Double, style: Double
     /// Fraction of scenes with all five attributes right.
     public var allRight: Double
+    /// The clean head: the share of pictures it reads right, clean as clean and visibly degraded as degraded
+    /// (slightly degraded ones are not counted).
+    public var clean: Double = 0
 
     public var worst: Double { [object, color, background, pattern, style].min() ?? 0 }
 
     public var description: String {
         func pct(_ x: Double) -> String { String(format: "%.1f%%", 100 * x) }
         return "\(count) scenes: object \(pct(object)), colour \(pct(color)), background \(pct(background)), "
-            + "pattern (animals) \(pct(pattern)), style \(pct(style)), all five \(pct(allRight))"
+            + "pattern (animals) \(pct(pattern)), style \(pct(style)), all five \(pct(allRight)); clean head \(pct(clean))"
     }
 }
 
@@ -94,7 +108,22 @@ public enum JudgeTraining {
         try replaceWithNoObjectPictures(&images, targets: &targets, share: config.noObjectShare,
                                         scenes: indices.map { data.describe($0).scene }, using: &rng)
         tone(&images, targets: &targets, share: config.tonedShare, using: &rng)
-        JudgeAugmentation.augment(&images, using: &rng, probabilities: config.augmentation)
+        ghost(&images, targets: &targets, share: config.ghostShare, using: &rng)
+        try modeMix(&images, targets: &targets, share: config.modeMixShare, scenes: indices.map { data.describe($0).scene },
+                    using: &rng)
+        // a share of the pictures is kept clean (the same draws either way), so the clean head sees both classes
+        // about equally often
+        let keepClean = (0..<indices.count).map { _ in Double(rng.unit()) < config.cleanShare }
+        let (h, w) = (images.shape[1], images.shape[2])
+        let degradations = images.withUnsafeMutableBufferPointer { buf in
+            keepClean.enumerated().map { i, clean in
+                JudgeAugmentation.augment(buf.baseAddress! + i * h * w * 3, h, w, using: &rng,
+                                          probabilities: clean ? .none : config.augmentation)
+            }
+        }
+        for (i, d) in degradations.enumerated() where targets[i][0] != JudgeHeads.noObject && targets[i][0] != JudgeHeads.ignored {
+            targets[i][5] = d == .none ? 1 : d == .visible ? 0 : JudgeHeads.ignored
+        }
         return (images, targets)
     }
 
@@ -134,6 +163,64 @@ public enum JudgeTraining {
         }
     }
 
+    /// Overlays each image of a batch with probability `share` with the next-but-k image of the batch (weight
+    /// 0.3–0.5 on the other picture) and keeps only its clean-head target: degraded. The same number of draws
+    /// for every image; blends read the batch as it was before this step.
+    static func ghost(_ images: inout Tensor, targets: inout [[Int]], share: Double, using rng: inout PhiloxRandom) {
+        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+        guard n > 1 else { return }
+        let source = images.scalars, size = h * w * 3
+        images.withUnsafeMutableBufferPointer { buf in
+            for i in 0..<n {
+                let ghosted = Double(rng.unit()) < share, other = (i + 1 + Int(rng.next() % UInt64(n - 1))) % n
+                let weight = 0.3 + 0.2 * rng.unit()
+                guard ghosted else { continue }
+                for j in 0..<size { buf[i * size + j] = (1 - weight) * source[i * size + j] + weight * source[other * size + j] }
+                targets[i] = [Int](repeating: JudgeHeads.ignored, count: JudgeHeads.all.count)
+                targets[i][5] = 0
+            }
+        }
+    }
+
+    /// Replaces each picture of an object with probability `share` by a block patchwork (blocks of 2, 4 or 8
+    /// pixels) of its scene and two or three variants of it — the object in another colour and coat, some
+    /// shifted sideways — and keeps only its clean-head target: degraded. The same number of draws for every
+    /// picture (each mix draws from its own stream).
+    static func modeMix(_ images: inout Tensor, targets: inout [[Int]], share: Double, scenes: [Scene],
+                        using rng: inout PhiloxRandom) throws {
+        let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+        let size = h * w * 3
+        for i in 0..<n {
+            let mixed = Double(rng.unit()) < share
+            var mix = PhiloxRandom(seed: rng.next())
+            guard mixed, targets[i][0] != JudgeHeads.noObject, targets[i][0] != JudgeHeads.ignored, h == w else { continue }
+            let scene = scenes[i]
+            var variants: [[Float]] = [Array(images.scalars[(i * size)..<((i + 1) * size)])]
+            for _ in 0..<(2 + Int(mix.next() % 2)) {
+                var labels = scene.labels, layout = scene.layout
+                labels.color = mix.pick(NamedColor.allCases)
+                if labels.object.hasCoat { labels.pattern = mix.pick(CoatPattern.allCases) }
+                if mix.unit() < 0.5 { layout.x += (mix.unit() < 0.5 ? -1 : 1) * (3 + 6 * mix.unit()) }
+                variants.append(try Scene(labels: labels, layout: layout).render(size: h).pixels.map { Float($0) / 127.5 - 1 })
+            }
+            let block = 2 << Int(mix.next() % 3)
+            images.withUnsafeMutableBufferPointer { buf in
+                for by in stride(from: 0, to: h, by: block) {
+                    for bx in stride(from: 0, to: w, by: block) {
+                        let v = variants[Int(mix.next() % UInt64(variants.count))]
+                        for y in by..<min(by + block, h) {
+                            for x in bx..<min(bx + block, w) {
+                                for c in 0..<3 { buf[i * size + (y * w + x) * 3 + c] = v[(y * w + x) * 3 + c] }
+                            }
+                        }
+                    }
+                }
+            }
+            targets[i] = [Int](repeating: JudgeHeads.ignored, count: JudgeHeads.all.count)
+            targets[i][5] = 0
+        }
+    }
+
     /// The learning rate of step `step` (0-based).
     public static func learningRate(_ c: JudgeTrainingConfig, step: Int) -> Float {
         if step < c.warmupSteps { return c.learningRate * Float(step + 1) / Float(c.warmupSteps) }
@@ -151,7 +238,7 @@ public enum JudgeTraining {
                                 augmented: Bool = false, sepia: Bool = false) throws -> JudgeAccuracy {
         let data = try WorldDataset(seed: seed, options: .all, size: JudgeNetwork.inputSize)
         var augmentRandom = PhiloxRandom(seed: seed ^ heldoutAugmentationSeed)
-        var hits = [0, 0, 0, 0, 0], animals = 0, all = 0
+        var hits = [0, 0, 0, 0, 0], animals = 0, all = 0, cleanRight = 0, cleanCounted = 0
         for start in stride(from: 0, to: count, by: 64) {
             let indices = Array(start..<min(start + 64, count))
             var (images, _, labels) = try data.batch(indices)
@@ -161,8 +248,13 @@ public enum JudgeTraining {
                     for k in indices.indices { JudgeAugmentation.sepia(buf.baseAddress! + k * h * w * 3, h, w) }
                 }
             }
-            if augmented { JudgeAugmentation.augment(&images, using: &augmentRandom) }
+            let degradations = augmented ? JudgeAugmentation.augment(&images, using: &augmentRandom)
+                : [JudgeAugmentation.Degradation](repeating: .none, count: indices.count)
             let verdicts = try judge.evaluate(images)
+            for (d, v) in zip(degradations, verdicts) where d != .mild {
+                cleanCounted += 1
+                if v.clean == (d == .none) { cleanRight += 1 }
+            }
             for (t, v) in zip(labels, verdicts) {
                 let right = [v.object == t.object, v.color == t.color, v.background == t.background,
                              v.pattern == t.pattern, v.style == t.style]
@@ -174,7 +266,8 @@ public enum JudgeTraining {
         let n = Double(max(count, 1))
         return JudgeAccuracy(count: count, object: Double(hits[0]) / n, color: Double(hits[1]) / n,
                              background: Double(hits[2]) / n, pattern: Double(hits[3]) / Double(max(animals, 1)),
-                             style: Double(hits[4]) / n, allRight: Double(all) / n)
+                             style: Double(hits[4]) / n, allRight: Double(all) / n,
+                             clean: Double(cleanRight) / Double(max(cleanCounted, 1)))
     }
 
     /// Seed of the held-out pictures of no object (never a training seed).

@@ -131,21 +131,22 @@ func evaluate(_ o: Options, modelPath: String) throws {
         say("evaluated \(pairs.count)/\(prompts.count) (\(duration(Date().timeIntervalSince(clock))))")
     }
     let verdicts = try judge.evaluate(pairs.map(\.image))
-    var object = 0, color = 0, background = 0, all = 0
+    var object = 0, color = 0, background = 0, all = 0, clean = 0
     for ((prompt, _), v) in zip(pairs, verdicts) {
         let parsed = Caption.parse(prompt)
         if parsed.object == v.object { object += 1 }
         if parsed.color == v.color { color += 1 }
         if parsed.background == v.background { background += 1 }
         if Fidelity.matchesPrompt(prompt, v) { all += 1 }
+        if Fidelity.matchesPrompt(prompt, v) && v.clean { clean += 1 }
     }
     if let dir = o.save {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var lines: [String] = []
         for (i, ((prompt, image), v)) in zip(pairs, verdicts).enumerated() {
             try PNG.write(image, to: dir + String(format: "/%03d.png", i))
-            lines.append(String(format: "%03d %@ | %@ %@ %@%@", i, prompt, v.object?.word ?? "no-object", v.color.word,
-                                v.background.word, Fidelity.matchesPrompt(prompt, v) ? "" : "  MISS"))
+            lines.append(String(format: "%03d %@ | %@ %@ %@%@%@", i, prompt, v.object?.word ?? "no-object", v.color.word,
+                                v.background.word, Fidelity.matchesPrompt(prompt, v) ? "" : "  MISS", v.clean ? "" : "  degraded"))
         }
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/verdicts.txt"), options: .atomic)
     }
@@ -168,16 +169,18 @@ func evaluate(_ o: Options, modelPath: String) throws {
         let parts = [named.object.map { String(format: "object %.1f%%", 100 * Double(object) / n) + " (\($0.word))" },
                      named.color.map { String(format: "colour %.1f%%", 100 * Double(color) / n) + " (\($0.word))" },
                      named.background.map { String(format: "place %.1f%%", 100 * Double(background) / n) + " (\($0.word))" }]
-        say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f): %@; all named %.1f%%, of which read with "
-            + "object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f", prompt, pairs.count,
-            o.sampleSteps, o.guidance, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
-            100 * Double(sure) / n, 100 * Double(none) / n, verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
+        say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f): %@; all named %.1f%%, and clean (the judge's "
+            + "clean head) %.1f%%; all named with object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f",
+            prompt, pairs.count, o.sampleSteps, o.guidance, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
+            100 * Double(clean) / n, 100 * Double(sure) / n, 100 * Double(none) / n,
+            verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
         say(manifold)
         return
     }
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
-        + "background %.1f%%, all three %.1f%%", pairs.count, o.sampleSteps, o.guidance, 100 * Double(object) / n,
-        100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n))
+        + "background %.1f%%, all three %.1f%%, all three and clean %.1f%%", pairs.count, o.sampleSteps, o.guidance,
+        100 * Double(object) / n, 100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n,
+        100 * Double(clean) / n))
     say(manifold)
 }
 

@@ -18,7 +18,7 @@ func trainJudge(_ a: Arguments) throws {
     if a.parsed.string("batch") != nil { command += " --batch \(config.batchSize)" }
     if a.parsed.string("lr") != nil { command += " --lr \(config.learningRate)" }
     let metadata = ["seed": "\(config.seed)", "steps": "\(config.steps)", "batch": "\(config.batchSize)",
-                    "learning_rate": "\(config.learningRate)", "no_object_share": "\(config.noObjectShare)", "toned_share": "\(config.tonedShare)",
+                    "learning_rate": "\(config.learningRate)", "no_object_share": "\(config.noObjectShare)", "toned_share": "\(config.tonedShare)", "clean_share": "\(config.cleanShare)", "ghost_share": "\(config.ghostShare)", "mode_mix_share": "\(config.modeMixShare)",
                     "augmentation": "monochrome toning, jitter, blur, noise, jpeg", "command": command]
     let network = try JudgeTraining.train(config, progress: { step, loss in
         recent.append(loss)
@@ -62,10 +62,10 @@ func judgeImages(_ a: Arguments) throws {
     let judge = try Judge(contentsOf: try a.string("weights", default: "pipelines/judge/judge.safetensors"))
     for path in a.positional {
         let v = try judge.evaluate(try PNG.read(path: path).image)
-        print(String(format: "%@: %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f", path,
+        print(String(format: "%@: %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f, %@ %.2f", path,
                      v.object?.word ?? "no object", v.objectProbability, v.color.word, v.colorProbability,
                      v.background.word, v.backgroundProbability, v.pattern.word, v.patternProbability,
-                     v.style.noun, v.styleProbability))
+                     v.style.noun, v.styleProbability, v.clean ? "clean" : "degraded", v.cleanProbability))
     }
 }
 

@@ -63,6 +63,11 @@ final class FidelityReportTests: XCTestCase {
         for (set, value) in [(images.priorBefore, report.priorObject.before), (images.priorAfter, report.priorObject.after)] {
             XCTAssertEqual(Double(try judge.evaluate(set).filter { $0.object == .dog }.count) / 3, value, accuracy: 1e-12)
         }
+        // The clean rows count the clean head's verdicts (a dog and clean for the prior).
+        for (set, value) in [(images.priorBefore, report.priorCleanObject.before), (images.priorAfter, report.priorCleanObject.after)] {
+            XCTAssertEqual(Double(try judge.evaluate(set).filter { $0.object == .dog && $0.clean }.count) / 3, value, accuracy: 1e-12)
+        }
+        XCTAssertEqual(Double(try judge.evaluate(images.subjectAfter).filter(\.clean).count) / 3, report.subjectClean.after, accuracy: 1e-12)
 
         // The feature measures are the judge's features compared as PictureMeasures defines it.
         let f = (sb: try judge.features(images.subjectBefore), sa: try judge.features(images.subjectAfter),
@@ -104,7 +109,7 @@ final class FidelityReportTests: XCTestCase {
         let (left, top) = (PixelFont.width(of: "sks dog before") + 8, PixelFont.height() + 8)
         XCTAssertEqual([grid.width, grid.height], [plain.width + left, plain.height + top])
         XCTAssertTrue(try grid.cropped(x: left, y: top, width: plain.width, height: plain.height) == plain)
-        for row in ["prior drift", "with prior preservation", "prior shows a dog", "judge-I", "prior SSIM", "PRES", "DIV (subject)"] {
+        for row in ["prior drift", "with prior preservation", "prior shows a dog", "a clean dog", "judge-I", "prior SSIM", "PRES", "DIV (subject)"] {
             XCTAssertTrue(report.table.contains(row), "\(row) in\n\(report.table)")
         }
     }

@@ -141,7 +141,75 @@ final class JudgeAugmentationTests: XCTestCase {
         let none = ta.filter { $0[0] == JudgeHeads.noObject }
         XCTAssertGreaterThan(none.count, 0)
         XCTAssertTrue(none.allSatisfy { $0[1] == JudgeHeads.ignored && $0[3] == JudgeHeads.ignored })
-        XCTAssertEqual(JudgeHeads.describe(targets: ta.first { $0[0] != JudgeHeads.noObject }!).split(separator: " ").count, 5)
+        XCTAssertEqual(JudgeHeads.describe(targets: ta.first { $0[0] != JudgeHeads.noObject }!).split(separator: " ").count, 6)
+        // the clean head: no target for pictures of no object; pictures of an object are clean (1), visibly
+        // degraded (0) or, when only slightly degraded, left out — and a batch this size holds both classes
+        XCTAssertTrue(none.allSatisfy { $0[5] == JudgeHeads.ignored })
+        let objects = ta.filter { $0[0] != JudgeHeads.noObject }.map { $0[5] }
+        XCTAssertTrue(objects.contains(1) && objects.contains(0), "\(objects)")
+        XCTAssertTrue(objects.allSatisfy { [0, 1, JudgeHeads.ignored].contains($0) })
+        // ghosted mixes of two pictures: only the clean head has a target, degraded
+        let ghosts = ta.filter { $0[0] == JudgeHeads.ignored }
+        XCTAssertTrue(ghosts.allSatisfy { $0 == [-1, -1, -1, -1, -1, 0] }, "\(ghosts)")
+    }
+
+    /// With every picture mode-mixed (and nothing else), each is a patchwork whose blocks come from its own scene
+    /// or a variant of it, with only a clean-head target (degraded); the background, the same in every variant,
+    /// stays where the object is not.
+    func testModeMixIsAPatchworkOfTheScenesVariants() throws {
+        var config = JudgeTrainingConfig(seed: 5, steps: 1)
+        config.batchSize = 6
+        (config.noObjectShare, config.tonedShare, config.ghostShare, config.modeMixShare, config.cleanShare) = (0, 0, 0, 1, 1)
+        let data = try JudgeTraining.trainingData(config)
+        let (images, targets) = try JudgeTraining.trainingBatch(config, step: 0, data: data)
+        XCTAssertTrue(targets.allSatisfy { $0 == [-1, -1, -1, -1, -1, 0] }, "\(targets)")
+        var changed = 0
+        for i in 0..<6 {
+            let original = try data.describe(i).scene.render(size: 64).pixels.map { Float($0) / 127.5 - 1 }
+            let mixed = Array(images.scalars[(i * 64 * 64 * 3)..<((i + 1) * 64 * 64 * 3)])
+            let same = zip(original, mixed).filter { abs($0 - $1) < 1e-6 }.count
+            XCTAssertGreaterThan(same, original.count / 2, "picture \(i): mostly the scene (its background)")
+            if same < original.count { changed += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(changed, 5, "the object is patched from other variants")
+    }
+
+    /// A ghosted picture is the mix (1 − w)·a + w·b of two pictures of the batch, w in [0.3, 0.5].
+    func testGhostMixesTwoPicturesOfTheBatch() throws {
+        var images = try Tensor(shape: [3, 2, 2, 3], scalars: (0..<36).map { Float($0 / 12) - 1 })   // -1, 0, 1 per picture
+        var targets = [[Int]](repeating: [1, 1, 1, 1, 1, 1], count: 3)
+        var rng = PhiloxRandom(seed: 2)
+        JudgeTraining.ghost(&images, targets: &targets, share: 1, using: &rng)
+        for i in 0..<3 {
+            XCTAssertEqual(targets[i], [-1, -1, -1, -1, -1, 0])
+            let v = images.scalars[i * 12], own = Float(i - 1)
+            XCTAssertTrue(images.scalars[(i * 12)..<((i + 1) * 12)].allSatisfy { $0 == v }, "one flat mix per picture")
+            // some other picture's value o with v = (1 - w)·own + w·o, w in [0.3, 0.5]
+            let weights = [-1, 0, 1].map(Float.init).filter { $0 != own }.map { (v - own) / ($0 - own) }
+            XCTAssertTrue(weights.contains { $0 >= 0.3 - 1e-6 && $0 <= 0.5 + 1e-6 }, "picture \(i): \(v)")
+        }
+    }
+
+    /// augment says what it did: nothing (or colour jitter alone) leaves a picture clean; a 2× resample blur or
+    /// strong noise is visible; only a light JPEG is mild.
+    func testAugmentReportsHowDegradedAPictureIs() throws {
+        let image = try WorldDataset(seed: 8).sample(at: 0).image
+        func run(_ p: JudgeAugmentation.Probabilities, seed: UInt64) throws -> (JudgeAugmentation.Degradation, [Float]) {
+            var t = try Tensor(shape: [1, 64, 64, 3], scalars: image.pixels.map { Float($0) / 127.5 - 1 })
+            var rng = PhiloxRandom(seed: seed)
+            let d = JudgeAugmentation.augment(&t, using: &rng, probabilities: p)
+            return (d[0], t.scalars)
+        }
+        var nothing = JudgeAugmentation.Probabilities()
+        (nothing.blur, nothing.noise, nothing.jpeg) = (0, 0, 0)
+        nothing.jitter = 1
+        XCTAssertEqual(try run(nothing, seed: 1).0, .none)
+        var all = JudgeAugmentation.Probabilities()
+        (all.jitter, all.blur, all.noise, all.jpeg) = (0, 1, 1, 1)
+        var seen: Set<String> = []
+        for seed in 0..<40 as Range<UInt64> { seen.insert("\(try run(all, seed: seed).0)") }
+        XCTAssertTrue(seen.contains("visible"), "\(seen)")
+        XCTAssertFalse(seen.contains("none"), "every degradation applied: never clean")
     }
 
     func testPicturesOfNoObject() throws {

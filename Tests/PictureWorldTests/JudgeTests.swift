@@ -18,7 +18,9 @@ final class JudgeTests: XCTestCase {
                               ("pattern", accuracy.pattern), ("style", accuracy.style)] {
             XCTAssertGreaterThanOrEqual(value, 0.95, "\(name): \(accuracy)")
         }
+        XCTAssertGreaterThanOrEqual(accuracy.clean, 0.9, "clean head on clean scenes: \(accuracy)")
         let degraded = try JudgeTraining.accuracy(of: judge, count: 200, augmented: true)
+        XCTAssertGreaterThanOrEqual(degraded.clean, 0.85, "clean head on degraded scenes: \(degraded)")
         for (name, value) in [("object", degraded.object), ("colour", degraded.color), ("background", degraded.background),
                               ("pattern", degraded.pattern), ("style", degraded.style)] {
             XCTAssertGreaterThanOrEqual(value, 0.85, "degraded \(name): \(degraded)")
@@ -73,7 +75,7 @@ final class JudgeTests: XCTestCase {
         var rng = PhiloxRandom(seed: 4)
         let x = Variable(rng.normal(shape: [3, JudgeHeads.width]), requiresGrad: true)
         // the third row shows no object: only its object head (class "no object") and background count
-        let targets = [[1, 2, 3, 0, 2], [7, 10, 5, 3, 0], [JudgeHeads.noObject, -1, 4, -1, -1]]
+        let targets = [[1, 2, 3, 0, 2, 1], [7, 10, 5, 3, 0, 0], [JudgeHeads.noObject, -1, 4, -1, -1, -1]]
         try multiHeadCrossEntropy(x, targets: targets, heads: JudgeHeads.all).backward()
         let analytic = try XCTUnwrap(x.grad).scalars
         func loss(_ v: [Float]) throws -> Double {
@@ -89,7 +91,7 @@ final class JudgeTests: XCTestCase {
             return total / 3
         }
         let base = x.value.scalars
-        for i in [0, 5, 9, 20, 31, 40, 74, 77, 90, 95] {
+        for i in [0, 5, 9, 20, 31, 34, 40, 74, 77, 90, 95, 104] {
             var plus = base, minus = base
             plus[i] += 1e-2
             minus[i] -= 1e-2
@@ -97,10 +99,10 @@ final class JudgeTests: XCTestCase {
             XCTAssertEqual(Double(analytic[i]), numeric, accuracy: 1e-4, "logit \(i)")
         }
         XCTAssertThrowsError(try multiHeadCrossEntropy(x, targets: [[0, 0, 0, 0, 0]], heads: JudgeHeads.all))
-        XCTAssertThrowsError(try multiHeadCrossEntropy(x, targets: [[0, 11, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+        XCTAssertThrowsError(try multiHeadCrossEntropy(x, targets: [[0, 11, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]],
                                                        heads: JudgeHeads.all))
         // the ignored heads of the third row get no gradient
-        for h in [1, 3, 4] { for j in JudgeHeads.all[h] { XCTAssertEqual(analytic[2 * JudgeHeads.width + j], 0) } }
+        for h in [1, 3, 4, 5] { for j in JudgeHeads.all[h] { XCTAssertEqual(analytic[2 * JudgeHeads.width + j], 0) } }
     }
 
     func testSaveAndLoadKeepVerdicts() throws {
