@@ -6,6 +6,7 @@ import PNGImage
 import Pipeline
 import Training
 import TestSupport
+import Judge
 import XCTest
 
 final class TrainStyleCommandTests: XCTestCase {
@@ -76,6 +77,25 @@ final class TrainStyleCommandTests: XCTestCase {
                                                "--train-text-encoder"]).config.trainTextEncoder)
         XCTAssertThrowsError(try TrainStyleArguments([images, "--token", "sks", "--train-text-encoder", "--unet-only"]))
     }
+    /// A style run on a picture-world model ends with the style report in its run folder (here with a judge of
+    /// random weights: the structure, not the numbers).
+    func testStyleRunEndsWithTheStyleReport() throws {
+        let out = root.appendingPathComponent("out"), judge = root.appendingPathComponent("judge.safetensors").path
+        try Judge(network: JudgeNetwork()).save(to: judge)
+        let code = try TrainStyleCommand.run([TestPaths.repository("examples/sepia"), "--token", "sepia", "--style",
+                                              "--pipeline", TestPaths.pipelineFixture("tiny-pixel"), "--steps", "2",
+                                              "--resolution", "16", "--sample-every", "0", "--judge", judge,
+                                              "--report-count", "2", "--out", out.path])
+        XCTAssertEqual(code, 0)
+        let runs = try FileManager.default.contentsOfDirectory(at: out.appendingPathComponent("runs"), includingPropertiesForKeys: nil)
+        let report = try JSONDecoder().decode(StyleReport.self, from: Data(contentsOf: runs[0].appendingPathComponent("style-report.json")))
+        XCTAssertEqual(report.token, "sepia")
+        XCTAssertEqual(report.reading, .sepia, "the sepia examples read as sepia prints")
+        XCTAssertEqual(report.instancesRead, 1)
+        XCTAssertTrue(report.prompts.allSatisfy { $0.hasSuffix(" in the style of sepia") })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs[0].appendingPathComponent("report.json").path))
+    }
+
     /// A short run on the tiny pixel fixture (no class images, no grids, no report) into `out`.
     func train(_ out: URL, _ extra: [String] = []) throws -> Int32 {
         try TrainStyleCommand.run([TestPaths.repository("images"), "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
