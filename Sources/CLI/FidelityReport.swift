@@ -27,6 +27,28 @@ public struct FidelityReportSettings: Codable, Equatable, Sendable {
     public var batchSize: Int = 16
 
     public init() {}
+
+    /// The pictures of each (prompts, adapter weight) set in order, `count` per set: picture i of a set with prompt
+    /// i (cycling through the set's prompts) and seed i, the adapter `name` at that weight, generated in batches of
+    /// `batchSize` that mix sets (the base runs once per batch).
+    func pictures(_ sets: [(prompts: [String], weight: Float)], adapter name: String, pipeline: TextToImage, label: String,
+                  progress: ((String) -> Void)?) throws -> [Image] {
+        var requests: [BatchRequest] = []
+        for (prompts, weight) in sets {
+            for i in 0..<count {
+                let p = GenerationParameters(prompt: prompts[i % prompts.count], steps: steps, guidanceScale: guidanceScale,
+                                             sampler: sampler, seed: UInt64(i), width: size, height: size)
+                requests.append(BatchRequest(parameters: p, adapterWeights: [name: AdapterWeights(unet: weight, textEncoder: weight)]))
+            }
+        }
+        var images: [Image] = []
+        for start in stride(from: 0, to: requests.count, by: batchSize) {
+            let batch = Array(requests[start..<min(start + batchSize, requests.count)])
+            images += try pipeline.decode(pipeline.denoise(batch: batch))
+            progress?("\(label): \(images.count)/\(requests.count) images")
+        }
+        return images
+    }
 }
 
 /// What the judge saw: fractions in [0, 1] before (adapter weight 0) and after (weight 1).
@@ -141,22 +163,9 @@ public struct FidelityReport: Codable, Equatable, Sendable {
         let subjectPrompts = PromptSets.subject(token: token, className: className)
         let priorPrompts = PromptSets.prior(className: className)
 
-        // Requests: subject before, subject after, prior before, prior after; image i with seed i.
-        var requests: [BatchRequest] = []
-        for (prompts, weight) in [(subjectPrompts, Float(0)), (subjectPrompts, 1), (priorPrompts, 0), (priorPrompts, 1)] {
-            for i in 0..<settings.count {
-                let p = GenerationParameters(prompt: prompts[i % prompts.count], steps: settings.steps,
-                                             guidanceScale: settings.guidanceScale, sampler: settings.sampler,
-                                             seed: UInt64(i), width: settings.size, height: settings.size)
-                requests.append(BatchRequest(parameters: p, adapterWeights: [name: AdapterWeights(unet: weight, textEncoder: weight)]))
-            }
-        }
-        var images: [Image] = []
-        for start in stride(from: 0, to: requests.count, by: settings.batchSize) {
-            let batch = Array(requests[start..<min(start + settings.batchSize, requests.count)])
-            images += try pipeline.decode(pipeline.denoise(batch: batch))
-            progress?("fidelity report: \(images.count)/\(requests.count) images")
-        }
+        // Subject before, subject after, prior before, prior after; image i with seed i.
+        let images = try settings.pictures([(subjectPrompts, 0), (subjectPrompts, 1), (priorPrompts, 0), (priorPrompts, 1)],
+                                           adapter: name, pipeline: pipeline, label: "fidelity report", progress: progress)
         let n = settings.count
         let parts = Images(subjectBefore: Array(images[0..<n]), subjectAfter: Array(images[n..<2 * n]),
                            priorBefore: Array(images[2 * n..<3 * n]), priorAfter: Array(images[3 * n..<4 * n]))

@@ -118,20 +118,8 @@ public struct StyleReport: Codable, Equatable, Sendable {
         try set.load(file, name: name, unetWeight: 0, textEncoderWeight: 0)
         let pipeline = TextToImage(model: model, adapters: set)
         let prompts = Self.prompts(token: token, count: settings.count)
-        var requests: [BatchRequest] = []
-        for weight in [Float(0), 1] {
-            for (i, p) in prompts.enumerated() {
-                let parameters = GenerationParameters(prompt: p.prompt, steps: settings.steps, guidanceScale: settings.guidanceScale,
-                                                      sampler: settings.sampler, seed: UInt64(i), width: settings.size, height: settings.size)
-                requests.append(BatchRequest(parameters: parameters, adapterWeights: [name: AdapterWeights(unet: weight, textEncoder: weight)]))
-            }
-        }
-        var images: [Image] = []
-        for start in stride(from: 0, to: requests.count, by: settings.batchSize) {
-            let batch = Array(requests[start..<min(start + settings.batchSize, requests.count)])
-            images += try pipeline.decode(pipeline.denoise(batch: batch))
-            progress?("style report: \(images.count)/\(requests.count) images")
-        }
+        let images = try settings.pictures([(prompts.map(\.prompt), 0), (prompts.map(\.prompt), 1)], adapter: name,
+                                           pipeline: pipeline, label: "style report", progress: progress)
         let n = settings.count
         let before = Array(images[0..<n]), after = Array(images[n..<2 * n])
         let verdicts = (before: try judge.evaluate(before), after: try judge.evaluate(after))

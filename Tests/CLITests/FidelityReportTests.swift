@@ -12,23 +12,16 @@ import TestSupport
 import XCTest
 
 final class FidelityReportTests: XCTestCase {
-    var root: URL!
-    var adapterPath: String { root.appendingPathComponent("sks.safetensors").path }
-    var judgePath: String { root.appendingPathComponent("judge.safetensors").path }
+    var fixtures: ReportFixtures!
+    var root: URL { fixtures.root }
+    var adapterPath: String { fixtures.adapterPath }
+    var judgePath: String { fixtures.judgePath }
 
     override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("fidelity-report-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
-        let stack = AdapterStack(root: model.unet, component: .unet)
-        var random = PhiloxRandom(seed: 5)
-        try stack.addTrainable(name: "sks", rank: 2, targets: .unetAttention, random: &random)
-        for (_, _, pair) in stack.pairs(of: "sks") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
-        try LoRAWriter.write(stack.export("sks"), to: adapterPath,
-                             info: LoRAFileInfo(triggerPhrase: "sks dog",
-                                                extra: ["ss_class": "dog", "ss_training_comment": "train-style DreamBooth LoRA",
-                                                        "ss_class_prompt": "a photo of a dog"]))
-        try Judge(network: JudgeNetwork()).save(to: judgePath)
+        fixtures = try ReportFixtures(prefix: "fidelity-report", name: "sks", seed: 5,
+                                      info: LoRAFileInfo(triggerPhrase: "sks dog",
+                                                         extra: ["ss_class": "dog", "ss_training_comment": "train-style DreamBooth LoRA",
+                                                                 "ss_class_prompt": "a photo of a dog"]))
     }
 
     override func tearDownWithError() throws {

@@ -13,22 +13,15 @@ import TestSupport
 import XCTest
 
 final class StyleReportTests: XCTestCase {
-    var root: URL!
-    var adapterPath: String { root.appendingPathComponent("pxl.safetensors").path }
-    var judgePath: String { root.appendingPathComponent("judge.safetensors").path }
+    var fixtures: ReportFixtures!
+    var root: URL { fixtures.root }
+    var adapterPath: String { fixtures.adapterPath }
+    var judgePath: String { fixtures.judgePath }
 
     override func setUpWithError() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("style-report-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let model = try StableDiffusionModel(path: TestPaths.pipelineFixture("tiny-pixel"))
-        let stack = AdapterStack(root: model.unet, component: .unet)
-        var random = PhiloxRandom(seed: 7)
-        try stack.addTrainable(name: "pxl", rank: 2, targets: .unetAttention, random: &random)
-        for (_, _, pair) in stack.pairs(of: "pxl") { pair.up.value = random.normal(shape: pair.up.shape, std: 0.5) }
-        try LoRAWriter.write(stack.export("pxl"), to: adapterPath,
-                             info: LoRAFileInfo(triggerPhrase: "in the style of pxl",
-                                                extra: ["ss_training_comment": "train-style DreamBooth LoRA"]))
-        try Judge(network: JudgeNetwork()).save(to: judgePath)
+        fixtures = try ReportFixtures(prefix: "style-report", name: "pxl", seed: 7,
+                                      info: LoRAFileInfo(triggerPhrase: "in the style of pxl",
+                                                         extra: ["ss_training_comment": "train-style DreamBooth LoRA"]))
     }
 
     override func tearDownWithError() throws {
