@@ -105,12 +105,11 @@ public enum JudgeTraining {
         var (images, _, labels) = try data.batch(indices)
         var targets = labels.map(JudgeHeads.targets)
         var rng = PhiloxRandom(seed: (config.seed ^ 0xA061) &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15)
-        try replaceWithNoObjectPictures(&images, targets: &targets, share: config.noObjectShare,
-                                        scenes: indices.map { data.describe($0).scene }, using: &rng)
+        let scenes = indices.map { data.describe($0).scene }
+        try replaceWithNoObjectPictures(&images, targets: &targets, share: config.noObjectShare, scenes: scenes, using: &rng)
         tone(&images, targets: &targets, share: config.tonedShare, using: &rng)
         ghost(&images, targets: &targets, share: config.ghostShare, using: &rng)
-        try modeMix(&images, targets: &targets, share: config.modeMixShare, scenes: indices.map { data.describe($0).scene },
-                    using: &rng)
+        try modeMix(&images, targets: &targets, share: config.modeMixShare, scenes: scenes, using: &rng)
         // a share of the pictures is kept clean (the same draws either way), so the clean head sees both classes
         // about equally often
         let keepClean = (0..<indices.count).map { _ in Double(rng.unit()) < config.cleanShare }
@@ -163,8 +162,8 @@ public enum JudgeTraining {
         }
     }
 
-    /// Overlays each image of a batch with probability `share` with the next-but-k image of the batch (weight
-    /// 0.3–0.5 on the other picture) and keeps only its clean-head target: degraded. The same number of draws
+    /// Overlays each image of a batch with probability `share` with another image of the batch, drawn at random
+    /// (weight 0.3–0.5 on the other picture), and keeps only its clean-head target: degraded. The same number of draws
     /// for every image; blends read the batch as it was before this step.
     static func ghost(_ images: inout Tensor, targets: inout [[Int]], share: Double, using rng: inout PhiloxRandom) {
         let (n, h, w) = (images.shape[0], images.shape[1], images.shape[2])
