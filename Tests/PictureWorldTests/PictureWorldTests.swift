@@ -67,26 +67,28 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertThrowsError(try base.render(size: 0))
     }
 
+    /// Every object, colour, background and style, with a coat pattern that varies with colour and background.
+    static var everyLabelling: [SceneLabels] {
+        ObjectKind.allCases.flatMap { o in NamedColor.allCases.flatMap { c in Background.allCases.flatMap { b in
+            RenderStyle.allCases.map { style in
+                SceneLabels(object: o, color: c, background: b,
+                            pattern: o.hasCoat ? CoatPattern.allCases[(c.rawValue + b.rawValue) % 4] : .plain, style: style)
+            }
+        } } }
+    }
+
     func testCaptionsParseBackToLabels() {
-        for o in ObjectKind.allCases {
-            for c in NamedColor.allCases {
-                for b in Background.allCases {
-                    for style in RenderStyle.allCases {
-                        let pattern: CoatPattern = o.hasCoat ? CoatPattern.allCases[(c.rawValue + b.rawValue) % 4] : .plain
-                        let labels = SceneLabels(object: o, color: c, background: b, pattern: pattern, style: style)
-                        for phrasing in 0..<Caption.phrasingCount {
-                            for variant in 0..<3 {
-                                let text = Caption.make(labels, phrasing: phrasing, variant: variant)
-                                let parsed = Caption.parse(text)
-                                XCTAssertEqual(parsed.object, o, text)
-                                XCTAssertEqual(parsed.color, c, text)
-                                XCTAssertEqual(parsed.background, b, text)
-                                XCTAssertEqual(parsed.pattern ?? .plain, pattern, text)
-                                XCTAssertEqual(parsed.style ?? .photo, style, text)
-                                XCTAssertEqual(parsed.otherWords, [], text)
-                            }
-                        }
-                    }
+        for labels in Self.everyLabelling {
+            for phrasing in 0..<Caption.phrasingCount {
+                for variant in 0..<3 {
+                    let text = Caption.make(labels, phrasing: phrasing, variant: variant)
+                    let parsed = Caption.parse(text)
+                    XCTAssertEqual(parsed.object, labels.object, text)
+                    XCTAssertEqual(parsed.color, labels.color, text)
+                    XCTAssertEqual(parsed.background, labels.background, text)
+                    XCTAssertEqual(parsed.pattern ?? .plain, labels.pattern, text)
+                    XCTAssertEqual(parsed.style ?? .photo, labels.style, text)
+                    XCTAssertEqual(parsed.otherWords, [], text)
                 }
             }
         }
@@ -115,28 +117,20 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertEqual(Caption.make(SceneLabels(object: .cat, color: .white, background: .room, pattern: .spotted), phrasing: 2,
                                     naming: CaptionParts(color: false, place: false)), "a spotted cat")
         let corpusWords = Set(Caption.corpus(.all).flatMap { $0.split(separator: " ") })
-        for o in ObjectKind.allCases {
-            for c in NamedColor.allCases {
-                for b in Background.allCases {
-                    for style in RenderStyle.allCases {
-                        let pattern: CoatPattern = o.hasCoat ? CoatPattern.allCases[(c.rawValue + b.rawValue) % 4] : .plain
-                        let labels = SceneLabels(object: o, color: c, background: b, pattern: pattern, style: style)
-                        for parts in CaptionParts.allCombinations {
-                            for phrasing in 0..<Caption.phrasingCount {
-                                for variant in 0..<3 {
-                                    let text = Caption.make(labels, phrasing: phrasing, variant: variant, naming: parts)
-                                    let parsed = Caption.parse(text)
-                                    XCTAssertEqual(parsed.object, o, text)
-                                    XCTAssertEqual(parsed.color, parts.color ? c : nil, text)
-                                    XCTAssertEqual(parsed.background, parts.place ? b : nil, text)
-                                    XCTAssertEqual(parsed.pattern ?? .plain, pattern, text)
-                                    XCTAssertEqual(parsed.style ?? .photo, style, text)
-                                    XCTAssertEqual(parsed.otherWords, [], text)
-                                    // only words of the full captions: the tokenizer learned from the corpus covers them
-                                    for word in text.split(separator: " ") { XCTAssertTrue(corpusWords.contains(word), "\(word) in \(text)") }
-                                }
-                            }
-                        }
+        for labels in Self.everyLabelling {
+            for parts in CaptionParts.allCombinations {
+                for phrasing in 0..<Caption.phrasingCount {
+                    for variant in 0..<3 {
+                        let text = Caption.make(labels, phrasing: phrasing, variant: variant, naming: parts)
+                        let parsed = Caption.parse(text)
+                        XCTAssertEqual(parsed.object, labels.object, text)
+                        XCTAssertEqual(parsed.color, parts.color ? labels.color : nil, text)
+                        XCTAssertEqual(parsed.background, parts.place ? labels.background : nil, text)
+                        XCTAssertEqual(parsed.pattern ?? .plain, labels.pattern, text)
+                        XCTAssertEqual(parsed.style ?? .photo, labels.style, text)
+                        XCTAssertEqual(parsed.otherWords, [], text)
+                        // only words of the full captions: the tokenizer learned from the corpus covers them
+                        for word in text.split(separator: " ") { XCTAssertTrue(corpusWords.contains(word), "\(word) in \(text)") }
                     }
                 }
             }

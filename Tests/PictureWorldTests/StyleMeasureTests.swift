@@ -17,7 +17,8 @@ final class StyleMeasureTests: XCTestCase {
 
     func testSepiaToneSeparatesSepiaPrintsFromScenes() throws {
         var plain: [Double] = [], sepia: [Double] = []
-        for scene in try Self.scenes() {
+        let scenes = try Self.scenes()
+        for scene in scenes {
             let image = try scene.render(size: 64)
             plain.append(PictureMeasures.sepiaTone(image))
             sepia.append(PictureMeasures.sepiaTone(try Examples.sepia(image)))
@@ -25,7 +26,7 @@ final class StyleMeasureTests: XCTestCase {
         XCTAssertEqual(sepia.min()!, 1, "every pixel of a sepia print lies on the ramp")
         XCTAssertLessThan(plain.max()!, 0.8, "no coloured scene is mostly on the ramp (greys are near it)")
         XCTAssertLessThan(plain.reduce(0, +) / 200, 0.3)
-        XCTAssertFalse(try Self.scenes().prefix(50).contains { PictureMeasures.isSepia(try $0.render(size: 64)) })
+        XCTAssertFalse(try scenes.prefix(50).contains { PictureMeasures.isSepia(try $0.render(size: 64)) })
         // a grey picture is off the warm ramp at the light end; a flat mid-brown on it
         XCTAssertEqual(PictureMeasures.sepiaTone(try Image(width: 8, height: 8, color: (255, 255, 255))), 0)
         XCTAssertEqual(PictureMeasures.sepiaTone(try Image(width: 8, height: 8, color: (145, 126, 99))), 1)
