@@ -36,7 +36,7 @@ public struct TrainStyleArguments {
                                                                       "report-count", "no-report", "help"])
 
     static let options: Set<String> = ModelOptions.names.union([
-        "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight",
+        "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight", "prior-target",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "adapter", "target-rank", "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
         "report", "judge", "report-count", "preview", "taesd",
@@ -62,6 +62,9 @@ public struct TrainStyleArguments {
           --no-prior               train without class images
           --num-class-images N     (default 100)       --prior-weight X   λ (default 1.0)
           --class-seed N           first seed of the class images (default 0)
+          --prior-target noise|base  what the class rows learn (default noise): noise, DreamBooth's loss on the class
+                                   images; base, the frozen base's own prediction for the same noisy class image and
+                                   prompt, so that the class prompt keeps its predictions however well the base draws it
         optimisation (defaults per base model: pixel-space picture-world models such as the embedded
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
           --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
@@ -171,6 +174,10 @@ public struct TrainStyleArguments {
         c.prior = !a.has("no-prior")
         c.numClassImages = try a.int("num-class-images", in: 1...100_000) ?? c.numClassImages
         c.priorWeight = Float(try a.double("prior-weight") ?? 1)
+        if let t = a.string("prior-target") {
+            guard let target = PriorTarget(rawValue: t) else { throw CommandLineError.usage("--prior-target must be noise or base, got \(t)") }
+            c.priorTarget = target
+        }
         c.classSeed = try a.uint64("class-seed") ?? 0
         c.loop.steps = try a.int("steps", in: 1...10_000_000) ?? preset.steps
         c.batch = try a.int("batch", in: 1...1024) ?? c.batch

@@ -9,6 +9,17 @@ import Pipeline
 import Schedulers
 import TensorCore
 
+/// What the class rows of prior preservation are trained toward.
+public enum PriorTarget: String, Codable, Sendable, CaseIterable {
+    /// The noise (or v) drawn for the class image, as DreamBooth and diffusers do: the class images are the prior.
+    case noise
+    /// The frozen base model's own prediction for the same noisy class image, timestep and class prompt (adapters
+    /// off): the adapter is trained to leave the class prompt's predictions as they were, at every noise level. The
+    /// loss starts at 0 and does not depend on how well the base draws the class: where its class images are poor
+    /// (a prompt outside what it learned, sampled with guidance), training toward them moves the class prompt.
+    case base
+}
+
 /// What determines a set of class images.
 public struct ClassImageKey: Codable, Equatable, Sendable {
     public var modelHash: String

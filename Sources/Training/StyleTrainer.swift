@@ -49,6 +49,9 @@ public struct StyleTrainingConfig: Codable, Equatable, Sendable {
     public var prior = true
     public var numClassImages = 100
     public var priorWeight: Float = 1
+    /// What the class rows are trained toward (nil: the noise drawn for them, as DreamBooth; runs saved before
+    /// the option read back so).
+    public var priorTarget: PriorTarget?
     public var classSeed: UInt64 = 0
     public var loop = LoopSettings(steps: 400)
     public var batch = 1
@@ -214,6 +217,16 @@ public final class StyleTrainer {
             return c
         }
         rowConditioning = conditioning
+        // The frozen base's prediction: every trained adapter at weight 0 in the text encoder(s) and the UNet.
+        let adapterNames = adapters.names
+        func baseModelPrediction(_ xt: Tensor, timesteps: [Int], prompts: [String], crops: [SampleCrop]) throws -> Tensor {
+            let off = AdapterRowWeights(rows: Dictionary(uniqueKeysWithValues: adapterNames.map { ($0, [Float](repeating: 0, count: xt.shape[0])) }))
+            return try withNoGrad {
+                try off.apply {
+                    try model.unet(Variable(xt), timesteps: timesteps.map(Float.init), conditioning: try conditioning(prompts, crops)).value
+                }
+            }
+        }
         loop = try TrainingLoop(groups: groups, settings: config.loop, runDirectory: runDirectory,
                                 configuration: configJSON, seed: config.seed) { random in
             let rows = sampler.rows(batch: config.batch, priorWeight: config.priorWeight, random: &random)
@@ -229,8 +242,16 @@ public final class StyleTrainer {
                 if let p = config.captionDropout, p > 0, Double(random.next() >> 11) * 0x1p-53 < p { prompt = "" }
                 prompts.append(prompt)
             }
+            var anchor: TargetAnchor?
+            if config.priorTarget == .base {
+                let anchored = rows.indices.filter { rows[$0].isClass }
+                anchor = TargetAnchor(rows: anchored) { xt, timesteps in
+                    try baseModelPrediction(xt, timesteps: timesteps, prompts: anchored.map { prompts[$0] },
+                                            crops: anchored.map { crops[$0] })
+                }
+            }
             return try objective.loss(unet: model.unet, x0: try stackBatch(samples), conditioning: try conditioning(prompts, crops),
-                                      rowWeights: rows.map(\.weight), random: &random)
+                                      rowWeights: rows.map(\.weight), anchor: anchor, random: &random)
         }
         if !validationIndices.isEmpty {
             let held = validationIndices
