@@ -58,23 +58,23 @@ public struct TrainStyleArguments {
           --resolution N           training size (default: the model's, unet sample_size × VAE factor)
           --crop center|random     (default center)    --flip   random horizontal flips
         \(DatasetArguments.usage)
-        prior preservation
+        prior preservation (A | B: the defaults for picture-world | latent models, as below)
           --no-prior               train without class images
-          --num-class-images N     (default 100)       --prior-weight X   λ (default 1.0)
+          --num-class-images N     (default 100)       --prior-weight X   λ (3 | 1)
           --class-seed N           first seed of the class images (default 0)
-          --prior-target noise|base  what the class rows learn (default noise): noise, DreamBooth's loss on the class
-                                   images; base, the frozen base's own prediction for the same noisy class image and
-                                   prompt, so that the class prompt keeps its predictions however well the base draws it
+          --prior-target base|noise  what the class rows learn (base | noise): base, the frozen base's own prediction
+                                   for the same noisy class image and prompt, so that the class prompt keeps its
+                                   predictions however well the base draws the class; noise, DreamBooth's loss
         optimisation (defaults per base model: pixel-space picture-world models such as the embedded
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
-          --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (16 | 4)  --targets conv|attention (conv | attention)
+          --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (8 | 4)  --targets conv|attention (conv | attention)
           --adapter lora|dora|adalora (lora; dora: a magnitude per output channel is trained too, saved as a DoRA
                                    file; adalora: --rank is the initial rank of SVD-form triplets on the targets'
                                    linear layers, cut to --target-rank per layer on average (rank / 3) between 10 %
                                    and 80 % of the steps, saved as a LoRA with a rank per module)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
           --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (constant, see below)  --gradient-accumulation N (1)
-          --caption-dropout P (0.1 | 0): share of rows trained on the empty prompt, which keeps the unconditional
+          --caption-dropout P (0.1, with prior preservation 0 | 0): share of rows trained on the empty prompt, which keeps the unconditional
                                    prediction that guidance subtracts in place
           --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
@@ -173,11 +173,7 @@ public struct TrainStyleArguments {
         c.flip = a.has("flip")
         c.prior = !a.has("no-prior")
         c.numClassImages = try a.int("num-class-images", in: 1...100_000) ?? c.numClassImages
-        c.priorWeight = Float(try a.double("prior-weight") ?? 1)
-        if let t = a.string("prior-target") {
-            guard let target = PriorTarget(rawValue: t) else { throw CommandLineError.usage("--prior-target must be noise or base, got \(t)") }
-            c.priorTarget = target
-        }
+        c.priorWeight = Float(try a.double("prior-weight") ?? preset.priorWeight)
         c.classSeed = try a.uint64("class-seed") ?? 0
         c.loop.steps = try a.int("steps", in: 1...10_000_000) ?? preset.steps
         c.batch = try a.int("batch", in: 1...1024) ?? c.batch
@@ -219,11 +215,18 @@ public struct TrainStyleArguments {
         c.seed = try a.uint64("seed") ?? 0
         c.snrGamma = try a.double("snr-gamma")
         c.noiseOffset = Float(try a.double("noise-offset") ?? 0)
-        let dropout = try a.double("caption-dropout") ?? preset.captionDropout
-        guard (0...1).contains(dropout) else { throw CommandLineError.usage("--caption-dropout must be in 0...1, got \(dropout)") }
-        c.captionDropout = dropout > 0 ? dropout : nil
         c.gradientCheckpointing = a.has("gradient-checkpointing")
         c.dataset = try DatasetArguments.settings(a, absolute: absolute)
+        // Both depend on whether prior preservation is on (class or --reg given, no --no-prior).
+        if let t = a.string("prior-target") {
+            guard let target = PriorTarget(rawValue: t) else { throw CommandLineError.usage("--prior-target must be noise or base, got \(t)") }
+            c.priorTarget = target == .noise ? nil : target
+        } else {
+            c.priorTarget = c.usesPrior && preset.priorTarget != .noise ? preset.priorTarget : nil
+        }
+        let dropout = try a.double("caption-dropout") ?? (c.usesPrior ? preset.captionDropoutWithPrior : preset.captionDropout)
+        guard (0...1).contains(dropout) else { throw CommandLineError.usage("--caption-dropout must be in 0...1, got \(dropout)") }
+        c.captionDropout = dropout > 0 ? dropout : nil
         previewDataset = a.has("preview-dataset")
         let promptsFile = a.string("validation-prompts") ?? "prompts/validation.txt"
         if FileManager.default.fileExists(atPath: promptsFile) {
@@ -275,16 +278,22 @@ public struct TrainingPreset: Equatable, Sendable {
     public var targets: AdapterTargets
     public var trainTextEncoder: Bool
     public var textEncoderLearningRate: Double
+    /// Caption dropout without prior preservation (style runs, --no-prior) and with it.
     public var captionDropout: Double
+    public var captionDropoutWithPrior: Double
+    public var priorTarget: PriorTarget
+    public var priorWeight: Double
     /// Steps between sample grids (0: none; a grid costs seconds on the embedded model, minutes on SD at 512²).
     public var sampleEvery: Int
 
-    public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 16,
+    public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 8,
                                                     targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4,
-                                                    captionDropout: 0.1, sampleEvery: 500)
+                                                    captionDropout: 0.1, captionDropoutWithPrior: 0, priorTarget: .base,
+                                                    priorWeight: 3, sampleEvery: 500)
     public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
                                                        targets: .attention, trainTextEncoder: false,
-                                                       textEncoderLearningRate: 5e-5, captionDropout: 0, sampleEvery: 0)
+                                                       textEncoderLearningRate: 5e-5, captionDropout: 0, captionDropoutWithPrior: 0,
+                                                       priorTarget: .noise, priorWeight: 1, sampleEvery: 0)
 }
 
 extension TrainingPreset {
@@ -331,12 +340,14 @@ public enum TrainStyleCommand {
             try trainer.writePreview(to: runDir.appendingPathComponent(String(format: "samples-%06d.png", step)), prompts: prompts)
         }
         console.note("run \(runDir.path): \(trainer.instances.examples.count) images at \(trainer.resolution) px, "
-            + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight)" } ?? ""))
+            + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight), toward "
+                + (c.priorTarget == .base ? "the base's predictions" : "the noise") } ?? ""))
         console.note(trainer.parameterReport)
-        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
+        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g%@ "
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
-                            c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
+                            c.captionDropout ?? 0, c.usesPrior ? ", prior target \((c.priorTarget ?? .noise).rawValue)" : "",
+                            TrainingPreset(pipeline: c.pipeline).name))
         for line in TrainStyleArguments.kohyaNotes(c, trainer: trainer) { console.note(line) }
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }

@@ -31,7 +31,7 @@ final class TrainStyleCommandTests: XCTestCase {
         let adapter = out.appendingPathComponent("adapters/sks.safetensors").path
         let file = try LoRAFile(contentsOf: adapter)
         XCTAssertEqual(file.triggerPhrase, "sks dog")
-        XCTAssertEqual(file.metadata["ss_network_dim"], "16", "the picture-world preset's rank")
+        XCTAssertEqual(file.metadata["ss_network_dim"], String(TrainingPreset.pictureWorld.rank), "the picture-world preset's rank")
         XCTAssertTrue(file.modules.contains { $0.component == .textEncoder }, "the preset trains the text encoder")
         XCTAssertTrue(file.modules.contains { $0.down.shape.count == 4 }, "the preset trains conv (LoCon) adapters")
         let runs = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("runs").path)
@@ -54,18 +54,38 @@ final class TrainStyleCommandTests: XCTestCase {
     func testDefaultsFollowTheBaseModel() throws {
         let images = TestPaths.repository("images")
         let pixel = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).config
-        XCTAssertEqual([pixel.loop.steps, pixel.rank], [1500, 16])
+        XCTAssertEqual([pixel.loop.steps, pixel.rank], [1500, 8])
         XCTAssertEqual(pixel.loop.learningRate, 1e-3)
         XCTAssertEqual(pixel.targets, .conv)
         XCTAssertTrue(pixel.trainTextEncoder)
-        XCTAssertEqual(pixel.captionDropout, 0.1)
+        XCTAssertEqual(pixel.captionDropout, 0.1, "no class: no prior preservation, caption dropout on")
+        XCTAssertNil(pixel.priorTarget)
         XCTAssertEqual(pixel.loop.sampleEvery, 500)
+        // With a class, prior preservation toward the base's predictions and no caption dropout; either can be asked for.
+        let subject = [images, "--token", "sks", "--class", "dog", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]
+        let prior = try TrainStyleArguments(subject).config
+        XCTAssertEqual(prior.priorTarget, .base)
+        XCTAssertNil(prior.captionDropout)
+        XCTAssertEqual(prior.priorWeight, Float(TrainingPreset.pictureWorld.priorWeight))
+        let dreamBooth = try TrainStyleArguments(subject + ["--prior-target", "noise", "--caption-dropout", "0.1", "--prior-weight", "1"]).config
+        XCTAssertNil(dreamBooth.priorTarget)
+        XCTAssertEqual(dreamBooth.captionDropout, 0.1)
+        XCTAssertEqual(dreamBooth.priorWeight, 1)
+        let noPrior = try TrainStyleArguments(subject + ["--no-prior"]).config
+        XCTAssertNil(noPrior.priorTarget)
+        XCTAssertEqual(noPrior.captionDropout, 0.1)
+        XCTAssertThrowsError(try TrainStyleArguments(subject + ["--prior-target", "images"]))
         let latent = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-sd")]).config
         XCTAssertEqual([latent.loop.steps, latent.rank], [400, 4])
         XCTAssertEqual(latent.loop.learningRate, 1e-4)
         XCTAssertEqual(latent.targets, .attention)
         XCTAssertFalse(latent.trainTextEncoder)
         XCTAssertNil(latent.captionDropout)
+        let latentPrior = try TrainStyleArguments([images, "--token", "sks", "--class", "dog", "--pipeline",
+                                                   TestPaths.pipelineFixture("tiny-sd")]).config
+        XCTAssertNil(latentPrior.priorTarget, "latent models: DreamBooth's loss on the class images, λ 1")
+        XCTAssertEqual(latentPrior.priorWeight, 1)
+        XCTAssertNil(latentPrior.captionDropout)
         XCTAssertEqual(latent.loop.sampleEvery, 0)
         // Explicit options win over either preset.
         let mine = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel"), "--unet-only",
