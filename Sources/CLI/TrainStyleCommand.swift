@@ -218,12 +218,11 @@ public struct TrainStyleArguments {
         c.gradientCheckpointing = a.has("gradient-checkpointing")
         c.dataset = try DatasetArguments.settings(a, absolute: absolute)
         // Both depend on whether prior preservation is on (class or --reg given, no --no-prior).
-        if let t = a.string("prior-target") {
+        let target = try a.string("prior-target").map { t in
             guard let target = PriorTarget(rawValue: t) else { throw CommandLineError.usage("--prior-target must be noise or base, got \(t)") }
-            c.priorTarget = target == .noise ? nil : target
-        } else {
-            c.priorTarget = c.usesPrior && preset.priorTarget != .noise ? preset.priorTarget : nil
-        }
+            return target
+        } ?? (c.usesPrior ? preset.priorTarget : .noise)
+        c.priorTarget = target == .noise ? nil : target     // nil: the noise, as configurations saved before the option
         let dropout = try a.double("caption-dropout") ?? (c.usesPrior ? preset.captionDropoutWithPrior : preset.captionDropout)
         guard (0...1).contains(dropout) else { throw CommandLineError.usage("--caption-dropout must be in 0...1, got \(dropout)") }
         c.captionDropout = dropout > 0 ? dropout : nil
@@ -343,11 +342,10 @@ public enum TrainStyleCommand {
             + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight), toward "
                 + (c.priorTarget == .base ? "the base's predictions" : "the noise") } ?? ""))
         console.note(trainer.parameterReport)
-        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g%@ "
+        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
-                            c.captionDropout ?? 0, c.usesPrior ? ", prior target \((c.priorTarget ?? .noise).rawValue)" : "",
-                            TrainingPreset(pipeline: c.pipeline).name))
+                            c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
         for line in TrainStyleArguments.kohyaNotes(c, trainer: trainer) { console.note(line) }
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }

@@ -217,10 +217,10 @@ public final class StyleTrainer {
             return c
         }
         rowConditioning = conditioning
-        // The frozen base's prediction: every trained adapter at weight 0 in the text encoder(s) and the UNet.
-        let adapterNames = adapters.names
+        // The frozen base's prediction: every adapter of the set at weight 0 in the text encoder(s) and the UNet.
+        let adapters = self.adapters
         func baseModelPrediction(_ xt: Tensor, timesteps: [Int], prompts: [String], crops: [SampleCrop]) throws -> Tensor {
-            let off = AdapterRowWeights(rows: Dictionary(uniqueKeysWithValues: adapterNames.map { ($0, [Float](repeating: 0, count: xt.shape[0])) }))
+            let off = adapters.rowWeights(Array(repeating: [:], count: xt.shape[0]))
             return try withNoGrad {
                 try off.apply {
                     try model.unet(Variable(xt), timesteps: timesteps.map(Float.init), conditioning: try conditioning(prompts, crops)).value

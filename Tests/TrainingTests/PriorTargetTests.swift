@@ -47,7 +47,7 @@ final class PriorTargetTests: XCTestCase {
         XCTAssertEqual(try loss([1, 1, 1], itself), withoutRow1, accuracy: 1e-5 * withoutRow1)
         XCTAssertEqual(seen, [[500]], "the anchor gets the anchored row's timestep only")
         let zero = TargetAnchor(rows: [0, 2]) { xt, _ in Tensor(shape: xt.shape) { $0.update(repeating: 0) } }
-        let output = try withNoGrad { try model.unet(Variable(try schedule(model).addNoise(x0, noise: noise, timesteps: timesteps)),
+        let output = try withNoGrad { try model.unet(Variable(try objective.schedule.addNoise(x0, noise: noise, timesteps: timesteps)),
                                                      timesteps: timesteps.map(Float.init), conditioning: conditioning).value }
         // Rows 0 and 2 against zero: their loss is their output's mean square; row 1 keeps its noise target.
         let perRow = x0.count / 3
@@ -98,6 +98,4 @@ final class PriorTargetTests: XCTestCase {
         let trainedAnchored = try loss(try trainer(config(.base, weight: 1, initLora: adapter)))
         XCTAssertGreaterThan(trainedAnchored - trainedInstanceOnly, 1e-3, "trained adapters move the class rows off the base")
     }
-
-    private func schedule(_ model: StableDiffusionModel) throws -> NoiseSchedule { try NoiseSchedule(config: model.schedulerConfig) }
 }
