@@ -55,10 +55,12 @@ let package = Package(
         // MARK: - Numerical base: tensors, then the kernels per instruction-set level, then their dispatch
         .target(name: "TensorBase", swiftSettings: language + fastFlags),
         .target(name: "CPUFeatures"),
+        // BF16 products (AVX512-BF16), enabled per function; optimised in debug builds too.
+        .target(name: "CBFloat16", cSettings: [.unsafeFlags(["-O3"])]),
     ] + kernelModules.map {
         .target(name: $0.name, dependencies: ["TensorBase"], swiftSettings: language + $0.settings)
     } + [
-        .target(name: "TensorCore", dependencies: ["TensorBase", "CPUFeatures"] + kernelModuleNames,
+        .target(name: "TensorCore", dependencies: ["TensorBase", "CPUFeatures", "CBFloat16"] + kernelModuleNames,
                 swiftSettings: language + fastFlags),
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: language + fastFlags),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: language + cpuFlags),

@@ -17,6 +17,8 @@ public final class Conv2d: Module {
     public private(set) var unbakedWeight: Tensor?
     /// The frozen weight in 4-bit storage, HWIO order (Linear+Quantization.swift); `weight` is then empty.
     public internal(set) var quantizedWeight: FourBitTensor?
+    /// BF16 compute of the frozen weight (BFloat16Layers.swift); nil: F32.
+    var bfloat16: BFloat16Packing?
 
     public var inChannels: Int { (quantizedWeight?.shape ?? weight.shape)[2] }
     public var outChannels: Int { (quantizedWeight?.shape ?? weight.shape)[3] }
@@ -34,7 +36,9 @@ public final class Conv2d: Module {
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
-            ?? conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+            ?? conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding,
+                      bfloat16: bfloat16Applies(bfloat16, weight: weight)
+                        ? bfloat16?.weight(for: weight.value, pack: BFloat16Weight.convolution) : nil)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }

@@ -28,6 +28,8 @@ public final class Linear: Module {
     public private(set) var unbakedWeight: Tensor?
     /// The frozen weight in 4-bit storage (Linear+Quantization.swift); `weight` is then empty.
     public internal(set) var quantizedWeight: FourBitTensor?
+    /// BF16 compute of the frozen weight (BFloat16Layers.swift); nil: F32.
+    var bfloat16: BFloat16Packing?
 
     public var inFeatures: Int { quantizedWeight?.shape[1] ?? weight.shape[1] }
     public var outFeatures: Int { quantizedWeight?.shape[0] ?? weight.shape[0] }
@@ -42,7 +44,9 @@ public final class Linear: Module {
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
-            ?? linear(x, weight: weight, bias: bias)
+            ?? linear(x, weight: weight, bias: bias,
+                      bfloat16: bfloat16Applies(bfloat16, weight: weight)
+                        ? bfloat16?.weight(for: weight.value, pack: BFloat16Weight.linear) : nil)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }

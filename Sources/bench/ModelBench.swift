@@ -48,6 +48,7 @@ private func unetBench(_ a: BenchArguments) throws {
     }
     print(String(format: "setup (build + random weights) %.1f s", setup))
     try applyBenchQuantization(unet, a)        // QuantizedBench.swift
+    try applyBenchPrecision(unet, a)
     resetPeakRSS()
     let cpuStart = processCPUSeconds()
     var random = PhiloxRandom(seed: 2)
@@ -109,6 +110,7 @@ private func vaeBench(_ a: BenchArguments) throws {
     let vae = AutoencoderKL(config: config)
     randomize(vae, seed: 1)
     vae.eval()
+    try applyBenchPrecision(vae, a)
     var random = PhiloxRandom(seed: 2)
     if a.has("--encode") {
         let image = Variable(random.normal(shape: [batch, size * f, size * f, config.inChannels]))

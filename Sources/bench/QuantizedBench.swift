@@ -64,3 +64,21 @@ func printMemoryAndCPU(cpuSeconds: Double, runs: Int) {
     print(String(format: "  peak RSS during the runs %.2f GB (VmHWM after reset), RSS now %.2f GB; CPU %.2f s per run",
                  procStatus("VmHWM") / 1e9, procStatus("VmRSS") / 1e9, cpuSeconds / Double(max(runs, 1))))
 }
+
+/// `--precision bf16`: the model's Linear and Conv2d layers compute in BF16 (packed now); `fp32` (the default) leaves
+/// them as they are. On a CPU without AVX512-BF16 the run says so and stays F32.
+func applyBenchPrecision(_ module: Module, _ a: BenchArguments) throws {
+    guard let name = a.string("--precision") else { return }
+    switch name {
+    case "fp32": return
+    case "bf16":
+        guard BFloat16Compute.isAvailable else {
+            return print("precision bf16: this CPU has no AVX512-BF16 (or a lower kernel level is active): F32")
+        }
+        var layers = 0
+        let seconds = timeOnce { layers = module.computeInBFloat16(true) }
+        print(String(format: "precision bf16: %d layers packed in %.1f s (%.1f MB of BF16 weights)", layers, seconds,
+                     Double(module.bfloat16PackedBytes) / 1_048_576))
+    default: throw ModelBenchError.unknownConfig(name, ["bf16", "fp32"])
+    }
+}

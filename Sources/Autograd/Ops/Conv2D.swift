@@ -2,10 +2,15 @@
 // with a VJP that computes dInput, dWeight and dBias only for the inputs that need them.
 import TensorCore
 
-/// x [N, H, W, Cin] ⊛ weight [kh, kw, Cin, Cout] (+ bias [Cout]) → [N, Ho, Wo, Cout].
-public func conv2d(_ x: Variable, weight: Variable, bias: Variable?, stride: Int = 1, padding: Int = 0) throws -> Variable {
+/// x [N, H, W, Cin] ⊛ weight [kh, kw, Cin, Cout] (+ bias [Cout]) → [N, Ho, Wo, Cout]. With `bfloat16` (the same
+/// weight packed by `BFloat16Weight.convolution`), the forward runs on BF16-rounded operands; the VJP is F32.
+public func conv2d(_ x: Variable, weight: Variable, bias: Variable?, stride: Int = 1, padding: Int = 0,
+                   bfloat16: BFloat16Weight? = nil) throws -> Variable {
     let w = weight.value
-    let y = try TensorCore.conv2d(x.value, weight: w, bias: bias?.value, stride: stride, padding: padding)
+    let y = try bfloat16.map {
+        try bfloat16Conv2d(x.value, weight: $0, kernelHeight: w.shape[0], kernelWidth: w.shape[1], bias: bias?.value,
+                           stride: stride, padding: padding)
+    } ?? TensorCore.conv2d(x.value, weight: w, bias: bias?.value, stride: stride, padding: padding)
     let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
     let xv = nw ? x.value : Tensor(zeros: [0]), inShape = x.shape         // only dW reads the input
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight], hasBias = bias != nil

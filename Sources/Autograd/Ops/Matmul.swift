@@ -37,8 +37,10 @@ private func batchReduced(_ d: Tensor, to shape: [Int]) throws -> Tensor {
 /// y = x·Wᵀ + b for x [..., in], W [out, in] (checkpoint order), b [out] → y [..., out].
 ///
 /// The VJP computes dX = g·W only when x needs a gradient, dW = gᵀ·x only when W does, and db = Σ g
-/// only when b does: a frozen Linear whose input needs no gradient costs nothing in backward.
-public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> Variable {
+/// only when b does: a frozen Linear whose input needs no gradient costs nothing in backward. With `bfloat16`
+/// (the same weight packed by `BFloat16Weight.linear`), the forward product runs on BF16-rounded operands; the
+/// VJP is the F32 one.
+public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: BFloat16Weight? = nil) throws -> Variable {
     let xv = x.value, w = weight.value
     guard w.rank == 2, let inFeatures = xv.shape.last, inFeatures == w.shape[1] else {
         throw AutogradError.invalidInput("linear: input \(xv.shape) does not fit weight \(w.shape) ([out, in])")
@@ -48,7 +50,8 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?) throws -> V
         throw AutogradError.invalidInput("linear: bias \(bias.shape) does not fit weight \(w.shape)")
     }
     let x2 = xv.reshapedUnchecked([rows, inFeatures])                        // [rows, in]
-    let y = try bias.map { affine(x2, w, $0.value) } ?? TensorCore.matmul(x2, w, transposeB: true)   // [rows, out]
+    let y = try bfloat16.map { try bfloat16Linear(x2, weight: $0, bias: bias?.value) }
+        ?? bias.map { affine(x2, w, $0.value) } ?? TensorCore.matmul(x2, w, transposeB: true)   // [rows, out]
     let outShape = Array(xv.shape.dropLast()) + [outFeatures]
     let (nx, nw, nb) = (x.requiresGrad, weight.requiresGrad, bias?.requiresGrad ?? false)
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight], hasBias = bias != nil

@@ -1,0 +1,43 @@
+// CBFloat16: matrix products with BF16 operands and F32 accumulation (AVX512-BF16 `vdpbf16ps`), for the
+// opt-in BF16 compute of frozen base weights. Compiled with no global CPU flag: the instructions are enabled
+// per function, and `sdBF16Available` says whether this CPU and its operating system can run them. On every
+// other CPU (and architecture) the functions exist but must not be called.
+#ifndef STYLEDIFFUSION_BF16_KERNELS_H
+#define STYLEDIFFUSION_BF16_KERNELS_H
+
+#include <stdint.h>
+
+/// Output columns per packed weight sliver.
+#define SD_BF16_SLIVER 32
+
+/// 1 when the CPU has AVX-512 F/BW/VL/DQ and AVX512-BF16 and the OS saves the ZMM and opmask state, else 0.
+int sdBF16Available(void);
+
+/// `dst[i] = bf16(src[i])`, rounded to nearest even (NaN stays NaN).
+void sdBF16FromF32(const float *src, uint16_t *dst, long count);
+
+/// One packed weight sliver from an F32 matrix: columns `n0 ..< n0 + nv` (nv ≤ 32) of the K x N matrix
+/// `B(k, n) = src[k * ks + n * ns]`, K even, as `[K / 2][32][2]` BF16 (pairs of consecutive k per column,
+/// the operand order of `vdpbf16ps`); columns past `nv` are zero.
+void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst);
+
+/// The inverse: writes the F32 values of a packed sliver back to `B(k, n0 + j)` for j < nv.
+void sdBF16UnpackSliver(const uint16_t *packed, int k, int nv, float *dst, long ks, long ns, int n0);
+
+/// A row tile of the product: `mr` (1...12) output rows starting at A offset `a` (BF16 elements) and
+/// C offset `c` (floats); consecutive rows are `lda` / `ldc` apart.
+typedef struct {
+    long a;
+    long c;
+    int mr;
+} SDBF16Tile;
+
+/// `C[tile rows, slivers] = bias + Σ_tap A_tap · B_tap` for each tile and each sliver in
+/// `sliverBegin ..< sliverEnd`: A_tap row r is `x + tile.a + tapOffsets[tap] + r * lda` (kPerTap BF16 values,
+/// kPerTap even), `packed` holds the slivers as `[sliver][tap][kPerTap / 2][32][2]`, C row r is
+/// `out + tile.c + r * ldc`, `n` output columns in all (the last sliver may be partial); `bias` may be NULL.
+void sdBF16ProductBlock(const SDBF16Tile *tiles, int tileCount, const uint16_t *x, long lda,
+                        const long *tapOffsets, int taps, int kPerTap, const uint16_t *packed,
+                        int sliverBegin, int sliverEnd, int n, float *out, long ldc, const float *bias);
+
+#endif

@@ -1,0 +1,223 @@
+// BF16 compute for frozen weights (`--precision bf16`): Linear and convolution forward passes whose weight and
+// input are rounded to BF16 (8-bit mantissa, nearest even) and multiplied with F32 accumulation by the
+// AVX512-BF16 kernels of CBFloat16 (`vdpbf16ps`: twice the F32 FMA rate). The weight is packed once into
+// 32-column slivers of k-pairs; the input is rounded per call (an NHWC pixel's channels and a row's features
+// are already the pairs the instruction reads, so nothing else is packed). Only where the CPU has AVX512-BF16
+// and the AVX-512 kernel level is active; elsewhere `BFloat16Compute.isAvailable` is false and callers run F32.
+import CBFloat16
+import TensorBase
+
+public enum BFloat16Compute {
+    /// Whether this CPU runs the BF16 kernels (and the active kernel level is AVX-512: a process held to a lower
+    /// level by `STYLEDIFFUSION_ISA` computes as that level would).
+    public static var isAvailable: Bool { cpuHasBF16 && Kernels.active.name == "avx512" }
+
+    /// Whether the CPU (and OS) can run AVX512-BF16 instructions at all.
+    public static let cpuHasBF16: Bool = sdBF16Available() != 0
+
+    /// Rounds to the nearest BF16 value, as the kernels round their operands (tests and error bounds).
+    public static func rounded(_ x: Float) -> Float {
+        if x.isNaN { return x }
+        let u = x.bitPattern
+        return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+    }
+}
+
+/// A weight read as a `[taps * kPerTap, n]` matrix (a Linear weight's transpose, taps 1; a convolution's HWIO
+/// kernel, one tap per kernel position), packed in BF16 as `[sliver][taps * kPerTap / 2][32][2]`.
+public final class BFloat16Weight: @unchecked Sendable {
+    public let taps: Int, kPerTap: Int, n: Int
+    let slivers: Int
+    let storage: UnsafeMutablePointer<UInt16>
+    let storageCount: Int
+
+    /// Packs `B(k, col) = source[k * rowStride + col * columnStride]` for k < taps·kPerTap, col < n; kPerTap even.
+    init(source: UnsafePointer<Float>, rowStride: Int, columnStride: Int, taps: Int, kPerTap: Int, n: Int) {
+        precondition(kPerTap > 0 && kPerTap % 2 == 0 && taps > 0 && n > 0, "BF16 weight: k per tap must be even")
+        self.taps = taps; self.kPerTap = kPerTap; self.n = n
+        let sliver = Int(SD_BF16_SLIVER)
+        slivers = (n + sliver - 1) / sliver
+        let k = taps * kPerTap
+        storageCount = slivers * k * sliver
+        storage = .allocate(capacity: storageCount)
+        let (dst, slivers, n) = (storage, slivers, n)
+        Parallel.forEachChunked(count: slivers, workers: Parallel.workers(for: k * n, minWorkPerThread: 1 << 18)) { s in
+            sdBF16PackSliver(source, rowStride, columnStride, Int32(k), Int32(s * sliver), Int32(min(sliver, n - s * sliver)),
+                             dst + s * k * sliver)
+        }
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes of the packed storage.
+    public var byteCount: Int { 2 * storageCount }
+
+    /// A Linear weight `[out, in]` (the product is `x · Wᵀ`); nil when `in` is odd (k-pairs would straddle rows).
+    public static func linear(_ weight: Tensor) -> BFloat16Weight? {
+        guard weight.rank == 2, weight.shape[1] % 2 == 0, weight.count > 0 else { return nil }
+        let (out, inFeatures) = (weight.shape[0], weight.shape[1])
+        return weight.withUnsafeBufferPointer {
+            BFloat16Weight(source: $0.baseAddress!, rowStride: 1, columnStride: inFeatures, taps: 1, kPerTap: inFeatures,
+                           n: out)
+        }
+    }
+
+    /// A convolution weight `[kh, kw, Cin, Cout]` (HWIO); nil when Cin is odd.
+    public static func convolution(_ weight: Tensor) -> BFloat16Weight? {
+        guard weight.rank == 4, weight.shape[2] % 2 == 0, weight.count > 0 else { return nil }
+        let s = weight.shape
+        return weight.withUnsafeBufferPointer {
+            BFloat16Weight(source: $0.baseAddress!, rowStride: s[3], columnStride: 1, taps: s[0] * s[1], kPerTap: s[2],
+                           n: s[3])
+        }
+    }
+
+    /// The packed values as F32 in the `[taps * kPerTap, n]` matrix order (row-major).
+    public func unpacked() -> Tensor {
+        let k = taps * kPerTap, sliver = Int(SD_BF16_SLIVER)
+        return Tensor(shape: [k, n]) { out in
+            for s in 0..<slivers {
+                sdBF16UnpackSliver(storage + s * k * sliver, Int32(k), Int32(min(sliver, n - s * sliver)), out.baseAddress!,
+                                   n, 1, Int32(s * sliver))
+            }
+        }
+    }
+}
+
+/// Rows per microkernel tile, row tiles and slivers per work item.
+private let bf16TileRows = 12, bf16TilesPerItem = 8, bf16SliversPerItem = 8
+
+/// Runs the product over `tiles` (each inside one run of evenly spaced A rows) and every sliver of `weight`,
+/// split into work items of up to 8 tiles x 8 slivers across threads.
+private func bf16Product(tiles: [SDBF16Tile], a: UnsafePointer<UInt16>, lda: Int, tapOffsets: [Int], weight: BFloat16Weight,
+                         out: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, rows: Int) {
+    let tileGroups = (tiles.count + bf16TilesPerItem - 1) / bf16TilesPerItem
+    let sliverGroups = (weight.slivers + bf16SliversPerItem - 1) / bf16SliversPerItem
+    let flops = 2 * rows * weight.n * weight.taps * weight.kPerTap
+    let workers = Parallel.workers(for: flops, minWorkPerThread: 8_000_000)
+    tiles.withUnsafeBufferPointer { t in
+        tapOffsets.withUnsafeBufferPointer { offsets in
+            Parallel.forEachChunked(count: tileGroups * sliverGroups, workers: workers) { item in
+                let tg = item / sliverGroups, sg = item % sliverGroups
+                let t0 = tg * bf16TilesPerItem, s0 = sg * bf16SliversPerItem
+                sdBF16ProductBlock(t.baseAddress! + t0, Int32(min(bf16TilesPerItem, t.count - t0)), a, lda,
+                                   offsets.baseAddress!, Int32(weight.taps), Int32(weight.kPerTap), weight.storage,
+                                   Int32(s0), Int32(min(weight.slivers, s0 + bf16SliversPerItem)), Int32(weight.n), out,
+                                   ldc, bias)
+            }
+        }
+    }
+}
+
+/// Tiles of up to 12 rows over `count` evenly spaced rows, balanced (64 rows: 11, 11, 11, 11, 10, 10).
+private func appendTiles(_ tiles: inout [SDBF16Tile], count: Int, a: Int, aStep: Int, c: Int, cStep: Int) {
+    let n = (count + bf16TileRows - 1) / bf16TileRows
+    var start = 0
+    for i in 0..<n {
+        let end = count * (i + 1) / n
+        tiles.append(SDBF16Tile(a: a + start * aStep, c: c + start * cStep, mr: Int32(end - start)))
+        start = end
+    }
+}
+
+/// BF16 rounding of `count` floats into a pooled buffer (freed by the caller with `releaseBF16`).
+private func allocateBF16(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+    UnsafeMutableRawPointer(TensorMemory.shared.allocateFloats((count + 1) / 2)).bindMemory(to: UInt16.self,
+                                                                                           capacity: count)
+}
+
+private func releaseBF16(_ p: UnsafeMutablePointer<UInt16>, _ count: Int) {
+    TensorMemory.shared.deallocateFloats(UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self),
+                                         count: (count + 1) / 2)
+}
+
+private func roundRows(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
+    let chunk = 1 << 16
+    Parallel.forEachChunked(count: (count + chunk - 1) / chunk, workers: Parallel.workers(for: count, minWorkPerThread: 1 << 20)) { i in
+        sdBF16FromF32(src + i * chunk, dst + i * chunk, min(chunk, count - i * chunk))
+    }
+}
+
+/// `x · Wᵀ + b` for x `[..., in]` and a `BFloat16Weight.linear` weight: `[..., out]`.
+public func bfloat16Linear(_ x: Tensor, weight: BFloat16Weight, bias: Tensor?) throws -> Tensor {
+    guard weight.taps == 1, let k = x.shape.last, k == weight.kPerTap else {
+        throw TensorError.shapeMismatch("bf16 linear: input \(x.shape) does not fit a weight of \(weight.kPerTap) inputs")
+    }
+    if let bias, bias.shape != [weight.n] {
+        throw TensorError.shapeMismatch("bf16 linear: bias \(bias.shape) does not fit \(weight.n) outputs")
+    }
+    let rows = x.count / k
+    return try bf16RowProduct(x, rows: rows, outShape: Array(x.shape.dropLast()) + [weight.n], weight: weight, bias: bias)
+}
+
+/// `rows` rows of k = weight.kPerTap features times the weight, bias added.
+private func bf16RowProduct(_ x: Tensor, rows: Int, outShape: [Int], weight: BFloat16Weight, bias: Tensor?) throws -> Tensor {
+    let k = weight.kPerTap, n = weight.n
+    let a = allocateBF16(rows * k)
+    defer { releaseBF16(a, rows * k) }
+    x.withUnsafeBufferPointer { roundRows($0.baseAddress!, into: a, count: rows * k) }
+    var tiles: [SDBF16Tile] = []
+    appendTiles(&tiles, count: rows, a: 0, aStep: k, c: 0, cStep: n)
+    return withOptionalBias(bias) { b in
+        Tensor(shape: outShape) { out in
+            bf16Product(tiles: tiles, a: a, lda: k, tapOffsets: [0], weight: weight, out: out.baseAddress!, ldc: n,
+                        bias: b, rows: rows)
+        }
+    }
+}
+
+private func withOptionalBias<R>(_ bias: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let bias else { return body(nil) }
+    return bias.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Convolution of x `[N, H, W, Cin]` with a `BFloat16Weight.convolution` weight of `kernelHeight` x
+/// `kernelWidth` taps (+ bias `[Cout]`): `[N, Ho, Wo, Cout]`, as `conv2d` computes it on BF16-rounded operands.
+public func bfloat16Conv2d(_ x: Tensor, weight: BFloat16Weight, kernelHeight kh: Int, kernelWidth kw: Int, bias: Tensor?,
+                           stride s: Int, padding p: Int) throws -> Tensor {
+    guard kh * kw == weight.taps else {
+        throw TensorError.shapeMismatch("bf16 conv2d: a \(kh)x\(kw) kernel does not fit a weight of \(weight.taps) taps")
+    }
+    let g = try Conv2DShape(input: x.shape, weight: [kh, kw, weight.kPerTap, weight.n], stride: s, padding: p,
+                            op: "bf16 conv2d")
+    if let bias, bias.shape != [weight.n] {
+        throw TensorError.shapeMismatch("bf16 conv2d: bias \(bias.shape) does not fit \(weight.n) output channels")
+    }
+    if g.isPointwise {
+        return try bf16RowProduct(x, rows: g.batch * g.height * g.width, outShape: g.outputShape, weight: weight, bias: bias)
+    }
+    let cin = g.inChannels, cout = g.outChannels, ho = g.outHeight, wo = g.outWidth
+    let hp = g.height + 2 * p, wp = g.width + 2 * p
+    let padded = g.batch * hp * wp * cin
+    let a = allocateBF16(padded)
+    defer { releaseBF16(a, padded) }
+    x.withUnsafeBufferPointer { src in
+        let src = src.baseAddress!, (h, w) = (g.height, g.width)
+        Parallel.forEachChunked(count: g.batch * hp, workers: Parallel.workers(for: padded, minWorkPerThread: 1 << 20)) { row in
+            let n = row / hp, y = row % hp - p
+            let dst = a + row * wp * cin
+            guard y >= 0, y < h else {
+                dst.update(repeating: 0, count: wp * cin)
+                return
+            }
+            dst.update(repeating: 0, count: p * cin)
+            sdBF16FromF32(src + (n * h + y) * w * cin, dst + p * cin, w * cin)
+            (dst + (p + w) * cin).update(repeating: 0, count: p * cin)
+        }
+    }
+    var tiles: [SDBF16Tile] = []
+    tiles.reserveCapacity(g.batch * ho * ((wo + bf16TileRows - 1) / bf16TileRows))
+    for n in 0..<g.batch {
+        for oy in 0..<ho {
+            appendTiles(&tiles, count: wo, a: ((n * hp + oy * s) * wp) * cin, aStep: s * cin,
+                        c: (n * ho + oy) * wo * cout, cStep: cout)
+        }
+    }
+    let tapOffsets = (0..<(kh * kw)).map { t in ((t / kw) * wp + t % kw) * cin }
+    return withOptionalBias(bias) { b in
+        Tensor(shape: g.outputShape) { out in
+            bf16Product(tiles: tiles, a: a, lda: s * cin, tapOffsets: tapOffsets, weight: weight, out: out.baseAddress!,
+                        ldc: cout, bias: b, rows: g.batch * ho * wo)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+// Linear and Conv2d with BF16 compute on (`Module.computeInBFloat16`): the forward is TensorCore's BF16 product of
+// the current weight, the input gradient is the F32 one, and wherever BF16 does not apply (a trained weight, a
+// lower kernel level, an odd input width) the layer computes exactly as in F32.
+import XCTest
+import Autograd
+import TensorCore
+@testable import NN
+
+private func seeded(_ shape: [Int], seed: UInt64) -> Tensor {
+    var random = PhiloxRandom(seed: seed)
+    return random.normal(shape: shape)
+}
+
+final class BFloat16LayerTests: XCTestCase {
+    override func setUpWithError() throws {
+        guard BFloat16Compute.isAvailable else {
+            throw XCTSkip("this CPU has no AVX512-BF16 (or a lower kernel level is active): the BF16 kernels cannot run")
+        }
+    }
+
+    private func linear(in i: Int, out o: Int, seed: UInt64) throws -> Linear {
+        let layer = Linear(inFeatures: i, outFeatures: o)
+        try layer.load(stateDict: ["weight": seeded([o, i], seed: seed), "bias": seeded([o], seed: seed + 1)])
+        layer.freeze()
+        return layer
+    }
+
+    func testLinearRunsTheBF16ProductOfItsCurrentWeight() throws {
+        let layer = try linear(in: 64, out: 40, seed: 1)
+        let x = seeded([5, 64], seed: 3)
+        let f32 = try layer(Variable(x)).value
+        XCTAssertEqual(layer.computeInBFloat16(true), 1)
+        XCTAssertEqual(layer.bfloat16PackedBytes, 2 * 64 * 64)
+        let bf16 = try layer(Variable(x)).value
+        let direct = try bfloat16Linear(x, weight: XCTUnwrap(BFloat16Weight.linear(layer.weight.value)),
+                                        bias: layer.bias?.value)
+        XCTAssertEqual(bf16.scalars, direct.scalars)
+        XCTAssertNotEqual(bf16.scalars, f32.scalars)
+        XCTAssertLessThan(zip(bf16.scalars, f32.scalars).map { abs($0 - $1) }.max()!, 0.1)
+
+        // A new weight (a load, a fused adapter) is packed again before the next product.
+        try layer.load(stateDict: ["weight": seeded([40, 64], seed: 7), "bias": layer.bias!.value])
+        let after = try layer(Variable(x)).value
+        let expected = try bfloat16Linear(x, weight: XCTUnwrap(BFloat16Weight.linear(layer.weight.value)),
+                                          bias: layer.bias?.value)
+        XCTAssertEqual(after.scalars, expected.scalars)
+
+        XCTAssertEqual(layer.computeInBFloat16(false), 1)
+        let f32After = try Autograd.linear(Variable(x), weight: layer.weight, bias: layer.bias).value
+        XCTAssertEqual(try layer(Variable(x)).value.scalars, f32After.scalars)
+    }
+
+    func testWhereBF16DoesNotApplyTheLayerComputesInF32() throws {
+        let x = seeded([3, 64], seed: 4)
+        let reference = try linear(in: 64, out: 24, seed: 2)
+        let f32 = try reference(Variable(x)).value
+
+        let trained = try linear(in: 64, out: 24, seed: 2)
+        trained.computeInBFloat16(true)
+        trained.weight.requiresGrad = true                                    // a weight being trained
+        XCTAssertEqual(try trained(Variable(x)).value.scalars, f32.scalars)
+        XCTAssertNotEqual(try withNoGrad { try trained(Variable(x)) }.value.scalars, f32.scalars)
+
+        let lowered = try linear(in: 64, out: 24, seed: 2)
+        lowered.computeInBFloat16(true)
+        let avx2 = try XCTUnwrap(Kernels.set(named: "avx2"))
+        let onAVX2 = try Kernels.$override.withValue(avx2) { try lowered(Variable(x)).value }
+        let f32OnAVX2 = try Kernels.$override.withValue(avx2) { try reference(Variable(x)).value }
+        XCTAssertEqual(onAVX2.scalars, f32OnAVX2.scalars)
+
+        let odd = try linear(in: 63, out: 8, seed: 5)
+        let xOdd = seeded([2, 63], seed: 6)
+        let before = try odd(Variable(xOdd)).value
+        odd.computeInBFloat16(true)
+        XCTAssertEqual(try odd(Variable(xOdd)).value.scalars, before.scalars)
+    }
+
+    func testConvolutionForwardIsBF16AndItsInputGradientF32() throws {
+        let conv = Conv2d(inChannels: 8, outChannels: 20, kernelSize: 3, stride: 1, padding: 1)
+        var random = PhiloxRandom(seed: 9)
+        conv.resetParameters(random: &random)
+        conv.freeze()
+        let x = seeded([2, 6, 7, 8], seed: 10), g = seeded([2, 6, 7, 20], seed: 11)
+        func run() throws -> (Tensor, Tensor) {
+            let input = Variable(x, requiresGrad: true)
+            let y = try conv(input)
+            try sum(mul(y, Variable(g))).backward()
+            return (y.value, try XCTUnwrap(input.grad))
+        }
+        let (yF32, dxF32) = try run()
+        conv.computeInBFloat16(true)
+        let (yBF16, dxBF16) = try run()
+        let direct = try bfloat16Conv2d(x, weight: XCTUnwrap(BFloat16Weight.convolution(conv.weight.value)), kernelHeight: 3,
+                                        kernelWidth: 3, bias: conv.bias?.value, stride: 1, padding: 1)
+        XCTAssertEqual(yBF16.scalars, direct.scalars)
+        XCTAssertNotEqual(yBF16.scalars, yF32.scalars)
+        XCTAssertEqual(dxBF16.scalars, dxF32.scalars)
+    }
+}
