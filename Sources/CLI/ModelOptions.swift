@@ -10,7 +10,7 @@ import Schedulers
 
 struct ModelOptions {
     /// Options taking a value, besides `pipeline` itself.
-    static let names: Set<String> = ["vae", "prediction", "tokenizer", "quantize"]
+    static let names: Set<String> = ["vae", "prediction", "tokenizer", "quantize", "precision"]
 
     static let help = """
       --pipeline PATH     the model: a diffusers folder, or one .safetensors checkpoint in the original layout
@@ -25,6 +25,9 @@ struct ModelOptions {
                           ~1/7 of their F32 memory; a 4-bit folder diffusers + bitsandbytes saved loads as it is
       --quantize-convs    with --quantize: the UNet's convolutions in 4-bit too (beyond bitsandbytes; each is
                           decoded while it runs)
+      --precision fp32|bf16  bf16: the frozen weights' products (Linear, convolution) in BF16 with F32 sums, on
+                          CPUs with AVX512-BF16 (AMD Zen 4/5, Intel Sapphire Rapids and later): ~1.7x faster
+                          UNet, pictures within a few levels of fp32's; elsewhere it says so and runs fp32
     """
 
     var vae: String?
@@ -34,6 +37,8 @@ struct ModelOptions {
     var quantize: FourBitType?
     /// `--quantize-convs`: the convolutions too.
     var quantizeConvolutions = false
+    /// `--precision bf16`: BF16 products for the frozen weights.
+    var bfloat16 = false
 
     init(_ args: ParsedArguments) throws {
         vae = args.string("vae")
@@ -43,6 +48,11 @@ struct ModelOptions {
                 throw CommandLineError.usage("--quantize must be nf4 or fp4, got \"\(name)\"")
             }
             quantize = type
+        }
+        switch args.string("precision")?.lowercased() {
+        case nil, "fp32", "float32", "full": bfloat16 = false
+        case "bf16", "bfloat16": bfloat16 = true
+        case let other?: throw CommandLineError.usage("--precision must be fp32 or bf16, got \"\(other)\"")
         }
         quantizeConvolutions = args.has("quantize-convs")
         if quantizeConvolutions, quantize == nil {
@@ -63,6 +73,14 @@ struct ModelOptions {
         if let quantize {
             try model.unet.quantize(UNetQuantization(type: quantize, doubleQuantization: false),
                                     convolutions: quantizeConvolutions)
+        }
+        if bfloat16 {
+            if BFloat16Compute.isAvailable {
+                for module in [model.unet, model.textEncoder, model.textEncoder2, model.vae] as [Module?] { module?.computeInBFloat16(true) }
+            } else {
+                printError("\(program): --precision bf16: this CPU has no AVX512-BF16 (or a lower kernel level is "
+                           + "active); computing in fp32")
+            }
         }
         let summary = model.unet.quantizedSummary()
         if summary.layers > 0 {

@@ -36,9 +36,12 @@ public final class Conv2d: Module {
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
-            ?? conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                      bfloat16: bfloat16Applies(bfloat16, weight: weight)
-                        ? bfloat16?.weight(for: weight.value, pack: BFloat16Weight.convolution) : nil)
+            ?? { () throws -> Variable in
+                let bf16 = bfloat16Packings(bfloat16, weight: weight, input: x, forward: BFloat16Weight.convolution,
+                                            inputGradient: stride == 1 ? BFloat16Weight.convolutionInputGradient : { _ in nil })
+                return try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bfloat16: bf16.forward,
+                                  bfloat16InputGradient: bf16.inputGradient)
+            }()
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }

@@ -44,9 +44,12 @@ public final class Linear: Module {
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
-            ?? linear(x, weight: weight, bias: bias,
-                      bfloat16: bfloat16Applies(bfloat16, weight: weight)
-                        ? bfloat16?.weight(for: weight.value, pack: BFloat16Weight.linear) : nil)
+            ?? { () throws -> Variable in
+                let bf16 = bfloat16Packings(bfloat16, weight: weight, input: x, forward: BFloat16Weight.linear,
+                                            inputGradient: BFloat16Weight.linearInputGradient)
+                return try linear(x, weight: weight, bias: bias, bfloat16: bf16.forward,
+                                  bfloat16InputGradient: bf16.inputGradient)
+            }()
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
     }

@@ -8,7 +8,7 @@
 //     Model hash: 0123456789, Model: toy, RNG: torch, Lora hashes: "sks: 0123456789ab"
 //
 // (the last line is one line). Values that contain `,`, `:` or `"` are written as JSON strings. Fields
-// written only when they differ from the default: Negative prompt, Clip skip (A1111 numbering: 1 + skipped
+// written only when they differ from the default: Negative prompt, Precision (`bf16`), Clip skip (A1111 numbering: 1 + skipped
 // layers), Eta, Batch size / Batch pos, Lora hashes; for image-to-image `Denoising strength: 0.6` (A1111's
 // img2img field), `Init image hash` (10 hex digits of the file's SHA-256), `Init image` (its path) and, when cropped,
 // `Resize mode: Crop and resize`; for SDXL the size conditioning given (`Original size: 2048x2048`,
@@ -29,13 +29,16 @@ public struct ParametersText: Equatable, Sendable {
     public var batchPosition: Int
     public var modelName: String?
     public var modelHash: String?
+    /// `Precision: bf16` when the frozen weights computed in BF16 (`--precision bf16`); nil: fp32.
+    public var precision: String?
 
     public init(parameters: GenerationParameters, batchPosition: Int = 0, modelName: String? = nil,
-                modelHash: String? = nil) {
+                modelHash: String? = nil, precision: String? = nil) {
         self.parameters = parameters
         self.batchPosition = batchPosition
         self.modelName = modelName
         self.modelHash = modelHash
+        self.precision = precision
     }
 
     /// The chunk's text.
@@ -52,6 +55,7 @@ public struct ParametersText: Equatable, Sendable {
         fields += Self.sizeConditioningFields(p.sizeConditioning)
         if let modelHash { fields.append(("Model hash", modelHash)) }
         if let modelName { fields.append(("Model", modelName)) }
+        if let precision { fields.append(("Precision", precision)) }
         if let initImage = p.initImage {
             fields.append(("Denoising strength", "\(initImage.strength)"))
             if let hash = initImage.hash { fields.append(("Init image hash", hash)) }
@@ -148,7 +152,7 @@ public struct ParametersText: Equatable, Sendable {
             }
         }
         self.init(parameters: p, batchPosition: try fields["Batch pos"].map { try number("Batch pos", $0) } ?? 0,
-                  modelName: fields["Model"], modelHash: fields["Model hash"])
+                  modelName: fields["Model"], modelHash: fields["Model hash"], precision: fields["Precision"])
     }
 
     /// `value`, or its JSON string form when it contains a separator.

@@ -165,13 +165,15 @@ public struct TextToImage {
         let requests = try resolve(batch: batch)
         let images = try decode(try denoiseResolved(requests, initialNoise: nil, progress: progress))
         let hash = try model.modelHash()
+        let precision = BFloat16Compute.isAvailable && model.unet.computesInBFloat16 ? "bf16" : nil
         var first = 0
         return requests.map { r in
             let p = r.parameters
             defer { first += p.numImages }
             return (0..<p.numImages).map { i in
                 GeneratedImage(image: images[first + i], info: ParametersText(parameters: p, batchPosition: i,
-                                                                              modelName: model.name, modelHash: hash))
+                                                                              modelName: model.name, modelHash: hash,
+                                                                              precision: precision))
             }
         }
     }

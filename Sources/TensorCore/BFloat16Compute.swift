@@ -31,19 +31,22 @@ public final class BFloat16Weight: @unchecked Sendable {
     let storage: UnsafeMutablePointer<UInt16>
     let storageCount: Int
 
-    /// Packs `B(k, col) = source[k * rowStride + col * columnStride]` for k < taps·kPerTap, col < n; kPerTap even.
-    init(source: UnsafePointer<Float>, rowStride: Int, columnStride: Int, taps: Int, kPerTap: Int, n: Int) {
-        precondition(kPerTap > 0 && kPerTap % 2 == 0 && taps > 0 && n > 0, "BF16 weight: k per tap must be even")
-        self.taps = taps; self.kPerTap = kPerTap; self.n = n
+    /// Packs `B(t * kPerTap + k, col) = source[tapSources[t] + k * rowStride + col * columnStride]` for each tap t,
+    /// k < kPerTap (even), col < n.
+    init(source: UnsafePointer<Float>, tapSources: [Int], rowStride: Int, columnStride: Int, kPerTap: Int, n: Int) {
+        precondition(kPerTap > 0 && kPerTap % 2 == 0 && !tapSources.isEmpty && n > 0, "BF16 weight: k per tap must be even")
+        self.taps = tapSources.count; self.kPerTap = kPerTap; self.n = n
         let sliver = Int(SD_BF16_SLIVER)
         slivers = (n + sliver - 1) / sliver
         let k = taps * kPerTap
         storageCount = slivers * k * sliver
         storage = .allocate(capacity: storageCount)
-        let (dst, slivers, n) = (storage, slivers, n)
+        let (dst, slivers) = (storage, slivers)
         Parallel.forEachChunked(count: slivers, workers: Parallel.workers(for: k * n, minWorkPerThread: 1 << 18)) { s in
-            sdBF16PackSliver(source, rowStride, columnStride, Int32(k), Int32(s * sliver), Int32(min(sliver, n - s * sliver)),
-                             dst + s * k * sliver)
+            for (t, offset) in tapSources.enumerated() {
+                sdBF16PackSliver(source + offset, rowStride, columnStride, Int32(kPerTap), Int32(s * sliver),
+                                 Int32(min(sliver, n - s * sliver)), dst + (s * k + t * kPerTap) * sliver)
+            }
         }
     }
 
@@ -52,13 +55,23 @@ public final class BFloat16Weight: @unchecked Sendable {
     /// Bytes of the packed storage.
     public var byteCount: Int { 2 * storageCount }
 
-    /// A Linear weight `[out, in]` (the product is `x · Wᵀ`); nil when `in` is odd (k-pairs would straddle rows).
+    /// A Linear weight `[out, in]` for `x · Wᵀ`; nil when `in` is odd (k-pairs would straddle rows).
     public static func linear(_ weight: Tensor) -> BFloat16Weight? {
         guard weight.rank == 2, weight.shape[1] % 2 == 0, weight.count > 0 else { return nil }
         let (out, inFeatures) = (weight.shape[0], weight.shape[1])
         return weight.withUnsafeBufferPointer {
-            BFloat16Weight(source: $0.baseAddress!, rowStride: 1, columnStride: inFeatures, taps: 1, kPerTap: inFeatures,
-                           n: out)
+            BFloat16Weight(source: $0.baseAddress!, tapSources: [0], rowStride: 1, columnStride: inFeatures,
+                           kPerTap: inFeatures, n: out)
+        }
+    }
+
+    /// The same weight for the input gradient `g · W` (`g` [rows, out]); nil when `out` is odd.
+    public static func linearInputGradient(_ weight: Tensor) -> BFloat16Weight? {
+        guard weight.rank == 2, weight.shape[0] % 2 == 0, weight.count > 0 else { return nil }
+        let (out, inFeatures) = (weight.shape[0], weight.shape[1])
+        return weight.withUnsafeBufferPointer {
+            BFloat16Weight(source: $0.baseAddress!, tapSources: [0], rowStride: inFeatures, columnStride: 1, kPerTap: out,
+                           n: inFeatures)
         }
     }
 
@@ -67,8 +80,20 @@ public final class BFloat16Weight: @unchecked Sendable {
         guard weight.rank == 4, weight.shape[2] % 2 == 0, weight.count > 0 else { return nil }
         let s = weight.shape
         return weight.withUnsafeBufferPointer {
-            BFloat16Weight(source: $0.baseAddress!, rowStride: s[3], columnStride: 1, taps: s[0] * s[1], kPerTap: s[2],
-                           n: s[3])
+            BFloat16Weight(source: $0.baseAddress!, tapSources: (0..<(s[0] * s[1])).map { $0 * s[2] * s[3] }, rowStride: s[3],
+                           columnStride: 1, kPerTap: s[2], n: s[3])
+        }
+    }
+
+    /// The same weight for the input gradient of a stride-1 convolution (`bfloat16Conv2dInputGradient`): the
+    /// kernel flipped in both directions with Cin and Cout swapped, `w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]`;
+    /// nil when Cout is odd.
+    public static func convolutionInputGradient(_ weight: Tensor) -> BFloat16Weight? {
+        guard weight.rank == 4, weight.shape[3] % 2 == 0, weight.count > 0 else { return nil }
+        let s = weight.shape, taps = s[0] * s[1]
+        return weight.withUnsafeBufferPointer {
+            BFloat16Weight(source: $0.baseAddress!, tapSources: (0..<taps).map { (taps - 1 - $0) * s[2] * s[3] }, rowStride: 1,
+                           columnStride: s[3], kPerTap: s[3], n: s[2])
         }
     }
 
@@ -220,4 +245,20 @@ public func bfloat16Conv2d(_ x: Tensor, weight: BFloat16Weight, kernelHeight kh:
                         ldc: cout, bias: b, rows: g.batch * ho * wo)
         }
     }
+}
+
+/// The input gradient of a stride-1 convolution from the output gradient `[N, Ho, Wo, Cout]` and the weight packed by
+/// `BFloat16Weight.convolutionInputGradient`: the convolution of the gradient, padded by kh - 1 - padding, with the
+/// flipped kernel. `inputShape` is the forward input's `[N, H, W, Cin]`.
+public func bfloat16Conv2dInputGradient(_ gradOutput: Tensor, weight: BFloat16Weight, kernelHeight kh: Int,
+                                        kernelWidth kw: Int, inputShape: [Int], padding p: Int) throws -> Tensor {
+    guard kh == kw, p <= kh - 1, inputShape.count == 4 else {
+        throw TensorError.invalidArgument("bf16 conv2d input gradient: kernel \(kh)x\(kw), padding \(p) unsupported")
+    }
+    let g = try bfloat16Conv2d(gradOutput, weight: weight, kernelHeight: kh, kernelWidth: kw, bias: nil, stride: 1,
+                               padding: kh - 1 - p)
+    guard g.shape == inputShape else {
+        throw TensorError.shapeMismatch("bf16 conv2d input gradient: \(g.shape) for input \(inputShape)")
+    }
+    return g
 }

@@ -43,6 +43,7 @@ private func trainBench(_ a: BenchArguments) throws {
     randomize(unet, seed: 1)
     try applyBenchQuantization(unet, a)        // QuantizedBench.swift
     unet.freeze()
+    try applyBenchPrecision(unet, a)
     unet.gradientCheckpointing = a.has("--checkpointing")
     let stack = AdapterStack(root: unet, component: .unet)
     var random = PhiloxRandom(seed: 2)

@@ -75,7 +75,7 @@ final class BFloat16LayerTests: XCTestCase {
         XCTAssertEqual(try odd(Variable(xOdd)).value.scalars, before.scalars)
     }
 
-    func testConvolutionForwardIsBF16AndItsInputGradientF32() throws {
+    func testConvolutionForwardAndInputGradientAreBF16() throws {
         let conv = Conv2d(inChannels: 8, outChannels: 20, kernelSize: 3, stride: 1, padding: 1)
         var random = PhiloxRandom(seed: 9)
         conv.resetParameters(random: &random)
@@ -94,6 +94,44 @@ final class BFloat16LayerTests: XCTestCase {
                                         kernelWidth: 3, bias: conv.bias?.value, stride: 1, padding: 1)
         XCTAssertEqual(yBF16.scalars, direct.scalars)
         XCTAssertNotEqual(yBF16.scalars, yF32.scalars)
-        XCTAssertEqual(dxBF16.scalars, dxF32.scalars)
+        let directGradient = try bfloat16Conv2dInputGradient(
+            g, weight: XCTUnwrap(BFloat16Weight.convolutionInputGradient(conv.weight.value)), kernelHeight: 3,
+            kernelWidth: 3, inputShape: x.shape, padding: 1)
+        XCTAssertEqual(dxBF16.scalars, directGradient.scalars)
+        XCTAssertNotEqual(dxBF16.scalars, dxF32.scalars)
+        XCTAssertLessThan(zip(dxBF16.scalars, dxF32.scalars).map { abs($0 - $1) }.max()!, 0.05)
+
+        // Stride 2 keeps the F32 input gradient.
+        let down = Conv2d(inChannels: 8, outChannels: 8, kernelSize: 3, stride: 2, padding: 1)
+        down.resetParameters(random: &random)
+        down.freeze()
+        func gradient() throws -> Tensor {
+            let input = Variable(x, requiresGrad: true)
+            try sum(down(input)).backward()
+            return try XCTUnwrap(input.grad)
+        }
+        let f32Gradient = try gradient()
+        down.computeInBFloat16(true)
+        XCTAssertEqual(try gradient().scalars, f32Gradient.scalars)
+    }
+
+    func testLinearInputGradientIsBF16() throws {
+        let layer = try linear(in: 48, out: 30, seed: 12)
+        let x = seeded([4, 48], seed: 13)
+        func gradient() throws -> Tensor {
+            let input = Variable(x, requiresGrad: true)
+            try sum(layer(input)).backward()
+            return try XCTUnwrap(input.grad)
+        }
+        let f32 = try gradient()
+        layer.computeInBFloat16(true)
+        let bf16 = try gradient()
+        let ones = Tensor(shape: [4, 30], repeating: 1)
+        let direct = try bfloat16Linear(ones, weight: XCTUnwrap(BFloat16Weight.linearInputGradient(layer.weight.value)),
+                                        bias: nil)
+        XCTAssertEqual(bf16.scalars, direct.scalars)
+        XCTAssertNotEqual(bf16.scalars, f32.scalars)
+        // Forward: one 32-column sliver of 48 k; input gradient: two slivers (48 columns) of 30 k; 2 bytes each.
+        XCTAssertEqual(layer.bfloat16PackedBytes, 2 * (48 * 32 + 2 * 30 * 32))
     }
 }

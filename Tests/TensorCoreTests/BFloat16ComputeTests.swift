@@ -85,6 +85,48 @@ final class BFloat16ComputeTests: XCTestCase {
         }
     }
 
+    func testInputGradientsMatchReferenceOnRoundedOperands() throws {
+        // Linear: dX = g · W, g [rows, out].
+        let (rows, inFeatures, out) = (29, 70, 36)
+        let g = randomTensor([rows, out], seed: 20), w = randomTensor([out, inFeatures], seed: 21)
+        let dx = try bfloat16Linear(g, weight: XCTUnwrap(BFloat16Weight.linearInputGradient(w)), bias: nil)
+        XCTAssertEqual(dx.shape, [rows, inFeatures])
+        let gr = rounded(g), wr = rounded(w)
+        var reference = [Double](repeating: 0, count: rows * inFeatures), scale = reference
+        for r in 0..<rows { for i in 0..<inFeatures {
+            for o in 0..<out { let t = gr[r * out + o] * wr[o * inFeatures + i]; reference[r * inFeatures + i] += t; scale[r * inFeatures + i] += abs(t) }
+        } }
+        assertMatches(dx, reference, scale: scale, "linear input gradient")
+
+        // Convolution, stride 1: dX[n, y, x, ci] = Σ g[n, y + p - dy, x + p - dx, co] · w[dy, dx, ci, co].
+        for (n, h, wd, cin, cout, kk, p) in [(2, 7, 9, 5, 12, 3, 1), (1, 6, 5, 40, 34, 3, 0), (1, 4, 6, 3, 8, 1, 0)] {
+            let wt = randomTensor([kk, kk, cin, cout], seed: 22)
+            let ho = h + 2 * p - kk + 1, wo = wd + 2 * p - kk + 1
+            let go = randomTensor([n, ho, wo, cout], seed: 23)
+            let packed = try XCTUnwrap(BFloat16Weight.convolutionInputGradient(wt))
+            let dx = try bfloat16Conv2dInputGradient(go, weight: packed, kernelHeight: kk, kernelWidth: kk,
+                                                     inputShape: [n, h, wd, cin], padding: p)
+            let gr = rounded(go), wr = rounded(wt)
+            var reference = [Double](repeating: 0, count: dx.count), scale = reference
+            for b in 0..<n { for y in 0..<h { for x in 0..<wd { for ci in 0..<cin {
+                var sum = 0.0, a = 0.0
+                for dy in 0..<kk { for dxk in 0..<kk {
+                    let oy = y + p - dy, ox = x + p - dxk
+                    guard oy >= 0, oy < ho, ox >= 0, ox < wo else { continue }
+                    for co in 0..<cout {
+                        let t = gr[((b * ho + oy) * wo + ox) * cout + co] * wr[((dy * kk + dxk) * cin + ci) * cout + co]
+                        sum += t; a += abs(t)
+                    }
+                } }
+                let o = ((b * h + y) * wd + x) * cin + ci
+                reference[o] = sum; scale[o] = a
+            } } } }
+            assertMatches(dx, reference, scale: scale, "conv input gradient \(kk)x\(kk) p\(p), Cin \(cin), Cout \(cout)")
+        }
+        XCTAssertNil(BFloat16Weight.convolutionInputGradient(randomTensor([3, 3, 4, 3], seed: 24)))   // Cout odd
+        XCTAssertNil(BFloat16Weight.linearInputGradient(randomTensor([5, 4], seed: 25)))
+    }
+
     func testPackingKeepsTheRoundedWeightAndRefusesOddInputs() throws {
         let w = randomTensor([3, 3, 6, 45], seed: 7)
         let packed = try XCTUnwrap(BFloat16Weight.convolution(w))

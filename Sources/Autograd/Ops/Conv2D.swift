@@ -3,9 +3,10 @@
 import TensorCore
 
 /// x [N, H, W, Cin] ⊛ weight [kh, kw, Cin, Cout] (+ bias [Cout]) → [N, Ho, Wo, Cout]. With `bfloat16` (the same
-/// weight packed by `BFloat16Weight.convolution`), the forward runs on BF16-rounded operands; the VJP is F32.
+/// weight packed by `BFloat16Weight.convolution`), the forward runs on BF16-rounded operands, and with
+/// `bfloat16InputGradient` (`BFloat16Weight.convolutionInputGradient`, stride 1) so does dInput.
 public func conv2d(_ x: Variable, weight: Variable, bias: Variable?, stride: Int = 1, padding: Int = 0,
-                   bfloat16: BFloat16Weight? = nil) throws -> Variable {
+                   bfloat16: BFloat16Weight? = nil, bfloat16InputGradient: BFloat16Weight? = nil) throws -> Variable {
     let w = weight.value
     let y = try bfloat16.map {
         try bfloat16Conv2d(x.value, weight: $0, kernelHeight: w.shape[0], kernelWidth: w.shape[1], bias: bias?.value,
@@ -18,7 +19,12 @@ public func conv2d(_ x: Variable, weight: Variable, bias: Variable?, stride: Int
         var grads: [Tensor?] = [nil, nil]
         if nx {
             GradMode.note("conv2d.dInput")
-            grads[0] = try conv2dBackwardInput(g, weight: w, inputShape: inShape, stride: stride, padding: padding)
+            if let packed = bfloat16InputGradient, stride == 1 {
+                grads[0] = try bfloat16Conv2dInputGradient(g, weight: packed, kernelHeight: w.shape[0],
+                                                           kernelWidth: w.shape[1], inputShape: inShape, padding: padding)
+            } else {
+                grads[0] = try conv2dBackwardInput(g, weight: w, inputShape: inShape, stride: stride, padding: padding)
+            }
         }
         if nw {
             GradMode.note("conv2d.dWeight")

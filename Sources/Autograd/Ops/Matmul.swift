@@ -38,9 +38,10 @@ private func batchReduced(_ d: Tensor, to shape: [Int]) throws -> Tensor {
 ///
 /// The VJP computes dX = g·W only when x needs a gradient, dW = gᵀ·x only when W does, and db = Σ g
 /// only when b does: a frozen Linear whose input needs no gradient costs nothing in backward. With `bfloat16`
-/// (the same weight packed by `BFloat16Weight.linear`), the forward product runs on BF16-rounded operands; the
-/// VJP is the F32 one.
-public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: BFloat16Weight? = nil) throws -> Variable {
+/// (the same weight packed by `BFloat16Weight.linear`), the forward product runs on BF16-rounded operands, and with
+/// `bfloat16InputGradient` (`BFloat16Weight.linearInputGradient`) so does dX.
+public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: BFloat16Weight? = nil,
+                   bfloat16InputGradient: BFloat16Weight? = nil) throws -> Variable {
     let xv = x.value, w = weight.value
     guard w.rank == 2, let inFeatures = xv.shape.last, inFeatures == w.shape[1] else {
         throw AutogradError.invalidInput("linear: input \(xv.shape) does not fit weight \(w.shape) ([out, in])")
@@ -62,7 +63,8 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: B
         var grads: [Tensor?] = [nil, nil]
         if nx {
             GradMode.note("linear.dInput")
-            grads[0] = try TensorCore.matmul(g2, w).reshapedUnchecked(inShape)   // [rows, in]
+            grads[0] = try (bfloat16InputGradient.map { try bfloat16Linear(g2, weight: $0, bias: nil) }
+                            ?? TensorCore.matmul(g2, w)).reshapedUnchecked(inShape)   // [rows, in]
         }
         if nw {
             GradMode.note("linear.dWeight")
