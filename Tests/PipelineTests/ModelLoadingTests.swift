@@ -121,6 +121,10 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertTrue(text.contains("Clip skip: 2"), text)
         XCTAssertTrue(text.contains("Lora hashes: \"sks: 0123456789ab\""), text)
         XCTAssertEqual(try ParametersText(parsing: text), info)
+        XCTAssertFalse(text.contains("Precision"), text)                       // fp32 is the default: not written
+        let bf16 = ParametersText(parameters: p, modelName: "toy", modelHash: "abcdef0123", precision: "bf16")
+        XCTAssertTrue(bf16.text.contains("Model: toy, Precision: bf16"), bf16.text)
+        XCTAssertEqual(try ParametersText(parsing: bf16.text), bf16)
         let a1111 = "masterpiece\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, Size: 512x768, Model hash: 6ce0161689, Model: v1-5, RNG: CPU, Version: v1.10.1"
         let parsed = try ParametersText(parsing: a1111)
         XCTAssertEqual(parsed.parameters.sampler, .eulerAncestral)
