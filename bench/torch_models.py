@@ -3,6 +3,7 @@
 
     /root/refenv/bin/python bench/torch_models.py unet --config sd15|sd21|sdxl --batch 2 [--repeat 3] [--threads 2]
     /root/refenv/bin/python bench/torch_models.py vae --config sd15 [--size 64] [--encode]
+    ... --dtype bfloat16   weights and activations in BF16, as `torch_dtype=torch.bfloat16` loads a pipeline
 
 Models use diffusers' own random initialisation (weights do not change the timing). Prints the median
 time, GFLOP/s with the same analytic count as Sources/bench/ModelFLOPs.swift (given by `bench ... --count`),
@@ -59,10 +60,13 @@ def main():
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--encode", action="store_true")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--gflop", type=float, help="FLOP count from `bench ... --count`, for GFLOP/s")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    dtype = getattr(torch, a.dtype)
+    torch.set_default_dtype(dtype)
     if a.suite == "unet":
         model = UNet2DConditionModel(**UNETS[a.config]).eval()
         batch, size = a.batch or 2, a.size or model.config.sample_size
@@ -74,7 +78,7 @@ def main():
             pooled = model.config.projection_class_embeddings_input_dim - 6 * model.config.addition_time_embed_dim
             added = {"text_embeds": torch.randn(batch, pooled),
                      "time_ids": torch.tensor([[size * 8.0, size * 8.0, 0.0, 0.0, size * 8.0, size * 8.0]] * batch)}
-        label = f"torch unet {a.config} batch {batch} {size}x{size}"
+        label = f"torch unet {a.config} batch {batch} {size}x{size} {a.dtype}"
         times = timed(lambda: model(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added), a.repeat)
     else:
         model = AutoencoderKL(**VAES[a.config]).eval()
@@ -86,7 +90,7 @@ def main():
             times = timed(lambda: model.encode(x), a.repeat)
         else:
             z = torch.randn(batch, model.config.latent_channels, size, size)
-            label = f"torch vae {a.config} decode batch {batch} {size}x{size}"
+            label = f"torch vae {a.config} decode batch {batch} {size}x{size} {a.dtype}"
             times = timed(lambda: model.decode(z), a.repeat)
     med = sorted(times)[(len(times) - 1) // 2]
     print(label)

@@ -429,7 +429,7 @@ public final class LoRALinear: LoRABranch {
         try linear(x, weight: delta, bias: nil)                     // [..., in] → [..., out]
     }
 
-    override var baseWeight: Tensor? { layer.map { $0.unbakedWeight ?? $0.weight.value } }
+    override var baseWeight: Tensor? { layer.map { $0.unbakedWeight ?? $0.float32Weight } }
     override var hostBias: Variable? { layer?.bias }
 
     override var isAttached: Bool { layer?.adapters.contains { $0 === self } ?? false }
@@ -474,7 +474,7 @@ public final class LoRAConv: LoRABranch {
 
     override func layerLayout(_ checkpointDelta: Tensor) -> Tensor { Conv2d.hwio(fromOIHW: checkpointDelta) }
 
-    override var baseWeight: Tensor? { layer.map { Conv2d.oihw(fromHWIO: $0.unbakedWeight ?? $0.weight.value) } }
+    override var baseWeight: Tensor? { layer.map { Conv2d.oihw(fromHWIO: $0.unbakedWeight ?? $0.float32Weight) } }
     override var hostBias: Variable? { layer?.bias }
 
     override func checkpointTensors(_ pair: LoRAPair) -> (down: Tensor, up: Tensor) {

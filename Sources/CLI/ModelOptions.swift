@@ -25,9 +25,10 @@ struct ModelOptions {
                           ~1/7 of their F32 memory; a 4-bit folder diffusers + bitsandbytes saved loads as it is
       --quantize-convs    with --quantize: the UNet's convolutions in 4-bit too (beyond bitsandbytes; each is
                           decoded while it runs)
-      --precision fp32|bf16  bf16: the frozen weights' products (Linear, convolution) in BF16 with F32 sums, on
-                          CPUs with AVX512-BF16 (AMD Zen 4/5, Intel Sapphire Rapids and later): ~1.7x faster
-                          UNet, pictures within a few levels of fp32's; elsewhere it says so and runs fp32
+      --precision fp32|bf16  bf16: the model's Linear and convolution weights held in BF16 (half the memory) and
+                          their products in BF16 with F32 sums, on CPUs with AVX512-BF16 (AMD Zen 4/5, Intel
+                          Sapphire Rapids and later): ~1.7x faster UNet, pictures within a few levels of fp32's;
+                          elsewhere it says so and runs fp32
     """
 
     var vae: String?
@@ -76,7 +77,12 @@ struct ModelOptions {
         }
         if bfloat16 {
             if BFloat16Compute.isAvailable {
-                for module in [model.unet, model.textEncoder, model.textEncoder2, model.vae] as [Module?] { module?.computeInBFloat16(true) }
+                // The base is frozen wherever this runs (generate; train-style trains adapters on top), so each
+                // layer holds its weight in BF16 only: half the F32 memory.
+                for module in [model.unet, model.textEncoder, model.textEncoder2, model.vae] as [Module?] {
+                    module?.freeze()
+                    module?.computeInBFloat16(true, holdingWeights: true)
+                }
             } else {
                 printError("\(program): --precision bf16: this CPU has no AVX512-BF16 (or a lower kernel level is "
                            + "active); computing in fp32")

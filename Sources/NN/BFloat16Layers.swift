@@ -1,10 +1,14 @@
-// BF16 compute of frozen Linear and Conv2d weights (`generate --precision bf16`): a layer asked to compute in
-// BF16 packs its F32 weight once (TensorCore's BFloat16Weight) and runs its forward product on BF16-rounded
-// operands with F32 accumulation, and so does the input gradient when training adapters on top (a second packing,
-// made on the first backward pass; stride-2 convolutions keep the F32 input gradient). The F32 weight stays the
-// layer's truth (state dicts, adapters, fusing). The packed copies are rebuilt whenever `weight.value` is replaced
-// (a load, a fused adapter), and not used while the weight itself is being trained, on CPUs without AVX512-BF16,
-// or under a lower kernel level: there the layer computes in F32 as before.
+// BF16 compute of frozen Linear and Conv2d weights (`--precision bf16`): a layer asked to compute in BF16 packs its
+// F32 weight (TensorCore's BFloat16Weight) and runs its forward product on BF16-rounded operands with F32
+// accumulation, and so does the input gradient when training adapters on top (a second packing, made on the first
+// backward pass; stride-2 convolutions keep the F32 input gradient).
+//
+// Two ways to hold the weight: beside the F32 weight (`computeInBFloat16(true)`: the F32 weight stays the layer's
+// truth; the packings are rebuilt whenever `weight.value` is replaced), or instead of it (`holdingWeights: true`, as
+// `torch_dtype=torch.bfloat16` loads a model: half the memory; `weight.value` is then empty and the F32 weight is the
+// BF16 one, unpacked where something needs it: an adapter merge, DoRA's norm, a fallback to F32). BF16 is not used
+// while the weight itself is being trained, on CPUs without AVX512-BF16, or under a lower kernel level: there the
+// layer computes in F32 (from the unpacked weight when it holds BF16 only).
 import Autograd
 import TensorCore
 
@@ -25,50 +29,95 @@ final class BFloat16Packing {
     }
 
     private let forwardSlot = Slot(), inputGradientSlot = Slot()
+    /// The packed forward weight when the layer released its F32 weight (then it is the weight).
+    private(set) var held: BFloat16Weight?
+
+    /// Whether `weight` is the empty stand-in of a released F32 weight.
+    func isHeld(_ weight: Tensor) -> Bool { held != nil && weight.count == 0 }
+
+    /// The shape of the weight held in BF16 when `weight` is its stand-in, else nil.
+    func heldShape(_ weight: Tensor) -> [Int]? { isHeld(weight) ? held?.sourceShape : nil }
 
     /// The forward packing of `weight`, made now if the weight changed since the last call (nil: cannot be packed).
     func forward(_ weight: Tensor, pack: (Tensor) -> BFloat16Weight?) -> BFloat16Weight? {
-        forwardSlot.weight(for: weight, pack: pack)
+        isHeld(weight) ? held : forwardSlot.weight(for: weight, pack: pack)
     }
 
-    /// The input-gradient packing of `weight`, likewise.
+    /// The input-gradient packing of `weight`, likewise (from the unpacked weight when it is held in BF16).
     func inputGradient(_ weight: Tensor, pack: (Tensor) -> BFloat16Weight?) -> BFloat16Weight? {
-        inputGradientSlot.weight(for: weight, pack: pack)
+        inputGradientSlot.weight(for: float32(weight), pack: pack)
     }
 
-    var byteCount: Int { (forwardSlot.packed?.byteCount ?? 0) + (inputGradientSlot.packed?.byteCount ?? 0) }
+    /// `weight`, or the held BF16 weight as F32 when `weight` is its empty stand-in.
+    func float32(_ weight: Tensor) -> Tensor {
+        guard isHeld(weight), let held, let w = held.sourceWeight() else { return weight }
+        return w
+    }
+
+    /// Packs `weight` now and keeps the packing as the weight; false when it cannot be packed.
+    func hold(_ weight: Tensor, pack: (Tensor) -> BFloat16Weight?) -> Bool {
+        guard let packed = forwardSlot.weight(for: weight, pack: pack) else { return false }
+        held = packed
+        return true
+    }
+
+    var byteCount: Int {
+        (held === forwardSlot.packed ? 0 : held?.byteCount ?? 0) + (forwardSlot.packed?.byteCount ?? 0)
+            + (inputGradientSlot.packed?.byteCount ?? 0)
+    }
 }
 
-/// The packings a layer with BF16 compute on uses for this call: none unless the CPU can and the weight is not a
-/// gradient target; the input-gradient one only when a backward pass will want the input's gradient.
-func bfloat16Packings(_ packing: BFloat16Packing?, weight: Variable, input: Variable,
-                      forward: (Tensor) -> BFloat16Weight?, inputGradient: (Tensor) -> BFloat16Weight?)
-    -> (forward: BFloat16Weight?, inputGradient: BFloat16Weight?) {
-    guard let packing, BFloat16Compute.isAvailable, !(weight.requiresGrad && GradMode.isEnabled) else { return (nil, nil) }
-    let f = packing.forward(weight.value, pack: forward)
+/// The weight and packings a layer with BF16 compute on uses for this call: no packing unless the CPU can and the
+/// weight is not a gradient target; the input-gradient one only when a backward pass will want the input's
+/// gradient (and never for a strided convolution: `inputGradient` nil). The weight variable is the layer's own, or
+/// the unpacked BF16 weight where the F32 path must run on a layer holding BF16 only.
+func bfloat16Operands(_ packing: BFloat16Packing?, weight: Variable, input: Variable,
+                      forward: (Tensor) -> BFloat16Weight?, inputGradient: ((Tensor) -> BFloat16Weight?)?)
+    -> (weight: Variable, forward: BFloat16Weight?, inputGradient: BFloat16Weight?) {
+    guard let packing else { return (weight, nil, nil) }
+    let held = packing.isHeld(weight.value)
     let needsGradient = input.requiresGrad && GradMode.isEnabled
-    return (f, needsGradient ? packing.inputGradient(weight.value, pack: inputGradient) : nil)
+    guard BFloat16Compute.isAvailable, !(weight.requiresGrad && GradMode.isEnabled) else {
+        return (held ? Variable(packing.float32(weight.value)) : weight, nil, nil)
+    }
+    let f = packing.forward(weight.value, pack: forward)
+    guard needsGradient else { return (weight, f, nil) }
+    guard let inputGradient else {
+        return (held ? Variable(packing.float32(weight.value)) : weight, f, nil)   // F32 input gradient needs the weight
+    }
+    return (weight, f, packing.inputGradient(weight.value, pack: inputGradient))
+}
+
+extension Linear {
+    /// The F32 weight `[out, in]`: the layer's own, or its BF16 weight unpacked when it holds BF16 only.
+    public var float32Weight: Tensor { bfloat16?.float32(weight.value) ?? weight.value }
+}
+
+extension Conv2d {
+    /// The F32 weight (HWIO): the layer's own, or its BF16 weight unpacked when it holds BF16 only.
+    public var float32Weight: Tensor { bfloat16?.float32(weight.value) ?? weight.value }
 }
 
 extension Module {
-    /// Turns BF16 compute on (or off) for every Linear and Conv2d of the tree whose weight is F32 (4-bit layers
-    /// keep their own kernels). Returns how many layers changed. Where the CPU runs BF16, the weights are packed
-    /// now (else on a layer's first forward, should the kernel level change).
+    /// Turns BF16 compute on (or off) for every Linear and Conv2d of the tree whose weight is F32 (4-bit layers keep
+    /// their own kernels). Returns how many layers changed. Where the CPU runs BF16 the weights are packed now (else
+    /// on a layer's first forward, should the kernel level change); with `holdingWeights` each packed layer then
+    /// releases its F32 weight and holds the BF16 one only (half the memory; its weight becomes the BF16-rounded
+    /// one, and it leaves the state dict). Turning BF16 off gives such a layer its weight back as F32.
     @discardableResult
-    public func computeInBFloat16(_ on: Bool) -> Int {
+    public func computeInBFloat16(_ on: Bool, holdingWeights: Bool = false) -> Int {
         var changed = 0
         let packNow = on && BFloat16Compute.isAvailable
         for (_, m) in namedModules() {
-            if let l = m as? Linear, l.quantizedWeight == nil, (l.bfloat16 != nil) != on {
-                l.bfloat16 = on ? BFloat16Packing() : nil
-                if packNow { _ = l.bfloat16?.forward(l.weight.value, pack: BFloat16Weight.linear) }
-                changed += 1
-            } else if let c = m as? Conv2d, c.quantizedWeight == nil, (c.bfloat16 != nil) != on {
-                c.bfloat16 = on ? BFloat16Packing() : nil
-                if packNow { _ = c.bfloat16?.forward(c.weight.value, pack: BFloat16Weight.convolution) }
-                changed += 1
+            if let l = m as? Linear, l.quantizedWeight == nil {
+                changed += l.weight.setBFloat16(on: on, packNow: packNow, hold: holdingWeights, packing: &l.bfloat16,
+                                                pack: BFloat16Weight.linear)
+            } else if let c = m as? Conv2d, c.quantizedWeight == nil {
+                changed += c.weight.setBFloat16(on: on, packNow: packNow, hold: holdingWeights, packing: &c.bfloat16,
+                                                pack: BFloat16Weight.convolution)
             }
         }
+        if holdingWeights, changed > 0 { TensorMemory.shared.trim() }     // the released F32 weights leave the cache
         return changed
     }
 
@@ -82,5 +131,30 @@ extension Module {
         namedModules().reduce(0) { sum, entry in
             sum + ((entry.1 as? Linear)?.bfloat16?.byteCount ?? (entry.1 as? Conv2d)?.bfloat16?.byteCount ?? 0)
         }
+    }
+}
+
+extension Variable {
+    /// One layer's switch (`computeInBFloat16`); 1 when it changed, else 0.
+    fileprivate func setBFloat16(on: Bool, packNow: Bool, hold: Bool, packing: inout BFloat16Packing?,
+                                 pack: (Tensor) -> BFloat16Weight?) -> Int {
+        if !on {
+            guard let current = packing else { return 0 }
+            if current.isHeld(value) { value = current.float32(value) }
+            packing = nil
+            return 1
+        }
+        var changed = 0
+        if packing == nil {
+            packing = BFloat16Packing()
+            changed = 1
+        }
+        guard packNow, let current = packing else { return changed }
+        if hold, !current.isHeld(value), !requiresGrad, current.hold(value, pack: pack) {
+            value = Tensor(zeros: [0])
+            return 1
+        }
+        _ = current.forward(value, pack: pack)
+        return changed
     }
 }

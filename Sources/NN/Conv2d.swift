@@ -20,9 +20,11 @@ public final class Conv2d: Module {
     /// BF16 compute of the frozen weight (BFloat16Layers.swift); nil: F32.
     var bfloat16: BFloat16Packing?
 
-    public var inChannels: Int { (quantizedWeight?.shape ?? weight.shape)[2] }
-    public var outChannels: Int { (quantizedWeight?.shape ?? weight.shape)[3] }
-    public var kernelSize: Int { (quantizedWeight?.shape ?? weight.shape)[0] }
+    public var inChannels: Int { weightShape[2] }
+    public var outChannels: Int { weightShape[3] }
+    public var kernelSize: Int { weightShape[0] }
+    /// HWIO, whether the weight is held in F32, 4-bit or BF16.
+    public var weightShape: [Int] { quantizedWeight?.shape ?? bfloat16?.heldShape(weight.value) ?? weight.shape }
 
     /// Zero-initialised parameters (set them by `load(stateDict:)` or an initialiser).
     public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -37,10 +39,10 @@ public final class Conv2d: Module {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
             ?? { () throws -> Variable in
-                let bf16 = bfloat16Packings(bfloat16, weight: weight, input: x, forward: BFloat16Weight.convolution,
-                                            inputGradient: stride == 1 ? BFloat16Weight.convolutionInputGradient : { _ in nil })
-                return try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bfloat16: bf16.forward,
-                                  bfloat16InputGradient: bf16.inputGradient)
+                let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.convolution,
+                                            inputGradient: stride == 1 ? BFloat16Weight.convolutionInputGradient : nil)
+                return try conv2d(x, weight: bf16.weight, bias: bias, stride: stride, padding: padding,
+                                  bfloat16: bf16.forward, bfloat16InputGradient: bf16.inputGradient)
             }()
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
@@ -59,7 +61,7 @@ public final class Conv2d: Module {
 
     /// A quantized layer's state-dict parameters are its bias only.
     public override func namedDirectParameters() -> [(String, Variable)] {
-        guard quantizedWeight != nil else { return super.namedDirectParameters() }
+        guard quantizedWeight != nil || bfloat16?.isHeld(weight.value) == true else { return super.namedDirectParameters() }
         return bias.map { [("bias", $0)] } ?? []
     }
 
@@ -101,8 +103,9 @@ public final class Conv2d: Module {
         guard delta.shape == expected else {
             throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for conv weight \(expected) (OIHW)")
         }
-        if unbakedWeight == nil { unbakedWeight = weight.value }
-        weight.value = try Elementwise.axpy(scale, Conv2d.hwio(fromOIHW: delta), weight.value)
+        let current = float32Weight
+        if unbakedWeight == nil { unbakedWeight = current }
+        weight.value = try Elementwise.axpy(scale, Conv2d.hwio(fromOIHW: delta), current)
     }
 
     /// Restores the weight exactly as it was before the first `bakeWeightDelta`.

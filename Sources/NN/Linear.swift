@@ -31,8 +31,10 @@ public final class Linear: Module {
     /// BF16 compute of the frozen weight (BFloat16Layers.swift); nil: F32.
     var bfloat16: BFloat16Packing?
 
-    public var inFeatures: Int { quantizedWeight?.shape[1] ?? weight.shape[1] }
-    public var outFeatures: Int { quantizedWeight?.shape[0] ?? weight.shape[0] }
+    public var inFeatures: Int { weightShape[1] }
+    public var outFeatures: Int { weightShape[0] }
+    /// `[out, in]`, whether the weight is held in F32, 4-bit or BF16.
+    public var weightShape: [Int] { quantizedWeight?.shape ?? bfloat16?.heldShape(weight.value) ?? weight.shape }
 
     /// Zero-initialised parameters of the given size (set them by `load(stateDict:)` or an initialiser).
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) {
@@ -45,9 +47,9 @@ public final class Linear: Module {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
             ?? { () throws -> Variable in
-                let bf16 = bfloat16Packings(bfloat16, weight: weight, input: x, forward: BFloat16Weight.linear,
+                let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.linear,
                                             inputGradient: BFloat16Weight.linearInputGradient)
-                return try linear(x, weight: weight, bias: bias, bfloat16: bf16.forward,
+                return try linear(x, weight: bf16.weight, bias: bias, bfloat16: bf16.forward,
                                   bfloat16InputGradient: bf16.inputGradient)
             }()
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
@@ -67,18 +69,19 @@ public final class Linear: Module {
 
     /// A quantized layer's state-dict parameters are its bias only (the 4-bit weight is saved by its own writer).
     public override func namedDirectParameters() -> [(String, Variable)] {
-        guard quantizedWeight != nil else { return super.namedDirectParameters() }
+        guard quantizedWeight != nil || bfloat16?.isHeld(weight.value) == true else { return super.namedDirectParameters() }
         return bias.map { [("bias", $0)] } ?? []
     }
 
     /// W += scale · ΔW (ΔW [out, in]), remembering the original weight on the first bake.
     public func bakeWeightDelta(_ delta: Tensor, scale: Float = 1) throws {
         if quantizedWeight != nil { throw QuantizedLayerError.fusingIntoQuantized("a Linear layer") }
-        guard delta.shape == weight.shape else {
-            throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for weight \(weight.shape)")
+        let current = float32Weight
+        guard delta.shape == current.shape else {
+            throw AutogradError.invalidInput("bakeWeightDelta: delta \(delta.shape) for weight \(current.shape)")
         }
-        if unbakedWeight == nil { unbakedWeight = weight.value }
-        weight.value = try Elementwise.axpy(scale, delta, weight.value)
+        if unbakedWeight == nil { unbakedWeight = current }
+        weight.value = try Elementwise.axpy(scale, delta, current)
     }
 
     /// Restores the weight exactly as it was before the first `bakeWeightDelta`.

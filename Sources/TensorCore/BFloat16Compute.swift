@@ -26,16 +26,24 @@ public enum BFloat16Compute {
 /// A weight read as a `[taps * kPerTap, n]` matrix (a Linear weight's transpose, taps 1; a convolution's HWIO
 /// kernel, one tap per kernel position), packed in BF16 as `[sliver][taps * kPerTap / 2][32][2]`.
 public final class BFloat16Weight: @unchecked Sendable {
+    /// Which product the packing serves (and so how it maps back to the weight it was packed from).
+    public enum Use: Sendable { case linear, linearInputGradient, convolution, convolutionInputGradient }
+
     public let taps: Int, kPerTap: Int, n: Int
+    public let use: Use
+    /// The shape of the F32 weight it was packed from (`[out, in]` or `[kh, kw, Cin, Cout]`).
+    public let sourceShape: [Int]
     let slivers: Int
     let storage: UnsafeMutablePointer<UInt16>
     let storageCount: Int
 
     /// Packs `B(t * kPerTap + k, col) = source[tapSources[t] + k * rowStride + col * columnStride]` for each tap t,
     /// k < kPerTap (even), col < n.
-    init(source: UnsafePointer<Float>, tapSources: [Int], rowStride: Int, columnStride: Int, kPerTap: Int, n: Int) {
+    init(source: UnsafePointer<Float>, tapSources: [Int], rowStride: Int, columnStride: Int, kPerTap: Int, n: Int,
+         use: Use, sourceShape: [Int]) {
         precondition(kPerTap > 0 && kPerTap % 2 == 0 && !tapSources.isEmpty && n > 0, "BF16 weight: k per tap must be even")
         self.taps = tapSources.count; self.kPerTap = kPerTap; self.n = n
+        self.use = use; self.sourceShape = sourceShape
         let sliver = Int(SD_BF16_SLIVER)
         slivers = (n + sliver - 1) / sliver
         let k = taps * kPerTap
@@ -61,7 +69,7 @@ public final class BFloat16Weight: @unchecked Sendable {
         let (out, inFeatures) = (weight.shape[0], weight.shape[1])
         return weight.withUnsafeBufferPointer {
             BFloat16Weight(source: $0.baseAddress!, tapSources: [0], rowStride: 1, columnStride: inFeatures,
-                           kPerTap: inFeatures, n: out)
+                           kPerTap: inFeatures, n: out, use: .linear, sourceShape: weight.shape)
         }
     }
 
@@ -71,7 +79,7 @@ public final class BFloat16Weight: @unchecked Sendable {
         let (out, inFeatures) = (weight.shape[0], weight.shape[1])
         return weight.withUnsafeBufferPointer {
             BFloat16Weight(source: $0.baseAddress!, tapSources: [0], rowStride: inFeatures, columnStride: 1, kPerTap: out,
-                           n: inFeatures)
+                           n: inFeatures, use: .linearInputGradient, sourceShape: weight.shape)
         }
     }
 
@@ -81,7 +89,7 @@ public final class BFloat16Weight: @unchecked Sendable {
         let s = weight.shape
         return weight.withUnsafeBufferPointer {
             BFloat16Weight(source: $0.baseAddress!, tapSources: (0..<(s[0] * s[1])).map { $0 * s[2] * s[3] }, rowStride: s[3],
-                           columnStride: 1, kPerTap: s[2], n: s[3])
+                           columnStride: 1, kPerTap: s[2], n: s[3], use: .convolution, sourceShape: s)
         }
     }
 
@@ -93,7 +101,23 @@ public final class BFloat16Weight: @unchecked Sendable {
         let s = weight.shape, taps = s[0] * s[1]
         return weight.withUnsafeBufferPointer {
             BFloat16Weight(source: $0.baseAddress!, tapSources: (0..<taps).map { (taps - 1 - $0) * s[2] * s[3] }, rowStride: 1,
-                           columnStride: s[3], kPerTap: s[3], n: s[2])
+                           columnStride: s[3], kPerTap: s[3], n: s[2], use: .convolutionInputGradient, sourceShape: s)
+        }
+    }
+
+    /// The weight this forward packing was made from, as F32 in its own layout (`[out, in]` or HWIO), its values
+    /// rounded to BF16; nil for an input-gradient packing.
+    public func sourceWeight() -> Tensor? {
+        switch use {
+        case .convolution: return unpacked().reshapedUnchecked(sourceShape)
+        case .linear:
+            let m = unpacked(), (inFeatures, out) = (kPerTap, n)               // m is Wᵀ: [in, out]
+            return m.withUnsafeBufferPointer { t in
+                Tensor(shape: sourceShape) { w in
+                    for o in 0..<out { for i in 0..<inFeatures { w[o * inFeatures + i] = t[i * out + o] } }
+                }
+            }
+        case .linearInputGradient, .convolutionInputGradient: return nil
         }
     }
 

@@ -65,8 +65,8 @@ func printMemoryAndCPU(cpuSeconds: Double, runs: Int) {
                  procStatus("VmHWM") / 1e9, procStatus("VmRSS") / 1e9, cpuSeconds / Double(max(runs, 1))))
 }
 
-/// `--precision bf16`: the model's Linear and Conv2d layers compute in BF16 (packed now); `fp32` (the default) leaves
-/// them as they are. On a CPU without AVX512-BF16 the run says so and stays F32.
+/// `--precision bf16`: the model's Linear and Conv2d layers hold their frozen weights in BF16 and compute in BF16, as
+/// `--precision bf16` loads a model for generate and train-style; `fp32` (the default) leaves them as they are. On a CPU without AVX512-BF16 the run says so and stays F32.
 func applyBenchPrecision(_ module: Module, _ a: BenchArguments) throws {
     guard let name = a.string("--precision") else { return }
     switch name {
@@ -76,7 +76,11 @@ func applyBenchPrecision(_ module: Module, _ a: BenchArguments) throws {
             return print("precision bf16: this CPU has no AVX512-BF16 (or a lower kernel level is active): F32")
         }
         var layers = 0
-        let seconds = timeOnce { layers = module.computeInBFloat16(true) }
+        let seconds = timeOnce {
+            module.freeze()
+            layers = module.computeInBFloat16(true, holdingWeights: true)
+        }
+        releaseFreedMemory()
         print(String(format: "precision bf16: %d layers packed in %.1f s (%.1f MB of BF16 weights)", layers, seconds,
                      Double(module.bfloat16PackedBytes) / 1_048_576))
     default: throw ModelBenchError.unknownConfig(name, ["bf16", "fp32"])

@@ -135,3 +135,61 @@ final class BFloat16LayerTests: XCTestCase {
         XCTAssertEqual(layer.bfloat16PackedBytes, 2 * (48 * 32 + 2 * 30 * 32))
     }
 }
+
+extension BFloat16LayerTests {
+    /// `holdingWeights`: the layer keeps only the BF16 weight; it computes what the BF16 layer beside an F32 weight
+    /// computes, leaves the state dict, unpacks its weight where F32 is needed, and gets it back (rounded) when BF16
+    /// is turned off.
+    func testHoldingWeightsInBF16() throws {
+        let x = seeded([3, 64], seed: 30)
+        let beside = try linear(in: 64, out: 24, seed: 31), held = try linear(in: 64, out: 24, seed: 31)
+        let rounded = held.weight.value.scalars.map(BFloat16Compute.rounded)
+        beside.computeInBFloat16(true)
+        XCTAssertEqual(held.computeInBFloat16(true, holdingWeights: true), 1)
+        XCTAssertEqual(held.weight.value.count, 0)
+        XCTAssertEqual([held.inFeatures, held.outFeatures], [64, 24])
+        XCTAssertEqual(held.bfloat16PackedBytes, 2 * 64 * 32)
+        XCTAssertEqual(held.namedParameters().map(\.0), ["bias"])
+        XCTAssertEqual(held.float32Weight.scalars, rounded)
+        XCTAssertEqual(try held(Variable(x)).value.scalars, try beside(Variable(x)).value.scalars)
+
+        // The input gradient runs from the held weight (its packing made from the unpacked weight).
+        let input = Variable(x, requiresGrad: true)
+        try sum(held(input)).backward()
+        let expected = try bfloat16Linear(Tensor(shape: [3, 24], repeating: 1),
+                                          weight: XCTUnwrap(BFloat16Weight.linearInputGradient(held.float32Weight)), bias: nil)
+        XCTAssertEqual(try XCTUnwrap(input.grad).scalars, expected.scalars)
+
+        // Under a lower kernel level the layer computes in F32 from the unpacked weight.
+        let avx2 = try XCTUnwrap(Kernels.set(named: "avx2"))
+        let onAVX2 = try Kernels.$override.withValue(avx2) { try held(Variable(x)).value }
+        let f32Rounded = try Kernels.$override.withValue(avx2) {
+            try Autograd.linear(Variable(x), weight: Variable(held.float32Weight), bias: held.bias).value
+        }
+        XCTAssertEqual(onAVX2.scalars, f32Rounded.scalars)
+
+        // An adapter merged into the weight works on the unpacked weight; the layer then holds F32 again.
+        let delta = seeded([24, 64], seed: 32)
+        try held.bakeWeightDelta(delta, scale: 0.5)
+        XCTAssertEqual(held.weight.value.count, 24 * 64)
+        XCTAssertEqual(held.weight.value.scalars, zip(rounded, delta.scalars).map { $0 + 0.5 * $1 })
+        held.restoreBakedWeight()
+        XCTAssertEqual(held.weight.value.scalars, rounded)
+
+        let conv = Conv2d(inChannels: 6, outChannels: 10, kernelSize: 3, stride: 1, padding: 1)
+        var random = PhiloxRandom(seed: 33)
+        conv.resetParameters(random: &random)
+        conv.freeze()
+        let original = conv.weight.value
+        conv.computeInBFloat16(true, holdingWeights: true)
+        XCTAssertEqual([conv.inChannels, conv.outChannels, conv.kernelSize], [6, 10, 3])
+        XCTAssertEqual(conv.float32Weight.shape, [3, 3, 6, 10])
+        let image = seeded([1, 5, 5, 6], seed: 34)
+        let y = try conv(Variable(image)).value
+        XCTAssertEqual(y.scalars, try bfloat16Conv2d(image, weight: XCTUnwrap(BFloat16Weight.convolution(original)),
+                                                     kernelHeight: 3, kernelWidth: 3, bias: conv.bias?.value, stride: 1,
+                                                     padding: 1).scalars)
+        XCTAssertEqual(conv.computeInBFloat16(false), 1)
+        XCTAssertEqual(conv.weight.value.scalars, original.scalars.map(BFloat16Compute.rounded))
+    }
+}

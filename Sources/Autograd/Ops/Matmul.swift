@@ -39,16 +39,18 @@ private func batchReduced(_ d: Tensor, to shape: [Int]) throws -> Tensor {
 /// The VJP computes dX = g·W only when x needs a gradient, dW = gᵀ·x only when W does, and db = Σ g
 /// only when b does: a frozen Linear whose input needs no gradient costs nothing in backward. With `bfloat16`
 /// (the same weight packed by `BFloat16Weight.linear`), the forward product runs on BF16-rounded operands, and with
-/// `bfloat16InputGradient` (`BFloat16Weight.linearInputGradient`) so does dX.
+/// `bfloat16InputGradient` (`BFloat16Weight.linearInputGradient`) so does dX; then `weight.value` may be empty (a
+/// layer that holds its frozen weight in BF16 only), as long as dX has its packing.
 public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: BFloat16Weight? = nil,
                    bfloat16InputGradient: BFloat16Weight? = nil) throws -> Variable {
     let xv = x.value, w = weight.value
-    guard w.rank == 2, let inFeatures = xv.shape.last, inFeatures == w.shape[1] else {
-        throw AutogradError.invalidInput("linear: input \(xv.shape) does not fit weight \(w.shape) ([out, in])")
+    let wShape = bfloat16?.sourceShape ?? w.shape                           // a layer holding BF16 only: w is empty
+    guard wShape.count == 2, let inFeatures = xv.shape.last, inFeatures == wShape[1] else {
+        throw AutogradError.invalidInput("linear: input \(xv.shape) does not fit weight \(wShape) ([out, in])")
     }
-    let outFeatures = w.shape[0], rows = xv.count / max(inFeatures, 1)
+    let outFeatures = wShape[0], rows = xv.count / max(inFeatures, 1)
     if let bias, bias.shape != [outFeatures] {
-        throw AutogradError.invalidInput("linear: bias \(bias.shape) does not fit weight \(w.shape)")
+        throw AutogradError.invalidInput("linear: bias \(bias.shape) does not fit weight \(wShape)")
     }
     let x2 = xv.reshapedUnchecked([rows, inFeatures])                        // [rows, in]
     let y = try bfloat16.map { try bfloat16Linear(x2, weight: $0, bias: bias?.value) }
