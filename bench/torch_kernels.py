@@ -97,6 +97,31 @@ def group_norm(backward, c=320, hw=64, groups=32):
     return 12 * count, lambda: torch.autograd.grad(y, (x, g, b), dy, retain_graph=True)
 
 
+def bf16_linear(m, k, n):
+    """F32 activations times a BF16 weight (`bf16 linear`, ours: rounded per call): here the activation is cast to
+    bfloat16 each call and the product is a bfloat16 matmul, as `torch_dtype=torch.bfloat16` runs a Linear."""
+    a = torch.randn(m, k)
+    w = torch.randn(n, k).to(torch.bfloat16)
+    return 2.0 * m * n * k, lambda: torch.nn.functional.linear(a.to(torch.bfloat16), w)
+
+
+def bf16_conv3x3(hw, cin, cout):
+    x = torch.randn(1, cin, hw, hw).to(memory_format=torch.channels_last)
+    w = torch.randn(cout, cin, 3, 3).to(torch.bfloat16).to(memory_format=torch.channels_last)
+    b = torch.randn(cout).to(torch.bfloat16)
+
+    def fwd():
+        with torch.no_grad():
+            F.conv2d(x.to(torch.bfloat16), w, b, padding=1)
+    return 2.0 * hw * hw * cin * cout * 9, fwd
+
+
+for m, k, n in [(4096, 320, 320), (4096, 2880, 320), (256, 11520, 1280), (64, 1280, 1280)]:
+    CASES[f"bf16 linear {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: bf16_linear(m, k, n))
+for hw, cin, cout in [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)]:
+    CASES[f"bf16 conv3x3 {hw}x{hw}x{cin}->{cout} fwd"] = (lambda hw=hw, cin=cin, cout=cout: bf16_conv3x3(hw, cin, cout))
+
+
 def add_ops_cases(cases):
     """Attention and GroupNorm cases (Sources/bench/OpsBench.swift)."""
     for kind, keys in [("self", 4096), ("cross", 77)]:

@@ -29,8 +29,10 @@ final class BFloat16Packing {
     }
 
     private let forwardSlot = Slot(), inputGradientSlot = Slot()
-    /// The packed forward weight when the layer released its F32 weight (then it is the weight).
+    /// The packed forward weight when the layer released its F32 weight (then it is the weight), and the input-gradient
+    /// packing made from it.
     private(set) var held: BFloat16Weight?
+    private var heldInputGradient: BFloat16Weight?
 
     /// Whether `weight` is the empty stand-in of a released F32 weight.
     func isHeld(_ weight: Tensor) -> Bool { held != nil && weight.count == 0 }
@@ -43,9 +45,11 @@ final class BFloat16Packing {
         isHeld(weight) ? held : forwardSlot.weight(for: weight, pack: pack)
     }
 
-    /// The input-gradient packing of `weight`, likewise (from the unpacked weight when it is held in BF16).
+    /// The input-gradient packing of `weight`, likewise (made once from the unpacked weight when it is held in BF16).
     func inputGradient(_ weight: Tensor, pack: (Tensor) -> BFloat16Weight?) -> BFloat16Weight? {
-        inputGradientSlot.weight(for: float32(weight), pack: pack)
+        guard isHeld(weight) else { return inputGradientSlot.weight(for: weight, pack: pack) }
+        if heldInputGradient == nil { heldInputGradient = pack(float32(weight)) }
+        return heldInputGradient
     }
 
     /// `weight`, or the held BF16 weight as F32 when `weight` is its empty stand-in.
@@ -63,7 +67,7 @@ final class BFloat16Packing {
 
     var byteCount: Int {
         (held === forwardSlot.packed ? 0 : held?.byteCount ?? 0) + (forwardSlot.packed?.byteCount ?? 0)
-            + (inputGradientSlot.packed?.byteCount ?? 0)
+            + (inputGradientSlot.packed?.byteCount ?? 0) + (heldInputGradient?.byteCount ?? 0)
     }
 }
 
@@ -82,10 +86,12 @@ func bfloat16Operands(_ packing: BFloat16Packing?, weight: Variable, input: Vari
     }
     let f = packing.forward(weight.value, pack: forward)
     guard needsGradient else { return (weight, f, nil) }
-    guard let inputGradient else {
-        return (held ? Variable(packing.float32(weight.value)) : weight, f, nil)   // F32 input gradient needs the weight
+    // No input-gradient packing (a strided convolution, an odd output width such as an RGB output convolution):
+    // the F32 input gradient, which needs the weight.
+    guard let g = inputGradient.flatMap({ packing.inputGradient(weight.value, pack: $0) }) else {
+        return (held ? Variable(packing.float32(weight.value)) : weight, f, nil)
     }
-    return (weight, f, packing.inputGradient(weight.value, pack: inputGradient))
+    return (weight, f, g)
 }
 
 extension Linear {

@@ -141,17 +141,20 @@ private let bf16TileRows = 12, bf16TilesPerItem = 8, bf16SliversPerItem = 8
 private func bf16Product(tiles: [SDBF16Tile], a: UnsafePointer<UInt16>, lda: Int, tapOffsets: [Int], weight: BFloat16Weight,
                          out: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, rows: Int) {
     let tileGroups = (tiles.count + bf16TilesPerItem - 1) / bf16TilesPerItem
-    let sliverGroups = (weight.slivers + bf16SliversPerItem - 1) / bf16SliversPerItem
     let flops = 2 * rows * weight.n * weight.taps * weight.kPerTap
     let workers = Parallel.workers(for: flops, minWorkPerThread: 8_000_000)
+    // Up to 8 slivers an item, fewer when that leaves under 6 items a worker (few rows: a 64-row product would
+    // otherwise be 5 items for 2 threads).
+    let sliversPerItem = max(1, min(bf16SliversPerItem, tileGroups * weight.slivers / (6 * workers)))
+    let sliverGroups = (weight.slivers + sliversPerItem - 1) / sliversPerItem
     tiles.withUnsafeBufferPointer { t in
         tapOffsets.withUnsafeBufferPointer { offsets in
             Parallel.forEachChunked(count: tileGroups * sliverGroups, workers: workers) { item in
                 let tg = item / sliverGroups, sg = item % sliverGroups
-                let t0 = tg * bf16TilesPerItem, s0 = sg * bf16SliversPerItem
+                let t0 = tg * bf16TilesPerItem, s0 = sg * sliversPerItem
                 sdBF16ProductBlock(t.baseAddress! + t0, Int32(min(bf16TilesPerItem, t.count - t0)), a, lda,
                                    offsets.baseAddress!, Int32(weight.taps), Int32(weight.kPerTap), weight.storage,
-                                   Int32(s0), Int32(min(weight.slivers, s0 + bf16SliversPerItem)), Int32(weight.n), out,
+                                   Int32(s0), Int32(min(weight.slivers, s0 + sliversPerItem)), Int32(weight.n), out,
                                    ldc, bias)
             }
         }

@@ -19,7 +19,8 @@ struct BenchCase {
 }
 
 /// Every family of kernel cases, in print order.
-let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, attentionBenchCases, groupNormBenchCases]
+let kernelBenchProviders: [() -> [BenchCase]] = [gemmBenchCases, convBenchCases, bfloat16BenchCases, attentionBenchCases,
+                                                  groupNormBenchCases]
 
 /// Seconds of one call: wall clock, or with `cpuTime` the process's CPU time (for tuning single-threaded
 /// kernels on a machine shared with other work: time spent descheduled does not count).
@@ -299,4 +300,28 @@ func convBenchCases() -> [BenchCase] {
             },
         ]
     }
+}
+
+/// `--precision bf16`'s products (CBFloat16, where the CPU has AVX512-BF16): `bf16 linear MxKxN` is x · Wᵀ with x
+/// [M, K] in F32 (rounded to BF16 each call, as a layer does) and W [N, K] packed once; `bf16 conv3x3 …` the
+/// forward convolution with bias. None on other CPUs.
+func bfloat16BenchCases() -> [BenchCase] {
+    guard BFloat16Compute.isAvailable else { return [] }
+    let linear = [(4096, 320, 320), (4096, 2880, 320), (256, 11520, 1280), (64, 1280, 1280)].map {
+        (m: Int, k: Int, n: Int) -> BenchCase in
+        BenchCase(name: "bf16 linear \(m)x\(k)x\(n)", flops: 2 * Double(m * n * k)) {
+            let x = benchTensor([m, k], seed: 1)
+            guard let w = BFloat16Weight.linear(benchTensor([n, k], seed: 2)) else { preconditionFailure("odd K") }
+            return { _ = try? bfloat16Linear(x, weight: w, bias: nil) }
+        }
+    }
+    let conv = [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)].map { (hw: Int, cin: Int, cout: Int) -> BenchCase in
+        let flops = 2 * Double(hw * hw * cin * cout * 9)
+        return BenchCase(name: "bf16 conv3x3 \(hw)x\(hw)x\(cin)->\(cout) fwd", flops: flops) {
+            let x = benchTensor([1, hw, hw, cin], seed: 4), b = benchTensor([cout], seed: 6)
+            guard let w = BFloat16Weight.convolution(benchTensor([3, 3, cin, cout], seed: 5)) else { preconditionFailure("odd Cin") }
+            return { _ = try? bfloat16Conv2d(x, weight: w, kernelHeight: 3, kernelWidth: 3, bias: b, stride: 1, padding: 1) }
+        }
+    }
+    return linear + conv
 }

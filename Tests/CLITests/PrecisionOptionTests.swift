@@ -2,6 +2,7 @@
 // within a few levels of fp32's and records `Precision: bf16` in its parameters (where the CPU runs BF16; elsewhere
 // the run says it computes in fp32 and the pixels are fp32's).
 @testable import CLI
+import Adapters
 import PNGImage
 import TensorCore
 import TestSupport
@@ -42,5 +43,21 @@ final class PrecisionOptionTests: XCTestCase {
         let differences = zip(bf16.image.pixels, f32.image.pixels).map { abs(Int($0) - Int($1)) }
         XCTAssertGreaterThan(differences.max() ?? 0, 0)                       // BF16 products did run
         XCTAssertLessThan(Double(differences.reduce(0, +)) / Double(differences.count), 4)   // mean, 8-bit levels
+    }
+
+    /// train-style on the embedded model with its base in BF16: adapters train on top (its RGB output convolution
+    /// and stride-2 convolutions take the F32 input gradient from the unpacked weight).
+    func testTrainStyleOnABF16Base() throws {
+        let out = try temporaryDirectory("precision-train").appendingPathComponent("out")
+        var code: Int32 = 1
+        let err = try capturingStandardError {
+            code = try TrainStyleCommand.run([TestPaths.repository("images"), "--token", "sks", "--pipeline",
+                                              TestPaths.repository("pipelines/toy"), "--precision", "bf16", "--steps", "2",
+                                              "--no-prior", "--sample-every", "0", "--no-report", "--out", out.path])
+        }
+        XCTAssertEqual(code, 0, err)
+        let adapter = try LoRAFile(contentsOf: out.appendingPathComponent("adapters/sks.safetensors").path)
+        let ups = adapter.modules.filter { $0.component == .unet }.map { $0.up.scalars.map(abs).max() ?? 0 }
+        XCTAssertTrue(ups.contains { $0 > 0 }, "LoRA up matrices moved on the BF16 base")
     }
 }

@@ -191,5 +191,20 @@ extension BFloat16LayerTests {
                                                      padding: 1).scalars)
         XCTAssertEqual(conv.computeInBFloat16(false), 1)
         XCTAssertEqual(conv.weight.value.scalars, original.scalars.map(BFloat16Compute.rounded))
+
+        // An output convolution to RGB (Cout odd) has no BF16 input-gradient packing: its input gradient is the F32
+        // one on the unpacked weight, and a stride-2 convolution's likewise.
+        for (cout, stride) in [(3, 1), (8, 2)] {
+            let layer = Conv2d(inChannels: 6, outChannels: cout, kernelSize: 3, stride: stride, padding: 1)
+            layer.resetParameters(random: &random)
+            layer.freeze()
+            layer.computeInBFloat16(true, holdingWeights: true)
+            let input = Variable(image, requiresGrad: true)
+            try sum(layer(input)).backward()
+            let reference = Variable(image, requiresGrad: true)
+            try sum(Autograd.conv2d(reference, weight: Variable(layer.float32Weight), bias: layer.bias, stride: stride,
+                                    padding: 1)).backward()
+            XCTAssertEqual(try XCTUnwrap(input.grad).scalars, try XCTUnwrap(reference.grad).scalars, "Cout \(cout) s\(stride)")
+        }
     }
 }
