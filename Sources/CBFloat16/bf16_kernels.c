@@ -81,8 +81,8 @@ typedef int32_t SDUnalignedPair __attribute__((aligned(2), may_alias));
 /// C[MR x 32] (+)= A[MR x 2*pairs] · B[2*pairs x 32]; `first`: C starts from the bias (or 0) instead of its
 /// own value. Columns at and past `nv` are neither read nor written.
 SD_BF16_TARGET static inline __attribute__((always_inline))
-void microkernel(const int MR, int nv, int pairs, const uint16_t *a, long lda, const uint16_t *b, float *c,
-                 long ldc, const float *bias, int first) {
+void sdBF16Microkernel(const int MR, int nv, int pairs, const uint16_t *a, long lda, const uint16_t *b, float *c,
+                       long ldc, const float *bias, int first) {
     __m512 acc0[12], acc1[12];
     __mmask16 m0 = nv >= 16 ? 0xFFFF : (__mmask16)((1u << nv) - 1);
     __mmask16 m1 = nv >= 32 ? 0xFFFF : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
@@ -115,9 +115,9 @@ void microkernel(const int MR, int nv, int pairs, const uint16_t *a, long lda, c
     }
 }
 
-#define SD_BF16_CASE(R) case R: microkernel(R, nv, pairs, a, lda, b, c, ldc, bias, first); break;
+#define SD_BF16_CASE(R) case R: sdBF16Microkernel(R, nv, pairs, a, lda, b, c, ldc, bias, first); break;
 
-SD_BF16_TARGET static void tile(int mr, int nv, int pairs, const uint16_t *a, long lda, const uint16_t *b,
+SD_BF16_TARGET static void sdBF16RunTile(int mr, int nv, int pairs, const uint16_t *a, long lda, const uint16_t *b,
                                 float *c, long ldc, const float *bias, int first) {
     switch (mr) {
         SD_BF16_CASE(1) SD_BF16_CASE(2) SD_BF16_CASE(3) SD_BF16_CASE(4) SD_BF16_CASE(5) SD_BF16_CASE(6)
@@ -144,7 +144,7 @@ SD_BF16_TARGET void sdBF16ProductBlock(const SDBF16Tile *tiles, int tileCount, c
                 int nv = n - sv * SD_BF16_SLIVER < SD_BF16_SLIVER ? n - sv * SD_BF16_SLIVER : SD_BF16_SLIVER;
                 const float *bs = bias ? bias + sv * SD_BF16_SLIVER : 0;
                 for (int t = 0; t < tileCount; t++) {
-                    tile(tiles[t].mr, nv, pairs, x + tiles[t].a + tapOffsets[tap] + 2 * p0, lda, b,
+                    sdBF16RunTile(tiles[t].mr, nv, pairs, x + tiles[t].a + tapOffsets[tap] + 2 * p0, lda, b,
                          out + tiles[t].c + sv * SD_BF16_SLIVER, ldc, bs, first);
                 }
             }

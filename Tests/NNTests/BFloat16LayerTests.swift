@@ -11,6 +11,13 @@ private func seeded(_ shape: [Int], seed: UInt64) -> Tensor {
     return random.normal(shape: shape)
 }
 
+/// d(Σ layer(x))/dx.
+private func inputGradient(_ layer: (Variable) throws -> Variable, at x: Tensor) throws -> Tensor {
+    let input = Variable(x, requiresGrad: true)
+    try sum(layer(input)).backward()
+    return try XCTUnwrap(input.grad)
+}
+
 final class BFloat16LayerTests: XCTestCase {
     override func setUpWithError() throws {
         guard BFloat16Compute.isAvailable else {
@@ -105,27 +112,17 @@ final class BFloat16LayerTests: XCTestCase {
         let down = Conv2d(inChannels: 8, outChannels: 8, kernelSize: 3, stride: 2, padding: 1)
         down.resetParameters(random: &random)
         down.freeze()
-        func gradient() throws -> Tensor {
-            let input = Variable(x, requiresGrad: true)
-            try sum(down(input)).backward()
-            return try XCTUnwrap(input.grad)
-        }
-        let f32Gradient = try gradient()
+        let f32Gradient = try inputGradient(down.callAsFunction, at: x)
         down.computeInBFloat16(true)
-        XCTAssertEqual(try gradient().scalars, f32Gradient.scalars)
+        XCTAssertEqual(try inputGradient(down.callAsFunction, at: x).scalars, f32Gradient.scalars)
     }
 
     func testLinearInputGradientIsBF16() throws {
         let layer = try linear(in: 48, out: 30, seed: 12)
         let x = seeded([4, 48], seed: 13)
-        func gradient() throws -> Tensor {
-            let input = Variable(x, requiresGrad: true)
-            try sum(layer(input)).backward()
-            return try XCTUnwrap(input.grad)
-        }
-        let f32 = try gradient()
+        let f32 = try inputGradient(layer.callAsFunction, at: x)
         layer.computeInBFloat16(true)
-        let bf16 = try gradient()
+        let bf16 = try inputGradient(layer.callAsFunction, at: x)
         let ones = Tensor(shape: [4, 30], repeating: 1)
         let direct = try bfloat16Linear(ones, weight: XCTUnwrap(BFloat16Weight.linearInputGradient(layer.weight.value)),
                                         bias: nil)
@@ -154,11 +151,9 @@ extension BFloat16LayerTests {
         XCTAssertEqual(try held(Variable(x)).value.scalars, try beside(Variable(x)).value.scalars)
 
         // The input gradient runs from the held weight (its packing made from the unpacked weight).
-        let input = Variable(x, requiresGrad: true)
-        try sum(held(input)).backward()
         let expected = try bfloat16Linear(Tensor(shape: [3, 24], repeating: 1),
                                           weight: XCTUnwrap(BFloat16Weight.linearInputGradient(held.float32Weight)), bias: nil)
-        XCTAssertEqual(try XCTUnwrap(input.grad).scalars, expected.scalars)
+        XCTAssertEqual(try inputGradient(held.callAsFunction, at: x).scalars, expected.scalars)
 
         // Under a lower kernel level the layer computes in F32 from the unpacked weight.
         let avx2 = try XCTUnwrap(Kernels.set(named: "avx2"))
@@ -199,12 +194,11 @@ extension BFloat16LayerTests {
             layer.resetParameters(random: &random)
             layer.freeze()
             layer.computeInBFloat16(true, holdingWeights: true)
-            let input = Variable(image, requiresGrad: true)
-            try sum(layer(input)).backward()
-            let reference = Variable(image, requiresGrad: true)
-            try sum(Autograd.conv2d(reference, weight: Variable(layer.float32Weight), bias: layer.bias, stride: stride,
-                                    padding: 1)).backward()
-            XCTAssertEqual(try XCTUnwrap(input.grad).scalars, try XCTUnwrap(reference.grad).scalars, "Cout \(cout) s\(stride)")
+            let reference = try inputGradient({
+                try Autograd.conv2d($0, weight: Variable(layer.float32Weight), bias: layer.bias, stride: stride, padding: 1)
+            }, at: image)
+            XCTAssertEqual(try inputGradient(layer.callAsFunction, at: image).scalars, reference.scalars,
+                           "Cout \(cout) s\(stride)")
         }
     }
 }

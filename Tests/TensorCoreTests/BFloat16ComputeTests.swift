@@ -98,7 +98,8 @@ final class BFloat16ComputeTests: XCTestCase {
         } }
         assertMatches(dx, reference, scale: scale, "linear input gradient")
 
-        // Convolution, stride 1: dX[n, y, x, ci] = Σ g[n, y + p - dy, x + p - dx, co] · w[dy, dx, ci, co].
+        // Convolution, stride 1: the adjoint of the forward sum, scattered: each output gradient g[n, oy, ox, co]
+        // adds g · w[dy, dx, ci, co] to every input pixel (oy + dy - p, ox + dx - p) it was computed from.
         for (n, h, wd, cin, cout, kk, p) in [(2, 7, 9, 5, 12, 3, 1), (1, 6, 5, 40, 34, 3, 0), (1, 4, 6, 3, 8, 1, 0)] {
             let wt = randomTensor([kk, kk, cin, cout], seed: 22)
             let ho = h + 2 * p - kk + 1, wo = wd + 2 * p - kk + 1
@@ -108,19 +109,18 @@ final class BFloat16ComputeTests: XCTestCase {
                                                      inputShape: [n, h, wd, cin], padding: p)
             let gr = rounded(go), wr = rounded(wt)
             var reference = [Double](repeating: 0, count: dx.count), scale = reference
-            for b in 0..<n { for y in 0..<h { for x in 0..<wd { for ci in 0..<cin {
-                var sum = 0.0, a = 0.0
-                for dy in 0..<kk { for dxk in 0..<kk {
-                    let oy = y + p - dy, ox = x + p - dxk
-                    guard oy >= 0, oy < ho, ox >= 0, ox < wo else { continue }
-                    for co in 0..<cout {
-                        let t = gr[((b * ho + oy) * wo + ox) * cout + co] * wr[((dy * kk + dxk) * cin + ci) * cout + co]
-                        sum += t; a += abs(t)
+            for index in 0..<go.count {
+                let co = index % cout, pixel = index / cout
+                let (b, oy, ox) = (pixel / (ho * wo), pixel / wo % ho, pixel % wo)
+                for tap in 0..<(kk * kk) {
+                    let y = oy + tap / kk - p, x = ox + tap % kk - p
+                    guard y >= 0, y < h, x >= 0, x < wd else { continue }
+                    for ci in 0..<cin {
+                        let t = gr[index] * wr[(tap * cin + ci) * cout + co], o = ((b * h + y) * wd + x) * cin + ci
+                        reference[o] += t; scale[o] += abs(t)
                     }
-                } }
-                let o = ((b * h + y) * wd + x) * cin + ci
-                reference[o] = sum; scale[o] = a
-            } } } }
+                }
+            }
             assertMatches(dx, reference, scale: scale, "conv input gradient \(kk)x\(kk) p\(p), Cin \(cin), Cout \(cout)")
         }
         XCTAssertNil(BFloat16Weight.convolutionInputGradient(randomTensor([3, 3, 4, 3], seed: 24)))   // Cout odd
