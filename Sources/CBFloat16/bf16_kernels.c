@@ -48,7 +48,42 @@ SD_BF16_TARGET void sdBF16FromF32(const float *src, uint16_t *dst, long count) {
     for (; i < count; i++) dst[i] = bf16Round(src[i]);
 }
 
-void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst) {
+/// 16 F32 values rounded to BF16 in the low halves of 32-bit lanes.
+SD_BF16_TARGET static inline __m512i bf16Lanes(__m512 v) {
+    return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v));
+}
+
+SD_BF16_TARGET void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst) {
+    if (ns == 1 && nv == SD_BF16_SLIVER) {
+        // Columns contiguous (an HWIO kernel, a weight read for the input gradient): rows 2p and 2p+1 of 32
+        // columns become 32 (row 2p, row 2p+1) pairs, 16 at a time.
+        for (int p = 0; p < k / 2; p++) {
+            const float *r0 = src + (long)(2 * p) * ks + n0, *r1 = r0 + ks;
+            uint16_t *row = dst + (long)p * 2 * SD_BF16_SLIVER;
+            for (int h = 0; h < 2; h++) {
+                __m512i lo = bf16Lanes(_mm512_loadu_ps(r0 + 16 * h)), hi = bf16Lanes(_mm512_loadu_ps(r1 + 16 * h));
+                _mm512_storeu_si512((void *)(row + 32 * h), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
+        return;
+    }
+    if (ks == 1 && k % 16 == 0) {
+        // Pairs adjacent (a Linear weight [out, in] read as Wᵀ): each column's 16 consecutive k are 8 pairs, written
+        // down the sliver's rows 128 bytes apart.
+        for (int j = 0; j < SD_BF16_SLIVER; j++) {
+            for (int p = 0; p < k / 2; p += 8) {
+                uint32_t pairs[8];
+                if (j < nv) {
+                    _mm256_storeu_si256((__m256i *)pairs,
+                                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + (long)(n0 + j) * ns + 2 * p)));
+                } else {
+                    memset(pairs, 0, sizeof pairs);
+                }
+                for (int i = 0; i < 8; i++) memcpy(dst + ((long)(p + i) * SD_BF16_SLIVER + j) * 2, &pairs[i], 4);
+            }
+        }
+        return;
+    }
     for (int p = 0; p < k / 2; p++) {
         uint16_t *row = dst + (long)p * 2 * SD_BF16_SLIVER;
         const float *r0 = src + (long)(2 * p) * ks, *r1 = r0 + ks;
