@@ -8,6 +8,7 @@
 // FMA rate. The block driver walks taps and K chunks of 256 outermost so that a 16 KB chunk of each B sliver
 // stays in L1 while every row tile of the block uses it.
 #include "bf16_kernels.h"
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -54,7 +55,7 @@ SD_BF16_TARGET static inline __m512i bf16Lanes(__m512 v) {
 }
 
 SD_BF16_TARGET void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst) {
-    if (ns == 1 && nv == SD_BF16_SLIVER) {
+    if (ns == 1 && nv == SD_BF16_SLIVER && k % 2 == 0) {
         // Columns contiguous (an HWIO kernel, a weight read for the input gradient): rows 2p and 2p+1 of 32
         // columns become 32 (row 2p, row 2p+1) pairs, 16 at a time.
         for (int p = 0; p < k / 2; p++) {
@@ -84,14 +85,15 @@ SD_BF16_TARGET void sdBF16PackSliver(const float *src, long ks, long ns, int k, 
         }
         return;
     }
-    for (int p = 0; p < k / 2; p++) {
+    for (int p = 0; p < (k + 1) / 2; p++) {
         uint16_t *row = dst + (long)p * 2 * SD_BF16_SLIVER;
         const float *r0 = src + (long)(2 * p) * ks, *r1 = r0 + ks;
+        int second = 2 * p + 1 < k;                                   // odd k: the last pair's second row is 0
         int j = 0;
         for (; j < nv; j++) {
             long col = (long)(n0 + j) * ns;
             row[2 * j] = bf16Round(r0[col]);
-            row[2 * j + 1] = bf16Round(r1[col]);
+            row[2 * j + 1] = second ? bf16Round(r1[col]) : 0;
         }
         for (; j < SD_BF16_SLIVER; j++) row[2 * j] = row[2 * j + 1] = 0;
     }
@@ -187,7 +189,87 @@ SD_BF16_TARGET void sdBF16ProductBlock(const SDBF16Tile *tiles, int tileCount, c
     }
 }
 
+/// 2^x for x ≤ 0 (clamped at -126): a degree-6 polynomial on the fraction, scaled by the integer part.
+SD_BF16_TARGET static inline __m512 exp2NonPositive(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-126.0f));
+    __m512 xi = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(x, xi);
+    __m512 p = _mm512_set1_ps(1.5403530e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, xi);
+}
+
+SD_BF16_TARGET void sdBF16AttentionBlock(const uint16_t *q, long qStride, int rows, int d, const uint16_t *packedKeys,
+                                         const uint16_t *packedValues, int keys, float scaleLog2, float *scores,
+                                         uint16_t *probabilities, float *out, long outStride) {
+    int keysEven = keys + (keys & 1);
+    SDBF16Tile tiles[8];
+    int tileCount = (rows + 11) / 12;
+    // S = Q·Kᵀ [rows][keys]
+    for (int t = 0, start = 0; t < tileCount; t++) {
+        int end = rows * (t + 1) / tileCount;
+        tiles[t].a = (long)start * qStride; tiles[t].c = (long)start * keys; tiles[t].mr = end - start;
+        start = end;
+    }
+    long zero = 0;
+    sdBF16ProductBlock(tiles, tileCount, q, qStride, &zero, 1, d, packedKeys, 0, (keys + 31) / 32, keys, scores, keys, 0);
+    // P = 2^(scale·log2e·S − max) in BF16, row sums kept for the end.
+    float sums[96];
+    __m512 scale = _mm512_set1_ps(scaleLog2);
+    for (int r = 0; r < rows; r++) {
+        float *s = scores + (long)r * keys;
+        uint16_t *p = probabilities + (long)r * keysEven;
+        __m512 m = _mm512_set1_ps(-INFINITY);
+        int j = 0;
+        for (; j + 16 <= keys; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(s + j));
+        float mx = _mm512_reduce_max_ps(m);
+        for (; j < keys; j++) mx = s[j] > mx ? s[j] : mx;
+        __m512 shift = _mm512_set1_ps(mx * scaleLog2), total = _mm512_setzero_ps();
+        for (j = 0; j + 16 <= keys; j += 16) {
+            __m512 e = exp2NonPositive(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), scale, shift));
+            __m256bh b = _mm512_cvtneps_pbh(e);
+            total = _mm512_add_ps(total, _mm512_cvtpbh_ps(b));               // sum what the product will use
+            _mm256_storeu_si256((__m256i *)(p + j), (__m256i)b);
+        }
+        if (j < keys) {
+            __mmask16 mask = (__mmask16)((1u << (keys - j)) - 1);
+            __m512 e = exp2NonPositive(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mask, s + j), scale, shift));
+            __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_mov_ps(mask, e));
+            total = _mm512_add_ps(total, _mm512_cvtpbh_ps(b));
+            _mm256_mask_storeu_epi16((__m256i *)(p + j), mask, (__m256i)b);
+        }
+        if (keys & 1) p[keys] = 0;
+        sums[r] = _mm512_reduce_add_ps(total);
+    }
+    // O = P·V [rows][d], then each row divided by its sum.
+    for (int t = 0; t < tileCount; t++) {
+        long start = tiles[t].c / keys;
+        tiles[t].a = start * keysEven; tiles[t].c = start * outStride;
+    }
+    sdBF16ProductBlock(tiles, tileCount, probabilities, keysEven, &zero, 1, keysEven, packedValues, 0, (d + 31) / 32, d,
+                       out, outStride, 0);
+    for (int r = 0; r < rows; r++) {
+        __m512 inv = _mm512_set1_ps(1.0f / sums[r]);
+        float *o = out + (long)r * outStride;
+        int x = 0;
+        for (; x + 16 <= d; x += 16) _mm512_storeu_ps(o + x, _mm512_mul_ps(_mm512_loadu_ps(o + x), inv));
+        for (; x < d; x++) o[x] *= sums[r] > 0 ? 1.0f / sums[r] : 0;
+    }
+}
+
 #else
+
+void sdBF16AttentionBlock(const uint16_t *q, long qStride, int rows, int d, const uint16_t *packedKeys,
+                          const uint16_t *packedValues, int keys, float scaleLog2, float *scores,
+                          uint16_t *probabilities, float *out, long outStride) {
+    (void)q; (void)qStride; (void)rows; (void)d; (void)packedKeys; (void)packedValues; (void)keys; (void)scaleLog2; (void)scores;
+    (void)probabilities; (void)out; (void)outStride;
+}
 
 int sdBF16Available(void) { return 0; }
 void sdBF16FromF32(const float *src, uint16_t *dst, long count) { (void)src; (void)dst; (void)count; }

@@ -11,6 +11,8 @@ public final class Attention: Module {
     public let to_out: ModuleList<Linear>   // to_out.0: [queryDim, inner]
     public let heads: Int
     public let dimHead: Int
+    /// BF16 scores and probabilities where nothing records gradients through them (`computeInBFloat16`).
+    var bfloat16Scores = false
 
     /// `contextDim` nil means self-attention (keys and values come from the queries' input).
     public init(queryDim: Int, contextDim: Int? = nil, heads: Int, dimHead: Int, bias: Bool = false, outBias: Bool = true) {
@@ -30,7 +32,10 @@ public final class Attention: Module {
         let q = try to_q(x)                                  // [N, Lq, H·D]
         let k = try to_k(source)                             // [N, Lk, H·D]
         let v = try to_v(source)                             // [N, Lk, H·D]
-        let o = try attention(q, k, v, heads: heads)         // [N, Lq, H·D]
+        let bf16 = bfloat16Scores && BFloat16Compute.isAvailable && dimHead % 2 == 0
+            && !(GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad))
+        let o = bf16 ? Variable(try bfloat16Attention(q.value, k.value, v.value, heads: heads))
+                     : try attention(q, k, v, heads: heads)   // [N, Lq, H·D]
         return try to_out[0](o)
     }
 }

@@ -8,7 +8,8 @@
 // `torch_dtype=torch.bfloat16` loads a model: half the memory; `weight.value` is then empty and the F32 weight is the
 // BF16 one, unpacked where something needs it: an adapter merge, DoRA's norm, a fallback to F32). BF16 is not used
 // while the weight itself is being trained, on CPUs without AVX512-BF16, or under a lower kernel level: there the
-// layer computes in F32 (from the unpacked weight when it holds BF16 only).
+// layer computes in F32 (from the unpacked weight when it holds BF16 only). Attention modules of the tree compute
+// their scores and probabilities in BF16 too (`bfloat16Attention`) wherever no gradient flows through them.
 import Autograd
 import TensorCore
 
@@ -106,7 +107,8 @@ extension Conv2d {
 
 extension Module {
     /// Turns BF16 compute on (or off) for every Linear and Conv2d of the tree whose weight is F32 (4-bit layers keep
-    /// their own kernels). Returns how many layers changed. Where the CPU runs BF16 the weights are packed now (else
+    /// their own kernels), and for its attention modules' scores and probabilities where no gradient flows through
+    /// them (inference). Returns how many Linear and Conv2d layers changed. Where the CPU runs BF16 the weights are packed now (else
     /// on a layer's first forward, should the kernel level change); with `holdingWeights` each packed layer then
     /// releases its F32 weight and holds the BF16 one only (half the memory; its weight becomes the BF16-rounded
     /// one, and it leaves the state dict). Turning BF16 off gives such a layer its weight back as F32.
@@ -121,6 +123,8 @@ extension Module {
             } else if let c = m as? Conv2d, c.quantizedWeight == nil {
                 changed += c.weight.setBFloat16(on: on, packNow: packNow, hold: holdingWeights, packing: &c.bfloat16,
                                                 pack: BFloat16Weight.convolution)
+            } else if let a = m as? Attention {
+                a.bfloat16Scores = on
             }
         }
         if holdingWeights, changed > 0 { TensorMemory.shared.trim() }     // the released F32 weights leave the cache

@@ -289,3 +289,61 @@ public func bfloat16Conv2dInputGradient(_ gradOutput: Tensor, weight: BFloat16We
     }
     return g
 }
+
+/// Query rows per attention work item: 4 tiles of 12, whose scores (48 x Lk floats: 768 KB at 4096 keys) stay in L2.
+private let bf16AttentionRows = 48
+
+/// softmax(scale·Q·Kᵀ)·V per head for q [N, Lq, H·D] and k, v [N, Lk, H·D] → [N, Lq, H·D] (no mask), with Q, K, V and the
+/// probabilities rounded to BF16 for the two products (F32 sums, F32 softmax); D must be even. `scale` defaults to
+/// 1/√D. Not blocked over keys like the F32 flash kernel: each item holds 48 rows of scores.
+public func bfloat16Attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, scale: Float? = nil) throws -> Tensor {
+    guard q.rank == 3, k.rank == 3, v.rank == 3, heads > 0, q.shape[2] % heads == 0, q.shape[0] == k.shape[0],
+          k.shape == v.shape, k.shape[2] == q.shape[2], (q.shape[2] / heads) % 2 == 0, k.shape[1] > 0 else {
+        throw TensorError.shapeMismatch("bf16 attention: q \(q.shape), k \(k.shape), v \(v.shape), \(heads) heads "
+                                        + "(need [N, L, H·D] with D even)")
+    }
+    let (n, lq, lk, width) = (q.shape[0], q.shape[1], k.shape[1], q.shape[2])
+    let d = width / heads, sliver = Int(SD_BF16_SLIVER), keysEven = lk + (lk & 1)
+    let scaleLog2 = (scale ?? 1 / Float(d).squareRoot()) * 1.4426950408889634
+    let kSlivers = (lk + sliver - 1) / sliver, vSlivers = (d + sliver - 1) / sliver
+    let kSize = d * sliver, vSize = keysEven * sliver, headSize = kSlivers * kSize + vSlivers * vSize
+    let heads = n * heads, perBatch = heads / n
+    let packed = allocateBF16(heads * headSize), qb = allocateBF16(q.count)
+    defer { releaseBF16(packed, heads * headSize); releaseBF16(qb, q.count) }
+    q.withUnsafeBufferPointer { roundRows($0.baseAddress!, into: qb, count: q.count) }
+    k.withUnsafeBufferPointer { kp in
+        v.withUnsafeBufferPointer { vp in
+            Parallel.forEachChunked(count: heads, workers: Parallel.workers(for: heads * lk * d, minWorkPerThread: 1 << 16)) { bh in
+                let (b, h) = (bh / perBatch, bh % perBatch), offset = b * lk * width + h * d
+                let dst = packed + bh * headSize
+                for s in 0..<kSlivers {
+                    sdBF16PackSliver(kp.baseAddress! + offset, 1, width, Int32(d), Int32(s * sliver),
+                                     Int32(min(sliver, lk - s * sliver)), dst + s * kSize)
+                }
+                for s in 0..<vSlivers {
+                    sdBF16PackSliver(vp.baseAddress! + offset, width, 1, Int32(lk), Int32(s * sliver),
+                                     Int32(min(sliver, d - s * sliver)), dst + kSlivers * kSize + s * vSize)
+                }
+            }
+        }
+    }
+    let blocks = (lq + bf16AttentionRows - 1) / bf16AttentionRows
+    let workers = Parallel.workers(for: heads * lq * lk * d * 4, minWorkPerThread: 4_000_000)
+    let scratchFloats = bf16AttentionRows * lk + (bf16AttentionRows * keysEven + 1) / 2
+    let scratch = TensorMemory.shared.allocateFloats(workers * scratchFloats)
+    defer { TensorMemory.shared.deallocateFloats(scratch, count: workers * scratchFloats) }
+    return Tensor(shape: q.shape) { out in
+        let out = out.baseAddress!
+        Parallel.forChunks(count: heads * blocks, workers: workers) { w, range in
+            let scores = scratch + w * scratchFloats
+            let probabilities = UnsafeMutableRawPointer(scores + bf16AttentionRows * lk).assumingMemoryBound(to: UInt16.self)
+            for item in range {
+                let bh = item / blocks, q0 = item % blocks * bf16AttentionRows
+                let (b, h) = (bh / perBatch, bh % perBatch), rows = min(bf16AttentionRows, lq - q0)
+                let row0 = (b * lq + q0) * width + h * d, head = packed + bh * headSize
+                sdBF16AttentionBlock(qb + row0, width, Int32(rows), Int32(d), head, head + kSlivers * kSize, Int32(lk),
+                                     scaleLog2, scores, probabilities, out + row0, width)
+            }
+        }
+    }
+}

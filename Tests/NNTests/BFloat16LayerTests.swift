@@ -202,3 +202,28 @@ extension BFloat16LayerTests {
         }
     }
 }
+
+extension BFloat16LayerTests {
+    /// An attention module with BF16 on computes its scores and probabilities in BF16 where nothing records gradients
+    /// through them, and with the F32 flash kernel where something does (adapters training on its projections).
+    func testAttentionScoresInBF16OnlyWithoutGradients() throws {
+        let attention = Attention(queryDim: 32, contextDim: 24, heads: 2, dimHead: 16)
+        var random = PhiloxRandom(seed: 40)
+        attention.initializeParameters(random: &random)
+        attention.freeze()
+        attention.computeInBFloat16(true)
+        let x = seeded([2, 20, 32], seed: 41), context = seeded([2, 7, 24], seed: 42)
+        func manual(_ x: Variable, bf16: Bool) throws -> Tensor {
+            let c = Variable(context)
+            let (q, k, v) = (try attention.to_q(x), try attention.to_k(c), try attention.to_v(c))
+            let o = bf16 ? Variable(try bfloat16Attention(q.value, k.value, v.value, heads: 2))
+                         : try Autograd.attention(q, k, v, heads: 2)
+            return try attention.to_out[0](o).value
+        }
+        let inference = try withNoGrad { try attention(Variable(x), context: Variable(context)).value }
+        XCTAssertEqual(inference.scalars, try withNoGrad { try manual(Variable(x), bf16: true) }.scalars)
+        XCTAssertNotEqual(inference.scalars, try withNoGrad { try manual(Variable(x), bf16: false) }.scalars)
+        let training = try attention(Variable(x, requiresGrad: true), context: Variable(context)).value
+        XCTAssertEqual(training.scalars, try manual(Variable(x, requiresGrad: true), bf16: false).scalars)
+    }
+}

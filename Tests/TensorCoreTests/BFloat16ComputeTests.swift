@@ -129,6 +129,25 @@ final class BFloat16ComputeTests: XCTestCase {
         XCTAssertNil(BFloat16Weight.linearInputGradient(randomTensor([5, 4], seed: 25)))
     }
 
+    func testAttentionIsCloseToF32Attention() throws {
+        // (N, Lq, Lk, heads, D): odd key count (CLIP's 77), query rows past one 48-row block, D 40 / 64 / 8.
+        for (n, lq, lk, heads, d) in [(2, 100, 77, 3, 40), (1, 50, 64, 2, 64), (1, 13, 5, 1, 8)] {
+            let q = randomTensor([n, lq, heads * d], seed: 40), k = randomTensor([n, lk, heads * d], seed: 41)
+            let v = randomTensor([n, lk, heads * d], seed: 42)
+            let y = try bfloat16Attention(q, k, v, heads: heads)
+            let split = { (t: Tensor) in t.reshapedUnchecked([t.shape[0], t.shape[1], heads, d]) }
+            let reference = try Attention.scaledDotProduct(q: split(q), k: split(k), v: split(v), layout: .blhd, scale: nil,
+                                                           causal: false).output
+            let worst = zip(y.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertGreaterThan(worst, 0, "BF16 products ran")
+            XCTAssertLessThan(worst, 0.015, "attention \(n)x\(lq)x\(lk), \(heads) heads of \(d)")
+            let mean = zip(y.scalars, reference.scalars).map { abs($0 - $1) }.reduce(0, +) / Float(y.count)
+            XCTAssertLessThan(mean, 2e-3, "attention \(n)x\(lq)x\(lk): mean difference")
+        }
+        XCTAssertThrowsError(try bfloat16Attention(randomTensor([1, 4, 6], seed: 1), randomTensor([1, 4, 6], seed: 2),
+                                                   randomTensor([1, 4, 6], seed: 3), heads: 2))   // D = 3: odd
+    }
+
     func testPackingKeepsTheRoundedWeightAndRefusesOddInputs() throws {
         let w = randomTensor([3, 3, 6, 45], seed: 7)
         let packed = try XCTUnwrap(BFloat16Weight.convolution(w))

@@ -17,8 +17,8 @@ int sdBF16Available(void);
 void sdBF16FromF32(const float *src, uint16_t *dst, long count);
 
 /// One packed weight sliver from an F32 matrix: columns `n0 ..< n0 + nv` (nv ≤ 32) of the K x N matrix
-/// `B(k, n) = src[k * ks + n * ns]`, K even, as `[K / 2][32][2]` BF16 (pairs of consecutive k per column,
-/// the operand order of `vdpbf16ps`); columns past `nv` are zero.
+/// `B(k, n) = src[k * ks + n * ns]` as `[(K + 1) / 2][32][2]` BF16 (pairs of consecutive k per column, the operand
+/// order of `vdpbf16ps`; an odd K's last pair ends in 0); columns past `nv` are zero.
 void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst);
 
 /// The inverse: writes the F32 values of a packed sliver back to `B(k, n0 + j)` for j < nv.
@@ -39,5 +39,14 @@ typedef struct {
 void sdBF16ProductBlock(const SDBF16Tile *tiles, int tileCount, const uint16_t *x, long lda,
                         const long *tapOffsets, int taps, int kPerTap, const uint16_t *packed,
                         int sliverBegin, int sliverEnd, int n, float *out, long ldc, const float *bias);
+
+/// Up to 96 query rows of attention for one head: `out[r] = softmax(scale · q[r] · Kᵀ) · V` for the `rows` query rows
+/// at `q + r * qStride` (BF16, `d` each, d even), with K packed as a `d x keys` product weight (`sdBF16PackSliver` of K rows read
+/// transposed) and V as a `keys x d` one (keys rounded up to even, the extra row 0). `scaleLog2` is scale·log2(e).
+/// `scores` holds rows x keys floats and `probabilities` rows x (keys rounded up to even) BF16 values of scratch;
+/// out row r is `out + r * outStride`. Probabilities are rounded to BF16 before both the product and their sum.
+void sdBF16AttentionBlock(const uint16_t *q, long qStride, int rows, int d, const uint16_t *packedKeys,
+                          const uint16_t *packedValues, int keys, float scaleLog2, float *scores,
+                          uint16_t *probabilities, float *out, long outStride);
 
 #endif
