@@ -59,7 +59,7 @@ public final class Conv2d: Module {
         adapters.flatMap(\.adapterParameters)
     }
 
-    /// A quantized layer's state-dict parameters are its bias only.
+    /// A quantized layer's (or one holding its weight in BF16 only) state-dict parameters are its bias only.
     public override func namedDirectParameters() -> [(String, Variable)] {
         guard quantizedWeight != nil || bfloat16?.isHeld(weight.value) == true else { return super.namedDirectParameters() }
         return bias.map { [("bias", $0)] } ?? []

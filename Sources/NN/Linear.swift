@@ -67,7 +67,8 @@ public final class Linear: Module {
         adapters.flatMap(\.adapterParameters)
     }
 
-    /// A quantized layer's state-dict parameters are its bias only (the 4-bit weight is saved by its own writer).
+    /// A quantized layer's state-dict parameters are its bias only (the 4-bit weight is saved by its own writer), and
+    /// so are a layer's that holds its weight in BF16 only.
     public override func namedDirectParameters() -> [(String, Variable)] {
         guard quantizedWeight != nil || bfloat16?.isHeld(weight.value) == true else { return super.namedDirectParameters() }
         return bias.map { [("bias", $0)] } ?? []
