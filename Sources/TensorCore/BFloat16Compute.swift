@@ -1,9 +1,10 @@
-// BF16 compute for frozen weights (`--precision bf16`): Linear and convolution forward passes whose weight and
-// input are rounded to BF16 (8-bit mantissa, nearest even) and multiplied with F32 accumulation by the
-// AVX512-BF16 kernels of CBFloat16 (`vdpbf16ps`: twice the F32 FMA rate). The weight is packed once into
-// 32-column slivers of k-pairs; the input is rounded per call (an NHWC pixel's channels and a row's features
-// are already the pairs the instruction reads, so nothing else is packed). Only where the CPU has AVX512-BF16
-// and the AVX-512 kernel level is active; elsewhere `BFloat16Compute.isAvailable` is false and callers run F32.
+// BF16 compute for frozen weights (`--precision bf16`): Linear and convolution products — forward, and the input
+// gradient through a frozen layer — whose weight and input are rounded to BF16 (8-bit mantissa, nearest even) and
+// multiplied with F32 accumulation by the AVX512-BF16 kernels of CBFloat16 (`vdpbf16ps`: twice the F32 FMA rate),
+// and inference attention from the same products. The weight is packed once into 32-column slivers of k-pairs; the
+// input is rounded per call (an NHWC pixel's channels and a row's features are already the pairs the instruction
+// reads, so nothing else is packed). Only where the CPU has AVX512-BF16 and the AVX-512 kernel level is active;
+// elsewhere `BFloat16Compute.isAvailable` is false and callers run F32.
 import CBFloat16
 import TensorBase
 
