@@ -54,15 +54,18 @@ def main():
     p.add_argument("--cfg", type=float, default=7.5, help="guidance scale (<= 1: no unconditional pass)")
     p.add_argument("--taesd", action="store_true", help="decode with a random-weight AutoencoderTiny")
     p.add_argument("--pipeline", help="a diffusers model folder to load instead of random weights")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="bfloat16: the pipeline's weights and activations, as torch_dtype=torch.bfloat16 loads it")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    torch.set_default_dtype(getattr(torch, a.dtype))
     if a.pipeline:
         tokenizer = CLIPTokenizer.from_pretrained(os.path.join(a.pipeline, "tokenizer"))
-        text_encoder = CLIPTextModel.from_pretrained(os.path.join(a.pipeline, "text_encoder"), torch_dtype=torch.float32).eval()
-        unet = UNet2DConditionModel.from_pretrained(os.path.join(a.pipeline, "unet"), torch_dtype=torch.float32).eval()
+        text_encoder = CLIPTextModel.from_pretrained(os.path.join(a.pipeline, "text_encoder"), torch_dtype=getattr(torch, a.dtype)).eval()
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(a.pipeline, "unet"), torch_dtype=getattr(torch, a.dtype)).eval()
         vae_dir = os.path.join(a.pipeline, "vae")
-        vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).eval() if os.path.isdir(vae_dir) else None
+        vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=getattr(torch, a.dtype)).eval() if os.path.isdir(vae_dir) else None
         scheduler_class, scheduler_name = SCHEDULERS[a.sampler]
         scheduler = scheduler_class.from_pretrained(os.path.join(a.pipeline, "scheduler"))
     else:
@@ -113,7 +116,7 @@ def main():
     decode = time.perf_counter() - t0
     cpu = time.process_time() - cpu_start
     steps = sorted(e - s for e, s in zip(ends, [0.0] + ends))
-    print(f"torch generate {os.path.basename(os.path.normpath(a.pipeline)) if a.pipeline else a.config} {size}x{size}, {scheduler_name}, {a.steps} steps, "
+    print(f"torch generate {os.path.basename(os.path.normpath(a.pipeline)) if a.pipeline else a.config} {size}x{size} {a.dtype}, {scheduler_name}, {a.steps} steps, "
           + (f"CFG {a.cfg} (UNet batch 2)" if guided else "no guidance (UNet batch 1)")
           + (", TAESD decode" if taesd is not None else ""))
     print(f"  text encoder {text:.3f} s (x{2 if guided else 1} prompts)")

@@ -13,6 +13,7 @@ import Schedulers
 import TensorCore
 
 /// `bench generate [--config sd15|tiny | --pipeline DIR] [--steps N] [--sampler NAME] [--cfg G] [--taesd] [--size PIXELS] [--threads N]
+/// [--precision bf16]
 /// [--lora rank=R --batch N --rounds K]` (`--cfg 1`: no unconditional pass; `--taesd`: decode with a random-weight
 /// TAESD of madebyollin/taesd's shape instead of the VAE; `--sampler lcm --steps 4 --cfg 1 --taesd` is `generate --fast`;
 /// `--pipeline DIR`: a model folder's own weights, e.g. the embedded `pipelines/toy`, instead of a random model).
@@ -47,6 +48,9 @@ private func generateBench(_ a: BenchArguments) throws {
         }
         model = try StableDiffusionModel(name: "random-\(name)", tokenizer: try byteLevelTokenizer(), textEncoder: text,
                                          unet: unet, vae: vae)
+    }
+    for module in [model.unet, model.textEncoder, model.vae] as [Module?] {
+        if let module { try applyBenchPrecision(module, a) }     // --precision bf16 (QuantizedBench.swift)
     }
     let size = try a.int("--size") ?? model.defaultSize
     print(String(format: a.has("--pipeline") ? "setup (load) %.1f s" : "setup (build + random weights) %.1f s", setup))
