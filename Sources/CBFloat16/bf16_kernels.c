@@ -40,15 +40,6 @@ static inline uint16_t bf16Round(float f) {
     return (uint16_t)(u >> 16);
 }
 
-SD_BF16_TARGET void sdBF16FromF32(const float *src, uint16_t *dst, long count) {
-    long i = 0;
-    for (; i + 16 <= count; i += 16) {
-        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)v);
-    }
-    for (; i < count; i++) dst[i] = bf16Round(src[i]);
-}
-
 /// 16 F32 values rounded to BF16 in the low halves of 32-bit lanes.
 SD_BF16_TARGET static inline __m512i bf16Lanes(__m512 v) {
     return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v));
@@ -272,7 +263,6 @@ void sdBF16AttentionBlock(const uint16_t *q, long qStride, int rows, int d, cons
 }
 
 int sdBF16Available(void) { return 0; }
-void sdBF16FromF32(const float *src, uint16_t *dst, long count) { (void)src; (void)dst; (void)count; }
 void sdBF16PackSliver(const float *src, long ks, long ns, int k, int n0, int nv, uint16_t *dst) {
     (void)src; (void)ks; (void)ns; (void)k; (void)n0; (void)nv; (void)dst;
 }

@@ -38,14 +38,17 @@ public final class Conv2d: Module {
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
-            ?? { () throws -> Variable in
-                let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.convolution,
-                                            inputGradient: stride == 1 ? BFloat16Weight.convolutionInputGradient : nil)
-                return try conv2d(x, weight: bf16.weight, bias: bias, stride: stride, padding: padding,
-                                  bfloat16: bf16.forward, bfloat16InputGradient: bf16.inputGradient)
-            }()
+            ?? baseConvolution(x)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
+    }
+
+    /// The convolution over the F32 weight, in BF16 where `computeInBFloat16` turned it on.
+    private func baseConvolution(_ x: Variable) throws -> Variable {
+        let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.convolution,
+                                    inputGradient: stride == 1 ? BFloat16Weight.convolutionInputGradient : nil)
+        return try conv2d(x, weight: bf16.weight, bias: bias, stride: stride, padding: padding, bfloat16: bf16.forward,
+                          bfloat16InputGradient: bf16.inputGradient)
     }
 
     /// PyTorch's default: weight and bias uniform in ±1/√(Cin·kh·kw).

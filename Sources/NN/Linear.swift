@@ -46,14 +46,17 @@ public final class Linear: Module {
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
         var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
-            ?? { () throws -> Variable in
-                let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.linear,
-                                            inputGradient: BFloat16Weight.linearInputGradient)
-                return try linear(x, weight: bf16.weight, bias: bias, bfloat16: bf16.forward,
-                                  bfloat16InputGradient: bf16.inputGradient)
-            }()
+            ?? baseProduct(x)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }
         return y
+    }
+
+    /// x·Wᵀ + b over the F32 weight, in BF16 where `computeInBFloat16` turned it on.
+    private func baseProduct(_ x: Variable) throws -> Variable {
+        let bf16 = bfloat16Operands(bfloat16, weight: weight, input: x, forward: BFloat16Weight.linear,
+                                    inputGradient: BFloat16Weight.linearInputGradient)
+        return try linear(x, weight: bf16.weight, bias: bias, bfloat16: bf16.forward,
+                          bfloat16InputGradient: bf16.inputGradient)
     }
 
     /// PyTorch's default: weight and bias uniform in ±1/√in.

@@ -18,9 +18,9 @@ public enum BFloat16Compute {
 
     /// Rounds to the nearest BF16 value, as the kernels round their operands (tests and error bounds).
     public static func rounded(_ x: Float) -> Float {
-        if x.isNaN { return x }
-        let u = x.bitPattern
-        return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+        var (value, bits) = (x, UInt16(0))
+        convertF32ToBF16(&value, &bits, count: 1)
+        return Float(bitPattern: UInt32(bits) << 16)
     }
 }
 
@@ -187,7 +187,7 @@ private func releaseBF16(_ p: UnsafeMutablePointer<UInt16>, _ count: Int) {
 private func roundRows(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int) {
     let chunk = 1 << 16
     Parallel.forEachChunked(count: (count + chunk - 1) / chunk, workers: Parallel.workers(for: count, minWorkPerThread: 1 << 20)) { i in
-        sdBF16FromF32(src + i * chunk, dst + i * chunk, min(chunk, count - i * chunk))
+        convertF32ToBF16(src + i * chunk, dst + i * chunk, count: min(chunk, count - i * chunk))
     }
 }
 
@@ -254,7 +254,7 @@ public func bfloat16Conv2d(_ x: Tensor, weight: BFloat16Weight, kernelHeight kh:
                 return
             }
             dst.update(repeating: 0, count: p * cin)
-            sdBF16FromF32(src + (n * h + y) * w * cin, dst + p * cin, w * cin)
+            convertF32ToBF16(src + (n * h + y) * w * cin, dst + p * cin, count: w * cin)
             (dst + (p + w) * cin).update(repeating: 0, count: p * cin)
         }
     }
@@ -308,14 +308,14 @@ public func bfloat16Attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int,
     let scaleLog2 = (scale ?? 1 / Float(d).squareRoot()) * 1.4426950408889634
     let kSlivers = (lk + sliver - 1) / sliver, vSlivers = (d + sliver - 1) / sliver
     let kSize = d * sliver, vSize = keysEven * sliver, headSize = kSlivers * kSize + vSlivers * vSize
-    let heads = n * heads, perBatch = heads / n
-    let packed = allocateBF16(heads * headSize), qb = allocateBF16(q.count)
-    defer { releaseBF16(packed, heads * headSize); releaseBF16(qb, q.count) }
+    let allHeads = n * heads
+    let packed = allocateBF16(allHeads * headSize), qb = allocateBF16(q.count)
+    defer { releaseBF16(packed, allHeads * headSize); releaseBF16(qb, q.count) }
     q.withUnsafeBufferPointer { roundRows($0.baseAddress!, into: qb, count: q.count) }
     k.withUnsafeBufferPointer { kp in
         v.withUnsafeBufferPointer { vp in
-            Parallel.forEachChunked(count: heads, workers: Parallel.workers(for: heads * lk * d, minWorkPerThread: 1 << 16)) { bh in
-                let (b, h) = (bh / perBatch, bh % perBatch), offset = b * lk * width + h * d
+            Parallel.forEachChunked(count: allHeads, workers: Parallel.workers(for: allHeads * lk * d, minWorkPerThread: 1 << 16)) { bh in
+                let (b, h) = (bh / heads, bh % heads), offset = b * lk * width + h * d
                 let dst = packed + bh * headSize
                 for s in 0..<kSlivers {
                     sdBF16PackSliver(kp.baseAddress! + offset, 1, width, Int32(d), Int32(s * sliver),
@@ -329,18 +329,18 @@ public func bfloat16Attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int,
         }
     }
     let blocks = (lq + bf16AttentionRows - 1) / bf16AttentionRows
-    let workers = Parallel.workers(for: heads * lq * lk * d * 4, minWorkPerThread: 4_000_000)
+    let workers = Parallel.workers(for: allHeads * lq * lk * d * 4, minWorkPerThread: 4_000_000)
     let scratchFloats = bf16AttentionRows * lk + (bf16AttentionRows * keysEven + 1) / 2
     let scratch = TensorMemory.shared.allocateFloats(workers * scratchFloats)
     defer { TensorMemory.shared.deallocateFloats(scratch, count: workers * scratchFloats) }
     return Tensor(shape: q.shape) { out in
         let out = out.baseAddress!
-        Parallel.forChunks(count: heads * blocks, workers: workers) { w, range in
+        Parallel.forChunks(count: allHeads * blocks, workers: workers) { w, range in
             let scores = scratch + w * scratchFloats
             let probabilities = UnsafeMutableRawPointer(scores + bf16AttentionRows * lk).assumingMemoryBound(to: UInt16.self)
             for item in range {
                 let bh = item / blocks, q0 = item % blocks * bf16AttentionRows
-                let (b, h) = (bh / perBatch, bh % perBatch), rows = min(bf16AttentionRows, lq - q0)
+                let (b, h) = (bh / heads, bh % heads), rows = min(bf16AttentionRows, lq - q0)
                 let row0 = (b * lq + q0) * width + h * d, head = packed + bh * headSize
                 sdBF16AttentionBlock(qb + row0, width, Int32(rows), Int32(d), head, head + kSlivers * kSize, Int32(lk),
                                      scaleLog2, scores, probabilities, out + row0, width)

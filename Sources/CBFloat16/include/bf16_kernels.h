@@ -13,9 +13,6 @@
 /// 1 when the CPU has AVX-512 F/BW/VL/DQ and AVX512-BF16 and the OS saves the ZMM and opmask state, else 0.
 int sdBF16Available(void);
 
-/// `dst[i] = bf16(src[i])`, rounded to nearest even (NaN stays NaN).
-void sdBF16FromF32(const float *src, uint16_t *dst, long count);
-
 /// One packed weight sliver from an F32 matrix: columns `n0 ..< n0 + nv` (nv ≤ 32) of the K x N matrix
 /// `B(k, n) = src[k * ks + n * ns]` as `[(K + 1) / 2][32][2]` BF16 (pairs of consecutive k per column, the operand
 /// order of `vdpbf16ps`; an odd K's last pair ends in 0); columns past `nv` are zero.
