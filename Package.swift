@@ -53,7 +53,8 @@ let package = Package(
     ],
     targets: [
         // MARK: - Numerical base: tensors, then the kernels per instruction-set level, then their dispatch
-        .target(name: "TensorBase", swiftSettings: language + fastFlags),
+        .target(name: "CWorkerPool", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "TensorBase", dependencies: ["CWorkerPool"], swiftSettings: language + fastFlags),
         .target(name: "CPUFeatures"),
         // BF16 products (AVX512-BF16), enabled per function; optimised in debug builds too.
         .target(name: "CBFloat16", cSettings: [.unsafeFlags(["-O3"])]),

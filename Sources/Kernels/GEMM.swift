@@ -45,7 +45,7 @@ struct GEMMTile {
 }
 
 /// Flops per thread below which a GEMM runs on one thread.
-let gemmMinFlopsPerThread = 4_000_000
+let gemmMinFlopsPerThread = 1_000_000
 /// Floats in one packed B block (1 MB; 512 KB measured no better on a 1 MB-L2 machine).
 let gemmPackedBlockFloats = 262_144
 /// Below this many columns, `Aᵀ * B` runs as `(Bᵀ * A)ᵀ` (`transposedProduct`).

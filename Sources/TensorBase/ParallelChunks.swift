@@ -37,7 +37,7 @@ extension Parallel {
         }
         let chunks = min(count, w * chunksPerWorker)
         let counter = ChunkCounter(count: chunks)
-        DispatchQueue.concurrentPerform(iterations: w) { worker in
+        perform(iterations: w) { worker in
             while let c = counter.claim() {
                 body(worker, (count * c / chunks)..<(count * (c + 1) / chunks))
             }

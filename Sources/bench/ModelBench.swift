@@ -34,10 +34,11 @@ struct BenchArguments {
 
 private func unetBench(_ a: BenchArguments) throws {
     let name = a.string("--config") ?? "sd15"
-    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "sdxl": .sdxl, "tiny": .tiny]
+    let configs: [String: UNet2DConditionConfig] = ["sd15": .sd15, "sd21": .sd21, "sdxl": .sdxl, "tiny": .tiny,
+                                                    "toy": toyUNetConfig]
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
     let batch = try a.int("--batch") ?? 2, size = try a.int("--size") ?? config.sampleSize ?? 64
-    let tokens = try a.int("--tokens") ?? 77, repeats = try a.int("--repeat") ?? 1
+    let tokens = try a.int("--tokens") ?? (name == "toy" ? 32 : 77), repeats = try a.int("--repeat") ?? 1
     let flops = FLOPCount.unet(config, batch: batch, size: size, tokens: tokens)
     if a.has("--count") { return report("unet \(name) batch \(batch) \(size)×\(size)", flops: flops, times: []) }
     var unet: UNet2DConditionModel!
@@ -77,10 +78,24 @@ private func unetBench(_ a: BenchArguments) throws {
         print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
         return
     }
-    let times = try (0..<repeats).map { _ in
-        try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: conditioning) } }
+    // --profile: time per kernel over every run but the first (as `bench train --profile`).
+    let profile = a.has("--profile") ? KernelProfile() : nil
+    let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
+    var cpu: [Double] = []
+    let times = try (0..<repeats).map { run in
+        if run == 1 { profile?.reset() }
+        let cpuBefore = processCPUSeconds()
+        defer { cpu.append(processCPUSeconds() - cpuBefore) }
+        return try Kernels.$override.withValue(kernels) {
+            try timeThrowing { _ = try withNoGrad { try unet(sample, timesteps: [500], conditioning: conditioning) } }
+        }
     }
     report(label, flops: flops, times: times)
+    if let profile {
+        let warm = repeats > 1 ? 1 : 0
+        profile.printTable(steps: repeats - warm, stepSeconds: times.dropFirst(warm).reduce(0, +),
+                           stepCPUSeconds: cpu.dropFirst(warm).reduce(0, +))
+    }
     printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
 }
 

@@ -18,7 +18,7 @@ let suites: [Suite] = [
           flags: ["json", "torch", "skip-peak", "cpu-time"], run: runKernelBench),
     Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|sdxl|tiny --batch N --size H --repeat N; --lora rank=R; --quantize nf4|fp4; --precision bf16",
           options: ["config", "batch", "size", "tokens", "repeat", "threads", "lora", "quantize", "precision"],
-          flags: ["count", "cpu-time", "backward", "checkpointing", "quantize-convs"], run: runUNetBench),
+          flags: ["count", "cpu-time", "backward", "checkpointing", "quantize-convs", "profile"], run: runUNetBench),
     Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; --precision bf16; bench/torch_models.py",
           options: ["config", "batch", "size", "repeat", "threads", "precision"], flags: ["count", "encode", "tiled"], run: runVAEBench),
     Suite(name: "train", summary: "LoRA training steps (AdamW): --config sd15|sdxl|tiny|toy --size H --batch N --repeat N; --quantize nf4|fp4 [--quantize-convs]; faults and allocations per step; --profile: time per kernel; --precision bf16; bench/torch_train.py",
