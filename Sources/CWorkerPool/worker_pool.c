@@ -115,6 +115,11 @@ static void startThreads(void) {
     pthread_attr_destroy(&attributes);
 }
 
+long sdWorkerPoolClaim(long *counter, long count) {
+    long claimed = __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+    return claimed < count ? claimed : -1;
+}
+
 int sdWorkerPoolThreads(void) {
     pthread_once(&startOnce, startThreads);
     return threadCount;

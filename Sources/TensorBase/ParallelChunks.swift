@@ -4,24 +4,7 @@
 // finishes much later than the other. Here `workers` threads pull small contiguous chunks from a shared
 // counter until none are left: a thread that runs slowly simply takes fewer chunks. Each chunk's result
 // depends only on the chunk, never on which thread ran it, so results stay bitwise reproducible.
-import Foundation
-
-/// The next unclaimed chunk index, shared by the workers of one call.
-@usableFromInline final class ChunkCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
-    @usableFromInline let count: Int
-
-    @usableFromInline init(count: Int) { self.count = count }
-
-    @usableFromInline func claim() -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard next < count else { return nil }
-        next += 1
-        return next - 1
-    }
-}
+import CWorkerPool
 
 extension Parallel {
     /// Calls `body(worker, range)` for consecutive chunks of `0..<count` (about `chunksPerWorker` per worker),
@@ -36,10 +19,12 @@ extension Parallel {
             return
         }
         let chunks = min(count, w * chunksPerWorker)
-        let counter = ChunkCounter(count: chunks)
-        perform(iterations: w) { worker in
-            while let c = counter.claim() {
-                body(worker, (count * c / chunks)..<(count * (c + 1) / chunks))
+        var next = 0        // the next unclaimed chunk, shared by the workers through an atomic add
+        withUnsafeMutablePointer(to: &next) { counter in
+            perform(iterations: w) { worker in
+                while case let c = sdWorkerPoolClaim(counter, chunks), c >= 0 {
+                    body(worker, (count * c / chunks)..<(count * (c + 1) / chunks))
+                }
             }
         }
     }

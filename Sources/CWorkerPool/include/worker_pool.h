@@ -17,6 +17,10 @@ typedef void (*sdWorkerPoolBody)(void *context, long iteration);
 /// threads, or `iterations` is above 65535: the caller then runs the iterations itself.
 int sdWorkerPoolRun(long iterations, sdWorkerPoolBody body, void *context);
 
+/// Hands out chunk indices on demand: returns the value of `*counter` before adding 1 to it, or -1 once that
+/// value is not below `count` (the counter may pass `count`; it is only ever compared).
+long sdWorkerPoolClaim(long *counter, long count);
+
 /// The pool's threads (not counting callers); starts them if they are not running yet.
 int sdWorkerPoolThreads(void);
 
