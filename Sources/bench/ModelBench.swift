@@ -9,8 +9,8 @@ import Foundation
 import NN
 import TensorCore
 
-/// `bench unet [--config sd15|sd21|sdxl|tiny] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
-/// [--backward [--checkpointing]]`.
+/// `bench unet [--config sd15|sd21|sdxl|tiny|toy] [--batch N] [--size H] [--tokens S] [--repeat N] [--threads N] [--count]
+/// [--backward [--checkpointing]] [--profile]`.
 /// `--lora rank=R` compares base, one adapter unfused and fused, and per-image adapters (LoRABench.swift).
 func runUNetBench(_ a: BenchArguments) throws { try runModelBench(a, unetBench) }
 

@@ -16,7 +16,7 @@ let suites: [Suite] = [
     Suite(name: "kernels", summary: "GEMM, conv2d, attention, GroupNorm; --json; --torch to run bench/torch_kernels.py beside; --isa all|LEVEL",
           options: ["threads", "filter", "rounds", "python", "script", "isa"],
           flags: ["json", "torch", "skip-peak", "cpu-time"], run: runKernelBench),
-    Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|sdxl|tiny --batch N --size H --repeat N; --lora rank=R; --quantize nf4|fp4; --precision bf16",
+    Suite(name: "unet", summary: "UNet forward (or --backward), random weights: --config sd15|sd21|sdxl|tiny|toy --batch N --size H --repeat N; --lora rank=R; --quantize nf4|fp4; --precision bf16; --profile: time per kernel",
           options: ["config", "batch", "size", "tokens", "repeat", "threads", "lora", "quantize", "precision"],
           flags: ["count", "cpu-time", "backward", "checkpointing", "quantize-convs", "profile"], run: runUNetBench),
     Suite(name: "vae", summary: "VAE decode (or --encode), random weights: --config sd15|tiny --size h --repeat N; --precision bf16; bench/torch_models.py",
