@@ -40,12 +40,12 @@ public final class ResnetBlock2D: Module {
     }
 
     private func forward(_ x: Variable, temb: Variable?) throws -> Variable {
-        var h = try conv1(silu(norm1(x)))                        // [N, H, W, out]
+        var h = try conv1(norm1.silu(x))                        // [N, H, W, out]
         if let time_emb_proj, let temb {
             let t = try time_emb_proj(silu(temb))                 // [N, out]
             h = try h + reshape(t, [t.shape[0], 1, 1, t.shape[1]])
         }
-        h = try conv2(silu(norm2(h)))
+        h = try conv2(norm2.silu(h))
         let shortcut = try conv_shortcut.map { try $0(x) } ?? x
         let sum = try shortcut + h
         return outputScaleFactor == 1 ? sum : scale(sum, by: 1 / outputScaleFactor)

@@ -110,7 +110,7 @@ public final class UNet2DConditionModel: Module {
             let size = skips.last.map { (height: $0.shape[1], width: $0.shape[2]) }
             h = try block(h, skips: taken, temb: temb, context: context, upsampleSize: size)
         }
-        return try conv_out(silu(conv_norm_out(h)))
+        return try conv_out(conv_norm_out.silu(h))
     }
 
     /// SDXL's "text_time" embedding: add_embedding(cat([text_embeds, add_time_proj(time_ids).reshape(N, 6·D)]))

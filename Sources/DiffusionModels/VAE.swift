@@ -119,7 +119,7 @@ public final class Encoder: Module {
         var h = try conv_in(x)
         for block in down_blocks { h = try block(h) }
         h = try mid_block(h)
-        return try conv_out(silu(conv_norm_out(h)))
+        return try conv_out(conv_norm_out.silu(h))
     }
 }
 
@@ -147,6 +147,6 @@ public final class Decoder: Module {
     public func callAsFunction(_ z: Variable) throws -> Variable {
         var h = try mid_block(conv_in(z))
         for block in up_blocks { h = try block(h) }
-        return try conv_out(silu(conv_norm_out(h)))
+        return try conv_out(conv_norm_out.silu(h))
     }
 }

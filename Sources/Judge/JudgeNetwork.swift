@@ -86,11 +86,11 @@ public final class JudgeNetwork: Module {
         guard x.shape.count == 4, x.shape[1] == Self.inputSize, x.shape[2] == Self.inputSize, x.shape[3] == 3 else {
             throw JudgeError.invalidInput("the judge takes [N, 64, 64, 3] images, got \(x.shape)")
         }
-        var h = silu(try norm1(try conv1(x)))
-        h = silu(try norm2(try conv2(h)))
-        h = silu(try norm3(try conv3(h)))
-        h = silu(try norm4(try conv4(h)))
-        h = silu(try norm5(try conv5(h)))                                   // [N, 4, 4, 64]
+        var h = try norm1.silu(try conv1(x))
+        h = try norm2.silu(try conv2(h))
+        h = try norm3.silu(try conv3(h))
+        h = try norm4.silu(try conv4(h))
+        h = try norm5.silu(try conv5(h))                                   // [N, 4, 4, 64]
         h = try reshape(h, [x.shape[0], 4 * 4 * 64])
         return silu(try fc(h))
     }

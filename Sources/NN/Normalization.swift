@@ -21,6 +21,11 @@ public final class GroupNorm: Module {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         try groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
     }
+
+    /// `silu(self(x))` fused into the normalisation's own passes (the same values and gradients bit for bit).
+    public func silu(_ x: Variable) throws -> Variable {
+        try groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, activation: .silu)
+    }
 }
 
 public final class LayerNorm: Module {
