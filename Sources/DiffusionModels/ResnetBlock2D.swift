@@ -40,7 +40,7 @@ public final class ResnetBlock2D: Module {
     }
 
     private func forward(_ x: Variable, temb: Variable?) throws -> Variable {
-        var h = try conv1(norm1.silu(x))                        // [N, H, W, out]
+        var h = try conv1(norm1.silu(x))                          // [N, H, W, out]
         if let time_emb_proj, let temb {
             let t = try time_emb_proj(silu(temb))                 // [N, out]
             h = try h + reshape(t, [t.shape[0], 1, 1, t.shape[1]])
