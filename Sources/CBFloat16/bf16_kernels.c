@@ -245,11 +245,11 @@ SD_BF16_TARGET void sdBF16AttentionBlock(const uint16_t *q, long qStride, int ro
     sdBF16ProductBlock(tiles, tileCount, probabilities, keysEven, &zero, 1, keysEven, packedValues, 0, (d + 31) / 32, d,
                        out, outStride, 0);
     for (int r = 0; r < rows; r++) {
-        __m512 inv = _mm512_set1_ps(1.0f / sums[r]);
+        float inv = 1.0f / sums[r];                                  // ≥ 1: the row's largest score gives 2^0
         float *o = out + (long)r * outStride;
         int x = 0;
-        for (; x + 16 <= d; x += 16) _mm512_storeu_ps(o + x, _mm512_mul_ps(_mm512_loadu_ps(o + x), inv));
-        for (; x < d; x++) o[x] *= sums[r] > 0 ? 1.0f / sums[r] : 0;
+        for (; x + 16 <= d; x += 16) _mm512_storeu_ps(o + x, _mm512_mul_ps(_mm512_loadu_ps(o + x), _mm512_set1_ps(inv)));
+        for (; x < d; x++) o[x] *= inv;
     }
 }
 

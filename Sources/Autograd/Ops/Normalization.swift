@@ -7,9 +7,8 @@ import TensorCore
 /// ResNet block in one pass over memory, forward and backward; the same values bit for bit).
 public func groupNorm(_ x: Variable, groups: Int, weight: Variable?, bias: Variable?, eps: Float = 1e-5,
                       activation: NormalizationActivation = .none) throws -> Variable {
-    let xv = x.value, gamma = weight?.value
-    let beta = activation == .none ? nil : bias?.value                   // the fused backward recomputes x̂·γ + β
-    let r = try Normalization.groupNorm(xv, groups: groups, gamma: gamma, beta: bias?.value, eps: eps, activation: activation)
+    let xv = x.value, gamma = weight?.value, beta = bias?.value           // β: a fused backward recomputes x̂·γ + β
+    let r = try Normalization.groupNorm(xv, groups: groups, gamma: gamma, beta: beta, eps: eps, activation: activation)
     let (mean, rstd) = (r.mean, r.rstd)                                  // the VJP keeps these, not the output
     return normalized(r.output, of: activation == .none ? "groupNorm" : "groupNorm+silu", x, weight, bias) { g in
         try Normalization.groupNormBackward(g, xv, mean: mean, rstd: rstd, groups: groups, gamma: gamma, beta: beta,
