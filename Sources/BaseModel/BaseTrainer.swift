@@ -129,12 +129,38 @@ public final class BaseTrainer {
         loop.checkpointMetadata = { [unowned self] in self.runMetadata }
     }
 
+    /// Starts from `model`'s weights instead of fresh ones (a fine-tune of an exported base: same architecture and
+    /// tokenizer). Strict: a folder of another architecture changes nothing and the error names the first
+    /// mismatch. Call before the first step; the optimiser's moments stay fresh.
+    public func initialize(from model: StableDiffusionModel, path: String) throws {
+        guard step == 0 else { throw BaseModelError.invalidArgument("--init: the run is at step \(step); weights are set before step 1") }
+        guard model.tokenizer.vocabularySize == tokenizer.vocabularySize else {
+            throw BaseModelError.invalidArgument("--init \(path): its tokenizer has \(model.tokenizer.vocabularySize) tokens, "
+                + "this run's \(tokenizer.vocabularySize)")
+        }
+        let previous = unet.stateDict()
+        do {
+            try unet.load(stateDict: model.unet.stateDict())
+            do { try textEncoder.load(stateDict: model.textEncoder.stateDict()) } catch {
+                try unet.load(stateDict: previous)
+                throw error
+            }
+        } catch {
+            throw BaseModelError.invalidArgument("--init \(path): not an arch \(architecture.name) model: \(error)")
+        }
+        initializedFrom = path
+    }
+
+    /// The pipeline folder the weights started from (`initialize(from:path:)`), nil for fresh weights.
+    public private(set) var initializedFrom: String?
+
     /// What every checkpoint of the run says about it (read back by `train-base --export` for TRAINING.md).
     public var runMetadata: [String: String] {
         ["step": String(step), "seed": String(config.seed), "batch": String(config.batchSize),
          "architecture": architecture.name, "lr": String(config.learningRate), "steps": String(config.steps),
          "warmup": String(config.warmupSteps)].merging(config.captionOmission.map {
             ["omit_color": String($0.color), "omit_place": String($0.place)] } ?? [:]) { a, _ in a }
+            .merging(initializedFrom.map { ["init": $0] } ?? [:]) { a, _ in a }
     }
 
     /// Number of weights (UNet, text encoder).
@@ -184,6 +210,7 @@ public final class BaseTrainer {
                 + "this run \(architecture.name)")
         }
         try loop.restore(checkpoint)
+        initializedFrom = checkpoint.extra["init"]
         return checkpoint.extra
     }
 }

@@ -2,7 +2,7 @@
 // picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
-//                [--omit-color P] [--omit-place P]
+//                [--omit-color P] [--omit-place P] [--init MODEL_DIR]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G] [--save DIR]
@@ -41,11 +41,12 @@ struct Options {
     var guidance = 4.0
     var save: String?
     var prompt: String?
+    var initFrom: String?
 }
 
 let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
-                      [--omit-color P] [--omit-place P]
+                      [--omit-color P] [--omit-place P] [--init MODEL_DIR]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
                       [--save DIR] [--prompt TEXT]
@@ -62,13 +63,16 @@ let usage = """
       --omit-color P, --omit-place P
                    probability that a training caption leaves out the object's colour / the place (each
                    independently; default 0): `a photo of a dog`, `a red car`, `a dog on the beach`
+      --init MODEL_DIR start from that exported model's weights (same --arch; e.g. pipelines/toy) instead of fresh
+                   ones: a fine-tune with its own learning-rate plan and data seed (use another --seed to see new
+                   scenes); a resumed run keeps the weights of its checkpoint
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
-                                                     "prompt"],
+                                                     "prompt", "init"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -103,6 +107,8 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.guidance = try a.double("guidance") ?? o.guidance
     o.save = a.string("save")
     o.prompt = a.string("prompt")
+    o.initFrom = a.string("init")
+    if o.initFrom != nil && (o.evaluate != nil || o.exportOnly) { throw CommandLineError.usage("--init goes with a training run") }
     if o.prompt != nil && o.evaluate == nil { throw CommandLineError.usage("--prompt goes with --evaluate MODEL_DIR") }
     return o
 }
@@ -217,11 +223,13 @@ func main() throws {
         let omitted = checkpoint.extra["omit_color"] != nil || checkpoint.extra["omit_place"] != nil
         let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
             + "probability \(m("omit_place"))" : ""
-        let omissionFlags = omitted ? " --omit-color \(m("omit_color")) --omit-place \(m("omit_place"))" : ""
+        let omissionFlags = (omitted ? " --omit-color \(m("omit_color")) --omit-place \(m("omit_place"))" : "")
+            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "")
+        let start = checkpoint.extra["init"].map { "fine-tuned from the model in `\($0)` (all its weights)" } ?? "from scratch"
         let text = """
             # How `\(o.out)` was trained
 
-            `train-base` (Sources/train-base) trained this pixel-space 64×64 model from scratch on the picture
+            `train-base` (Sources/train-base) trained this pixel-space 64×64 model \(start) on the picture
             world (`WorldDataset(seed: \(m("seed")))`, base options\(omission)), UNet and CLIP text encoder jointly, full weights.
 
             - command: `swift build -c release --product train-base && .build/release/train-base --arch \(arch.name) \
@@ -243,6 +251,9 @@ func main() throws {
     if o.resume && fm.fileExists(atPath: checkpointPath) {
         try trainer.loadCheckpoint(from: checkpointPath)
         say("resumed from \(checkpointPath) at step \(trainer.step)")
+    } else if let initFrom = o.initFrom, !o.exportOnly {
+        try trainer.initialize(from: StableDiffusionModel(path: initFrom), path: initFrom)
+        say("weights from \(initFrom)")
     }
     if o.exportOnly {
         guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }

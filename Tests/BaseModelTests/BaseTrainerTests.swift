@@ -148,4 +148,43 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(try ToyExport.sampleBatch(model, prompts: ["a red car in the snow", "a blue ball"], steps: 2), images,
                        "one batch gives each prompt's image alone")
     }
+
+    /// `--init`: a run starts from an exported model's weights (fresh moments, its own seed), says so in every
+    /// checkpoint and keeps saying it after a resume; a folder of another architecture changes nothing.
+    func testInitializeStartsFromAnExportedModel() throws {
+        let source = try makeTrainer(steps: 2, seed: 3)
+        for _ in 0..<2 { try source.trainStep() }
+        for (_, p) in source.unet.namedParameters() + source.textEncoder.namedParameters() {
+            p.value = try Tensor(shape: p.shape, scalars: p.value.scalars.map { Float(Float16($0)) })
+        }
+        let dir = try temporaryDirectory("toy-init").appendingPathComponent("toy").path
+        try ToyExport.write(unet: source.unet, textEncoder: source.textEncoder, vocabulary: source.vocabulary,
+                            modelMaxLength: ToyTokenizer.maxLength, to: dir)
+
+        let run = try temporaryDirectory("toy-init-run")
+        let tuned = try makeTrainer(steps: 3, seed: 9, runDirectory: run)
+        XCTAssertNotEqual(tuned.unet.namedParameters()[0].1.value.scalars, source.unet.namedParameters()[0].1.value.scalars)
+        try tuned.initialize(from: StableDiffusionModel(path: dir), path: dir)
+        for ((key, a), (_, b)) in zip(source.unet.namedParameters() + source.textEncoder.namedParameters(),
+                                      tuned.unet.namedParameters() + tuned.textEncoder.namedParameters()) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, key)
+        }
+        XCTAssertEqual(tuned.runMetadata["init"], dir)
+        tuned.loop.shouldStop = { tuned.step == 1 }
+        XCTAssertEqual(try tuned.loop.run(), .interrupted(step: 1))
+        XCTAssertThrowsError(try tuned.initialize(from: StableDiffusionModel(path: dir), path: dir), "weights are set before step 1")
+        let resumed = try makeTrainer(steps: 3, seed: 9, runDirectory: run)
+        XCTAssertEqual(try resumed.loadCheckpoint(from: resumed.loop.checkpointPath)["init"], dir)
+        XCTAssertEqual(resumed.runMetadata["init"], dir, "a resumed fine-tune still names its start")
+
+        // The embedded model is arch s, not micro: refused, nothing changed.
+        let fresh = try makeTrainer(steps: 2, seed: 9)
+        let before = fresh.unet.namedParameters().map { $0.1.value.scalars }
+        let embedded = TestPaths.repository("pipelines/toy")
+        XCTAssertThrowsError(try fresh.initialize(from: StableDiffusionModel(path: embedded), path: embedded)) { error in
+            XCTAssertTrue("\(error)".contains("not an arch micro model"), "\(error)")
+        }
+        XCTAssertEqual(fresh.unet.namedParameters().map { $0.1.value.scalars }, before)
+        XCTAssertNil(fresh.runMetadata["init"])
+    }
 }
