@@ -23,6 +23,9 @@ public enum GenerateCommand {
       --negative TEXT     negative prompt (default: none = unconditional)
       --steps N           sampler steps (default 20)
       --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
+      --guidance-rescale φ  diffusers' guidance_rescale (A1111's "CFG Rescale phi"), 0…1 (default 0): keeps the
+                          guided prediction at the spread of the prompt's own, against the burnt, over-saturated
+                          pictures of high CFG (0.7 is the paper's choice)
       --sampler NAME      \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default dpm++2m);
                           A1111's names as its PNGs write them work too ("Euler a", "DPM++ 2M Karras")
       --karras            Karras sigma spacing (euler, euler_a, heun, lms, dpm++2m, dpm++2m_sde, unipc)
@@ -92,7 +95,7 @@ public enum GenerateCommand {
     static let options: Set<String> = ModelOptions.names.union(["pipeline", "negative", "steps", "cfg", "sampler", "seed", "rng", "width",
                                        "height", "clip-skip", "num-images", "prompts", "out", "from-png", "lora", "lora-dir",
                                        "batch-size", "grid", "grid-columns", "init-image", "strength", "resize", "taesd", "preview",
-                                       "preview-every", "save-quantized"]).union(SizeConditioningOptions.names)
+                                       "preview-every", "save-quantized", "guidance-rescale"]).union(SizeConditioningOptions.names)
     static let flagNames: Set<String> = ["karras", "json", "help", "no-auto-lora", "verbose", "vae-tiling", "fast", "quantize-convs"]
     /// stable-diffusion.cpp's spellings: `-p PROMPT` (an option there) and its short and long option names.
     static let compatibilityOptions: Set<String> = ["prompt"]
@@ -101,7 +104,8 @@ public enum GenerateCommand {
     /// `--shard I/N`: lines I, I+N, … of the prompts (I from 0), for one of N machines.
     static let shardOption: Set<String> = ["shard"]
     static let aliases = ["negative-prompt": "negative", "cfg-scale": "cfg", "guidance": "cfg", "guidance-scale": "cfg",
-                          "sampling-method": "sampler", "output": "out", "batch-count": "num-images", "model": "pipeline"]
+                          "sampling-method": "sampler", "output": "out", "batch-count": "num-images", "model": "pipeline",
+                          "cfg-rescale": "guidance-rescale"]
 
     /// Runs `generate` with `arguments` (without the program name); returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
@@ -298,6 +302,10 @@ public enum GenerateCommand {
         if let v = args.string("negative") { p.negativePrompt = v }
         if let v = try args.int("steps", in: 1...1000) { p.steps = v }
         if let v = try args.double("cfg") { p.guidanceScale = v }
+        if let v = try args.double("guidance-rescale") {
+            guard (0...1).contains(v) else { throw CommandLineError.usage("--guidance-rescale takes a number in [0, 1], got \(v)") }
+            p.guidanceRescale = v
+        }
         if let name = args.string("sampler") {
             // A1111 writes Karras spacing into the sampler's name ("DPM++ 2M Karras").
             let karras = name.lowercased().hasSuffix(" karras")
@@ -394,7 +402,7 @@ public enum GenerateCommand {
     static func summary(path: String, _ info: ParametersText) -> [String: Any] {
         let p = info.parameters
         return ["path": path, "prompt": p.prompt, "negative_prompt": p.negativePrompt, "seed": p.seed,
-                "steps": p.steps, "cfg": p.guidanceScale, "sampler": p.sampler.rawValue, "karras": p.karras ?? false,
+                "steps": p.steps, "cfg": p.guidanceScale, "guidance_rescale": p.guidanceRescale, "sampler": p.sampler.rawValue, "karras": p.karras ?? false,
                 "rng": p.rng.rawValue, "width": p.width ?? 0, "height": p.height ?? 0, "clip_skip": p.clipSkip,
                 "batch_position": info.batchPosition, "parameters": info.text]
             .merging(InitImages.summary(p)) { a, _ in a }

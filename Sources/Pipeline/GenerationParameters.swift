@@ -94,6 +94,11 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     public var steps: Int
     /// Classifier-free guidance scale g (default 7.5); g ≤ 1 runs without guidance, as diffusers does.
     public var guidanceScale: Double
+    /// diffusers' `guidance_rescale` φ (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
+    /// Flawed", §3.4): the guided prediction is scaled to the standard deviation of the prompt's own prediction,
+    /// blended φ : 1 − φ with the plain guided one; 0 (default) is plain guidance, 0.7 the paper's choice against
+    /// the over-exposed, over-saturated pictures high guidance gives. Used only with guidance (g > 1).
+    public var guidanceRescale: Double
     /// Default `dpm++2m`.
     public var sampler: SamplerKind
     /// Karras σ spacing; nil: the scheduler config's `use_karras_sigmas` where the sampler supports it.
@@ -123,11 +128,12 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
                 sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
                 width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
                 adapters: [AdapterReference] = [], initImage: InitImageReference? = nil,
-                sizeConditioning: SizeConditioning? = nil) {
+                sizeConditioning: SizeConditioning? = nil, guidanceRescale: Double = 0) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.steps = steps
         self.guidanceScale = guidanceScale
+        self.guidanceRescale = guidanceRescale
         self.sampler = sampler
         self.karras = karras
         self.seed = seed

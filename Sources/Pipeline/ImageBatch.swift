@@ -42,7 +42,8 @@ extension GenerationParameters {
     /// images and adapters may differ.
     public func sharesDenoisingLoop(with other: GenerationParameters) -> Bool {
         width == other.width && height == other.height && steps == other.steps && sampler == other.sampler
-            && karras == other.karras && eta == other.eta && guidanceScale == other.guidanceScale && rng == other.rng
+            && karras == other.karras && eta == other.eta && guidanceScale == other.guidanceScale
+            && guidanceRescale == other.guidanceRescale && rng == other.rng
             && initImage?.strength == other.initImage?.strength
     }
 }

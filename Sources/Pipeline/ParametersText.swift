@@ -64,6 +64,7 @@ public struct ParametersText: Equatable, Sendable {
         }
         if p.clipSkip != 0 { fields.append(("Clip skip", "\(p.clipSkip + 1)")) }
         if p.eta != 0 { fields.append(("Eta", "\(p.eta)")) }
+        if p.guidanceRescale != 0 { fields.append(("CFG Rescale phi", "\(p.guidanceRescale)")) }
         if p.numImages != 1 {
             fields.append(("Batch size", "\(p.numImages)"))
             fields.append(("Batch pos", "\(batchPosition)"))
@@ -122,6 +123,7 @@ public struct ParametersText: Equatable, Sendable {
         p.sizeConditioning = try Self.sizeConditioning(fields)
         if let v = fields["Clip skip"] { p.clipSkip = max(0, try number("Clip skip", v) as Int - 1) }
         if let v = fields["Eta"] { p.eta = try number("Eta", v) }
+        if let v = fields["CFG Rescale phi"] { p.guidanceRescale = try number("CFG Rescale phi", v) }
         if let v = fields["Denoising strength"] {
             p.initImage = InitImageReference(strength: try number("Denoising strength", v), hash: fields["Init image hash"],
                                              path: fields["Init image"],

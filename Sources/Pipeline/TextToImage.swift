@@ -89,6 +89,9 @@ public struct TextToImage {
         guard p.steps >= 1 else { throw PipelineError.invalidRequest("steps must be ≥ 1, got \(p.steps)") }
         guard p.numImages >= 1 else { throw PipelineError.invalidRequest("number of images must be ≥ 1, got \(p.numImages)") }
         guard p.guidanceScale.isFinite else { throw PipelineError.invalidRequest("CFG scale must be finite") }
+        guard (0...1).contains(p.guidanceRescale) else {
+            throw PipelineError.invalidRequest("guidance rescale must be in [0, 1], got \(p.guidanceRescale)")
+        }
         guard (0...model.maxClipSkip).contains(p.clipSkip) else {
             throw PipelineError.invalidRequest("clip skip \(p.clipSkip) must be in 0...\(model.maxClipSkip)")
         }
@@ -242,7 +245,7 @@ public struct TextToImage {
             from = .latents(try sampler.addNoise(to: clean, noise: start, step: first), step: first)
         }
         let clock = Date()
-        let g = Float(p.guidanceScale)
+        let g = Float(p.guidanceScale), phi = Float(p.guidanceRescale)
         return try sampler.run(from: from, noise: &noise, progress: { s in
             progress?(StepProgress(step: s.step - first, total: s.total - first, elapsed: Date().timeIntervalSince(clock), latents: s.sample))
         }) { input, t in
@@ -252,7 +255,7 @@ public struct TextToImage {
                                    conditioning: conditioning).value
                 }
             }
-            return guided ? try Self.guide(eps, scale: g) : eps
+            return guided ? try Self.guide(eps, scale: g, rescale: phi) : eps
         }
     }
 
@@ -399,7 +402,7 @@ public struct TextToImage {
     }
 
     /// [2N, …] = (ε_u, ε_c) → ε_u + g·(ε_c − ε_u), [N, …] (TensorCore's element-wise kernels).
-    static func guide(_ out: Tensor, scale g: Float) throws -> Tensor {
+    static func guide(_ out: Tensor, scale g: Float, rescale phi: Float = 0) throws -> Tensor {
         var shape = out.shape
         shape[0] /= 2
         let half = out.count / 2
@@ -407,6 +410,32 @@ public struct TextToImage {
             (Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress!, count: half) },
              Tensor(shape: shape) { $0.baseAddress!.update(from: o.baseAddress! + half, count: half) })
         }
-        return try Elementwise.axpy(g, Elementwise.sub(cond, uncond), uncond)
+        let guided = try Elementwise.axpy(g, Elementwise.sub(cond, uncond), uncond)
+        return phi > 0 ? rescaled(guided, toDeviationOf: cond, phi: phi) : guided
+    }
+
+    /// diffusers' `rescale_noise_cfg`: per image n, x̂ = x · σ(cond_n) / σ(x_n), blended φ·x̂ + (1 − φ)·x, where σ
+    /// is the standard deviation over the image's values (the unbiased correction cancels in the ratio).
+    static func rescaled(_ x: Tensor, toDeviationOf cond: Tensor, phi: Float) -> Tensor {
+        let n = x.shape[0], m = x.count / max(n, 1)
+        func deviation(_ p: UnsafePointer<Float>) -> Double {
+            var sum = 0.0, squares = 0.0
+            for i in 0..<m { sum += Double(p[i]) }
+            let mean = sum / Double(m)
+            for i in 0..<m { let d = Double(p[i]) - mean; squares += d * d }
+            return (squares / Double(max(m - 1, 1))).squareRoot()
+        }
+        return Tensor(shape: x.shape) { out in
+            x.withUnsafeBufferPointer { xs in
+                cond.withUnsafeBufferPointer { cs in
+                    for b in 0..<n {
+                        let xb = xs.baseAddress! + b * m, o = out.baseAddress! + b * m
+                        let sx = deviation(xb), sc = deviation(cs.baseAddress! + b * m)
+                        let factor = Float(sx > 0 ? Double(phi) * sc / sx + Double(1 - phi) : 1)
+                        for i in 0..<m { o[i] = xb[i] * factor }
+                    }
+                }
+            }
+        }
     }
 }

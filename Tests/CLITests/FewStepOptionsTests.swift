@@ -8,7 +8,8 @@ import XCTest
 
 final class FewStepOptionsTests: XCTestCase {
     private func parse(_ argv: [String]) throws -> GenerationParameters {
-        let args = try ParsedArguments(argv, options: GenerateCommand.options, flagNames: GenerateCommand.flagNames)
+        let args = try ParsedArguments(argv, options: GenerateCommand.options, flagNames: GenerateCommand.flagNames,
+                                       aliases: GenerateCommand.aliases)
         return try GenerateCommand.overridden(GenerationParameters(prompt: "a dog"), args, defaultSeed: 1)
     }
 
@@ -18,6 +19,15 @@ final class FewStepOptionsTests: XCTestCase {
         let six = try parse(["--fast", "--steps", "6", "--cfg", "1.5"])
         XCTAssertEqual([six.sampler.rawValue, "\(six.steps)", "\(six.guidanceScale)"], ["lcm", "6", "1.5"])
         XCTAssertEqual(try parse(["--sampler", "UniPC"]).sampler, .unipc)
+    }
+
+    /// --guidance-rescale (diffusers' spelling guidance_rescale, A1111's cfg-rescale) takes φ in [0, 1].
+    func testGuidanceRescaleOption() throws {
+        XCTAssertEqual(try parse(["--guidance-rescale", "0.7"]).guidanceRescale, 0.7)
+        XCTAssertEqual(try parse(["--guidance_rescale", "1"]).guidanceRescale, 1)
+        XCTAssertEqual(try parse(["--cfg-rescale", "0.5"]).guidanceRescale, 0.5)
+        XCTAssertEqual(try parse([]).guidanceRescale, 0)
+        XCTAssertThrowsError(try parse(["--guidance-rescale", "1.5"])) { XCTAssertTrue("\($0)".contains("[0, 1]"), "\($0)") }
     }
 
     func testWritesPNGsWithTheTinyAutoencoderAndTiling() throws {
