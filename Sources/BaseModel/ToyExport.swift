@@ -80,12 +80,12 @@ public enum ToyExport {
     /// against the empty prompt), for evaluating a model on hundreds of prompts: `TextToImage`'s one loop
     /// over the whole batch (one UNet batch per step), each image the one `sample` gives for its prompt.
     public static func sampleBatch(_ model: StableDiffusionModel, prompts: [String], steps: Int = 20,
-                                   guidance: Double = 4, seed: UInt64 = 0) throws -> [Image] {
+                                   guidance: Double = 4, guidanceRescale: Double = 0, seed: UInt64 = 0) throws -> [Image] {
         guard !prompts.isEmpty else { return [] }
         let pipeline = TextToImage(model: model)
         let requests = prompts.enumerated().map { i, prompt in
             BatchRequest(parameters: GenerationParameters(prompt: prompt, steps: steps, guidanceScale: guidance,
-                                                          seed: seed + UInt64(i)))
+                                                          seed: seed + UInt64(i), guidanceRescale: guidanceRescale))
         }
         return try pipeline.decode(pipeline.denoise(batch: requests))
     }

@@ -5,7 +5,8 @@
 //                [--omit-color P] [--omit-place P] [--init MODEL_DIR]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
-//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G] [--save DIR]
+//     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
+//                [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
 //
 // The run folder keeps `checkpoint.safetensors` (weights, optimiser, step; written atomically every
 // N steps and on SIGINT), `export/` (the latest weights as a pipeline folder) and `samples/step-N.png`.
@@ -39,6 +40,7 @@ struct Options {
     var count = 200
     var sampleSteps = 20
     var guidance = 4.0
+    var guidanceRescale = 0.0
     var save: String?
     var prompt: String?
     var initFrom: String?
@@ -49,7 +51,7 @@ let usage = """
                       [--omit-color P] [--omit-place P] [--init MODEL_DIR]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
-                      [--save DIR] [--prompt TEXT]
+                      [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
 
       --save DIR   (--evaluate) also write every picture as DIR/NNN.png, each prompt with the judge's
                    reading to DIR/verdicts.txt, and the first 25 as DIR/heldout-grid.png (prompt-grid.png with --prompt)
@@ -72,7 +74,7 @@ func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
-                                                     "prompt", "init"],
+                                                     "prompt", "init", "guidance-rescale"],
                                 flagNames: ["resume", "export"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -105,6 +107,8 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.count = try a.int("count", in: 1...Int.max) ?? o.count
     o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
     o.guidance = try a.double("guidance") ?? o.guidance
+    o.guidanceRescale = try a.double("guidance-rescale") ?? o.guidanceRescale
+    guard (0...1).contains(o.guidanceRescale) else { throw CommandLineError.usage("--guidance-rescale takes a number in [0, 1]") }
     o.save = a.string("save")
     o.prompt = a.string("prompt")
     o.initFrom = a.string("init")
@@ -128,7 +132,7 @@ func evaluate(_ o: Options, modelPath: String) throws {
     for (k, start) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
         let part = Array(prompts[start..<min(start + 25, prompts.count)])
         let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
-                                               seed: UInt64(start))
+                                               guidanceRescale: o.guidanceRescale, seed: UInt64(start))
         pairs += zip(part, images).map { ($0, $1) }
         if k == 0, let dir = o.save {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -168,6 +172,7 @@ func evaluate(_ o: Options, modelPath: String) throws {
     let manifold = String(format: "precision %.1f%% (pictures inside the manifold of %d renders of the same prompts, judge features, "
         + "k = 3), recall %.1f%%; fresh renders score %.1f%% / %.1f%%", 100 * pr.precision, reference.count, 100 * pr.recall,
         100 * calibration.precision, 100 * calibration.recall)
+    let rescaleNote = o.guidanceRescale > 0 ? String(format: ", rescale %.2f", o.guidanceRescale) : ""
     if let prompt = o.prompt {
         let named = Caption.parse(prompt)
         let sure = zip(pairs, verdicts).filter { Fidelity.matchesPrompt($0.0.prompt, $0.1) && $0.1.objectProbability >= 0.9 }.count
@@ -175,16 +180,16 @@ func evaluate(_ o: Options, modelPath: String) throws {
         let parts = [named.object.map { String(format: "object %.1f%%", 100 * Double(object) / n) + " (\($0.word))" },
                      named.color.map { String(format: "colour %.1f%%", 100 * Double(color) / n) + " (\($0.word))" },
                      named.background.map { String(format: "place %.1f%%", 100 * Double(background) / n) + " (\($0.word))" }]
-        say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f): %@; all named %.1f%%, and clean (the judge's "
+        say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f%@): %@; all named %.1f%%, and clean (the judge's "
             + "clean head) %.1f%%; all named with object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f",
-            prompt, pairs.count, o.sampleSteps, o.guidance, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
+            prompt, pairs.count, o.sampleSteps, o.guidance, rescaleNote, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
             100 * Double(clean) / n, 100 * Double(sure) / n, 100 * Double(none) / n,
             verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
         say(manifold)
         return
     }
-    say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f): object %.1f%%, colour %.1f%%, "
-        + "background %.1f%%, all three %.1f%%, all three and clean %.1f%%", pairs.count, o.sampleSteps, o.guidance,
+    say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f%@): object %.1f%%, colour %.1f%%, "
+        + "background %.1f%%, all three %.1f%%, all three and clean %.1f%%", pairs.count, o.sampleSteps, o.guidance, rescaleNote,
         100 * Double(object) / n, 100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n,
         100 * Double(clean) / n))
     say(manifold)
