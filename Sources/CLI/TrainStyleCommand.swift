@@ -33,13 +33,13 @@ public struct TrainStyleArguments {
     /// Options that a resumed run accepts (everything else is the run's saved setting; a single-file base
     /// model's --vae, --prediction and --tokenizer are not saved and are given again).
     static let resumeOptions: Set<String> = ModelOptions.names.union(["resume", "steps", "out", "report", "judge",
-                                                                      "report-count", "no-report", "help"])
+                                                                      "report-count", "report-cfg", "no-report", "help"])
 
     static let options: Set<String> = ModelOptions.names.union([
         "token", "class", "instance-prompt", "pipeline", "out", "resolution", "crop", "num-class-images", "prior-weight", "prior-target",
         "class-seed", "steps", "batch", "lr", "warmup", "lr-schedule", "gradient-accumulation", "rank", "alpha", "targets",
         "adapter", "target-rank", "text-encoder-lr", "seed", "snr-gamma", "noise-offset", "caption-dropout", "save-every", "sample-every", "validation-prompts", "resume",
-        "report", "judge", "report-count", "preview", "taesd",
+        "report", "judge", "report-count", "report-cfg", "preview", "taesd",
     ]).union(DatasetArguments.options).union(kohyaOptions)
     static let flags: Set<String> = Set(["quantize-convs", "style", "flip", "no-prior", "train-text-encoder", "unet-only", "gradient-checkpointing",
                                      "help", "no-report"]).union(DatasetArguments.flags)
@@ -91,7 +91,8 @@ public struct TrainStyleArguments {
         held-out prompts in the style, read as the style? content kept?)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
-          train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--token W --class N] [--out DIR]
+          --report-cfg G           the report pictures' guidance scale (default 7.5)
+          train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--report-cfg G] [--token W --class N] [--out DIR]
                                    the report alone, into OUT/reports/<adapter name>/ (IMAGES_DIR: the subject's
                                    pictures, for judge-I and PRES)
 

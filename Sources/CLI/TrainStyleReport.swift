@@ -19,6 +19,10 @@ public struct ReportOptions: Equatable {
         judge = a.string("judge") ?? Self.defaultJudge
         judgeGiven = a.has("judge")
         settings.count = try a.int("report-count", in: 1...10_000) ?? settings.count
+        if let g = try a.double("report-cfg") {
+            guard g.isFinite, g >= 0 else { throw CommandLineError.usage("--report-cfg takes a guidance scale ≥ 0, got \(g)") }
+            settings.guidanceScale = g
+        }
     }
 
     /// Why the report cannot run on `model` (nil: it can).

@@ -116,7 +116,18 @@ final class FidelityReportTests: XCTestCase {
         let report = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: folder.appendingPathComponent("report.json")))
         XCTAssertEqual(report.settings.count, 2)
         XCTAssertEqual(report.settings.steps, 20)
+        XCTAssertEqual(report.settings.guidanceScale, 7.5)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("report.png").path))
+        // --report-cfg: the pictures at another guidance scale, recorded in the report; a negative one is refused
+        let other = root.appendingPathComponent("out-cfg")
+        XCTAssertEqual(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
+                                                  "--judge", judgePath, "--report-count", "2", "--report-cfg", "4", "--out", other.path]), 0)
+        let atFour = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: other.appendingPathComponent("reports/sks/report.json")))
+        XCTAssertEqual(atFour.settings.guidanceScale, 4)
+        XCTAssertNotEqual(try Data(contentsOf: other.appendingPathComponent("reports/sks/report.png")),
+                          try Data(contentsOf: folder.appendingPathComponent("report.png")), "other pictures")
+        XCTAssertThrowsError(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
+                                                        "--judge", judgePath, "--report-cfg", "-1", "--out", other.path]))
     }
 
     func testReportCommandNeedsItsFiles() {
