@@ -402,7 +402,8 @@ public enum GenerateCommand {
     static func summary(path: String, _ info: ParametersText) -> [String: Any] {
         let p = info.parameters
         return ["path": path, "prompt": p.prompt, "negative_prompt": p.negativePrompt, "seed": p.seed,
-                "steps": p.steps, "cfg": p.guidanceScale, "guidance_rescale": p.guidanceRescale, "sampler": p.sampler.rawValue, "karras": p.karras ?? false,
+                "steps": p.steps, "cfg": p.guidanceScale, "guidance_rescale": p.guidanceRescale, "sampler": p.sampler.rawValue,
+                "karras": p.karras ?? false,
                 "rng": p.rng.rawValue, "width": p.width ?? 0, "height": p.height ?? 0, "clip_skip": p.clipSkip,
                 "batch_position": info.batchPosition, "parameters": info.text]
             .merging(InitImages.summary(p)) { a, _ in a }
