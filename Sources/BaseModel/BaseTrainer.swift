@@ -159,7 +159,8 @@ public final class BaseTrainer {
         ["step": String(step), "seed": String(config.seed), "batch": String(config.batchSize),
          "architecture": architecture.name, "lr": String(config.learningRate), "steps": String(config.steps),
          "warmup": String(config.warmupSteps)].merging(config.captionOmission.map {
-            ["omit_color": String($0.color), "omit_place": String($0.place)] } ?? [:]) { a, _ in a }
+            ["omit_color": String($0.color), "omit_place": String($0.place)]
+                .merging($0.usualColors ? ["usual_colors": "1"] : [:]) { a, _ in a } } ?? [:]) { a, _ in a }
             .merging(initializedFrom.map { ["init": $0] } ?? [:]) { a, _ in a }
     }
 

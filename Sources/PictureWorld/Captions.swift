@@ -32,18 +32,39 @@ public struct CaptionOmission: Equatable, Sendable, Codable {
     public var color: Double
     /// Probability that the place is left out.
     public var place: Double
+    /// Whether a scene whose caption leaves the colour out shows its object in the object's usual colour
+    /// (`ObjectKind.usualColor`: `a dog` is a brown dog), as people leave out what is expected and name
+    /// what is not. Without it an unnamed colour is any colour.
+    public var usualColors: Bool
 
     /// Throws unless both probabilities lie in [0, 1].
-    public init(color: Double = 0, place: Double = 0) throws {
+    public init(color: Double = 0, place: Double = 0, usualColors: Bool = false) throws {
         guard (0...1).contains(color), (0...1).contains(place) else {
             throw WorldError.invalidArgument("caption omission probabilities must lie in [0, 1], got colour \(color), place \(place)")
         }
         self.color = color
         self.place = place
+        self.usualColors = usualColors
     }
 
     /// Never leave anything out.
     public static let none = try! CaptionOmission()
+
+    private enum CodingKeys: String, CodingKey { case color, place, usualColors }
+
+    /// `usualColors` is written only when set, so configurations made before it existed read the same.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(color, forKey: .color)
+        try c.encode(place, forKey: .place)
+        if usualColors { try c.encode(true, forKey: .usualColors) }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(color: try c.decode(Double.self, forKey: .color), place: try c.decode(Double.self, forKey: .place),
+                      usualColors: try c.decodeIfPresent(Bool.self, forKey: .usualColors) ?? false)
+    }
 
     /// The parts one caption names, drawn from `rng` (two draws; none when nothing is ever left out, so the
     /// streams of callers without omission are untouched).
@@ -92,8 +113,19 @@ public enum Caption {
     /// `omission` says (drawn after phrasing and variant, and only when `omission` is not `.none`).
     public static func random(_ labels: SceneLabels, omitting omission: CaptionOmission = .none,
                               using rng: inout some RandomNumberGenerator) -> String {
+        var labels = labels
+        return random(&labels, omitting: omission, using: &rng)
+    }
+
+    /// `random(_:omitting:using:)` for a scene's labels: when the caption leaves the colour out and
+    /// `omission.usualColors` is set, `labels.color` becomes the object's usual colour (the same draws, so
+    /// the stream after it is the same either way).
+    public static func random(_ labels: inout SceneLabels, omitting omission: CaptionOmission,
+                              using rng: inout some RandomNumberGenerator) -> String {
         let phrasing = Int(rng.next() % UInt64(phrasingCount)), variant = Int(rng.next() % 3)
-        return make(labels, phrasing: phrasing, variant: variant, naming: omission.parts(using: &rng))
+        let parts = omission.parts(using: &rng)
+        if !parts.color, omission.usualColors { labels.color = labels.object.usualColor }
+        return make(labels, phrasing: phrasing, variant: variant, naming: parts)
     }
 
     /// Every caption `make` can write for labels drawn from `options` naming every part, in a fixed order

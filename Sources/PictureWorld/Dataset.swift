@@ -4,7 +4,8 @@
 // of the two, so any item can be rendered alone, in any order, on any thread, and always gives the same
 // bytes. Images come as NHWC tensors in [-1, 1] (the diffusers convention, `Image.tensorHWC`). Captions
 // leave out colour or place as often as `omission` says (the draw follows the caption's, so a dataset
-// without omission gives the captions it always gave).
+// without omission gives the captions it always gave); with `usualColors`, an object whose colour the
+// caption leaves out wears its usual colour (the layout, drawn before, is the same).
 import PNGImage
 import TensorCore
 
@@ -43,8 +44,9 @@ public struct WorldDataset: Sendable {
     /// The scene and caption of item `index` (no rendering).
     public func describe(_ index: Int) -> (scene: Scene, caption: String) {
         var rng = stream(index)
-        let scene = Scene.random(using: &rng, options: options)
-        return (scene, Caption.random(scene.labels, omitting: omission, using: &rng))
+        var scene = Scene.random(using: &rng, options: options)
+        let caption = Caption.random(&scene.labels, omitting: omission, using: &rng)
+        return (scene, caption)
     }
 
     /// Item `index`, rendered.

@@ -11,6 +11,20 @@ public enum ObjectKind: Int, CaseIterable, Sendable, Codable {
     public var word: String { "\(self)" }
     /// Whether the object wears a coat pattern.
     public var hasCoat: Bool { self == .dog || self == .cat }
+
+    /// The colour a caption takes for granted when it names none (`CaptionOmission.usualColors`).
+    public var usualColor: NamedColor {
+        switch self {
+        case .dog: return .brown
+        case .cat: return .gray
+        case .bird: return .blue
+        case .house: return .red
+        case .tree: return .green
+        case .car: return .red
+        case .flower: return .yellow
+        case .ball: return .orange
+        }
+    }
 }
 
 /// The colour of the object (an animal's coat, a house's walls, a tree's crown, a flower's petals …).

@@ -2,7 +2,7 @@
 // picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
-//                [--omit-color P] [--omit-place P] [--init MODEL_DIR]
+//                [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
@@ -48,7 +48,7 @@ struct Options {
 
 let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
-                      [--omit-color P] [--omit-place P] [--init MODEL_DIR]
+                      [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
                       [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
@@ -65,6 +65,9 @@ let usage = """
       --omit-color P, --omit-place P
                    probability that a training caption leaves out the object's colour / the place (each
                    independently; default 0): `a photo of a dog`, `a red car`, `a dog on the beach`
+      --usual-colors an object whose caption leaves its colour out wears its usual colour (a brown dog, a red
+                   house, a green tree …), as people name a colour only when it is not the expected one; without
+                   it an unnamed colour is any of the eleven
       --init MODEL_DIR start from that exported model's weights (same --arch; e.g. pipelines/toy) instead of fresh
                    ones: a fine-tune with its own learning-rate plan and data seed (use another --seed to see new
                    scenes); a resumed run keeps the weights of its checkpoint
@@ -75,7 +78,7 @@ func parse(_ arguments: [String]) throws -> Options? {
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
                                                      "prompt", "init", "guidance-rescale"],
-                                flagNames: ["resume", "export"], shortNames: ["-o": "out"],
+                                flagNames: ["resume", "export", "usual-colors"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
     if a.has("help") { print(usage); return nil }
@@ -87,9 +90,12 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
     o.config.seed = try a.uint64("seed") ?? o.config.seed
     let omitColor = try a.double("omit-color"), omitPlace = try a.double("omit-place")
+    let usualColors = a.has("usual-colors")
+    if usualColors && omitColor == nil { throw CommandLineError.usage("--usual-colors needs --omit-color P") }
     if omitColor != nil || omitPlace != nil {
         do {
-            o.config.captionOmission = try CaptionOmission(color: omitColor ?? 0, place: omitPlace ?? 0)
+            o.config.captionOmission = try CaptionOmission(color: omitColor ?? 0, place: omitPlace ?? 0,
+                                                           usualColors: usualColors)
         } catch {
             throw CommandLineError.usage("--omit-color and --omit-place take a probability in [0, 1]")
         }
@@ -226,9 +232,10 @@ func main() throws {
         let m = { (k: String) in checkpoint.extra[k] ?? "?" }
         let wall = duration(checkpoint.state.elapsed)
         let omitted = checkpoint.extra["omit_color"] != nil || checkpoint.extra["omit_place"] != nil
+        let usual = checkpoint.extra["usual_colors"] != nil
         let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
-            + "probability \(m("omit_place"))" : ""
-        let omissionFlags = (omitted ? " --omit-color \(m("omit_color")) --omit-place \(m("omit_place"))" : "")
+            + "probability \(m("omit_place"))" + (usual ? "; an object whose colour is left out wears its usual colour" : "") : ""
+        let omissionFlags = (omitted ? " --omit-color \(m("omit_color"))\(usual ? " --usual-colors" : "") --omit-place \(m("omit_place"))" : "")
             + (checkpoint.extra["init"].map { " --init \($0)" } ?? "")
         let start = checkpoint.extra["init"].map { "fine-tuned from the model in `\($0)` (all its weights)" } ?? "from scratch"
         let text = """

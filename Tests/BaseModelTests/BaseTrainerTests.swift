@@ -54,6 +54,9 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(trainer.runMetadata["omit_color"], "0.3")
         XCTAssertEqual(try makeTrainer(steps: 2).data.omission, CaptionOmission.none)
         XCTAssertNil(try makeTrainer(steps: 2).runMetadata["omit_color"])
+        XCTAssertNil(trainer.runMetadata["usual_colors"])
+        let usual = try CaptionOmission(color: 0.3, place: 0.2, usualColors: true)
+        XCTAssertEqual(try makeTrainer(steps: 2, omission: usual).runMetadata["usual_colors"], "1")
     }
 
     func testCheckpointResumesTheSameRun() throws {

@@ -1,5 +1,6 @@
 // Picture world: determinism, coverage of every label, captions that parse back, the rasteriser's
 // anti-aliasing, and the base world's exclusions (reserved coat, unseen style).
+import Foundation
 import PNGImage
 @testable import PictureWorld
 import TensorCore
@@ -159,6 +160,39 @@ final class PictureWorldTests: XCTestCase {
         XCTAssertEqual(Double(noPlace) / 800, 0.25, accuracy: 0.06)
         XCTAssertEqual(Double(neither) / 800, 0.125, accuracy: 0.05)
         XCTAssertEqual(try omitting.sample(at: 5).image, try plain.sample(at: 5).image)
+    }
+
+    /// With `usualColors`, an item whose caption names no colour shows its object in the object's usual colour;
+    /// items that name a colour, the layout and the captions' words are those of plain omission.
+    func testUsualColorsPaintWhatTheCaptionLeavesOut() throws {
+        let omitting = try WorldDataset(seed: 23, omission: try CaptionOmission(color: 0.5, place: 0.25))
+        let usual = try WorldDataset(seed: 23, omission: try CaptionOmission(color: 0.5, place: 0.25, usualColors: true))
+        var unnamed = 0, changed = 0
+        for i in 0..<400 {
+            let (a, captionA) = omitting.describe(i), (b, captionB) = usual.describe(i)
+            XCTAssertEqual(captionA, captionB)
+            XCTAssertEqual(a.layout, b.layout)
+            XCTAssertEqual(a.labels.object, b.labels.object)
+            XCTAssertEqual(a.labels.background, b.labels.background)
+            XCTAssertEqual(a.labels.pattern, b.labels.pattern)
+            if Caption.parse(captionB).color == nil {
+                unnamed += 1
+                XCTAssertEqual(b.labels.color, b.labels.object.usualColor, captionB)
+                if a.labels.color != b.labels.color { changed += 1 }
+            } else {
+                XCTAssertEqual(a.labels.color, b.labels.color, captionB)
+            }
+        }
+        XCTAssertEqual(Double(unnamed) / 400, 0.5, accuracy: 0.08)
+        XCTAssertGreaterThan(changed, unnamed / 2, "most unnamed colours were another colour before")
+        let item = (0..<400).first { Caption.parse(usual.describe($0).caption).color == nil && omitting.describe($0).scene != usual.describe($0).scene }!
+        XCTAssertNotEqual(try usual.sample(at: item).image, try omitting.sample(at: item).image)
+        XCTAssertEqual(ObjectKind.dog.usualColor, .brown)
+        // the flag travels through a configuration's JSON and is left out of it when off
+        let decoded = try JSONDecoder().decode(CaptionOmission.self, from: try JSONEncoder().encode(usual.omission))
+        XCTAssertEqual(decoded, usual.omission)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(omitting.omission), as: UTF8.self).contains("usualColors"))
+        XCTAssertEqual(try JSONDecoder().decode(CaptionOmission.self, from: Data(#"{"color":0.5,"place":0.25}"#.utf8)), omitting.omission)
     }
 
     func testCorpusHoldsEveryBaseCaption() throws {
