@@ -22,7 +22,8 @@ public enum GenerateCommand {
     \(ModelOptions.help)
       --negative TEXT     negative prompt (default: none = unconditional)
       --steps N           sampler steps (default 20)
-      --cfg G             classifier-free guidance scale (default 7.5; ≤ 1 disables guidance)
+      --cfg G             classifier-free guidance scale (default: the model folder's recommended scale, model_index.json
+                          "_guidance_scale" — 4 for the embedded model — else 7.5; ≤ 1 disables guidance)
       --guidance-rescale φ  diffusers' guidance_rescale (A1111's "CFG Rescale phi"), 0…1 (default 0): keeps the
                           guided prediction at the spread of the prompt's own, against the burnt, over-saturated
                           pictures of high CFG (0.7 is the paper's choice)
@@ -125,7 +126,7 @@ public enum GenerateCommand {
         if let destination = args.string("save-quantized") {     // QuantizeCommand.swift: save the 4-bit model and exit
             return try saveQuantized(args, to: destination)
         }
-        let jobs = try InitImages.apply(try requests(args), args)
+        var jobs = try InitImages.apply(try requests(args), args)
         guard !jobs.isEmpty else { return }     // a --shard beyond the prompts
         let batchSize = try args.int("batch-size", in: 1...64) ?? 4
         let gridPath = args.string("grid")
@@ -154,6 +155,10 @@ public enum GenerateCommand {
         }
         if taesdPath == nil, args.has("fast") { taesdPath = ModelSource.bundledTinyAutoencoderFolder(modelPath: pipelinePath) }
         let model = try modelOptions.load(path: pipelinePath, program: "generate")
+        if let g = model.recommendedGuidance, args.string("cfg") == nil, !args.has("fast"), args.string("from-png") == nil {
+            for i in jobs.indices { jobs[i].parameters.guidanceScale = g }
+            printError("generate: CFG \(g), the scale \(model.name) recommends (--cfg G for another)")
+        }
         let adapters = AdapterSession(model: model) { printError("generate: " + $0) }
         var pipeline = TextToImage(model: model, adapters: adapters.set)
         if args.has("vae-tiling") { pipeline.vaeTiling = .on }

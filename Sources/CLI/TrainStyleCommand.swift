@@ -91,7 +91,7 @@ public struct TrainStyleArguments {
         held-out prompts in the style, read as the style? content kept?)
           --judge FILE             judge weights (default \(ReportOptions.defaultJudge))
           --report-count N         seeds per prompt set (default 16)    --no-report   skip it
-          --report-cfg G           the report pictures' guidance scale (default 7.5)
+          --report-cfg G           the report pictures' guidance scale (default: the model's, see generate --cfg)
           train-style --report ADAPTER [IMAGES_DIR] [--pipeline DIR] [--judge FILE] [--report-count N] [--report-cfg G] [--token W --class N] [--out DIR]
                                    the report alone, into OUT/reports/<adapter name>/ (IMAGES_DIR: the subject's
                                    pictures, for judge-I and PRES)
@@ -322,7 +322,7 @@ public enum TrainStyleCommand {
         var classFolder: URL?
         if c.usesPrior, c.dataset?.regDirectory == nil, let classPrompt = c.prompt.classPrompt {
             let key = ClassImageKey(modelHash: try model.modelHash() ?? model.name, prompt: classPrompt, seed: c.classSeed,
-                                    resolution: c.resolution ?? model.defaultSize)
+                                    resolution: c.resolution ?? model.defaultSize, guidance: model.defaultGuidance)
             classFolder = try PriorPreservation.classImages(model: model, key: key, count: c.numClassImages,
                                                             root: args.out.appendingPathComponent("class-images")) { done, total in
                 if total > 0 { console.note("class images for \"\(classPrompt)\": \(done)/\(total)") }

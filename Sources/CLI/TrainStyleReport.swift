@@ -14,6 +14,9 @@ public struct ReportOptions: Equatable {
     public var settings = FidelityReportSettings()
     /// Whether --judge was given (then a missing file is an error, not a skipped report).
     public var judgeGiven: Bool
+    /// Whether --report-cfg was given; otherwise the pictures use the model's guidance scale
+    /// (`StableDiffusionModel.defaultGuidance`: the folder's recommended one, else 7.5).
+    public var guidanceGiven = false
 
     init(_ a: ParsedArguments) throws {
         judge = a.string("judge") ?? Self.defaultJudge
@@ -22,7 +25,15 @@ public struct ReportOptions: Equatable {
         if let g = try a.double("report-cfg") {
             guard g.isFinite, g >= 0 else { throw CommandLineError.usage("--report-cfg takes a guidance scale ≥ 0, got \(g)") }
             settings.guidanceScale = g
+            guidanceGiven = true
         }
+    }
+
+    /// The settings for pictures of `model`: the model's guidance scale unless --report-cfg gave one.
+    func settings(for model: StableDiffusionModel) -> FidelityReportSettings {
+        var s = settings
+        if !guidanceGiven { s.guidanceScale = model.defaultGuidance }
+        return s
     }
 
     /// Why the report cannot run on `model` (nil: it can).
@@ -38,7 +49,7 @@ public struct ReportOptions: Equatable {
              priorPreservation: Bool? = nil, instances: [Image] = [], console: TrainingConsole) throws {
         let model = try StableDiffusionModel(path: pipeline)
         let judge = try Judge(contentsOf: judge)
-        let (report, images) = try FidelityReport.run(model: model, adapterPath: adapter, judge: judge, settings: settings,
+        let (report, images) = try FidelityReport.run(model: model, adapterPath: adapter, judge: judge, settings: settings(for: model),
                                                       token: token, className: className, priorPreservation: priorPreservation,
                                                       instances: instances) { console.note($0) }
         try report.write(to: folder, images: images)
@@ -53,7 +64,7 @@ public struct ReportOptions: Equatable {
         let model = try StableDiffusionModel(path: pipeline)
         let judge = try Judge(contentsOf: judge)
         let (report, before, after) = try StyleReport.run(model: model, adapterPath: adapter, judge: judge, instances: instances,
-                                                          settings: settings, token: token) { console.note($0) }
+                                                          settings: settings(for: model), token: token) { console.note($0) }
         try report.write(to: folder, before: before, after: after)
         print(report.table)
         console.note("style report written to \(folder.appendingPathComponent("style-report.json").path) and style-report.png")

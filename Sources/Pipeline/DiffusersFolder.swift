@@ -173,6 +173,22 @@ public struct DiffusersFolder: Sendable {
         return (object as? [String: Any])?[key] as? Bool
     }
 
+    /// `model_index.json`'s `_guidance_scale`: the classifier-free guidance scale the model's makers recommend,
+    /// used where a command is given none (nil when absent). diffusers leaves keys that start with `_` out of a
+    /// pipeline's arguments, so the folder still loads there unchanged. Throws unless it is a number in [0, 100].
+    public func recommendedGuidance() throws -> Double? {
+        let indexURL = url.appendingPathComponent("model_index.json")
+        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: indexURL))
+        guard let value = (object as? [String: Any])?[Self.guidanceKey] else { return nil }
+        guard let number = value as? NSNumber, !(value is Bool), number.doubleValue.isFinite, (0...100).contains(number.doubleValue) else {
+            throw PipelineError.invalidFile(path: indexURL.path, reason: "\(Self.guidanceKey) must be a number in [0, 100], got \(value)")
+        }
+        return number.doubleValue
+    }
+
+    /// The `model_index.json` key of `recommendedGuidance()`.
+    public static let guidanceKey = "_guidance_scale"
+
     /// The CLIP tokenizer of `tokenizer/` (SDXL's second: `tokenizer_2/`): from `vocab.json` + `merges.txt`,
     /// or else from the `model` (BPE vocabulary and merges) of `tokenizer.json`.
     public func tokenizer(_ component: String = "tokenizer") throws -> BPETokenizer {

@@ -47,7 +47,9 @@ public struct ModelSource: Sendable {
             if let prediction { scheduler.predictionType = prediction }
             let model = try StableDiffusionModel(
                 name: folder.name, tokenizer: folder.tokenizer, textEncoder: folder.textEncoder, unet: folder.unet,
-                vae: try vae.map(Self.loadVAE) ?? folder.vae, schedulerConfig: scheduler, hashedFile: folder.unetWeights)
+                vae: try vae.map(Self.loadVAE) ?? folder.vae, schedulerConfig: scheduler, hashedFile: folder.unetWeights,
+                tokenizer2: folder.tokenizer2, textEncoder2: folder.textEncoder2,
+                forceZerosForEmptyPrompt: folder.forceZerosForEmptyPrompt, recommendedGuidance: folder.recommendedGuidance)
             return (model, nil)
         }
         let checkpoint = try SingleFileCheckpoint(path: path)

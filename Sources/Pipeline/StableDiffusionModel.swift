@@ -31,6 +31,10 @@ public final class StableDiffusionModel {
     public let vae: AutoencoderKL?
     /// `scheduler/scheduler_config.json`; Stable Diffusion 1.x's when the file is absent.
     public let schedulerConfig: SchedulerConfig
+    /// The guidance scale the model folder recommends (`model_index.json` `_guidance_scale`); nil: none.
+    public let recommendedGuidance: Double?
+    /// The guidance scale to draw with when a command is given none: the recommended one, else diffusers' 7.5.
+    public var defaultGuidance: Double { recommendedGuidance ?? 7.5 }
     /// The UNet weight file, the one `modelHash` digests (nil for models built in memory).
     public let unetWeights: URL?
     private var cachedHash: String?
@@ -40,8 +44,9 @@ public final class StableDiffusionModel {
     public init(name: String, tokenizer: BPETokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
                 vae: AutoencoderKL?, schedulerConfig: SchedulerConfig = .stableDiffusion1, hashedFile: URL? = nil,
                 tokenizer2: BPETokenizer? = nil, textEncoder2: CLIPTextModelWithProjection? = nil,
-                forceZerosForEmptyPrompt: Bool = true) throws {
+                forceZerosForEmptyPrompt: Bool = true, recommendedGuidance: Double? = nil) throws {
         self.name = name
+        self.recommendedGuidance = recommendedGuidance
         self.tokenizer = tokenizer
         self.textEncoder = textEncoder
         self.tokenizer2 = tokenizer2
@@ -83,6 +88,7 @@ public final class StableDiffusionModel {
             textEncoder2 = nil
         }
         forceZerosForEmptyPrompt = folder.flag("force_zeros_for_empty_prompt") ?? true
+        recommendedGuidance = try folder.recommendedGuidance()
 
         let unetConfig = try folder.file("unet", "config.json")
         let unetWeights = try folder.weights("unet")

@@ -28,20 +28,24 @@ public struct ClassImageKey: Codable, Equatable, Sendable {
     public var sampler: String
     public var steps: Int
     public var resolution: Int
+    /// Classifier-free guidance scale of the class images.
+    public var guidance: Double
 
     public init(modelHash: String, prompt: String, seed: UInt64, sampler: String = SamplerKind.dpmpp2m.rawValue,
-                steps: Int = 20, resolution: Int) {
+                steps: Int = 20, resolution: Int, guidance: Double = 7.5) {
         self.modelHash = modelHash
         self.prompt = prompt
         self.seed = seed
         self.sampler = sampler
         self.steps = steps
         self.resolution = resolution
+        self.guidance = guidance
     }
 
-    /// A folder name that changes whenever any field does: a readable prefix plus a 64-bit FNV-1a digest.
+    /// A folder name that changes whenever any field does: a readable prefix plus a 64-bit FNV-1a digest (the
+    /// guidance enters it only when it is not 7.5, so folders made before it was a field keep their names).
     public var folderName: String {
-        let text = "\(modelHash)|\(prompt)|\(seed)|\(sampler)|\(steps)|\(resolution)"
+        let text = "\(modelHash)|\(prompt)|\(seed)|\(sampler)|\(steps)|\(resolution)" + (guidance == 7.5 ? "" : "|g\(guidance)")
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         let slug = prompt.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }
@@ -74,7 +78,8 @@ public enum PriorPreservation {
             progress(start, missing.count)
             let indices = missing[start..<min(start + max(batchSize, 1), missing.count)]
             let requests = indices.map { i in
-                BatchRequest(parameters: GenerationParameters(prompt: key.prompt, steps: key.steps, sampler: sampler,
+                BatchRequest(parameters: GenerationParameters(prompt: key.prompt, steps: key.steps, guidanceScale: key.guidance,
+                                                              sampler: sampler,
                                                               seed: key.seed + UInt64(i), width: key.resolution,
                                                               height: key.resolution))
             }

@@ -370,7 +370,8 @@ public final class StyleTrainer {
         var images: [Image] = []
         for prompt in prompts {
             for seed in 0..<4 {
-                let p = GenerationParameters(prompt: prompt, steps: 20, seed: UInt64(seed), width: resolution, height: resolution)
+                let p = GenerationParameters(prompt: prompt, steps: 20, guidanceScale: model.defaultGuidance, seed: UInt64(seed),
+                                             width: resolution, height: resolution)
                 images += try withNoGrad { try pipeline.generate(p) }.map(\.image)
             }
         }
@@ -379,7 +380,8 @@ public final class StyleTrainer {
 }
 
 extension StyleTrainer {
-    /// One picture per sample prompt (kohya's per-line options; defaults: the training size, 20 steps, CFG 7.5, the
+    /// One picture per sample prompt (kohya's per-line options; defaults: the training size, 20 steps, the model's
+    /// guidance scale (`StableDiffusionModel.defaultGuidance`: 7.5 unless the folder recommends another), the
     /// line's number as its seed), in a grid of up to 4 columns at `url` when they share one size, otherwise as
     /// `<name>-NN.png` beside it.
     public func writeSamples(_ samples: [SamplePrompt], to url: URL) throws {
@@ -388,7 +390,7 @@ extension StyleTrainer {
         var images: [Image] = []
         for (k, s) in samples.enumerated() {
             var p = GenerationParameters(prompt: s.prompt, negativePrompt: s.negativePrompt, steps: s.steps ?? 20,
-                                         seed: s.seed ?? UInt64(k), width: s.width ?? resolution, height: s.height ?? resolution)
+                                         guidanceScale: model.defaultGuidance, seed: s.seed ?? UInt64(k), width: s.width ?? resolution, height: s.height ?? resolution)
             if let cfg = s.guidanceScale { p.guidanceScale = cfg }
             images += try withNoGrad { try pipeline.generate(p) }.map(\.image)
         }

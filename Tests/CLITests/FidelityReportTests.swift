@@ -126,6 +126,21 @@ final class FidelityReportTests: XCTestCase {
         XCTAssertEqual(atFour.settings.guidanceScale, 4)
         XCTAssertNotEqual(try Data(contentsOf: other.appendingPathComponent("reports/sks/report.png")),
                           try Data(contentsOf: folder.appendingPathComponent("report.png")), "other pictures")
+        // a model folder that recommends a guidance scale is reported at it unless --report-cfg says otherwise
+        let recommending = root.appendingPathComponent("tiny-pixel-g3")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: TestPaths.pipelineFixture("tiny-pixel")), to: recommending)
+        let index = recommending.appendingPathComponent("model_index.json").path
+        try String(contentsOfFile: index, encoding: .utf8).replacingOccurrences(of: "{\n", with: "{\n  \"_guidance_scale\": 3.0,\n")
+            .write(toFile: index, atomically: true, encoding: .utf8)
+        let third = root.appendingPathComponent("out-recommended")
+        XCTAssertEqual(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", recommending.path, "--judge", judgePath,
+                                                  "--report-count", "2", "--out", third.path]), 0)
+        let atThree = try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: third.appendingPathComponent("reports/sks/report.json")))
+        XCTAssertEqual(atThree.settings.guidanceScale, 3)
+        XCTAssertEqual(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", recommending.path, "--judge", judgePath,
+                                                  "--report-count", "2", "--report-cfg", "4", "--out", third.path]), 0)
+        XCTAssertEqual(try JSONDecoder().decode(FidelityReport.self, from: Data(contentsOf: third.appendingPathComponent("reports/sks/report.json")))
+                        .settings.guidanceScale, 4)
         XCTAssertThrowsError(try TrainStyleCommand.run(["--report", adapterPath, "--pipeline", TestPaths.pipelineFixture("tiny-pixel"),
                                                         "--judge", judgePath, "--report-cfg", "-1", "--out", other.path]))
     }

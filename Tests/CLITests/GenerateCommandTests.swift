@@ -168,6 +168,37 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(info.parameters.steps, 2)
         XCTAssertEqual(info.parameters.seed, 7)
         XCTAssertEqual(info.modelName, "toy")
+        XCTAssertEqual(info.parameters.guidanceScale, 4, "the embedded model's recommended guidance")
+    }
+
+    /// Without --cfg, `generate` draws at the model folder's recommended guidance (`_guidance_scale`); --cfg, --fast
+    /// and --from-png's recorded scale win over it; a folder whose value is not a number fails with no PNG.
+    func testModelFolderRecommendsTheGuidance() throws {
+        let folder = out.appendingPathExtension("model")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: TestPaths.pipelineFixture("tiny-sd")), to: folder)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        let index = folder.appendingPathComponent("model_index.json").path
+        let original = try String(contentsOfFile: index, encoding: .utf8)
+        try original.replacingOccurrences(of: "{\n", with: "{\n  \"_guidance_scale\": 3.0,\n").write(toFile: index, atomically: true, encoding: .utf8)
+        func cfg(_ extra: [String], prompt: [String] = ["a red car"]) throws -> Double {
+            try? FileManager.default.removeItem(at: out)
+            XCTAssertEqual(generate(["--pipeline", folder.path, "--out", out.path, "--steps", "2", "--width", "16", "--height", "16",
+                                     "--seed", "3"] + extra + prompt), 0)
+            let file = try XCTUnwrap(pngs().first)
+            let text = try XCTUnwrap(try PNG.read(path: out.appendingPathComponent(file).path).text.first { $0.keyword == "parameters" }).text
+            return try ParametersText(parsing: text).parameters.guidanceScale
+        }
+        XCTAssertEqual(try cfg([]), 3)
+        XCTAssertEqual(try cfg(["--cfg", "6"]), 6)
+        XCTAssertEqual(try cfg(["--guidance", "5"]), 5)
+        XCTAssertEqual(try cfg(["--fast"]), 1)
+        let fast = try XCTUnwrap(pngs().first)
+        try FileManager.default.copyItem(at: out.appendingPathComponent(fast), to: folder.appendingPathComponent("fast.png"))
+        XCTAssertEqual(try cfg(["--from-png", folder.appendingPathComponent("fast.png").path], prompt: []), 1)
+        try original.replacingOccurrences(of: "{\n", with: "{\n  \"_guidance_scale\": \"strong\",\n").write(toFile: index, atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(at: out)
+        XCTAssertNotEqual(generate(["--pipeline", folder.path, "--out", out.path, "--steps", "2", "--width", "16", "--height", "16", "a red car"]), 0)
+        XCTAssertEqual(pngs(), [])
     }
 
     func testArgumentScanning() throws {

@@ -30,6 +30,30 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
+    /// `model_index.json`'s `_guidance_scale` is read as the model's recommended guidance; a value that is not a
+    /// number in [0, 100] is refused with the file named; without it there is none and the default is 7.5.
+    func testRecommendedGuidanceFromModelIndex() throws {
+        XCTAssertNil(try StableDiffusionModel(path: scratch.path).recommendedGuidance)
+        XCTAssertEqual(try StableDiffusionModel(path: scratch.path).defaultGuidance, 7.5)
+        let index = path("model_index.json")
+        let original = try String(contentsOfFile: index, encoding: .utf8)
+        func write(_ value: String) throws {
+            try original.replacingOccurrences(of: "{\n", with: "{\n  \"_guidance_scale\": \(value),\n")
+                .write(toFile: index, atomically: true, encoding: .utf8)
+        }
+        try write("3.5")
+        let model = try StableDiffusionModel(path: scratch.path)
+        XCTAssertEqual(model.recommendedGuidance, 3.5)
+        XCTAssertEqual(model.defaultGuidance, 3.5)
+        // a --prediction override rebuilds the model: the recommendation (and the rest of the folder) stays
+        XCTAssertEqual(try ModelSource(path: scratch.path, prediction: .vPrediction).load().model.recommendedGuidance, 3.5)
+        for bad in ["\"high\"", "true", "-1", "1000", "null"] {
+            try write(bad)
+            expectError(["model_index.json", "_guidance_scale"])
+        }
+        XCTAssertEqual(try StableDiffusionModel(path: TestPaths.repository("pipelines/toy")).recommendedGuidance, 4)
+    }
+
     func testLoadsFP16VariantFiles() throws {
         try FileManager.default.moveItem(atPath: path("unet/diffusion_pytorch_model.safetensors"),
                                          toPath: path("unet/diffusion_pytorch_model.fp16.safetensors"))

@@ -135,6 +135,17 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(meta["ss_network_dim"], "4")
     }
 
+    /// The class-image cache folder's name keeps its pre-guidance spelling at 7.5 (so earlier caches are found) and
+    /// changes with any other guidance. Expected digests: FNV-1a 64 of "abc|a photo of a dog|0|dpm++2m|20|64" and of
+    /// the same with "|g4.0" (python: h = 0xcbf29ce484222325; for b in text: h = ((h ^ b) * 0x100000001b3) % 2**64).
+    func testClassImageFolderNameCarriesTheGuidance() {
+        let plain = ClassImageKey(modelHash: "abc", prompt: "a photo of a dog", seed: 0, resolution: 64)
+        XCTAssertEqual(plain.guidance, 7.5)
+        XCTAssertEqual(plain.folderName, "a-photo-of-a-dog-40c6144c04651338")
+        let four = ClassImageKey(modelHash: "abc", prompt: "a photo of a dog", seed: 0, resolution: 64, guidance: 4)
+        XCTAssertEqual(four.folderName, "a-photo-of-a-dog-1eff4d111351c4e9")
+    }
+
     func testPriorPreservationTrainsOnCachedClassImages() throws {
         let model = try StableDiffusionModel(path: Self.tinyPipeline)
         let key = ClassImageKey(modelHash: try model.modelHash() ?? "", prompt: "a photo of a dog", seed: 0, steps: 2, resolution: 16)
