@@ -222,10 +222,11 @@ func main() throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
     let checkpointPath = o.run + "/checkpoint.safetensors"
-    func export(_ path: String) throws {
+    /// The weights as a pipeline folder; `seed`: the data seed the UNet file's metadata names (the run's own).
+    func export(_ path: String, seed: String? = nil) throws {
         try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
                             modelMaxLength: ToyTokenizer.maxLength, to: path,
-                            metadata: ["step": String(trainer.step), "seed": String(o.config.seed)])
+                            metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)])
     }
     /// `<out>/TRAINING.md`: how the exported weights were made (from the run's last checkpoint).
     func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
@@ -270,8 +271,9 @@ func main() throws {
     if o.exportOnly {
         guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }
         try trainer.loadCheckpoint(from: checkpointPath)
-        try export(o.out)
-        try writeTrainingNotes(TrainingCheckpoint.read(path: checkpointPath), arch: arch, counts: counts)
+        let checkpoint = try TrainingCheckpoint.read(path: checkpointPath)
+        try export(o.out, seed: checkpoint.extra["seed"])
+        try writeTrainingNotes(checkpoint, arch: arch, counts: counts)
         say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
         return
     }
