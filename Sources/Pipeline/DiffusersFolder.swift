@@ -175,15 +175,22 @@ public struct DiffusersFolder: Sendable {
 
     /// `model_index.json`'s `_guidance_scale`: the classifier-free guidance scale the model's makers recommend,
     /// used where a command is given none (nil when absent). diffusers leaves keys that start with `_` out of a
-    /// pipeline's arguments, so the folder still loads there unchanged. Throws unless it is a number in [0, 100].
+    /// pipeline's arguments, so the folder still loads there unchanged. Throws unless it is a number in [0, 100]
+    /// (or null: none).
     public func recommendedGuidance() throws -> Double? {
-        let indexURL = url.appendingPathComponent("model_index.json")
-        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: indexURL))
-        guard let value = (object as? [String: Any])?[Self.guidanceKey] else { return nil }
-        guard let number = value as? NSNumber, !(value is Bool), number.doubleValue.isFinite, (0...100).contains(number.doubleValue) else {
-            throw PipelineError.invalidFile(path: indexURL.path, reason: "\(Self.guidanceKey) must be a number in [0, 100], got \(value)")
+        struct Entry: Decodable {
+            let value: Double?
+            enum CodingKeys: String, CodingKey { case value = "_guidance_scale" }
         }
-        return number.doubleValue
+        let indexURL = url.appendingPathComponent("model_index.json")
+        let reason = "\(Self.guidanceKey) must be a number in [0, 100]"
+        // JSONDecoder reads a number as Double and refuses true, "4" and the like (JSONSerialization's NSNumber would
+        // pass a boolean off as 0 or 1).
+        guard let value = try? JSONDecoder().decode(Entry.self, from: Data(contentsOf: indexURL)) else {
+            throw PipelineError.invalidFile(path: indexURL.path, reason: reason)
+        }
+        if let g = value.value, !(0...100).contains(g) { throw PipelineError.invalidFile(path: indexURL.path, reason: reason + ", got \(g)") }
+        return value.value
     }
 
     /// The `model_index.json` key of `recommendedGuidance()`.

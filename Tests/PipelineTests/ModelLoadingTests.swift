@@ -47,7 +47,11 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertEqual(model.defaultGuidance, 3.5)
         // a --prediction override rebuilds the model: the recommendation (and the rest of the folder) stays
         XCTAssertEqual(try ModelSource(path: scratch.path, prediction: .vPrediction).load().model.recommendedGuidance, 3.5)
-        for bad in ["\"high\"", "true", "-1", "1000", "null"] {
+        try write("1")
+        XCTAssertEqual(try StableDiffusionModel(path: scratch.path).recommendedGuidance, 1, "a whole number is a number")
+        try write("null")
+        XCTAssertNil(try StableDiffusionModel(path: scratch.path).recommendedGuidance)
+        for bad in ["\"high\"", "\"4\"", "true", "false", "-1", "1000", "[4]"] {
             try write(bad)
             expectError(["model_index.json", "_guidance_scale"])
         }
