@@ -60,6 +60,8 @@ public struct DiffusersFolder: Sendable {
     public let url: URL
     /// `model_index.json`'s components: name → (library, class), nil for components set to null.
     public let components: [String: (library: String, className: String)?]
+    /// `model_index.json`'s bytes, read once (its other entries are read from them on request).
+    private let index: Data
 
     /// Weight file names tried in each component folder, in order of preference.
     static let weightNames = ["diffusion_pytorch_model.safetensors", "model.safetensors",
@@ -77,8 +79,16 @@ public struct DiffusersFolder: Sendable {
         guard FileManager.default.fileExists(atPath: indexURL.path) else {
             throw PipelineError.missingComponent(component: "pipeline", folder: url.path, file: "model_index.json")
         }
-        components = try Self.readIndex(indexURL)
+        do {
+            index = try Data(contentsOf: indexURL)
+        } catch {
+            throw PipelineError.invalidFile(path: indexURL.path, reason: "not valid JSON (\(error.localizedDescription))")
+        }
+        components = try Self.readIndex(index, path: indexURL.path)
     }
+
+    /// Where `model_index.json` is.
+    var indexURL: URL { url.appendingPathComponent("model_index.json") }
 
     /// The folder's last path component (A1111's `Model:` field).
     public var name: String { url.lastPathComponent }
@@ -169,7 +179,7 @@ public struct DiffusersFolder: Sendable {
 
     /// A boolean entry of `model_index.json` (e.g. SDXL's `force_zeros_for_empty_prompt`); nil when absent.
     public func flag(_ key: String) -> Bool? {
-        let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("model_index.json")))
+        let object = try? JSONSerialization.jsonObject(with: index)
         return (object as? [String: Any])?[key] as? Bool
     }
 
@@ -178,15 +188,10 @@ public struct DiffusersFolder: Sendable {
     /// pipeline's arguments, so the folder still loads there unchanged. Throws unless it is a number in [0, 100]
     /// (or null: none).
     public func recommendedGuidance() throws -> Double? {
-        struct Entry: Decodable {
-            let value: Double?
-            enum CodingKeys: String, CodingKey { case value = "_guidance_scale" }
-        }
-        let indexURL = url.appendingPathComponent("model_index.json")
         let reason = "\(Self.guidanceKey) must be a number in [0, 100]"
         // JSONDecoder reads a number as Double and refuses true, "4" and the like (JSONSerialization's NSNumber would
         // pass a boolean off as 0 or 1).
-        guard let value = try? JSONDecoder().decode(Entry.self, from: Data(contentsOf: indexURL)) else {
+        guard let value = try? JSONDecoder().decode(GuidanceEntry.self, from: index) else {
             throw PipelineError.invalidFile(path: indexURL.path, reason: reason)
         }
         if let g = value.value, !(0...100).contains(g) { throw PipelineError.invalidFile(path: indexURL.path, reason: reason + ", got \(g)") }
@@ -194,7 +199,12 @@ public struct DiffusersFolder: Sendable {
     }
 
     /// The `model_index.json` key of `recommendedGuidance()`.
-    public static let guidanceKey = "_guidance_scale"
+    public static let guidanceKey = GuidanceEntry.CodingKeys.value.rawValue
+
+    private struct GuidanceEntry: Decodable {
+        let value: Double?
+        enum CodingKeys: String, CodingKey { case value = "_guidance_scale" }
+    }
 
     /// The CLIP tokenizer of `tokenizer/` (SDXL's second: `tokenizer_2/`): from `vocab.json` + `merges.txt`,
     /// or else from the `model` (BPE vocabulary and merges) of `tokenizer.json`.
@@ -225,15 +235,15 @@ public struct DiffusersFolder: Sendable {
                                 configuration: TokenizerConfiguration(directory: dir))
     }
 
-    private static func readIndex(_ url: URL) throws -> [String: (library: String, className: String)?] {
+    private static func readIndex(_ data: Data, path: String) throws -> [String: (library: String, className: String)?] {
         let object: Any
         do {
-            object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+            object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw PipelineError.invalidFile(path: url.path, reason: "not valid JSON (\(error.localizedDescription))")
+            throw PipelineError.invalidFile(path: path, reason: "not valid JSON (\(error.localizedDescription))")
         }
         guard let dict = object as? [String: Any] else {
-            throw PipelineError.invalidFile(path: url.path, reason: "top level is not a JSON object")
+            throw PipelineError.invalidFile(path: path, reason: "top level is not a JSON object")
         }
         var out: [String: (library: String, className: String)?] = [:]
         for (key, value) in dict where !key.hasPrefix("_") {

@@ -92,8 +92,10 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     public var negativePrompt: String
     /// Sampler steps (default 20).
     public var steps: Int
-    /// Classifier-free guidance scale g (default 7.5); g ≤ 1 runs without guidance, as diffusers does.
+    /// Classifier-free guidance scale g (default `defaultGuidanceScale`); g ≤ 1 runs without guidance, as diffusers does.
     public var guidanceScale: Double
+    /// diffusers' default guidance scale, 7.5 (for models whose folder recommends none).
+    public static let defaultGuidanceScale = 7.5
     /// diffusers' `guidance_rescale` φ (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
     /// Flawed", §3.4): the guided prediction is scaled to the standard deviation of the prompt's own prediction,
     /// blended φ : 1 − φ with the plain guided one; 0 (default) is plain guidance, 0.7 the paper's choice against
@@ -124,7 +126,7 @@ public struct GenerationParameters: Equatable, Codable, Sendable {
     /// SDXL's size and crop conditioning; nil: diffusers' defaults. Ignored by SD-1.x/2.x models.
     public var sizeConditioning: SizeConditioning?
 
-    public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = 7.5,
+    public init(prompt: String, negativePrompt: String = "", steps: Int = 20, guidanceScale: Double = defaultGuidanceScale,
                 sampler: SamplerKind = .dpmpp2m, karras: Bool? = nil, seed: UInt64 = 0, rng: RandomSourceKind = .native,
                 width: Int? = nil, height: Int? = nil, clipSkip: Int = 0, numImages: Int = 1, eta: Double = 0,
                 adapters: [AdapterReference] = [], initImage: InitImageReference? = nil,

@@ -34,7 +34,7 @@ public final class StableDiffusionModel {
     /// The guidance scale the model folder recommends (`model_index.json` `_guidance_scale`); nil: none.
     public let recommendedGuidance: Double?
     /// The guidance scale to draw with when a command is given none: the recommended one, else diffusers' 7.5.
-    public var defaultGuidance: Double { recommendedGuidance ?? 7.5 }
+    public var defaultGuidance: Double { recommendedGuidance ?? GenerationParameters.defaultGuidanceScale }
     /// The UNet weight file, the one `modelHash` digests (nil for models built in memory).
     public let unetWeights: URL?
     private var cachedHash: String?

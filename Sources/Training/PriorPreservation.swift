@@ -32,7 +32,7 @@ public struct ClassImageKey: Codable, Equatable, Sendable {
     public var guidance: Double
 
     public init(modelHash: String, prompt: String, seed: UInt64, sampler: String = SamplerKind.dpmpp2m.rawValue,
-                steps: Int = 20, resolution: Int, guidance: Double = 7.5) {
+                steps: Int = 20, resolution: Int, guidance: Double = GenerationParameters.defaultGuidanceScale) {
         self.modelHash = modelHash
         self.prompt = prompt
         self.seed = seed
@@ -45,7 +45,7 @@ public struct ClassImageKey: Codable, Equatable, Sendable {
     /// A folder name that changes whenever any field does: a readable prefix plus a 64-bit FNV-1a digest (the
     /// guidance enters it only when it is not 7.5, so folders made before it was a field keep their names).
     public var folderName: String {
-        let text = "\(modelHash)|\(prompt)|\(seed)|\(sampler)|\(steps)|\(resolution)" + (guidance == 7.5 ? "" : "|g\(guidance)")
+        let text = "\(modelHash)|\(prompt)|\(seed)|\(sampler)|\(steps)|\(resolution)" + (guidance == GenerationParameters.defaultGuidanceScale ? "" : "|g\(guidance)")
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         let slug = prompt.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }
