@@ -50,6 +50,9 @@ public struct BaseTrainingConfig: Codable, Sendable {
     /// γ of min-SNR weighting; 0 turns the weighting off.
     public var minSNRGamma: Double = 5
     public var clipNorm: Float = 1
+    /// Decay of the weight average that exports and sample grids use (`--ema`; nil: the last weights, and absent
+    /// from the configuration JSON).
+    public var emaDecay: Float?
     /// The cosine decay ends at this share of the peak learning rate.
     public var cosineFloor: Float = 0.1
     /// Steps between checkpoints and between sample grids (0: never) when the loop runs the whole training.
@@ -69,6 +72,7 @@ public struct BaseTrainingConfig: Codable, Sendable {
         s.adamW = AdamWSettings(weightDecay: weightDecay)
         s.saveEvery = checkpointEvery
         s.sampleEvery = sampleEvery
+        s.emaDecay = emaDecay
         return s
     }
 
@@ -162,6 +166,13 @@ public final class BaseTrainer {
             ["omit_color": String($0.color), "omit_place": String($0.place)]
                 .merging($0.usualColors ? ["usual_colors": "1"] : [:]) { a, _ in a } } ?? [:]) { a, _ in a }
             .merging(initializedFrom.map { ["init": $0] } ?? [:]) { a, _ in a }
+            .merging(config.emaDecay.map { ["ema": String($0)] } ?? [:]) { a, _ in a }
+    }
+
+    /// Runs `body` with the weight average (`--ema`) in the UNet's and text encoder's weights, then puts the trained
+    /// weights back; without an average, with the trained weights. Exports and sample grids go through it.
+    public func withExportedWeights<R>(_ body: () throws -> R) rethrows -> R {
+        try loop.withAveragedWeights(body)
     }
 
     /// Number of weights (UNet, text encoder).

@@ -31,6 +31,8 @@ public struct LoopSettings: Codable, Equatable, Sendable {
     public var sampleEvery: Int = 0
     /// Measure the validation loss every this many steps (nil: 20 times over the run), when the task has one.
     public var validateEvery: Int?
+    /// Keep an exponential moving average of the trained weights with this decay (`WeightAverage`; nil: none).
+    public var emaDecay: Float?
 
     public init(steps: Int) { self.steps = steps }
 
@@ -45,6 +47,9 @@ public struct LoopSettings: Codable, Equatable, Sendable {
         guard learningRate > 0, learningRate.isFinite else { throw TrainingError.invalidSettings("--lr must be positive") }
         guard saveEvery >= 0, sampleEvery >= 0, warmupSteps >= 0 else {
             throw TrainingError.invalidSettings("--save-every, --sample-every and --warmup must be ≥ 0")
+        }
+        if let d = emaDecay, !(d >= 0 && d < 1) {
+            throw TrainingError.invalidSettings("--ema takes a decay in [0, 1), e.g. 0.999; got \(d)")
         }
         try schedule.validate()
     }
@@ -101,6 +106,8 @@ public final class TrainingLoop {
     public var afterUpdate: ((Int) throws -> Void)?
     /// Metadata written into every checkpoint besides the loop's own (e.g. train-base's run description).
     public var checkpointMetadata: () -> [String: String] = { [:] }
+    /// The moving average of the trained weights (`settings.emaDecay`), saved in checkpoints as `ema.<key>`.
+    public let average: WeightAverage?
 
     public var checkpointPath: String { runDirectory.appendingPathComponent(TrainingCheckpoint.fileName).path }
     private var parameters: [(String, Variable)] { optimizer.groups.flatMap(\.parameters) }
@@ -122,6 +129,13 @@ public final class TrainingLoop {
         self.configuration = configuration
         self.microBatchLoss = microBatchLoss
         state = LoopState(step: 0, random: PhiloxRandom(seed: seed))
+        average = try settings.emaDecay.map { try WeightAverage(decay: $0, parameters: groups.flatMap(\.parameters)) }
+    }
+
+    /// Runs `body` with the weight average in the trained parameters' places (without an average: as they are).
+    public func withAveragedWeights<R>(_ body: () throws -> R) rethrows -> R {
+        guard let average else { return try body() }
+        return try average.swappedIn(parameters, body)
     }
 
     /// Continues from `checkpoint`: parameters, optimiser moments, RNG state, step and history.
@@ -134,6 +148,7 @@ public final class TrainingLoop {
                 throw TrainingError.invalidCheckpoint("checkpoint value for \(key) has shape \(t.shape), expected \(p.shape)")
             }
         }
+        try average?.restore(from: checkpoint.tensors, parameters: parameters)
         do {
             try optimizer.restore(OptimizerState(tensors: checkpoint.tensors, scalars: checkpoint.optimizerScalars,
                                                  step: checkpoint.optimizerStep))
@@ -201,6 +216,7 @@ public final class TrainingLoop {
         try afterUpdate?(state.step)
         for (_, p) in parameters { p.zeroGrad() }
         state.step += 1
+        average?.update(parameters, update: state.step)
         state.lossHistory.append(loss)
         return loss
     }
@@ -240,6 +256,7 @@ public final class TrainingLoop {
         let saved = optimizer.savedState()
         var tensors = saved.tensors
         for (key, p) in parameters { tensors["param." + key] = p.value }
+        for (key, a) in average?.averages ?? [:] { tensors[WeightAverage.prefix + key] = a }
         return TrainingCheckpoint(state: state, configuration: configuration, tensors: tensors,
                                   optimizerStep: saved.step, optimizerScalars: saved.scalars, extra: extra)
     }

@@ -2,7 +2,7 @@
 // picture world. Without --out the model goes to a new folder, outputs/base-models/<time>.
 //
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
-//                [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR]
+//                [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR] [--ema DECAY]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
 //     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
@@ -48,7 +48,7 @@ struct Options {
 
 let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
-                      [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR]
+                      [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR] [--ema DECAY]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
                       [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
@@ -71,13 +71,16 @@ let usage = """
       --init MODEL_DIR start from that exported model's weights (same --arch; e.g. pipelines/toy) instead of fresh
                    ones: a fine-tune with its own learning-rate plan and data seed (use another --seed to see new
                    scenes); a resumed run keeps the weights of its checkpoint
+      --ema DECAY  keep a moving average of the weights (diffusers' --use_ema; decay min(DECAY, (1+s)/(10+s))
+                   at update s+1) and export it and draw the sample grids from it instead of the last weights;
+                   0.999 averages over roughly the last thousand steps
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
     let a = try ParsedArguments(arguments, options: ["steps", "batch", "lr", "warmup", "seed", "arch", "out", "run",
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
-                                                     "prompt", "init", "guidance-rescale"],
+                                                     "prompt", "init", "guidance-rescale", "ema"],
                                 flagNames: ["resume", "export", "usual-colors"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
@@ -89,6 +92,10 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.config.learningRate = try a.float("lr") ?? o.config.learningRate
     o.config.warmupSteps = try a.int("warmup", in: 0...Int.max) ?? o.config.warmupSteps
     o.config.seed = try a.uint64("seed") ?? o.config.seed
+    if let ema = try a.float("ema") {
+        guard ema >= 0 && ema < 1 else { throw CommandLineError.usage("--ema takes a decay in [0, 1), e.g. 0.999") }
+        o.config.emaDecay = ema
+    }
     let omitColor = try a.double("omit-color"), omitPlace = try a.double("omit-place")
     let usualColors = a.has("usual-colors")
     if usualColors && omitColor == nil { throw CommandLineError.usage("--usual-colors needs --omit-color P") }
@@ -202,8 +209,14 @@ func evaluate(_ o: Options, modelPath: String) throws {
 }
 
 func main() throws {
-    guard let o = try parse(Array(CommandLine.arguments.dropFirst())) else { return }
+    guard var o = try parse(Array(CommandLine.arguments.dropFirst())) else { return }
     if let model = o.evaluate { return try evaluate(o, modelPath: model) }
+    // A run continued or exported keeps the weight average it was started with.
+    let runCheckpoint = o.run + "/checkpoint.safetensors"
+    if (o.resume || o.exportOnly), o.config.emaDecay == nil, FileManager.default.fileExists(atPath: runCheckpoint),
+       let ema = try TrainingCheckpoint.read(path: runCheckpoint).extra["ema"].flatMap(Float.init) {
+        o.config.emaDecay = ema
+    }
 
     let vocabulary = ToyTokenizer.learn()
     let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
@@ -224,9 +237,12 @@ func main() throws {
     let checkpointPath = o.run + "/checkpoint.safetensors"
     /// The weights as a pipeline folder; `seed`: the data seed the UNet file's metadata names (the run's own).
     func export(_ path: String, seed: String? = nil) throws {
-        try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
+        try trainer.withExportedWeights {
+            try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
                             modelMaxLength: ToyTokenizer.maxLength, to: path,
-                            metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)])
+                            metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)]
+                                .merging(trainer.config.emaDecay.map { ["ema": String($0)] } ?? [:]) { a, _ in a })
+        }
     }
     /// `<out>/TRAINING.md`: how the exported weights were made (from the run's last checkpoint).
     func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
@@ -237,7 +253,7 @@ func main() throws {
         let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
             + "probability \(m("omit_place"))" + (usual ? "; an object whose colour is left out wears its usual colour" : "") : ""
         let omissionFlags = (omitted ? " --omit-color \(m("omit_color"))\(usual ? " --usual-colors" : "") --omit-place \(m("omit_place"))" : "")
-            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "")
+            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "") + (checkpoint.extra["ema"].map { " --ema \($0)" } ?? "")
         let start = checkpoint.extra["init"].map { "fine-tuned from the model in `\($0)` (all its weights)" } ?? "from scratch"
         let text = """
             # How `\(o.out)` was trained
@@ -256,7 +272,7 @@ func main() throws {
             - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
             - wall time: \(wall) on the shared 2-core machine (sampling included)
             - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint.state.lossHistory)))
-            - weights: F16 safetensors
+            - weights: F16 safetensors\(checkpoint.extra["ema"].map { ", the moving average of the trained weights (decay \($0))" } ?? "")
 
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)

@@ -14,7 +14,7 @@ import XCTest
 
 final class BaseTrainerTests: XCTestCase {
     func makeTrainer(steps: Int = 30, seed: UInt64 = 3, runDirectory: URL? = nil,
-                     omission: CaptionOmission? = nil) throws -> BaseTrainer {
+                     omission: CaptionOmission? = nil, ema: Float? = nil) throws -> BaseTrainer {
         let vocabulary = ToyTokenizer.learn()
         let tokenizer = try ToyTokenizer.tokenizer(vocabulary)
         let arch = try XCTUnwrap(ToyArchitecture.named("micro", vocabularySize: vocabulary.vocabulary.count,
@@ -28,6 +28,7 @@ final class BaseTrainerTests: XCTestCase {
         config.sampleEvery = 0
         config.checkpointEvery = 100
         config.captionOmission = omission
+        config.emaDecay = ema
         return try BaseTrainer(architecture: arch, vocabulary: vocabulary, tokenizer: tokenizer, config: config,
                                runDirectory: runDirectory ?? FileManager.default.temporaryDirectory)
     }
@@ -99,6 +100,43 @@ final class BaseTrainerTests: XCTestCase {
                                       resumed.unet.namedParameters() + resumed.textEncoder.namedParameters()) {
             XCTAssertEqual(a.value.scalars, b.value.scalars, key)
         }
+    }
+
+    /// --ema: the checkpoint carries the weight average, a stopped and resumed run ends with the average of the run
+    /// that was never stopped, exports see the average and training the trained weights; a checkpoint written without
+    /// the average does not resume a run that keeps one.
+    func testWeightAverageResumesAndIsWhatExportsSee() throws {
+        let straight = try makeTrainer(steps: 4, runDirectory: try temporaryDirectory("toy-ema"), ema: 0.9)
+        XCTAssertEqual(try straight.loop.run(), .finished)
+        let folder = try temporaryDirectory("toy-ema")
+        let first = try makeTrainer(steps: 4, runDirectory: folder, ema: 0.9)
+        first.loop.shouldStop = { first.step == 2 }
+        XCTAssertEqual(try first.loop.run(), .interrupted(step: 2))
+        let resumed = try makeTrainer(steps: 4, runDirectory: folder, ema: 0.9)
+        XCTAssertEqual(try resumed.loadCheckpoint(from: resumed.loop.checkpointPath)["ema"], "0.9")
+        XCTAssertEqual(try resumed.loop.run(), .finished)
+        let average = try XCTUnwrap(straight.loop.average)
+        XCTAssertEqual(average.decay(atUpdate: 4), 4.0 / 13, accuracy: 1e-7)
+        for (key, a) in average.averages {
+            XCTAssertEqual(a.scalars, try XCTUnwrap(resumed.loop.average?.averages[key]).scalars, key)
+        }
+        let named = straight.unet.namedParameters() + straight.textEncoder.namedParameters()
+        let trained = named.map(\.1.value.scalars)
+        let seen = straight.withExportedWeights { named.map(\.1.value.scalars) }
+        XCTAssertEqual(named.map(\.1.value.scalars), trained, "the trained weights are back after the export")
+        XCTAssertNotEqual(seen, trained)
+        XCTAssertEqual(seen[0], try XCTUnwrap(average.averages["unet." + named[0].0]).scalars)
+
+        let plain = try temporaryDirectory("toy-ema")
+        let noAverage = try makeTrainer(steps: 4, runDirectory: plain)
+        noAverage.loop.shouldStop = { noAverage.step == 1 }
+        XCTAssertEqual(try noAverage.loop.run(), .interrupted(step: 1))
+        let asked = try makeTrainer(steps: 4, runDirectory: plain, ema: 0.9)
+        XCTAssertThrowsError(try asked.loadCheckpoint(from: asked.loop.checkpointPath)) {
+            XCTAssertTrue("\($0)".contains("without --ema"), "\($0)")
+        }
+        XCTAssertEqual(noAverage.withExportedWeights { noAverage.unet.namedParameters()[0].1.value.scalars },
+                       noAverage.unet.namedParameters()[0].1.value.scalars)
     }
 
     func testExportLoadsInThePipelineWithIdenticalOutputs() throws {
