@@ -48,9 +48,6 @@ public struct LoopSettings: Codable, Equatable, Sendable {
         guard saveEvery >= 0, sampleEvery >= 0, warmupSteps >= 0 else {
             throw TrainingError.invalidSettings("--save-every, --sample-every and --warmup must be ≥ 0")
         }
-        if let d = emaDecay, !(d >= 0 && d < 1) {
-            throw TrainingError.invalidSettings("--ema takes a decay in [0, 1), e.g. 0.999; got \(d)")
-        }
         try schedule.validate()
     }
 }

@@ -4,9 +4,9 @@
 //     a ← a − (1 − d_n)·(a − w),   d_n = min(decay, (1 + s)/(10 + s)),  s = n − 1   (d_1 = 0: a starts as w),
 //
 // so the average of a short run is not dominated by the weights it started from. Sampling from the average
-// instead of the last weights smooths out the step-to-step noise of the optimiser: at a fixed training
-// budget a base model's pictures come out cleaner. The loop saves the averages in its checkpoints (`ema.<key>`),
-// so a resumed run continues them bit for bit.
+// instead of the last weights smooths out the optimiser's step-to-step noise (on the embedded model it changed the
+// judge's scores by a point or two either way: pipelines/toy/TRAINING.md, "Step 3"). The loop saves the averages in
+// its checkpoints (`ema.<key>`), so a resumed run continues them bit for bit.
 import Autograd
 import Foundation
 import NN
