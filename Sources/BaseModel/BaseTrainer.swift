@@ -169,11 +169,6 @@ public final class BaseTrainer {
             .merging(config.emaDecay.map { ["ema": String($0)] } ?? [:]) { a, _ in a }
     }
 
-    /// Runs `body` with the weight average (`--ema`) in the UNet's and text encoder's weights, then puts the trained
-    /// weights back; without an average, with the trained weights. Exports and sample grids go through it.
-    public func withExportedWeights<R>(_ body: () throws -> R) rethrows -> R {
-        try loop.withAveragedWeights(body)
-    }
 
     /// Number of weights (UNet, text encoder).
     public var parameterCounts: (unet: Int, text: Int) {

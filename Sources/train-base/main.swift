@@ -73,7 +73,7 @@ let usage = """
                    scenes); a resumed run keeps the weights of its checkpoint
       --ema DECAY  keep a moving average of the weights (diffusers' --use_ema; decay min(DECAY, (1+s)/(10+s))
                    at update s+1) and export it and draw the sample grids from it instead of the last weights;
-                   0.999 averages over roughly the last thousand steps
+                   the warm-up keeps the average to about the last ninth of the steps done until 1/(1−DECAY)
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
@@ -214,7 +214,7 @@ func main() throws {
     // A run continued or exported keeps the weight average it was started with.
     let runCheckpoint = o.run + "/checkpoint.safetensors"
     if (o.resume || o.exportOnly), o.config.emaDecay == nil, FileManager.default.fileExists(atPath: runCheckpoint),
-       let ema = try TrainingCheckpoint.read(path: runCheckpoint).extra["ema"].flatMap(Float.init) {
+       let ema = try SafeTensorsFile(path: runCheckpoint).metadata["ema"].flatMap(Float.init) {
         o.config.emaDecay = ema
     }
 
@@ -237,7 +237,7 @@ func main() throws {
     let checkpointPath = o.run + "/checkpoint.safetensors"
     /// The weights as a pipeline folder; `seed`: the data seed the UNet file's metadata names (the run's own).
     func export(_ path: String, seed: String? = nil) throws {
-        try trainer.withExportedWeights {
+        try trainer.loop.withAveragedWeights {
             try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
                             modelMaxLength: ToyTokenizer.maxLength, to: path,
                             metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)]

@@ -122,7 +122,7 @@ final class BaseTrainerTests: XCTestCase {
         }
         let named = straight.unet.namedParameters() + straight.textEncoder.namedParameters()
         let trained = named.map(\.1.value.scalars)
-        let seen = straight.withExportedWeights { named.map(\.1.value.scalars) }
+        let seen = straight.loop.withAveragedWeights { named.map(\.1.value.scalars) }
         XCTAssertEqual(named.map(\.1.value.scalars), trained, "the trained weights are back after the export")
         XCTAssertNotEqual(seen, trained)
         XCTAssertEqual(seen[0], try XCTUnwrap(average.averages["unet." + named[0].0]).scalars)
@@ -135,7 +135,7 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertThrowsError(try asked.loadCheckpoint(from: asked.loop.checkpointPath)) {
             XCTAssertTrue("\($0)".contains("without --ema"), "\($0)")
         }
-        XCTAssertEqual(noAverage.withExportedWeights { noAverage.unet.namedParameters()[0].1.value.scalars },
+        XCTAssertEqual(noAverage.loop.withAveragedWeights { noAverage.unet.namedParameters()[0].1.value.scalars },
                        noAverage.unet.namedParameters()[0].1.value.scalars)
     }
 
