@@ -163,7 +163,7 @@ let package = Package(
                                    "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: language + cpuFlags),
         .testTarget(name: "BaseModelTests",
-                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "DiffusionModels", "Pipeline", "PictureWorld", "BaseModel",
+                    dependencies: ["TensorCore", "Autograd", "NN", "CLIPText", "DiffusionModels", "Pipeline", "PictureWorld", "BaseModel", "SafeTensors",
                                    "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: language + cpuFlags),
         .testTarget(name: "QuantizationTests",

@@ -200,6 +200,25 @@ public final class BaseTrainer {
                                   rowWeights: Array(repeating: 1 / Float(b), count: b), random: &random)
     }
 
+    // MARK: - Export
+
+    /// The weights an export writes when the run keeps a moving average (`--ema`): the average, or the last
+    /// trained weights (`train-base --trained-weights`).
+    public enum ExportedWeights: Sendable { case average, trained }
+
+    /// Writes the model as a pipeline folder at `path` (`ToyExport.write`, F16): the moving average when the run
+    /// keeps one and `weights` is `.average` — the UNet file's metadata then names its decay as `ema` — else the
+    /// trained weights. `metadata` goes into the UNet file.
+    public func export(to path: String, weights: ExportedWeights = .average, metadata: [String: String] = [:]) throws {
+        let decay = weights == .average && loop.average != nil ? config.emaDecay : nil
+        let write = {
+            try ToyExport.write(unet: self.unet, textEncoder: self.textEncoder, vocabulary: self.vocabulary,
+                                modelMaxLength: ToyTokenizer.maxLength, to: path,
+                                metadata: metadata.merging(decay.map { ["ema": String($0)] } ?? [:]) { a, _ in a })
+        }
+        if decay == nil { try write() } else { try loop.withAveragedWeights(write) }
+    }
+
     // MARK: - Checkpoints
 
     /// Writes the Training checkpoint (weights, AdamW moments, random stream, step) to `path` atomically, with

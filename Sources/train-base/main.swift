@@ -4,7 +4,8 @@
 //     train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro]
 //                [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR] [--ema DECAY]
 //                [--out DIR] [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N]
-//     train-base --export [--run DIR] [--out DIR]      (the run's checkpoint as a pipeline folder, no training)
+//                [--trained-weights]
+//     train-base --export [--run DIR] [--out DIR] [--trained-weights]   (the run's checkpoint as a pipeline folder)
 //     train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
 //                [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
 //
@@ -35,11 +36,12 @@ struct Options {
     var resume = false
     var bench = 0
     var exportOnly = false
+    var trainedWeights = false
     var evaluate: String?
     var judge: String?
     var count = 200
     var sampleSteps = 20
-    var guidance = 4.0
+    var guidance: Double?       // --evaluate: the folder's _guidance_scale when not given
     var guidanceRescale = 0.0
     var save: String?
     var prompt: String?
@@ -50,9 +52,12 @@ let usage = """
     usage: train-base [--steps N] [--batch B] [--lr LR] [--warmup N] [--seed S] [--arch s|m|l|micro] [--out DIR]
                       [--omit-color P [--usual-colors]] [--omit-place P] [--init MODEL_DIR] [--ema DECAY]
                       [--run DIR] [--checkpoint-every N] [--sample-every N] [--resume] [--bench N] [--export]
+                      [--trained-weights]
            train-base --evaluate MODEL_DIR --judge JUDGE.safetensors [--count N] [--sample-steps N] [--guidance G]
                       [--guidance-rescale φ] [--save DIR] [--prompt TEXT]
 
+      --guidance G (--evaluate) classifier-free guidance scale (default: the folder's model_index.json
+                   _guidance_scale, else \(ToyExport.recommendedGuidance))
       --save DIR   (--evaluate) also write every picture as DIR/NNN.png, each prompt with the judge's
                    reading to DIR/verdicts.txt, and the first 25 as DIR/heldout-grid.png (prompt-grid.png with --prompt)
       --prompt TEXT (--evaluate) one prompt for every picture (seeds 0..<N) instead of the held-out set, e.g.
@@ -74,6 +79,8 @@ let usage = """
       --ema DECAY  keep a moving average of the weights (diffusers' --use_ema; decay min(DECAY, (1+s)/(10+s))
                    at update s+1) and export it and draw the sample grids from it instead of the last weights;
                    the warm-up keeps the average to about the last ninth of the steps done until 1/(1−DECAY)
+      --trained-weights with --ema (or --export of a run that kept an average): export the last trained weights
+                   and draw the sample grids from them; the checkpoints keep the average all the same
     """
 
 func parse(_ arguments: [String]) throws -> Options? {
@@ -81,7 +88,7 @@ func parse(_ arguments: [String]) throws -> Options? {
                                                      "checkpoint-every", "sample-every", "bench", "evaluate", "judge",
                                                      "count", "sample-steps", "guidance", "omit-color", "omit-place", "save",
                                                      "prompt", "init", "guidance-rescale", "ema"],
-                                flagNames: ["resume", "export", "usual-colors"], shortNames: ["-o": "out"],
+                                flagNames: ["resume", "export", "usual-colors", "trained-weights"], shortNames: ["-o": "out"],
                                 aliases: ["batch-size": "batch", "save-every": "checkpoint-every", "cfg": "guidance",
                                           "max-train-steps": "steps", "learning-rate": "lr"])
     if a.has("help") { print(usage); return nil }
@@ -115,11 +122,12 @@ func parse(_ arguments: [String]) throws -> Options? {
     o.resume = a.has("resume")
     o.bench = try a.int("bench", in: 0...Int.max) ?? o.bench
     o.exportOnly = a.has("export")
+    o.trainedWeights = a.has("trained-weights")
     o.evaluate = a.string("evaluate")
     o.judge = a.string("judge")
     o.count = try a.int("count", in: 1...Int.max) ?? o.count
     o.sampleSteps = try a.int("sample-steps", in: 1...Int.max) ?? o.sampleSteps
-    o.guidance = try a.double("guidance") ?? o.guidance
+    o.guidance = try a.double("guidance")
     o.guidanceRescale = try a.double("guidance-rescale") ?? o.guidanceRescale
     guard (0...1).contains(o.guidanceRescale) else { throw CommandLineError.usage("--guidance-rescale takes a number in [0, 1]") }
     o.save = a.string("save")
@@ -139,12 +147,13 @@ func evaluate(_ o: Options, modelPath: String) throws {
     guard let judgePath = o.judge else { throw CommandLineError.usage("--evaluate needs --judge JUDGE.safetensors") }
     let judge = try Judge(contentsOf: judgePath)
     let model = try StableDiffusionModel(path: modelPath)
+    let guidance = o.guidance ?? model.recommendedGuidance ?? ToyExport.recommendedGuidance
     let prompts: [String] = o.prompt.map { [String](repeating: $0, count: o.count) } ?? PromptSets.heldout(count: o.count).map(\.prompt)
     let clock = Date()
     var pairs: [(prompt: String, image: Image)] = []
     for (k, start) in stride(from: 0, to: prompts.count, by: 25).enumerated() {
         let part = Array(prompts[start..<min(start + 25, prompts.count)])
-        let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: o.guidance,
+        let images = try ToyExport.sampleBatch(model, prompts: part, steps: o.sampleSteps, guidance: guidance,
                                                guidanceRescale: o.guidanceRescale, seed: UInt64(start))
         pairs += zip(part, images).map { ($0, $1) }
         if k == 0, let dir = o.save {
@@ -195,14 +204,14 @@ func evaluate(_ o: Options, modelPath: String) throws {
                      named.background.map { String(format: "place %.1f%%", 100 * Double(background) / n) + " (\($0.word))" }]
         say(String(format: "\"%@\" on %d seeds (%d steps, guidance %.1f%@): %@; all named %.1f%%, and clean (the judge's "
             + "clean head) %.1f%%; all named with object probability ≥ 0.9 %.1f%%; no object %.1f%%; mean object probability %.3f",
-            prompt, pairs.count, o.sampleSteps, o.guidance, rescaleNote, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
+            prompt, pairs.count, o.sampleSteps, guidance, rescaleNote, parts.compactMap { $0 }.joined(separator: ", "), 100 * Double(all) / n,
             100 * Double(clean) / n, 100 * Double(sure) / n, 100 * Double(none) / n,
             verdicts.map { Double($0.objectProbability) }.reduce(0, +) / n))
         say(manifold)
         return
     }
     say(String(format: "prompt fidelity on %d held-out prompts (%d steps, guidance %.1f%@): object %.1f%%, colour %.1f%%, "
-        + "background %.1f%%, all three %.1f%%, all three and clean %.1f%%", pairs.count, o.sampleSteps, o.guidance, rescaleNote,
+        + "background %.1f%%, all three %.1f%%, all three and clean %.1f%%", pairs.count, o.sampleSteps, guidance, rescaleNote,
         100 * Double(object) / n, 100 * Double(color) / n, 100 * Double(background) / n, 100 * Double(all) / n,
         100 * Double(clean) / n))
     say(manifold)
@@ -216,6 +225,9 @@ func main() throws {
     if (o.resume || o.exportOnly), o.config.emaDecay == nil, FileManager.default.fileExists(atPath: runCheckpoint),
        let ema = try SafeTensorsFile(path: runCheckpoint).metadata["ema"].flatMap(Float.init) {
         o.config.emaDecay = ema
+    }
+    if o.trainedWeights && (o.config.emaDecay == nil || o.evaluate != nil) {
+        throw CommandLineError.usage("--trained-weights goes with a run that keeps a weight average (--ema DECAY)")
     }
 
     let vocabulary = ToyTokenizer.learn()
@@ -236,13 +248,10 @@ func main() throws {
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
     let checkpointPath = o.run + "/checkpoint.safetensors"
     /// The weights as a pipeline folder; `seed`: the data seed the UNet file's metadata names (the run's own).
+    /// The run's moving average when it keeps one, unless --trained-weights.
     func export(_ path: String, seed: String? = nil) throws {
-        try trainer.loop.withAveragedWeights {
-            try ToyExport.write(unet: trainer.unet, textEncoder: trainer.textEncoder, vocabulary: vocabulary,
-                            modelMaxLength: ToyTokenizer.maxLength, to: path,
-                            metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)]
-                                .merging(trainer.config.emaDecay.map { ["ema": String($0)] } ?? [:]) { a, _ in a })
-        }
+        try trainer.export(to: path, weights: o.trainedWeights ? .trained : .average,
+                           metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)])
     }
     /// `<out>/TRAINING.md`: how the exported weights were made (from the run's last checkpoint).
     func writeTrainingNotes(_ checkpoint: TrainingCheckpoint, arch: ToyArchitecture, counts: (unet: Int, text: Int)) throws {
@@ -253,7 +262,7 @@ func main() throws {
         let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
             + "probability \(m("omit_place"))" + (usual ? "; an object whose colour is left out wears its usual colour" : "") : ""
         let omissionFlags = (omitted ? " --omit-color \(m("omit_color"))\(usual ? " --usual-colors" : "") --omit-place \(m("omit_place"))" : "")
-            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "") + (checkpoint.extra["ema"].map { " --ema \($0)" } ?? "")
+            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "") + (checkpoint.extra["ema"].map { " --ema \($0)" + (o.trainedWeights ? " --trained-weights" : "") } ?? "")
         let start = checkpoint.extra["init"].map { "fine-tuned from the model in `\($0)` (all its weights)" } ?? "from scratch"
         let text = """
             # How `\(o.out)` was trained
@@ -272,7 +281,9 @@ func main() throws {
             - steps done: \(trainer.step) (of \(m("steps")) planned), batch \(m("batch")), seed \(m("seed"))
             - wall time: \(wall) on the shared 2-core machine (sampling included)
             - final training loss (EMA 0.98): \(String(format: "%.4f", lossEMA(checkpoint.state.lossHistory)))
-            - weights: F16 safetensors\(checkpoint.extra["ema"].map { ", the moving average of the trained weights (decay \($0))" } ?? "")
+            - weights: F16 safetensors\(checkpoint.extra["ema"].map { o.trainedWeights
+                ? ", the last trained weights (the run's checkpoints also keep a moving average, decay \($0))"
+                : ", the moving average of the trained weights (decay \($0))" } ?? "")
 
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: o.out + "/TRAINING.md"), options: .atomic)

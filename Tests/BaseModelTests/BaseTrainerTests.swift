@@ -6,6 +6,7 @@ import DiffusionModels
 import Foundation
 import NN
 import PictureWorld
+import SafeTensors
 import Pipeline
 import TensorCore
 import TestSupport
@@ -126,6 +127,18 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(named.map(\.1.value.scalars), trained, "the trained weights are back after the export")
         XCTAssertNotEqual(seen, trained)
         XCTAssertEqual(seen[0], try XCTUnwrap(average.averages["unet." + named[0].0]).scalars)
+        // Exports: the average by default (its decay in the UNet file's metadata), the trained weights on request.
+        let exports = try temporaryDirectory("toy-ema-export")
+        XCTAssertNotEqual(seen[0].map { Float(Float16($0)) }, trained[0].map { Float(Float16($0)) }, "the two exports can be told apart")
+        for (name, weights, expected) in [("average", BaseTrainer.ExportedWeights.average, seen[0]), ("trained", .trained, trained[0])] {
+            let path = exports.appendingPathComponent(name).path
+            try straight.export(to: path, weights: weights)
+            let loaded = Dictionary(uniqueKeysWithValues: try StableDiffusionModel(path: path).unet.namedParameters())
+            XCTAssertEqual(try XCTUnwrap(loaded[named[0].0]).value.scalars, expected.map { Float(Float16($0)) }, name)
+            let metadata = try SafeTensorsFile(path: path + "/unet/diffusion_pytorch_model.safetensors").metadata
+            XCTAssertEqual(metadata["ema"], weights == .average ? "0.9" : nil, name)
+        }
+        XCTAssertEqual(named.map(\.1.value.scalars), trained, "exports leave the trained weights in place")
 
         let plain = try temporaryDirectory("toy-ema")
         let noAverage = try makeTrainer(steps: 4, runDirectory: plain)

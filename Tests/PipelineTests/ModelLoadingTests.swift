@@ -55,7 +55,7 @@ final class ModelLoadingTests: XCTestCase {
             try write(bad)
             expectError(["model_index.json", "_guidance_scale"])
         }
-        XCTAssertEqual(try StableDiffusionModel(path: TestPaths.repository("pipelines/toy")).recommendedGuidance, 4)
+        XCTAssertEqual(try StableDiffusionModel(path: TestPaths.repository("pipelines/toy")).recommendedGuidance, 3)
     }
 
     func testLoadsFP16VariantFiles() throws {
