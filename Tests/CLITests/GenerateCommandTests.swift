@@ -168,7 +168,7 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(info.parameters.steps, 2)
         XCTAssertEqual(info.parameters.seed, 7)
         XCTAssertEqual(info.modelName, "toy")
-        XCTAssertEqual(info.parameters.guidanceScale, 4, "the embedded model's recommended guidance")
+        XCTAssertEqual(info.parameters.guidanceScale, 3, "the embedded model's recommended guidance")
     }
 
     /// Without --cfg, `generate` draws at the model folder's recommended guidance (`_guidance_scale`); --cfg, --fast
