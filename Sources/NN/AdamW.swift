@@ -8,8 +8,8 @@
 // Parameters come in groups, each with its own learning-rate scale (e.g. UNet LoRA and text-encoder LoRA).
 // Parameters are named, so the moments and the step count can be saved next to the weights and restored
 // by name. One float evaluation order, torch's `_single_tensor_adamw`: p *= 1 − lr·λ first, then
-// p −= (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε); a parameter without a gradient is updated as with a zero
-// gradient (its moments decay, its weight decays).
+// p −= (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε); a parameter without a gradient is left as it is (torch skips
+// parameters whose .grad is None).
 import Autograd
 import Foundation
 import TensorCore
