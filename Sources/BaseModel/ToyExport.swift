@@ -85,7 +85,8 @@ public enum ToyExport {
     /// against the empty prompt), for evaluating a model on hundreds of prompts: `TextToImage`'s one loop
     /// over the whole batch (one UNet batch per step), each image the one `sample` gives for its prompt.
     public static func sampleBatch(_ model: StableDiffusionModel, prompts: [String], steps: Int = 20,
-                                   guidance: Double = recommendedGuidance, guidanceRescale: Double = 0, seed: UInt64 = 0) throws -> [Image] {
+                                   guidance: Double = recommendedGuidance, guidanceRescale: Double = 0,
+                                   seed: UInt64 = 0) throws -> [Image] {
         guard !prompts.isEmpty else { return [] }
         let pipeline = TextToImage(model: model)
         let requests = prompts.enumerated().map { i, prompt in

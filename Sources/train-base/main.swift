@@ -247,8 +247,8 @@ func main() throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
     let checkpointPath = o.run + "/checkpoint.safetensors"
-    /// The weights as a pipeline folder; `seed`: the data seed the UNet file's metadata names (the run's own).
-    /// The run's moving average when it keeps one, unless --trained-weights.
+    /// The weights as a pipeline folder — the run's moving average when it keeps one, unless --trained-weights;
+    /// `seed`: the data seed the UNet file's metadata names (the run's own).
     func export(_ path: String, seed: String? = nil) throws {
         try trainer.export(to: path, weights: o.trainedWeights ? .trained : .average,
                            metadata: ["step": String(trainer.step), "seed": seed ?? String(o.config.seed)])
@@ -262,7 +262,8 @@ func main() throws {
         let omission = omitted ? ", captions leave out the colour with probability \(m("omit_color")) and the place with "
             + "probability \(m("omit_place"))" + (usual ? "; an object whose colour is left out wears its usual colour" : "") : ""
         let omissionFlags = (omitted ? " --omit-color \(m("omit_color"))\(usual ? " --usual-colors" : "") --omit-place \(m("omit_place"))" : "")
-            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "") + (checkpoint.extra["ema"].map { " --ema \($0)" + (o.trainedWeights ? " --trained-weights" : "") } ?? "")
+            + (checkpoint.extra["init"].map { " --init \($0)" } ?? "")
+            + (checkpoint.extra["ema"].map { " --ema \($0)" + (o.trainedWeights ? " --trained-weights" : "") } ?? "")
         let start = checkpoint.extra["init"].map { "fine-tuned from the model in `\($0)` (all its weights)" } ?? "from scratch"
         let text = """
             # How `\(o.out)` was trained

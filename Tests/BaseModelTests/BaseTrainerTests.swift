@@ -129,8 +129,10 @@ final class BaseTrainerTests: XCTestCase {
         XCTAssertEqual(seen[0], try XCTUnwrap(average.averages["unet." + named[0].0]).scalars)
         // Exports: the average by default (its decay in the UNet file's metadata), the trained weights on request.
         let exports = try temporaryDirectory("toy-ema-export")
-        XCTAssertNotEqual(seen[0].map { Float(Float16($0)) }, trained[0].map { Float(Float16($0)) }, "the two exports can be told apart")
-        for (name, weights, expected) in [("average", BaseTrainer.ExportedWeights.average, seen[0]), ("trained", .trained, trained[0])] {
+        XCTAssertNotEqual(seen[0].map { Float(Float16($0)) }, trained[0].map { Float(Float16($0)) },
+                          "the two exports can be told apart")
+        let kinds: [(String, BaseTrainer.ExportedWeights, [Float])] = [("average", .average, seen[0]), ("trained", .trained, trained[0])]
+        for (name, weights, expected) in kinds {
             let path = exports.appendingPathComponent(name).path
             try straight.export(to: path, weights: weights)
             let loaded = Dictionary(uniqueKeysWithValues: try StableDiffusionModel(path: path).unet.namedParameters())
