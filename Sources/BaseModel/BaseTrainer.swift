@@ -169,7 +169,6 @@ public final class BaseTrainer {
             .merging(config.emaDecay.map { ["ema": String($0)] } ?? [:]) { a, _ in a }
     }
 
-
     /// Number of weights (UNet, text encoder).
     public var parameterCounts: (unet: Int, text: Int) {
         (unet.namedParameters().reduce(0) { $0 + $1.1.value.count },
@@ -210,13 +209,13 @@ public final class BaseTrainer {
     /// keeps one and `weights` is `.average` — the UNet file's metadata then names its decay as `ema` — else the
     /// trained weights. `metadata` goes into the UNet file.
     public func export(to path: String, weights: ExportedWeights = .average, metadata: [String: String] = [:]) throws {
-        let decay = weights == .average && loop.average != nil ? config.emaDecay : nil
+        let average = weights == .average ? loop.average : nil
         let write = {
             try ToyExport.write(unet: self.unet, textEncoder: self.textEncoder, vocabulary: self.vocabulary,
                                 modelMaxLength: ToyTokenizer.maxLength, to: path,
-                                metadata: metadata.merging(decay.map { ["ema": String($0)] } ?? [:]) { a, _ in a })
+                                metadata: metadata.merging(average.map { ["ema": String($0.decay)] } ?? [:]) { a, _ in a })
         }
-        if decay == nil { try write() } else { try loop.withAveragedWeights(write) }
+        if average == nil { try write() } else { try loop.withAveragedWeights(write) }
     }
 
     // MARK: - Checkpoints
@@ -230,7 +229,12 @@ public final class BaseTrainer {
     /// Restores a checkpoint written by `saveCheckpoint` (same architecture); returns its metadata.
     @discardableResult
     public func loadCheckpoint(from path: String) throws -> [String: String] {
-        let checkpoint = try TrainingCheckpoint.read(path: path)
+        try load(TrainingCheckpoint.read(path: path), from: path)
+    }
+
+    /// Restores `checkpoint`, already read from `path` (named in errors); returns its metadata.
+    @discardableResult
+    public func load(_ checkpoint: TrainingCheckpoint, from path: String) throws -> [String: String] {
         guard checkpoint.extra["architecture"] == architecture.name else {
             throw BaseModelError.checkpoint(path: path, reason: "architecture \(checkpoint.extra["architecture"] ?? "?"), "
                 + "this run \(architecture.name)")

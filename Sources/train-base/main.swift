@@ -221,12 +221,12 @@ func main() throws {
     guard var o = try parse(Array(CommandLine.arguments.dropFirst())) else { return }
     if let model = o.evaluate { return try evaluate(o, modelPath: model) }
     // A run continued or exported keeps the weight average it was started with.
-    let runCheckpoint = o.run + "/checkpoint.safetensors"
-    if (o.resume || o.exportOnly), o.config.emaDecay == nil, FileManager.default.fileExists(atPath: runCheckpoint),
-       let ema = try SafeTensorsFile(path: runCheckpoint).metadata["ema"].flatMap(Float.init) {
+    let checkpointPath = o.run + "/checkpoint.safetensors"
+    if (o.resume || o.exportOnly), o.config.emaDecay == nil, FileManager.default.fileExists(atPath: checkpointPath),
+       let ema = try SafeTensorsFile(path: checkpointPath).metadata["ema"].flatMap(Float.init) {
         o.config.emaDecay = ema
     }
-    if o.trainedWeights && (o.config.emaDecay == nil || o.evaluate != nil) {
+    if o.trainedWeights && o.config.emaDecay == nil {
         throw CommandLineError.usage("--trained-weights goes with a run that keeps a weight average (--ema DECAY)")
     }
 
@@ -246,7 +246,6 @@ func main() throws {
 
     let fm = FileManager.default
     try fm.createDirectory(atPath: o.run + "/samples", withIntermediateDirectories: true)
-    let checkpointPath = o.run + "/checkpoint.safetensors"
     /// The weights as a pipeline folder — the run's moving average when it keeps one, unless --trained-weights;
     /// `seed`: the data seed the UNet file's metadata names (the run's own).
     func export(_ path: String, seed: String? = nil) throws {
@@ -298,8 +297,8 @@ func main() throws {
     }
     if o.exportOnly {
         guard fm.fileExists(atPath: checkpointPath) else { throw CommandLineError.failure("--export: no checkpoint at \(checkpointPath)") }
-        try trainer.loadCheckpoint(from: checkpointPath)
         let checkpoint = try TrainingCheckpoint.read(path: checkpointPath)
+        try trainer.load(checkpoint, from: checkpointPath)
         try export(o.out, seed: checkpoint.extra["seed"])
         try writeTrainingNotes(checkpoint, arch: arch, counts: counts)
         say("exported step \(trainer.step) of \(checkpointPath) to \(o.out)")
