@@ -34,11 +34,11 @@ def gemm(m, k, n, transposed_b=False):
     return 2.0 * m * n * k, lambda: torch.mm(a, b, out=c)
 
 
-def conv3x3(hw, cin, cout, backward):
-    x = torch.randn(1, cin, hw, hw).to(memory_format=torch.channels_last)
+def conv3x3(hw, cin, cout, backward, n=1):
+    x = torch.randn(n, cin, hw, hw).to(memory_format=torch.channels_last)
     w = torch.randn(cout, cin, 3, 3).to(memory_format=torch.channels_last)
     b = torch.randn(cout)
-    flops = 2.0 * hw * hw * cin * cout * 9
+    flops = 2.0 * n * hw * hw * cin * cout * 9
     if not backward:
         def fwd():
             with torch.no_grad():
@@ -57,10 +57,11 @@ for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 57
     CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
 for m, k, n in [(4096, 320, 320), (64, 1280, 1280)]:
     CASES[f"sgemm {m}x{k}x{n} Bt"] = (lambda m=m, k=k, n=n: gemm(m, k, n, True))
-for hw, cin, cout in [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)]:
-    base = f"conv3x3 {hw}x{hw}x{cin}->{cout}"
-    CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, False))
-    CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout: conv3x3(hw, cin, cout, True))
+for n, hw, cin, cout in [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 1280), (2, 64, 32, 32), (2, 32, 64, 64),
+                         (2, 16, 128, 128), (1, 128, 512, 512), (1, 256, 256, 256)]:
+    base = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout}"
+    CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, False, n))
+    CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, True, n))
 
 
 

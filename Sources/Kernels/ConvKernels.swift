@@ -239,6 +239,10 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 /// Forward convolution on raw NHWC pointers (shapes already checked).
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    if winogradApplies(g) {
+        winogradConv2dForward(g, input: input, weight: weight, bias: bias, output: output)
+        return
+    }
     let cout = g.outChannels
     /// `output = rows · weight (+ bias)` with `rows` [pixels, k] and the weight read as a [k, Cout] matrix.
     func gemmOverPixels(_ rows: UnsafePointer<Float>, k: Int) {
@@ -315,6 +319,10 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
     }
     if g.stride > 1 {
         conv2dBackwardInputByPhases(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
+        return
+    }
+    if winogradApplies(g) {
+        winogradConv2dBackwardInput(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
         return
     }
     let (padded, byTaps) = paddedOutputGradient(g, gradOutput)

@@ -9,7 +9,8 @@
 // kernel (`w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]`) is decoded sliver by sliver the same way, read
 // transposed from the codes. A frozen weight needs no weight gradient. Every path sums each output element in
 // the order its F32 counterpart does, so the results equal `conv2d` / `conv2dBackwardInput` on the dequantized
-// weight bit for bit.
+// weight bit for bit when those run as implicit GEMM (`ConvolutionAlgorithm.winogradAllowed` off). Winograd is
+// not used here: its transformed weight would be 16/9 of the F32 weight that 4-bit storage exists to avoid.
 import TensorBase
 
 /// 4-bit convolution forward: `[N, H, W, Cin]` * a `[kh, kw, Cin, Cout]` weight (+ bias `[Cout]`) ->

@@ -277,21 +277,25 @@ func gemmBenchCases() -> [BenchCase] {
     }
 }
 
-/// 3x3, stride 1, pad 1 convolutions with bias, named `conv3x3 HxWxCin->Cout fwd|bwd`; `bwd` computes
-/// the input, weight and bias gradients.
+/// 3x3, stride 1, pad 1 convolutions with bias, named `conv3x3 [NB ]HxWxCin->Cout fwd|bwd` (N images, 1 unless
+/// named); `bwd` computes the input, weight and bias gradients. SD-1.5's UNet levels, the embedded model's
+/// (batch 2, as its training step runs them) and the SD VAE decoder's widest. GFLOP/s count the direct
+/// convolution's multiply-adds, whatever the algorithm (Winograd does 4/9 of them: `STYLEDIFFUSION_WINOGRAD=0`
+/// measures the implicit GEMM alone).
 func convBenchCases() -> [BenchCase] {
-    [(64, 320, 320), (32, 640, 640), (16, 1280, 1280)].flatMap { hw, cin, cout -> [BenchCase] in
-        let flops = 2 * Double(hw * hw * cin * cout * 9)
-        let base = "conv3x3 \(hw)x\(hw)x\(cin)->\(cout)"
+    [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 1280), (2, 64, 32, 32), (2, 32, 64, 64), (2, 16, 128, 128),
+     (1, 128, 512, 512), (1, 256, 256, 256)].flatMap { n, hw, cin, cout -> [BenchCase] in
+        let flops = 2 * Double(n * hw * hw * cin * cout * 9)
+        let base = "conv3x3 " + (n > 1 ? "\(n)B " : "") + "\(hw)x\(hw)x\(cin)->\(cout)"
         return [
             BenchCase(name: base + " fwd", flops: flops) {
-                let x = benchTensor([1, hw, hw, cin], seed: 4), w = benchTensor([3, 3, cin, cout], seed: 5)
+                let x = benchTensor([n, hw, hw, cin], seed: 4), w = benchTensor([3, 3, cin, cout], seed: 5)
                 let b = benchTensor([cout], seed: 6)
                 return { _ = try? conv2d(x, weight: w, bias: b, stride: 1, padding: 1) }
             },
             BenchCase(name: base + " bwd", flops: 2 * flops) {
-                let x = benchTensor([1, hw, hw, cin], seed: 4), w = benchTensor([3, 3, cin, cout], seed: 5)
-                let dy = benchTensor([1, hw, hw, cout], seed: 7)
+                let x = benchTensor([n, hw, hw, cin], seed: 4), w = benchTensor([3, 3, cin, cout], seed: 5)
+                let dy = benchTensor([n, hw, hw, cout], seed: 7)
                 return {
                     _ = try? conv2dBackwardInput(dy, weight: w, inputShape: x.shape, stride: 1, padding: 1)
                     _ = try? conv2dBackwardWeight(dy, input: x, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
