@@ -239,8 +239,8 @@ func packConvWeight(_ w: UnsafePointer<Float>, taps: Int, cin: Int, cout: Int, j
 /// Forward convolution on raw NHWC pointers (shapes already checked).
 func conv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    if winogradApplies(g) {
-        winogradConv2dForward(g, input: input, weight: weight, bias: bias, output: output)
+    if let tile = winogradTile(g) {
+        winogradConv2dForward(g, tile: tile, input: input, weight: weight, bias: bias, output: output)
         return
     }
     let cout = g.outChannels
@@ -321,8 +321,8 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
         conv2dBackwardInputByPhases(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
         return
     }
-    if winogradApplies(g) {
-        winogradConv2dBackwardInput(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
+    if let tile = winogradTile(g) {
+        winogradConv2dBackwardInput(g, tile: tile, gradOutput: gradOutput, weight: weight, gradInput: gradInput)
         return
     }
     let (padded, byTaps) = paddedOutputGradient(g, gradOutput)

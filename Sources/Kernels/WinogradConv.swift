@@ -1,33 +1,58 @@
-// WinogradConv: stride-1 3×3 convolutions as Winograd F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2016), for the forward pass and the input gradient.
+// WinogradConv: stride-1 3×3 convolutions as Winograd F(m×m, 3×3) with m = 2 or 4 (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016), for the forward pass and the input gradient.
 //
-// Each 2×2 block of outputs (a tile) comes from the 4×4 input patch d under it:
+// Each m×m block of outputs (a tile) comes from the (m+2)×(m+2) input patch d under it:
 //     Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
-// so per pair of channels the 9 taps × 4 outputs = 36 multiplications become the 16 of the ⊙. Summed over
-// input channels, the ⊙ is 16 GEMMs, one per position ξ of the 4×4 transformed tile:
+// so per pair of channels the 9 taps × m² outputs become (m+2)² multiplications. Summed over input channels, the
+// ⊙ is one GEMM per position ξ of the transformed tile:
 //     M_ξ [tiles × Cout] = V_ξ [tiles × Cin] · U_ξ [Cin × Cout],
-// with V = Bᵀ d B (the input transform, additions only), U = G g Gᵀ (the weight transform, additions and
-// halvings) and the output transform Aᵀ M A (additions only). 16/36 of the direct convolution's FLOPs.
+// with V = Bᵀ d B (the input transform), U = G g Gᵀ (the weight transform) and the output transform Aᵀ M A.
+// F(2×2, 3×3): 16 GEMMs, 16/36 of the direct convolution's multiply-adds, transforms of additions only.
+// F(4×4, 3×3): 36 GEMMs, 36/144 = 1/4 of them, transforms with small integer factors (and 1/4, 1/6, 1/12,
+// 1/24 in the weight's), a little more rounding (relative error ~1e-6 of the output's scale); used where both
+// channel counts are large enough (`winogradLargeTileMinChannels`) for the GEMMs to outweigh its larger transforms.
 //
-// Tiles run in chunks of at most `winogradMaxChunkTiles` per worker: transform the chunk's patches, run the
-// 16 GEMMs single-threaded (at that height the GEMM reads U in place, no packing), transform back, so the
-// chunk's V and M stay in the core's caches. With both channel counts large (U bigger than many chunks'
-// V and M) every chunk would stream all of U again; then all tiles are transformed at once and each ξ's GEMM
-// runs over all of them on every thread. Every tile is computed from its own patch in a fixed order, and a
-// GEMM row does not depend on how many rows are multiplied with it, so results do not depend on the chunking
-// or the thread count.
+// Tiles run in chunks per worker: transform the chunk's patches, run the GEMMs single-threaded (at that height
+// the GEMM reads U in place, no packing), transform back, so the chunk's V and M stay in the core's caches. With
+// both channel counts large (U bigger than many chunks' V and M) every chunk would stream all of U again; then
+// all tiles are transformed at once and each ξ's GEMM runs over all of them on every thread. Every tile is
+// computed from its own patch in a fixed order, and a GEMM row does not depend on how many rows are multiplied
+// with it, so results do not depend on the chunking or the thread count.
 import TensorBase
 
-/// Fewest input and output channels for which Winograd runs (below that the transforms cost more than the
-/// saved multiplications, and the implicit GEMM's im2col path takes the narrow inputs).
-let winogradMinChannels = 8
+/// Fewest input and output channels for which Winograd runs: below that the transforms (whose cost grows with
+/// Cin + Cout) outweigh the saved multiplications (Cin · Cout). Measured in the embedded model's training step:
+/// a LoRA down convolution (Cout = rank 16) took 1.1–1.3x the implicit GEMM's time as Winograd.
+let winogradMinChannels = 32
 /// Most tiles per chunk: the height up to which the GEMM reads U in place (`gemmDirectBMaxRowTiles` × 12).
 let winogradMaxChunkTiles = 192
+/// Most floats of V and M together for the all-tiles schedule (64 MB).
+let winogradAllTilesMaxFloats = 16 << 20
+/// Fewest input and output channels for F(4×4, 3×3) (below: F(2×2, 3×3)).
+let winogradLargeTileMinChannels = 64
+/// Largest transformed weight (floats, 16 MB) used whatever the number of tiles. A larger one is transformed
+/// per call and streamed through the GEMMs: worth it only over `winogradMinTilesForLargeWeights` tiles or more
+/// (measured on 16×16×1280→1280: 16 tiles of F(4×4) took 1.15× the implicit GEMM's time, 64 tiles of F(2×2)
+/// 0.70×).
+let winogradSmallWeightFloats = 4 << 20
+let winogradMinTilesForLargeWeights = 64
 
-/// Whether `g`'s forward convolution, and its input gradient, run as Winograd F(2×2, 3×3).
-func winogradApplies(_ g: Conv2DShape) -> Bool {
-    ConvolutionAlgorithm.winogradAllowed && g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1
-        && g.inChannels >= winogradMinChannels && g.outChannels >= winogradMinChannels
+/// The output tile of `g`'s Winograd convolution (forward and input gradient): 4 (F(4×4, 3×3)) with enough
+/// channels, 2, or nil where the implicit GEMM runs (not stride-1 3×3, too few channels, or a large weight
+/// over few tiles).
+func winogradTile(_ g: Conv2DShape) -> Int? {
+    guard ConvolutionAlgorithm.winogradAllowed, g.kernelHeight == 3, g.kernelWidth == 3, g.stride == 1,
+          min(g.inChannels, g.outChannels) >= winogradMinChannels else { return nil }
+    /// Whether `tile`'s transformed weight is small, or the tiles many enough to amortise it.
+    func worthIt(_ tile: Int) -> Bool {
+        // The forward pass's tiles; the input gradient's output (the input) has as many or more.
+        let tiles = g.batch * ((g.outHeight + tile - 1) / tile) * ((g.outWidth + tile - 1) / tile)
+        return (tile + 2) * (tile + 2) * g.inChannels * g.outChannels <= winogradSmallWeightFloats
+            || tiles >= winogradMinTilesForLargeWeights
+    }
+    if ConvolutionAlgorithm.winogradLargeTiles && min(g.inChannels, g.outChannels) >= winogradLargeTileMinChannels
+        && worthIt(4) { return 4 }
+    return worthIt(2) ? 2 : nil
 }
 
 /// `n` (≤ 16) floats at `p` as a vector (zeros above `n`).
@@ -39,127 +64,153 @@ func winogradApplies(_ g: Conv2DShape) -> Bool {
     if n == 16 { store(v, p) } else { storePartial(v, p, n) }
 }
 
-/// `u[ξ][ci][co]` = (G g Gᵀ)[ξ / 4][ξ % 4] with `g[dy][dx] = w[dy, dx, ci, co]` for a `[3, 3, Cin, Cout]`
-/// weight; G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
-func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int,
+/// One side of a transform, on vectors `x[0], x[stride], …` into `y[0], y[outStride], …` (`Vec` scratch).
+/// Bᵀ (input, α → α): F(2, 3) [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; F(4, 3) [[4, 0, −5, 0, 1, 0],
+/// [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0], [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]].
+@inline(__always) private func winogradB(_ tile: Int, _ x: UnsafePointer<Vec>, _ stride: Int,
+                                         _ y: UnsafeMutablePointer<Vec>, _ outStride: Int) {
+    if tile == 2 {
+        let d0 = x[0], d1 = x[stride], d2 = x[2 * stride], d3 = x[3 * stride]
+        y[0] = d0 - d2; y[outStride] = d1 + d2; y[2 * outStride] = d2 - d1; y[3 * outStride] = d1 - d3
+    } else {
+        let d0 = x[0], d1 = x[stride], d2 = x[2 * stride], d3 = x[3 * stride], d4 = x[4 * stride], d5 = x[5 * stride]
+        let a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1)
+        y[0] = 4 * d0 - 5 * d2 + d4
+        y[outStride] = a + b; y[2 * outStride] = a - b; y[3 * outStride] = c + e; y[4 * outStride] = c - e
+        y[5 * outStride] = 4 * d1 - 5 * d3 + d5
+    }
+}
+
+/// Aᵀ (output, α → tile): F(2, 3) [[1, 1, 1, 0], [0, 1, −1, −1]]; F(4, 3) [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0],
+/// [0, 1, 1, 4, 4, 0], [0, 1, −1, 8, −8, 1]].
+@inline(__always) private func winogradA(_ tile: Int, _ x: UnsafePointer<Vec>, _ stride: Int,
+                                         _ y: UnsafeMutablePointer<Vec>, _ outStride: Int) {
+    if tile == 2 {
+        let m0 = x[0], m1 = x[stride], m2 = x[2 * stride], m3 = x[3 * stride]
+        y[0] = m0 + m1 + m2; y[outStride] = m1 - m2 - m3
+    } else {
+        let m0 = x[0], m1 = x[stride], m2 = x[2 * stride], m3 = x[3 * stride], m4 = x[4 * stride], m5 = x[5 * stride]
+        let p = m1 + m2, q = m1 - m2, s = m3 + m4, t = m3 - m4
+        y[0] = m0 + p + s; y[outStride] = q + 2 * t; y[2 * outStride] = p + 4 * s; y[3 * outStride] = q + 8 * t + m5
+    }
+}
+
+/// G (weight, 3 → α): F(2, 3) [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]; F(4, 3) [[¼, 0, 0], [−⅙, −⅙, −⅙],
+/// [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙], [1/24, −1/12, ⅙], [0, 0, 1]].
+@inline(__always) private func winogradG(_ tile: Int, _ x: UnsafePointer<Vec>, _ stride: Int,
+                                         _ y: UnsafeMutablePointer<Vec>, _ outStride: Int) {
+    let g0 = x[0], g1 = x[stride], g2 = x[2 * stride]
+    if tile == 2 {
+        y[0] = g0; y[outStride] = (g0 + g1 + g2) * 0.5; y[2 * outStride] = (g0 - g1 + g2) * 0.5; y[3 * outStride] = g2
+    } else {
+        let a = g0 + g2, b = g0 + 4 * g2, twice = 2 * g1
+        y[0] = g0 * 0.25
+        y[outStride] = (a + g1) * (-1.0 / 6); y[2 * outStride] = (a - g1) * (-1.0 / 6)
+        y[3 * outStride] = (b + twice) * (1.0 / 24); y[4 * outStride] = (b - twice) * (1.0 / 24)
+        y[5 * outStride] = g2
+    }
+}
+
+/// `u[ξ][ci][co]` = (G g Gᵀ)[ξ / α][ξ % α] (α = tile + 2) with `g[dy][dx] = w[dy, dx, ci, co]` for a
+/// `[3, 3, Cin, Cout]` weight.
+func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int, tile: Int,
                              into u: UnsafeMutablePointer<Float>) {
-    let plane = cin * cout
-    let half = Vec(repeating: 0.5)
-    Parallel.forEachChunked(count: cin, workers: Parallel.workers(for: 40 * plane, minWorkPerThread: 1 << 20)) { ci in
-        var co = 0
-        while co < cout {
-            let lanes = min(16, cout - co), at = ci * cout + co
-            /// Column dx of G g: (g0, (g0 + g1 + g2) / 2, (g0 − g1 + g2) / 2, g2) with g_dy = w[dy, dx].
-            @inline(__always) func column(_ dx: Int) -> (Vec, Vec, Vec, Vec) {
-                let g0 = loadLanes(w + dx * plane + at, lanes), g1 = loadLanes(w + (3 + dx) * plane + at, lanes)
-                let g2 = loadLanes(w + (6 + dx) * plane + at, lanes)
-                return (g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2)
+    let plane = cin * cout, alpha = tile + 2
+    Parallel.forChunks(count: cin, workers: Parallel.workers(for: 4 * alpha * alpha * plane, minWorkPerThread: 1 << 20)) { _, range in
+        withUnsafeTemporaryAllocation(of: Vec.self, capacity: 9 + 18 + 36) { scratch in
+            let g = scratch.baseAddress!, h = g + 9, out = h + 18   // g: 3×3, G g: α×3, G g Gᵀ: α×α
+            for ci in range {
+                var co = 0
+                while co < cout {
+                    let lanes = min(16, cout - co), at = ci * cout + co
+                    for tap in 0..<9 { g[tap] = loadLanes(w + tap * plane + at, lanes) }
+                    for dx in 0..<3 { winogradG(tile, g + dx, 3, h + dx, 3) }
+                    for i in 0..<alpha { winogradG(tile, h + 3 * i, 1, out + alpha * i, 1) }
+                    for xi in 0..<(alpha * alpha) { storeLanes(out[xi], u + xi * plane + at, lanes) }
+                    co += 16
+                }
             }
-            /// Row i of (G g) Gᵀ from row i of G g.
-            @inline(__always) func row(_ i: Int, _ h0: Vec, _ h1: Vec, _ h2: Vec) {
-                let out = u + 4 * i * plane + at
-                storeLanes(h0, out, lanes)
-                storeLanes((h0 + h1 + h2) * half, out + plane, lanes)
-                storeLanes((h0 - h1 + h2) * half, out + 2 * plane, lanes)
-                storeLanes(h2, out + 3 * plane, lanes)
-            }
-            let k0 = column(0), k1 = column(1), k2 = column(2)
-            row(0, k0.0, k1.0, k2.0)
-            row(1, k0.1, k1.1, k2.1)
-            row(2, k0.2, k1.2, k2.2)
-            row(3, k0.3, k1.3, k2.3)
-            co += 16
         }
     }
 }
 
 /// The geometry of one Winograd convolution: `out[n, oy, ox, :] = bias + Σ_{dy,dx} x[n, oy + dy − pad,
-/// ox + dx − pad, :] · w[dy, dx]`, `x` zero outside its `height × width`, over `outHeight × outWidth` outputs.
+/// ox + dx − pad, :] · w[dy, dx]`, `x` zero outside its `height × width`, over `outHeight × outWidth` outputs,
+/// in `tile × tile` output tiles (2 or 4).
 struct WinogradConvolution {
     let x: UnsafePointer<Float>
     let batch: Int, height: Int, width: Int, cin: Int, pad: Int
     let outHeight: Int, outWidth: Int, cout: Int
+    let tile: Int
+    /// Side of the input patch and of the transformed tile (α = tile + 2), and its positions (α², the GEMMs).
+    var alpha: Int { tile + 2 }
+    var positions: Int { alpha * alpha }
     /// Tiles per row, per image, in all.
-    var tilesWide: Int { (outWidth + 1) / 2 }
-    var tilesPerImage: Int { (outHeight + 1) / 2 * tilesWide }
+    var tilesWide: Int { (outWidth + tile - 1) / tile }
+    var tilesPerImage: Int { (outHeight + tile - 1) / tile * tilesWide }
     var tiles: Int { batch * tilesPerImage }
 
     /// V for tiles `first..<first+count`: `v[ξ * xiStride + i * cin + c]` = (Bᵀ d B)[ξ] of tile `first + i`,
-    /// channel c. Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]. `zeros`: `cin` zeros.
+    /// channel c. `zeros`: `cin` zeros (the patch outside the input).
     func transformInput(tiles first: Int, count: Int, into v: UnsafeMutablePointer<Float>, xiStride: Int,
                         zeros: UnsafePointer<Float>) {
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { patch in
-            for i in 0..<count {
-                let t = first + i, n = t / tilesPerImage, r = t % tilesPerImage
-                let y0 = 2 * (r / tilesWide) - pad, x0 = 2 * (r % tilesWide) - pad
-                for py in 0..<4 {
-                    let y = y0 + py
-                    for px in 0..<4 {
-                        let xx = x0 + px
-                        patch[4 * py + px] = y >= 0 && y < height && xx >= 0 && xx < width
-                            ? x + ((n * height + y) * width + xx) * cin : zeros
+        let alpha = self.alpha, tile = self.tile, positions = self.positions
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 36) { patchBuffer in
+            withUnsafeTemporaryAllocation(of: Vec.self, capacity: 3 * 36) { scratch in
+                let patch = patchBuffer.baseAddress!
+                let d = scratch.baseAddress!, e = d + 36, q = e + 36   // d, Bᵀ d, Bᵀ d B
+                for i in 0..<count {
+                    let t = first + i, n = t / tilesPerImage, r = t % tilesPerImage
+                    let y0 = tile * (r / tilesWide) - pad, x0 = tile * (r % tilesWide) - pad
+                    for py in 0..<alpha {
+                        let y = y0 + py
+                        for px in 0..<alpha {
+                            let xx = x0 + px
+                            patch[alpha * py + px] = y >= 0 && y < height && xx >= 0 && xx < width
+                                ? x + ((n * height + y) * width + xx) * cin : zeros
+                        }
                     }
-                }
-                let dst = v + i * cin
-                var c = 0
-                while c < cin {
-                    let lanes = min(16, cin - c)
-                    /// Column k of Bᵀ d: (d0 − d2, d1 + d2, d2 − d1, d1 − d3) with d_row = patch[row][k].
-                    @inline(__always) func column(_ k: Int) -> (Vec, Vec, Vec, Vec) {
-                        let d0 = loadLanes(patch[k] + c, lanes), d1 = loadLanes(patch[4 + k] + c, lanes)
-                        let d2 = loadLanes(patch[8 + k] + c, lanes), d3 = loadLanes(patch[12 + k] + c, lanes)
-                        return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                    let dst = v + i * cin
+                    var c = 0
+                    while c < cin {
+                        let lanes = min(16, cin - c)
+                        for xi in 0..<positions { d[xi] = loadLanes(patch[xi] + c, lanes) }
+                        for k in 0..<alpha { winogradB(tile, d + k, alpha, e + k, alpha) }            // columns
+                        for row in 0..<alpha { winogradB(tile, e + alpha * row, 1, q + alpha * row, 1) }   // rows
+                        for xi in 0..<positions { storeLanes(q[xi], dst + xi * xiStride + c, lanes) }
+                        c += 16
                     }
-                    /// Row `row` of (Bᵀ d) B from row `row` of Bᵀ d.
-                    @inline(__always) func row(_ row: Int, _ e0: Vec, _ e1: Vec, _ e2: Vec, _ e3: Vec) {
-                        let out = dst + 4 * row * xiStride + c
-                        storeLanes(e0 - e2, out, lanes)
-                        storeLanes(e1 + e2, out + xiStride, lanes)
-                        storeLanes(e2 - e1, out + 2 * xiStride, lanes)
-                        storeLanes(e1 - e3, out + 3 * xiStride, lanes)
-                    }
-                    let k0 = column(0), k1 = column(1), k2 = column(2), k3 = column(3)
-                    row(0, k0.0, k1.0, k2.0, k3.0)
-                    row(1, k0.1, k1.1, k2.1, k3.1)
-                    row(2, k0.2, k1.2, k2.2, k3.2)
-                    row(3, k0.3, k1.3, k2.3, k3.3)
-                    c += 16
                 }
             }
         }
     }
 
-    /// Writes the outputs of tiles `first..<first+count` from `m[ξ * xiStride + i * cout + c]`:
-    /// Aᵀ M A (+ bias), Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]; a tile's row or column past the output is dropped.
+    /// Writes the outputs of tiles `first..<first+count` from `m[ξ * xiStride + i * cout + c]`: Aᵀ M A (+ bias);
+    /// a tile's rows or columns past the output are dropped.
     func transformOutput(tiles first: Int, count: Int, from m: UnsafePointer<Float>, xiStride: Int,
                          bias: UnsafePointer<Float>?, into output: UnsafeMutablePointer<Float>) {
-        for i in 0..<count {
-            let t = first + i, n = t / tilesPerImage, r = t % tilesPerImage
-            let oy = 2 * (r / tilesWide), ox = 2 * (r % tilesWide)
-            let rows = min(2, outHeight - oy), cols = min(2, outWidth - ox)
-            let out = output + ((n * outHeight + oy) * outWidth + ox) * cout
-            let src = m + i * cout
-            var c = 0
-            while c < cout {
-                let lanes = min(16, cout - c)
-                /// Column k of Aᵀ M: (m0 + m1 + m2, m1 − m2 − m3) with m_row = M[4 row + k].
-                @inline(__always) func column(_ k: Int) -> (Vec, Vec) {
-                    let m0 = loadLanes(src + k * xiStride + c, lanes), m1 = loadLanes(src + (4 + k) * xiStride + c, lanes)
-                    let m2 = loadLanes(src + (8 + k) * xiStride + c, lanes)
-                    let m3 = loadLanes(src + (12 + k) * xiStride + c, lanes)
-                    return (m0 + m1 + m2, m1 - m2 - m3)
+        let alpha = self.alpha, tile = self.tile, positions = self.positions
+        withUnsafeTemporaryAllocation(of: Vec.self, capacity: 36 + 24 + 16) { scratch in
+            let mv = scratch.baseAddress!, s = mv + 36, y = s + 24   // M, Aᵀ M (tile × α), Aᵀ M A (tile × tile)
+            for i in 0..<count {
+                let t = first + i, n = t / tilesPerImage, r = t % tilesPerImage
+                let oy = tile * (r / tilesWide), ox = tile * (r % tilesWide)
+                let rows = min(tile, outHeight - oy), cols = min(tile, outWidth - ox)
+                let out = output + ((n * outHeight + oy) * outWidth + ox) * cout
+                let src = m + i * cout
+                var c = 0
+                while c < cout {
+                    let lanes = min(16, cout - c)
+                    for xi in 0..<positions { mv[xi] = loadLanes(src + xi * xiStride + c, lanes) }
+                    for k in 0..<alpha { winogradA(tile, mv + k, alpha, s + k, alpha) }              // columns
+                    let b = bias.map { loadLanes($0 + c, lanes) } ?? Vec()
+                    for row in 0..<rows {
+                        winogradA(tile, s + alpha * row, 1, y + tile * row, 1)                      // rows
+                        let p = out + row * outWidth * cout + c
+                        for col in 0..<cols { storeLanes(y[tile * row + col] + b, p + col * cout, lanes) }
+                    }
+                    c += 16
                 }
-                /// Output row `row` of the tile from row `row` of Aᵀ M.
-                @inline(__always) func row(_ row: Int, _ s0: Vec, _ s1: Vec, _ s2: Vec, _ s3: Vec, _ b: Vec) {
-                    let p = out + row * outWidth * cout + c
-                    storeLanes(s0 + s1 + s2 + b, p, lanes)
-                    if cols == 2 { storeLanes(s1 - s2 - s3 + b, p + cout, lanes) }
-                }
-                let b = bias.map { loadLanes($0 + c, lanes) } ?? Vec()
-                let k0 = column(0), k1 = column(1), k2 = column(2), k3 = column(3)
-                row(0, k0.0, k1.0, k2.0, k3.0, b)
-                if rows == 2 { row(1, k0.1, k1.1, k2.1, k3.1, b) }
-                c += 16
             }
         }
     }
@@ -167,46 +218,51 @@ struct WinogradConvolution {
     /// The convolution with transformed weight `u` (`winogradTransformWeight`), into `output`
     /// (`[batch, outHeight, outWidth, cout]`).
     func run(transformedWeight u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        let tiles = self.tiles, cin = self.cin, cout = self.cout
-        let threads = Parallel.workers(for: 32 * tiles * cin * cout, minWorkPerThread: gemmMinFlopsPerThread)
+        let tiles = self.tiles, cin = self.cin, cout = self.cout, positions = self.positions
+        let threads = Parallel.workers(for: 2 * positions * tiles * cin * cout, minWorkPerThread: gemmMinFlopsPerThread)
         let zerosBuffer = ScratchBuffer<Float>(count: cin), zeros = zerosBuffer.pointer
         defer { zerosBuffer.release() }
         zeros.update(repeating: 0, count: cin)
-        func multiply(_ v: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, rows: Int) {
-            for xi in 0..<16 {
+        /// M_ξ = V_ξ · U_ξ for ξ in `positions` (single-threaded GEMMs).
+        func multiply(_ v: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, rows: Int, positions: Range<Int>) {
+            for xi in positions {
                 sgemm(transA: false, transB: false, m: rows, n: cout, k: cin, alpha: 1, a: v + xi * rows * cin, lda: cin,
                       b: u + xi * cin * cout, ldb: cout, beta: 0, c: m + xi * rows * cout, ldc: cout)
             }
         }
-        // U is larger than the V and M of the chunks that would each read it again: all tiles at once.
-        if cin * cout > 2 * winogradMaxChunkTiles * (cin + cout) {
-            let vBuffer = ScratchBuffer<Float>(count: 16 * tiles * cin), v = vBuffer.pointer
-            let mBuffer = ScratchBuffer<Float>(count: 16 * tiles * cout), m = mBuffer.pointer
+        // One chunk of tiles per worker (at most `winogradMaxChunkTiles`), each transformed, multiplied and written
+        // back by one worker; every chunk reads all of U.
+        let chunkTiles = min(winogradMaxChunkTiles, (tiles + threads - 1) / threads)
+        let chunks = (tiles + chunkTiles - 1) / chunkTiles
+        // Where those reads of U cost more than taking V and M of all tiles through memory once, the three steps
+        // run one after the other over all tiles, the GEMMs split by position ξ (each U_ξ read once).
+        if (chunks - 1) * cin * cout >= tiles * (cin + cout) && positions * tiles * (cin + cout) <= winogradAllTilesMaxFloats {
+            let vBuffer = ScratchBuffer<Float>(count: positions * tiles * cin), v = vBuffer.pointer
+            let mBuffer = ScratchBuffer<Float>(count: positions * tiles * cout), m = mBuffer.pointer
             defer { vBuffer.release(); mBuffer.release() }
             Parallel.forChunks(count: tiles, workers: threads) { _, range in
                 transformInput(tiles: range.lowerBound, count: range.count, into: v + range.lowerBound * cin,
                                xiStride: tiles * cin, zeros: zeros)
             }
-            multiply(v, m, rows: tiles)
+            Parallel.forChunks(count: positions, workers: threads) { _, range in
+                Parallel.$maxThreads.withValue(1) { multiply(v, m, rows: tiles, positions: range) }
+            }
             Parallel.forChunks(count: tiles, workers: threads) { _, range in
                 transformOutput(tiles: range.lowerBound, count: range.count, from: m + range.lowerBound * cout,
                                 xiStride: tiles * cout, bias: bias, into: output)
             }
             return
         }
-        // Chunks of tiles, about three per worker, each transformed, multiplied and written back by one worker.
-        let chunkTiles = min(winogradMaxChunkTiles, max(12, (tiles + 3 * threads - 1) / (3 * threads)))
-        let chunks = (tiles + chunkTiles - 1) / chunkTiles
-        let workers = min(threads, chunks), perWorker = 16 * chunkTiles * (cin + cout)
+        let workers = min(threads, chunks), perWorker = positions * chunkTiles * (cin + cout)
         let scratchBuffer = ScratchBuffer<Float>(count: workers * perWorker), scratch = scratchBuffer.pointer
         defer { scratchBuffer.release() }
         Parallel.forChunks(count: chunks, workers: workers, chunksPerWorker: chunks) { worker, range in
-            let v = scratch + worker * perWorker, m = v + 16 * chunkTiles * cin
+            let v = scratch + worker * perWorker, m = v + positions * chunkTiles * cin
             Parallel.$maxThreads.withValue(1) {
                 for chunk in range {
                     let first = chunk * chunkTiles, count = min(chunkTiles, tiles - first)
                     transformInput(tiles: first, count: count, into: v, xiStride: count * cin, zeros: zeros)
-                    multiply(v, m, rows: count)
+                    multiply(v, m, rows: count, positions: 0..<positions)
                     transformOutput(tiles: first, count: count, from: m, xiStride: count * cout, bias: bias, into: output)
                 }
             }
@@ -214,30 +270,30 @@ struct WinogradConvolution {
     }
 }
 
-/// Forward convolution (`winogradApplies(g)`): `output = conv(input, weight) + bias`.
-func winogradConv2dForward(_ g: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+/// Forward convolution in `tile × tile` output tiles (`winogradTile(g)`): `output = conv(input, weight) + bias`.
+func winogradConv2dForward(_ g: Conv2DShape, tile: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let uBuffer = ScratchBuffer<Float>(count: 16 * g.inChannels * g.outChannels), u = uBuffer.pointer
+    let uBuffer = ScratchBuffer<Float>(count: (tile + 2) * (tile + 2) * g.inChannels * g.outChannels), u = uBuffer.pointer
     defer { uBuffer.release() }
-    winogradTransformWeight(weight, inChannels: g.inChannels, outChannels: g.outChannels, into: u)
+    winogradTransformWeight(weight, inChannels: g.inChannels, outChannels: g.outChannels, tile: tile, into: u)
     WinogradConvolution(x: input, batch: g.batch, height: g.height, width: g.width, cin: g.inChannels, pad: g.padding,
-                        outHeight: g.outHeight, outWidth: g.outWidth, cout: g.outChannels)
+                        outHeight: g.outHeight, outWidth: g.outWidth, cout: g.outChannels, tile: tile)
         .run(transformedWeight: u, bias: bias, output: output)
 }
 
-/// Input gradient (`winogradApplies(g)`): the stride-1 convolution of the output gradient, padded by 2 − p,
+/// Input gradient in `tile × tile` output tiles (`winogradTile(g)`): the stride-1 convolution of the output gradient, padded by 2 − p,
 /// with the weight flipped in space and transposed in channels (`w'[dy, dx, co, ci] = w[2 − dy, 2 − dx, ci, co]`).
-func winogradConv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                 gradInput: UnsafeMutablePointer<Float>) {
+func winogradConv2dBackwardInput(_ g: Conv2DShape, tile: Int, gradOutput: UnsafePointer<Float>,
+                                 weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
     let cin = g.inChannels, cout = g.outChannels
     let flippedBuffer = ScratchBuffer<Float>(count: 9 * cin * cout), flipped = flippedBuffer.pointer
-    let uBuffer = ScratchBuffer<Float>(count: 16 * cin * cout), u = uBuffer.pointer
+    let uBuffer = ScratchBuffer<Float>(count: (tile + 2) * (tile + 2) * cin * cout), u = uBuffer.pointer
     defer { flippedBuffer.release(); uBuffer.release() }
     for tap in 0..<9 {
         transposeMatrix(weight + (8 - tap) * cin * cout, rows: cin, cols: cout, into: flipped + tap * cout * cin)
     }
-    winogradTransformWeight(flipped, inChannels: cout, outChannels: cin, into: u)
+    winogradTransformWeight(flipped, inChannels: cout, outChannels: cin, tile: tile, into: u)
     WinogradConvolution(x: gradOutput, batch: g.batch, height: g.outHeight, width: g.outWidth, cin: cout,
-                        pad: 2 - g.padding, outHeight: g.height, outWidth: g.width, cout: cin)
+                        pad: 2 - g.padding, outHeight: g.height, outWidth: g.width, cout: cin, tile: tile)
         .run(transformedWeight: u, bias: nil, output: gradInput)
 }

@@ -115,7 +115,11 @@ final class SDXLTrainerTests: XCTestCase {
                     }
                     let relative = (diff / max(norm, 1e-20)).squareRoot()
                     if relative > worst { (worst, worstName) = (relative, "\(component.rawValue) \(path) \(label)") }
-                    XCTAssertLessThanOrEqual(relative, 1e-2, "\(case_) \(component.rawValue) \(path) \(label): update off by \(relative)")
+                    // 1.5 %: the worst matrix (the text-encoder case's cross-attention to_k lora_B, whose gradient
+                    // entries sit near Adam's eps) moves between 0.8 % and 1.1 % when the convolutions round
+                    // differently (implicit GEMM or Winograd, both within 1e-7 of each other); a wrong gradient is
+                    // off by tens of percent.
+                    XCTAssertLessThanOrEqual(relative, 1.5e-2, "\(case_) \(component.rawValue) \(path) \(label): update off by \(relative)")
                     XCTAssertLessThanOrEqual(maxAbsDifference(variable.value.reshapedUnchecked(e.shape), e), 0.25 * (component == .unet ? 1e-2 : 5e-3),
                                              "\(case_) \(component.rawValue) \(path) \(label)")
                     compared += 1
