@@ -111,23 +111,23 @@ func winogradTile(_ g: Conv2DShape) -> Int? {
     }
 }
 
-/// `u[ξ][ci][co]` = (G g Gᵀ)[ξ / α][ξ % α] (α = tile + 2) with `g[dy][dx] = w[dy, dx, ci, co]` for a
-/// `[3, 3, Cin, Cout]` weight.
-func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int, tile: Int,
-                             into u: UnsafeMutablePointer<Float>) {
-    let plane = cin * cout, alpha = tile + 2
-    Parallel.forChunks(count: cin, workers: Parallel.workers(for: 4 * alpha * alpha * plane, minWorkPerThread: 1 << 20)) { _, range in
+/// `u[ξ][ci][j]` = (G g Gᵀ)[ξ / α][ξ % α] (α = tile + 2) with `g[dy][dx] = w[dy, dx, ci, columns.lowerBound + j]`
+/// for a `[3, 3, Cin, Cout]` weight: the transformed weight of output channels `columns`, `[α², Cin, columns.count]`.
+func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int, columns: Range<Int>,
+                             tile: Int, into u: UnsafeMutablePointer<Float>) {
+    let plane = cin * cout, width = columns.count, uPlane = cin * width, alpha = tile + 2
+    Parallel.forChunks(count: cin, workers: Parallel.workers(for: 4 * alpha * alpha * uPlane, minWorkPerThread: 1 << 20)) { _, range in
         withUnsafeTemporaryAllocation(of: Vec.self, capacity: 9 + 18 + 36) { scratch in
             let g = scratch.baseAddress!, h = g + 9, out = h + 18   // g: 3×3, G g: α×3, G g Gᵀ: α×α
             for ci in range {
-                var co = 0
-                while co < cout {
-                    let lanes = min(16, cout - co), at = ci * cout + co
+                var j = 0
+                while j < width {
+                    let lanes = min(16, width - j), at = ci * cout + columns.lowerBound + j, to = ci * width + j
                     for tap in 0..<9 { g[tap] = loadLanes(w + tap * plane + at, lanes) }
                     for dx in 0..<3 { winogradG(tile, g + dx, 3, h + dx, 3) }
                     for i in 0..<alpha { winogradG(tile, h + 3 * i, 1, out + alpha * i, 1) }
-                    for xi in 0..<(alpha * alpha) { storeLanes(out[xi], u + xi * plane + at, lanes) }
-                    co += 16
+                    for xi in 0..<(alpha * alpha) { storeLanes(out[xi], u + xi * uPlane + to, lanes) }
+                    j += 16
                 }
             }
         }
@@ -136,11 +136,12 @@ func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, out
 
 /// The geometry of one Winograd convolution: `out[n, oy, ox, :] = bias + Σ_{dy,dx} x[n, oy + dy − pad,
 /// ox + dx − pad, :] · w[dy, dx]`, `x` zero outside its `height × width`, over `outHeight × outWidth` outputs,
-/// in `tile × tile` output tiles (2 or 4).
+/// in `tile × tile` output tiles (2 or 4), for `cout` output channels stored `outStride` apart per pixel (a block
+/// of a wider output).
 struct WinogradConvolution {
     let x: UnsafePointer<Float>
     let batch: Int, height: Int, width: Int, cin: Int, pad: Int
-    let outHeight: Int, outWidth: Int, cout: Int
+    let outHeight: Int, outWidth: Int, cout: Int, outStride: Int
     let tile: Int
     /// Side of the input patch and of the transformed tile (α = tile + 2), and its positions (α², the GEMMs).
     var alpha: Int { tile + 2 }
@@ -196,7 +197,7 @@ struct WinogradConvolution {
                 let t = first + i, n = t / tilesPerImage, r = t % tilesPerImage
                 let oy = tile * (r / tilesWide), ox = tile * (r % tilesWide)
                 let rows = min(tile, outHeight - oy), cols = min(tile, outWidth - ox)
-                let out = output + ((n * outHeight + oy) * outWidth + ox) * cout
+                let out = output + ((n * outHeight + oy) * outWidth + ox) * outStride
                 let src = m + i * cout
                 var c = 0
                 while c < cout {
@@ -206,8 +207,8 @@ struct WinogradConvolution {
                     let b = bias.map { loadLanes($0 + c, lanes) } ?? Vec()
                     for row in 0..<rows {
                         winogradA(tile, s + alpha * row, 1, y + tile * row, 1)                      // rows
-                        let p = out + row * outWidth * cout + c
-                        for col in 0..<cols { storeLanes(y[tile * row + col] + b, p + col * cout, lanes) }
+                        let p = out + row * outWidth * outStride + c
+                        for col in 0..<cols { storeLanes(y[tile * row + col] + b, p + col * outStride, lanes) }
                     }
                     c += 16
                 }
@@ -216,7 +217,7 @@ struct WinogradConvolution {
     }
 
     /// The convolution with transformed weight `u` (`winogradTransformWeight`), into `output`
-    /// (`[batch, outHeight, outWidth, cout]`).
+    /// (`[batch, outHeight, outWidth, outStride]`, channels `0..<cout` written).
     func run(transformedWeight u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
         let tiles = self.tiles, cin = self.cin, cout = self.cout, positions = self.positions
         let threads = Parallel.workers(for: 2 * positions * tiles * cin * cout, minWorkPerThread: gemmMinFlopsPerThread)
@@ -270,30 +271,53 @@ struct WinogradConvolution {
     }
 }
 
+/// Largest transformed weight block (floats, 16 MB): wider weights are transformed and applied a block of output
+/// channels at a time (each block transforms the input again, ~1/block width of the GEMMs' work), so a 1280-channel
+/// layer's scratch stays near this size instead of 16/9 or 4 times its F32 weight.
+let winogradWeightBlockFloats = 4 << 20
+
+/// `x ⊛ w (+ bias)` as Winograd in `tile × tile` tiles, a block of output channels at a time: the geometry of `g`
+/// with `w` `[3, 3, Cin, Cout]`; `x` `[N, H, W, Cin]` (padding `pad` on every side) into `output`
+/// `[N, outHeight, outWidth, Cout]`.
+func winogradConvolution(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, inChannels cin: Int,
+                         padding pad: Int, weight: UnsafePointer<Float>, outChannels cout: Int, tile: Int,
+                         outHeight: Int, outWidth: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let positions = (tile + 2) * (tile + 2)
+    let blocks = max(1, (positions * cin * cout + winogradWeightBlockFloats - 1) / winogradWeightBlockFloats)
+    let blockWidth = min(cout, ((cout + blocks - 1) / blocks + 15) / 16 * 16)
+    let uBuffer = ScratchBuffer<Float>(count: positions * cin * blockWidth), u = uBuffer.pointer
+    defer { uBuffer.release() }
+    var c0 = 0
+    while c0 < cout {
+        let columns = c0..<min(cout, c0 + blockWidth)
+        winogradTransformWeight(weight, inChannels: cin, outChannels: cout, columns: columns, tile: tile, into: u)
+        WinogradConvolution(x: x, batch: batch, height: height, width: width, cin: cin, pad: pad, outHeight: outHeight,
+                            outWidth: outWidth, cout: columns.count, outStride: cout, tile: tile)
+            .run(transformedWeight: u, bias: bias.map { $0 + c0 }, output: output + c0)
+        c0 = columns.upperBound
+    }
+}
+
 /// Forward convolution in `tile × tile` output tiles (`winogradTile(g)`): `output = conv(input, weight) + bias`.
 func winogradConv2dForward(_ g: Conv2DShape, tile: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let uBuffer = ScratchBuffer<Float>(count: (tile + 2) * (tile + 2) * g.inChannels * g.outChannels), u = uBuffer.pointer
-    defer { uBuffer.release() }
-    winogradTransformWeight(weight, inChannels: g.inChannels, outChannels: g.outChannels, tile: tile, into: u)
-    WinogradConvolution(x: input, batch: g.batch, height: g.height, width: g.width, cin: g.inChannels, pad: g.padding,
-                        outHeight: g.outHeight, outWidth: g.outWidth, cout: g.outChannels, tile: tile)
-        .run(transformedWeight: u, bias: bias, output: output)
+    winogradConvolution(input, batch: g.batch, height: g.height, width: g.width, inChannels: g.inChannels,
+                        padding: g.padding, weight: weight, outChannels: g.outChannels, tile: tile,
+                        outHeight: g.outHeight, outWidth: g.outWidth, bias: bias, output: output)
 }
 
-/// Input gradient in `tile × tile` output tiles (`winogradTile(g)`): the stride-1 convolution of the output gradient, padded by 2 − p,
-/// with the weight flipped in space and transposed in channels (`w'[dy, dx, co, ci] = w[2 − dy, 2 − dx, ci, co]`).
+/// Input gradient in `tile × tile` output tiles (`winogradTile(g)`): the stride-1 convolution of the output gradient,
+/// padded by 2 − p, with the weight flipped in space and transposed in channels
+/// (`w'[dy, dx, co, ci] = w[2 − dy, 2 − dx, ci, co]`).
 func winogradConv2dBackwardInput(_ g: Conv2DShape, tile: Int, gradOutput: UnsafePointer<Float>,
                                  weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
     let cin = g.inChannels, cout = g.outChannels
     let flippedBuffer = ScratchBuffer<Float>(count: 9 * cin * cout), flipped = flippedBuffer.pointer
-    let uBuffer = ScratchBuffer<Float>(count: (tile + 2) * (tile + 2) * cin * cout), u = uBuffer.pointer
-    defer { flippedBuffer.release(); uBuffer.release() }
+    defer { flippedBuffer.release() }
     for tap in 0..<9 {
         transposeMatrix(weight + (8 - tap) * cin * cout, rows: cin, cols: cout, into: flipped + tap * cout * cin)
     }
-    winogradTransformWeight(flipped, inChannels: cout, outChannels: cin, tile: tile, into: u)
-    WinogradConvolution(x: gradOutput, batch: g.batch, height: g.outHeight, width: g.outWidth, cin: cout,
-                        pad: 2 - g.padding, outHeight: g.height, outWidth: g.width, cout: cin, tile: tile)
-        .run(transformedWeight: u, bias: nil, output: gradInput)
+    winogradConvolution(gradOutput, batch: g.batch, height: g.outHeight, width: g.outWidth, inChannels: cout,
+                        padding: 2 - g.padding, weight: flipped, outChannels: cin, tile: tile, outHeight: g.height,
+                        outWidth: g.width, bias: nil, output: gradInput)
 }
