@@ -9,15 +9,17 @@
 // with V = Bᵀ d B (the input transform), U = G g Gᵀ (the weight transform) and the output transform Aᵀ M A.
 // F(2×2, 3×3): 16 GEMMs, 16/36 of the direct convolution's multiply-adds, transforms of additions only.
 // F(4×4, 3×3): 36 GEMMs, 36/144 = 1/4 of them, transforms with small integer factors (and 1/4, 1/6, 1/12,
-// 1/24 in the weight's), a little more rounding (relative error ~1e-6 of the output's scale); used where both
-// channel counts are large enough (`winogradLargeTileMinChannels`) for the GEMMs to outweigh its larger transforms.
+// 1/24 in the weight's) that multiply by up to 25, so more rounding (up to ~1e-5 of the outputs' scale, against
+// ~1e-7 for F(2×2) and the implicit GEMM); used where both channel counts are large enough
+// (`winogradLargeTileMinChannels`) for the GEMMs to outweigh its larger transforms.
 //
-// Tiles run in chunks per worker: transform the chunk's patches, run the GEMMs single-threaded (at that height
-// the GEMM reads U in place, no packing), transform back, so the chunk's V and M stay in the core's caches. With
-// both channel counts large (U bigger than many chunks' V and M) every chunk would stream all of U again; then
-// all tiles are transformed at once and each ξ's GEMM runs over all of them on every thread. Every tile is
-// computed from its own patch in a fixed order, and a GEMM row does not depend on how many rows are multiplied
-// with it, so results do not depend on the chunking or the thread count.
+// Tiles run in chunks, one per worker: transform the chunk's patches, run the GEMMs single-threaded (at that
+// height the GEMM reads U in place, no packing), transform back, so the chunk's V and M stay in the core's caches.
+// Where every chunk re-reading all of U would cost more than V and M of all tiles, all tiles are transformed at
+// once and the workers split the GEMMs by position ξ (each U_ξ read once). A weight whose U would pass 16 MB is
+// transformed and applied a block of output channels at a time. Every tile is computed from its own patch in a
+// fixed order, and a GEMM row does not depend on how many rows are multiplied with it, so results do not depend
+// on the chunking, the blocks or the thread count.
 import TensorBase
 
 /// Fewest input and output channels for which Winograd runs: below that the transforms (whose cost grows with
@@ -45,7 +47,7 @@ func winogradTile(_ g: Conv2DShape) -> Int? {
           min(g.inChannels, g.outChannels) >= winogradMinChannels else { return nil }
     /// Whether `tile`'s transformed weight is small, or the tiles many enough to amortise it.
     func worthIt(_ tile: Int) -> Bool {
-        // The forward pass's tiles; the input gradient's output (the input) has as many or more.
+        // The forward pass's tiles (the input gradient's, over the input, are as many give or take an edge row).
         let tiles = g.batch * ((g.outHeight + tile - 1) / tile) * ((g.outWidth + tile - 1) / tile)
         return (tile + 2) * (tile + 2) * g.inChannels * g.outChannels <= winogradSmallWeightFloats
             || tiles >= winogradMinTilesForLargeWeights
@@ -137,12 +139,21 @@ func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, out
 /// The geometry of one Winograd convolution: `out[n, oy, ox, :] = bias + Σ_{dy,dx} x[n, oy + dy − pad,
 /// ox + dx − pad, :] · w[dy, dx]`, `x` zero outside its `height × width`, over `outHeight × outWidth` outputs,
 /// in `tile × tile` output tiles (2 or 4), for `cout` output channels stored `outStride` apart per pixel (a block
-/// of a wider output).
-struct WinogradConvolution {
+/// of a wider output). A class, not a struct: a struct this large is copied through a compiler helper
+/// (`__swift_memcpy88_8`) that every module emits under one name, and the copy the linker keeps must not be one
+/// compiled for AVX (Scripts/check-isa-isolation.sh; as `GEMMOperands`).
+final class WinogradConvolution {
     let x: UnsafePointer<Float>
     let batch: Int, height: Int, width: Int, cin: Int, pad: Int
     let outHeight: Int, outWidth: Int, cout: Int, outStride: Int
     let tile: Int
+
+    init(x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, cin: Int, pad: Int, outHeight: Int,
+         outWidth: Int, cout: Int, outStride: Int, tile: Int) {
+        self.x = x; self.batch = batch; self.height = height; self.width = width; self.cin = cin; self.pad = pad
+        self.outHeight = outHeight; self.outWidth = outWidth; self.cout = cout; self.outStride = outStride
+        self.tile = tile
+    }
     /// Side of the input patch and of the transformed tile (α = tile + 2), and its positions (α², the GEMMs).
     var alpha: Int { tile + 2 }
     var positions: Int { alpha * alpha }
