@@ -33,11 +33,12 @@ let winogradAllTilesMaxFloats = 16 << 20
 /// Fewest input and output channels for F(4×4, 3×3) (below: F(2×2, 3×3)).
 let winogradLargeTileMinChannels = 64
 /// Largest transformed weight (floats, 16 MB) used whatever the number of tiles. A larger one is transformed
-/// per call and streamed through the GEMMs: worth it only over `winogradMinTilesForLargeWeights` tiles or more
-/// (measured on 16×16×1280→1280: 16 tiles of F(4×4) took 1.15× the implicit GEMM's time, 64 tiles of F(2×2)
-/// 0.70×).
+/// per call and streamed through the GEMMs: worth it only over `winogradMinTilesForLargeWeights` tiles or more.
+/// Measured on 16×16×1280→1280, batch 1: 16 tiles of F(4×4) took 1.15× the implicit GEMM's forward time, 64 tiles
+/// of F(2×2) 0.94× forward but 1.36× for forward + input gradient + weight gradient (the input gradient also
+/// flips and transposes the 6.5 MB weight).
 let winogradSmallWeightFloats = 4 << 20
-let winogradMinTilesForLargeWeights = 64
+let winogradMinTilesForLargeWeights = 128
 
 /// The output tile of `g`'s Winograd convolution (forward and input gradient): 4 (F(4×4, 3×3)) with enough
 /// channels, 2, or nil where the implicit GEMM runs (not stride-1 3×3, too few channels, or a large weight

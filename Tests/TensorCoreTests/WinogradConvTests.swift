@@ -79,7 +79,7 @@ final class WinogradConvTests: XCTestCase {
     func testSchedulesAndThreadCountsAgreeBitwise() throws {
         let chunked = Case(n: 2, h: 20, w: 18, cin: 64, cout: 48, pad: 1)
         let chunkedLarge = Case(n: 2, h: 19, w: 18, cin: 64, cout: 96, pad: 1)
-        let allTiles = Case(n: 1, h: 32, w: 32, cin: 800, cout: 784, pad: 1)   // 64 tiles of 4×4
+        let allTiles = Case(n: 2, h: 32, w: 32, cin: 800, cout: 784, pad: 1)   // 128 tiles of 4×4
         for (c, algorithm) in [(chunked, Algorithm.auto), (chunkedLarge, .auto), (allTiles, .auto), (allTiles, .smallTiles)] {
             func outputs(_ threads: Int) throws -> [Tensor] {
                 try Parallel.$maxThreads.withValue(threads) {
