@@ -347,16 +347,25 @@ func conv2dBackwardInput(_ g: Conv2DShape, gradOutput: UnsafePointer<Float>, wei
         transposeMatrix(dxT, rows: cin, cols: pixels, into: gradInput)
         return
     }
-    let flippedBuffer = ScratchBuffer<Float>(count: kh * kw * cin * cout), flipped = flippedBuffer.pointer
-    defer { flippedBuffer.release() }
+    let flipped = flippedTransposedWeight(weight, g)
+    defer { flipped.release() }
+    convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
+                     weight: flipped.pointer, outChannels: cin, bias: nil, output: gradInput)
+}
+
+/// The weight of the input gradient's convolution: `g`'s `[kh, kw, Cin, Cout]` weight flipped in space and
+/// transposed in channels, `w'[dy, dx, co, ci] = w[kh-1-dy, kw-1-dx, ci, co]` (`[kh, kw, Cout, Cin]`); the caller
+/// releases the buffer.
+func flippedTransposedWeight(_ weight: UnsafePointer<Float>, _ g: Conv2DShape) -> ScratchBuffer<Float> {
+    let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
+    let flipped = ScratchBuffer<Float>(count: kh * kw * cin * cout)
     for dy in 0..<kh {
         for dx in 0..<kw {
             let src = weight + ((kh - 1 - dy) * kw + (kw - 1 - dx)) * cin * cout
-            transposeMatrix(src, rows: cin, cols: cout, into: flipped + (dy * kw + dx) * cout * cin)
+            transposeMatrix(src, rows: cin, cols: cout, into: flipped.pointer + (dy * kw + dx) * cout * cin)
         }
     }
-    convImplicitGEMM(padded, kernelHeight: kh, kernelWidth: kw, stride: 1, outHeight: g.height, outWidth: g.width,
-                     weight: flipped, outChannels: cin, bias: nil, output: gradInput)
+    return flipped
 }
 
 /// Input gradient of a strided convolution, one stride phase at a time (no zero-dilated gradient).

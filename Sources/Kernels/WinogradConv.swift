@@ -58,15 +58,6 @@ func winogradTile(_ g: Conv2DShape) -> Int? {
     return worthIt(2) ? 2 : nil
 }
 
-/// `n` (≤ 16) floats at `p` as a vector (zeros above `n`).
-@inline(__always) private func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> Vec {
-    n == 16 ? load(p) : loadPartial(p, n)
-}
-
-@inline(__always) private func storeLanes(_ v: Vec, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    if n == 16 { store(v, p) } else { storePartial(v, p, n) }
-}
-
 /// One side of a transform, on vectors `x[0], x[stride], …` into `y[0], y[outStride], …` (`Vec` scratch).
 /// Bᵀ (input, α → α): F(2, 3) [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; F(4, 3) [[4, 0, −5, 0, 1, 0],
 /// [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0], [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]].
@@ -126,10 +117,10 @@ func winogradTransformWeight(_ w: UnsafePointer<Float>, inChannels cin: Int, out
                 var j = 0
                 while j < width {
                     let lanes = min(16, width - j), at = ci * cout + columns.lowerBound + j, to = ci * width + j
-                    for tap in 0..<9 { g[tap] = loadLanes(w + tap * plane + at, lanes) }
+                    for tap in 0..<9 { g[tap] = loadN(w + tap * plane + at, lanes) }
                     for dx in 0..<3 { winogradG(tile, g + dx, 3, h + dx, 3) }
                     for i in 0..<alpha { winogradG(tile, h + 3 * i, 1, out + alpha * i, 1) }
-                    for xi in 0..<(alpha * alpha) { storeLanes(out[xi], u + xi * uPlane + to, lanes) }
+                    for xi in 0..<(alpha * alpha) { storeN(out[xi], u + xi * uPlane + to, lanes) }
                     j += 16
                 }
             }
@@ -187,10 +178,10 @@ final class WinogradConvolution {
                     var c = 0
                     while c < cin {
                         let lanes = min(16, cin - c)
-                        for xi in 0..<positions { d[xi] = loadLanes(patch[xi] + c, lanes) }
+                        for xi in 0..<positions { d[xi] = loadN(patch[xi] + c, lanes) }
                         for k in 0..<alpha { winogradB(tile, d + k, alpha, e + k, alpha) }            // columns
                         for row in 0..<alpha { winogradB(tile, e + alpha * row, 1, q + alpha * row, 1) }   // rows
-                        for xi in 0..<positions { storeLanes(q[xi], dst + xi * xiStride + c, lanes) }
+                        for xi in 0..<positions { storeN(q[xi], dst + xi * xiStride + c, lanes) }
                         c += 16
                     }
                 }
@@ -214,13 +205,13 @@ final class WinogradConvolution {
                 var c = 0
                 while c < cout {
                     let lanes = min(16, cout - c)
-                    for xi in 0..<positions { mv[xi] = loadLanes(src + xi * xiStride + c, lanes) }
+                    for xi in 0..<positions { mv[xi] = loadN(src + xi * xiStride + c, lanes) }
                     for k in 0..<alpha { winogradA(tile, mv + k, alpha, s + k, alpha) }              // columns
-                    let b = bias.map { loadLanes($0 + c, lanes) } ?? Vec()
+                    let b = bias.map { loadN($0 + c, lanes) } ?? Vec()
                     for row in 0..<rows {
                         winogradA(tile, s + alpha * row, 1, y + tile * row, 1)                      // rows
                         let p = out + row * outWidth * outStride + c
-                        for col in 0..<cols { storeLanes(y[tile * row + col] + b, p + col * outStride, lanes) }
+                        for col in 0..<cols { storeN(y[tile * row + col] + b, p + col * outStride, lanes) }
                     }
                     c += 16
                 }
@@ -324,12 +315,9 @@ func winogradConv2dForward(_ g: Conv2DShape, tile: Int, input: UnsafePointer<Flo
 func winogradConv2dBackwardInput(_ g: Conv2DShape, tile: Int, gradOutput: UnsafePointer<Float>,
                                  weight: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
     let cin = g.inChannels, cout = g.outChannels
-    let flippedBuffer = ScratchBuffer<Float>(count: 9 * cin * cout), flipped = flippedBuffer.pointer
-    defer { flippedBuffer.release() }
-    for tap in 0..<9 {
-        transposeMatrix(weight + (8 - tap) * cin * cout, rows: cin, cols: cout, into: flipped + tap * cout * cin)
-    }
+    let flipped = flippedTransposedWeight(weight, g)
+    defer { flipped.release() }
     winogradConvolution(gradOutput, batch: g.batch, height: g.outHeight, width: g.outWidth, inChannels: cout,
-                        padding: 2 - g.padding, weight: flipped, outChannels: cin, tile: tile, outHeight: g.height,
+                        padding: 2 - g.padding, weight: flipped.pointer, outChannels: cin, tile: tile, outHeight: g.height,
                         outWidth: g.width, bias: nil, output: gradInput)
 }
