@@ -129,6 +129,11 @@ def add_ops_cases(cases):
         base = f"attention {kind} 8x4096x{keys}x40"
         cases[base + " fwd"] = (lambda keys=keys: attention(keys, False))
         cases[base + " bwd"] = (lambda keys=keys: attention(keys, True))
+    for kind, heads, queries, keys, d in [("self", 64, 1024, 1024, 16), ("self", 64, 256, 256, 32),
+                                          ("cross", 64, 1024, 32, 16), ("self", 16, 1024, 1024, 16)]:
+        base = f"attention {kind} {heads}x{queries}x{keys}x{d}"
+        cases[base + " fwd"] = (lambda a=(keys, heads, queries, d): attention(a[0], False, a[1], a[2], a[3]))
+        cases[base + " bwd"] = (lambda a=(keys, heads, queries, d): attention(a[0], True, a[1], a[2], a[3]))
     cases["groupnorm 32g 64x64x320 fwd"] = lambda: group_norm(False)
     cases["groupnorm 32g 64x64x320 bwd"] = lambda: group_norm(True)
 

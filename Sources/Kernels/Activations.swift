@@ -41,7 +41,7 @@ import TensorBase
 
 public enum Activation {
     /// x · sigmoid(x).
-    public static func silu(_ x: Tensor) -> Tensor { Elementwise.map(x, siluv) }
+    public static func silu(_ x: Tensor) -> Tensor { Elementwise.map(x) { siluv($0) } }
 
     public static func siluBackward(_ dOut: Tensor, _ x: Tensor) throws -> Tensor {
         try check("siluBackward", dOut, x)
@@ -51,8 +51,8 @@ public enum Activation {
     /// GELU: x·Φ(x) (exact, erf) or its tanh approximation.
     public static func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
         switch approximation {
-        case .none: return Elementwise.map(x, geluErfv)
-        case .tanh: return Elementwise.map(x, geluTanhv)
+        case .none: return Elementwise.map(x) { geluErfv($0) }
+        case .tanh: return Elementwise.map(x) { geluTanhv($0) }
         }
     }
 
@@ -66,7 +66,7 @@ public enum Activation {
     }
 
     /// CLIP's quick-GELU: x · sigmoid(1.702 x).
-    public static func quickGELU(_ x: Tensor) -> Tensor { Elementwise.map(x, quickGELUv) }
+    public static func quickGELU(_ x: Tensor) -> Tensor { Elementwise.map(x) { quickGELUv($0) } }
 
     public static func quickGELUBackward(_ dOut: Tensor, _ x: Tensor) throws -> Tensor {
         try check("quickGELUBackward", dOut, x)

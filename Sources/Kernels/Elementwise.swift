@@ -136,7 +136,8 @@ public enum Elementwise {
         return zip(x, y) { a * $0 + $1 }
     }
 
-    /// Unary map over all scalars, split over the threads.
+    /// Unary map over all scalars, split over the threads. Pass a closure literal (`{ siluv($0) }`): a function passed
+    /// by name (`siluv`) stays an out-of-line call per vector, its SIMD16 argument split into four xmm registers.
     @inline(__always) static func map(_ x: Tensor, _ f: (Vec) -> Vec) -> Tensor {
         let out = Tensor(uninitializedShape: x.shape)
         let px = x.storage.pointer, po = out.storage.pointer, n = x.count

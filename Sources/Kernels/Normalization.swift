@@ -65,7 +65,7 @@ public enum Normalization {
         let y = Tensor(uninitializedShape: x.shape)
         switch activation {
         case .none: applyAffine(px, y.storage.pointer, ca, cb, n: n, p: p, c: c) { $0 }
-        case .silu: applyAffine(px, y.storage.pointer, ca, cb, n: n, p: p, c: c, siluv)
+        case .silu: applyAffine(px, y.storage.pointer, ca, cb, n: n, p: p, c: c) { siluv($0) }   // a literal (see Elementwise.map)
         }
         return NormalizationResult(output: y, mean: mean, rstd: rstd)
     }

@@ -1,12 +1,18 @@
 // OpsBench: attention and GroupNorm cases of the `kernels` suite (names shared with bench/torch_kernels.py).
 import TensorCore
 
-/// Scaled-dot-product attention, 8 heads × 4096 queries × 40 dims, against 4096 keys (self) or 77 keys
-/// (cross), named `attention self|cross 8x4096x<keys>x40 fwd|bwd`. Forward flops count QKᵀ and PV
-/// (4·H·Lq·Lk·D); backward counts its five products (10·H·Lq·Lk·D), as FlashAttention-2 does.
+/// Scaled-dot-product attention named `attention self|cross <heads>x<queries>x<keys>x<dims> fwd|bwd`: SD-1.5's
+/// widest level (8 heads × 4096 queries × 40 dims against 4096 or 77 keys), then the embedded model's as its
+/// sampling (batch 16: 64 heads) and training step (batch 2 and the base's prior rows: 16 heads) run it, 4 heads
+/// of 16 dims at 32×32 tokens, of 32 at 16×16, cross-attention to its 32-token context. Forward flops count QKᵀ
+/// and PV (4·H·Lq·Lk·D); backward counts its five products (10·H·Lq·Lk·D), as FlashAttention-2 does.
 func attentionBenchCases() -> [BenchCase] {
-    [("self", 4096), ("cross", 77)].flatMap { kind, keys -> [BenchCase] in
-        let heads = 8, queries = 4096, d = 40
+    let shapes: [(kind: String, heads: Int, queries: Int, keys: Int, d: Int)] = [
+        ("self", 8, 4096, 4096, 40), ("cross", 8, 4096, 77, 40),
+        ("self", 64, 1024, 1024, 16), ("self", 64, 256, 256, 32), ("cross", 64, 1024, 32, 16),
+        ("self", 16, 1024, 1024, 16),
+    ]
+    return shapes.flatMap { kind, heads, queries, keys, d -> [BenchCase] in
         let base = "attention \(kind) \(heads)x\(queries)x\(keys)x\(d)"
         let unit = Double(heads * queries * keys * d)
         func inputs() -> (Tensor, Tensor, Tensor) {
