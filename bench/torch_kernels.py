@@ -51,6 +51,15 @@ def conv3x3(hw, cin, cout, backward, n=1):
     return 2 * flops, lambda: torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)
 
 
+def conv3x3_weight_grad(hw, cin, cout, n):
+    """The weight gradient alone (a frozen input, as a LoRA down convolution's)."""
+    x = torch.randn(n, cin, hw, hw).to(memory_format=torch.channels_last)
+    w = torch.randn(cout, cin, 3, 3).to(memory_format=torch.channels_last).requires_grad_(True)
+    y = F.conv2d(x, w, padding=1)
+    dy = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    return 2.0 * n * hw * hw * cin * cout * 9, lambda: torch.autograd.grad(y, (w,), dy, retain_graph=True)
+
+
 CASES = {}
 for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 5760, 640), (256, 11520, 1280),
                 (64, 1280, 1280)]:
@@ -62,6 +71,10 @@ for n, hw, cin, cout in [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 128
     base = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout}"
     CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, False, n))
     CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, True, n))
+for n, hw, cin, cout in [(2, 64, 32, 8), (2, 32, 64, 8), (2, 16, 128, 8), (1, 64, 320, 16), (1, 32, 640, 32),
+                         (1, 16, 1280, 64), (2, 64, 32, 32), (1, 64, 320, 64)]:
+    name = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout} dW"
+    CASES[name] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3_weight_grad(hw, cin, cout, n))
 
 
 

@@ -71,6 +71,15 @@ typealias IVec = SIMD16<Int32>
 #endif
 }
 
+/// acc + a·b (see `madd`).
+@inline(__always) func fmadd(_ acc: Vec, _ a: Vec, _ b: Vec) -> Vec {
+#if KERNELS_PORTABLE && (arch(x86_64) || arch(i386))
+    return acc + a * b
+#else
+    return acc.addingProduct(a, b)
+#endif
+}
+
 @inline(__always) func expv(_ x: Vec) -> Vec { exp2v(x * 1.4426950408889634) }
 
 /// 1 / (1 + e^-x).
