@@ -51,13 +51,13 @@ def conv3x3(hw, cin, cout, backward, n=1):
     return 2 * flops, lambda: torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)
 
 
-def conv3x3_weight_grad(hw, cin, cout, n):
-    """The weight gradient alone (a frozen input, as a LoRA down convolution's)."""
+def conv_weight_grad(hw, cin, cout, n, k=3):
+    """The weight gradient alone (a frozen input, as a LoRA down or up convolution's)."""
     x = torch.randn(n, cin, hw, hw).to(memory_format=torch.channels_last)
-    w = torch.randn(cout, cin, 3, 3).to(memory_format=torch.channels_last).requires_grad_(True)
-    y = F.conv2d(x, w, padding=1)
+    w = torch.randn(cout, cin, k, k).to(memory_format=torch.channels_last).requires_grad_(True)
+    y = F.conv2d(x, w, padding=k // 2)
     dy = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
-    return 2.0 * n * hw * hw * cin * cout * 9, lambda: torch.autograd.grad(y, (w,), dy, retain_graph=True)
+    return 2.0 * n * hw * hw * cin * cout * k * k, lambda: torch.autograd.grad(y, (w,), dy, retain_graph=True)
 
 
 CASES = {}
@@ -74,7 +74,9 @@ for n, hw, cin, cout in [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 128
 for n, hw, cin, cout in [(2, 64, 32, 8), (2, 32, 64, 8), (2, 16, 128, 8), (1, 64, 320, 16), (1, 32, 640, 32),
                          (1, 16, 1280, 64), (2, 64, 32, 32), (1, 64, 320, 64)]:
     name = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout} dW"
-    CASES[name] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3_weight_grad(hw, cin, cout, n))
+    CASES[name] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv_weight_grad(hw, cin, cout, n))
+for hw, cout in [(64, 32), (32, 64), (16, 128)]:
+    CASES[f"conv1x1 2B {hw}x{hw}x8->{cout} dW"] = (lambda hw=hw, cout=cout: conv_weight_grad(hw, 8, cout, 2, k=1))
 
 
 

@@ -463,6 +463,17 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                           gradWeight: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
+    if g.isPointwise && cin <= narrowWeightGradientMaxOutChannels && cout >= 16 {
+        // Few input channels (a LoRA up convolution's rank): dWᵀ = dYᵀ · X is the narrow kernel's 1×1 gradient
+        // with the roles of X and dY swapped, then transposed.
+        var swapped = g
+        swapped.inChannels = cout; swapped.outChannels = cin
+        let transposed = ScratchBuffer<Float>(count: cin * cout)
+        defer { transposed.release() }
+        narrowWeightGradient(swapped, input: gradOutput, gradOutput: input, gradWeight: transposed.pointer)
+        transposeMatrix(transposed.pointer, rows: cout, cols: cin, into: gradWeight)
+        return
+    }
     if g.isPointwise {   // dW = Xᵀ · dY
         sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * g.height * g.width, alpha: 1,
               a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)

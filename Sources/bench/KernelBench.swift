@@ -303,7 +303,14 @@ func convBenchCases() -> [BenchCase] {
                 }
             },
         ]
-    } + loraConvWeightGradientCases()
+    } + loraConvWeightGradientCases() + [(64, 32), (32, 64), (16, 128)].map { hw, cout -> BenchCase in
+        // A LoRA up convolution's weight gradient (1×1, rank 8 → Cout, batch 2).
+        let n = 2, cin = 8
+        return BenchCase(name: "conv1x1 2B \(hw)x\(hw)x\(cin)->\(cout) dW", flops: 2 * Double(n * hw * hw * cin * cout)) {
+            let x = benchTensor([n, hw, hw, cin], seed: 4), dy = benchTensor([n, hw, hw, cout], seed: 7)
+            return { _ = try? conv2dBackwardWeight(dy, input: x, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0) }
+        }
+    }
 }
 
 /// The weight gradient alone of LoRA down convolutions (3×3, Cin → rank), the only gradient a frozen layer's

@@ -151,7 +151,8 @@ final class Conv2DTests: XCTestCase {
 
     /// The narrow weight gradient (stride 1, ≤ 64 output channels): input-channel tails of 1–31 lanes, output
     /// channels not a multiple of 8 (dY copied zero-padded), paddings 0–2 (taps that leave the input), rectangular
-    /// kernels and maps, and a batch whose rows split across the two parts mid-image.
+    /// kernels and maps, a batch whose rows split across the two parts mid-image; and 1×1 with few input channels
+    /// (a LoRA up convolution: the same kernel with X and dY swapped). One and two threads agree bitwise.
     func testNarrowWeightGradientMatchesNaive() throws {
         let cases = [
             Case(n: 2, h: 9, w: 11, cin: 20, cout: 8, kh: 3, kw: 3, stride: 1, pad: 1),
@@ -160,6 +161,8 @@ final class Conv2DTests: XCTestCase {
             Case(n: 1, h: 10, w: 9, cin: 33, cout: 16, kh: 1, kw: 3, stride: 1, pad: 1),
             Case(n: 2, h: 6, w: 7, cin: 64, cout: 64, kh: 5, kw: 5, stride: 1, pad: 2),
             Case(n: 1, h: 12, w: 12, cin: 32, cout: 40, kh: 3, kw: 1, stride: 1, pad: 0),
+            Case(n: 2, h: 6, w: 5, cin: 8, cout: 40, kh: 1, kw: 1, stride: 1, pad: 0),
+            Case(n: 1, h: 4, w: 7, cin: 13, cout: 16, kh: 1, kw: 1, stride: 1, pad: 0),
         ]
         var rng = TestRandom(seed: 17)
         for c in cases {
@@ -167,9 +170,15 @@ final class Conv2DTests: XCTestCase {
             let x = rng.tensor(g.inputShape), w = rng.tensor(g.weightShape), dy = rng.tensor(g.outputShape)
             let (_, dwWant) = referenceConvBackward(x.scalars.map(Double.init), w.scalars.map(Double.init),
                                                    dy.scalars.map(Double.init), g)
-            let dw = try conv2dBackwardWeight(dy, input: x, kernelHeight: c.kh, kernelWidth: c.kw, stride: 1, padding: c.pad)
+            func run(_ threads: Int) throws -> Tensor {
+                try Parallel.$maxThreads.withValue(threads) {
+                    try conv2dBackwardWeight(dy, input: x, kernelHeight: c.kh, kernelWidth: c.kw, stride: 1, padding: c.pad)
+                }
+            }
+            let dw = try run(2)
             XCTAssertEqual(dw.shape, g.weightShape, "\(c)")
             assertClose(dw, dwWant, tol: 2e-5, "dW \(c)")
+            XCTAssertEqual(try run(1).scalars.map(\.bitPattern), dw.scalars.map(\.bitPattern), "threads \(c)")
         }
     }
 
