@@ -465,7 +465,8 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
     if g.isPointwise && cin <= narrowWeightGradientMaxOutChannels && cout >= 16 {
         // Few input channels (a LoRA up convolution's rank): dWᵀ = dYᵀ · X is the narrow kernel's 1×1 gradient
-        // with the roles of X and dY swapped, then transposed.
+        // with the roles of X and dY swapped (Cin becomes its output channels), then transposed. From 16 output
+        // channels, which become the kernel's vector lanes.
         var swapped = g
         swapped.inChannels = cout; swapped.outChannels = cin
         let transposed = ScratchBuffer<Float>(count: cin * cout)
