@@ -463,7 +463,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                           gradWeight: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
-    if g.isPointwise && cin <= narrowWeightGradientMaxOutChannels && cout >= 16 {
+    if g.isPointwise && cin <= narrowWeightGradientMaxChannels && cout >= 16 {
         // Few input channels (a LoRA up convolution's rank): dWᵀ = dYᵀ · X is the narrow kernel's 1×1 gradient
         // with the roles of X and dY swapped (Cin becomes its output channels), then transposed. From 16 output
         // channels, which become the kernel's vector lanes.
@@ -480,7 +480,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
               a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)
         return
     }
-    if s == 1 && cout <= narrowWeightGradientMaxOutChannels {
+    if s == 1 && cout <= narrowWeightGradientMaxChannels {
         narrowWeightGradient(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight)
         return
     }
@@ -520,11 +520,12 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
 }
 
 /// Most output channels for which a stride-1 weight gradient runs `narrowWeightGradient` (a LoRA down
-/// convolution's rank). The per-tap GEMMs (`Cᵀ = dYᵀ · X_tap`, 8–64 rows) spent more time padding X, placing dY on
-/// the padded grid, packing dY once per tap and in the driver than in the microkernel: the embedded model's
-/// 64×64×32 → 8 gradient (batch 2) ran at 35–68 GFLOP/s, the narrow kernel at 190–210 (`bench kernels --filter dW`:
-/// 1.2–3× faster up to 64 output channels, SD-1.5's widest maps included; not measured beyond).
-let narrowWeightGradientMaxOutChannels = 64
+/// convolution's rank), and most input channels for a 1×1 one (a LoRA up convolution's, X and dY swapped). The
+/// per-tap GEMMs (`Cᵀ = dYᵀ · X_tap`, 8–64 rows) spent more time padding X, placing dY on the padded grid, packing dY
+/// once per tap and in the driver than in the microkernel: the embedded model's 64×64×32 → 8 gradient (batch 2) ran
+/// at 35–68 GFLOP/s, the narrow kernel at 190–210 (`bench kernels --filter dW`: 1.2–3× faster up to 64 output
+/// channels, SD-1.5's widest maps included; not measured beyond).
+let narrowWeightGradientMaxChannels = 64
 
 /// Pieces each tap's sum over the output rows is cut into (then added in order): work items for the threads
 /// that do not depend on how many threads there are, so neither do the results.

@@ -61,17 +61,8 @@ typealias IVec = SIMD16<Int32>
     return float(bits(p) &+ e)
 }
 
-/// a·b + c, fused where the level has FMA (Swift does not contract `a * b + c` on its own); a multiply and an add
+/// acc + a·b, fused where the level has FMA (Swift does not contract `a * b + c` on its own); a multiply and an add
 /// on x86-64's SSE2 baseline, where `addingProduct` would be a `fmaf` call per lane.
-@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Float) -> Vec {
-#if KERNELS_PORTABLE && (arch(x86_64) || arch(i386))
-    return a * b + c
-#else
-    return Vec(repeating: c).addingProduct(a, b)
-#endif
-}
-
-/// acc + a·b (see `madd`).
 @inline(__always) func fmadd(_ acc: Vec, _ a: Vec, _ b: Vec) -> Vec {
 #if KERNELS_PORTABLE && (arch(x86_64) || arch(i386))
     return acc + a * b
@@ -79,6 +70,9 @@ typealias IVec = SIMD16<Int32>
     return acc.addingProduct(a, b)
 #endif
 }
+
+/// a·b + c for a constant c (`fmadd`).
+@inline(__always) func madd(_ a: Vec, _ b: Vec, _ c: Float) -> Vec { fmadd(Vec(repeating: c), a, b) }
 
 @inline(__always) func expv(_ x: Vec) -> Vec { exp2v(x * 1.4426950408889634) }
 
