@@ -8,6 +8,7 @@
 // This is the scaling of peft `tuners/lora/layer.py` (`scaling = lora_alpha / r`, times the adapter weight
 // of `set_adapters`) and of kohya `networks/lora.py` (`multiplier * alpha / lora_dim`).
 import Autograd
+import Foundation
 import NN
 import TensorCore
 
@@ -251,6 +252,25 @@ public class LoRABranch: LayerAdapter {
             }
         }
         return Variable(out)
+    }
+
+    /// Whether a layer may fold its one trained LoRA pair into its frozen weight (`LayerAdapter.foldablePair`).
+    /// On by default; `STYLEDIFFUSION_LORA_FOLD=0` turns it off for a process (to compare), and tests bind it
+    /// per task.
+    @TaskLocal public static var foldsTrainedPairs: Bool =
+        ProcessInfo.processInfo.environment["STYLEDIFFUSION_LORA_FOLD"] != "0"
+
+    /// The pair, when this call records gradients for one plain LoRA pair and the branch adds nothing else:
+    /// no other active entry, no per-row weights, no dropout in training, not DoRA or AdaLoRA. Calls that record
+    /// no gradients keep `added(to:input:)`, whose up product accumulates into the base output (per-image
+    /// weights stay bit for bit the same as each image alone).
+    public func foldablePair() -> LowRankFold? {
+        guard LoRABranch.foldsTrainedPairs, !deltaPairs.contains(where: \.isActive),
+              !(dropout > 0 && (host?.isTraining ?? false)) else { return nil }
+        let active = pairs.filter(\.isActive)
+        guard active.count == 1, let pair = active.first, pair.magnitude == nil, pair.singularValues == nil,
+              pair.rowWeights == nil, GradMode.shouldRecord([pair.down, pair.up]) else { return nil }
+        return LowRankFold(down: pair.down, up: pair.up, scale: pair.weight * pair.scaling)
     }
 
     /// y plus every active entry, DoRA pairs computed from the base output (peft's forward, with gradients).

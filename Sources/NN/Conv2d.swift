@@ -37,6 +37,11 @@ public final class Conv2d: Module {
 
     /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
     public func callAsFunction(_ x: Variable) throws -> Variable {
+        if adapters.count == 1, quantizedWeight == nil, bfloat16 == nil, !weight.requiresGrad,
+           let fold = adapters[0].foldablePair() {
+            return try foldedLoRAConv2d(x, weight: weight.value, bias: bias, down: fold.down, up: fold.up, scale: fold.scale,
+                                        stride: stride, padding: padding)
+        }
         var y = try quantizedWeight.map { try quantizedConv2d(x, weight: $0, bias: bias, stride: stride, padding: padding) }
             ?? baseConvolution(x)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }

@@ -13,10 +13,28 @@ public protocol LayerAdapter: AnyObject {
     /// `y + delta(x)` for the base output `y`, which the layer hands over: an adapter may accumulate into
     /// `y`'s storage when nothing records gradients.
     func added(to y: Variable, input x: Variable) throws -> Variable
+    /// The one trainable low-rank pair this adapter adds in the current call, when that is all it adds, for
+    /// the layer to fold into its frozen weight (`foldedLoRALinear`, `foldedLoRAConv2d`); nil otherwise.
+    func foldablePair() -> LowRankFold?
 }
 
 extension LayerAdapter {
     public func added(to y: Variable, input x: Variable) throws -> Variable { try add(y, delta(x)) }
+    public func foldablePair() -> LowRankFold? { nil }
+}
+
+/// A low-rank pair and its scale (weight·α/r) as a layer folds it: Linear down [r, in], up [out, r];
+/// convolution down [k, k, in, r], up [1, 1, r, out] (HWIO).
+public struct LowRankFold {
+    public let down: Variable
+    public let up: Variable
+    public let scale: Float
+
+    public init(down: Variable, up: Variable, scale: Float) {
+        self.down = down
+        self.up = up
+        self.scale = scale
+    }
 }
 
 public final class Linear: Module {
@@ -45,6 +63,10 @@ public final class Linear: Module {
 
     /// x [..., in] → [..., out].
     public func callAsFunction(_ x: Variable) throws -> Variable {
+        if adapters.count == 1, quantizedWeight == nil, bfloat16 == nil, !weight.requiresGrad,
+           let fold = adapters[0].foldablePair() {
+            return try foldedLoRALinear(x, weight: weight.value, bias: bias, down: fold.down, up: fold.up, scale: fold.scale)
+        }
         var y = try quantizedWeight.map { try quantizedLinear(x, weight: $0, bias: bias) }
             ?? baseProduct(x)
         for adapter in adapters { y = try adapter.added(to: y, input: x) }

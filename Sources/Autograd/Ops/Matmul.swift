@@ -80,8 +80,8 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, bfloat16: B
     }
 }
 
-/// x·Wᵀ + b in one GEMM: the output starts as b in every row and the GEMM accumulates onto it.
-private func affine(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
+/// x·Wᵀ + b in one GEMM: the output starts as b in every row and the GEMM accumulates onto it (also FoldedLoRA.swift).
+func affine(_ x: Tensor, _ w: Tensor, _ b: Tensor) -> Tensor {
     let (rows, k, n) = (x.shape[0], x.shape[1], w.shape[0])
     return Tensor(shape: [rows, n]) { out in
         b.withUnsafeBufferPointer { pb in
