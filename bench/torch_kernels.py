@@ -34,6 +34,14 @@ def gemm(m, k, n, transposed_b=False):
     return 2.0 * m * n * k, lambda: torch.mm(a, b, out=c)
 
 
+def gemm_transposed_a(m, k, n):
+    """C = Aᵀ·B with A stored K x M (a LoRA pair's weight gradient)."""
+    a = torch.randn(k, m)
+    b = torch.randn(k, n)
+    c = torch.empty(m, n)
+    return 2.0 * m * n * k, lambda: torch.mm(a.t(), b, out=c)
+
+
 def conv3x3(hw, cin, cout, backward, n=1):
     x = torch.randn(n, cin, hw, hw).to(memory_format=torch.channels_last)
     w = torch.randn(cout, cin, 3, 3).to(memory_format=torch.channels_last)
@@ -66,6 +74,10 @@ for m, k, n in [(4096, 320, 320), (4096, 320, 960), (4096, 2880, 320), (1024, 57
     CASES[f"sgemm {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm(m, k, n))
 for m, k, n in [(4096, 320, 320), (64, 1280, 1280)]:
     CASES[f"sgemm {m}x{k}x{n} Bt"] = (lambda m=m, k=k, n=n: gemm(m, k, n, True))
+for m, k, n in [(8, 2048, 64), (64, 2048, 8), (8, 512, 128), (128, 512, 8), (8, 8192, 32), (512, 2048, 8),
+                (4, 4096, 320), (320, 4096, 4), (4, 1024, 1280), (32, 4096, 320), (320, 4096, 32), (32, 1024, 1280),
+                (64, 4096, 320), (320, 4096, 64), (64, 1024, 1280)]:
+    CASES[f"sgemm At {m}x{k}x{n}"] = (lambda m=m, k=k, n=n: gemm_transposed_a(m, k, n))
 for n, hw, cin, cout in [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 1280), (2, 64, 32, 32), (2, 32, 64, 64),
                          (2, 16, 128, 128), (1, 128, 512, 512), (1, 256, 256, 256)]:
     base = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout}"

@@ -463,19 +463,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                           gradWeight: UnsafeMutablePointer<Float>) {
     let kh = g.kernelHeight, kw = g.kernelWidth, cin = g.inChannels, cout = g.outChannels
     let s = g.stride, ho = g.outHeight, wo = g.outWidth
-    if g.isPointwise && cin <= narrowWeightGradientMaxChannels && cout >= 16 {
-        // Few input channels (a LoRA up convolution's rank): dWᵀ = dYᵀ · X is the narrow kernel's 1×1 gradient
-        // with the roles of X and dY swapped (Cin becomes its output channels), then transposed. From 16 output
-        // channels, which become the kernel's vector lanes.
-        var swapped = g
-        swapped.inChannels = cout; swapped.outChannels = cin
-        let transposed = ScratchBuffer<Float>(count: cin * cout)
-        defer { transposed.release() }
-        narrowWeightGradient(swapped, input: gradOutput, gradOutput: input, gradWeight: transposed.pointer)
-        transposeMatrix(transposed.pointer, rows: cout, cols: cin, into: gradWeight)
-        return
-    }
-    if g.isPointwise {   // dW = Xᵀ · dY
+    if g.isPointwise {   // dW = Xᵀ · dY (with ≤ 64 channels on one side, a LoRA pair's, sgemm's narrow product)
         sgemm(transA: true, transB: false, m: cin, n: cout, k: g.batch * g.height * g.width, alpha: 1,
               a: input, lda: cin, b: gradOutput, ldb: cout, beta: 0, c: gradWeight, ldc: cout)
         return
@@ -520,7 +508,7 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
 }
 
 /// Most output channels for which a stride-1 weight gradient runs `narrowWeightGradient` (a LoRA down
-/// convolution's rank), and most input channels for a 1×1 one (a LoRA up convolution's, X and dY swapped). The
+/// convolution's rank; a 1×1 one's narrow side is sgemm's, `narrowTransposedProduct`). The
 /// per-tap GEMMs (`Cᵀ = dYᵀ · X_tap`, 8–64 rows) spent more time padding X, placing dY on the padded grid, packing dY
 /// once per tap and in the driver than in the microkernel: the embedded model's 64×64×32 → 8 gradient (batch 2) ran
 /// at 35–68 GFLOP/s, the narrow kernel at 190–210 (`bench kernels --filter dW`: 1.2–3× faster up to 64 output

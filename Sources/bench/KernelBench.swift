@@ -266,6 +266,11 @@ func gemmBenchCases() -> [BenchCase] {
                   (4096, 320, 320, true), (64, 1280, 1280, true),
                   // the embedded model's step (bench train --config toy --profile): 64-channel projections
                   (2048, 64, 64, false), (2048, 64, 64, true), (512, 128, 128, false), (512, 128, 128, true)]
+    // Aᵀ·B (A stored K x M), named `sgemm At MxKxN`: a LoRA pair's weight gradients, rank the narrow side and K
+    // the tokens — the embedded model's (rank 8; batch 2 at 32² and 16²) and SD-1.5's (rank 4, 32 and 64; 64² and 32² latents).
+    let transposedA = [(8, 2048, 64), (64, 2048, 8), (8, 512, 128), (128, 512, 8), (8, 8192, 32), (512, 2048, 8),
+                       (4, 4096, 320), (320, 4096, 4), (4, 1024, 1280), (32, 4096, 320), (320, 4096, 32), (32, 1024, 1280),
+                       (64, 4096, 320), (320, 4096, 64), (64, 1024, 1280)]
     return shapes.map { m, k, n, transB in
         BenchCase(name: "sgemm \(m)x\(k)x\(n)\(transB ? " Bt" : "")", flops: 2 * Double(m * n * k)) {
             let a = benchBuffer(m * k, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)
@@ -273,6 +278,11 @@ func gemmBenchCases() -> [BenchCase] {
                 sgemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b,
                       ldb: transB ? k : n, beta: 0, c: c, ldc: n)
             }
+        }
+    } + transposedA.map { m, k, n in
+        BenchCase(name: "sgemm At \(m)x\(k)x\(n)", flops: 2 * Double(m * n * k)) {
+            let a = benchBuffer(k * m, seed: 1), b = benchBuffer(k * n, seed: 2), c = benchBuffer(m * n, seed: 3)
+            return { sgemm(transA: true, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: m, b: b, ldb: n, beta: 0, c: c, ldc: n) }
         }
     }
 }

@@ -152,7 +152,8 @@ final class Conv2DTests: XCTestCase {
     /// The narrow weight gradient (stride 1, ≤ 64 output channels): input-channel tails of 1–31 lanes, output
     /// channels not a multiple of 8 (dY copied zero-padded), paddings 0–2 (taps that leave the input), rectangular
     /// kernels and maps, a batch whose rows split across the two parts mid-image; and 1×1 with few input channels
-    /// (a LoRA up convolution: the same kernel with X and dY swapped). One and two threads agree bitwise.
+    /// (a LoRA up convolution: sgemm's narrow product, the same kernel with X and dY swapped). One and two threads
+    /// agree bitwise.
     func testNarrowWeightGradientMatchesNaive() throws {
         let cases = [
             Case(n: 2, h: 9, w: 11, cin: 20, cout: 8, kh: 3, kw: 3, stride: 1, pad: 1),

@@ -1,5 +1,5 @@
 // The convolution weight gradient runs its taps side by side for small channel counts (one single-threaded
-// GEMM per tap), with few output channels each strided tap's GEMM runs transposed inside sgemm, and a stride-1
+// GEMM per tap), with few output channels each strided tap's GEMM runs sgemm's narrow product, and a stride-1
 // gradient with at most 64 output channels runs the narrow kernel (per tap, block of channels and fixed part of
 // the rows): every element must come out bit for bit as with one thread, and the strided GEMMs as plain per-tap
 // GEMMs sum it.
