@@ -84,7 +84,8 @@ for n, hw, cin, cout in [(1, 64, 320, 320), (1, 32, 640, 640), (1, 16, 1280, 128
     CASES[base + " fwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, False, n))
     CASES[base + " bwd"] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv3x3(hw, cin, cout, True, n))
 for n, hw, cin, cout in [(2, 64, 32, 8), (2, 32, 64, 8), (2, 16, 128, 8), (1, 64, 320, 16), (1, 32, 640, 32),
-                         (1, 16, 1280, 64), (2, 64, 32, 32), (1, 64, 320, 64)]:
+                         (1, 16, 1280, 64), (2, 64, 32, 32), (1, 64, 320, 64), (16, 64, 32, 32), (16, 32, 64, 64),
+                         (16, 64, 96, 32), (16, 32, 192, 64)]:
     name = "conv3x3 " + (f"{n}B " if n > 1 else "") + f"{hw}x{hw}x{cin}->{cout} dW"
     CASES[name] = (lambda hw=hw, cin=cin, cout=cout, n=n: conv_weight_grad(hw, cin, cout, n))
 for hw, cout in [(64, 32), (32, 64), (16, 128)]:

@@ -325,10 +325,13 @@ func convBenchCases() -> [BenchCase] {
 
 /// The weight gradient alone of LoRA down convolutions (3×3, Cin → rank), the only gradient a frozen layer's
 /// adapter needs of that shape: the embedded model's at rank 8, batch 2, as the main job trains
-/// (`conv3x3 2B 64x64x32->8 dW`), and SD-1.5's widest levels at ranks 16–64 (LoCon / LyCORIS conv adapters).
+/// (`conv3x3 2B 64x64x32->8 dW`), and SD-1.5's widest levels at ranks 16–64 (LoCon / LyCORIS conv adapters); and
+/// the embedded model's own convolutions as `train-base` trains them (batch 16, ≤ 64 output channels: the narrow
+/// kernel in row chunks).
 func loraConvWeightGradientCases() -> [BenchCase] {
     [(2, 64, 32, 8), (2, 32, 64, 8), (2, 16, 128, 8), (1, 64, 320, 16), (1, 32, 640, 32), (1, 16, 1280, 64),
-     (2, 64, 32, 32), (1, 64, 320, 64)].map { n, hw, cin, cout -> BenchCase in
+     (2, 64, 32, 32), (1, 64, 320, 64), (16, 64, 32, 32), (16, 32, 64, 64), (16, 64, 96, 32),
+     (16, 32, 192, 64)].map { n, hw, cin, cout -> BenchCase in
         let batch = n > 1 ? "\(n)B " : ""
         return BenchCase(name: "conv3x3 \(batch)\(hw)x\(hw)x\(cin)->\(cout) dW", flops: 2 * Double(n * hw * hw * cin * cout * 9)) {
             let x = benchTensor([n, hw, hw, cin], seed: 4), dy = benchTensor([n, hw, hw, cout], seed: 7)

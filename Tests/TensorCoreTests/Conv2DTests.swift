@@ -183,6 +183,43 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
+    /// Past 8 MiB of input and output gradient the narrow kernel cuts the rows into cache-sized chunks (here 5 of
+    /// 102–103 rows) instead of two halves: still the naive sums, still the same bits on one thread and two.
+    func testNarrowWeightGradientInRowChunksMatchesNaive() throws {
+        let (n, h, w, cin, cout) = (8, 64, 64, 64, 8)
+        var rng = TestRandom(seed: 23)
+        let x = rng.tensor([n, h, w, cin]), dy = rng.tensor([n, h, w, cout])
+        var want = [Double](repeating: 0, count: 9 * cin * cout)
+        x.withUnsafeBufferPointer { xp in
+            dy.withUnsafeBufferPointer { dp in
+                want.withUnsafeMutableBufferPointer { wp in
+                    var column = [Double](repeating: 0, count: cin)
+                    for b in 0..<n { for oy in 0..<h { for ox in 0..<w {
+                        let d = dp.baseAddress! + ((b * h + oy) * w + ox) * cout
+                        for tap in 0..<9 {
+                            let iy = oy + tap / 3 - 1, ix = ox + tap % 3 - 1
+                            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                            let xs = xp.baseAddress! + ((b * h + iy) * w + ix) * cin
+                            for c in 0..<cin { column[c] = Double(xs[c]) }
+                            for c in 0..<cin {
+                                let row = wp.baseAddress! + (tap * cin + c) * cout
+                                for o in 0..<cout { row[o] += column[c] * Double(d[o]) }
+                            }
+                        }
+                    } } }
+                }
+            }
+        }
+        func run(_ threads: Int) throws -> Tensor {
+            try Parallel.$maxThreads.withValue(threads) {
+                try conv2dBackwardWeight(dy, input: x, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
+            }
+        }
+        let dw = try run(2)
+        assertClose(dw, want, tol: 2e-5, "dW in row chunks")
+        XCTAssertEqual(try run(1).scalars.map(\.bitPattern), dw.scalars.map(\.bitPattern), "threads")
+    }
+
     func testThreadCountsAgreeAndRerunsAreBitwiseEqual() throws {
         var rng = TestRandom(seed: 13)
         for (xs, ws, stride) in [([1, 20, 20, 64], [3, 3, 64, 96], 1), ([1, 4, 4, 64], [3, 3, 64, 320], 1),

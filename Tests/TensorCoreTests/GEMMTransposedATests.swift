@@ -57,9 +57,10 @@ final class GEMMTransposedATests: XCTestCase {
 
     func testNarrowSideMatchesTheReference() {
         var rng = TestRandom(seed: 8)
-        // Ranks 1–64 either side, pixel counts with and without a factor of 8, a single pixel.
+        // Ranks 1–64 either side, pixel counts with and without a factor of 8, a single pixel, and 10 MB of operands
+        // (the kernel's rows then in cache-sized chunks).
         for (m, n, k) in [(8, 64, 2048), (64, 8, 2048), (4, 320, 77), (320, 4, 98), (33, 64, 1000), (64, 64, 7),
-                          (1, 130, 5), (130, 1, 1), (17, 3, 4096)] {
+                          (1, 130, 5), (130, 1, 1), (17, 3, 4096), (32, 8, 65536)] {
             let a = rng.array(k * m), b = rng.array(k * n)
             let expected = referenceGEMM(transA: true, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: m,
                                          b: b, ldb: n, beta: 0, c: [Float](repeating: 0, count: m * n), ldc: n)
