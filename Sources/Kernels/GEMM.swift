@@ -134,8 +134,8 @@ let gemmNarrowSideMax = 64
 /// value only rank times (37–53 GFLOP/s on the embedded model's); this is `narrowWeightGradient` on a 1 x 1
 /// convolution over k pixels, the wide side in the vector lanes and the narrow side broadcast (m ≥ n: as stored,
 /// else with A and B swapped and Cᵀ transposed back). Each element is summed in the same order either way and
-/// whatever m, n or the thread count: over two halves of the pixels (`narrowWeightGradientRowParts`, cut by k
-/// alone), each in order, then the halves added.
+/// whatever m, n or the thread count: over two halves of the pixels (past 8 MiB of operands, up to eight chunks:
+/// `narrowWeightGradientParts`, a function of m + n and k alone), each in order, then the parts added.
 func narrowTransposedProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                              c: UnsafeMutablePointer<Float>) {
     // k pixels as rows x columns: the kernel cuts its work into parts of whole rows.

@@ -35,7 +35,8 @@ public final class Conv2d: Module {
         super.init()
     }
 
-    /// x [N, H, W, Cin] → [N, Ho, Wo, Cout].
+    /// x [N, H, W, Cin] → [N, Ho, Wo, Cout]. In training, a frozen F32 weight whose one adapter offers a foldable pair
+    /// takes it into the convolution for the call (`foldedLoRAConv2d`: the same function, fewer products).
     public func callAsFunction(_ x: Variable) throws -> Variable {
         if adapters.count == 1, quantizedWeight == nil, bfloat16 == nil, !weight.requiresGrad,
            let fold = adapters[0].foldablePair() {

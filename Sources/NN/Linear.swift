@@ -61,7 +61,8 @@ public final class Linear: Module {
         super.init()
     }
 
-    /// x [..., in] → [..., out].
+    /// x [..., in] → [..., out]. In training, a frozen F32 weight whose one adapter offers a foldable pair takes it into
+    /// the product for the call (`foldedLoRALinear`: the same function, fewer products).
     public func callAsFunction(_ x: Variable) throws -> Variable {
         if adapters.count == 1, quantizedWeight == nil, bfloat16 == nil, !weight.requiresGrad,
            let fold = adapters[0].foldablePair() {

@@ -119,7 +119,7 @@ final class FoldedLoRATests: XCTestCase {
         layer.freeze()
         let stack = AdapterStack(root: layer, component: .unet)
         try stack.addTrainable(name: "a", rank: 2, targets: LoRATargets([""]), random: &random)
-        func ops(_ body: () throws -> Void = {}) throws -> [String] {
+        func ops() throws -> [String] {
             let y = try layer(Variable(random.normal(shape: [3, 8]), requiresGrad: true))
             let trace = BackwardTrace()
             try GradMode.$trace.withValue(trace) { try sum(y).backward() }

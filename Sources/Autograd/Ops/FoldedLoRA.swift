@@ -9,7 +9,9 @@
 // product) and down's product (h = down(x), which dB needs), backward is one input gradient through W' and
 // the two small products the pair's own gradients need:
 //
-//     g_h = s · g·B          dB = s · gᵀ·h          dA = weight gradient of down for g_h          dX = g·W'ᵀ
+//     g_h = s · g·B          dB = s · gᵀ·h          dA = down's weight gradient for g_h          dX through W'
+//
+// (Linear: dA = g_hᵀ·x and dX = g·W'; convolution: the 1×1 products over positions, dX the transposed convolution.)
 //
 // W' is formed again in backward rather than kept, so a step holds no second copy of the frozen weights.
 import TensorCore
