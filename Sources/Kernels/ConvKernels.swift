@@ -478,8 +478,8 @@ func conv2dBackwardWeight(_ g: Conv2DShape, input: UnsafePointer<Float>, gradOut
                                 slackPixels: (kh - 1) * (g.width + 2 * g.padding) + kw)
     defer { xpad.deallocate() }
     let hp = xpad.height, wp = xpad.width
-    // With few output channels (a LoRA down convolution) each tap's Xᵀ·dY runs as (dYᵀ·X)ᵀ inside sgemm, so the
-    // large X is read in place and only the small dY is packed.
+    // Each tap's Xᵀ·dY is contiguous: with ≤ 64 channels on one side (a strided LoRA down convolution) sgemm runs it
+    // on the narrow kernel (`narrowTransposedProduct`).
     if s == 1 && g.width >= convGridMinWidth {
         // dY placed on the padded grid [N, Hp, Wp, Cout] (zeros elsewhere): every tap is one GEMM whose
         // A rows are the padded input shifted by the tap's offset.

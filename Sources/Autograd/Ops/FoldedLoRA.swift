@@ -39,7 +39,7 @@ public func foldedLoRALinear(_ x: Variable, weight: Tensor, bias: Variable?, dow
     let y = try bias.map { affine(x2, folded, $0.value) } ?? TensorCore.matmul(x2, folded, transposeB: true)
     let (nx, na, nb, nbias) = (x.requiresGrad, down.requiresGrad, up.requiresGrad, bias?.requiresGrad ?? false)
     // dB reads s·h; dA reads x.
-    let scaledH = nb ? scaled(try TensorCore.matmul(x2, a, transposeB: true), by: scale) : Tensor(zeros: [0])   // [rows, r]
+    let scaledH = nb ? Elementwise.scale(try TensorCore.matmul(x2, a, transposeB: true), by: scale) : Tensor(zeros: [0])   // [rows, r]
     let savedX = na ? x2 : Tensor(zeros: [0])
     let inShape = xv.shape, outShape = Array(xv.shape.dropLast()) + [outFeatures]
     let inputs = [x, down, up] + (bias.map { [$0] } ?? [])
@@ -53,7 +53,7 @@ public func foldedLoRALinear(_ x: Variable, weight: Tensor, bias: Variable?, dow
         if na {
             GradMode.note("foldedLoRALinear.dDown")
             let gh = try TensorCore.matmul(g2, b)                                          // [rows, r]
-            grads[1] = scaled(try TensorCore.matmul(gh, savedX, transposeA: true), by: scale)   // [r, in]
+            grads[1] = Elementwise.scale(try TensorCore.matmul(gh, savedX, transposeA: true), by: scale)   // [r, in]
         }
         if nb {
             GradMode.note("foldedLoRALinear.dUp")
@@ -83,7 +83,8 @@ public func foldedLoRAConv2d(_ x: Variable, weight: Tensor, bias: Variable?, dow
     let folded = foldedConvWeight(weight, down: a, up: b, scale: scale)
     let y = try TensorCore.conv2d(x.value, weight: folded, bias: bias?.value, stride: stride, padding: padding)
     let (nx, na, nb, nbias) = (x.requiresGrad, down.requiresGrad, up.requiresGrad, bias?.requiresGrad ?? false)
-    let scaledH = nb ? scaled(try TensorCore.conv2d(x.value, weight: a, bias: nil, stride: stride, padding: padding), by: scale)
+    let scaledH = nb ? Elementwise.scale(try TensorCore.conv2d(x.value, weight: a, bias: nil, stride: stride, padding: padding),
+                                         by: scale)
                      : Tensor(zeros: [0])                                                   // [N, Ho, Wo, r]
     let savedX = na ? x.value : Tensor(zeros: [0]), inShape = x.shape
     let r = a.shape[3], positions = y.count / max(outChannels, 1)
@@ -99,9 +100,9 @@ public func foldedLoRAConv2d(_ x: Variable, weight: Tensor, bias: Variable?, dow
         if na {
             GradMode.note("foldedLoRAConv2d.dDown")
             let gh = try TensorCore.matmul(g2, b.reshapedUnchecked([r, outChannels]), transposeB: true)   // [P, r]
-            grads[1] = scaled(try conv2dBackwardWeight(gh.reshapedUnchecked(Array(g.shape.dropLast()) + [r]), input: savedX,
-                                                       kernelHeight: k, kernelWidth: k, stride: stride, padding: padding),
-                              by: scale)                                                   // [k, k, in, r]
+            let dA = try conv2dBackwardWeight(gh.reshapedUnchecked(Array(g.shape.dropLast()) + [r]), input: savedX,
+                                              kernelHeight: k, kernelWidth: k, stride: stride, padding: padding)
+            grads[1] = Elementwise.scale(dA, by: scale)                                   // [k, k, in, r]
         }
         if nb {
             GradMode.note("foldedLoRAConv2d.dUp")
@@ -144,11 +145,4 @@ private func accumulated(onto w: Tensor, _ body: (UnsafeMutablePointer<Float>) -
         w.withUnsafeBufferPointer { pw in out.baseAddress!.update(from: pw.baseAddress!, count: w.count) }
         body(out.baseAddress!)
     }
-}
-
-/// `t` times s, in place when `t` holds its storage alone (the products here are fresh).
-private func scaled(_ t: consuming Tensor, by s: Float) -> Tensor {
-    guard s != 1 else { return t }
-    t.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] *= s } }
-    return t
 }
