@@ -53,6 +53,64 @@ final class TensorMemoryTests: XCTestCase {
         XCTAssertEqual(memory.statistics.systemReleases, 0)
     }
 
+    func testLargeRequestBorrowsACachedBlockOfAtMostTwiceItsSize() {
+        let memory = TensorMemory()
+        let mib = 1 << 20
+        let big = memory.allocate(byteCount: 3 * mib)               // class 3 MiB: four classes above 1.5 MiB
+        let bigger = memory.allocate(byteCount: 7 * mib / 2)        // 3.5 MiB: five classes above
+        memory.deallocate(bigger, byteCount: 7 * mib / 2)
+        memory.deallocate(big, byteCount: 3 * mib)
+        memory.resetCounters()
+        let p = memory.allocate(byteCount: 3 * mib / 2)             // no 1.5 MiB block: borrows the 3 MiB one
+        XCTAssertEqual(p, big)
+        XCTAssertEqual(memory.statistics.borrowedAllocations, 1)
+        XCTAssertEqual(memory.statistics.systemAllocations, 0)
+        XCTAssertEqual(memory.statistics.liveBytes, 3 * mib, "a borrowed block counts its own size")
+        XCTAssertEqual(memory.statistics.cachedBytes, 7 * mib / 2)
+        let q = memory.allocate(byteCount: 3 * mib / 2)             // only the 3.5 MiB block is left: too large
+        XCTAssertNotEqual(q, bigger)
+        XCTAssertEqual(memory.statistics.systemAllocations, 1)
+        memory.deallocate(p, byteCount: 3 * mib / 2)                // back to its own class
+        memory.deallocate(q, byteCount: 3 * mib / 2)
+        XCTAssertEqual(memory.statistics.liveBytes, 0)
+        XCTAssertEqual(memory.statistics.cachedBytes, 3 * mib + 7 * mib / 2 + 3 * mib / 2)
+        XCTAssertEqual(memory.allocate(byteCount: 3 * mib), big, "the 3 MiB class has its block again")
+        XCTAssertEqual(memory.allocate(byteCount: 3 * mib / 2), q)
+        XCTAssertEqual(memory.statistics.borrowedAllocations, 1)
+
+        let small = memory.allocate(byteCount: 8192)                // below 1 MiB nothing is borrowed
+        memory.deallocate(small, byteCount: 8192)
+        XCTAssertNotEqual(memory.allocate(byteCount: 6000), small)
+        XCTAssertEqual(memory.statistics.borrowedAllocations, 1)
+    }
+
+    func testShrinkingPassHoldsItsLargestBlocksNotEveryClassesPeak() {
+        // A decoder-like pass whose activations shrink, two live at a time: 130, 130, 100, 66, 66, 40, 33, 33 MB.
+        let memory = TensorMemory()
+        let sizes = [130, 130, 100, 66, 66, 40, 33, 33].map { $0 * 1_000_000 }
+        func pass() {
+            var previous: (UnsafeMutableRawPointer, Int)?
+            for n in sizes {
+                let p = memory.allocate(byteCount: n)
+                if let (q, m) = previous { memory.deallocate(q, byteCount: m) }
+                previous = (p, n)
+            }
+            if let (q, m) = previous { memory.deallocate(q, byteCount: m) }
+        }
+        pass()
+        // Each class its own blocks: 2 × 134.2 + 100.7 + 2 × 67.1 + 41.9 + 2 × 33.6 MB = 611 MB. Borrowed: the 100
+        // and both 66 MB requests take the freed 134 MB blocks, the second 33 MB one the 40 MB block: 343 MB.
+        let footprint = memory.statistics.cachedBytes
+        XCTAssertEqual(memory.statistics.borrowedAllocations, 4)
+        XCTAssertEqual(memory.statistics.systemAllocations, 4)
+        XCTAssertEqual(footprint, 2 * 134_217_728 + 41_943_040 + 33_554_432)
+        memory.resetCounters()
+        for _ in 0..<3 { pass() }
+        XCTAssertEqual(memory.statistics.systemAllocations, 0, "a repeated pass takes no new memory")
+        XCTAssertEqual(memory.statistics.cachedBytes, footprint)
+        XCTAssertEqual(memory.statistics.liveBytes, 0)
+    }
+
     func testCacheIsBoundedByItsLimitAndTrimmed() {
         let memory = TensorMemory(cacheLimitBytes: 5000)
         let a = memory.allocate(byteCount: 4096), b = memory.allocate(byteCount: 4096)
