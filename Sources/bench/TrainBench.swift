@@ -6,9 +6,11 @@
 // diffusers + peft.
 //
 // `--config toy` is the embedded model's UNet (pipelines/toy) as the main job trains it: batch 2 (instance +
-// class image, prior preservation), 64×64 pixels, rank-16 adapters on attention, transformer projections,
-// ResNet and sampler convolutions. `--profile` times every kernel call by entry point (KernelProfile) over
-// the steps after the first.
+// class image, prior preservation), 64×64 pixels, rank-8 adapters on attention, transformer projections,
+// ResNet and sampler convolutions, and the class row's target the frozen base's own prediction (one more
+// forward of that row with the adapters at weight 0 and no gradient, as `--prior-target base` does;
+// `--no-prior-base` leaves it out). The text encoder is not part of it (random context). `--profile` times
+// every kernel call by entry point (KernelProfile) over the steps after the first.
 import Adapters
 import Autograd
 import DiffusionModels
@@ -18,7 +20,7 @@ import TensorCore
 import Training
 
 /// `bench train [--config sd15|sdxl|tiny|toy] [--size H] [--batch N] [--rank R] [--repeat N] [--threads N]
-/// [--checkpointing] [--profile]`.
+/// [--checkpointing] [--no-prior-base] [--profile]`.
 func runTrainBench(_ a: BenchArguments) throws {
     try Parallel.$maxThreads.withValue(try a.int("--threads") ?? Parallel.maxThreads) { try trainBench(a) }
 }
@@ -37,7 +39,7 @@ private func trainBench(_ a: BenchArguments) throws {
     guard let config = configs[name] else { throw ModelBenchError.unknownConfig(name, configs.keys.sorted()) }
     let toy = name == "toy"
     let size = try a.int("--size") ?? config.sampleSize ?? 64
-    let rank = try a.int("--rank") ?? (toy ? 16 : 4), batch = try a.int("--batch") ?? (toy ? 2 : 1)
+    let rank = try a.int("--rank") ?? (toy ? 8 : 4), batch = try a.int("--batch") ?? (toy ? 2 : 1)
     let repeats = try a.int("--repeat") ?? (toy ? 10 : 1), tokens = toy ? 32 : 77
     let unet = UNet2DConditionModel(config: config)
     randomize(unet, seed: 1)
@@ -57,28 +59,43 @@ private func trainBench(_ a: BenchArguments) throws {
     let target = Variable(random.normal(shape: [batch, size, size, config.outChannels]))
     let timesteps = (0..<batch).map { Float(500 + 100 * $0) }
     let conditioning = benchConditioning(config, context: context, size: size, random: &random)   // + SDXL's text_time inputs
+    // The toy step's class rows (the batch's second half) are trained toward the base's prediction for them.
+    let anchored = toy && !a.has("--no-prior-base") ? Array(batch / 2..<batch) : []
+    let anchorSample = rows(sample.value, anchored), anchorTimesteps = anchored.map { timesteps[$0] }
+    let anchorConditioning = Conditioning(context: Variable(rows(context.value, anchored)))
+    let baseWeights = AdapterRowWeights(rows: ["bench": Array(repeating: 0, count: anchored.count)])
     let profile = a.has("--profile") ? KernelProfile() : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var steps: [StepCost] = []
-    var phases: [[Double]] = []     // forward, backward, clip + AdamW + zeroGrad
+    var phases: [[Double]] = []     // base forward of the class rows, forward, backward, clip + AdamW + zeroGrad
     resetPeakRSS()
     let cpuStart = processCPUSeconds()
     for _ in 0..<repeats {
         var failure: Error?
-        var phase = [Double](repeating: 0, count: 3)
+        var phase = [Double](repeating: 0, count: 4)
         steps.append(StepCost.measure {
             do {
                 try Kernels.$override.withValue(kernels) {
                     var loss: Variable?
+                    var stepTarget = target
                     phase[0] = try timeOnceThrowing {
-                        let out = try unet(sample, timesteps: timesteps, conditioning: conditioning)
-                        loss = try mseLoss(out, target)
+                        guard !anchored.isEmpty else { return }
+                        let base = try withNoGrad {
+                            try baseWeights.apply {
+                                try unet(Variable(anchorSample), timesteps: anchorTimesteps, conditioning: anchorConditioning).value
+                            }
+                        }
+                        stepTarget = Variable(replacingRows(target.value, anchored, with: base))
                     }
-                    phase[1] = try timeOnceThrowing { try loss!.backward() }
-                    phase[2] = timeOnce {
+                    phase[1] = try timeOnceThrowing {
+                        let out = try unet(sample, timesteps: timesteps, conditioning: conditioning)
+                        loss = try mseLoss(out, stepTarget)
+                    }
+                    phase[2] = try timeOnceThrowing { try loss!.backward() }
+                    phase[3] = timeOnce {
                         clipGradientNorm(parameters.map(\.1), maxNorm: 1)
                         optimizer.update(learningRate: 1e-4)
-                        unet.zeroGrad()
+                        for (_, p) in parameters { p.zeroGrad() }    // as TrainingLoop does (no tree walk)
                     }
                 }
             } catch { failure = error }
@@ -90,12 +107,14 @@ private func trainBench(_ a: BenchArguments) throws {
     let counts = unet.parameterCounts()
     print("train \(name) batch \(batch) \(size)×\(size)×\(config.inChannels), rank-\(rank) "
         + (toy ? "conv + attention" : "attention") + " LoRA on \(layers) layers"
+        + (anchored.isEmpty ? "" : ", \(anchored.count) class row(s) toward the base's prediction")
         + (unet.gradientCheckpointing ? ", checkpointing" : ""))
     print("  \(counts.report)")
     StepCost.printTable(steps)
     let times = steps.map(\.wall)
-    print(String(format: "  phases (median): forward %.1f ms, backward %.1f ms, clip + AdamW + zero grads %.1f ms",
-                 median(phases.map { $0[0] }) * 1e3, median(phases.map { $0[1] }) * 1e3, median(phases.map { $0[2] }) * 1e3))
+    print(String(format: "  phases (median): base forward %.1f ms, forward %.1f ms, backward %.1f ms, clip + AdamW + zero grads %.1f ms",
+                 median(phases.map { $0[0] }) * 1e3, median(phases.map { $0[1] }) * 1e3, median(phases.map { $0[2] }) * 1e3,
+                 median(phases.map { $0[3] }) * 1e3))
     print(String(format: "  step %.3f s (median of %d: %@)", median(times), times.count,
                  times.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
@@ -105,6 +124,27 @@ private func trainBench(_ a: BenchArguments) throws {
                            stepCPUSeconds: warm.map(\.cpu).reduce(0, +))
     }
     printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
+}
+
+/// The rows `indices` of `t` ([N, ...]) as a new tensor.
+private func rows(_ t: Tensor, _ indices: [Int]) -> Tensor {
+    let width = t.count / max(t.shape[0], 1)
+    return Tensor(shape: [indices.count] + Array(t.shape.dropFirst())) { out in
+        t.withUnsafeBufferPointer { p in
+            for (i, r) in indices.enumerated() { for j in 0..<width { out[i * width + j] = p[r * width + j] } }
+        }
+    }
+}
+
+/// `t` with rows `indices` replaced by the rows of `replacement`, in order.
+private func replacingRows(_ t: Tensor, _ indices: [Int], with replacement: Tensor) -> Tensor {
+    let width = t.count / max(t.shape[0], 1)
+    return Tensor(shape: t.shape) { out in
+        t.withUnsafeBufferPointer { p in for j in 0..<t.count { out[j] = p[j] } }
+        replacement.withUnsafeBufferPointer { q in
+            for (i, r) in indices.enumerated() { for j in 0..<width { out[r * width + j] = q[i * width + j] } }
+        }
+    }
 }
 
 private func timeOnceThrowing(_ body: () throws -> Void) throws -> Double {
