@@ -97,15 +97,19 @@ public enum Activation {
         let px = x.storage.pointer, pd = dOut.storage.pointer, pdx = dx.storage.pointer
         Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
             let h = px + 2 * f * r, g = h + f, d = pd + f * r, dh = pdx + 2 * f * r, dg = dh + f
-            mapVectors(d, g, dh, f) { d, g in d * geluErfv(g) }
+            // One pass: erf(g/√2) once for GELU(g) (dh) and GELU'(g) (dg), the same operations in the same order
+            // as `geluErfv` and `geluErfGradv`.
             var i = 0
             while i < f {
                 let n = min(16, f - i)
                 let vd = n == 16 ? load(d + i) : loadPartial(d + i, n)
                 let vh = n == 16 ? load(h + i) : loadPartial(h + i, n)
                 let vg = n == 16 ? load(g + i) : loadPartial(g + i, n)
-                let r = vd * vh * geluErfGradv(vg)
-                if n == 16 { store(r, dg + i) } else { storePartial(r, dg + i, n) }
+                let e = erfv(vg * 0.7071067811865476)
+                let gelu = 0.5 * vg * (1 + e)
+                let grad = 0.5 * (1 + e) + vg * (expv(-0.5 * vg * vg) * 0.3989422804014327)
+                let a = vd * gelu, b = vd * vh * grad
+                if n == 16 { store(a, dh + i); store(b, dg + i) } else { storePartial(a, dh + i, n); storePartial(b, dg + i, n) }
                 i += 16
             }
         }
