@@ -124,12 +124,30 @@ FLOPS = {
 }
 
 
+def shape_text(params):
+    """A Swift string literal describing one call's operands (tensor shapes, sizes, flags) for per-shape profiles;
+    pointers and scalars other than sizes are left out."""
+    parts = []
+    for p in params:
+        n, t = p["name"], p["type"]
+        if t == "Tensor":
+            parts.append(f"\\({n}.shape)")
+        elif t == "Tensor?":
+            parts.append(f"\\({n}.map {{ \"\\($0.shape)\" }} ?? \"nil\")")
+        elif t == "[Tensor]":
+            parts.append(f"\\({n}.map(\\.shape))")
+        elif t in ("Int", "[Int]", "Bool", "AttentionLayout", "BinaryOp", "GELUApproximation", "NormalizationActivation"):
+            parts.append(f"{n} \\({n})")
+    return '"' + " ".join(parts) + '"'
+
+
 def instrumented(rows):
     """`KernelProbe` and `KernelSet.instrumented(by:)`: the same kernels, each call timed by a probe."""
     out = ["/// Times kernel calls (`KernelSet.instrumented(by:)`); `flops` is the call's floating-point operation count",
-           "/// where the entry point has one (GEMM, convolution, attention), else 0.",
+           "/// where the entry point has one (GEMM, convolution, attention), else 0; `shape` describes the call's operands",
+           "/// (tensor shapes, sizes, flags) for a probe that keeps them apart (called only by such a probe).",
            "public protocol KernelProbe: AnyObject, Sendable {",
-           "    func measure<R>(_ field: String, flops: Double, _ body: () throws -> R) rethrows -> R",
+           "    func measure<R>(_ field: String, flops: Double, shape: () -> String, _ body: () throws -> R) rethrows -> R",
            "}", "",
            "extension KernelSet {",
            "    /// The same kernels, each call reported to `probe` under its field name (profiling).",
@@ -141,7 +159,7 @@ def instrumented(rows):
         t = "try " if th else ""
         out.append(f"        let {f}: {closure_type(ps, th, r)} = {{ {args} in")
         out.append(f"            let flops: Double = {FLOPS.get(f, '0')}")
-        out.append(f"            return {t}probe.measure(\"{f}\", flops: flops) {{ {t}kernels.{f}({args}) }}")
+        out.append(f"            return {t}probe.measure(\"{f}\", flops: flops, shape: {{ {shape_text(ps)} }}) {{ {t}kernels.{f}({args}) }}")
         out.append("        }")
     out.append("        return KernelSet(name: name,")
     out.append(",\n".join(f"                         {f}: {f}" for f, *_ in rows) + ")")

@@ -192,9 +192,10 @@ public struct KernelSet: @unchecked Sendable {
 }
 
 /// Times kernel calls (`KernelSet.instrumented(by:)`); `flops` is the call's floating-point operation count
-/// where the entry point has one (GEMM, convolution, attention), else 0.
+/// where the entry point has one (GEMM, convolution, attention), else 0; `shape` describes the call's operands
+/// (tensor shapes, sizes, flags) for a probe that keeps them apart (called only by such a probe).
 public protocol KernelProbe: AnyObject, Sendable {
-    func measure<R>(_ field: String, flops: Double, _ body: () throws -> R) rethrows -> R
+    func measure<R>(_ field: String, flops: Double, shape: () -> String, _ body: () throws -> R) rethrows -> R
 }
 
 extension KernelSet {
@@ -203,243 +204,243 @@ extension KernelSet {
         let kernels = self
         let activationSilu: (Tensor) -> Tensor = { x in
             let flops: Double = 0
-            return probe.measure("activationSilu", flops: flops) { kernels.activationSilu(x) }
+            return probe.measure("activationSilu", flops: flops, shape: { "\(x.shape)" }) { kernels.activationSilu(x) }
         }
         let activationSiluBackward: (Tensor, Tensor) throws -> Tensor = { dOut, x in
             let flops: Double = 0
-            return try probe.measure("activationSiluBackward", flops: flops) { try kernels.activationSiluBackward(dOut, x) }
+            return try probe.measure("activationSiluBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape)" }) { try kernels.activationSiluBackward(dOut, x) }
         }
         let activationGelu: (Tensor, GELUApproximation) -> Tensor = { x, approximation in
             let flops: Double = 0
-            return probe.measure("activationGelu", flops: flops) { kernels.activationGelu(x, approximation) }
+            return probe.measure("activationGelu", flops: flops, shape: { "\(x.shape) approximation \(approximation)" }) { kernels.activationGelu(x, approximation) }
         }
         let activationGeluBackward: (Tensor, Tensor, GELUApproximation) throws -> Tensor = { dOut, x, approximation in
             let flops: Double = 0
-            return try probe.measure("activationGeluBackward", flops: flops) { try kernels.activationGeluBackward(dOut, x, approximation) }
+            return try probe.measure("activationGeluBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape) approximation \(approximation)" }) { try kernels.activationGeluBackward(dOut, x, approximation) }
         }
         let activationQuickGELU: (Tensor) -> Tensor = { x in
             let flops: Double = 0
-            return probe.measure("activationQuickGELU", flops: flops) { kernels.activationQuickGELU(x) }
+            return probe.measure("activationQuickGELU", flops: flops, shape: { "\(x.shape)" }) { kernels.activationQuickGELU(x) }
         }
         let activationQuickGELUBackward: (Tensor, Tensor) throws -> Tensor = { dOut, x in
             let flops: Double = 0
-            return try probe.measure("activationQuickGELUBackward", flops: flops) { try kernels.activationQuickGELUBackward(dOut, x) }
+            return try probe.measure("activationQuickGELUBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape)" }) { try kernels.activationQuickGELUBackward(dOut, x) }
         }
         let activationGeglu: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("activationGeglu", flops: flops) { try kernels.activationGeglu(x) }
+            return try probe.measure("activationGeglu", flops: flops, shape: { "\(x.shape)" }) { try kernels.activationGeglu(x) }
         }
         let activationGegluBackward: (Tensor, Tensor) throws -> Tensor = { dOut, x in
             let flops: Double = 0
-            return try probe.measure("activationGegluBackward", flops: flops) { try kernels.activationGegluBackward(dOut, x) }
+            return try probe.measure("activationGegluBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape)" }) { try kernels.activationGegluBackward(dOut, x) }
         }
         let attentionScaledDotProduct: (Tensor, Tensor, Tensor, AttentionLayout, Float?, Bool) throws -> AttentionResult = { q, k, v, layout, scale, causal in
             let flops: Double = KernelFlops.attention(q: q, k: k, layout: layout, backward: false)
-            return try probe.measure("attentionScaledDotProduct", flops: flops) { try kernels.attentionScaledDotProduct(q, k, v, layout, scale, causal) }
+            return try probe.measure("attentionScaledDotProduct", flops: flops, shape: { "\(q.shape) \(k.shape) \(v.shape) layout \(layout) causal \(causal)" }) { try kernels.attentionScaledDotProduct(q, k, v, layout, scale, causal) }
         }
         let attentionScaledDotProductBackward: (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, AttentionLayout, Float?, Bool) throws -> AttentionGradients = { dOut, q, k, v, output, logSumExp, layout, scale, causal in
             let flops: Double = KernelFlops.attention(q: q, k: k, layout: layout, backward: true)
-            return try probe.measure("attentionScaledDotProductBackward", flops: flops) { try kernels.attentionScaledDotProductBackward(dOut, q, k, v, output, logSumExp, layout, scale, causal) }
+            return try probe.measure("attentionScaledDotProductBackward", flops: flops, shape: { "\(dOut.shape) \(q.shape) \(k.shape) \(v.shape) \(output.shape) \(logSumExp.shape) layout \(layout) causal \(causal)" }) { try kernels.attentionScaledDotProductBackward(dOut, q, k, v, output, logSumExp, layout, scale, causal) }
         }
         let conv2d: (Tensor, Tensor, Tensor?, Int, Int) throws -> Tensor = { input, weight, bias, stride, padding in
             let flops: Double = KernelFlops.conv2d(input: input, weight: weight, stride: stride, padding: padding)
-            return try probe.measure("conv2d", flops: flops) { try kernels.conv2d(input, weight, bias, stride, padding) }
+            return try probe.measure("conv2d", flops: flops, shape: { "\(input.shape) \(weight.shape) \(bias.map { "\($0.shape)" } ?? "nil") stride \(stride) padding \(padding)" }) { try kernels.conv2d(input, weight, bias, stride, padding) }
         }
         let conv2dBackwardInput: (Tensor, Tensor, [Int], Int, Int) throws -> Tensor = { gradOutput, weight, inputShape, stride, padding in
             let flops: Double = 2 * Double(gradOutput.count) * Double(weight.count / max(1, weight.shape.last ?? 1))
-            return try probe.measure("conv2dBackwardInput", flops: flops) { try kernels.conv2dBackwardInput(gradOutput, weight, inputShape, stride, padding) }
+            return try probe.measure("conv2dBackwardInput", flops: flops, shape: { "\(gradOutput.shape) \(weight.shape) inputShape \(inputShape) stride \(stride) padding \(padding)" }) { try kernels.conv2dBackwardInput(gradOutput, weight, inputShape, stride, padding) }
         }
         let conv2dBackwardWeight: (Tensor, Tensor, Int, Int, Int, Int) throws -> Tensor = { gradOutput, input, kernelHeight, kernelWidth, stride, padding in
             let flops: Double = 2 * Double(gradOutput.count) * Double(kernelHeight * kernelWidth * (input.shape.last ?? 0))
-            return try probe.measure("conv2dBackwardWeight", flops: flops) { try kernels.conv2dBackwardWeight(gradOutput, input, kernelHeight, kernelWidth, stride, padding) }
+            return try probe.measure("conv2dBackwardWeight", flops: flops, shape: { "\(gradOutput.shape) \(input.shape) kernelHeight \(kernelHeight) kernelWidth \(kernelWidth) stride \(stride) padding \(padding)" }) { try kernels.conv2dBackwardWeight(gradOutput, input, kernelHeight, kernelWidth, stride, padding) }
         }
         let conv2dBackwardBias: (Tensor) throws -> Tensor = { gradOutput in
             let flops: Double = 0
-            return try probe.measure("conv2dBackwardBias", flops: flops) { try kernels.conv2dBackwardBias(gradOutput) }
+            return try probe.measure("conv2dBackwardBias", flops: flops, shape: { "\(gradOutput.shape)" }) { try kernels.conv2dBackwardBias(gradOutput) }
         }
         let convWeightFromOIHW: (Tensor) throws -> Tensor = { weight in
             let flops: Double = 0
-            return try probe.measure("convWeightFromOIHW", flops: flops) { try kernels.convWeightFromOIHW(weight) }
+            return try probe.measure("convWeightFromOIHW", flops: flops, shape: { "\(weight.shape)" }) { try kernels.convWeightFromOIHW(weight) }
         }
         let convWeightToOIHW: (Tensor) throws -> Tensor = { weight in
             let flops: Double = 0
-            return try probe.measure("convWeightToOIHW", flops: flops) { try kernels.convWeightToOIHW(weight) }
+            return try probe.measure("convWeightToOIHW", flops: flops, shape: { "\(weight.shape)" }) { try kernels.convWeightToOIHW(weight) }
         }
         let nchwToNHWC: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("nchwToNHWC", flops: flops) { try kernels.nchwToNHWC(x) }
+            return try probe.measure("nchwToNHWC", flops: flops, shape: { "\(x.shape)" }) { try kernels.nchwToNHWC(x) }
         }
         let nhwcToNCHW: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("nhwcToNCHW", flops: flops) { try kernels.nhwcToNCHW(x) }
+            return try probe.measure("nhwcToNCHW", flops: flops, shape: { "\(x.shape)" }) { try kernels.nhwcToNCHW(x) }
         }
         let elementwiseAdd: (Tensor, Tensor) throws -> Tensor = { a, b in
             let flops: Double = 0
-            return try probe.measure("elementwiseAdd", flops: flops) { try kernels.elementwiseAdd(a, b) }
+            return try probe.measure("elementwiseAdd", flops: flops, shape: { "\(a.shape) \(b.shape)" }) { try kernels.elementwiseAdd(a, b) }
         }
         let elementwiseSub: (Tensor, Tensor) throws -> Tensor = { a, b in
             let flops: Double = 0
-            return try probe.measure("elementwiseSub", flops: flops) { try kernels.elementwiseSub(a, b) }
+            return try probe.measure("elementwiseSub", flops: flops, shape: { "\(a.shape) \(b.shape)" }) { try kernels.elementwiseSub(a, b) }
         }
         let elementwiseMul: (Tensor, Tensor) throws -> Tensor = { a, b in
             let flops: Double = 0
-            return try probe.measure("elementwiseMul", flops: flops) { try kernels.elementwiseMul(a, b) }
+            return try probe.measure("elementwiseMul", flops: flops, shape: { "\(a.shape) \(b.shape)" }) { try kernels.elementwiseMul(a, b) }
         }
         let elementwiseBinary: (BinaryOp, Tensor, Tensor) throws -> Tensor = { op, a, b in
             let flops: Double = 0
-            return try probe.measure("elementwiseBinary", flops: flops) { try kernels.elementwiseBinary(op, a, b) }
+            return try probe.measure("elementwiseBinary", flops: flops, shape: { "op \(op) \(a.shape) \(b.shape)" }) { try kernels.elementwiseBinary(op, a, b) }
         }
         let elementwiseReduceBroadcast: (Tensor, [Int]) throws -> Tensor = { grad, shape in
             let flops: Double = 0
-            return try probe.measure("elementwiseReduceBroadcast", flops: flops) { try kernels.elementwiseReduceBroadcast(grad, shape) }
+            return try probe.measure("elementwiseReduceBroadcast", flops: flops, shape: { "\(grad.shape) shape \(shape)" }) { try kernels.elementwiseReduceBroadcast(grad, shape) }
         }
         let elementwiseScale: (Tensor, Float) -> Tensor = { x, s in
             let flops: Double = 0
-            return probe.measure("elementwiseScale", flops: flops) { kernels.elementwiseScale(x, s) }
+            return probe.measure("elementwiseScale", flops: flops, shape: { "\(x.shape)" }) { kernels.elementwiseScale(x, s) }
         }
         let elementwiseAxpy: (Float, Tensor, Tensor) throws -> Tensor = { a, x, y in
             let flops: Double = 0
-            return try probe.measure("elementwiseAxpy", flops: flops) { try kernels.elementwiseAxpy(a, x, y) }
+            return try probe.measure("elementwiseAxpy", flops: flops, shape: { "\(x.shape) \(y.shape)" }) { try kernels.elementwiseAxpy(a, x, y) }
         }
         let sgemm: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float, UnsafeMutablePointer<Float>, Int) -> Void = { transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
             let flops: Double = 2 * Double(m) * Double(n) * Double(k)
-            return probe.measure("sgemm", flops: flops) { kernels.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
+            return probe.measure("sgemm", flops: flops, shape: { "transA \(transA) transB \(transB) m \(m) n \(n) k \(k) lda \(lda) ldb \(ldb) ldc \(ldc)" }) { kernels.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
         }
         let convertF16ToF32: (UnsafePointer<UInt16>, UnsafeMutablePointer<Float>, Int) -> Void = { src, dst, count in
             let flops: Double = 0
-            return probe.measure("convertF16ToF32", flops: flops) { kernels.convertF16ToF32(src, dst, count) }
+            return probe.measure("convertF16ToF32", flops: flops, shape: { "count \(count)" }) { kernels.convertF16ToF32(src, dst, count) }
         }
         let convertF32ToF16: (UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int) -> Void = { src, dst, count in
             let flops: Double = 0
-            return probe.measure("convertF32ToF16", flops: flops) { kernels.convertF32ToF16(src, dst, count) }
+            return probe.measure("convertF32ToF16", flops: flops, shape: { "count \(count)" }) { kernels.convertF32ToF16(src, dst, count) }
         }
         let convertBF16ToF32: (UnsafePointer<UInt16>, UnsafeMutablePointer<Float>, Int) -> Void = { src, dst, count in
             let flops: Double = 0
-            return probe.measure("convertBF16ToF32", flops: flops) { kernels.convertBF16ToF32(src, dst, count) }
+            return probe.measure("convertBF16ToF32", flops: flops, shape: { "count \(count)" }) { kernels.convertBF16ToF32(src, dst, count) }
         }
         let convertF32ToBF16: (UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int) -> Void = { src, dst, count in
             let flops: Double = 0
-            return probe.measure("convertF32ToBF16", flops: flops) { kernels.convertF32ToBF16(src, dst, count) }
+            return probe.measure("convertF32ToBF16", flops: flops, shape: { "count \(count)" }) { kernels.convertF32ToBF16(src, dst, count) }
         }
         let normalizationLayerNorm: (Tensor, Tensor?, Tensor?, Float) throws -> NormalizationResult = { x, gamma, beta, eps in
             let flops: Double = 0
-            return try probe.measure("normalizationLayerNorm", flops: flops) { try kernels.normalizationLayerNorm(x, gamma, beta, eps) }
+            return try probe.measure("normalizationLayerNorm", flops: flops, shape: { "\(x.shape) \(gamma.map { "\($0.shape)" } ?? "nil") \(beta.map { "\($0.shape)" } ?? "nil")" }) { try kernels.normalizationLayerNorm(x, gamma, beta, eps) }
         }
         let normalizationLayerNormBackward: (Tensor, Tensor, Tensor, Tensor, Tensor?) throws -> NormalizationGradients = { dOut, x, mean, rstd, gamma in
             let flops: Double = 0
-            return try probe.measure("normalizationLayerNormBackward", flops: flops) { try kernels.normalizationLayerNormBackward(dOut, x, mean, rstd, gamma) }
+            return try probe.measure("normalizationLayerNormBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape) \(mean.shape) \(rstd.shape) \(gamma.map { "\($0.shape)" } ?? "nil")" }) { try kernels.normalizationLayerNormBackward(dOut, x, mean, rstd, gamma) }
         }
         let layoutUpsampleNearest2x: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("layoutUpsampleNearest2x", flops: flops) { try kernels.layoutUpsampleNearest2x(x) }
+            return try probe.measure("layoutUpsampleNearest2x", flops: flops, shape: { "\(x.shape)" }) { try kernels.layoutUpsampleNearest2x(x) }
         }
         let layoutUpsampleNearest2xBackward: (Tensor) throws -> Tensor = { dOut in
             let flops: Double = 0
-            return try probe.measure("layoutUpsampleNearest2xBackward", flops: flops) { try kernels.layoutUpsampleNearest2xBackward(dOut) }
+            return try probe.measure("layoutUpsampleNearest2xBackward", flops: flops, shape: { "\(dOut.shape)" }) { try kernels.layoutUpsampleNearest2xBackward(dOut) }
         }
         let layoutConcatLastDim: ([Tensor]) throws -> Tensor = { parts in
             let flops: Double = 0
-            return try probe.measure("layoutConcatLastDim", flops: flops) { try kernels.layoutConcatLastDim(parts) }
+            return try probe.measure("layoutConcatLastDim", flops: flops, shape: { "\(parts.map(\.shape))" }) { try kernels.layoutConcatLastDim(parts) }
         }
         let layoutSplitLastDim: (Tensor, [Int]) throws -> [Tensor] = { x, sizes in
             let flops: Double = 0
-            return try probe.measure("layoutSplitLastDim", flops: flops) { try kernels.layoutSplitLastDim(x, sizes) }
+            return try probe.measure("layoutSplitLastDim", flops: flops, shape: { "\(x.shape) sizes \(sizes)" }) { try kernels.layoutSplitLastDim(x, sizes) }
         }
         let layoutPermute: (Tensor, [Int]) throws -> Tensor = { x, dims in
             let flops: Double = 0
-            return try probe.measure("layoutPermute", flops: flops) { try kernels.layoutPermute(x, dims) }
+            return try probe.measure("layoutPermute", flops: flops, shape: { "\(x.shape) dims \(dims)" }) { try kernels.layoutPermute(x, dims) }
         }
         let layoutInversePermutation: ([Int]) -> [Int] = { dims in
             let flops: Double = 0
-            return probe.measure("layoutInversePermutation", flops: flops) { kernels.layoutInversePermutation(dims) }
+            return probe.measure("layoutInversePermutation", flops: flops, shape: { "dims \(dims)" }) { kernels.layoutInversePermutation(dims) }
         }
         let layoutSplitHeads: (Tensor, Int) throws -> Tensor = { x, heads in
             let flops: Double = 0
-            return try probe.measure("layoutSplitHeads", flops: flops) { try kernels.layoutSplitHeads(x, heads) }
+            return try probe.measure("layoutSplitHeads", flops: flops, shape: { "\(x.shape) heads \(heads)" }) { try kernels.layoutSplitHeads(x, heads) }
         }
         let layoutMergeHeads: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("layoutMergeHeads", flops: flops) { try kernels.layoutMergeHeads(x) }
+            return try probe.measure("layoutMergeHeads", flops: flops, shape: { "\(x.shape)" }) { try kernels.layoutMergeHeads(x) }
         }
         let matmul: (Tensor, Tensor, Bool, Bool) throws -> Tensor = { a, b, transposeA, transposeB in
             let flops: Double = 2 * Double(a.count) * Double(b.rank < 2 ? 1 : b.shape[b.rank - (transposeB ? 2 : 1)])
-            return try probe.measure("matmul", flops: flops) { try kernels.matmul(a, b, transposeA, transposeB) }
+            return try probe.measure("matmul", flops: flops, shape: { "\(a.shape) \(b.shape) transposeA \(transposeA) transposeB \(transposeB)" }) { try kernels.matmul(a, b, transposeA, transposeB) }
         }
         let batchedSGEMM: (Int, Bool, Bool, Int, Int, Int, UnsafePointer<Float>, Int, Int, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void = { batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC in
             let flops: Double = 2 * Double(batch) * Double(m) * Double(n) * Double(k)
-            return probe.measure("batchedSGEMM", flops: flops) { kernels.batchedSGEMM(batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC) }
+            return probe.measure("batchedSGEMM", flops: flops, shape: { "batch \(batch) transA \(transA) transB \(transB) m \(m) n \(n) k \(k) lda \(lda) strideA \(strideA) ldb \(ldb) strideB \(strideB) ldc \(ldc) strideC \(strideC)" }) { kernels.batchedSGEMM(batch, transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC) }
         }
         let normalizationGroupNorm: (Tensor, Int, Tensor?, Tensor?, Float, NormalizationActivation) throws -> NormalizationResult = { x, groups, gamma, beta, eps, activation in
             let flops: Double = 0
-            return try probe.measure("normalizationGroupNorm", flops: flops) { try kernels.normalizationGroupNorm(x, groups, gamma, beta, eps, activation) }
+            return try probe.measure("normalizationGroupNorm", flops: flops, shape: { "\(x.shape) groups \(groups) \(gamma.map { "\($0.shape)" } ?? "nil") \(beta.map { "\($0.shape)" } ?? "nil") activation \(activation)" }) { try kernels.normalizationGroupNorm(x, groups, gamma, beta, eps, activation) }
         }
         let normalizationGroupNormBackward: (Tensor, Tensor, Tensor, Tensor, Int, Tensor?, Tensor?, NormalizationActivation) throws -> NormalizationGradients = { dOut, x, mean, rstd, groups, gamma, beta, activation in
             let flops: Double = 0
-            return try probe.measure("normalizationGroupNormBackward", flops: flops) { try kernels.normalizationGroupNormBackward(dOut, x, mean, rstd, groups, gamma, beta, activation) }
+            return try probe.measure("normalizationGroupNormBackward", flops: flops, shape: { "\(dOut.shape) \(x.shape) \(mean.shape) \(rstd.shape) groups \(groups) \(gamma.map { "\($0.shape)" } ?? "nil") \(beta.map { "\($0.shape)" } ?? "nil") activation \(activation)" }) { try kernels.normalizationGroupNormBackward(dOut, x, mean, rstd, groups, gamma, beta, activation) }
         }
         let quantizedConv2d: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], Tensor?, Int, Int) throws -> Tensor = { input, packed, scales, code, blockSize, weightShape, bias, stride, padding in
             let flops: Double = KernelFlops.conv2d(input: input, weightShape: weightShape, stride: stride, padding: padding)
-            return try probe.measure("quantizedConv2d", flops: flops) { try kernels.quantizedConv2d(input, packed, scales, code, blockSize, weightShape, bias, stride, padding) }
+            return try probe.measure("quantizedConv2d", flops: flops, shape: { "\(input.shape) blockSize \(blockSize) weightShape \(weightShape) \(bias.map { "\($0.shape)" } ?? "nil") stride \(stride) padding \(padding)" }) { try kernels.quantizedConv2d(input, packed, scales, code, blockSize, weightShape, bias, stride, padding) }
         }
         let quantizedConv2dBackwardInput: (Tensor, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, [Int], [Int], Int, Int) throws -> Tensor = { gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding in
             let flops: Double = 2 * Double(gradOutput.count) * Double(weightShape.dropLast().reduce(1, *))
-            return try probe.measure("quantizedConv2dBackwardInput", flops: flops) { try kernels.quantizedConv2dBackwardInput(gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding) }
+            return try probe.measure("quantizedConv2dBackwardInput", flops: flops, shape: { "\(gradOutput.shape) blockSize \(blockSize) weightShape \(weightShape) inputShape \(inputShape) stride \(stride) padding \(padding)" }) { try kernels.quantizedConv2dBackwardInput(gradOutput, packed, scales, code, blockSize, weightShape, inputShape, stride, padding) }
         }
         let dequantizingSGEMM: (Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Bool, UnsafeMutablePointer<Float>, Int, Bool) -> Void = { m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate in
             let flops: Double = 2 * Double(m) * Double(n) * Double(k)
-            return probe.measure("dequantizingSGEMM", flops: flops) { kernels.dequantizingSGEMM(m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate) }
+            return probe.measure("dequantizingSGEMM", flops: flops, shape: { "m \(m) n \(n) k \(k) lda \(lda) blockSize \(blockSize) transposedWeight \(transposedWeight) ldc \(ldc) accumulate \(accumulate)" }) { kernels.dequantizingSGEMM(m, n, k, a, lda, packed, scales, code, blockSize, transposedWeight, c, ldc, accumulate) }
         }
         let dequantizeFourBit: (UnsafePointer<UInt8>, UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void = { packed, scales, code, blockSize, count, out in
             let flops: Double = 0
-            return probe.measure("dequantizeFourBit", flops: flops) { kernels.dequantizeFourBit(packed, scales, code, blockSize, count, out) }
+            return probe.measure("dequantizeFourBit", flops: flops, shape: { "blockSize \(blockSize) count \(count)" }) { kernels.dequantizeFourBit(packed, scales, code, blockSize, count, out) }
         }
         let reductionSum: (Tensor) -> Float = { x in
             let flops: Double = 0
-            return probe.measure("reductionSum", flops: flops) { kernels.reductionSum(x) }
+            return probe.measure("reductionSum", flops: flops, shape: { "\(x.shape)" }) { kernels.reductionSum(x) }
         }
         let reductionMean: (Tensor) -> Float = { x in
             let flops: Double = 0
-            return probe.measure("reductionMean", flops: flops) { kernels.reductionMean(x) }
+            return probe.measure("reductionMean", flops: flops, shape: { "\(x.shape)" }) { kernels.reductionMean(x) }
         }
         let reductionSumOfSquares: (Tensor) -> Float = { x in
             let flops: Double = 0
-            return probe.measure("reductionSumOfSquares", flops: flops) { kernels.reductionSumOfSquares(x) }
+            return probe.measure("reductionSumOfSquares", flops: flops, shape: { "\(x.shape)" }) { kernels.reductionSumOfSquares(x) }
         }
         let reductionSumAxisKeepingDimension: (Tensor, Int, Bool) throws -> Tensor = { x, axis, keepingDimension in
             let flops: Double = 0
-            return try probe.measure("reductionSumAxisKeepingDimension", flops: flops) { try kernels.reductionSumAxisKeepingDimension(x, axis, keepingDimension) }
+            return try probe.measure("reductionSumAxisKeepingDimension", flops: flops, shape: { "\(x.shape) axis \(axis) keepingDimension \(keepingDimension)" }) { try kernels.reductionSumAxisKeepingDimension(x, axis, keepingDimension) }
         }
         let reductionMeanAxisKeepingDimension: (Tensor, Int, Bool) throws -> Tensor = { x, axis, keepingDimension in
             let flops: Double = 0
-            return try probe.measure("reductionMeanAxisKeepingDimension", flops: flops) { try kernels.reductionMeanAxisKeepingDimension(x, axis, keepingDimension) }
+            return try probe.measure("reductionMeanAxisKeepingDimension", flops: flops, shape: { "\(x.shape) axis \(axis) keepingDimension \(keepingDimension)" }) { try kernels.reductionMeanAxisKeepingDimension(x, axis, keepingDimension) }
         }
         let reductionSumBackward: (Tensor, [Int], Int) throws -> Tensor = { dOut, inputShape, axis in
             let flops: Double = 0
-            return try probe.measure("reductionSumBackward", flops: flops) { try kernels.reductionSumBackward(dOut, inputShape, axis) }
+            return try probe.measure("reductionSumBackward", flops: flops, shape: { "\(dOut.shape) inputShape \(inputShape) axis \(axis)" }) { try kernels.reductionSumBackward(dOut, inputShape, axis) }
         }
         let reductionMeanBackward: (Tensor, [Int], Int) throws -> Tensor = { dOut, inputShape, axis in
             let flops: Double = 0
-            return try probe.measure("reductionMeanBackward", flops: flops) { try kernels.reductionMeanBackward(dOut, inputShape, axis) }
+            return try probe.measure("reductionMeanBackward", flops: flops, shape: { "\(dOut.shape) inputShape \(inputShape) axis \(axis)" }) { try kernels.reductionMeanBackward(dOut, inputShape, axis) }
         }
         let softmaxSoftmax: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("softmaxSoftmax", flops: flops) { try kernels.softmaxSoftmax(x) }
+            return try probe.measure("softmaxSoftmax", flops: flops, shape: { "\(x.shape)" }) { try kernels.softmaxSoftmax(x) }
         }
         let softmaxSoftmaxBackward: (Tensor, Tensor) throws -> Tensor = { dOut, y in
             let flops: Double = 0
-            return try probe.measure("softmaxSoftmaxBackward", flops: flops) { try kernels.softmaxSoftmaxBackward(dOut, y) }
+            return try probe.measure("softmaxSoftmaxBackward", flops: flops, shape: { "\(dOut.shape) \(y.shape)" }) { try kernels.softmaxSoftmaxBackward(dOut, y) }
         }
         let softmaxLogSoftmax: (Tensor) throws -> Tensor = { x in
             let flops: Double = 0
-            return try probe.measure("softmaxLogSoftmax", flops: flops) { try kernels.softmaxLogSoftmax(x) }
+            return try probe.measure("softmaxLogSoftmax", flops: flops, shape: { "\(x.shape)" }) { try kernels.softmaxLogSoftmax(x) }
         }
         let softmaxLogSoftmaxBackward: (Tensor, Tensor) throws -> Tensor = { dOut, y in
             let flops: Double = 0
-            return try probe.measure("softmaxLogSoftmaxBackward", flops: flops) { try kernels.softmaxLogSoftmaxBackward(dOut, y) }
+            return try probe.measure("softmaxLogSoftmaxBackward", flops: flops, shape: { "\(dOut.shape) \(y.shape)" }) { try kernels.softmaxLogSoftmaxBackward(dOut, y) }
         }
         let multiplyAddChains: (Int, Float) -> (checksum: Float, flops: Double) = { iterations, seed in
             let flops: Double = 0
-            return probe.measure("multiplyAddChains", flops: flops) { kernels.multiplyAddChains(iterations, seed) }
+            return probe.measure("multiplyAddChains", flops: flops, shape: { "iterations \(iterations)" }) { kernels.multiplyAddChains(iterations, seed) }
         }
         return KernelSet(name: name,
                          activationSilu: activationSilu,

@@ -4,7 +4,8 @@
 // machine the wall time of a call includes the time its threads waited for a core, the CPU time does
 // not); GEMM-like entries also count their floating-point operations. Time outside kernel calls (autograd
 // bookkeeping, element-wise work done outside the kernels, the optimiser's own loops) is the "outside
-// kernels" row. Kernel calls started from worker threads are not covered.
+// kernels" row. Kernel calls started from worker threads are not covered. `byShape` (`--profile-shapes`) also
+// keeps each entry point's calls apart by their operands' shapes and prints the costliest.
 import Foundation
 import TensorCore
 
@@ -12,6 +13,10 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
     private struct Row { var calls = 0; var seconds = 0.0; var cpuSeconds = 0.0; var flops = 0.0 }
     private let lock = NSLock()
     private var rows: [String: Row] = [:]
+    private var shapes: [String: Row] = [:]
+    private let byShape: Bool
+
+    init(byShape: Bool = false) { self.byShape = byShape }
 
     private static func now(_ clock: clockid_t) -> Double {
         var t = timespec()
@@ -19,7 +24,8 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
-    func measure<R>(_ field: String, flops: Double, _ body: () throws -> R) rethrows -> R {
+    func measure<R>(_ field: String, flops: Double, shape: () -> String, _ body: () throws -> R) rethrows -> R {
+        let key = byShape ? field + "  " + shape() : nil
         let c0 = KernelProfile.now(CLOCK_PROCESS_CPUTIME_ID), t0 = KernelProfile.now(CLOCK_MONOTONIC)
         defer {
             let t1 = KernelProfile.now(CLOCK_MONOTONIC), c1 = KernelProfile.now(CLOCK_PROCESS_CPUTIME_ID)
@@ -30,6 +36,14 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
             row.cpuSeconds += c1 - c0
             row.flops += flops
             rows[field] = row
+            if let key {
+                var s = shapes[key, default: Row()]
+                s.calls += 1
+                s.seconds += t1 - t0
+                s.cpuSeconds += c1 - c0
+                s.flops += flops
+                shapes[key] = s
+            }
             lock.unlock()
         }
         return try body()
@@ -39,6 +53,7 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
     func reset() {
         lock.lock()
         rows = [:]
+        shapes = [:]
         lock.unlock()
     }
 
@@ -59,5 +74,14 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
                  String(format: "%9.1f", r.seconds / Double(r.calls) * 1e6))
         }
         line("outside kernels", "", stepSeconds - total, stepCPUSeconds - totalCPU, "                   ", "")
+        guard byShape else { return }
+        let top = shapes.sorted { $0.value.seconds > $1.value.seconds }.prefix(40)
+        print("  the \(top.count) costliest calls by operand shapes (per step; share of the step's wall time):")
+        print("     wall ms   calls   share  GFLOP/s  op  operands")
+        for (key, r) in top {
+            let rate = r.flops > 0 ? String(format: "%8.1f", r.flops / r.seconds / 1e9) : "       –"
+            print(String(format: "  %9.2f %7.1f %6.1f%% %@  %@", r.seconds * 1e3 / n, Double(r.calls) / n,
+                         100 * r.seconds / stepSeconds, rate, key))
+        }
     }
 }

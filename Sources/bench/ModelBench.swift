@@ -79,7 +79,7 @@ private func unetBench(_ a: BenchArguments) throws {
         return
     }
     // --profile: time per kernel over every run but the first (as `bench train --profile`).
-    let profile = a.has("--profile") ? KernelProfile() : nil
+    let profile = a.has("--profile") || a.has("--profile-shapes") ? KernelProfile(byShape: a.has("--profile-shapes")) : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var cpu: [Double] = []
     let times = try (0..<repeats).map { run in

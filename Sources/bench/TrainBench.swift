@@ -64,7 +64,7 @@ private func trainBench(_ a: BenchArguments) throws {
     let anchorSample = rows(sample.value, anchored), anchorTimesteps = anchored.map { timesteps[$0] }
     let anchorConditioning = Conditioning(context: Variable(rows(context.value, anchored)))
     let baseWeights = AdapterRowWeights(rows: ["bench": Array(repeating: 0, count: anchored.count)])
-    let profile = a.has("--profile") ? KernelProfile() : nil
+    let profile = a.has("--profile") || a.has("--profile-shapes") ? KernelProfile(byShape: a.has("--profile-shapes")) : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
     var steps: [StepCost] = []
     var phases: [[Double]] = []     // base forward of the class rows, forward, backward, clip + AdamW + zeroGrad
