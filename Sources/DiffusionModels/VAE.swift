@@ -145,8 +145,12 @@ public final class Decoder: Module {
     }
 
     public func callAsFunction(_ z: Variable) throws -> Variable {
-        var h = try mid_block(conv_in(z))
-        for block in up_blocks { h = try block(h) }
-        return try conv_out(conv_norm_out.silu(h))
+        // Activations grow stage by stage (SD: 8 → 268 MB at 512²): the smaller stages' cached blocks go back
+        // as the larger ones are taken (TensorMemory.growingPass).
+        try TensorMemory.shared.growingPass {
+            var h = try mid_block(conv_in(z))
+            for block in up_blocks { h = try block(h) }
+            return try conv_out(conv_norm_out.silu(h))
+        }
     }
 }

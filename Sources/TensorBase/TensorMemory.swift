@@ -19,6 +19,9 @@
 //   class when freed. A pass whose sizes shrink and grow (a VAE decoder: 8, 33, 134, 268 MB activations
 //   one after the other) then holds about its peak of live memory rather than the sum of every class's
 //   own peak (SD-1.5's VAE decode at 512²: 1.91 GB cached, 2.2 GB resident, without it).
+// * Inside `growingPass` (a VAE decoder: its activations grow from 8 to 268 MB), a large request that still
+//   takes new memory first hands the cached blocks of the smaller large classes back to the C library: the
+//   earlier, smaller stages' blocks would sit idle while the larger ones are live.
 // * Memory comes uninitialised, also when reused: callers that need zeros write them (`Tensor(zeros:)`).
 import Foundation
 
@@ -50,6 +53,8 @@ public final class TensorMemory: @unchecked Sendable {
     private var limit: Int?
     /// Blocks handed out from a larger class than their request's, by address: the class they return to.
     private var borrowed: [UnsafeMutableRawPointer: Int] = [:]
+    /// `growingPass` calls under way (any thread).
+    private var growingPasses = 0
 
     public init(cacheLimitBytes: Int? = nil) {
         free = Array(repeating: [], count: TensorMemory.classCount)
@@ -128,8 +133,20 @@ public final class TensorMemory: @unchecked Sendable {
                 return p
             }
         }
+        var released: [UnsafeMutableRawPointer] = []
+        if growingPasses > 0 && blockBytes >= TensorMemory.borrowingMinimumBytes {
+            for smaller in TensorMemory.sizeClass(byteCount: TensorMemory.borrowingMinimumBytes).index..<index {
+                let bytes = TensorMemory.blockBytes(ofClass: smaller)
+                while let p = free[smaller].popLast() {
+                    released.append(p)
+                    stats.cachedBytes -= bytes
+                    stats.systemReleases += 1
+                }
+            }
+        }
         stats.systemAllocations += 1
         lock.unlock()
+        for p in released { p.deallocate() }
         return UnsafeMutableRawPointer.allocate(byteCount: blockBytes, alignment: 64)
     }
 
@@ -162,6 +179,15 @@ public final class TensorMemory: @unchecked Sendable {
     /// Gives back storage from `allocateFloats` with the same count.
     @inlinable public func deallocateFloats(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         deallocate(UnsafeMutableRawPointer(pointer), byteCount: count * MemoryLayout<Float>.stride)
+    }
+
+    /// Runs `body`, a pass whose activations grow (a VAE decoder): while it runs, a request of 1 MiB or more that
+    /// takes new memory first hands back the cached blocks of every smaller class from 1 MiB on, so the pass holds
+    /// about its largest stage's memory rather than every stage's. Blocks freed later are cached as usual.
+    public func growingPass<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); growingPasses += 1; lock.unlock()
+        defer { lock.lock(); growingPasses -= 1; lock.unlock() }
+        return try body()
     }
 
     /// Hands every cached block back to the C library (after a phase whose sizes will not come again, e.g.

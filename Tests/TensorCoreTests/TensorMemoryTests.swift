@@ -111,6 +111,30 @@ final class TensorMemoryTests: XCTestCase {
         XCTAssertEqual(memory.statistics.liveBytes, 0)
     }
 
+    func testGrowingPassHandsBackSmallerClassesOnANewLargeBlock() {
+        let memory = TensorMemory()
+        let mib = 1 << 20
+        func cycle(_ sizes: [Int]) {
+            let blocks = sizes.map { memory.allocate(byteCount: $0) }
+            for (p, n) in zip(blocks, sizes) { memory.deallocate(p, byteCount: n) }
+        }
+        cycle([2 * mib, 8 * mib, 4096])                            // cached: 2 MiB, 8 MiB, 4 KiB
+        cycle([40 * mib])                                          // outside a growing pass: kept
+        XCTAssertEqual(memory.statistics.cachedBytes, 2 * mib + 8 * mib + 4096 + 40 * mib)
+        XCTAssertEqual(memory.statistics.systemReleases, 0)
+        memory.growingPass {
+            cycle([40 * mib])                                      // its own class: nothing handed back
+            XCTAssertEqual(memory.statistics.systemReleases, 0)
+            let p = memory.allocate(byteCount: 96 * mib)           // new memory: 2, 8 and 40 MiB go back
+            XCTAssertEqual(memory.statistics.systemReleases, 3)
+            XCTAssertEqual(memory.statistics.cachedBytes, 4096, "blocks under 1 MiB stay")
+            memory.deallocate(p, byteCount: 96 * mib)
+        }
+        XCTAssertEqual(memory.statistics.cachedBytes, 4096 + 96 * mib)
+        cycle([3 * mib, 200 * mib])                                // the pass is over: nothing handed back
+        XCTAssertEqual(memory.statistics.systemReleases, 3)
+    }
+
     func testCacheIsBoundedByItsLimitAndTrimmed() {
         let memory = TensorMemory(cacheLimitBytes: 5000)
         let a = memory.allocate(byteCount: 4096), b = memory.allocate(byteCount: 4096)
