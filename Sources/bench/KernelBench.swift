@@ -313,7 +313,7 @@ func convBenchCases() -> [BenchCase] {
                 }
             },
         ]
-    } + loraConvWeightGradientCases() + [(64, 32), (32, 64), (16, 128)].map { hw, cout -> BenchCase in
+    } + samplingConvCases() + loraConvWeightGradientCases() + [(64, 32), (32, 64), (16, 128)].map { hw, cout -> BenchCase in
         // A LoRA up convolution's weight gradient (1×1, rank 8 → Cout, batch 2).
         let n = 2, cin = 8
         return BenchCase(name: "conv1x1 2B \(hw)x\(hw)x\(cin)->\(cout) dW", flops: 2 * Double(n * hw * hw * cin * cout)) {
@@ -321,6 +321,21 @@ func convBenchCases() -> [BenchCase] {
             return { _ = try? conv2dBackwardWeight(dy, input: x, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0) }
         }
     }
+}
+
+/// The embedded model's forward convolutions outside the 3×3 levels, at the batch its sampling runs (16: 8 images
+/// under classifier-free guidance, `bench unet --config toy --batch 16 --profile-shapes`): the 1×1 shortcuts and
+/// conv_in / conv_out with 3 channels. Named `convKxK 16B HxWxCin->Cout fwd`.
+func samplingConvCases() -> [BenchCase] {
+    [(1, 32, 32, 64), (1, 64, 96, 32), (1, 64, 64, 32), (1, 16, 128, 128), (3, 64, 3, 32), (3, 64, 32, 3)]
+        .map { k, hw, cin, cout -> BenchCase in
+            let n = 16
+            return BenchCase(name: "conv\(k)x\(k) \(n)B \(hw)x\(hw)x\(cin)->\(cout) fwd", flops: 2 * Double(n * hw * hw * cin * cout * k * k)) {
+                let x = benchTensor([n, hw, hw, cin], seed: 4), w = benchTensor([k, k, cin, cout], seed: 5)
+                let b = benchTensor([cout], seed: 6)
+                return { _ = try? conv2d(x, weight: w, bias: b, stride: 1, padding: k / 2) }
+            }
+        }
 }
 
 /// The weight gradient alone of LoRA down convolutions (3×3, Cin → rank), the only gradient a frozen layer's
