@@ -313,7 +313,7 @@ func convBenchCases() -> [BenchCase] {
                 }
             },
         ]
-    } + samplingConvCases() + loraConvWeightGradientCases() + [(64, 32), (32, 64), (16, 128)].map { hw, cout -> BenchCase in
+    } + samplingConvCases() + loraDownConvForwardCases() + loraConvWeightGradientCases() + [(64, 32), (32, 64), (16, 128)].map { hw, cout -> BenchCase in
         // A LoRA up convolution's weight gradient (1×1, rank 8 → Cout, batch 2).
         let n = 2, cin = 8
         return BenchCase(name: "conv1x1 2B \(hw)x\(hw)x\(cin)->\(cout) dW", flops: 2 * Double(n * hw * hw * cin * cout)) {
@@ -334,6 +334,19 @@ func samplingConvCases() -> [BenchCase] {
                 let x = benchTensor([n, hw, hw, cin], seed: 4), w = benchTensor([k, k, cin, cout], seed: 5)
                 let b = benchTensor([cout], seed: 6)
                 return { _ = try? conv2d(x, weight: w, bias: b, stride: 1, padding: k / 2) }
+            }
+        }
+}
+
+/// LoRA down convolutions forward (3×3, Cin → rank, no bias): the embedded model's at rank 8, batch 2, as the main
+/// job trains, and SD-1.5's first level at ranks 4 and 8 (implicit GEMM with most of each tile empty: 66–87 GFLOP/s).
+func loraDownConvForwardCases() -> [BenchCase] {
+    [(2, 64, 32, 8), (2, 64, 64, 8), (2, 64, 96, 8), (2, 32, 64, 8), (2, 16, 128, 8), (1, 64, 320, 4), (1, 64, 320, 8)]
+        .map { n, hw, cin, cout -> BenchCase in
+            let batch = n > 1 ? "\(n)B " : ""
+            return BenchCase(name: "conv3x3 \(batch)\(hw)x\(hw)x\(cin)->\(cout) fwd", flops: 2 * Double(n * hw * hw * cin * cout * 9)) {
+                let x = benchTensor([n, hw, hw, cin], seed: 4), w = benchTensor([3, 3, cin, cout], seed: 5)
+                return { _ = try? conv2d(x, weight: w, bias: nil, stride: 1, padding: 1) }
             }
         }
 }
