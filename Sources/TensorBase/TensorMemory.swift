@@ -121,7 +121,7 @@ public final class TensorMemory: @unchecked Sendable {
             return p
         }
         if blockBytes >= TensorMemory.borrowingMinimumBytes {
-            for larger in index + 1...min(index + TensorMemory.borrowingClasses, TensorMemory.classCount - 1) {
+            for larger in index + 1..<min(index + 1 + TensorMemory.borrowingClasses, TensorMemory.classCount) {
                 guard let p = free[larger].popLast() else { continue }
                 let largerBytes = TensorMemory.blockBytes(ofClass: larger)
                 stats.cachedBytes -= largerBytes

@@ -10,7 +10,15 @@ import Foundation
 import TensorCore
 
 final class KernelProfile: KernelProbe, @unchecked Sendable {
-    private struct Row { var calls = 0; var seconds = 0.0; var cpuSeconds = 0.0; var flops = 0.0 }
+    private struct Row {
+        var calls = 0, seconds = 0.0, cpuSeconds = 0.0, flops = 0.0
+        mutating func add(seconds: Double, cpuSeconds: Double, flops: Double) {
+            calls += 1
+            self.seconds += seconds
+            self.cpuSeconds += cpuSeconds
+            self.flops += flops
+        }
+    }
     private let lock = NSLock()
     private var rows: [String: Row] = [:]
     private var shapes: [String: Row] = [:]
@@ -30,20 +38,8 @@ final class KernelProfile: KernelProbe, @unchecked Sendable {
         defer {
             let t1 = KernelProfile.now(CLOCK_MONOTONIC), c1 = KernelProfile.now(CLOCK_PROCESS_CPUTIME_ID)
             lock.lock()
-            var row = rows[field, default: Row()]
-            row.calls += 1
-            row.seconds += t1 - t0
-            row.cpuSeconds += c1 - c0
-            row.flops += flops
-            rows[field] = row
-            if let key {
-                var s = shapes[key, default: Row()]
-                s.calls += 1
-                s.seconds += t1 - t0
-                s.cpuSeconds += c1 - c0
-                s.flops += flops
-                shapes[key] = s
-            }
+            rows[field, default: Row()].add(seconds: t1 - t0, cpuSeconds: c1 - c0, flops: flops)
+            if let key { shapes[key, default: Row()].add(seconds: t1 - t0, cpuSeconds: c1 - c0, flops: flops) }
             lock.unlock()
         }
         return try body()
