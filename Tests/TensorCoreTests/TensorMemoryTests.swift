@@ -135,6 +135,34 @@ final class TensorMemoryTests: XCTestCase {
         XCTAssertEqual(memory.statistics.systemReleases, 3)
     }
 
+    func testConcurrentLargeRequestsBorrowAndKeepCountsConsistent() {
+        // Sizes 1–8 MiB in every order on 8 workers, half of them inside a growing pass: blocks are borrowed, handed
+        // back and taken anew concurrently; every block still returns to a class and the counts add up.
+        let memory = TensorMemory()
+        let mib = 1 << 20
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            func work() {
+                for i in 0..<200 {
+                    let n = mib + ((i * 7 + worker * 3) % 29) * (mib / 4)
+                    let p = memory.allocate(byteCount: n)
+                    p.storeBytes(of: UInt64(i), as: UInt64.self)
+                    (p + n - 8).storeBytes(of: UInt64(worker), as: UInt64.self)   // the request's last bytes are its own
+                    XCTAssertEqual(p.load(as: UInt64.self), UInt64(i))
+                    XCTAssertEqual((p + n - 8).load(as: UInt64.self), UInt64(worker))
+                    memory.deallocate(p, byteCount: n)
+                }
+            }
+            if worker % 2 == 0 { memory.growingPass(work) } else { work() }
+        }
+        let s = memory.statistics
+        XCTAssertEqual(s.requests, 1600)
+        XCTAssertEqual(s.liveBytes, 0)
+        XCTAssertGreaterThan(s.borrowedAllocations, 0)
+        memory.trim()
+        XCTAssertEqual(memory.statistics.cachedBytes, 0, "every block came back to a class the trim could find")
+        XCTAssertEqual(memory.statistics.systemReleases, s.systemAllocations)
+    }
+
     func testCacheIsBoundedByItsLimitAndTrimmed() {
         let memory = TensorMemory(cacheLimitBytes: 5000)
         let a = memory.allocate(byteCount: 4096), b = memory.allocate(byteCount: 4096)
