@@ -108,18 +108,33 @@ func transposedProduct(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha
                        lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let ctBuffer = ScratchBuffer<Float>(count: n * m), ct = ctBuffer.pointer
     defer { ctBuffer.release() }
-    if beta != 0 {
-        for i in 0..<m {
-            let row = c + i * ldc
-            for j in 0..<n { ct[j * m + i] = beta == 1 ? row[j] : beta * row[j] }
-        }
-    }
+    if beta != 0 { transposeBlocks(c, rows: m, cols: n, ld: ldc, into: ct, ld: m, scale: beta) }
     // Cᵀ = op(B)ᵀ · op(A)ᵀ: each operand read as stored, with the other transpose flag.
     sgemm(transA: !transB, transB: !transA, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
           beta: beta == 0 ? 0 : 1, c: ct, ldc: m)
-    for i in 0..<m {
-        let row = c + i * ldc
-        for j in 0..<n { row[j] = ct[j * m + i] }
+    transposeBlocks(ct, rows: n, cols: m, ld: m, into: c, ld: ldc, scale: 1)
+}
+
+/// `dst[j·ldd + i] = scale · src[i·lds + j]` for i < rows, j < cols (scale 1 copies the values as they are), in
+/// 16 × 16 blocks — each reads and writes whole cache lines where an element-by-element walk down a column touches
+/// a new line per element (a 10240 × 512 transposed product's Cᵀ took 15 % of its GEMM that way) — with the
+/// bands of 16 source rows split over the threads.
+func transposeBlocks(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld lds: Int, into dst: UnsafeMutablePointer<Float>,
+                     ld ldd: Int, scale: Float) {
+    let bands = (rows + 15) / 16
+    Parallel.forEach(count: bands, workers: Parallel.workers(for: rows * cols, minWorkPerThread: 1 << 16)) { band in
+        let r0 = band * 16, r1 = min(r0 + 16, rows)
+        for c0 in stride(from: 0, to: cols, by: 16) {
+            let c1 = min(c0 + 16, cols)
+            for i in r0..<r1 {
+                let from = src + i * lds
+                if scale == 1 {
+                    for j in c0..<c1 { dst[j * ldd + i] = from[j] }
+                } else {
+                    for j in c0..<c1 { dst[j * ldd + i] = scale * from[j] }
+                }
+            }
+        }
     }
 }
 

@@ -265,7 +265,9 @@ func gemmBenchCases() -> [BenchCase] {
                   (1024, 5760, 640, false), (256, 11520, 1280, false), (64, 1280, 1280, false),
                   (4096, 320, 320, true), (64, 1280, 1280, true),
                   // the embedded model's step (bench train --config toy --profile): 64-channel projections
-                  (2048, 64, 64, false), (2048, 64, 64, true), (512, 128, 128, false), (512, 128, 128, true)]
+                  (2048, 64, 64, false), (2048, 64, 64, true), (512, 128, 128, false), (512, 128, 128, true),
+                  // SD-1.5's GEGLU projections at batch 2 (64², 32², 16² tokens; bench unet --config sd15 --profile-shapes)
+                  (8192, 320, 2560, true), (2048, 640, 5120, true), (512, 1280, 10240, true)]
     // Aᵀ·B (A stored K x M), named `sgemm At MxKxN`: a LoRA pair's weight gradients, rank the narrow side and K
     // the tokens — the embedded model's (rank 8; batch 2 at 32² and 16²) and SD-1.5's (rank 4, 32 and 64; 64² and 32² latents).
     let transposedA = [(8, 2048, 64), (64, 2048, 8), (8, 512, 128), (128, 512, 8), (8, 8192, 32), (512, 2048, 8),

@@ -104,6 +104,10 @@ final class GEMMTests: XCTestCase {
             check(transA: false, transB: true, m: 5, n: 70, k: 60, alpha: alpha, beta: beta)   // computed as Cᵀ
         }
         check(transA: false, transB: false, m: 5, n: 9, k: 0, alpha: 1, beta: 0.5)
+        // Computed as Cᵀ with C and Cᵀ transposed in 16 × 16 blocks over two threads, partial blocks on both edges.
+        for beta: Float in [0, 1, 0.75] {
+            check(transA: false, transB: true, m: 40, n: 2001, k: 700, alpha: 1, beta: beta)
+        }
     }
 
     /// A row of C does not depend on how many rows share the call: rows 0..<2 of an m-row product (bias
