@@ -448,13 +448,7 @@ func gatherTapRows(_ src: UnsafePointer<Float>, batch: Int, height: Int, width: 
 
 /// `dst[c * rows + r] = src[r * cols + c]`, in 16 x 16 blocks so both sides stay in cache.
 func transposeMatrix(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
-    for r0 in stride(from: 0, to: rows, by: 16) {
-        for c0 in stride(from: 0, to: cols, by: 16) {
-            for r in r0..<min(r0 + 16, rows) {
-                for c in c0..<min(c0 + 16, cols) { dst[c * rows + r] = src[r * cols + c] }
-            }
-        }
-    }
+    transposeBlocks(src, rows: rows, cols: cols, ld: cols, into: dst, ld: rows, scale: 1)
 }
 
 /// Weight gradient: for each tap, `dW[tap] (Cin x Cout) = X_tapᵀ · dY`, where row r of `X_tap` is the input
