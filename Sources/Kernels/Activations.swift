@@ -11,12 +11,16 @@ import TensorBase
     return s * (1 + x * (1 - s))
 }
 
-@inline(__always) func geluErfv(_ x: Vec) -> Vec { 0.5 * x * (1 + erfv(x * 0.7071067811865476)) }
+@inline(__always) func geluErfv(_ x: Vec) -> Vec { geluErfv(x, onePlusErf: 1 + erfv(x * 0.7071067811865476)) }
 
-@inline(__always) func geluErfGradv(_ x: Vec) -> Vec {
-    let cdf = 0.5 * (1 + erfv(x * 0.7071067811865476))
-    let pdf = expv(-0.5 * x * x) * 0.3989422804014327
-    return cdf + x * pdf
+@inline(__always) func geluErfGradv(_ x: Vec) -> Vec { geluErfGradv(x, onePlusErf: 1 + erfv(x * 0.7071067811865476)) }
+
+/// GELU(x) = x·Φ(x) given `t` = 1 + erf(x/√2) (= 2Φ(x)), for a caller that needs GELU and GELU′ of the same x.
+@inline(__always) func geluErfv(_ x: Vec, onePlusErf t: Vec) -> Vec { 0.5 * x * t }
+
+/// GELU′(x) = Φ(x) + x·φ(x) given `t` = 1 + erf(x/√2).
+@inline(__always) func geluErfGradv(_ x: Vec, onePlusErf t: Vec) -> Vec {
+    0.5 * t + x * (expv(-0.5 * x * x) * 0.3989422804014327)
 }
 
 // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u), u = √(2/π)·(x + 0.044715·x³).
@@ -97,18 +101,15 @@ public enum Activation {
         let px = x.storage.pointer, pd = dOut.storage.pointer, pdx = dx.storage.pointer
         Parallel.forEachChunked(count: rows, workers: Parallel.workers(for: rows * f, minWorkPerThread: 1 << 15)) { r in
             let h = px + 2 * f * r, g = h + f, d = pd + f * r, dh = pdx + 2 * f * r, dg = dh + f
-            // One pass: erf(g/√2) once for GELU(g) (dh) and GELU'(g) (dg), the same operations in the same order
-            // as `geluErfv` and `geluErfGradv`.
+            // One pass: erf(g/√2) once for GELU(g) (dh) and GELU'(g) (dg).
             var i = 0
             while i < f {
                 let n = min(16, f - i)
                 let vd = n == 16 ? load(d + i) : loadPartial(d + i, n)
                 let vh = n == 16 ? load(h + i) : loadPartial(h + i, n)
                 let vg = n == 16 ? load(g + i) : loadPartial(g + i, n)
-                let e = erfv(vg * 0.7071067811865476)
-                let gelu = 0.5 * vg * (1 + e)
-                let grad = 0.5 * (1 + e) + vg * (expv(-0.5 * vg * vg) * 0.3989422804014327)
-                let a = vd * gelu, b = vd * vh * grad
+                let t = 1 + erfv(vg * 0.7071067811865476)
+                let a = vd * geluErfv(vg, onePlusErf: t), b = vd * vh * geluErfGradv(vg, onePlusErf: t)
                 if n == 16 { store(a, dh + i); store(b, dg + i) } else { storePartial(a, dh + i, n); storePartial(b, dg + i, n) }
                 i += 16
             }

@@ -94,6 +94,8 @@ public final class TensorMemory: @unchecked Sendable {
     public static let borrowingMinimumBytes = 1 << 20
     /// How many classes up a request may borrow from: four classes double the size.
     static let borrowingClasses = 4
+    /// The size class of `borrowingMinimumBytes`: the smallest that borrows (or that a growing pass hands back).
+    static let borrowingMinimumClass = sizeClass(byteCount: borrowingMinimumBytes).index
 
     /// The size class of a request and the block size it rounds to (at most 25 % above, 64 bytes at least).
     @inline(__always) public static func sizeClass(byteCount: Int) -> (index: Int, blockBytes: Int) {
@@ -135,7 +137,7 @@ public final class TensorMemory: @unchecked Sendable {
         }
         var released: [UnsafeMutableRawPointer] = []
         if growingPasses > 0 && blockBytes >= TensorMemory.borrowingMinimumBytes {
-            for smaller in TensorMemory.sizeClass(byteCount: TensorMemory.borrowingMinimumBytes).index..<index {
+            for smaller in TensorMemory.borrowingMinimumClass..<index {
                 let bytes = TensorMemory.blockBytes(ofClass: smaller)
                 while let p = free[smaller].popLast() {
                     released.append(p)

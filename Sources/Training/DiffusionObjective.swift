@@ -89,7 +89,7 @@ public struct TargetAnchor {
 }
 
 /// Rows `rows` of a batch [N] + S, in that order: [rows.count] + S.
-func selectRows(_ t: Tensor, _ rows: [Int]) -> Tensor {
+public func selectRows(_ t: Tensor, _ rows: [Int]) -> Tensor {
     let size = t.count / max(t.shape[0], 1)
     return Tensor(shape: [rows.count] + Array(t.shape.dropFirst())) { out in
         t.withUnsafeBufferPointer { src in
@@ -99,7 +99,7 @@ func selectRows(_ t: Tensor, _ rows: [Int]) -> Tensor {
 }
 
 /// `t` with rows `rows` replaced by the rows of `values` ([rows.count] + S).
-func replaceRows(_ t: Tensor, _ rows: [Int], with values: Tensor) -> Tensor {
+public func replaceRows(_ t: Tensor, _ rows: [Int], with values: Tensor) -> Tensor {
     let size = t.count / max(t.shape[0], 1)
     return Tensor(shape: t.shape) { out in
         t.withUnsafeBufferPointer { src in out.baseAddress!.update(from: src.baseAddress!, count: t.count) }

@@ -219,8 +219,5 @@ private func report(_ label: String, flops: FLOPCount, times: [Double], encoder:
     print(String(format: "  %.1f GFLOP (conv %.1f, linear %.1f, attention %.1f) → %.1f GFLOP/s",
                  flops.total / 1e9, flops.conv / 1e9, flops.linear / 1e9, flops.attention / 1e9, flops.total / t / 1e9))
     print(String(format: "  peak RSS %.2f GB, %d threads", peakRSSBytes() / 1e9, Parallel.maxThreads))
-    let m = TensorMemory.shared.statistics
-    print(String(format: "  tensor memory: %.2f GB live, %.2f GB cached, peak live %.2f GB; %d requests, %d from libc, %d borrowed",
-                 Double(m.liveBytes) / 1e9, Double(m.cachedBytes) / 1e9, Double(m.peakLiveBytes) / 1e9,
-                 m.requests, m.systemAllocations, m.borrowedAllocations))
+    printTensorMemory()
 }

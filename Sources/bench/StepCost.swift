@@ -31,10 +31,17 @@ struct StepCost {
         print(String(format: "  steady (steps 3+): median wall %.3f s, cpu %.3f s, %.0f faults, %.0f new allocations per step",
                      median(steady.map(\.wall)), median(steady.map(\.cpu)),
                      median(steady.map { Double($0.faults) }), median(steady.map { Double($0.systemAllocations) })))
-        let m = TensorMemory.shared.statistics
-        print(String(format: "  tensor memory: %.1f MB live, %.1f MB cached, peak live %.1f MB",
-                     Double(m.liveBytes) / 1e6, Double(m.cachedBytes) / 1e6, Double(m.peakLiveBytes) / 1e6))
+        printTensorMemory()
     }
+}
+
+/// The tensor cache's state: live, cached and peak live bytes; requests, those that took new memory, those that
+/// borrowed a larger class's block (since start-up or the last counter reset).
+func printTensorMemory() {
+    let m = TensorMemory.shared.statistics
+    print(String(format: "  tensor memory: %.1f MB live, %.1f MB cached, peak live %.1f MB; %d requests, %d from libc, %d borrowed",
+                 Double(m.liveBytes) / 1e6, Double(m.cachedBytes) / 1e6, Double(m.peakLiveBytes) / 1e6,
+                 m.requests, m.systemAllocations, m.borrowedAllocations))
 }
 
 /// Peak resident set size of this process in bytes.

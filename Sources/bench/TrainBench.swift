@@ -61,8 +61,8 @@ private func trainBench(_ a: BenchArguments) throws {
     let conditioning = benchConditioning(config, context: context, size: size, random: &random)   // + SDXL's text_time inputs
     // The toy step's class rows (the batch's second half) are trained toward the base's prediction for them.
     let anchored = toy && !a.has("--no-prior-base") ? Array(batch / 2..<batch) : []
-    let anchorSample = rows(sample.value, anchored), anchorTimesteps = anchored.map { timesteps[$0] }
-    let anchorConditioning = Conditioning(context: Variable(rows(context.value, anchored)))
+    let anchorSample = selectRows(sample.value, anchored), anchorTimesteps = anchored.map { timesteps[$0] }
+    let anchorConditioning = Conditioning(context: Variable(selectRows(context.value, anchored)))
     let baseWeights = AdapterRowWeights(rows: ["bench": Array(repeating: 0, count: anchored.count)])
     let profile = a.has("--profile") || a.has("--profile-shapes") ? KernelProfile(byShape: a.has("--profile-shapes")) : nil
     let kernels = profile.map { Kernels.active.instrumented(by: $0) } ?? Kernels.active
@@ -85,7 +85,7 @@ private func trainBench(_ a: BenchArguments) throws {
                                 try unet(Variable(anchorSample), timesteps: anchorTimesteps, conditioning: anchorConditioning).value
                             }
                         }
-                        stepTarget = Variable(replacingRows(target.value, anchored, with: base))
+                        stepTarget = Variable(replaceRows(target.value, anchored, with: base))
                     }
                     phase[1] = try timeOnceThrowing {
                         let out = try unet(sample, timesteps: timesteps, conditioning: conditioning)
@@ -124,27 +124,6 @@ private func trainBench(_ a: BenchArguments) throws {
                            stepCPUSeconds: warm.map(\.cpu).reduce(0, +))
     }
     printMemoryAndCPU(cpuSeconds: processCPUSeconds() - cpuStart, runs: repeats)
-}
-
-/// The rows `indices` of `t` ([N, ...]) as a new tensor.
-private func rows(_ t: Tensor, _ indices: [Int]) -> Tensor {
-    let width = t.count / max(t.shape[0], 1)
-    return Tensor(shape: [indices.count] + Array(t.shape.dropFirst())) { out in
-        t.withUnsafeBufferPointer { p in
-            for (i, r) in indices.enumerated() { for j in 0..<width { out[i * width + j] = p[r * width + j] } }
-        }
-    }
-}
-
-/// `t` with rows `indices` replaced by the rows of `replacement`, in order.
-private func replacingRows(_ t: Tensor, _ indices: [Int], with replacement: Tensor) -> Tensor {
-    let width = t.count / max(t.shape[0], 1)
-    return Tensor(shape: t.shape) { out in
-        t.withUnsafeBufferPointer { p in for j in 0..<t.count { out[j] = p[j] } }
-        replacement.withUnsafeBufferPointer { q in
-            for (i, r) in indices.enumerated() { for j in 0..<width { out[r * width + j] = q[i * width + j] } }
-        }
-    }
 }
 
 private func timeOnceThrowing(_ body: () throws -> Void) throws -> Double {
