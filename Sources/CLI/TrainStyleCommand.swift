@@ -67,16 +67,17 @@ public struct TrainStyleArguments {
                                    predictions however well the base draws the class; noise, DreamBooth's loss
         optimisation (defaults per base model: pixel-space picture-world models such as the embedded
         pipelines/toy | latent Stable Diffusion models, i.e. a folder with vae/)
-          --steps N (1500 | 400)  --lr X (1e-3 | 1e-4)  --rank N (8 | 4)  --targets conv|attention (conv | attention)
+          --steps N (1500 | 400)  --lr X (1.5e-3 | 1e-4)  --rank N (8 | 4)  --targets conv|attention (conv | attention)
           --adapter lora|dora|adalora (lora; dora: a magnitude per output channel is trained too, saved as a DoRA
                                    file; adalora: --rank is the initial rank of SVD-form triplets on the targets'
                                    linear layers, cut to --target-rank per layer on average (rank / 3) between 10 %
                                    and 80 % of the steps, saved as a LoRA with a rank per module)
           --train-text-encoder / --unet-only (text encoder trained | not)  --text-encoder-lr X (1e-4 | 5e-5)
-          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (constant, see below)  --gradient-accumulation N (1)
+          --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (cosine | constant, see below)  --gradient-accumulation N (1)
           --caption-dropout P (0.1, with prior preservation 0 | 0): share of rows trained on the empty prompt, which keeps the unconditional
                                    prediction that guidance subtracts in place
-          --seed N (0)  --snr-gamma X (off)  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
+          --seed N (0)  --snr-gamma X (5 | off; 0: off): min-SNR-γ weighting of each row's timestep, as the embedded
+                                   base was trained  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
           --pipeline PATH          base model, a diffusers folder or one original-layout .safetensors file
                                    (also -m, --model; default pipelines/toy); with --vae PATH, --prediction v|epsilon,
@@ -185,6 +186,8 @@ public struct TrainStyleArguments {
                 throw CommandLineError.usage("--lr-schedule must be one of \(LearningRateDecay.allCases.map(\.rawValue).joined(separator: ", ")), got \(s)")
             }
             c.loop.decay = decay
+        } else {
+            c.loop.decay = preset.decay
         }
         c.loop.gradientAccumulation = try a.int("gradient-accumulation", in: 1...4096) ?? 1
         c.loop.saveEvery = try a.int("save-every", in: 0...Int.max) ?? 100
@@ -214,7 +217,9 @@ public struct TrainStyleArguments {
         c.trainTextEncoder = a.has("train-text-encoder") || (preset.trainTextEncoder && !a.has("unet-only"))
         c.textEncoderLearningRate = Float(try a.double("text-encoder-lr") ?? preset.textEncoderLearningRate)
         c.seed = try a.uint64("seed") ?? 0
-        c.snrGamma = try a.double("snr-gamma")
+        let gamma = try a.double("snr-gamma") ?? preset.snrGamma ?? 0
+        guard gamma >= 0, gamma.isFinite else { throw CommandLineError.usage("--snr-gamma must be 0 (off) or positive, got \(gamma)") }
+        c.snrGamma = gamma > 0 ? gamma : nil
         c.noiseOffset = Float(try a.double("noise-offset") ?? 0)
         c.gradientCheckpointing = a.has("gradient-checkpointing")
         c.dataset = try DatasetArguments.settings(a, absolute: absolute)
@@ -274,6 +279,7 @@ public struct TrainingPreset: Equatable, Sendable {
     public var name: String
     public var steps: Int
     public var learningRate: Double
+    public var decay: LearningRateDecay
     public var rank: Int
     public var targets: AdapterTargets
     public var trainTextEncoder: Bool
@@ -283,17 +289,19 @@ public struct TrainingPreset: Equatable, Sendable {
     public var captionDropoutWithPrior: Double
     public var priorTarget: PriorTarget
     public var priorWeight: Double
+    /// Min-SNR-γ loss weighting (nil: every timestep weighs the same).
+    public var snrGamma: Double?
     /// Steps between sample grids (0: none; a grid costs seconds on the embedded model, minutes on SD at 512²).
     public var sampleEvery: Int
 
-    public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1e-3, rank: 8,
+    public static let pictureWorld = TrainingPreset(name: "picture-world", steps: 1500, learningRate: 1.5e-3, decay: .cosine, rank: 8,
                                                     targets: .conv, trainTextEncoder: true, textEncoderLearningRate: 1e-4,
                                                     captionDropout: 0.1, captionDropoutWithPrior: 0, priorTarget: .base,
-                                                    priorWeight: 3, sampleEvery: 500)
-    public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, rank: 4,
+                                                    priorWeight: 3, snrGamma: 5, sampleEvery: 500)
+    public static let stableDiffusion = TrainingPreset(name: "stable-diffusion", steps: 400, learningRate: 1e-4, decay: .constant, rank: 4,
                                                        targets: .attention, trainTextEncoder: false,
                                                        textEncoderLearningRate: 5e-5, captionDropout: 0, captionDropoutWithPrior: 0,
-                                                       priorTarget: .noise, priorWeight: 1, sampleEvery: 0)
+                                                       priorTarget: .noise, priorWeight: 1, snrGamma: nil, sampleEvery: 0)
 }
 
 extension TrainingPreset {
@@ -343,10 +351,11 @@ public enum TrainStyleCommand {
             + "prompt \"\(c.prompt.text)\"" + (trainer.classes.map { ", \($0.examples.count) class images, λ \(c.priorWeight), toward "
                 + (c.priorTarget == .base ? "the base's predictions" : "the noise") } ?? ""))
         console.note(trainer.parameterReport)
-        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g "
+        console.note(String(format: "settings: %d steps, lr %g, rank %d, %@ adapters, text encoder %@, caption dropout %g, %@ "
                             + "(defaults: %@ preset)", c.loop.steps, c.loop.learningRate, c.rank, c.targets.rawValue,
                             c.trainTextEncoder ? String(format: "trained (lr %g)", c.textEncoderLearningRate) : "frozen",
-                            c.captionDropout ?? 0, TrainingPreset(pipeline: c.pipeline).name))
+                            c.captionDropout ?? 0, c.snrGamma.map { String(format: "min-SNR γ %g", $0) } ?? "no min-SNR weighting",
+                            TrainingPreset(pipeline: c.pipeline).name))
         for line in TrainStyleArguments.kohyaNotes(c, trainer: trainer) { console.note(line) }
         StopRequest.install()
         trainer.loop.shouldStop = { StopRequest.isRequested }

@@ -11,11 +11,12 @@ extension TrainStyleArguments {
     /// kohya's spellings (their snake_case forms work too, e.g. --optimizer_type, --network_weights).
     static let kohyaAliases = ["optimizer-type": "optimizer", "lr-scheduler-num-cycles": "lr-cycles",
                                "lr-scheduler-power": "lr-power", "network-weights": "init-lora",
-                               "sample-every-n-steps": "sample-every"]
+                               "sample-every-n-steps": "sample-every", "min-snr-gamma": "snr-gamma"]
 
     static let kohyaUsage = """
         kohya's options (sd-scripts spellings work too: --optimizer_type, --optimizer_args, --network_weights,
-        --lr_scheduler_num_cycles, --lr_scheduler_power, --save_precision, --sample_prompts, --sample_every_n_steps)
+        --lr_scheduler_num_cycles, --lr_scheduler_power, --save_precision, --sample_prompts, --sample_every_n_steps,
+        --min_snr_gamma)
           --optimizer adamw|prodigy|adafactor   (adamw). prodigy: --lr defaults to 1 (Prodigy finds the scale)
                                    and the text encoder takes the same rate; adafactor: relative_step=True unless set,
                                    which replaces --lr and the schedule with Adafactor's own step size

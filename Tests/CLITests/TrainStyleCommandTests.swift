@@ -55,12 +55,18 @@ final class TrainStyleCommandTests: XCTestCase {
         let images = TestPaths.repository("images")
         let pixel = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).config
         XCTAssertEqual([pixel.loop.steps, pixel.rank], [1500, 8])
-        XCTAssertEqual(pixel.loop.learningRate, 1e-3)
+        XCTAssertEqual(pixel.loop.learningRate, 1.5e-3)
+        XCTAssertEqual(pixel.loop.decay, .cosine)
         XCTAssertEqual(pixel.targets, .conv)
         XCTAssertTrue(pixel.trainTextEncoder)
         XCTAssertEqual(pixel.captionDropout, 0.1, "no class: no prior preservation, caption dropout on")
         XCTAssertNil(pixel.priorTarget)
         XCTAssertEqual(pixel.loop.sampleEvery, 500)
+        XCTAssertEqual(pixel.snrGamma, 5, "min-SNR-5, the weighting the embedded base was trained with")
+        let pixelArguments = [images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]
+        XCTAssertNil(try TrainStyleArguments(pixelArguments + ["--snr-gamma", "0"]).config.snrGamma, "0: every timestep weighs the same")
+        XCTAssertEqual(try TrainStyleArguments(pixelArguments + ["--min_snr_gamma", "2.5"]).config.snrGamma, 2.5, "kohya's spelling")
+        XCTAssertThrowsError(try TrainStyleArguments(pixelArguments + ["--snr-gamma", "-1"]))
         // With a class, prior preservation toward the base's predictions and no caption dropout; either can be asked for.
         let subject = [images, "--token", "sks", "--class", "dog", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]
         let prior = try TrainStyleArguments(subject).config
@@ -78,9 +84,11 @@ final class TrainStyleCommandTests: XCTestCase {
         let latent = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-sd")]).config
         XCTAssertEqual([latent.loop.steps, latent.rank], [400, 4])
         XCTAssertEqual(latent.loop.learningRate, 1e-4)
+        XCTAssertEqual(latent.loop.decay, .constant)
         XCTAssertEqual(latent.targets, .attention)
         XCTAssertFalse(latent.trainTextEncoder)
         XCTAssertNil(latent.captionDropout)
+        XCTAssertNil(latent.snrGamma)
         let latentPrior = try TrainStyleArguments([images, "--token", "sks", "--class", "dog", "--pipeline",
                                                    TestPaths.pipelineFixture("tiny-sd")]).config
         XCTAssertNil(latentPrior.priorTarget, "latent models: DreamBooth's loss on the class images, λ 1")
@@ -92,6 +100,7 @@ final class TrainStyleCommandTests: XCTestCase {
                                             "--rank", "2", "--targets", "attention", "--steps", "7"]).config
         XCTAssertEqual([mine.loop.steps, mine.rank], [7, 2])
         XCTAssertEqual(mine.targets, .attention)
+        XCTAssertEqual(try TrainStyleArguments(pixelArguments + ["--lr-schedule", "constant"]).config.loop.decay, .constant)
         XCTAssertFalse(mine.trainTextEncoder)
         XCTAssertTrue(try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-sd"),
                                                "--train-text-encoder"]).config.trainTextEncoder)
