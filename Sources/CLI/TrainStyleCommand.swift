@@ -76,8 +76,8 @@ public struct TrainStyleArguments {
           --batch N (1)  --warmup N (0)  --lr-schedule constant|cosine|… (cosine | constant, see below)  --gradient-accumulation N (1)
           --caption-dropout P (0.1, with prior preservation 0 | 0): share of rows trained on the empty prompt, which keeps the unconditional
                                    prediction that guidance subtracts in place
-          --seed N (0)  --snr-gamma X (5 | off; 0: off): min-SNR-γ weighting of each row's timestep, as the embedded
-                                   base was trained  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
+          --seed N (0)  --snr-gamma X (5 | off; 0 turns it off): min-SNR-γ weighting of each row's timestep, as
+                                   the embedded base was trained  --noise-offset X (0)  --alpha X (= rank)  --gradient-checkpointing
         run
           --pipeline PATH          base model, a diffusers folder or one original-layout .safetensors file
                                    (also -m, --model; default pipelines/toy); with --vae PATH, --prediction v|epsilon,

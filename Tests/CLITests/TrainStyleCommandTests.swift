@@ -53,7 +53,8 @@ final class TrainStyleCommandTests: XCTestCase {
 
     func testDefaultsFollowTheBaseModel() throws {
         let images = TestPaths.repository("images")
-        let pixel = try TrainStyleArguments([images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]).config
+        let pixelArguments = [images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]
+        let pixel = try TrainStyleArguments(pixelArguments).config
         XCTAssertEqual([pixel.loop.steps, pixel.rank], [1500, 8])
         XCTAssertEqual(pixel.loop.learningRate, 1.5e-3)
         XCTAssertEqual(pixel.loop.decay, .cosine)
@@ -63,7 +64,6 @@ final class TrainStyleCommandTests: XCTestCase {
         XCTAssertNil(pixel.priorTarget)
         XCTAssertEqual(pixel.loop.sampleEvery, 500)
         XCTAssertEqual(pixel.snrGamma, 5, "min-SNR-5, the weighting the embedded base was trained with")
-        let pixelArguments = [images, "--token", "sks", "--pipeline", TestPaths.pipelineFixture("tiny-pixel")]
         XCTAssertNil(try TrainStyleArguments(pixelArguments + ["--snr-gamma", "0"]).config.snrGamma, "0: every timestep weighs the same")
         XCTAssertEqual(try TrainStyleArguments(pixelArguments + ["--min_snr_gamma", "2.5"]).config.snrGamma, 2.5, "kohya's spelling")
         XCTAssertThrowsError(try TrainStyleArguments(pixelArguments + ["--snr-gamma", "-1"]))
