@@ -115,7 +115,7 @@ func transposedProduct(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha
     transposeBlocks(ct, rows: n, cols: m, ld: m, into: c, ld: ldc, scale: 1)
 }
 
-/// `dst[j·ldd + i] = scale · src[i·lds + j]` for i < rows, j < cols (scale 1 copies the values as they are), in
+/// `dst[j·ldd + i] = scale · src[i·lds + j]` for i < rows, j < cols (scale 1 copies the values exactly), in
 /// 16 × 16 blocks — each reads and writes whole cache lines where an element-by-element walk down a column touches
 /// a new line per element (a 10240 × 512 transposed product's Cᵀ took 15 % of its GEMM that way) — with the
 /// bands of 16 source rows split over the threads.
@@ -128,11 +128,7 @@ func transposeBlocks(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld lds: 
             let c1 = min(c0 + 16, cols)
             for i in r0..<r1 {
                 let from = src + i * lds
-                if scale == 1 {
-                    for j in c0..<c1 { dst[j * ldd + i] = from[j] }
-                } else {
-                    for j in c0..<c1 { dst[j * ldd + i] = scale * from[j] }
-                }
+                for j in c0..<c1 { dst[j * ldd + i] = scale * from[j] }
             }
         }
     }
